@@ -1,0 +1,82 @@
+//! The command line shared by the three binaries: `[check] --config FILE`.
+
+use std::path::PathBuf;
+
+/// What a binary was asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Serve with the config file at this path.
+    Serve(PathBuf),
+    /// Validate the config file at this path and exit.
+    Check(PathBuf),
+    /// Print usage and exit.
+    Help,
+    /// Print the version and exit.
+    Version,
+}
+
+/// Reads `args` (without the program name): `[check] --config FILE`, `--help`, `--version`.
+///
+/// `HANDOFF_CONFIG` stands in for `--config` when given in `env_config`.
+pub fn parse(
+    args: impl IntoIterator<Item = String>,
+    env_config: Option<String>,
+) -> Result<Command, String> {
+    let mut check = false;
+    let mut config = env_config.map(PathBuf::from);
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(Command::Help),
+            "-V" | "--version" => return Ok(Command::Version),
+            "check" => check = true,
+            "-c" | "--config" => {
+                let path = args.next().ok_or("--config needs a file")?;
+                config = Some(PathBuf::from(path));
+            }
+            other => match other.strip_prefix("--config=") {
+                Some(path) => config = Some(PathBuf::from(path)),
+                None => return Err(format!("unexpected argument {other:?}")),
+            },
+        }
+    }
+    let config = config.ok_or("missing --config FILE (or HANDOFF_CONFIG)")?;
+    Ok(if check {
+        Command::Check(config)
+    } else {
+        Command::Serve(config)
+    })
+}
+
+/// Usage text for `program`.
+pub fn usage(program: &str, about: &str) -> String {
+    format!(
+        "{program}: {about}\n\n\
+         usage: {program} --config FILE       serve\n       \
+         {program} check --config FILE validate the config and exit\n\n\
+         HANDOFF_CONFIG may stand in for --config; HANDOFF__SECTION__KEY variables\n\
+         override keys of the file; RUST_LOG sets the log filter.\n"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn reads_serve_check_and_help() {
+        let path = PathBuf::from("a.toml");
+        assert_eq!(parse(args(&["--config", "a.toml"]), None), Ok(Command::Serve(path.clone())));
+        assert_eq!(parse(args(&["--config=a.toml"]), None), Ok(Command::Serve(path.clone())));
+        assert_eq!(parse(args(&["check", "-c", "a.toml"]), None), Ok(Command::Check(path.clone())));
+        assert_eq!(parse(args(&[]), Some("a.toml".into())), Ok(Command::Serve(path)));
+        assert_eq!(parse(args(&["--help"]), None), Ok(Command::Help));
+        assert!(parse(args(&[]), None).is_err());
+        assert!(parse(args(&["--config"]), None).is_err());
+        assert!(parse(args(&["serve-all"]), None).is_err());
+    }
+}

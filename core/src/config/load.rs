@@ -1,0 +1,264 @@
+//! Reading the file, layering the environment over it, and turning both into [`Config`].
+
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+};
+
+use toml::{Table, Value};
+
+use super::{Config, validate};
+
+/// Environment variables starting with this prefix override keys of the file:
+/// `HANDOFF__GATEWAY__LISTEN` sets `[gateway] listen`, `HANDOFF__APPS__0__TOKEN` sets the first
+/// app's token.
+pub const ENV_PREFIX: &str = "HANDOFF__";
+
+/// A configuration the binaries refuse, with the file, the key and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    /// The file being read.
+    pub file: PathBuf,
+    /// The key at fault (`apps[0].agents[2].capacity`), or empty when the file as a whole is.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl ConfigError {
+    pub(super) fn new(file: &Path, key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            file: file.to_owned(),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.file.display())?;
+        if !self.key.is_empty() {
+            write!(f, "{}: ", self.key)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Reads `path`, applies the `HANDOFF__` overrides found in `env`, and validates the result.
+///
+/// The environment is an argument so that tests never touch the process's own.
+pub fn load(
+    path: &Path,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| ConfigError::new(path, "", format!("cannot read the file: {err}")))?;
+    parse(&text, path, env)
+}
+
+/// Like [`load`], for text already in memory; `origin` names it in errors.
+pub fn parse(
+    text: &str,
+    origin: &Path,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
+    let table: Table = toml::from_str(text)
+        .map_err(|err| ConfigError::new(origin, "", err.to_string().trim_end().to_owned()))?;
+    let mut root = Value::Table(table);
+    let mut overrides: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(name, _)| name.starts_with(ENV_PREFIX))
+        .collect();
+    overrides.sort();
+    for (name, raw) in &overrides {
+        apply_override(&mut root, name, raw)
+            .map_err(|message| ConfigError::new(origin, name.as_str(), message))?;
+    }
+    let config: Config = serde_path_to_error::deserialize(root).map_err(|err| {
+        let key = err.path().to_string();
+        let key = if key == "." { String::new() } else { key };
+        let message = err.into_inner().to_string();
+        // toml appends "in `section`", which the key already says.
+        let message = message.split("\nin `").next().unwrap_or_default().trim_end();
+        ConfigError::new(origin, key, message)
+    })?;
+    validate::config(&config).map_err(|(key, message)| ConfigError::new(origin, key, message))?;
+    Ok(config)
+}
+
+/// Sets the key that `name` (`HANDOFF__A__B__0__C`) designates to `raw`.
+fn apply_override(root: &mut Value, name: &str, raw: &str) -> Result<(), String> {
+    let segments: Vec<String> = name[ENV_PREFIX.len()..]
+        .split("__")
+        .map(str::to_ascii_lowercase)
+        .collect();
+    if segments.iter().any(String::is_empty) {
+        return Err("has an empty segment".to_owned());
+    }
+    set_path(root, &segments, raw, "")
+}
+
+/// Walks `path` down from `node`, creating tables on the way and indexing lists by number.
+fn set_path(node: &mut Value, path: &[String], raw: &str, walked: &str) -> Result<(), String> {
+    let Some((head, rest)) = path.split_first() else {
+        *node = override_value(Some(node), raw);
+        return Ok(());
+    };
+    match node {
+        Value::Table(table) => {
+            let here = if walked.is_empty() {
+                head.clone()
+            } else {
+                format!("{walked}.{head}")
+            };
+            if rest.is_empty() {
+                let value = override_value(table.get(head.as_str()), raw);
+                table.insert(head.clone(), value);
+                return Ok(());
+            }
+            let child = table
+                .entry(head.clone())
+                .or_insert_with(|| Value::Table(Table::new()));
+            set_path(child, rest, raw, &here)
+        }
+        Value::Array(items) => {
+            let len = items.len();
+            let index: usize = head
+                .parse()
+                .map_err(|_| format!("{walked} is a list: the next segment must be an index"))?;
+            let item = items
+                .get_mut(index)
+                .ok_or_else(|| format!("{walked} has {len} entries, so no index {index}"))?;
+            set_path(item, rest, raw, &format!("{walked}[{index}]"))
+        }
+        other => Err(format!("{walked} is a {}, not a table", other.type_str())),
+    }
+}
+
+/// Types an override: text where the file has text, else a TOML literal when `raw` is one.
+fn override_value(existing: Option<&Value>, raw: &str) -> Value {
+    if matches!(existing, Some(Value::String(_))) {
+        return Value::String(raw.to_owned());
+    }
+    toml::from_str::<Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut table| table.remove("v"))
+        .unwrap_or_else(|| Value::String(raw.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AgentStatus, Secret};
+
+    const FILE: &str = r#"
+        [router]
+        listen = "127.0.0.1:50051"
+        [gateway]
+        listen = "127.0.0.1:8080"
+        router_url = "http://127.0.0.1:50051"
+        [[apps]]
+        sdk_app_id = 1400000001
+        token = "change-me"
+        fallback_group_id = 6521
+        [[apps.groups]]
+        id = 6521
+        name = "general"
+        [[apps.agents]]
+        id = "alice@example.com"
+        groups = [6521]
+        capacity = 3
+        status = "available"
+    "#;
+
+    fn parse_with(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+        parse(text, Path::new("handoff.toml"), env)
+    }
+
+    fn error_of(text: &str, env: &[(&str, &str)]) -> String {
+        match parse_with(text, env) {
+            Ok(_) => panic!("accepted a bad config"),
+            Err(err) => err.to_string(),
+        }
+    }
+
+    #[test]
+    fn reads_the_documented_keys() -> Result<(), ConfigError> {
+        let config = parse_with(FILE, &[])?;
+        assert_eq!(config.gateway.path, "/");
+        assert_eq!(config.gateway.router_timeout.get().as_millis(), 1500);
+        let app = &config.apps[0];
+        assert_eq!(app.sdk_app_id.get(), 1_400_000_001);
+        assert_eq!(app.token.as_ref().map(Secret::expose), Some("change-me"));
+        assert_eq!(app.agents[0].capacity, 3);
+        assert_eq!(app.agents[0].status, AgentStatus::Available);
+        assert_eq!(app.target_group_id().map(|g| g.get()), Some(6521));
+        Ok(())
+    }
+
+    #[test]
+    fn environment_overrides_keys_and_list_entries() -> Result<(), ConfigError> {
+        let config = parse_with(
+            FILE,
+            &[
+                ("HANDOFF__GATEWAY__LISTEN", "0.0.0.0:9000"),
+                ("HANDOFF__GATEWAY__ROUTER_TIMEOUT", "900ms"),
+                ("HANDOFF__APPS__0__TOKEN", "from-env"),
+                ("HANDOFF__APPS__0__AGENTS__0__CAPACITY", "5"),
+                ("UNRELATED", "ignored"),
+            ],
+        )?;
+        assert_eq!(config.gateway.listen.port(), 9000);
+        assert_eq!(config.gateway.router_timeout.get().as_millis(), 900);
+        assert_eq!(config.apps[0].token.as_ref().map(Secret::expose), Some("from-env"));
+        assert_eq!(config.apps[0].agents[0].capacity, 5);
+        Ok(())
+    }
+
+    #[test]
+    fn bad_overrides_name_the_variable() {
+        let err = error_of(FILE, &[("HANDOFF__APPS__7__TOKEN", "x")]);
+        assert!(err.contains("HANDOFF__APPS__7__TOKEN: apps has 1 entries"), "{err}");
+        let err = error_of(FILE, &[("HANDOFF__APPS__TOKEN", "x")]);
+        assert!(err.contains("must be an index"), "{err}");
+    }
+
+    #[test]
+    fn errors_name_the_file_the_key_and_the_problem() {
+        let cases = [
+            (FILE.replace("capacity = 3", "capacity = \"three\""), "apps[0].agents[0].capacity"),
+            (FILE.replace("alice@example.com", "alice"), "apps[0].agents[0].id"),
+            (FILE.replace("groups = [6521]", "groups = [7]"), "group 7 is not defined"),
+            (FILE.replace("status = \"available\"", "status = \"busy\""), "unknown variant"),
+            (FILE.replace("token = \"change-me\"", "token = \"\""), "apps[0].token"),
+            (FILE.replace("[router]", "[router]\nlisten_typo = 1"), "unknown field `listen_typo`"),
+            (format!("{FILE}\n[router\n"), "TOML parse error at line 20"),
+            (FILE.replace("http://127.0.0.1:50051", "127.0.0.1:50051"), "gateway.router_url"),
+            (FILE.replace("[gateway]", "[gateway]\nrouter_timeout = \"2s\""), "gateway.router_timeout"),
+            (FILE.replace("[gateway]", "[gateway]\npath = \"/healthz\""), "reserved"),
+            (format!("{FILE}\n[[apps]]\nsdk_app_id = 1400000001"), "configured twice"),
+            (FILE.replace("capacity = 3", "capacity = 0"), "must be at least 1"),
+        ];
+        for (text, expected) in cases {
+            let err = error_of(&text, &[]);
+            assert!(err.starts_with("handoff.toml: "), "{err}");
+            assert!(err.contains(expected), "expected {expected:?} in {err:?}");
+        }
+    }
+
+    #[test]
+    fn an_empty_file_is_a_valid_default() -> Result<(), ConfigError> {
+        let config = parse_with("", &[])?;
+        assert!(config.apps.is_empty());
+        assert_eq!(config.router.listen.port(), 50051);
+        Ok(())
+    }
+
+    #[test]
+    fn a_missing_file_is_named() {
+        let err = load(Path::new("/nonexistent/handoff.toml"), Vec::new());
+        assert!(err.is_err_and(|e| e.to_string().contains("cannot read the file")));
+    }
+}

@@ -1,0 +1,15 @@
+//! What every handoff binary shares, and nothing that decides a route.
+//!
+//! - [`id`]: the identifiers a request carries (`SdkAppId`, `AgentId`, `SessionId`, ...),
+//!   each built by a fallible `parse` at the boundary so nothing past it re-validates.
+//! - [`config`]: the one TOML file the router, the gateway and the all-in-one read,
+//!   layered with `HANDOFF__SECTION__KEY` environment overrides and validated whole.
+//! - [`cli`], [`telemetry`], [`shutdown`]: process wiring for the three binaries.
+
+pub mod cli;
+pub mod config;
+pub mod id;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use config::Config;

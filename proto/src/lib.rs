@@ -1,0 +1,18 @@
+//! The `handoff.router.v1` gRPC API, generated from `proto/handoff/router/v1`.
+//!
+//! Messages, the `RouterService` client and server, and the encoded file
+//! descriptor set that server reflection serves. Nothing here decides anything:
+//! the router owns the logic, this crate only carries the wire types.
+
+#![allow(missing_docs, clippy::all)] // generated code
+
+/// Version 1 of the router API.
+pub mod router {
+    /// `handoff.router.v1`.
+    pub mod v1 {
+        tonic::include_proto!("handoff.router.v1");
+    }
+}
+
+/// The encoded `FileDescriptorSet` of every handoff proto, for server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("handoff_descriptor");
