@@ -70,13 +70,62 @@ mod tests {
     #[test]
     fn reads_serve_check_and_help() {
         let path = PathBuf::from("a.toml");
-        assert_eq!(parse(args(&["--config", "a.toml"]), None), Ok(Command::Serve(path.clone())));
-        assert_eq!(parse(args(&["--config=a.toml"]), None), Ok(Command::Serve(path.clone())));
-        assert_eq!(parse(args(&["check", "-c", "a.toml"]), None), Ok(Command::Check(path.clone())));
-        assert_eq!(parse(args(&[]), Some("a.toml".into())), Ok(Command::Serve(path)));
+        assert_eq!(
+            parse(args(&["--config", "a.toml"]), None),
+            Ok(Command::Serve(path.clone()))
+        );
+        assert_eq!(
+            parse(args(&["--config=a.toml"]), None),
+            Ok(Command::Serve(path.clone()))
+        );
+        assert_eq!(
+            parse(args(&["check", "-c", "a.toml"]), None),
+            Ok(Command::Check(path.clone()))
+        );
+        assert_eq!(
+            parse(args(&[]), Some("a.toml".into())),
+            Ok(Command::Serve(path))
+        );
         assert_eq!(parse(args(&["--help"]), None), Ok(Command::Help));
         assert!(parse(args(&[]), None).is_err());
         assert!(parse(args(&["--config"]), None).is_err());
         assert!(parse(args(&["serve-all"]), None).is_err());
+    }
+}
+
+/// Why a binary could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The command line was wrong.
+    #[error("{0} (try --help)")]
+    Usage(String),
+    /// The config file was refused.
+    #[error("invalid config: {0}")]
+    Config(#[from] crate::config::ConfigError),
+}
+
+/// Reads the process's arguments and environment: prints help, the version or a `check`
+/// verdict and returns `None`, or returns the config to serve.
+pub fn start(program: &str, about: &str) -> Result<Option<crate::Config>, StartError> {
+    let command = parse(
+        std::env::args().skip(1),
+        std::env::var("HANDOFF_CONFIG").ok(),
+    )
+    .map_err(StartError::Usage)?;
+    match command {
+        Command::Help => {
+            print!("{}", usage(program, about));
+            Ok(None)
+        }
+        Command::Version => {
+            println!("{program} {}", env!("CARGO_PKG_VERSION"));
+            Ok(None)
+        }
+        Command::Check(path) => {
+            let config = crate::config::load(&path, std::env::vars())?;
+            println!("{}: ok ({} apps)", path.display(), config.apps.len());
+            Ok(None)
+        }
+        Command::Serve(path) => Ok(Some(crate::config::load(&path, std::env::vars())?)),
     }
 }

@@ -68,7 +68,10 @@ impl SdkAppId {
 
     /// Parses the decimal text Tencent puts in the `SdkAppid` query parameter.
     pub fn parse(text: &str) -> Result<Self, IdError> {
-        let value = text.trim().parse::<u64>().map_err(|_| IdError::NotPositive)?;
+        let value = text
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| IdError::NotPositive)?;
         Self::new(value)
     }
 
@@ -228,7 +231,15 @@ mod tests {
     fn agent_ids_are_email_addresses() {
         assert!(AgentId::parse("svc1@tencent.com").is_ok());
         assert!(AgentId::parse("a.b+desk@support.example.co").is_ok());
-        for bad in ["", "svc1", "@tencent.com", "svc1@", "a@b@c", "a b@c.com", "a@.com"] {
+        for bad in [
+            "",
+            "svc1",
+            "@tencent.com",
+            "svc1@",
+            "a@b@c",
+            "a b@c.com",
+            "a@.com",
+        ] {
             assert!(AgentId::parse(bad).is_err(), "{bad:?} accepted");
         }
     }
@@ -239,8 +250,14 @@ mod tests {
         assert_eq!(SessionId::parse("aa bb"), Err(IdError::BadCharacter));
         assert_eq!(SessionId::parse("aa\u{0}"), Err(IdError::BadCharacter));
         let long = "x".repeat(MAX_ID_BYTES + 1);
-        assert!(matches!(SessionId::parse(long), Err(IdError::TooLong { .. })));
-        assert_eq!(SessionId::parse("aa-bb-cc-dd").map(String::from), Ok("aa-bb-cc-dd".into()));
+        assert!(matches!(
+            SessionId::parse(long),
+            Err(IdError::TooLong { .. })
+        ));
+        assert_eq!(
+            SessionId::parse("aa-bb-cc-dd").map(String::from),
+            Ok("aa-bb-cc-dd".into())
+        );
     }
 
     #[test]
@@ -251,7 +268,10 @@ mod tests {
 
     #[test]
     fn app_ids_are_positive() {
-        assert_eq!(SdkAppId::parse("1400000001").map(SdkAppId::get), Ok(1_400_000_001));
+        assert_eq!(
+            SdkAppId::parse("1400000001").map(SdkAppId::get),
+            Ok(1_400_000_001)
+        );
         assert_eq!(SdkAppId::parse("0"), Err(IdError::NotPositive));
         assert_eq!(SdkAppId::parse("-1"), Err(IdError::NotPositive));
         assert_eq!(SdkAppId::parse("abc"), Err(IdError::NotPositive));

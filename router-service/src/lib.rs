@@ -1,1 +1,16 @@
+//! handoff-router: decides which human agents take a conversation a chatbot hands over.
+//!
+//! Dependencies point one way: [`engine`] (pure decisions) <- [`store`] (mutable state) <-
+//! [`service`] (the router as an application) <- [`grpc`] (the tonic adapter) <- [`server`]
+//! (the listener, health and reflection) <- the `handoff-router` binary.
 
+pub mod engine;
+pub mod error;
+pub mod grpc;
+pub mod server;
+pub mod service;
+pub mod store;
+
+pub use error::RouterError;
+pub use server::{SERVICE_NAME, serve};
+pub use service::{Clock, Router, SystemClock};

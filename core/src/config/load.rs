@@ -80,7 +80,11 @@ pub fn parse(
         let key = if key == "." { String::new() } else { key };
         let message = err.into_inner().to_string();
         // toml appends "in `section`", which the key already says.
-        let message = message.split("\nin `").next().unwrap_or_default().trim_end();
+        let message = message
+            .split("\nin `")
+            .next()
+            .unwrap_or_default()
+            .trim_end();
         ConfigError::new(origin, key, message)
     })?;
     validate::config(&config).map_err(|(key, message)| ConfigError::new(origin, key, message))?;
@@ -212,7 +216,10 @@ mod tests {
         )?;
         assert_eq!(config.gateway.listen.port(), 9000);
         assert_eq!(config.gateway.router_timeout.get().as_millis(), 900);
-        assert_eq!(config.apps[0].token.as_ref().map(Secret::expose), Some("from-env"));
+        assert_eq!(
+            config.apps[0].token.as_ref().map(Secret::expose),
+            Some("from-env")
+        );
         assert_eq!(config.apps[0].agents[0].capacity, 5);
         Ok(())
     }
@@ -220,7 +227,10 @@ mod tests {
     #[test]
     fn bad_overrides_name_the_variable() {
         let err = error_of(FILE, &[("HANDOFF__APPS__7__TOKEN", "x")]);
-        assert!(err.contains("HANDOFF__APPS__7__TOKEN: apps has 1 entries"), "{err}");
+        assert!(
+            err.contains("HANDOFF__APPS__7__TOKEN: apps has 1 entries"),
+            "{err}"
+        );
         let err = error_of(FILE, &[("HANDOFF__APPS__TOKEN", "x")]);
         assert!(err.contains("must be an index"), "{err}");
     }
@@ -228,18 +238,51 @@ mod tests {
     #[test]
     fn errors_name_the_file_the_key_and_the_problem() {
         let cases = [
-            (FILE.replace("capacity = 3", "capacity = \"three\""), "apps[0].agents[0].capacity"),
-            (FILE.replace("alice@example.com", "alice"), "apps[0].agents[0].id"),
-            (FILE.replace("groups = [6521]", "groups = [7]"), "group 7 is not defined"),
-            (FILE.replace("status = \"available\"", "status = \"busy\""), "unknown variant"),
-            (FILE.replace("token = \"change-me\"", "token = \"\""), "apps[0].token"),
-            (FILE.replace("[router]", "[router]\nlisten_typo = 1"), "unknown field `listen_typo`"),
+            (
+                FILE.replace("capacity = 3", "capacity = \"three\""),
+                "apps[0].agents[0].capacity",
+            ),
+            (
+                FILE.replace("alice@example.com", "alice"),
+                "apps[0].agents[0].id",
+            ),
+            (
+                FILE.replace("groups = [6521]", "groups = [7]"),
+                "group 7 is not defined",
+            ),
+            (
+                FILE.replace("status = \"available\"", "status = \"busy\""),
+                "unknown variant",
+            ),
+            (
+                FILE.replace("token = \"change-me\"", "token = \"\""),
+                "apps[0].token",
+            ),
+            (
+                FILE.replace("[router]", "[router]\nlisten_typo = 1"),
+                "unknown field `listen_typo`",
+            ),
             (format!("{FILE}\n[router\n"), "TOML parse error at line 20"),
-            (FILE.replace("http://127.0.0.1:50051", "127.0.0.1:50051"), "gateway.router_url"),
-            (FILE.replace("[gateway]", "[gateway]\nrouter_timeout = \"2s\""), "gateway.router_timeout"),
-            (FILE.replace("[gateway]", "[gateway]\npath = \"/healthz\""), "reserved"),
-            (format!("{FILE}\n[[apps]]\nsdk_app_id = 1400000001"), "configured twice"),
-            (FILE.replace("capacity = 3", "capacity = 0"), "must be at least 1"),
+            (
+                FILE.replace("http://127.0.0.1:50051", "127.0.0.1:50051"),
+                "gateway.router_url",
+            ),
+            (
+                FILE.replace("[gateway]", "[gateway]\nrouter_timeout = \"2s\""),
+                "gateway.router_timeout",
+            ),
+            (
+                FILE.replace("[gateway]", "[gateway]\npath = \"/healthz\""),
+                "reserved",
+            ),
+            (
+                format!("{FILE}\n[[apps]]\nsdk_app_id = 1400000001"),
+                "configured twice",
+            ),
+            (
+                FILE.replace("capacity = 3", "capacity = 0"),
+                "must be at least 1",
+            ),
         ];
         for (text, expected) in cases {
             let err = error_of(&text, &[]);

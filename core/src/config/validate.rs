@@ -43,7 +43,10 @@ fn gateway(gateway: &GatewayConfig) -> Result<(), Fault> {
         return fault("gateway.path", "must start with /");
     }
     if RESERVED_PATHS.contains(&gateway.path.as_str()) {
-        return fault("gateway.path", "is reserved for the gateway's health checks");
+        return fault(
+            "gateway.path",
+            "is reserved for the gateway's health checks",
+        );
     }
     let url = &gateway.router_url;
     let host = url
@@ -69,7 +72,11 @@ fn gateway(gateway: &GatewayConfig) -> Result<(), Fault> {
 }
 
 fn app(app: &AppConfig, key: &str) -> Result<(), Fault> {
-    if app.token.as_ref().is_some_and(|token| token.expose().is_empty()) {
+    if app
+        .token
+        .as_ref()
+        .is_some_and(|token| token.expose().is_empty())
+    {
         return Err((
             format!("{key}.token"),
             "must not be empty: remove the key to turn callback authentication off".to_owned(),
@@ -84,7 +91,10 @@ fn app(app: &AppConfig, key: &str) -> Result<(), Fault> {
             ));
         }
         if group.name.trim().is_empty() {
-            return Err((format!("{key}.groups[{index}].name"), "must not be empty".to_owned()));
+            return Err((
+                format!("{key}.groups[{index}].name"),
+                "must not be empty".to_owned(),
+            ));
         }
     }
     if let Some(id) = app.default_group_id.filter(|id| !group_ids.contains(id)) {
@@ -103,10 +113,16 @@ fn app(app: &AppConfig, key: &str) -> Result<(), Fault> {
             ));
         }
         if agent.capacity == 0 {
-            return Err((format!("{agent_key}.capacity"), "must be at least 1".to_owned()));
+            return Err((
+                format!("{agent_key}.capacity"),
+                "must be at least 1".to_owned(),
+            ));
         }
         if agent.groups.is_empty() {
-            return Err((format!("{agent_key}.groups"), "must name at least one group".to_owned()));
+            return Err((
+                format!("{agent_key}.groups"),
+                "must name at least one group".to_owned(),
+            ));
         }
         if let Some(unknown) = agent.groups.iter().find(|id| !group_ids.contains(*id)) {
             return Err((

@@ -1,0 +1,154 @@
+//! The thin tonic adapter: parses requests into engine types, calls the [`Router`], and
+//! maps answers and errors back. Decides nothing.
+
+use std::{collections::BTreeMap, sync::Arc, time::SystemTime};
+
+use handoff_core::id::{ClientUserId, SdkAppId, SessionId};
+use handoff_proto::router::v1::{
+    AssignHumanRequest, AssignHumanResponse, Decision, Platform, Strategy as ProtoStrategy,
+    router_service_server::RouterService,
+};
+use tonic::{Request, Response, Status};
+
+use crate::{
+    engine::{Handoff, Strategy},
+    error::RouterError,
+    service::Router,
+    store::{Assignment, Store},
+};
+
+/// Most attributes a request may carry.
+const MAX_ATTRIBUTES: usize = 64;
+/// Longest attribute key, channel or platform name, in bytes.
+const MAX_NAME_BYTES: usize = 64;
+/// Longest attribute value, in bytes.
+const MAX_VALUE_BYTES: usize = 1024;
+
+/// `handoff.router.v1.RouterService` over a [`Router`].
+pub struct RouterGrpc<S> {
+    router: Arc<Router<S>>,
+}
+
+impl<S> RouterGrpc<S> {
+    /// Serves `router`.
+    pub fn new(router: Arc<Router<S>>) -> Self {
+        Self { router }
+    }
+}
+
+#[tonic::async_trait]
+impl<S: Store> RouterService for RouterGrpc<S> {
+    async fn assign_human(
+        &self,
+        request: Request<AssignHumanRequest>,
+    ) -> Result<Response<AssignHumanResponse>, Status> {
+        let handoff = parse_request(request.into_inner(), self.router.now())?;
+        let assignment = self.router.assign(&handoff).await?;
+        Ok(Response::new(response_from(assignment)))
+    }
+}
+
+/// Builds a [`Handoff`] from the wire request; `now` stands in for a missing event time.
+pub fn parse_request(request: AssignHumanRequest, now: SystemTime) -> Result<Handoff, RouterError> {
+    let app =
+        SdkAppId::new(request.sdk_app_id).map_err(|e| RouterError::invalid("sdk_app_id", e))?;
+    let session =
+        SessionId::parse(request.session_id).map_err(|e| RouterError::invalid("session_id", e))?;
+    let client_user = ClientUserId::parse(request.client_user_id)
+        .map_err(|e| RouterError::invalid("client_user_id", e))?;
+    let event_time = match request.event_time {
+        Some(timestamp) => {
+            SystemTime::try_from(timestamp).map_err(|e| RouterError::invalid("event_time", e))?
+        }
+        None => now,
+    };
+    let platform = platform_name(request.platform).to_owned();
+    let channel = request.channel.trim().to_ascii_lowercase();
+    check_name("channel", &channel)?;
+    if request.attributes.len() > MAX_ATTRIBUTES {
+        return Err(RouterError::invalid(
+            "attributes",
+            format!(
+                "at most {MAX_ATTRIBUTES} entries, got {}",
+                request.attributes.len()
+            ),
+        ));
+    }
+    for (key, value) in &request.attributes {
+        if key.is_empty() {
+            return Err(RouterError::invalid("attributes", "keys must not be empty"));
+        }
+        check_name("attributes", key)?;
+        if value.len() > MAX_VALUE_BYTES {
+            return Err(RouterError::invalid(
+                "attributes",
+                format!("value of {key:?} is longer than {MAX_VALUE_BYTES} bytes"),
+            ));
+        }
+    }
+    let attributes: BTreeMap<String, String> = request.attributes.into_iter().collect();
+    Ok(Handoff {
+        app,
+        session,
+        client_user,
+        event_time,
+        platform,
+        channel,
+        attributes,
+    })
+}
+
+fn check_name(field: &'static str, name: &str) -> Result<(), RouterError> {
+    if name.len() > MAX_NAME_BYTES {
+        return Err(RouterError::invalid(
+            field,
+            format!("{name:?} is longer than {MAX_NAME_BYTES} bytes"),
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(RouterError::invalid(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// The platform as rules see it; `""` when the caller did not say.
+fn platform_name(value: i32) -> &'static str {
+    match Platform::try_from(value) {
+        Ok(Platform::Unspecified) => "",
+        Ok(Platform::Restapi) => "restapi",
+        Ok(Platform::Web) => "web",
+        Ok(Platform::Android) => "android",
+        Ok(Platform::Ios) => "ios",
+        Ok(Platform::Windows) => "windows",
+        Ok(Platform::Mac) => "mac",
+        Ok(Platform::Ipad) => "ipad",
+        Ok(Platform::Other) | Err(_) => "other",
+    }
+}
+
+/// The wire response for an assignment.
+pub fn response_from(assignment: Assignment) -> AssignHumanResponse {
+    let replayed = matches!(assignment, Assignment::Replayed(_));
+    let answer = match assignment {
+        Assignment::Fresh(answer) | Assignment::Replayed(answer) => answer,
+    };
+    let strategy = match answer.strategy {
+        None => ProtoStrategy::Unspecified,
+        Some(Strategy::LeastLoaded) => ProtoStrategy::LeastLoaded,
+    };
+    AssignHumanResponse {
+        agent_group_id: answer.group.map(|group| group.get()),
+        agent_ids: answer.agents.into_iter().map(String::from).collect(),
+        decision: Some(Decision {
+            rule: answer.rule,
+            strategy: strategy.into(),
+            fallback: answer.fallback,
+            reason: answer.reason,
+            reserved_agent_id: answer.reserved.map(String::from).unwrap_or_default(),
+            replayed,
+        }),
+    }
+}

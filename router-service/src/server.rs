@@ -1,0 +1,69 @@
+//! The gRPC server: the router service, `grpc.health.v1`, and server reflection (v1 and
+//! v1alpha, which grpcurl 1.8 needs) on a listener the caller has already bound.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use handoff_proto::router::v1::router_service_server::RouterServiceServer;
+use tokio::{net::TcpListener, sync::oneshot};
+use tonic::transport::{Server, server::TcpIncoming};
+use tonic_health::ServingStatus;
+
+use crate::{error::RouterError, grpc::RouterGrpc, service::Router, store::Store};
+
+/// The full name health checks use for the router service.
+pub const SERVICE_NAME: &str = "handoff.router.v1.RouterService";
+
+/// Serves `router` on `listener` until `shutdown` resolves, then drains in-flight calls for
+/// at most `grace` before dropping them.
+pub async fn serve<S: Store>(
+    listener: TcpListener,
+    router: Router<S>,
+    grace: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RouterError> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status(SERVICE_NAME, ServingStatus::Serving)
+        .await;
+    let (stopping, stopped) = oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        reporter
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        reporter
+            .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
+            .await;
+        let _ = stopping.send(());
+    };
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let server = Server::builder()
+        .add_service(health)
+        .add_service(reflection().build_v1().map_err(server_error)?)
+        .add_service(reflection().build_v1alpha().map_err(server_error)?)
+        .add_service(RouterServiceServer::new(RouterGrpc::new(Arc::new(router))))
+        .serve_with_incoming_shutdown(incoming, signal);
+    let grace_elapsed = async move {
+        match stopped.await {
+            Ok(()) => tokio::time::sleep(grace).await,
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        result = server => result.map_err(server_error),
+        () = grace_elapsed => {
+            tracing::warn!(grace = ?grace, "shutdown grace elapsed, dropping in-flight calls");
+            Ok(())
+        }
+    }
+}
+
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(handoff_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+}
+
+fn server_error(err: impl std::fmt::Display) -> RouterError {
+    RouterError::Server(err.to_string())
+}

@@ -1,0 +1,292 @@
+//! The in-process store: one mutex over every app's load and assignments.
+//!
+//! Assignments expire after the configured TTL, which is how an agent's load comes down
+//! until session events tell the router when a conversation really ends.
+
+use std::{
+    cmp::Reverse,
+    collections::{BinaryHeap, HashMap},
+    sync::{Mutex, PoisonError},
+    time::{Duration, SystemTime},
+};
+
+use handoff_core::id::{AgentId, SdkAppId, SessionId};
+
+use super::{Assignment, Store, StoreError};
+use crate::engine::{AgentLoad, Answer, Decision, LoadView};
+
+/// Router state held in memory.
+#[derive(Debug)]
+pub struct MemoryStore {
+    ttl: Duration,
+    apps: Mutex<HashMap<SdkAppId, AppState>>,
+}
+
+impl MemoryStore {
+    /// A store whose assignments count against capacity for `ttl`.
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            apps: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The live load of every agent of `app` that has one, at `now`.
+    pub fn loads(&self, app: SdkAppId, now: SystemTime) -> Vec<(AgentId, AgentLoad)> {
+        let mut apps = self.apps.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(state) = apps.get_mut(&app) else {
+            return Vec::new();
+        };
+        state.expire(now);
+        let mut loads: Vec<_> = state
+            .loads
+            .iter()
+            .map(|(id, load)| (id.clone(), *load))
+            .collect();
+        loads.sort_by(|a, b| a.0.cmp(&b.0));
+        loads
+    }
+}
+
+impl Store for MemoryStore {
+    async fn assign<F>(
+        &self,
+        app: SdkAppId,
+        session: &SessionId,
+        now: SystemTime,
+        decide: F,
+    ) -> Result<Assignment, StoreError>
+    where
+        F: FnOnce(&dyn LoadView) -> Decision + Send,
+    {
+        let mut apps = self.apps.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = apps.entry(app).or_default();
+        state.expire(now);
+        if let Some(record) = state.sessions.get(session) {
+            return Ok(Assignment::Replayed(record.answer.clone()));
+        }
+        let decision = decide(state);
+        let free = decision
+            .candidates
+            .iter()
+            .position(|candidate| state.load(&candidate.agent).active < candidate.capacity);
+        let Some(index) = free else {
+            return Ok(Assignment::Fresh(decision.without_reservation()));
+        };
+        let answer = decision.reserve_at(index);
+        if let Some(agent) = &answer.reserved {
+            state.reserve(agent, session, answer.clone(), now, now + self.ttl);
+        }
+        Ok(Assignment::Fresh(answer))
+    }
+}
+
+/// One app's load and live assignments.
+#[derive(Debug, Default)]
+struct AppState {
+    loads: HashMap<AgentId, AgentLoad>,
+    sessions: HashMap<SessionId, Record>,
+    expiries: BinaryHeap<Reverse<(SystemTime, SessionId)>>,
+}
+
+#[derive(Debug)]
+struct Record {
+    answer: Answer,
+    expires_at: SystemTime,
+}
+
+impl AppState {
+    fn reserve(
+        &mut self,
+        agent: &AgentId,
+        session: &SessionId,
+        answer: Answer,
+        now: SystemTime,
+        expires_at: SystemTime,
+    ) {
+        let load = self.loads.entry(agent.clone()).or_default();
+        load.active += 1;
+        load.last_assigned = Some(now);
+        self.sessions
+            .insert(session.clone(), Record { answer, expires_at });
+        self.expiries.push(Reverse((expires_at, session.clone())));
+    }
+
+    /// Releases every assignment whose TTL has run out by `now`.
+    fn expire(&mut self, now: SystemTime) {
+        while let Some(Reverse((expires_at, _))) = self.expiries.peek() {
+            if *expires_at > now {
+                break;
+            }
+            let Some(Reverse((expired_at, session))) = self.expiries.pop() else {
+                break;
+            };
+            // Only the record this heap entry was pushed for: a session assigned again
+            // after expiring has a later entry of its own.
+            let current = self.sessions.get(&session).map(|record| record.expires_at);
+            if current != Some(expired_at) {
+                continue;
+            }
+            let Some(record) = self.sessions.remove(&session) else {
+                continue;
+            };
+            if let Some(load) = record
+                .answer
+                .reserved
+                .as_ref()
+                .and_then(|agent| self.loads.get_mut(agent))
+            {
+                load.active = load.active.saturating_sub(1);
+            }
+        }
+    }
+}
+
+impl LoadView for AppState {
+    fn load(&self, agent: &AgentId) -> AgentLoad {
+        self.loads.get(agent).copied().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::BTreeMap, path::Path, sync::Arc};
+
+    use handoff_core::id::ClientUserId;
+
+    use super::*;
+    use crate::engine::{self, Catalog, Handoff};
+
+    const CONFIG: &str = r#"
+        [[apps]]
+        sdk_app_id = 1400000001
+        [[apps.groups]]
+        id = 6521
+        name = "general"
+        [[apps.agents]]
+        id = "ann@example.com"
+        groups = [6521]
+        capacity = 2
+        [[apps.agents]]
+        id = "bob@example.com"
+        groups = [6521]
+        capacity = 3
+    "#;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    fn catalog() -> Result<Catalog, Box<dyn std::error::Error>> {
+        let config = handoff_core::config::parse(CONFIG, Path::new("t.toml"), Vec::new())?;
+        Ok(Catalog::from_config(&config))
+    }
+
+    async fn assign(
+        store: &MemoryStore,
+        catalog: &Catalog,
+        session: &str,
+        now: SystemTime,
+    ) -> Result<Assignment, Box<dyn std::error::Error>> {
+        let app_id = SdkAppId::new(1_400_000_001)?;
+        let app = catalog.app(app_id).ok_or("no app")?;
+        let handoff = Handoff {
+            app: app_id,
+            session: SessionId::parse(session)?,
+            client_user: ClientUserId::parse("u")?,
+            event_time: now,
+            platform: String::new(),
+            channel: String::new(),
+            attributes: BTreeMap::new(),
+        };
+        let assignment = store
+            .assign(app_id, &handoff.session, now, |loads| {
+                engine::decide(app, &handoff, loads, now)
+            })
+            .await?;
+        Ok(assignment)
+    }
+
+    fn reserved(assignment: &Assignment) -> Option<&str> {
+        assignment.answer().reserved.as_ref().map(AgentId::as_str)
+    }
+
+    #[tokio::test]
+    async fn a_repeated_session_replays_its_answer_and_counts_once() -> TestResult {
+        let (store, catalog) = (MemoryStore::new(Duration::from_secs(60)), catalog()?);
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(10);
+        let first = assign(&store, &catalog, "s1", now).await?;
+        let again = assign(&store, &catalog, "s1", now + Duration::from_secs(1)).await?;
+        assert!(matches!(first, Assignment::Fresh(_)));
+        assert_eq!(again, Assignment::Replayed(first.answer().clone()));
+        let loads = store.loads(SdkAppId::new(1_400_000_001)?, now);
+        let total: u32 = loads.iter().map(|(_, load)| load.active).sum();
+        assert_eq!(total, 1);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn load_spreads_then_fills_then_expires() -> TestResult {
+        let (store, catalog) = (MemoryStore::new(Duration::from_secs(60)), catalog()?);
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(10);
+        let mut order = Vec::new();
+        for n in 0..6 {
+            let at = start + Duration::from_millis(n);
+            let assignment = assign(&store, &catalog, &format!("s{n}"), at).await?;
+            order.push(reserved(&assignment).map(str::to_owned));
+        }
+        let ann = Some("ann@example.com".to_owned());
+        let bob = Some("bob@example.com".to_owned());
+        // ann 0/2 then bob 0/3, then bob 1/3 < ann 1/2, ann 1/2 (idle longer) ...
+        assert_eq!(
+            order,
+            [
+                ann.clone(),
+                bob.clone(),
+                bob.clone(),
+                ann.clone(),
+                bob,
+                None
+            ]
+        );
+        let full = assign(&store, &catalog, "s-full", start).await?;
+        assert!(full.answer().fallback && full.answer().agents.is_empty());
+        let later = start + Duration::from_secs(61);
+        let after = assign(&store, &catalog, "s-later", later).await?;
+        assert_eq!(reserved(&after), ann.as_deref());
+        assert_eq!(
+            store
+                .loads(SdkAppId::new(1_400_000_001)?, later)
+                .iter()
+                .map(|(_, l)| l.active)
+                .sum::<u32>(),
+            1
+        );
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_assignments_never_exceed_capacity() -> TestResult {
+        let store = Arc::new(MemoryStore::new(Duration::from_secs(600)));
+        let catalog = Arc::new(catalog()?);
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(10);
+        let tasks: Vec<_> = (0..200)
+            .map(|n| {
+                let (store, catalog) = (store.clone(), catalog.clone());
+                tokio::spawn(async move {
+                    assign(&store, &catalog, &format!("c{n}"), now)
+                        .await
+                        .map(|a| reserved(&a).map(str::to_owned))
+                        .map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        let mut counts: BTreeMap<String, u32> = BTreeMap::new();
+        for task in tasks {
+            if let Some(agent) = task.await?? {
+                *counts.entry(agent).or_default() += 1;
+            }
+        }
+        assert_eq!(counts.get("ann@example.com"), Some(&2));
+        assert_eq!(counts.get("bob@example.com"), Some(&3));
+        Ok(())
+    }
+}
