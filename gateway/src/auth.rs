@@ -1,0 +1,235 @@
+//! Who is calling: the `SdkAppid` must be one of ours, and when the app has a token the
+//! callback must carry `Sign = hex(sha256(token + RequestTime))` with a fresh `RequestTime`.
+
+use std::{
+    collections::HashMap,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use handoff_core::{
+    config::{Config, Secret},
+    id::{GroupId, SdkAppId},
+};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::{error::GatewayError, tencent::CallbackQuery};
+
+/// What the gateway knows of an app.
+#[derive(Debug, Clone)]
+pub struct AppPolicy {
+    /// The app.
+    pub id: SdkAppId,
+    /// The callback token, when authentication is on.
+    pub token: Option<Secret>,
+    /// The group answered when the router fails.
+    pub fallback_group_id: Option<GroupId>,
+}
+
+/// The apps this gateway serves, and how far `RequestTime` may drift.
+#[derive(Debug, Clone)]
+pub struct Apps {
+    apps: HashMap<SdkAppId, AppPolicy>,
+    max_clock_skew: Duration,
+}
+
+impl Apps {
+    /// The apps of `config`.
+    pub fn from_config(config: &Config) -> Self {
+        let apps = config
+            .apps
+            .iter()
+            .map(|app| {
+                let policy = AppPolicy {
+                    id: app.sdk_app_id,
+                    token: app.token.clone(),
+                    fallback_group_id: app.fallback_group_id,
+                };
+                (app.sdk_app_id, policy)
+            })
+            .collect();
+        Self {
+            apps,
+            max_clock_skew: config.gateway.max_clock_skew.get(),
+        }
+    }
+
+    /// Checks that the callback comes from one of our apps and, where the app has a token,
+    /// that it is signed and fresh at `now`.
+    pub fn authenticate(
+        &self,
+        query: &CallbackQuery,
+        now: SystemTime,
+    ) -> Result<&AppPolicy, GatewayError> {
+        let raw_id = query.sdk_app_id.as_deref().ok_or_else(|| {
+            GatewayError::BadRequest("query parameter SdkAppid is required".into())
+        })?;
+        let app = SdkAppId::parse(raw_id)
+            .ok()
+            .and_then(|id| self.apps.get(&id))
+            .ok_or_else(|| GatewayError::UnknownApp(raw_id.to_owned()))?;
+        let Some(token) = &app.token else {
+            return Ok(app);
+        };
+        let sign = query
+            .sign
+            .as_deref()
+            .ok_or(GatewayError::MissingAuth("Sign"))?;
+        let request_time = query
+            .request_time
+            .as_deref()
+            .ok_or(GatewayError::MissingAuth("RequestTime"))?;
+        if !signature_matches(token, request_time, sign) {
+            return Err(GatewayError::BadSignature);
+        }
+        check_freshness(request_time, now, self.max_clock_skew)?;
+        Ok(app)
+    }
+}
+
+/// `lowercase hex(SHA-256(token + request_time))`, Tencent's callback signature.
+pub fn sign(token: &str, request_time: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(token.as_bytes());
+    hasher.update(request_time.as_bytes());
+    hex::encode(hasher.finalize())
+}
+
+/// Compares `sign` with the expected signature in constant time (any hex case).
+fn signature_matches(token: &Secret, request_time: &str, sign: &str) -> bool {
+    let expected = self::sign(token.expose(), request_time);
+    let given = sign.trim().to_ascii_lowercase();
+    expected.as_bytes().ct_eq(given.as_bytes()).into()
+}
+
+/// `request_time` must be Unix seconds within `max_skew` of `now`, either way.
+fn check_freshness(
+    request_time: &str,
+    now: SystemTime,
+    max_skew: Duration,
+) -> Result<(), GatewayError> {
+    let seconds: u64 = request_time
+        .trim()
+        .parse()
+        .map_err(|_| GatewayError::StaleRequest(format!("{request_time:?} is not Unix seconds")))?;
+    let sent = UNIX_EPOCH + Duration::from_secs(seconds);
+    let skew = now
+        .duration_since(sent)
+        .or_else(|_| sent.duration_since(now))
+        .unwrap_or_default();
+    if skew > max_skew {
+        return Err(GatewayError::StaleRequest(format!(
+            "is {} s away from the gateway's clock (at most {} s allowed)",
+            skew.as_secs(),
+            max_skew.as_secs()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    /// CONTRACT.md's test vector.
+    const TOKEN: &str = "xxxxyyyy";
+    const REQUEST_TIME: &str = "1669872112";
+    const SIGN: &str = "17773bc39a671d7b9aa835458704d2a6db81360a5940292b587d6d760d484061";
+
+    #[test]
+    fn signs_the_contract_test_vector() {
+        assert_eq!(sign(TOKEN, REQUEST_TIME), SIGN);
+        assert!(signature_matches(&Secret::new(TOKEN), REQUEST_TIME, SIGN));
+        assert!(signature_matches(
+            &Secret::new(TOKEN),
+            REQUEST_TIME,
+            &SIGN.to_uppercase()
+        ));
+        assert!(!signature_matches(&Secret::new(TOKEN), "1669872113", SIGN));
+        assert!(!signature_matches(
+            &Secret::new("other"),
+            REQUEST_TIME,
+            SIGN
+        ));
+        assert!(!signature_matches(
+            &Secret::new(TOKEN),
+            REQUEST_TIME,
+            &SIGN[..10]
+        ));
+        assert!(!signature_matches(&Secret::new(TOKEN), REQUEST_TIME, ""));
+    }
+
+    fn apps() -> Result<Apps, Box<dyn std::error::Error>> {
+        let text = format!(
+            "[[apps]]\nsdk_app_id = 1400000001\ntoken = \"{TOKEN}\"\n[[apps]]\nsdk_app_id = 1400000002\n"
+        );
+        let config = handoff_core::config::parse(&text, Path::new("t.toml"), Vec::new())?;
+        Ok(Apps::from_config(&config))
+    }
+
+    fn query(app: &str, sign: Option<&str>, time: Option<&str>) -> CallbackQuery {
+        CallbackQuery {
+            sdk_app_id: Some(app.to_owned()),
+            sign: sign.map(str::to_owned),
+            request_time: time.map(str::to_owned),
+            ..CallbackQuery::default()
+        }
+    }
+
+    #[test]
+    fn checks_app_then_signature_then_freshness() -> Result<(), Box<dyn std::error::Error>> {
+        let apps = apps()?;
+        let at = |secs: u64| UNIX_EPOCH + Duration::from_secs(secs);
+        let sent = 1_669_872_112;
+        let ok = apps.authenticate(
+            &query("1400000001", Some(SIGN), Some(REQUEST_TIME)),
+            at(sent + 60),
+        )?;
+        assert_eq!(ok.id.get(), 1_400_000_001);
+        let unsigned = apps.authenticate(&query("1400000002", None, None), at(0))?;
+        assert_eq!(unsigned.id.get(), 1_400_000_002);
+        let cases = [
+            (
+                query("1400000009", Some(SIGN), Some(REQUEST_TIME)),
+                at(sent),
+                2001,
+            ),
+            (query("abc", None, None), at(sent), 2001),
+            (CallbackQuery::default(), at(sent), 1001),
+            (
+                query("1400000001", None, Some(REQUEST_TIME)),
+                at(sent),
+                2002,
+            ),
+            (query("1400000001", Some(SIGN), None), at(sent), 2002),
+            (
+                query(
+                    "1400000001",
+                    Some(&SIGN.replace('1', "2")),
+                    Some(REQUEST_TIME),
+                ),
+                at(sent),
+                2004,
+            ),
+            (
+                query("1400000001", Some(SIGN), Some(REQUEST_TIME)),
+                at(sent + 61),
+                2003,
+            ),
+            (
+                query("1400000001", Some(SIGN), Some(REQUEST_TIME)),
+                at(sent - 61),
+                2003,
+            ),
+        ];
+        for (q, now, code) in cases {
+            match apps.authenticate(&q, now) {
+                Ok(app) => panic!("{q:?} accepted as {app:?}"),
+                Err(err) => assert_eq!(err.error_code(), code, "{q:?}: {err}"),
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,171 @@
+//! The gateway's one error type and its one code table: each error's HTTP status and
+//! Tencent `ErrorCode`, in one exhaustive `match` each. The README's table mirrors it.
+
+use std::time::Duration;
+
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+
+use crate::tencent::CallbackResponse;
+
+/// Everything that stops a callback from getting a routing answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GatewayError {
+    /// The query string or the JSON body is malformed or lacks a required field.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// `CallbackCommand` differs between the query string and the body.
+    #[error("CallbackCommand {query:?} in the query does not match {body:?} in the body")]
+    CommandMismatch {
+        /// The query string's command.
+        query: String,
+        /// The body's command.
+        body: String,
+    },
+    /// The callback is well formed but not one this endpoint answers.
+    #[error("unsupported CallbackCommand {0:?}: this endpoint answers ChatBot.OnAssignHuman")]
+    UnsupportedCommand(String),
+    /// The body is larger than `[gateway] max_body_bytes`.
+    #[error("request body exceeds {0} bytes")]
+    BodyTooLarge(usize),
+    /// The body did not arrive in time.
+    #[error("request body not received within {0:?}")]
+    BodyTimeout(Duration),
+    /// Nothing is served at this path.
+    #[error("no such endpoint: {0}")]
+    NotFound(String),
+    /// The path exists but not for this method.
+    #[error("method {0} not allowed here")]
+    MethodNotAllowed(String),
+    /// `SdkAppid` is not one of the configured apps.
+    #[error("SdkAppid {0:?} is not served by this gateway")]
+    UnknownApp(String),
+    /// The app has a token but the callback lacks `Sign` or `RequestTime`.
+    #[error("callback authentication is on for this app: {0} is required")]
+    MissingAuth(&'static str),
+    /// `RequestTime` is not a timestamp or too far from the gateway's clock.
+    #[error("RequestTime {0}")]
+    StaleRequest(String),
+    /// `Sign` does not match the token and `RequestTime`.
+    #[error("Sign does not match the app's token and RequestTime")]
+    BadSignature,
+    /// The router could not be reached.
+    #[error("router unavailable: {0}")]
+    RouterUnavailable(String),
+    /// The router did not answer within `[gateway] router_timeout`.
+    #[error("router did not answer within {0:?}")]
+    RouterTimeout(Duration),
+    /// The router refused the request or failed.
+    #[error("router error: {0}")]
+    RouterFailed(String),
+    /// The gateway itself is misconfigured or failed.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl GatewayError {
+    /// The HTTP status the error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::BadRequest(_) | GatewayError::CommandMismatch { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            GatewayError::UnsupportedCommand(_) => StatusCode::OK,
+            GatewayError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            GatewayError::NotFound(_) => StatusCode::NOT_FOUND,
+            GatewayError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            GatewayError::UnknownApp(_) => StatusCode::FORBIDDEN,
+            GatewayError::MissingAuth(_)
+            | GatewayError::StaleRequest(_)
+            | GatewayError::BadSignature => StatusCode::UNAUTHORIZED,
+            GatewayError::RouterUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::RouterTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::RouterFailed(_) => StatusCode::BAD_GATEWAY,
+            GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The Tencent `ErrorCode` the error is answered with.
+    pub fn error_code(&self) -> u32 {
+        match self {
+            GatewayError::BadRequest(_) => 1001,
+            GatewayError::CommandMismatch { .. } => 1002,
+            GatewayError::UnsupportedCommand(_) => 1003,
+            GatewayError::BodyTooLarge(_) => 1004,
+            GatewayError::BodyTimeout(_) => 1005,
+            GatewayError::NotFound(_) => 1006,
+            GatewayError::MethodNotAllowed(_) => 1007,
+            GatewayError::UnknownApp(_) => 2001,
+            GatewayError::MissingAuth(_) => 2002,
+            GatewayError::StaleRequest(_) => 2003,
+            GatewayError::BadSignature => 2004,
+            GatewayError::RouterUnavailable(_) => 3001,
+            GatewayError::RouterTimeout(_) => 3002,
+            GatewayError::RouterFailed(_) => 3003,
+            GatewayError::Internal(_) => 5000,
+        }
+    }
+
+    /// Whether the router was asked and failed, so that the app's fallback group applies.
+    pub fn is_router_failure(&self) -> bool {
+        matches!(
+            self,
+            GatewayError::RouterUnavailable(_)
+                | GatewayError::RouterTimeout(_)
+                | GatewayError::RouterFailed(_)
+        )
+    }
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        let body = CallbackResponse::fail(self.error_code(), self.to_string());
+        (self.status(), body).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_and_statuses_match_their_class() {
+        let all = [
+            GatewayError::BadRequest(String::new()),
+            GatewayError::CommandMismatch {
+                query: String::new(),
+                body: String::new(),
+            },
+            GatewayError::UnsupportedCommand(String::new()),
+            GatewayError::BodyTooLarge(1),
+            GatewayError::BodyTimeout(Duration::ZERO),
+            GatewayError::NotFound(String::new()),
+            GatewayError::MethodNotAllowed(String::new()),
+            GatewayError::UnknownApp(String::new()),
+            GatewayError::MissingAuth("Sign"),
+            GatewayError::StaleRequest(String::new()),
+            GatewayError::BadSignature,
+            GatewayError::RouterUnavailable(String::new()),
+            GatewayError::RouterTimeout(Duration::ZERO),
+            GatewayError::RouterFailed(String::new()),
+            GatewayError::Internal(String::new()),
+        ];
+        let mut codes: Vec<u32> = all.iter().map(GatewayError::error_code).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), all.len());
+        for err in &all {
+            let class = err.error_code() / 1000;
+            let status = err.status().as_u16();
+            match class {
+                1 => assert!(status == 200 || (400..500).contains(&status), "{err:?}"),
+                2 => assert!(status == 401 || status == 403, "{err:?}"),
+                3 => assert!((500..600).contains(&status), "{err:?}"),
+                5 => assert_eq!(status, 500, "{err:?}"),
+                _ => panic!("code {} outside the table", err.error_code()),
+            }
+            assert_eq!(err.is_router_failure(), class == 3);
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! The gateway's connection to the router: one lazily connected gRPC channel, every call
+//! bounded by `[gateway] router_timeout`.
+
+use std::time::Duration;
+
+use handoff_proto::router::v1::{
+    AssignHumanRequest, AssignHumanResponse, router_service_client::RouterServiceClient,
+};
+use tonic::{
+    Request,
+    transport::{Channel, Endpoint},
+};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+use crate::{error::GatewayError, translate};
+
+/// The service name the router reports health under.
+const ROUTER_SERVICE: &str = "handoff.router.v1.RouterService";
+
+/// A handle to the router; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct RouterClient {
+    router: RouterServiceClient<Channel>,
+    health: HealthClient<Channel>,
+    timeout: Duration,
+}
+
+impl RouterClient {
+    /// A client for the router at `url` that connects on first use and reconnects by itself.
+    pub fn new(url: &str, timeout: Duration) -> Result<Self, GatewayError> {
+        let channel = Endpoint::from_shared(url.to_owned())
+            .map_err(|err| GatewayError::Internal(format!("router_url {url:?}: {err}")))?
+            .connect_timeout(timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .keep_alive_while_idle(true)
+            .connect_lazy();
+        Ok(Self {
+            router: RouterServiceClient::new(channel.clone()),
+            health: HealthClient::new(channel),
+            timeout,
+        })
+    }
+
+    /// The deadline each call gets.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Asks the router, giving up after the deadline whatever the connection is doing.
+    pub async fn assign_human(
+        &self,
+        message: AssignHumanRequest,
+    ) -> Result<AssignHumanResponse, GatewayError> {
+        let mut request = Request::new(message);
+        request.set_timeout(self.timeout);
+        let mut router = self.router.clone();
+        match tokio::time::timeout(self.timeout, router.assign_human(request)).await {
+            Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Err(status)) => Err(translate::from_status(&status, self.timeout)),
+            Err(_) => Err(GatewayError::RouterTimeout(self.timeout)),
+        }
+    }
+
+    /// Whether the router answers its health check as serving.
+    pub async fn ready(&self) -> Result<(), GatewayError> {
+        let mut request = Request::new(HealthCheckRequest {
+            service: ROUTER_SERVICE.to_owned(),
+        });
+        request.set_timeout(self.timeout);
+        let mut health = self.health.clone();
+        let response = tokio::time::timeout(self.timeout, health.check(request))
+            .await
+            .map_err(|_| GatewayError::RouterTimeout(self.timeout))?
+            .map_err(|status| translate::from_status(&status, self.timeout))?;
+        match response.into_inner().status() {
+            ServingStatus::Serving => Ok(()),
+            other => Err(GatewayError::RouterUnavailable(format!(
+                "health check says {}",
+                other.as_str_name()
+            ))),
+        }
+    }
+}

@@ -1,0 +1,387 @@
+//! Tencent's callback wire format (CONTRACT.md §1-2): the query string, the
+//! `ChatBot.OnAssignHuman` body, and the JSON every answer takes.
+//!
+//! Parsing is lenient where Tencent's pages disagree (command case, `EventTime` as a number
+//! or a numeric string, `OptPlatform` in any case) and strict where it matters (required
+//! fields, identifiers). Unknown fields are ignored.
+
+use axum::{
+    http::header,
+    response::{IntoResponse, Response},
+};
+use bytes::Bytes;
+use handoff_core::id::{ClientUserId, SessionId};
+use serde::{Deserialize, Deserializer, Serialize, de};
+
+use crate::error::GatewayError;
+
+/// The callback command the gateway answers, in Tencent Desk's spelling.
+pub const ASSIGN_HUMAN: &str = "ChatBot.OnAssignHuman";
+/// The same callback as Tencent's Chat documentation names it.
+pub const ASSIGN_AGENT: &str = "ChatBot.OnAssignAgent";
+
+/// The query parameters Tencent appends to the callback URL.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallbackQuery {
+    /// `SdkAppid`, as sent.
+    pub sdk_app_id: Option<String>,
+    /// `CallbackCommand`.
+    pub command: Option<String>,
+    /// `Sign`, with callback authentication on.
+    pub sign: Option<String>,
+    /// `RequestTime` (Unix seconds), with callback authentication on.
+    pub request_time: Option<String>,
+    /// `RequestID`, on newer Desk callbacks.
+    pub request_id: Option<String>,
+    /// `ClientIP`.
+    pub client_ip: Option<String>,
+    /// `OptPlatform`.
+    pub platform: Option<String>,
+}
+
+impl CallbackQuery {
+    /// Reads a raw query string; parameter names match in any case, the first one wins.
+    pub fn parse(raw: &str) -> Self {
+        let mut query = Self::default();
+        for (name, value) in form_urlencoded::parse(raw.as_bytes()) {
+            let slot = match name.to_ascii_lowercase().as_str() {
+                "sdkappid" => &mut query.sdk_app_id,
+                "callbackcommand" => &mut query.command,
+                "sign" => &mut query.sign,
+                "requesttime" => &mut query.request_time,
+                "requestid" => &mut query.request_id,
+                "clientip" => &mut query.client_ip,
+                "optplatform" => &mut query.platform,
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(value.into_owned());
+            }
+        }
+        query
+    }
+}
+
+/// The JSON body of a callback, before validation.
+#[derive(Debug, Clone, Default, Deserialize)]
+struct RawBody {
+    #[serde(rename = "CallbackCommand", default)]
+    command: Option<String>,
+    #[serde(rename = "SessionId", default)]
+    session_id: Option<String>,
+    #[serde(rename = "ClientUserId", default)]
+    client_user_id: Option<String>,
+    #[serde(rename = "EventTime", default, deserialize_with = "event_time")]
+    event_time: Option<u64>,
+    #[serde(rename = "CustomerServiceId", default)]
+    customer_service_id: Option<String>,
+}
+
+/// A validated `ChatBot.OnAssignHuman` callback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssignHuman {
+    /// The command as the body spelled it.
+    pub command: String,
+    /// The Desk session.
+    pub session_id: SessionId,
+    /// The end user.
+    pub client_user_id: ClientUserId,
+    /// When the user asked, in Unix milliseconds.
+    pub event_time_ms: u64,
+    /// Present with the SDK lightweight integration.
+    pub customer_service_id: Option<String>,
+}
+
+/// Whether `command` is the assign-human callback, in any of its spellings and cases.
+pub fn is_assign_human(command: &str) -> bool {
+    command.eq_ignore_ascii_case(ASSIGN_HUMAN) || command.eq_ignore_ascii_case(ASSIGN_AGENT)
+}
+
+/// Parses and validates a callback body against the query's command.
+pub fn parse_assign_human(query: &CallbackQuery, body: &[u8]) -> Result<AssignHuman, GatewayError> {
+    let raw: RawBody = serde_json::from_slice(body)
+        .map_err(|err| GatewayError::BadRequest(format!("body is not a valid callback: {err}")))?;
+    let command = match (&query.command, raw.command) {
+        (Some(query), Some(body)) if !query.eq_ignore_ascii_case(&body) => {
+            return Err(GatewayError::CommandMismatch {
+                query: query.clone(),
+                body,
+            });
+        }
+        (_, Some(body)) => body,
+        (Some(query), None) => query.clone(),
+        (None, None) => {
+            return Err(GatewayError::BadRequest(
+                "CallbackCommand is required".into(),
+            ));
+        }
+    };
+    if !is_assign_human(&command) {
+        return Err(GatewayError::UnsupportedCommand(command));
+    }
+    let required = |field: &str| GatewayError::BadRequest(format!("{field} is required"));
+    let invalid = |field: &str, err: handoff_core::id::IdError| {
+        GatewayError::BadRequest(format!("{field} {err}"))
+    };
+    let session_id = SessionId::parse(raw.session_id.ok_or_else(|| required("SessionId"))?)
+        .map_err(|err| invalid("SessionId", err))?;
+    let client_user_id =
+        ClientUserId::parse(raw.client_user_id.ok_or_else(|| required("ClientUserId"))?)
+            .map_err(|err| invalid("ClientUserId", err))?;
+    let event_time_ms = raw.event_time.ok_or_else(|| required("EventTime"))?;
+    let customer_service_id = raw.customer_service_id.filter(|id| !id.is_empty());
+    Ok(AssignHuman {
+        command,
+        session_id,
+        client_user_id,
+        event_time_ms,
+        customer_service_id,
+    })
+}
+
+/// `EventTime`: milliseconds as a JSON integer, an integral float, or a numeric string.
+fn event_time<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Integer(u64),
+        Float(f64),
+        Text(String),
+        Null(()),
+    }
+    let expected = "EventTime as non-negative milliseconds (a number or a numeric string)";
+    match Raw::deserialize(deserializer).map_err(|_| de::Error::custom(expected))? {
+        Raw::Integer(ms) => Ok(Some(ms)),
+        Raw::Float(ms) if ms >= 0.0 && ms.fract() == 0.0 && ms < 1e16 => Ok(Some(ms as u64)),
+        Raw::Text(text) => text
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| de::Error::custom(expected)),
+        Raw::Null(()) => Ok(None),
+        Raw::Float(_) => Err(de::Error::custom(expected)),
+    }
+}
+
+/// `ActionStatus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ActionStatus {
+    /// The callback succeeded.
+    #[serde(rename = "OK")]
+    Ok,
+    /// The callback failed; `ErrorCode` and `ErrorInfo` say why.
+    #[serde(rename = "FAIL")]
+    Fail,
+}
+
+/// The JSON answer to every callback, errors included.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CallbackResponse {
+    /// `OK` or `FAIL`.
+    pub action_status: ActionStatus,
+    /// Empty on success.
+    pub error_info: String,
+    /// 0 on success; the gateway's code table otherwise.
+    pub error_code: u32,
+    /// The group to hand the session to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_group_id: Option<u64>,
+    /// Agent e-mails, best first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub agent_id_list: Vec<String>,
+}
+
+impl CallbackResponse {
+    /// A success carrying a routing answer.
+    pub fn route(agent_group_id: Option<u64>, agent_id_list: Vec<String>) -> Self {
+        Self {
+            action_status: ActionStatus::Ok,
+            error_info: String::new(),
+            error_code: 0,
+            agent_group_id,
+            agent_id_list,
+        }
+    }
+
+    /// A success with nothing to route (health endpoints).
+    pub fn ok() -> Self {
+        Self::route(None, Vec::new())
+    }
+
+    /// A failure.
+    pub fn fail(error_code: u32, error_info: String) -> Self {
+        Self {
+            action_status: ActionStatus::Fail,
+            error_info,
+            error_code,
+            agent_group_id: None,
+            agent_id_list: Vec::new(),
+        }
+    }
+}
+
+impl IntoResponse for CallbackResponse {
+    fn into_response(self) -> Response {
+        match serde_json::to_vec(&self) {
+            Ok(body) => (
+                [(header::CONTENT_TYPE, "application/json")],
+                Bytes::from(body),
+            )
+                .into_response(),
+            // Serializing these plain fields cannot fail; answer valid JSON regardless.
+            Err(_) => (
+                [(header::CONTENT_TYPE, "application/json")],
+                r#"{"ActionStatus":"FAIL","ErrorInfo":"internal error","ErrorCode":5000}"#,
+            )
+                .into_response(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn query(command: Option<&str>) -> CallbackQuery {
+        CallbackQuery {
+            command: command.map(str::to_owned),
+            ..CallbackQuery::default()
+        }
+    }
+
+    const BODY: &str = r#"{"CallbackCommand":"ChatBot.OnAssignHuman","SessionId":"aa-bb-cc-dd","ClientUserId":"123","EventTime":1670574414123}"#;
+
+    #[test]
+    fn reads_the_documented_query() {
+        let q = CallbackQuery::parse(
+            "SdkAppid=1400000001&CallbackCommand=ChatBot.OnAssignHuman&contenttype=json&ClientIP=1.2.3.4&OptPlatform=iOS&Sign=ab%20c&RequestTime=1669872112&RequestID=r1&SdkAppid=2",
+        );
+        assert_eq!(q.sdk_app_id.as_deref(), Some("1400000001"));
+        assert_eq!(q.command.as_deref(), Some(ASSIGN_HUMAN));
+        assert_eq!(q.sign.as_deref(), Some("ab c"));
+        assert_eq!(q.request_time.as_deref(), Some("1669872112"));
+        assert_eq!(q.request_id.as_deref(), Some("r1"));
+        assert_eq!(q.client_ip.as_deref(), Some("1.2.3.4"));
+        assert_eq!(q.platform.as_deref(), Some("iOS"));
+    }
+
+    #[test]
+    fn reads_the_documented_body() -> Result<(), GatewayError> {
+        let parsed = parse_assign_human(&query(Some(ASSIGN_HUMAN)), BODY.as_bytes())?;
+        assert_eq!(parsed.session_id.as_str(), "aa-bb-cc-dd");
+        assert_eq!(parsed.client_user_id.as_str(), "123");
+        assert_eq!(parsed.event_time_ms, 1_670_574_414_123);
+        assert_eq!(parsed.customer_service_id, None);
+        Ok(())
+    }
+
+    #[test]
+    fn accepts_both_spellings_string_times_and_unknown_fields() -> Result<(), GatewayError> {
+        let body = r#"{"CallbackCommand":"Chatbot.OnAssignAgent","SessionId":"s","ClientUserId":"u","EventTime":"1670574414123","CustomerServiceId":"cs-1","Extra":{"a":[1]}}"#;
+        let parsed = parse_assign_human(&query(Some("ChatBot.OnAssignAgent")), body.as_bytes())?;
+        assert_eq!(parsed.event_time_ms, 1_670_574_414_123);
+        assert_eq!(parsed.customer_service_id.as_deref(), Some("cs-1"));
+        let float = BODY.replace("1670574414123", "1670574414123.0");
+        assert!(parse_assign_human(&query(None), float.as_bytes()).is_ok());
+        Ok(())
+    }
+
+    #[test]
+    fn refuses_what_is_malformed_with_the_reason() {
+        let cases: [(CallbackQuery, String, u32, &str); 9] = [
+            (query(None), "not json".into(), 1001, "not a valid callback"),
+            (query(None), "[1,2]".into(), 1001, "not a valid callback"),
+            (
+                query(None),
+                BODY.replace("\"SessionId\":\"aa-bb-cc-dd\",", ""),
+                1001,
+                "SessionId is required",
+            ),
+            (
+                query(None),
+                BODY.replace("\"123\"", "123"),
+                1001,
+                "not a valid callback",
+            ),
+            (
+                query(None),
+                BODY.replace("1670574414123", "\"soon\""),
+                1001,
+                "EventTime as non-negative",
+            ),
+            (
+                query(None),
+                BODY.replace("1670574414123", "-5"),
+                1001,
+                "EventTime as non-negative",
+            ),
+            (
+                query(None),
+                BODY.replace("aa-bb-cc-dd", ""),
+                1001,
+                "SessionId must not be empty",
+            ),
+            (
+                query(Some("ChatBot.OnAssignAgent2")),
+                BODY.into(),
+                1002,
+                "does not match",
+            ),
+            (
+                query(Some("Desk.SessionEventNotify")),
+                BODY.replace(ASSIGN_HUMAN, "Desk.SessionEventNotify"),
+                1003,
+                "unsupported CallbackCommand",
+            ),
+        ];
+        for (q, body, code, text) in cases {
+            match parse_assign_human(&q, body.as_bytes()) {
+                Ok(parsed) => panic!("accepted {body}: {parsed:?}"),
+                Err(err) => {
+                    assert_eq!(err.error_code(), code, "{body}: {err}");
+                    assert!(err.to_string().contains(text), "{body}: {err}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn responses_have_tencents_shape() -> Result<(), serde_json::Error> {
+        let ok = CallbackResponse::route(Some(6521), vec!["svc1@tencent.com".into()]);
+        assert_eq!(
+            serde_json::to_string(&ok)?,
+            r#"{"ActionStatus":"OK","ErrorInfo":"","ErrorCode":0,"AgentGroupId":6521,"AgentIdList":["svc1@tencent.com"]}"#
+        );
+        let fail = CallbackResponse::fail(1001, "bad".into());
+        assert_eq!(
+            serde_json::to_string(&fail)?,
+            r#"{"ActionStatus":"FAIL","ErrorInfo":"bad","ErrorCode":1001}"#
+        );
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_on_arbitrary_bodies(body in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = parse_assign_human(&query(Some(ASSIGN_HUMAN)), &body);
+        }
+
+        #[test]
+        fn never_panics_on_arbitrary_queries(raw in ".{0,200}") {
+            let _ = CallbackQuery::parse(&raw);
+        }
+
+        #[test]
+        fn event_time_reads_any_millisecond_value(ms in 0u64..10_000_000_000_000) {
+            for form in [ms.to_string(), format!("\"{ms}\"")] {
+                let body = BODY.replace("1670574414123", &form);
+                let parsed = parse_assign_human(&query(None), body.as_bytes())
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(parsed.event_time_ms, ms);
+            }
+        }
+    }
+}
