@@ -74,7 +74,7 @@ impl Gateway {
                 tracing::info!(
                     app = %app.id,
                     %session,
-                    group = ?response.agent_group_id,
+                    group = response.agent_group_id,
                     agents = response.agent_id_list.len(),
                     elapsed_ms,
                     "callback answered"

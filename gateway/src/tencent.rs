@@ -97,12 +97,18 @@ pub fn is_assign_human(command: &str) -> bool {
     command.eq_ignore_ascii_case(ASSIGN_HUMAN) || command.eq_ignore_ascii_case(ASSIGN_AGENT)
 }
 
+/// Whether two spellings name the same callback: equal in any case, or both names of
+/// assign-human.
+fn same_command(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b) || (is_assign_human(a) && is_assign_human(b))
+}
+
 /// Parses and validates a callback body against the query's command.
 pub fn parse_assign_human(query: &CallbackQuery, body: &[u8]) -> Result<AssignHuman, GatewayError> {
     let raw: RawBody = serde_json::from_slice(body)
         .map_err(|err| GatewayError::BadRequest(format!("body is not a valid callback: {err}")))?;
     let command = match (&query.command, raw.command) {
-        (Some(query), Some(body)) if !query.eq_ignore_ascii_case(&body) => {
+        (Some(query), Some(body)) if !same_command(query, &body) => {
             return Err(GatewayError::CommandMismatch {
                 query: query.clone(),
                 body,

@@ -57,6 +57,12 @@ pub fn parse_request(request: AssignHumanRequest, now: SystemTime) -> Result<Han
     let client_user = ClientUserId::parse(request.client_user_id)
         .map_err(|e| RouterError::invalid("client_user_id", e))?;
     let event_time = match request.event_time {
+        Some(timestamp) if !(0..1_000_000_000).contains(&timestamp.nanos) => {
+            return Err(RouterError::invalid(
+                "event_time",
+                "nanos must be from 0 to 999,999,999",
+            ));
+        }
         Some(timestamp) => {
             SystemTime::try_from(timestamp).map_err(|e| RouterError::invalid("event_time", e))?
         }

@@ -87,7 +87,7 @@ impl<S: Store> Router<S> {
             app = %handoff.app,
             session = %handoff.session,
             rule = %answer.rule,
-            group = ?answer.group.map(|g| g.get()),
+            group = answer.group.map(|g| g.get()),
             agents = answer.agents.len(),
             reserved = answer.reserved.as_ref().map(|a| a.as_str()),
             fallback = answer.fallback,

@@ -1,1 +1,6 @@
-//! End-to-end tests.
+//! End-to-end tests: the real router and gateway servers on port-0 listeners, driven with
+//! real HTTP and gRPC clients, as Tencent and internal callers would.
+
+mod callback;
+mod grpc;
+mod support;
