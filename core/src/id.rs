@@ -52,92 +52,66 @@ fn check_text(value: &str, allow_space: bool) -> Result<(), IdError> {
     Ok(())
 }
 
-/// A Tencent app id (`SdkAppid`): a positive integer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "u64", into = "u64")]
-pub struct SdkAppId(u64);
+/// Declares a positive-integer identifier newtype with a fallible `new`, serde through it,
+/// `get` and `Display`.
+macro_rules! numeric_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "u64", into = "u64")]
+        pub struct $name(u64);
 
-impl SdkAppId {
-    /// Accepts any positive integer.
-    pub fn new(value: u64) -> Result<Self, IdError> {
-        if value == 0 {
-            return Err(IdError::NotPositive);
+        impl $name {
+            /// Accepts any positive integer.
+            pub fn new(value: u64) -> Result<Self, IdError> {
+                if value == 0 {
+                    return Err(IdError::NotPositive);
+                }
+                Ok(Self(value))
+            }
+
+            /// Parses decimal text, as query strings carry it.
+            pub fn parse(text: &str) -> Result<Self, IdError> {
+                let value = text.trim().parse::<u64>().map_err(|_| IdError::NotPositive)?;
+                Self::new(value)
+            }
+
+            /// The numeric id.
+            pub fn get(self) -> u64 {
+                self.0
+            }
         }
-        Ok(Self(value))
-    }
 
-    /// Parses the decimal text Tencent puts in the `SdkAppid` query parameter.
-    pub fn parse(text: &str) -> Result<Self, IdError> {
-        let value = text
-            .trim()
-            .parse::<u64>()
-            .map_err(|_| IdError::NotPositive)?;
-        Self::new(value)
-    }
-
-    /// The numeric id.
-    pub fn get(self) -> u64 {
-        self.0
-    }
-}
-
-impl TryFrom<u64> for SdkAppId {
-    type Error = IdError;
-    fn try_from(value: u64) -> Result<Self, IdError> {
-        Self::new(value)
-    }
-}
-
-impl From<SdkAppId> for u64 {
-    fn from(id: SdkAppId) -> u64 {
-        id.0
-    }
-}
-
-impl fmt::Display for SdkAppId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-/// A Tencent agent group id (`AgentGroupId`): a positive integer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "u64", into = "u64")]
-pub struct GroupId(u64);
-
-impl GroupId {
-    /// Accepts any positive integer.
-    pub fn new(value: u64) -> Result<Self, IdError> {
-        if value == 0 {
-            return Err(IdError::NotPositive);
+        impl TryFrom<u64> for $name {
+            type Error = IdError;
+            fn try_from(value: u64) -> Result<Self, IdError> {
+                Self::new(value)
+            }
         }
-        Ok(Self(value))
-    }
 
-    /// The numeric id.
-    pub fn get(self) -> u64 {
-        self.0
-    }
+        impl From<$name> for u64 {
+            fn from(id: $name) -> u64 {
+                id.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
 }
 
-impl TryFrom<u64> for GroupId {
-    type Error = IdError;
-    fn try_from(value: u64) -> Result<Self, IdError> {
-        Self::new(value)
-    }
-}
+numeric_id!(
+    /// A Tencent app id (`SdkAppid`): a positive integer.
+    SdkAppId
+);
 
-impl From<GroupId> for u64 {
-    fn from(id: GroupId) -> u64 {
-        id.0
-    }
-}
-
-impl fmt::Display for GroupId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
+numeric_id!(
+    /// A Tencent agent group id (`AgentGroupId`): a positive integer.
+    GroupId
+);
 
 /// Declares a string identifier newtype with a fallible `parse`, serde through that parse,
 /// `Display`, `AsRef<str>` and `as_str`.

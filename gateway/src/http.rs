@@ -115,6 +115,16 @@ mod tests {
         Ok((status, serde_json::from_slice(&bytes)?))
     }
 
+    /// `&Sign=..&RequestTime=..` for app 1400000001 now.
+    fn signed_params() -> Result<String, std::time::SystemTimeError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs()
+            .to_string();
+        let sign = crate::auth::sign("xxxxyyyy", &now);
+        Ok(format!("&Sign={sign}&RequestTime={now}"))
+    }
+
     fn callback_uri(app: &str, extra: &str) -> String {
         format!(
             "/tencent/callback?SdkAppid={app}&CallbackCommand=ChatBot.OnAssignHuman&contenttype=json{extra}"
@@ -124,14 +134,7 @@ mod tests {
     #[tokio::test]
     async fn every_refusal_is_tencent_shaped_with_its_status()
     -> Result<(), Box<dyn std::error::Error>> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_secs()
-            .to_string();
-        let signed = format!(
-            "&Sign={}&RequestTime={now}",
-            crate::auth::sign("xxxxyyyy", &now)
-        );
+        let signed = signed_params()?;
         let huge = format!("{{\"Pad\":\"{}\"}}", "x".repeat(70 * 1024));
         let cases: Vec<(Method, String, String, u16, u64)> = vec![
             (
@@ -213,14 +216,7 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         assert_eq!(json["ActionStatus"], "OK");
         assert_eq!(json["AgentGroupId"], 6521);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_secs()
-            .to_string();
-        let signed = format!(
-            "&Sign={}&RequestTime={now}",
-            crate::auth::sign("xxxxyyyy", &now)
-        );
+        let signed = signed_params()?;
         let (status, json) = call(Method::POST, &callback_uri("1400000001", &signed), BODY).await?;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{json}");
         assert_eq!(json["ErrorCode"], 3001);
