@@ -99,9 +99,16 @@ pub enum StartError {
     /// The command line was wrong.
     #[error("{0} (try --help)")]
     Usage(String),
-    /// The config file was refused.
+    /// The config file was refused. Its message is the whole story, so it is not also
+    /// chained as a source (which would print it twice).
     #[error("invalid config: {0}")]
-    Config(#[from] crate::config::ConfigError),
+    Config(crate::config::ConfigError),
+}
+
+impl From<crate::config::ConfigError> for StartError {
+    fn from(err: crate::config::ConfigError) -> Self {
+        StartError::Config(err)
+    }
 }
 
 /// Reads the process's arguments and environment: prints help, the version or a `check`
