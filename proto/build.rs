@@ -18,6 +18,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Fakes in tests implement only the rpcs they exercise.
+        .generate_default_stubs(true)
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -3,14 +3,15 @@
 //! binaries are the production shape; this one only wires them together.
 //!
 //! The gateway talks gRPC to its own router over loopback, whatever `[gateway] router_url`
-//! says. On SIGINT or SIGTERM the gateway stops first and drains, then the router.
+//! says. The router reloads the file on change and SIGHUP. On SIGINT or SIGTERM the gateway
+//! stops first and drains, then the router.
 
-use std::{net::SocketAddr, process::ExitCode};
+use std::{net::SocketAddr, process::ExitCode, sync::Arc};
 
 use anyhow::Context;
 use handoff_core::{cli, shutdown, telemetry};
 use handoff_gateway::Gateway;
-use handoff_router::Router;
+use handoff_router::{Router, engine::Catalog};
 use tokio::{net::TcpListener, sync::watch};
 
 const ABOUT: &str = "the handoff router and its Tencent gateway in one process";
@@ -27,9 +28,11 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> anyhow::Result<()> {
-    let Some(mut config) = cli::start("handoff", ABOUT)? else {
+    let compile = |config: &_, path: &_| Catalog::from_config(config, path).map(drop);
+    let Some(started) = cli::start("handoff", ABOUT, compile)? else {
         return Ok(());
     };
+    let mut config = started.config;
     telemetry::init();
     let router_listener = TcpListener::bind(config.router.listen)
         .await
@@ -50,9 +53,16 @@ async fn run() -> anyhow::Result<()> {
 
     let (stop_gateway, gateway_stop) = watch::channel(false);
     let (stop_router, router_stop) = watch::channel(false);
+    let routing = Arc::new(Router::from_config(&config, &started.path)?);
+    let reloader = tokio::spawn(handoff_router::reload::watch(
+        routing.clone(),
+        started.path.clone(),
+        started.env.clone(),
+        stopped(router_stop.clone()),
+    ));
     let mut router = tokio::spawn(handoff_router::serve(
         router_listener,
-        Router::from_config(&config),
+        routing,
         config.router.shutdown_grace.get(),
         stopped(router_stop),
     ));
@@ -82,6 +92,7 @@ async fn run() -> anyhow::Result<()> {
     gateway.await.context("gateway task")??;
     let _ = stop_router.send(true);
     router.await.context("router task")??;
+    let _ = reloader.await;
     tracing::info!("handoff stopped");
     Ok(())
 }

@@ -111,14 +111,32 @@ impl From<crate::config::ConfigError> for StartError {
     }
 }
 
+/// A config ready to serve, and where it came from (for reloads).
+#[derive(Debug)]
+pub struct Started {
+    /// The loaded, validated config.
+    pub config: crate::Config,
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// The environment its overrides came from, for reloading it the same way.
+    pub env: Vec<(String, String)>,
+}
+
 /// Reads the process's arguments and environment: prints help, the version or a `check`
-/// verdict and returns `None`, or returns the config to serve.
-pub fn start(program: &str, about: &str) -> Result<Option<crate::Config>, StartError> {
+/// verdict and returns `None`, or returns the config to serve. `compile` is the binary's own
+/// check beyond the file's shape (the router compiles rules and schedules); it runs for
+/// `check` and before serving.
+pub fn start(
+    program: &str,
+    about: &str,
+    compile: impl Fn(&crate::Config, &std::path::Path) -> Result<(), crate::config::ConfigError>,
+) -> Result<Option<Started>, StartError> {
     let command = parse(
         std::env::args().skip(1),
         std::env::var("HANDOFF_CONFIG").ok(),
     )
     .map_err(StartError::Usage)?;
+    let env: Vec<(String, String)> = std::env::vars().collect();
     match command {
         Command::Help => {
             print!("{}", usage(program, about));
@@ -129,10 +147,15 @@ pub fn start(program: &str, about: &str) -> Result<Option<crate::Config>, StartE
             Ok(None)
         }
         Command::Check(path) => {
-            let config = crate::config::load(&path, std::env::vars())?;
+            let config = crate::config::load(&path, env)?;
+            compile(&config, &path)?;
             println!("{}: ok ({} apps)", path.display(), config.apps.len());
             Ok(None)
         }
-        Command::Serve(path) => Ok(Some(crate::config::load(&path, std::env::vars())?)),
+        Command::Serve(path) => {
+            let config = crate::config::load(&path, env.iter().cloned())?;
+            compile(&config, &path)?;
+            Ok(Some(Started { config, path, env }))
+        }
     }
 }

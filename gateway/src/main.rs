@@ -21,9 +21,10 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> anyhow::Result<()> {
-    let Some(config) = cli::start("handoff-gateway", ABOUT)? else {
+    let Some(started) = cli::start("handoff-gateway", ABOUT, |_, _| Ok(()))? else {
         return Ok(());
     };
+    let config = started.config;
     telemetry::init();
     let gateway = Gateway::from_config(&config)?;
     let listener = TcpListener::bind(config.gateway.listen)

@@ -1,6 +1,6 @@
 //! The router's one error type and its one code table.
 
-use handoff_core::id::SdkAppId;
+use handoff_core::id::{AgentId, SdkAppId};
 use tonic::{Code, Status};
 
 use crate::store::StoreError;
@@ -12,13 +12,16 @@ pub enum RouterError {
     #[error("{field}: {problem}")]
     InvalidArgument {
         /// The proto field at fault.
-        field: &'static str,
+        field: String,
         /// What is wrong with it.
         problem: String,
     },
     /// The request names an app the router does not serve.
     #[error("app {0} is not configured on this router")]
     UnknownApp(SdkAppId),
+    /// The request names an agent the app does not have.
+    #[error("agent {1} is not an agent of app {0}")]
+    UnknownAgent(SdkAppId, AgentId),
     /// The app has neither a group to target nor a fallback group.
     #[error("app {0} has no group to route to and no fallback_group_id")]
     NoRoute(SdkAppId),
@@ -35,7 +38,7 @@ impl RouterError {
     pub fn code(&self) -> Code {
         match self {
             RouterError::InvalidArgument { .. } => Code::InvalidArgument,
-            RouterError::UnknownApp(_) => Code::NotFound,
+            RouterError::UnknownApp(_) | RouterError::UnknownAgent(..) => Code::NotFound,
             RouterError::NoRoute(_) => Code::FailedPrecondition,
             RouterError::Store(StoreError::Unavailable(_)) => Code::Unavailable,
             RouterError::Server(_) => Code::Internal,
@@ -44,6 +47,11 @@ impl RouterError {
 
     /// A request-field error.
     pub fn invalid(field: &'static str, problem: impl ToString) -> Self {
+        Self::invalid_owned(field.to_owned(), problem)
+    }
+
+    /// A request-field error for a field path built at run time (`agent.shift`).
+    pub fn invalid_owned(field: String, problem: impl ToString) -> Self {
         RouterError::InvalidArgument {
             field,
             problem: problem.to_string(),

@@ -2,11 +2,13 @@
 //!
 //! Dependencies point one way: [`engine`] (pure decisions) <- [`store`] (mutable state) <-
 //! [`service`] (the router as an application) <- [`grpc`] (the tonic adapter) <- [`server`]
-//! (the listener, health and reflection) <- the `handoff-router` binary.
+//! (the listener, health and reflection) <- the `handoff-router` binary. [`reload`] swaps
+//! in a changed config file while serving.
 
 pub mod engine;
 pub mod error;
 pub mod grpc;
+pub mod reload;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -17,7 +17,7 @@ pub const SERVICE_NAME: &str = "handoff.router.v1.RouterService";
 /// at most `grace` before dropping them.
 pub async fn serve<S: Store>(
     listener: TcpListener,
-    router: Router<S>,
+    router: Arc<Router<S>>,
     grace: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RouterError> {
@@ -41,7 +41,7 @@ pub async fn serve<S: Store>(
         .add_service(health)
         .add_service(reflection().build_v1().map_err(server_error)?)
         .add_service(reflection().build_v1alpha().map_err(server_error)?)
-        .add_service(RouterServiceServer::new(RouterGrpc::new(Arc::new(router))))
+        .add_service(RouterServiceServer::new(RouterGrpc::new(router)))
         .serve_with_incoming_shutdown(incoming, signal);
     let grace_elapsed = async move {
         match stopped.await {

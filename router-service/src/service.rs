@@ -1,12 +1,18 @@
-//! The router as an application: looks up the app, asks the store to assign the session
-//! with the engine's decision, and logs what it decided. Knows nothing of gRPC.
+//! The router as an application: finds the app, asks the store to assign the session with
+//! the engine's decision, explains decisions, applies run-time changes to agents and
+//! customers, and swaps in a reloaded config. Knows nothing of gRPC.
 
-use std::{sync::Arc, time::SystemTime};
+use std::{path::Path, sync::Arc, time::SystemTime};
 
-use handoff_core::Config;
+use arc_swap::ArcSwap;
+use handoff_core::{
+    Config,
+    config::{AgentConfig, AgentStatus, ConfigError, CustomerConfig},
+    id::{AgentId, GroupId, SdkAppId},
+};
 
 use crate::{
-    engine::{self, Catalog, Handoff},
+    engine::{self, Agent, AgentLoad, Answer, App, Catalog, Customer, Decision, Handoff},
     error::RouterError,
     store::{Assignment, MemoryStore, Store},
 };
@@ -27,21 +33,34 @@ impl Clock for SystemClock {
     }
 }
 
+/// An agent as routing sees it now.
+#[derive(Debug, Clone)]
+pub struct AgentListing {
+    /// The definition.
+    pub agent: Arc<Agent>,
+    /// The live status.
+    pub status: AgentStatus,
+    /// The live load.
+    pub load: AgentLoad,
+    /// Whether the agent is within its shift.
+    pub on_shift: bool,
+}
+
 /// The routing service: catalog, store and clock.
 pub struct Router<S> {
-    catalog: Arc<Catalog>,
+    catalog: ArcSwap<Catalog>,
     store: S,
     clock: Arc<dyn Clock>,
 }
 
 impl Router<MemoryStore> {
-    /// A router over `config`'s apps with in-memory state and the system clock.
-    pub fn from_config(config: &Config) -> Self {
-        Router::new(
-            Catalog::from_config(config),
+    /// A router over `config` (read from `origin`) with in-memory state and the system clock.
+    pub fn from_config(config: &Config, origin: &Path) -> Result<Self, ConfigError> {
+        Ok(Router::new(
+            Catalog::from_config(config, origin)?,
             MemoryStore::new(config.router.assignment_ttl.get()),
             Arc::new(SystemClock),
-        )
+        ))
     }
 }
 
@@ -49,7 +68,7 @@ impl<S: Store> Router<S> {
     /// A router over `catalog`, keeping state in `store`, reading time from `clock`.
     pub fn new(catalog: Catalog, store: S, clock: Arc<dyn Clock>) -> Self {
         Self {
-            catalog: Arc::new(catalog),
+            catalog: ArcSwap::from_pointee(catalog),
             store,
             clock,
         }
@@ -65,24 +84,40 @@ impl<S: Store> Router<S> {
         &self.store
     }
 
+    /// Replaces the catalog with one compiled from `config`, atomically; on error the
+    /// running catalog stays.
+    pub fn reload(&self, config: &Config, origin: &Path) -> Result<(), ConfigError> {
+        let catalog = Catalog::from_config(config, origin)?;
+        self.catalog.store(Arc::new(catalog));
+        Ok(())
+    }
+
+    fn app(&self, id: SdkAppId) -> Result<Arc<App>, RouterError> {
+        self.catalog
+            .load()
+            .app(id)
+            .cloned()
+            .ok_or(RouterError::UnknownApp(id))
+    }
+
     /// Decides who takes `handoff` and reserves capacity for it.
     pub async fn assign(&self, handoff: &Handoff) -> Result<Assignment, RouterError> {
-        let app = self
-            .catalog
-            .app(handoff.app)
-            .ok_or(RouterError::UnknownApp(handoff.app))?;
-        if app.target_group().is_none() && app.fallback_group().is_none() {
-            return Err(RouterError::NoRoute(handoff.app));
-        }
+        let app = self.app(handoff.app)?;
         let now = self.clock.now();
         let assignment = self
             .store
-            .assign(app.id, &handoff.session, now, |loads| {
-                engine::decide(app, handoff, loads, now)
-            })
+            .assign(
+                app.id,
+                &handoff.client_user,
+                &handoff.session,
+                now,
+                |state| engine::decide(&app, handoff, state, now),
+            )
             .await?;
-        let replayed = matches!(assignment, Assignment::Replayed(_));
         let answer = assignment.answer();
+        if answer.group.is_none() && answer.agents.is_empty() {
+            return Err(RouterError::NoRoute(handoff.app));
+        }
         tracing::info!(
             app = %handoff.app,
             session = %handoff.session,
@@ -91,9 +126,155 @@ impl<S: Store> Router<S> {
             agents = answer.agents.len(),
             reserved = answer.reserved.as_ref().map(|a| a.as_str()),
             fallback = answer.fallback,
-            replayed,
+            replayed = matches!(assignment, Assignment::Replayed(_)),
             "assigned"
         );
         Ok(assignment)
+    }
+
+    /// The decision AssignHuman would make now, and its answer, changing nothing.
+    pub async fn explain(&self, handoff: &Handoff) -> Result<(Decision, Answer), RouterError> {
+        let app = self.app(handoff.app)?;
+        let now = self.clock.now();
+        let decision = self
+            .store
+            .inspect(app.id, now, |state| {
+                engine::decide(&app, handoff, state, now)
+            })
+            .await?;
+        // Within one look at the state every candidate is below capacity, so AssignHuman
+        // would reserve the first.
+        let answer = if decision.wants_reservation() {
+            decision.reserve_at(0)
+        } else {
+            decision.without_reservation()
+        };
+        Ok((decision, answer))
+    }
+
+    /// Adds or replaces an agent of `app`.
+    pub async fn upsert_agent(
+        &self,
+        app: SdkAppId,
+        config: AgentConfig,
+    ) -> Result<Arc<Agent>, RouterError> {
+        let catalog_app = self.app(app)?;
+        if config.capacity == 0 {
+            return Err(RouterError::invalid("agent.capacity", "must be at least 1"));
+        }
+        if config.groups.is_empty() {
+            return Err(RouterError::invalid(
+                "agent.group_ids",
+                "must name at least one group",
+            ));
+        }
+        if let Some(unknown) = config
+            .groups
+            .iter()
+            .find(|id| catalog_app.group(**id).is_none())
+        {
+            return Err(RouterError::invalid(
+                "agent.group_ids",
+                format!("group {unknown} is not defined for app {app}"),
+            ));
+        }
+        let agent = Agent::compile(&config, catalog_app.zone).map_err(|(key, message)| {
+            RouterError::invalid_owned(format!("agent.{key}"), message)
+        })?;
+        let agent = Arc::new(agent);
+        self.store.upsert_agent(app, agent.clone()).await?;
+        tracing::info!(%app, agent = %agent.id, "agent upserted");
+        Ok(agent)
+    }
+
+    /// Removes an agent from `app`'s routing.
+    pub async fn remove_agent(&self, app: SdkAppId, agent: &AgentId) -> Result<(), RouterError> {
+        self.require_agent(app, agent).await?;
+        self.store.remove_agent(app, agent).await?;
+        tracing::info!(%app, %agent, "agent removed");
+        Ok(())
+    }
+
+    /// Sets an agent's live status.
+    pub async fn set_status(
+        &self,
+        app: SdkAppId,
+        agent: &AgentId,
+        status: AgentStatus,
+    ) -> Result<(), RouterError> {
+        self.require_agent(app, agent).await?;
+        self.store.set_status(app, agent, status).await?;
+        tracing::info!(%app, %agent, ?status, "agent status set");
+        Ok(())
+    }
+
+    /// Records what is known of a customer.
+    pub async fn upsert_customer(
+        &self,
+        app: SdkAppId,
+        config: CustomerConfig,
+    ) -> Result<Customer, RouterError> {
+        if let Some(owner) = &config.owner {
+            self.require_agent(app, owner).await.map_err(|_| {
+                RouterError::invalid(
+                    "customer.owner_agent_id",
+                    format!("agent {owner} is not an agent of app {app}"),
+                )
+            })?;
+        } else {
+            self.app(app)?;
+        }
+        let customer = Customer::from_config(&config);
+        self.store.upsert_customer(app, customer.clone()).await?;
+        Ok(customer)
+    }
+
+    /// The agents of `app` (of `group`, when given) with their live state.
+    pub async fn list_agents(
+        &self,
+        app: SdkAppId,
+        group: Option<GroupId>,
+    ) -> Result<Vec<AgentListing>, RouterError> {
+        let catalog_app = self.app(app)?;
+        if let Some(group) = group.filter(|id| catalog_app.group(*id).is_none()) {
+            return Err(RouterError::invalid(
+                "group_id",
+                format!("group {group} is not defined for app {app}"),
+            ));
+        }
+        let now = self.clock.now();
+        let listings = self
+            .store
+            .inspect(app, now, |state| {
+                engine::roster(&catalog_app, state.roster_changes())
+                    .into_iter()
+                    .filter(|agent| group.is_none_or(|g| agent.groups.contains(&g)))
+                    .map(|agent| AgentListing {
+                        agent: agent.clone(),
+                        status: state.status(&agent.id).unwrap_or(agent.status),
+                        load: state.load(&agent.id),
+                        on_shift: agent.shift.as_ref().is_none_or(|shift| shift.is_open(now)),
+                    })
+                    .collect()
+            })
+            .await?;
+        Ok(listings)
+    }
+
+    async fn require_agent(&self, app: SdkAppId, agent: &AgentId) -> Result<(), RouterError> {
+        let catalog_app = self.app(app)?;
+        let known = self
+            .store
+            .inspect(app, self.clock.now(), |state| {
+                engine::roster(&catalog_app, state.roster_changes())
+                    .iter()
+                    .any(|a| &a.id == agent)
+            })
+            .await?;
+        if known {
+            Ok(())
+        } else {
+            Err(RouterError::UnknownAgent(app, agent.clone()))
+        }
     }
 }

@@ -9,7 +9,7 @@ use handoff_proto::router::v1::{
 use tokio::net::TcpListener;
 use tonic::{Request, Response, Status, transport::server::TcpIncoming};
 
-use crate::support::{CONFIG, Stack, TestResult, body, now_secs, sign, signed_uri};
+use crate::support::{CONFIG, Stack, TestResult, body, body_from, now_secs, sign, signed_uri};
 
 #[tokio::test]
 async fn a_signed_callback_gets_a_ranked_agent_list_and_retries_count_once() -> TestResult {
@@ -34,12 +34,31 @@ async fn a_signed_callback_gets_a_ranked_agent_list_and_retries_count_once() -> 
     // bob is full: only ann is offered.
     let third = stack.post(&uri, &body("s-3")).await?;
     assert_eq!(third.agents(), ["ann@example.com"]);
-    // Everyone is full: the group alone, so Tencent queues the session there.
+    // Everyone is full: the app's fallback group alone, so Tencent queues the session there.
     let fourth = stack.post(&uri, &body("s-4")).await?;
     assert_eq!(fourth.status, 200);
     assert_eq!(fourth.json["ActionStatus"], "OK");
-    assert_eq!(fourth.json["AgentGroupId"], 6521);
+    assert_eq!(fourth.json["AgentGroupId"], 9000);
     assert!(fourth.agents().is_empty(), "{fourth:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_returning_customer_gets_their_previous_agent_first() -> TestResult {
+    let stack = Stack::start(CONFIG).await?;
+    let uri = signed_uri(now_secs());
+    let first = stack.post(&uri, &body_from("visit-1", "regular")).await?;
+    assert_eq!(first.agents(), ["ann@example.com", "bob@example.com"]);
+    // ann now carries more load than bob, but served this customer last.
+    let second = stack.post(&uri, &body_from("visit-2", "regular")).await?;
+    assert_eq!(
+        second.agents(),
+        ["ann@example.com", "bob@example.com"],
+        "{second:?}"
+    );
+    // ann is now full (2 of 2): a stranger gets bob alone.
+    let stranger = stack.post(&uri, &body("visit-3")).await?;
+    assert_eq!(stranger.agents(), ["bob@example.com"], "{stranger:?}");
     Ok(())
 }
 
@@ -89,7 +108,7 @@ async fn every_bad_callback_gets_its_status_and_a_tencent_shaped_error() -> Test
         (
             "POST",
             good.clone(),
-            body("b").replace(r#""ClientUserId":"123","#, ""),
+            body("b").replace(r#""ClientUserId":"user-b","#, ""),
             400,
             1001,
         ),

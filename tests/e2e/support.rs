@@ -3,6 +3,7 @@
 use std::{
     net::SocketAddr,
     path::Path,
+    sync::Arc,
     time::{SystemTime, UNIX_EPOCH},
 };
 
@@ -86,9 +87,10 @@ impl Stack {
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
         if let Some(listener) = router_listener {
+            let router = Router::from_config(&config, Path::new("e2e.toml"))?;
             let serve = handoff_router::serve(
                 listener,
-                Router::from_config(&config),
+                Arc::new(router),
                 config.router.shutdown_grace.get(),
                 until(stopped.clone()),
             );
@@ -224,9 +226,14 @@ pub fn signed_uri(request_time: u64) -> String {
     )
 }
 
-/// An OnAssignHuman body for `session`.
+/// An OnAssignHuman body for `session`, from a customer of its own.
 pub fn body(session: &str) -> String {
+    body_from(session, &format!("user-{session}"))
+}
+
+/// An OnAssignHuman body for `session` from `customer`.
+pub fn body_from(session: &str, customer: &str) -> String {
     format!(
-        r#"{{"CallbackCommand":"ChatBot.OnAssignHuman","SessionId":"{session}","ClientUserId":"123","EventTime":1670574414123}}"#
+        r#"{{"CallbackCommand":"ChatBot.OnAssignHuman","SessionId":"{session}","ClientUserId":"{customer}","EventTime":1670574414123}}"#
     )
 }

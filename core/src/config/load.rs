@@ -26,7 +26,8 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    pub(super) fn new(file: &Path, key: impl Into<String>, message: impl Into<String>) -> Self {
+    /// An error about `key` of `file`.
+    pub fn new(file: &Path, key: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             file: file.to_owned(),
             key: key.into(),

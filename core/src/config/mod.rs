@@ -5,6 +5,7 @@
 //! error names the file, the key and the problem. Each binary reads only the sections it
 //! needs, but all of them refuse a file that is wrong anywhere, so a typo cannot hide.
 
+mod app;
 mod duration;
 mod load;
 mod secret;
@@ -14,11 +15,15 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
+pub use app::{
+    AgentConfig, AgentStatus, AppConfig, CustomerConfig, GroupConfig, RuleConfig, ScheduleConfig,
+    StrategyName, TargetConfig,
+};
 pub use duration::ConfigDuration;
 pub use load::{ConfigError, ENV_PREFIX, load, parse};
 pub use secret::Secret;
 
-use crate::id::{AgentId, GroupId, SdkAppId};
+use crate::id::SdkAppId;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -97,86 +102,4 @@ impl Default for GatewayConfig {
             shutdown_grace: ConfigDuration::from_secs(10),
         }
     }
-}
-
-/// `[[apps]]`: one Tencent app and the agents who serve it.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AppConfig {
-    /// Tencent's SdkAppid.
-    pub sdk_app_id: SdkAppId,
-    /// A name for people reading logs.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// The callback authentication token set in Tencent's console; when present, callbacks
-    /// must carry a valid `Sign` and a fresh `RequestTime`.
-    #[serde(default)]
-    pub token: Option<Secret>,
-    /// Group answered when the router cannot decide (down, too slow, nobody eligible).
-    #[serde(default)]
-    pub fallback_group_id: Option<GroupId>,
-    /// The group a handoff targets; defaults to the first group listed.
-    #[serde(default)]
-    pub default_group_id: Option<GroupId>,
-    /// `[[apps.groups]]`.
-    #[serde(default)]
-    pub groups: Vec<GroupConfig>,
-    /// `[[apps.agents]]`.
-    #[serde(default)]
-    pub agents: Vec<AgentConfig>,
-}
-
-impl AppConfig {
-    /// The group a handoff targets: `default_group_id`, else the first group listed.
-    pub fn target_group_id(&self) -> Option<GroupId> {
-        self.default_group_id
-            .or_else(|| self.groups.first().map(|group| group.id))
-    }
-}
-
-/// `[[apps.groups]]`: a Tencent agent group.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GroupConfig {
-    /// Tencent's AgentGroupId.
-    pub id: GroupId,
-    /// A name for people reading decisions.
-    pub name: String,
-}
-
-/// `[[apps.agents]]`: a human agent.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AgentConfig {
-    /// The agent's e-mail, which is Tencent's agent id.
-    pub id: AgentId,
-    /// Display name.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// Groups the agent belongs to.
-    #[serde(default)]
-    pub groups: Vec<GroupId>,
-    /// Most sessions the agent takes at once.
-    #[serde(default = "default_capacity")]
-    pub capacity: u32,
-    /// Whether the agent takes sessions now.
-    #[serde(default)]
-    pub status: AgentStatus,
-}
-
-fn default_capacity() -> u32 {
-    1
-}
-
-/// Whether an agent takes sessions.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AgentStatus {
-    /// Takes sessions.
-    #[default]
-    Available,
-    /// Signed in but not taking sessions.
-    Away,
-    /// Signed out.
-    Offline,
 }

@@ -3,7 +3,11 @@
 
 use std::{collections::HashSet, time::Duration};
 
-use super::{AppConfig, Config, GatewayConfig, RouterConfig};
+use crate::id::GroupId;
+
+use super::{
+    AppConfig, Config, GatewayConfig, RouterConfig, RuleConfig, StrategyName, TargetConfig,
+};
 
 /// A key and what is wrong with it.
 type Fault = (String, String);
@@ -130,6 +134,107 @@ fn app(app: &AppConfig, key: &str) -> Result<(), Fault> {
                 format!("group {unknown} is not defined in {key}.groups"),
             ));
         }
+        if agent.skills.keys().any(|skill| skill.trim().is_empty()) {
+            return Err((
+                format!("{agent_key}.skills"),
+                "skill names must not be empty".to_owned(),
+            ));
+        }
+    }
+    let mut customer_ids = HashSet::new();
+    for (index, customer) in app.customers.iter().enumerate() {
+        let customer_key = format!("{key}.customers[{index}]");
+        if !customer_ids.insert(&customer.id) {
+            return Err((
+                format!("{customer_key}.id"),
+                format!("customer {} is defined twice", customer.id),
+            ));
+        }
+        if let Some(owner) = &customer.owner
+            && !agent_ids.contains(&owner.as_str().to_ascii_lowercase())
+        {
+            return Err((
+                format!("{customer_key}.owner"),
+                format!("agent {owner} is not defined in {key}.agents"),
+            ));
+        }
+    }
+    rules(app, key, &group_ids)
+}
+
+fn rules(app: &AppConfig, key: &str, group_ids: &HashSet<GroupId>) -> Result<(), Fault> {
+    let mut names = HashSet::new();
+    let last = app.rules.len().saturating_sub(1);
+    for (index, rule) in app.rules.iter().enumerate() {
+        let rule_key = format!("{key}.rules[{index}]");
+        if rule.name.trim().is_empty() {
+            return Err((format!("{rule_key}.name"), "must not be empty".to_owned()));
+        }
+        if !names.insert(rule.name.as_str()) {
+            return Err((
+                format!("{rule_key}.name"),
+                format!("rule {:?} is defined twice", rule.name),
+            ));
+        }
+        if rule.when.is_none() && index != last {
+            return Err((
+                format!("{rule_key}.when"),
+                format!(
+                    "rule {:?} has no `when`, so it matches everything: only the last rule may",
+                    rule.name
+                ),
+            ));
+        }
+        if rule.candidates == 0 || rule.candidates > MAX_CANDIDATES {
+            return Err((
+                format!("{rule_key}.candidates"),
+                format!("must be from 1 to {MAX_CANDIDATES}"),
+            ));
+        }
+        target(&rule.target(), &rule_key, key, group_ids)?;
+        for (n, overflow) in rule.overflow.iter().enumerate() {
+            target(
+                overflow,
+                &format!("{rule_key}.overflow[{n}]"),
+                key,
+                group_ids,
+            )?;
+        }
+        check_rule_has_a_target(rule, &rule_key)?;
+    }
+    Ok(())
+}
+
+/// The most agents one answer may list.
+const MAX_CANDIDATES: u32 = 100;
+
+fn target(
+    target: &TargetConfig,
+    target_key: &str,
+    key: &str,
+    group_ids: &HashSet<GroupId>,
+) -> Result<(), Fault> {
+    if let Some(group) = target.group.filter(|group| !group_ids.contains(group)) {
+        return Err((
+            format!("{target_key}.group"),
+            format!("group {group} is not defined in {key}.groups"),
+        ));
+    }
+    if target.strategy == StrategyName::MostSkilled && target.skills.is_empty() {
+        return Err((
+            format!("{target_key}.skills"),
+            "most_skilled needs the skills to rank on".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+fn check_rule_has_a_target(rule: &RuleConfig, rule_key: &str) -> Result<(), Fault> {
+    if rule.group_only && rule.group.is_none() {
+        return Err((
+            format!("{rule_key}.group"),
+            "group_only needs a group to answer".to_owned(),
+        ));
     }
     Ok(())
 }

@@ -1,82 +1,154 @@
-//! The routing model: apps, their groups and agents, checked and indexed once when the
-//! config is loaded so that deciding never re-validates.
+//! The routing model compiled from the config: apps with their groups (and hours), agents
+//! (skills, attributes, shifts), known customers and rules (CEL compiled), checked and
+//! indexed once so that deciding never parses or re-validates.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, path::Path, sync::Arc};
 
+use cel::Value;
+use chrono_tz::Tz;
 use handoff_core::{
-    config::{AgentStatus, AppConfig, Config},
-    id::{AgentId, GroupId, SdkAppId},
+    config::{
+        AgentConfig, AgentStatus, AppConfig, Config, ConfigError, RuleConfig, ScheduleConfig,
+        StrategyName, TargetConfig,
+    },
+    id::{AgentId, ClientUserId, GroupId, SdkAppId},
 };
+
+use super::{
+    Customer,
+    expr::{Cel, Expression, Kind, agent_value},
+    schedule::Schedule,
+};
+
+/// The name of the rule added after an app's own rules, so that every handoff matches one.
+pub const DEFAULT_RULE: &str = "default";
 
 /// Every app the router serves.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
-    apps: HashMap<SdkAppId, App>,
+    apps: HashMap<SdkAppId, Arc<App>>,
 }
 
 impl Catalog {
-    /// Builds the catalog from a validated config.
-    pub fn from_config(config: &Config) -> Self {
-        let apps = config
-            .apps
-            .iter()
-            .map(|app| (app.sdk_app_id, App::from_config(app)))
-            .collect();
-        Self { apps }
+    /// Compiles `config` (read from `origin`), refusing bad CEL, time zones and schedules with
+    /// the key at fault.
+    pub fn from_config(config: &Config, origin: &Path) -> Result<Self, ConfigError> {
+        let cel = Cel::default();
+        let mut apps = HashMap::new();
+        for (index, app) in config.apps.iter().enumerate() {
+            let compiled = App::compile(app, &cel).map_err(|(key, message)| {
+                ConfigError::new(origin, format!("apps[{index}].{key}"), message)
+            })?;
+            apps.insert(app.sdk_app_id, Arc::new(compiled));
+        }
+        Ok(Self { apps })
     }
 
     /// The app with this id.
-    pub fn app(&self, id: SdkAppId) -> Option<&App> {
+    pub fn app(&self, id: SdkAppId) -> Option<&Arc<App>> {
         self.apps.get(&id)
     }
 }
 
-/// One Tencent app: its groups and agents.
-#[derive(Debug, Clone)]
+/// A key inside the app and what is wrong with it.
+type Fault = (String, String);
+
+/// One Tencent app.
+#[derive(Debug)]
 pub struct App {
     /// The app's SdkAppid.
     pub id: SdkAppId,
+    /// The app's time zone, for `clock` and schedules without their own.
+    pub zone: Tz,
+    /// How long a previous agent stays sticky.
+    pub sticky_ttl: std::time::Duration,
     groups: Vec<Group>,
-    agents: Vec<Agent>,
-    target_group: Option<GroupId>,
+    agents: Vec<Arc<Agent>>,
+    customers: HashMap<ClientUserId, Customer>,
+    rules: Vec<Rule>,
     fallback_group: Option<GroupId>,
+    cel: Cel,
 }
 
 impl App {
-    /// Builds an app from its validated config entry.
-    pub fn from_config(config: &AppConfig) -> Self {
-        let groups = config
-            .groups
-            .iter()
-            .map(|group| Group {
+    fn compile(config: &AppConfig, cel: &Cel) -> Result<Self, Fault> {
+        let zone: Tz = config.time_zone.parse().map_err(|_| {
+            (
+                "time_zone".to_owned(),
+                format!("unknown time zone {:?}", config.time_zone),
+            )
+        })?;
+        let mut groups = Vec::with_capacity(config.groups.len());
+        for (index, group) in config.groups.iter().enumerate() {
+            let hours = group
+                .hours
+                .as_ref()
+                .map(|hours| schedule(hours, zone))
+                .transpose()
+                .map_err(|message| (format!("groups[{index}].hours"), message))?;
+            groups.push(Group {
                 id: group.id,
                 name: group.name.clone(),
-            })
-            .collect();
-        let agents = config
-            .agents
+                hours,
+            });
+        }
+        let mut agents = Vec::with_capacity(config.agents.len());
+        for (index, agent) in config.agents.iter().enumerate() {
+            let compiled = Agent::compile(agent, zone)
+                .map_err(|(key, message)| (format!("agents[{index}].{key}"), message))?;
+            agents.push(Arc::new(compiled));
+        }
+        let customers = config
+            .customers
             .iter()
-            .map(|agent| Agent {
-                id: agent.id.clone(),
-                name: agent.name.clone(),
-                groups: agent.groups.clone(),
-                capacity: agent.capacity,
-                status: agent.status,
-            })
+            .map(|customer| (customer.id.clone(), Customer::from_config(customer)))
             .collect();
-        Self {
+        let mut rules = Vec::with_capacity(config.rules.len() + 1);
+        for (index, rule) in config.rules.iter().enumerate() {
+            rules.push(
+                Rule::compile(rule, cel)
+                    .map_err(|(key, message)| (format!("rules[{index}].{key}"), message))?,
+            );
+        }
+        if rules.last().is_none_or(|rule| rule.when.is_some()) {
+            rules.push(Rule::implicit_default(config.target_group_id()));
+        }
+        Ok(Self {
             id: config.sdk_app_id,
+            zone,
+            sticky_ttl: config.sticky_ttl.get(),
             groups,
             agents,
-            target_group: config.target_group_id(),
+            customers,
+            rules,
             fallback_group: config.fallback_group_id,
-        }
+            cel: cel.clone(),
+        })
     }
 
-    /// The group handoffs target, when the app has one.
-    pub fn target_group(&self) -> Option<&Group> {
-        let id = self.target_group?;
+    /// The group with this id.
+    pub fn group(&self, id: GroupId) -> Option<&Group> {
         self.groups.iter().find(|group| group.id == id)
+    }
+
+    /// Every group.
+    pub fn groups(&self) -> &[Group] {
+        &self.groups
+    }
+
+    /// The agents of the config file, in order.
+    pub fn agents(&self) -> &[Arc<Agent>] {
+        &self.agents
+    }
+
+    /// A customer the config file knows.
+    pub fn customer(&self, id: &ClientUserId) -> Option<&Customer> {
+        self.customers.get(id)
+    }
+
+    /// The rules, the default rule last.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
     }
 
     /// The group answered when nobody can be chosen.
@@ -84,32 +156,30 @@ impl App {
         self.fallback_group
     }
 
-    /// The agents of `group`, each with its position in the app's agent list (the final,
-    /// stable tie-break).
-    pub fn members(&self, group: GroupId) -> impl Iterator<Item = (usize, &Agent)> {
-        self.agents
-            .iter()
-            .enumerate()
-            .filter(move |(_, agent)| agent.groups.contains(&group))
-    }
-
-    /// All agents, in config order.
-    pub fn agents(&self) -> &[Agent] {
-        &self.agents
+    /// The CEL environment the app's expressions were compiled in.
+    pub fn cel(&self) -> &Cel {
+        &self.cel
     }
 }
 
+fn schedule(config: &ScheduleConfig, app_zone: Tz) -> Result<Schedule, String> {
+    let zone = config.time_zone.as_deref().unwrap_or(app_zone.name());
+    Schedule::parse(zone, &config.weekly, &config.closed)
+}
+
 /// A Tencent agent group.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Group {
     /// Tencent's AgentGroupId.
     pub id: GroupId,
     /// Display name.
     pub name: String,
+    /// Business hours; `None` is always open.
+    pub hours: Option<Schedule>,
 }
 
-/// A human agent.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A human agent, ready for deciding.
+#[derive(Debug, Clone)]
 pub struct Agent {
     /// E-mail, Tencent's agent id.
     pub id: AgentId,
@@ -119,6 +189,160 @@ pub struct Agent {
     pub groups: Vec<GroupId>,
     /// Most sessions at once.
     pub capacity: u32,
-    /// Whether the agent takes sessions.
+    /// The status the definition gives; a live status set over gRPC overrides it.
     pub status: AgentStatus,
+    /// Skills and proficiency.
+    pub skills: std::collections::BTreeMap<String, u32>,
+    /// Free attributes.
+    pub attributes: std::collections::BTreeMap<String, String>,
+    /// Personal shift; `None` is always on shift.
+    pub shift: Option<Schedule>,
+    /// The definition this was compiled from, for listing and persistence.
+    pub spec: AgentConfig,
+    cel: Value,
+}
+
+impl Agent {
+    /// Compiles an agent definition; `app_zone` stands in for a shift without a zone.
+    pub fn compile(config: &AgentConfig, app_zone: Tz) -> Result<Self, Fault> {
+        let shift = config
+            .shift
+            .as_ref()
+            .map(|shift| schedule(shift, app_zone))
+            .transpose()
+            .map_err(|message| ("shift".to_owned(), message))?;
+        let groups: Vec<u64> = config.groups.iter().map(|group| group.get()).collect();
+        let cel = agent_value(
+            config.id.as_str(),
+            config.name.as_deref(),
+            &groups,
+            &config.skills,
+            &config.attributes,
+            config.capacity,
+        );
+        Ok(Self {
+            id: config.id.clone(),
+            name: config.name.clone(),
+            groups: config.groups.clone(),
+            capacity: config.capacity,
+            status: config.status,
+            skills: config.skills.clone(),
+            attributes: config.attributes.clone(),
+            shift,
+            spec: config.clone(),
+            cel,
+        })
+    }
+
+    /// The agent as agent filters see it.
+    pub fn cel_value(&self) -> &Value {
+        &self.cel
+    }
+
+    /// The agent's level in `skill`, 0 without it.
+    pub fn skill(&self, skill: &str) -> u32 {
+        self.skills.get(skill).copied().unwrap_or_default()
+    }
+}
+
+/// A routing rule.
+#[derive(Debug)]
+pub struct Rule {
+    /// Unique in the app.
+    pub name: String,
+    /// The condition; `None` matches everything.
+    pub when: Option<Expression>,
+    /// The rule's own target, then its overflow targets in order.
+    pub targets: Vec<Target>,
+    /// How many agents an answer lists.
+    pub candidates: usize,
+    /// Whether the owner, then the previous agent, goes first.
+    pub sticky: bool,
+    /// Whether the answer is the group alone.
+    pub group_only: bool,
+}
+
+impl Rule {
+    fn compile(config: &RuleConfig, cel: &Cel) -> Result<Self, Fault> {
+        let when = config
+            .when
+            .as_deref()
+            .map(|source| cel.compile(source, Kind::When))
+            .transpose()
+            .map_err(|message| ("when".to_owned(), message))?;
+        let mut targets = vec![
+            Target::compile(&config.target(), cel)
+                .map_err(|message| ("agents".to_owned(), message))?,
+        ];
+        for (index, overflow) in config.overflow.iter().enumerate() {
+            targets.push(
+                Target::compile(overflow, cel)
+                    .map_err(|message| (format!("overflow[{index}].agents"), message))?,
+            );
+        }
+        Ok(Self {
+            name: config.name.clone(),
+            when,
+            targets,
+            candidates: config.candidates as usize,
+            sticky: config.sticky,
+            group_only: config.group_only,
+        })
+    }
+
+    /// The rule every app ends with unless its own last rule matches everything.
+    fn implicit_default(group: Option<GroupId>) -> Self {
+        Self {
+            name: DEFAULT_RULE.to_owned(),
+            when: None,
+            targets: vec![Target {
+                group,
+                filter: None,
+                strategy: StrategyName::LeastLoaded,
+                skills: Vec::new(),
+                seed: 0,
+            }],
+            candidates: 5,
+            sticky: true,
+            group_only: false,
+        }
+    }
+}
+
+/// Where a rule sends a handoff.
+#[derive(Debug)]
+pub struct Target {
+    /// The group; `None` means every agent of the app.
+    pub group: Option<GroupId>,
+    /// The agent filter.
+    pub filter: Option<Expression>,
+    /// The ranking.
+    pub strategy: StrategyName,
+    /// Skills `most_skilled` ranks on.
+    pub skills: Vec<String>,
+    /// Seed for `random`.
+    pub seed: u64,
+}
+
+impl Target {
+    fn compile(config: &TargetConfig, cel: &Cel) -> Result<Self, String> {
+        let filter = config
+            .agents
+            .as_deref()
+            .map(|source| cel.compile(source, Kind::AgentFilter))
+            .transpose()?;
+        Ok(Self {
+            group: config.group,
+            filter,
+            strategy: config.strategy,
+            skills: config.skills.clone(),
+            seed: config.seed,
+        })
+    }
+}
+
+/// A rule that targets nothing, for an app without rules (which the catalog never builds).
+pub(super) fn empty_rule() -> &'static Rule {
+    static EMPTY: std::sync::OnceLock<Rule> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(|| Rule::implicit_default(None))
 }

@@ -1,61 +1,88 @@
-//! What the engine decided and why, and the answer that goes back to the caller.
+//! What the engine decided and why: the rules tried, the targets tried, every agent left
+//! out with its reason, the ranked candidates with their scores; and the [`Answer`] that
+//! goes back to the caller once the store has reserved capacity.
 
 use std::{fmt, time::SystemTime};
 
-use handoff_core::id::{AgentId, GroupId};
-
-use super::{AgentLoad, DEFAULT_RULE, Group, catalog::Agent};
+use handoff_core::{
+    config::StrategyName,
+    id::{AgentId, GroupId},
+};
 
 /// How a rule ranks the eligible agents of its target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Strategy {
-    /// Fewest active sessions relative to capacity first; ties to the longest idle.
-    LeastLoaded,
-}
+pub type Strategy = StrategyName;
 
-impl Strategy {
-    /// The strategy's name as configs and logs spell it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Strategy::LeastLoaded => "least_loaded",
-        }
+/// The name configs and logs use for `strategy`.
+pub fn strategy_name(strategy: Strategy) -> &'static str {
+    match strategy {
+        Strategy::LeastLoaded => "least_loaded",
+        Strategy::LongestIdle => "longest_idle",
+        Strategy::RoundRobin => "round_robin",
+        Strategy::MostSkilled => "most_skilled",
+        Strategy::FixedOrder => "fixed_order",
+        Strategy::Random => "random",
     }
 }
 
-/// An eligible agent, with what the ranking looked at.
+/// How a rule fared.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Candidate {
-    /// The agent.
-    pub agent: AgentId,
-    /// The agent's capacity.
-    pub capacity: u32,
-    /// Sessions the agent had when the decision was made.
-    pub active: u32,
-    /// When the agent was last assigned a session.
-    pub last_assigned: Option<SystemTime>,
-    /// The agent's place in the app's config: the last tie-break.
-    pub(super) position: usize,
+pub enum RuleOutcome {
+    /// Its `when` held (or it has none): it decided.
+    Matched,
+    /// Its `when` was false.
+    NotMatched,
+    /// Its `when` could not be evaluated; the rule was skipped.
+    Failed(String),
 }
 
-impl Candidate {
-    pub(super) fn new(agent: &Agent, position: usize, load: AgentLoad) -> Self {
-        Self {
-            agent: agent.id.clone(),
-            capacity: agent.capacity,
-            active: load.active,
-            last_assigned: load.last_assigned,
-            position,
-        }
-    }
+/// A rule tried, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleTrace {
+    /// The rule's name.
+    pub rule: String,
+    /// How it fared.
+    pub outcome: RuleOutcome,
 }
 
-/// Why an agent of the target was not offered.
+/// How a target fared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetOutcome {
+    /// It had eligible agents and produced the answer.
+    Chosen,
+    /// Its group was outside business hours.
+    Closed,
+    /// None of its agents was eligible.
+    NoEligible,
+}
+
+/// A target of the matched rule, tried in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetTrace {
+    /// `target`, or `overflow[N]`.
+    pub label: String,
+    /// The target's group.
+    pub group: Option<GroupId>,
+    /// The target's ranking.
+    pub strategy: Strategy,
+    /// How it fared.
+    pub outcome: TargetOutcome,
+    /// Agents of the target left out, with the reason.
+    pub excluded: Vec<Excluded>,
+    /// How many agents were eligible.
+    pub eligible: usize,
+}
+
+/// Why an agent of a target was not offered.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Exclusion {
+    /// The target's group is outside business hours.
+    GroupClosed,
     /// Signed in but not taking sessions.
     Away,
     /// Signed out.
     Offline,
+    /// Outside the agent's own shift.
+    OffShift,
     /// Already carrying as many sessions as allowed.
     AtCapacity {
         /// Sessions the agent has.
@@ -63,16 +90,35 @@ pub enum Exclusion {
         /// Sessions the agent may have.
         capacity: u32,
     },
+    /// The target's agent filter is false for the agent.
+    FilterFalse,
+    /// The target's agent filter failed for the agent.
+    FilterFailed(String),
+}
+
+impl Exclusion {
+    /// A short label: `offline`, `at capacity`, ...
+    pub fn label(&self) -> &'static str {
+        match self {
+            Exclusion::GroupClosed => "group closed",
+            Exclusion::Away => "away",
+            Exclusion::Offline => "offline",
+            Exclusion::OffShift => "off shift",
+            Exclusion::AtCapacity { .. } => "at capacity",
+            Exclusion::FilterFalse => "filter false",
+            Exclusion::FilterFailed(_) => "filter failed",
+        }
+    }
 }
 
 impl fmt::Display for Exclusion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Exclusion::Away => f.write_str("away"),
-            Exclusion::Offline => f.write_str("offline"),
             Exclusion::AtCapacity { active, capacity } => {
                 write!(f, "at capacity ({active}/{capacity})")
             }
+            Exclusion::FilterFailed(error) => write!(f, "filter failed: {error}"),
+            other => f.write_str(other.label()),
         }
     }
 }
@@ -86,103 +132,85 @@ pub struct Excluded {
     pub reason: Exclusion,
 }
 
+/// An eligible agent, with what the ranking looked at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    /// The agent.
+    pub agent: AgentId,
+    /// The agent's capacity.
+    pub capacity: u32,
+    /// Sessions the agent had when the decision was made.
+    pub active: u32,
+    /// When the agent was last assigned a session.
+    pub last_assigned: Option<SystemTime>,
+    /// The strategy's score (see [`Candidate::score`]).
+    pub score: f64,
+    /// Why the agent stands where it does, when stickiness moved it.
+    pub sticky: Option<Sticky>,
+    /// The agent's place in the roster: the last tie-break.
+    pub position: usize,
+}
+
+/// Why stickiness put an agent first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sticky {
+    /// The customer's owner.
+    Owner,
+    /// The customer's previous agent, within the sticky TTL.
+    Previous,
+}
+
 /// A routing decision with its explanation, before the store reserves capacity for it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
-    /// The rule that produced it.
+    /// The rule that decided.
     pub rule: String,
-    /// The ranking applied, if any.
+    /// Every rule tried, in order, the deciding one last.
+    pub rules: Vec<RuleTrace>,
+    /// Every target of the deciding rule tried, in order.
+    pub targets: Vec<TargetTrace>,
+    /// The ranking of the target that produced the candidates.
     pub strategy: Option<Strategy>,
     /// The group to answer.
     pub group: Option<GroupId>,
     /// Eligible agents, best first.
     pub candidates: Vec<Candidate>,
-    /// Agents of the target left out, with the reason.
-    pub excluded: Vec<Excluded>,
-    /// Whether no agent could be ranked.
+    /// How many agents the answer may list.
+    pub limit: usize,
+    /// Whether the answer is the group alone by the rule's choice.
+    pub group_only: bool,
+    /// Whether no target had an eligible agent.
     pub fallback: bool,
     /// One line for people.
     pub reason: String,
 }
 
 impl Decision {
-    /// The app has no group to target: answer its fallback group, if any.
-    pub(super) fn no_target(fallback: Option<GroupId>) -> Self {
-        let reason = match fallback {
-            Some(group) => format!("the app has no target group; answered fallback group {group}"),
-            None => "the app has no target group and no fallback group".to_owned(),
-        };
-        Self {
-            rule: DEFAULT_RULE.to_owned(),
-            strategy: None,
-            group: fallback,
-            candidates: Vec::new(),
-            excluded: Vec::new(),
-            fallback: true,
-            reason,
-        }
-    }
-
-    /// The agents of `group` were ranked with `strategy`.
-    pub(super) fn ranked(
-        group: &Group,
-        strategy: Strategy,
-        candidates: Vec<Candidate>,
-        excluded: Vec<Excluded>,
-    ) -> Self {
-        let total = candidates.len() + excluded.len();
-        let fallback = candidates.is_empty();
-        let reason = if fallback {
-            format!(
-                "group {} ({}): no eligible agent of {total} ({}); answered the group alone",
-                group.id,
-                group.name,
-                summarize(&excluded)
-            )
-        } else {
-            format!(
-                "group {} ({}): {} of {total} agents eligible, ranked {}",
-                group.id,
-                group.name,
-                candidates.len(),
-                strategy.name()
-            )
-        };
-        Self {
-            rule: DEFAULT_RULE.to_owned(),
-            strategy: Some(strategy),
-            group: Some(group.id),
-            candidates,
-            excluded,
-            fallback,
-            reason,
-        }
-    }
-
     /// The answer when the store reserved `candidates[index]`: the candidates ranked above it
     /// filled up in the meantime, so the answer starts with it.
-    pub fn reserve_at(self, index: usize) -> Answer {
+    pub fn reserve_at(&self, index: usize) -> Answer {
         let agents: Vec<AgentId> = self
             .candidates
-            .into_iter()
+            .iter()
             .skip(index)
-            .map(|candidate| candidate.agent)
+            .take(self.limit)
+            .map(|candidate| candidate.agent.clone())
             .collect();
         Answer {
             group: self.group,
             reserved: agents.first().cloned(),
             agents,
-            rule: self.rule,
+            rule: self.rule.clone(),
             strategy: self.strategy,
             fallback: self.fallback,
-            reason: self.reason,
+            reason: self.reason.clone(),
         }
     }
 
-    /// The answer when no candidate could be reserved: the group alone.
-    pub fn without_reservation(self) -> Answer {
-        let reason = if self.candidates.is_empty() {
-            self.reason
+    /// The answer without a reservation: the group alone.
+    pub fn without_reservation(&self) -> Answer {
+        let reason = if self.candidates.is_empty() || self.group_only {
+            self.reason.clone()
         } else {
             format!("{}; every one reached capacity meanwhile", self.reason)
         };
@@ -190,34 +218,17 @@ impl Decision {
             group: self.group,
             agents: Vec::new(),
             reserved: None,
-            rule: self.rule,
+            rule: self.rule.clone(),
             strategy: self.strategy,
-            fallback: true,
+            fallback: self.fallback || !self.group_only,
             reason,
         }
     }
-}
 
-/// `2 offline, 1 at capacity`.
-fn summarize(excluded: &[Excluded]) -> String {
-    if excluded.is_empty() {
-        return "the group has no agents".to_owned();
+    /// Whether the store should try to reserve one of the candidates.
+    pub fn wants_reservation(&self) -> bool {
+        !self.group_only && !self.candidates.is_empty()
     }
-    let count = |pred: fn(&Exclusion) -> bool| excluded.iter().filter(|e| pred(&e.reason)).count();
-    let parts = [
-        (count(|r| matches!(r, Exclusion::Offline)), "offline"),
-        (count(|r| matches!(r, Exclusion::Away)), "away"),
-        (
-            count(|r| matches!(r, Exclusion::AtCapacity { .. })),
-            "at capacity",
-        ),
-    ];
-    parts
-        .iter()
-        .filter(|(n, _)| *n > 0)
-        .map(|(n, what)| format!("{n} {what}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// What goes back to the caller, and what a replay of the same session returns.

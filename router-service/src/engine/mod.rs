@@ -1,22 +1,40 @@
 //! The routing engine: decides, and does nothing else.
 //!
-//! No I/O, no async, no clock of its own: [`decide`] takes the app's [`Catalog`] entry,
-//! the [`Handoff`] being routed, a [`LoadView`] of the agents' live load and the time, and
+//! No I/O, no async, no clock of its own: [`decide`] takes the app's compiled [`App`], the
+//! [`Handoff`] being routed, a [`StateView`] of the router's live state and the time, and
 //! returns a [`Decision`] that carries its own explanation. The same inputs always give the
 //! same decision. Where state lives is the store's business; how it travels, the gRPC
 //! adapter's.
+//!
+//! A decision: the app's rules are tried in order and the first whose `when` holds decides
+//! (the last rule matches everything). Its target, then each overflow target in turn, is
+//! searched for eligible agents (group open, agent available, on shift, passing the filter,
+//! below capacity); the first target with any ranks them by its strategy, puts the
+//! customer's owner and previous agent first when the rule is sticky, and answers. When no
+//! target has anyone, the answer is the app's fallback group.
 
 mod catalog;
 mod decision;
+pub mod expr;
 mod rank;
+pub mod schedule;
+mod state;
 
-use std::{collections::BTreeMap, time::SystemTime};
+use std::{collections::BTreeMap, sync::Arc, time::SystemTime};
 
-use handoff_core::id::{ClientUserId, SdkAppId, SessionId};
+use handoff_core::{
+    config::AgentStatus,
+    id::{ClientUserId, GroupId, SdkAppId, SessionId},
+};
 
-pub use catalog::{Agent, App, Catalog, Group};
-pub use decision::{Answer, Candidate, Decision, Excluded, Exclusion, Strategy};
-pub use rank::{AgentLoad, LoadView};
+pub use catalog::{Agent, App, Catalog, DEFAULT_RULE, Group, Rule, Target};
+pub use decision::{
+    Answer, Candidate, Decision, Excluded, Exclusion, RuleOutcome, RuleTrace, Sticky, Strategy,
+    TargetOutcome, TargetTrace, strategy_name,
+};
+pub use state::{AgentLoad, Customer, RosterChanges, StateView, roster};
+
+use expr::Scope;
 
 /// Everything known about a conversation that needs a human.
 #[derive(Debug, Clone)]
@@ -37,34 +55,337 @@ pub struct Handoff {
     pub attributes: BTreeMap<String, String>,
 }
 
-/// The name of the rule every app falls back to when nothing more specific matches.
-pub const DEFAULT_RULE: &str = "default";
-
-/// Decides who should take `handoff` among `app`'s agents, given their live `loads`.
-///
-/// The target is the app's default group; its agents who are available and below capacity
-/// are ranked [`Strategy::LeastLoaded`]. When none is eligible the answer is the target group
-/// alone (Tencent queues the session there), or the app's fallback group when there is no
-/// target.
-pub fn decide(app: &App, handoff: &Handoff, loads: &dyn LoadView, now: SystemTime) -> Decision {
-    let _ = (handoff, now);
-    let Some(group) = app.target_group() else {
-        return Decision::no_target(app.fallback_group());
+/// Decides who should take `handoff` among `app`'s agents, given the live `state`, at `now`.
+pub fn decide(app: &App, handoff: &Handoff, state: &dyn StateView, now: SystemTime) -> Decision {
+    let unknown;
+    let customer = match state
+        .customer(&handoff.client_user)
+        .or_else(|| app.customer(&handoff.client_user))
+    {
+        Some(customer) => customer,
+        None => {
+            unknown = Customer::unknown(handoff.client_user.clone());
+            &unknown
+        }
     };
+    let scope = app.cel().scope(handoff, customer, now, app.zone);
+    let (rule, rules) = match_rule(app, &scope);
+    let roster = roster(app, state.roster_changes());
+    let mut targets = Vec::with_capacity(rule.targets.len());
+    for (index, target) in rule.targets.iter().enumerate() {
+        let label = match index {
+            0 => "target".to_owned(),
+            n => format!("overflow[{}]", n - 1),
+        };
+        let (trace, mut candidates) =
+            search(app, target, label, &roster, state, &scope, handoff, now);
+        targets.push(trace);
+        if candidates.is_empty() {
+            continue;
+        }
+        if rule.sticky {
+            put_sticky_first(&mut candidates, customer, state, app.sticky_ttl, now);
+        }
+        let reason = chosen_reason(app, rule, &targets, &candidates);
+        return Decision {
+            rule: rule.name.clone(),
+            rules,
+            targets,
+            strategy: Some(target.strategy),
+            group: target.group,
+            candidates,
+            limit: rule.candidates,
+            group_only: rule.group_only,
+            fallback: false,
+            reason,
+        };
+    }
+    let group = app
+        .fallback_group()
+        .or_else(|| rule.targets.first().and_then(|t| t.group));
+    let reason = fallback_reason(rule, &targets, group);
+    Decision {
+        rule: rule.name.clone(),
+        rules,
+        targets,
+        strategy: None,
+        group,
+        candidates: Vec::new(),
+        limit: rule.candidates,
+        group_only: rule.group_only,
+        fallback: true,
+        reason,
+    }
+}
+
+/// The first rule whose `when` holds, and the trace of every rule tried.
+fn match_rule<'a>(app: &'a App, scope: &Scope) -> (&'a Rule, Vec<RuleTrace>) {
+    let mut traces = Vec::new();
+    for rule in app.rules() {
+        let outcome = match &rule.when {
+            None => RuleOutcome::Matched,
+            Some(when) => match scope.holds(when) {
+                Ok(true) => RuleOutcome::Matched,
+                Ok(false) => RuleOutcome::NotMatched,
+                Err(error) => RuleOutcome::Failed(error),
+            },
+        };
+        let matched = outcome == RuleOutcome::Matched;
+        traces.push(RuleTrace {
+            rule: rule.name.clone(),
+            outcome,
+        });
+        if matched {
+            return (rule, traces);
+        }
+    }
+    // The catalog always ends an app's rules with one that has no `when`.
+    match app.rules().last() {
+        Some(last) => (last, traces),
+        None => (catalog::empty_rule(), traces),
+    }
+}
+
+/// Finds and ranks the eligible agents of `target`.
+#[allow(clippy::too_many_arguments)]
+fn search(
+    app: &App,
+    target: &Target,
+    label: String,
+    roster: &[&Arc<Agent>],
+    state: &dyn StateView,
+    scope: &Scope,
+    handoff: &Handoff,
+    now: SystemTime,
+) -> (TargetTrace, Vec<Candidate>) {
+    let closed = target
+        .group
+        .and_then(|id| app.group(id))
+        .and_then(|group| group.hours.as_ref())
+        .is_some_and(|hours| !hours.is_open(now));
     let mut candidates = Vec::new();
     let mut excluded = Vec::new();
-    for (position, agent) in app.members(group.id) {
-        let load = loads.load(&agent.id);
-        match rank::eligibility(agent, load) {
-            Ok(()) => candidates.push(Candidate::new(agent, position, load)),
+    let mut pivot: Option<(SystemTime, usize)> = None;
+    for (position, agent) in roster.iter().enumerate() {
+        if target
+            .group
+            .is_some_and(|group| !agent.groups.contains(&group))
+        {
+            continue;
+        }
+        let load = state.load(&agent.id);
+        if let Some(at) = load.last_assigned
+            && pivot.is_none_or(|(latest, _)| at > latest)
+        {
+            pivot = Some((at, position));
+        }
+        match eligibility(agent, load, closed, state, scope, target, now) {
+            Ok(()) => candidates.push(Candidate {
+                agent: agent.id.clone(),
+                capacity: agent.capacity,
+                active: load.active,
+                last_assigned: load.last_assigned,
+                score: 0.0,
+                sticky: None,
+                position,
+            }),
             Err(reason) => excluded.push(Excluded {
                 agent: agent.id.clone(),
                 reason,
             }),
         }
     }
-    rank::least_loaded(&mut candidates);
-    Decision::ranked(group, Strategy::LeastLoaded, candidates, excluded)
+    let skill_of = |candidate: &Candidate| -> u32 {
+        roster
+            .get(candidate.position)
+            .map(|agent| target.skills.iter().map(|skill| agent.skill(skill)).sum())
+            .unwrap_or_default()
+    };
+    rank::rank(
+        target,
+        &mut candidates,
+        skill_of,
+        &handoff.session,
+        pivot.map(|(_, p)| p),
+        now,
+    );
+    let outcome = if closed {
+        TargetOutcome::Closed
+    } else if candidates.is_empty() {
+        TargetOutcome::NoEligible
+    } else {
+        TargetOutcome::Chosen
+    };
+    let trace = TargetTrace {
+        label,
+        group: target.group,
+        strategy: target.strategy,
+        outcome,
+        eligible: candidates.len(),
+        excluded,
+    };
+    (trace, candidates)
+}
+
+/// Whether `agent` may be offered a session of `target`; the first reason it may not.
+fn eligibility(
+    agent: &Agent,
+    load: AgentLoad,
+    group_closed: bool,
+    state: &dyn StateView,
+    scope: &Scope,
+    target: &Target,
+    now: SystemTime,
+) -> Result<(), Exclusion> {
+    if group_closed {
+        return Err(Exclusion::GroupClosed);
+    }
+    match state.status(&agent.id).unwrap_or(agent.status) {
+        AgentStatus::Available => {}
+        AgentStatus::Away => return Err(Exclusion::Away),
+        AgentStatus::Offline => return Err(Exclusion::Offline),
+    }
+    if agent
+        .shift
+        .as_ref()
+        .is_some_and(|shift| !shift.is_open(now))
+    {
+        return Err(Exclusion::OffShift);
+    }
+    if let Some(filter) = &target.filter {
+        match scope.admits(filter, agent.cel_value()) {
+            Ok(true) => {}
+            Ok(false) => return Err(Exclusion::FilterFalse),
+            Err(error) => return Err(Exclusion::FilterFailed(error)),
+        }
+    }
+    if load.active >= agent.capacity {
+        return Err(Exclusion::AtCapacity {
+            active: load.active,
+            capacity: agent.capacity,
+        });
+    }
+    Ok(())
+}
+
+/// Moves the customer's owner, then their previous agent (within `ttl`), to the front when
+/// they are among the candidates.
+fn put_sticky_first(
+    candidates: &mut Vec<Candidate>,
+    customer: &Customer,
+    state: &dyn StateView,
+    ttl: std::time::Duration,
+    now: SystemTime,
+) {
+    let previous = state
+        .last_agent(&customer.id)
+        .filter(|(_, at)| now.duration_since(*at).unwrap_or_default() <= ttl)
+        .map(|(agent, _)| agent.clone());
+    let picks = [
+        (previous, Sticky::Previous),
+        (customer.owner.clone(), Sticky::Owner),
+    ];
+    for (agent, why) in picks {
+        let Some(agent) = agent else { continue };
+        if let Some(index) = candidates.iter().position(|c| c.agent == agent) {
+            let mut candidate = candidates.remove(index);
+            candidate.sticky.get_or_insert(why);
+            candidates.insert(0, candidate);
+        }
+    }
+}
+
+fn chosen_reason(
+    app: &App,
+    rule: &Rule,
+    targets: &[TargetTrace],
+    candidates: &[Candidate],
+) -> String {
+    let mut reason = format!("rule {:?}", rule.name);
+    for trace in targets {
+        reason.push_str(&format!(
+            "; {}: {}",
+            trace.label,
+            describe_target(app, trace)
+        ));
+    }
+    match candidates
+        .first()
+        .and_then(|c| c.sticky.map(|s| (s, &c.agent)))
+    {
+        Some((Sticky::Owner, agent)) => reason.push_str(&format!("; owner {agent} first")),
+        Some((Sticky::Previous, agent)) => {
+            reason.push_str(&format!("; previous agent {agent} first"))
+        }
+        None => {}
+    }
+    if rule.group_only {
+        reason.push_str("; answered the group alone");
+    }
+    reason
+}
+
+fn fallback_reason(rule: &Rule, targets: &[TargetTrace], group: Option<GroupId>) -> String {
+    let tried: Vec<String> = targets
+        .iter()
+        .map(|trace| format!("{} {}", trace.label, short_outcome(trace)))
+        .collect();
+    let answer = match group {
+        Some(group) => format!("answered group {group} alone"),
+        None => "no group to answer".to_owned(),
+    };
+    format!(
+        "rule {:?}: no eligible agent ({}); {answer}",
+        rule.name,
+        tried.join(", ")
+    )
+}
+
+fn describe_target(app: &App, trace: &TargetTrace) -> String {
+    let place = match trace.group {
+        Some(id) => match app.group(id) {
+            Some(group) => format!("group {id} ({})", group.name),
+            None => format!("group {id}"),
+        },
+        None => "all agents".to_owned(),
+    };
+    let total = trace.eligible + trace.excluded.len();
+    match trace.outcome {
+        TargetOutcome::Chosen => format!(
+            "{place}: {} of {total} agents eligible, ranked {}",
+            trace.eligible,
+            strategy_name(trace.strategy)
+        ),
+        TargetOutcome::Closed => format!("{place}: closed"),
+        TargetOutcome::NoEligible => format!("{place}: {}", short_outcome(trace)),
+    }
+}
+
+/// `closed`, or `none of 5 eligible (3 offline, 2 at capacity)`.
+fn short_outcome(trace: &TargetTrace) -> String {
+    if trace.outcome == TargetOutcome::Closed {
+        return "closed".to_owned();
+    }
+    if trace.excluded.is_empty() && trace.eligible == 0 {
+        return "has no agents".to_owned();
+    }
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for excluded in &trace.excluded {
+        let label = excluded.reason.label();
+        match counts.iter_mut().find(|(l, _)| *l == label) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((label, 1)),
+        }
+    }
+    let parts: Vec<String> = counts
+        .iter()
+        .map(|(label, n)| format!("{n} {label}"))
+        .collect();
+    format!(
+        "none of {} eligible ({})",
+        trace.excluded.len() + trace.eligible,
+        parts.join(", ")
+    )
 }
 
 #[cfg(test)]

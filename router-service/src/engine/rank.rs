@@ -1,50 +1,87 @@
-//! Who may take a session, and in which order.
+//! Ranking a target's eligible agents by its strategy. Every order ends in the agents'
+//! roster positions, so the same state and clock always give the same order.
 
 use std::{cmp::Ordering, time::SystemTime};
 
-use handoff_core::{config::AgentStatus, id::AgentId};
+use handoff_core::id::SessionId;
 
-use super::{Agent, Candidate, Exclusion};
+use super::{Candidate, Strategy, catalog::Target};
 
-/// An agent's live load, as the store counts it from the router's own assignments.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct AgentLoad {
-    /// Sessions currently assigned to the agent.
-    pub active: u32,
-    /// When the agent was last assigned a session; `None` if never.
-    pub last_assigned: Option<SystemTime>,
-}
-
-/// Read access to the agents' live load.
-pub trait LoadView {
-    /// The load of `agent`; an agent the store has never seen has none.
-    fn load(&self, agent: &AgentId) -> AgentLoad;
-}
-
-/// Whether `agent`, carrying `load`, may be offered a session.
-pub(super) fn eligibility(agent: &Agent, load: AgentLoad) -> Result<(), Exclusion> {
-    match agent.status {
-        AgentStatus::Available => {}
-        AgentStatus::Away => return Err(Exclusion::Away),
-        AgentStatus::Offline => return Err(Exclusion::Offline),
+/// Orders `candidates` by `target`'s strategy and fills in their scores.
+///
+/// `pivot` is the roster position of the target's member assigned most recently, where
+/// `round_robin` continues from.
+pub(super) fn rank(
+    target: &Target,
+    candidates: &mut [Candidate],
+    skills: impl Fn(&Candidate) -> u32,
+    session: &SessionId,
+    pivot: Option<usize>,
+    now: SystemTime,
+) {
+    match target.strategy {
+        Strategy::LeastLoaded => {
+            for c in candidates.iter_mut() {
+                c.score = f64::from(c.active) / f64::from(c.capacity.max(1));
+            }
+            candidates.sort_by(|a, b| {
+                load_ratio(a, b)
+                    .then_with(|| idle_order(a.last_assigned, b.last_assigned))
+                    .then_with(|| a.position.cmp(&b.position))
+            });
+        }
+        Strategy::LongestIdle => {
+            for c in candidates.iter_mut() {
+                c.score = idle_seconds(c.last_assigned, now);
+            }
+            candidates.sort_by(|a, b| {
+                idle_order(a.last_assigned, b.last_assigned)
+                    .then_with(|| load_ratio(a, b))
+                    .then_with(|| a.position.cmp(&b.position))
+            });
+        }
+        Strategy::RoundRobin => {
+            let after = |position: usize| match pivot {
+                Some(pivot) if position <= pivot => (1, position),
+                _ => (0, position),
+            };
+            candidates.sort_by_key(|c| after(c.position));
+            for (turn, c) in candidates.iter_mut().enumerate() {
+                c.score = turn as f64;
+            }
+        }
+        Strategy::MostSkilled => {
+            let mut scored: Vec<(u32, Candidate)> =
+                candidates.iter().map(|c| (skills(c), c.clone())).collect();
+            scored.sort_by(|(sa, a), (sb, b)| {
+                sb.cmp(sa)
+                    .then_with(|| load_ratio(a, b))
+                    .then_with(|| idle_order(a.last_assigned, b.last_assigned))
+                    .then_with(|| a.position.cmp(&b.position))
+            });
+            for (slot, (score, mut c)) in candidates.iter_mut().zip(scored) {
+                c.score = f64::from(score);
+                *slot = c;
+            }
+        }
+        Strategy::FixedOrder => {
+            candidates.sort_by_key(|c| c.position);
+            for c in candidates.iter_mut() {
+                c.score = c.position as f64;
+            }
+        }
+        Strategy::Random => {
+            for c in candidates.iter_mut() {
+                let key = shuffle_key(target.seed, session.as_str(), c.agent.as_str());
+                c.score = key as f64 / u64::MAX as f64;
+            }
+            candidates.sort_by(|a, b| {
+                a.score
+                    .total_cmp(&b.score)
+                    .then_with(|| a.position.cmp(&b.position))
+            });
+        }
     }
-    if load.active >= agent.capacity {
-        return Err(Exclusion::AtCapacity {
-            active: load.active,
-            capacity: agent.capacity,
-        });
-    }
-    Ok(())
-}
-
-/// Orders `candidates` fewest active sessions relative to capacity first; ties go to the
-/// agent idle longest (never assigned counts as longest), then to config order.
-pub(super) fn least_loaded(candidates: &mut [Candidate]) {
-    candidates.sort_by(|a, b| {
-        load_ratio(a, b)
-            .then_with(|| idle_order(a.last_assigned, b.last_assigned))
-            .then_with(|| a.position.cmp(&b.position))
-    });
 }
 
 /// Compares `a.active / a.capacity` with `b.active / b.capacity` exactly, in integers.
@@ -62,4 +99,26 @@ fn idle_order(a: Option<SystemTime>, b: Option<SystemTime>) -> Ordering {
         (Some(_), None) => Ordering::Greater,
         (Some(a), Some(b)) => a.cmp(&b),
     }
+}
+
+/// Seconds since the last assignment; infinite when never assigned.
+fn idle_seconds(last: Option<SystemTime>, now: SystemTime) -> f64 {
+    match last {
+        None => f64::INFINITY,
+        Some(at) => now.duration_since(at).unwrap_or_default().as_secs_f64(),
+    }
+}
+
+/// A well-mixed 64-bit key for `(seed, session, agent)`: FNV-1a over the bytes, finished
+/// with splitmix64. Stable across runs and platforms, unlike `std`'s hasher.
+fn shuffle_key(seed: u64, session: &str, agent: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
+    for byte in session.bytes().chain([0xff]).chain(agent.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash = hash.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    hash = (hash ^ (hash >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    hash = (hash ^ (hash >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    hash ^ (hash >> 31)
 }

@@ -1,92 +1,187 @@
-//! Engine tests over small catalogs built from TOML, as operators write them.
+//! Engine tests over catalogs written as operators write them (TOML), against a fake state.
 
 use std::{
     collections::{BTreeMap, HashMap},
     path::Path,
+    sync::Arc,
     time::{Duration, SystemTime},
 };
 
-use handoff_core::id::{AgentId, ClientUserId, IdError, SdkAppId, SessionId};
+use chrono::{DateTime, Utc};
+use handoff_core::{
+    config::AgentStatus,
+    id::{AgentId, ClientUserId, SdkAppId, SessionId},
+};
 
 use super::*;
 
-const APP: &str = r#"
-    [[apps]]
-    sdk_app_id = 1400000001
-    fallback_group_id = 9000
-    [[apps.groups]]
-    id = 6521
-    name = "general"
-    [[apps.groups]]
-    id = 7000
-    name = "billing"
-    [[apps.agents]]
-    id = "ann@example.com"
-    groups = [6521]
-    capacity = 2
-    [[apps.agents]]
-    id = "bob@example.com"
-    groups = [6521]
-    capacity = 4
-    [[apps.agents]]
-    id = "cat@example.com"
-    groups = [6521, 7000]
-    capacity = 1
-    [[apps.agents]]
-    id = "dan@example.com"
-    groups = [6521]
-    status = "away"
-    [[apps.agents]]
-    id = "eve@example.com"
-    groups = [6521]
-    status = "offline"
-    [[apps.agents]]
-    id = "fay@example.com"
-    groups = [7000]
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+type Error = Box<dyn std::error::Error>;
+
+/// A support floor: general (6521), billing with hours (6522), vip (6523).
+const FLOOR: &str = r#"
+[[apps]]
+sdk_app_id = 1400000001
+fallback_group_id = 9000
+time_zone = "Asia/Shanghai"
+sticky_ttl = "1h"
+
+[[apps.groups]]
+id = 6521
+name = "general"
+[[apps.groups]]
+id = 6522
+name = "billing"
+hours = { weekly = ["mon-fri 09:00-18:00"], closed = ["2026-10-01"] }
+[[apps.groups]]
+id = 6523
+name = "vip"
+
+[[apps.agents]]
+id = "ann@example.com"
+groups = [6521, 6523]
+capacity = 2
+skills = { "language.zh" = 5, billing = 1 }
+attributes = { seniority = "senior" }
+[[apps.agents]]
+id = "bob@example.com"
+groups = [6521, 6522]
+capacity = 4
+skills = { "language.zh" = 2, billing = 5 }
+[[apps.agents]]
+id = "cat@example.com"
+groups = [6521, 6522]
+capacity = 1
+skills = { "language.en" = 5, billing = 3 }
+[[apps.agents]]
+id = "dan@example.com"
+groups = [6521]
+status = "away"
+[[apps.agents]]
+id = "eve@example.com"
+groups = [6521, 6523]
+capacity = 3
+skills = { "language.zh" = 3 }
+attributes = { seniority = "junior" }
+shift = { time_zone = "Europe/Paris", weekly = ["mon-fri 22:00-06:00"] }
+
+[[apps.customers]]
+id = "vip-1"
+tier = "vip"
+language = "zh"
+owner = "eve@example.com"
+
+[[apps.rules]]
+name = "vip"
+when = 'customer.tier == "vip"'
+group = 6523
+strategy = "most_skilled"
+skills = ["language.zh"]
+candidates = 2
+overflow = [{ group = 6521, strategy = "least_loaded" }]
+
+[[apps.rules]]
+name = "billing"
+when = 'session.attributes.topic == "billing"'
+group = 6522
+strategy = "most_skilled"
+skills = ["billing"]
+overflow = [{ group = 6521, agents = 'agent.skills["billing"] >= 1' }]
+
+[[apps.rules]]
+name = "chinese"
+when = 'customer.language == "zh" || session.attributes.language == "zh"'
+agents = '"language.zh" in agent.skills && agent.skills["language.zh"] >= 3'
+strategy = "fixed_order"
+
+[[apps.rules]]
+name = "default"
+group = 6521
 "#;
 
-type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-fn app_from(text: &str) -> Result<App, Box<dyn std::error::Error>> {
+fn app_from(text: &str) -> Result<Arc<App>, Error> {
     let config = handoff_core::config::parse(text, Path::new("test.toml"), Vec::new())?;
-    let catalog = Catalog::from_config(&config);
-    let app = catalog.app(SdkAppId::new(1_400_000_001)?).ok_or("no app")?;
-    Ok(app.clone())
+    let catalog = Catalog::from_config(&config, Path::new("test.toml"))?;
+    Ok(catalog
+        .app(SdkAppId::new(1_400_000_001)?)
+        .ok_or("no app")?
+        .clone())
 }
 
-fn handoff() -> Result<Handoff, IdError> {
+/// An instant given as RFC 3339.
+fn at(text: &str) -> Result<SystemTime, Error> {
+    Ok(DateTime::parse_from_rfc3339(text)?
+        .with_timezone(&Utc)
+        .into())
+}
+
+/// A Wednesday, 14:00 in Shanghai (06:00 UTC): billing is open, the Paris night shift is over.
+const WEDNESDAY_MORNING: &str = "2026-11-25T06:00:00Z";
+
+fn handoff(customer: &str, attributes: &[(&str, &str)]) -> Result<Handoff, Error> {
     Ok(Handoff {
         app: SdkAppId::new(1_400_000_001)?,
-        session: SessionId::parse("s-1")?,
-        client_user: ClientUserId::parse("u-1")?,
+        session: SessionId::parse(format!("s-{customer}"))?,
+        client_user: ClientUserId::parse(customer)?,
         event_time: SystemTime::UNIX_EPOCH,
-        platform: String::new(),
+        platform: "ios".into(),
         channel: "chat".into(),
-        attributes: BTreeMap::new(),
+        attributes: attributes
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect(),
     })
 }
 
-/// Loads by agent: `(active, seconds since epoch of the last assignment)`.
-struct Loads(HashMap<String, (u32, Option<u64>)>);
+/// The router's state, as a test sets it.
+#[derive(Default)]
+struct FakeState {
+    loads: HashMap<String, AgentLoad>,
+    statuses: HashMap<String, AgentStatus>,
+    customers: HashMap<ClientUserId, Customer>,
+    history: HashMap<ClientUserId, (AgentId, SystemTime)>,
+    changes: RosterChanges,
+}
 
-impl Loads {
-    fn of(entries: &[(&str, u32, Option<u64>)]) -> Self {
-        Self(
-            entries
-                .iter()
-                .map(|(id, active, last)| ((*id).to_owned(), (*active, *last)))
-                .collect(),
-        )
+impl FakeState {
+    fn load(mut self, agent: &str, active: u32, last: Option<SystemTime>) -> Self {
+        self.loads.insert(
+            agent.into(),
+            AgentLoad {
+                active,
+                last_assigned: last,
+            },
+        );
+        self
+    }
+
+    fn status(mut self, agent: &str, status: AgentStatus) -> Self {
+        self.statuses.insert(agent.into(), status);
+        self
+    }
+
+    fn previous(mut self, customer: &str, agent: &str, at: SystemTime) -> Result<Self, Error> {
+        self.history
+            .insert(ClientUserId::parse(customer)?, (AgentId::parse(agent)?, at));
+        Ok(self)
     }
 }
 
-impl LoadView for Loads {
+impl StateView for FakeState {
     fn load(&self, agent: &AgentId) -> AgentLoad {
-        let (active, last) = self.0.get(agent.as_str()).copied().unwrap_or_default();
-        AgentLoad {
-            active,
-            last_assigned: last.map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s)),
-        }
+        self.loads.get(agent.as_str()).copied().unwrap_or_default()
+    }
+    fn status(&self, agent: &AgentId) -> Option<AgentStatus> {
+        self.statuses.get(agent.as_str()).copied()
+    }
+    fn customer(&self, id: &ClientUserId) -> Option<&Customer> {
+        self.customers.get(id)
+    }
+    fn last_agent(&self, customer: &ClientUserId) -> Option<(&AgentId, SystemTime)> {
+        self.history.get(customer).map(|(agent, at)| (agent, *at))
+    }
+    fn roster_changes(&self) -> &RosterChanges {
+        &self.changes
     }
 }
 
@@ -98,140 +193,452 @@ fn ranked(decision: &Decision) -> Vec<&str> {
         .collect()
 }
 
+fn excluded(trace: &TargetTrace) -> Vec<(String, String)> {
+    trace
+        .excluded
+        .iter()
+        .map(|e| (e.agent.to_string(), e.reason.to_string()))
+        .collect()
+}
+
+fn secs(n: u64) -> Option<SystemTime> {
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(n))
+}
+
+/// One target over the five agents of group 6521 with `strategy`.
+fn strategy_app(strategy: &str, extra: &str) -> Result<Arc<App>, Error> {
+    let text = FLOOR.replace(
+        "[[apps.rules]]\nname = \"default\"\ngroup = 6521",
+        &format!("[[apps.rules]]\nname = \"default\"\ngroup = 6521\nstrategy = \"{strategy}\"\ncandidates = 10\n{extra}"),
+    );
+    app_from(&text)
+}
+
 #[test]
-fn least_loaded_orders_by_load_relative_to_capacity_then_idle_time() -> TestResult {
-    let app = app_from(APP)?;
-    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
-    let cases: [(&str, Loads, &[&str]); 5] = [
+fn each_strategy_orders_as_documented() -> TestResult {
+    let now = at(WEDNESDAY_MORNING)?;
+    // ann 1/2, bob 1/4, cat 0/1; eve is off shift, dan away.
+    let state = || {
+        FakeState::default()
+            .load("ann@example.com", 1, secs(300))
+            .load("bob@example.com", 1, secs(100))
+            .load("cat@example.com", 0, secs(200))
+    };
+    let cases: [(&str, &str, &[&str]); 5] = [
         (
-            "nobody busy: config order",
-            Loads::of(&[]),
-            &["ann@example.com", "bob@example.com", "cat@example.com"],
-        ),
-        (
-            "ann 1/2 is busier than bob 1/4",
-            Loads::of(&[
-                ("ann@example.com", 1, Some(1)),
-                ("bob@example.com", 1, Some(2)),
-            ]),
+            "least_loaded",
+            "",
             &["cat@example.com", "bob@example.com", "ann@example.com"],
         ),
         (
-            "equal ratios: the longest idle first",
-            Loads::of(&[
-                ("ann@example.com", 1, Some(50)),
-                ("bob@example.com", 2, Some(40)),
-            ]),
-            &["cat@example.com", "bob@example.com", "ann@example.com"],
+            "longest_idle",
+            "",
+            &["bob@example.com", "cat@example.com", "ann@example.com"],
         ),
+        // ann (position 0) was assigned last: the turn passes to bob, cat, then back to ann.
         (
-            "never assigned beats idle since long ago",
-            Loads::of(&[
-                ("ann@example.com", 0, Some(1)),
-                ("bob@example.com", 0, None),
-            ]),
+            "round_robin",
+            "",
             &["bob@example.com", "cat@example.com", "ann@example.com"],
         ),
         (
-            "at capacity is never offered",
-            Loads::of(&[
-                ("cat@example.com", 1, Some(1)),
-                ("bob@example.com", 4, Some(1)),
-            ]),
-            &["ann@example.com"],
+            "most_skilled",
+            "skills = [\"billing\"]",
+            &["bob@example.com", "cat@example.com", "ann@example.com"],
+        ),
+        (
+            "fixed_order",
+            "",
+            &["ann@example.com", "bob@example.com", "cat@example.com"],
         ),
     ];
-    for (name, loads, expected) in cases {
-        let decision = decide(&app, &handoff()?, &loads, now);
-        assert_eq!(ranked(&decision), expected, "{name}");
-        assert_eq!(decision.group.map(|g| g.get()), Some(6521), "{name}");
-        assert!(!decision.fallback, "{name}");
+    for (strategy, extra, expected) in cases {
+        let app = strategy_app(strategy, extra)?;
+        let decision = decide(&app, &handoff("walk-in", &[])?, &state(), now);
+        assert_eq!(ranked(&decision), expected, "{strategy}");
+        assert_eq!(decision.strategy.map(strategy_name), Some(strategy));
     }
     Ok(())
 }
 
 #[test]
-fn excluded_agents_carry_their_reason() -> TestResult {
-    let app = app_from(APP)?;
-    let loads = Loads::of(&[("cat@example.com", 1, Some(1))]);
-    let decision = decide(&app, &handoff()?, &loads, SystemTime::UNIX_EPOCH);
-    let reasons: Vec<(String, String)> = decision
-        .excluded
-        .iter()
-        .map(|e| (e.agent.to_string(), e.reason.to_string()))
-        .collect();
+fn least_loaded_breaks_ties_by_idle_time_then_position() -> TestResult {
+    let app = strategy_app("least_loaded", "")?;
+    let now = at(WEDNESDAY_MORNING)?;
+    let state = FakeState::default()
+        .load("ann@example.com", 1, secs(50))
+        .load("bob@example.com", 2, secs(40));
+    let decision = decide(&app, &handoff("walk-in", &[])?, &state, now);
+    // cat 0/1 first; ann 1/2 and bob 2/4 tie at one half, bob idle longer.
     assert_eq!(
-        reasons,
+        ranked(&decision),
+        ["cat@example.com", "bob@example.com", "ann@example.com"]
+    );
+    let scores: Vec<f64> = decision.candidates.iter().map(|c| c.score).collect();
+    assert_eq!(scores, [0.0, 0.5, 0.5]);
+    Ok(())
+}
+
+#[test]
+fn random_is_a_seeded_deterministic_shuffle() -> TestResult {
+    let now = at(WEDNESDAY_MORNING)?;
+    let mut orders = std::collections::BTreeSet::new();
+    for seed in 0..16 {
+        let app = strategy_app("random", &format!("seed = {seed}"))?;
+        let first = decide(&app, &handoff("walk-in", &[])?, &FakeState::default(), now);
+        let again = decide(&app, &handoff("walk-in", &[])?, &FakeState::default(), now);
+        assert_eq!(ranked(&first), ranked(&again), "seed {seed}");
+        let mut sorted = ranked(&first);
+        sorted.sort_unstable();
+        assert_eq!(
+            sorted,
+            ["ann@example.com", "bob@example.com", "cat@example.com"]
+        );
+        orders.insert(ranked(&first).join(","));
+    }
+    assert!(orders.len() > 1, "16 seeds gave one order: {orders:?}");
+    Ok(())
+}
+
+#[test]
+fn the_first_matching_rule_decides_and_earlier_ones_say_why_not() -> TestResult {
+    let app = app_from(FLOOR)?;
+    let now = at(WEDNESDAY_MORNING)?;
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 4] = [
+        ("vip-1", &[], "vip"),
+        ("walk-in", &[("topic", "billing")], "billing"),
+        ("walk-in", &[("language", "zh")], "chinese"),
+        ("walk-in", &[], "default"),
+    ];
+    for (customer, attributes, rule) in cases {
+        let decision = decide(
+            &app,
+            &handoff(customer, attributes)?,
+            &FakeState::default(),
+            now,
+        );
+        assert_eq!(decision.rule, rule, "{customer} {attributes:?}");
+        let last = decision.rules.last().map(|t| (&t.rule, &t.outcome));
+        assert_eq!(last, Some((&rule.to_owned(), &RuleOutcome::Matched)));
+    }
+    // `session.attributes.topic` does not exist for a plain walk-in: the billing rule's
+    // condition fails and is reported, and routing goes on.
+    let decision = decide(&app, &handoff("walk-in", &[])?, &FakeState::default(), now);
+    let billing = decision
+        .rules
+        .iter()
+        .find(|t| t.rule == "billing")
+        .ok_or("no billing trace")?;
+    assert!(
+        matches!(&billing.outcome, RuleOutcome::Failed(e) if e.contains("topic")),
+        "{billing:?}"
+    );
+    assert_eq!(decision.rules[0].outcome, RuleOutcome::NotMatched);
+    Ok(())
+}
+
+#[test]
+fn an_agent_filter_narrows_the_target_and_says_who_failed_it() -> TestResult {
+    let app = app_from(FLOOR)?;
+    let decision = decide(
+        &app,
+        &handoff("walk-in", &[("language", "zh")])?,
+        &FakeState::default(),
+        at(WEDNESDAY_MORNING)?,
+    );
+    assert_eq!(decision.rule, "chinese");
+    assert_eq!(
+        decision.group, None,
+        "a filter-only target answers no group"
+    );
+    assert_eq!(ranked(&decision), ["ann@example.com"]);
+    let reasons = excluded(&decision.targets[0]);
+    assert!(
+        reasons.contains(&("bob@example.com".into(), "filter false".into())),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.contains(&("cat@example.com".into(), "filter false".into())),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.contains(&("dan@example.com".into(), "away".into())),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.contains(&("eve@example.com".into(), "off shift".into())),
+        "{reasons:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn overflow_walks_the_chain_and_falls_back_when_it_runs_out() -> TestResult {
+    let app = app_from(FLOOR)?;
+    let vip = handoff("vip-1", &[])?;
+    let now = at(WEDNESDAY_MORNING)?;
+    // vip group: ann at capacity and eve off shift, so the overflow to general answers.
+    let state = FakeState::default().load("ann@example.com", 2, secs(1));
+    let decision = decide(&app, &vip, &state, now);
+    assert_eq!(decision.targets.len(), 2);
+    assert_eq!(decision.targets[0].outcome, TargetOutcome::NoEligible);
+    assert_eq!(
+        excluded(&decision.targets[0]),
         [
-            ("cat@example.com".into(), "at capacity (1/1)".into()),
-            ("dan@example.com".into(), "away".into()),
-            ("eve@example.com".into(), "offline".into()),
+            ("ann@example.com".into(), "at capacity (2/2)".into()),
+            ("eve@example.com".into(), "off shift".into()),
         ]
     );
-    assert!(
-        decision.reason.contains("2 of 5 agents eligible"),
-        "{}",
-        decision.reason
-    );
-    Ok(())
-}
-
-#[test]
-fn nobody_eligible_answers_the_group_alone_and_says_why() -> TestResult {
-    let app = app_from(APP)?;
-    let loads = Loads::of(&[
-        ("ann@example.com", 2, Some(1)),
-        ("bob@example.com", 4, Some(1)),
-        ("cat@example.com", 1, Some(1)),
-    ]);
-    let decision = decide(&app, &handoff()?, &loads, SystemTime::UNIX_EPOCH);
-    assert!(decision.fallback);
-    assert!(decision.candidates.is_empty());
+    assert_eq!(decision.targets[1].outcome, TargetOutcome::Chosen);
     assert_eq!(decision.group.map(|g| g.get()), Some(6521));
+    assert_eq!(ranked(&decision), ["bob@example.com", "cat@example.com"]);
     assert!(
-        decision.reason.contains("1 offline, 1 away, 3 at capacity"),
+        decision
+            .reason
+            .contains("overflow[0]: group 6521 (general)"),
         "{}",
         decision.reason
     );
-    Ok(())
-}
 
-#[test]
-fn default_group_id_chooses_the_target() -> TestResult {
-    let text = APP.replace("fallback_group_id = 9000", "default_group_id = 7000");
-    let app = app_from(&text)?;
-    let decision = decide(&app, &handoff()?, &Loads::of(&[]), SystemTime::UNIX_EPOCH);
-    assert_eq!(ranked(&decision), ["cat@example.com", "fay@example.com"]);
-    assert_eq!(decision.group.map(|g| g.get()), Some(7000));
-    Ok(())
-}
-
-#[test]
-fn an_app_without_groups_answers_its_fallback_group() -> TestResult {
-    let app = app_from("[[apps]]\nsdk_app_id = 1400000001\nfallback_group_id = 9000")?;
-    let decision = decide(&app, &handoff()?, &Loads::of(&[]), SystemTime::UNIX_EPOCH);
+    // Everyone busy: the chain runs out and the app's fallback group answers.
+    let state = FakeState::default()
+        .load("ann@example.com", 2, secs(1))
+        .load("bob@example.com", 4, secs(1))
+        .load("cat@example.com", 1, secs(1));
+    let decision = decide(&app, &vip, &state, now);
     assert!(decision.fallback);
     assert_eq!(decision.group.map(|g| g.get()), Some(9000));
+    assert!(decision.candidates.is_empty());
+    assert!(
+        decision.reason.contains("answered group 9000 alone"),
+        "{}",
+        decision.reason
+    );
     Ok(())
 }
 
 #[test]
-fn reserving_past_filled_candidates_starts_the_answer_at_the_reserved_agent() -> TestResult {
-    let app = app_from(APP)?;
-    let decision = decide(&app, &handoff()?, &Loads::of(&[]), SystemTime::UNIX_EPOCH);
-    let answer = decision.clone().reserve_at(1);
+fn a_closed_group_overflows_outside_hours_and_on_holidays() -> TestResult {
+    let app = app_from(FLOOR)?;
+    let billing = handoff("walk-in", &[("topic", "billing")])?;
+    let cases = [
+        (WEDNESDAY_MORNING, TargetOutcome::Chosen),
+        ("2026-11-25T11:00:00Z", TargetOutcome::Closed), // 19:00 in Shanghai
+        ("2026-11-28T02:00:00Z", TargetOutcome::Closed), // Saturday
+        ("2026-10-01T02:00:00Z", TargetOutcome::Closed), // a closed date, a Thursday
+    ];
+    for (when, outcome) in cases {
+        let decision = decide(&app, &billing, &FakeState::default(), at(when)?);
+        assert_eq!(decision.targets[0].outcome, outcome, "{when}");
+        if outcome == TargetOutcome::Closed {
+            assert!(
+                decision.targets[0]
+                    .excluded
+                    .iter()
+                    .all(|e| e.reason == Exclusion::GroupClosed)
+            );
+            assert_eq!(
+                decision.group.map(|g| g.get()),
+                Some(6521),
+                "{when}: overflow to general"
+            );
+            // The overflow's filter keeps those with any billing skill: ann, bob, cat.
+            assert_eq!(ranked(&decision).len(), 3, "{when}");
+        } else {
+            assert_eq!(ranked(&decision), ["bob@example.com", "cat@example.com"]);
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn shifts_follow_the_agents_own_zone_across_dst() -> TestResult {
+    // eve works mon-fri 22:00-06:00 Paris time. Paris leaves summer time on 2026-10-25.
+    let app = app_from(FLOOR)?;
+    let vip = handoff("vip-1", &[])?;
+    let cases = [
+        ("2026-10-22T20:30:00Z", true),  // Thu 22:30 CEST
+        ("2026-10-22T19:30:00Z", false), // Thu 21:30 CEST
+        ("2026-10-29T20:30:00Z", false), // Thu 21:30 CET: the same UTC hour is before the shift
+        ("2026-10-29T21:30:00Z", true),  // Thu 22:30 CET
+        ("2026-10-24T21:30:00Z", false), // Sat 23:30: no Saturday shift
+    ];
+    for (when, on_shift) in cases {
+        let decision = decide(&app, &vip, &FakeState::default(), at(when)?);
+        let eve_offered = decision.targets[0]
+            .excluded
+            .iter()
+            .all(|e| e.agent.as_str() != "eve@example.com");
+        assert_eq!(eve_offered, on_shift, "{when}: {:?}", decision.targets[0]);
+    }
+    Ok(())
+}
+
+#[test]
+fn stickiness_puts_the_owner_then_the_previous_agent_first() -> TestResult {
+    let app = app_from(FLOOR)?;
+    let night = at("2026-11-25T22:00:00Z")?; // Wed 23:00 Paris: eve on shift
+    let vip = handoff("vip-1", &[])?;
+    // eve owns vip-1 and comes first although ann is more skilled.
+    let decision = decide(&app, &vip, &FakeState::default(), night);
+    assert_eq!(ranked(&decision), ["eve@example.com", "ann@example.com"]);
+    assert_eq!(decision.candidates[0].sticky, Some(Sticky::Owner));
+
+    // A walk-in served by cat 30 minutes ago gets cat first again, within the 1 h TTL ...
+    let walk_in = handoff("walk-in", &[])?;
+    let served = night - Duration::from_secs(1800);
+    let state = FakeState::default().previous("walk-in", "cat@example.com", served)?;
+    let decision = decide(&app, &walk_in, &state, night);
+    assert_eq!(ranked(&decision)[0], "cat@example.com");
+    assert_eq!(decision.candidates[0].sticky, Some(Sticky::Previous));
+    assert!(
+        decision
+            .reason
+            .contains("previous agent cat@example.com first"),
+        "{}",
+        decision.reason
+    );
+    // ... but not once the TTL has passed,
+    let decision = decide(&app, &walk_in, &state, night + Duration::from_secs(3600));
+    assert_eq!(ranked(&decision)[0], "ann@example.com");
+    // nor when the previous agent is not eligible,
+    let busy = FakeState::default()
+        .previous("walk-in", "cat@example.com", served)?
+        .load("cat@example.com", 1, Some(served));
+    assert!(!ranked(&decide(&app, &walk_in, &busy, night)).contains(&"cat@example.com"));
+    // nor under a rule that is not sticky.
+    let app = app_from(&FLOOR.replace(
+        "name = \"default\"\ngroup = 6521",
+        "name = \"default\"\ngroup = 6521\nsticky = false",
+    ))?;
+    let decision = decide(&app, &walk_in, &state, night);
+    assert_eq!(ranked(&decision)[0], "ann@example.com");
+    Ok(())
+}
+
+#[test]
+fn live_status_and_roster_changes_take_effect() -> TestResult {
+    let app = app_from(FLOOR)?;
+    let now = at(WEDNESDAY_MORNING)?;
+    let mut state = FakeState::default()
+        .status("ann@example.com", AgentStatus::Offline)
+        .status("dan@example.com", AgentStatus::Available);
+    let spec = handoff_core::config::AgentConfig {
+        id: AgentId::parse("zoe@example.com")?,
+        name: None,
+        groups: vec![handoff_core::id::GroupId::new(6521)?],
+        capacity: 2,
+        status: AgentStatus::Available,
+        skills: BTreeMap::new(),
+        attributes: BTreeMap::new(),
+        shift: None,
+    };
+    let zoe = Agent::compile(&spec, app.zone).map_err(|(k, m)| format!("{k}: {m}"))?;
+    state.changes.insert(zoe.id.clone(), Some(Arc::new(zoe)));
+    state
+        .changes
+        .insert(AgentId::parse("cat@example.com")?, None);
+    let decision = decide(&app, &handoff("walk-in", &[])?, &state, now);
+    assert_eq!(
+        ranked(&decision),
+        ["bob@example.com", "dan@example.com", "zoe@example.com"]
+    );
+    Ok(())
+}
+
+#[test]
+fn group_only_rules_answer_the_group_without_a_reservation() -> TestResult {
+    let app = app_from(&FLOOR.replace(
+        "name = \"default\"\ngroup = 6521",
+        "name = \"default\"\ngroup = 6521\ngroup_only = true",
+    ))?;
+    let decision = decide(
+        &app,
+        &handoff("walk-in", &[])?,
+        &FakeState::default(),
+        at(WEDNESDAY_MORNING)?,
+    );
+    assert!(decision.group_only && !decision.wants_reservation());
+    let answer = decision.without_reservation();
+    assert_eq!(answer.group.map(|g| g.get()), Some(6521));
+    assert!(answer.agents.is_empty() && !answer.fallback);
+    Ok(())
+}
+
+#[test]
+fn the_answer_lists_at_most_the_rules_candidates() -> TestResult {
+    let app = app_from(FLOOR)?;
+    let night = at("2026-11-25T22:00:00Z")?;
+    let decision = decide(&app, &handoff("vip-1", &[])?, &FakeState::default(), night);
+    assert_eq!(decision.limit, 2);
+    let answer = decision.reserve_at(0);
+    assert_eq!(answer.agents.len(), 2);
     assert_eq!(
         answer.reserved.as_ref().map(AgentId::as_str),
-        Some("bob@example.com")
+        Some("eve@example.com")
     );
-    assert_eq!(answer.agents.len(), 2);
-    let none = decision.without_reservation();
-    assert!(none.fallback && none.agents.is_empty() && none.reserved.is_none());
-    assert!(
-        none.reason.contains("reached capacity meanwhile"),
-        "{}",
-        none.reason
-    );
+    Ok(())
+}
+
+#[test]
+fn bad_rules_and_schedules_are_refused_with_the_key() -> TestResult {
+    let cases = [
+        (
+            FLOOR.replace("customer.tier == \"vip\"", "customer.tier =="),
+            "apps[0].rules[0].when",
+            "does not compile",
+        ),
+        (
+            FLOOR.replace("customer.tier == \"vip\"", "custmer.tier == \"vip\""),
+            "apps[0].rules[0].when",
+            "unknown variable `custmer`",
+        ),
+        (
+            FLOOR.replace(
+                "when = 'customer.tier == \"vip\"'",
+                "when = 'agent.id == \"x\"'",
+            ),
+            "apps[0].rules[0].when",
+            "unknown variable `agent`",
+        ),
+        (
+            FLOOR.replace(
+                "agents = 'agent.skills[\"billing\"] >= 1'",
+                "agents = 'agent.skills['",
+            ),
+            "apps[0].rules[1].overflow[0].agents",
+            "does not compile",
+        ),
+        (
+            FLOOR.replace("Europe/Paris", "Europe/Pariss"),
+            "apps[0].agents[4].shift",
+            "unknown time zone",
+        ),
+        (
+            FLOOR.replace("\"mon-fri 09:00-18:00\"", "\"mon-fri 9-18\""),
+            "apps[0].groups[1].hours",
+            "expected HH:MM-HH:MM",
+        ),
+        (
+            FLOOR.replace(
+                "time_zone = \"Asia/Shanghai\"",
+                "time_zone = \"Asia/Shangai\"",
+            ),
+            "apps[0].time_zone",
+            "unknown time zone",
+        ),
+    ];
+    for (text, key, message) in cases {
+        let config = handoff_core::config::parse(&text, Path::new("f.toml"), Vec::new())?;
+        match Catalog::from_config(&config, Path::new("f.toml")) {
+            Ok(_) => return Err(format!("accepted a bad {key}").into()),
+            Err(err) => {
+                assert_eq!(err.key, key, "{err}");
+                assert!(err.message.contains(message), "{err}");
+            }
+        }
+    }
     Ok(())
 }
 
@@ -241,30 +648,34 @@ mod properties {
     use super::*;
 
     proptest! {
-        /// Whatever the loads, no agent at or over capacity is offered, every offered agent is
-        /// available, and the same inputs give the same order.
+        /// Whatever the loads and the time, no agent at capacity, away, offline or off shift
+        /// is offered, and the same state and clock give the same decision.
         #[test]
-        fn never_offers_a_full_agent_and_is_deterministic(
-            active in proptest::collection::vec(0u32..6, 6),
-            last in proptest::collection::vec(proptest::option::of(0u64..100), 6),
+        fn never_offers_an_ineligible_agent_and_is_deterministic(
+            active in proptest::collection::vec(0u32..6, 5),
+            last in proptest::collection::vec(proptest::option::of(0u64..100), 5),
+            hour in 0u64..(24 * 14),
+            customer in prop_oneof![Just("vip-1"), Just("walk-in")],
+            topic in prop_oneof![Just(""), Just("billing")],
         ) {
-            let app = app_from(APP).map_err(|e| TestCaseError::fail(e.to_string()))?;
-            let ids = ["ann", "bob", "cat", "dan", "eve", "fay"].map(|n| format!("{n}@example.com"));
-            let entries: Vec<(&str, u32, Option<u64>)> = ids
-                .iter()
-                .zip(active.iter().zip(&last))
-                .map(|(id, (a, l))| (id.as_str(), *a, *l))
-                .collect();
-            let loads = Loads::of(&entries);
-            let handoff = handoff().map_err(|e| TestCaseError::fail(e.to_string()))?;
-            let first = decide(&app, &handoff, &loads, SystemTime::UNIX_EPOCH);
+            let fail = |e: Error| TestCaseError::fail(e.to_string());
+            let app = app_from(FLOOR).map_err(fail)?;
+            let now = at(WEDNESDAY_MORNING).map_err(fail)? + Duration::from_secs(hour * 3600);
+            let names = ["ann", "bob", "cat", "dan", "eve"];
+            let mut state = FakeState::default();
+            for (n, name) in names.iter().enumerate() {
+                state = state.load(&format!("{name}@example.com"), active[n], last[n].and_then(secs));
+            }
+            let attributes: &[(&str, &str)] = if topic.is_empty() { &[] } else { &[("topic", topic)] };
+            let handoff = handoff(customer, attributes).map_err(fail)?;
+            let first = decide(&app, &handoff, &state, now);
             for candidate in &first.candidates {
                 prop_assert!(candidate.active < candidate.capacity);
                 let agent = app.agents().iter().find(|a| a.id == candidate.agent);
-                prop_assert!(agent.is_some_and(|a| a.status == handoff_core::config::AgentStatus::Available));
+                prop_assert!(agent.is_some_and(|a| a.status == AgentStatus::Available));
+                prop_assert!(agent.is_some_and(|a| a.shift.as_ref().is_none_or(|s| s.is_open(now))));
             }
-            let again = decide(&app, &handoff, &loads, SystemTime::UNIX_EPOCH);
-            prop_assert_eq!(first, again);
+            prop_assert_eq!(&first, &decide(&app, &handoff, &state, now));
         }
     }
 }

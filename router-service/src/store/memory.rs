@@ -1,4 +1,4 @@
-//! The in-process store: one mutex over every app's load and assignments.
+//! The in-process store: one mutex over every app's state.
 //!
 //! Assignments expire after the configured TTL, which is how an agent's load comes down
 //! until session events tell the router when a conversation really ends.
@@ -6,14 +6,17 @@
 use std::{
     cmp::Reverse,
     collections::{BinaryHeap, HashMap},
-    sync::{Mutex, PoisonError},
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::{Duration, SystemTime},
 };
 
-use handoff_core::id::{AgentId, SdkAppId, SessionId};
+use handoff_core::{
+    config::AgentStatus,
+    id::{AgentId, ClientUserId, SdkAppId, SessionId},
+};
 
 use super::{Assignment, Store, StoreError};
-use crate::engine::{AgentLoad, Answer, Decision, LoadView};
+use crate::engine::{Agent, AgentLoad, Answer, Customer, Decision, RosterChanges, StateView};
 
 /// Router state held in memory.
 #[derive(Debug)]
@@ -31,20 +34,25 @@ impl MemoryStore {
         }
     }
 
-    /// The live load of every agent of `app` that has one, at `now`.
-    pub fn loads(&self, app: SdkAppId, now: SystemTime) -> Vec<(AgentId, AgentLoad)> {
-        let mut apps = self.apps.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(state) = apps.get_mut(&app) else {
-            return Vec::new();
-        };
+    /// The state of `app` with expired assignments released, under the lock.
+    fn with_app<R>(&self, app: SdkAppId, now: SystemTime, f: impl FnOnce(&mut AppState) -> R) -> R {
+        let mut apps: MutexGuard<'_, _> = self.apps.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = apps.entry(app).or_default();
         state.expire(now);
-        let mut loads: Vec<_> = state
-            .loads
-            .iter()
-            .map(|(id, load)| (id.clone(), *load))
-            .collect();
-        loads.sort_by(|a, b| a.0.cmp(&b.0));
-        loads
+        f(state)
+    }
+
+    /// The live load of every agent of `app` that has one, at `now`, by agent id.
+    pub fn loads(&self, app: SdkAppId, now: SystemTime) -> Vec<(AgentId, AgentLoad)> {
+        self.with_app(app, now, |state| {
+            let mut loads: Vec<_> = state
+                .loads
+                .iter()
+                .map(|(id, load)| (id.clone(), *load))
+                .collect();
+            loads.sort_by(|a, b| a.0.cmp(&b.0));
+            loads
+        })
     }
 }
 
@@ -52,39 +60,90 @@ impl Store for MemoryStore {
     async fn assign<F>(
         &self,
         app: SdkAppId,
+        customer: &ClientUserId,
         session: &SessionId,
         now: SystemTime,
         decide: F,
     ) -> Result<Assignment, StoreError>
     where
-        F: FnOnce(&dyn LoadView) -> Decision + Send,
+        F: FnOnce(&dyn StateView) -> Decision + Send,
     {
-        let mut apps = self.apps.lock().unwrap_or_else(PoisonError::into_inner);
-        let state = apps.entry(app).or_default();
-        state.expire(now);
-        if let Some(record) = state.sessions.get(session) {
-            return Ok(Assignment::Replayed(record.answer.clone()));
-        }
-        let decision = decide(state);
-        let free = decision
-            .candidates
-            .iter()
-            .position(|candidate| state.load(&candidate.agent).active < candidate.capacity);
-        let Some(index) = free else {
-            return Ok(Assignment::Fresh(decision.without_reservation()));
-        };
-        let answer = decision.reserve_at(index);
-        if let Some(agent) = &answer.reserved {
-            state.reserve(agent, session, answer.clone(), now, now + self.ttl);
-        }
-        Ok(Assignment::Fresh(answer))
+        let ttl = self.ttl;
+        Ok(self.with_app(app, now, |state| {
+            if let Some(record) = state.sessions.get(session) {
+                return Assignment::Replayed(record.answer.clone());
+            }
+            let decision = decide(state);
+            if !decision.wants_reservation() {
+                return Assignment::Fresh(decision.without_reservation());
+            }
+            let free = decision
+                .candidates
+                .iter()
+                .position(|candidate| state.load(&candidate.agent).active < candidate.capacity);
+            let Some(index) = free else {
+                return Assignment::Fresh(decision.without_reservation());
+            };
+            let answer = decision.reserve_at(index);
+            if let Some(agent) = &answer.reserved {
+                state.reserve(agent, customer, session, answer.clone(), now, now + ttl);
+            }
+            Assignment::Fresh(answer)
+        }))
+    }
+
+    async fn inspect<F, R>(&self, app: SdkAppId, now: SystemTime, read: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&dyn StateView) -> R + Send,
+        R: Send,
+    {
+        Ok(self.with_app(app, now, |state| read(state)))
+    }
+
+    async fn set_status(
+        &self,
+        app: SdkAppId,
+        agent: &AgentId,
+        status: AgentStatus,
+    ) -> Result<(), StoreError> {
+        self.with_app(app, SystemTime::UNIX_EPOCH, |state| {
+            state.statuses.insert(agent.clone(), status);
+        });
+        Ok(())
+    }
+
+    async fn upsert_agent(&self, app: SdkAppId, agent: Arc<Agent>) -> Result<(), StoreError> {
+        self.with_app(app, SystemTime::UNIX_EPOCH, |state| {
+            state.statuses.remove(&agent.id);
+            state.changes.insert(agent.id.clone(), Some(agent));
+        });
+        Ok(())
+    }
+
+    async fn remove_agent(&self, app: SdkAppId, agent: &AgentId) -> Result<(), StoreError> {
+        self.with_app(app, SystemTime::UNIX_EPOCH, |state| {
+            state.statuses.remove(agent);
+            state.changes.insert(agent.clone(), None);
+        });
+        Ok(())
+    }
+
+    async fn upsert_customer(&self, app: SdkAppId, customer: Customer) -> Result<(), StoreError> {
+        self.with_app(app, SystemTime::UNIX_EPOCH, |state| {
+            state.customers.insert(customer.id.clone(), customer);
+        });
+        Ok(())
     }
 }
 
-/// One app's load and live assignments.
+/// One app's live state.
 #[derive(Debug, Default)]
 struct AppState {
     loads: HashMap<AgentId, AgentLoad>,
+    statuses: HashMap<AgentId, AgentStatus>,
+    customers: HashMap<ClientUserId, Customer>,
+    history: HashMap<ClientUserId, (AgentId, SystemTime)>,
+    changes: RosterChanges,
     sessions: HashMap<SessionId, Record>,
     expiries: BinaryHeap<Reverse<(SystemTime, SessionId)>>,
 }
@@ -99,6 +158,7 @@ impl AppState {
     fn reserve(
         &mut self,
         agent: &AgentId,
+        customer: &ClientUserId,
         session: &SessionId,
         answer: Answer,
         now: SystemTime,
@@ -107,6 +167,7 @@ impl AppState {
         let load = self.loads.entry(agent.clone()).or_default();
         load.active += 1;
         load.last_assigned = Some(now);
+        self.history.insert(customer.clone(), (agent.clone(), now));
         self.sessions
             .insert(session.clone(), Record { answer, expires_at });
         self.expiries.push(Reverse((expires_at, session.clone())));
@@ -142,9 +203,25 @@ impl AppState {
     }
 }
 
-impl LoadView for AppState {
+impl StateView for AppState {
     fn load(&self, agent: &AgentId) -> AgentLoad {
         self.loads.get(agent).copied().unwrap_or_default()
+    }
+
+    fn status(&self, agent: &AgentId) -> Option<AgentStatus> {
+        self.statuses.get(agent).copied()
+    }
+
+    fn customer(&self, id: &ClientUserId) -> Option<&Customer> {
+        self.customers.get(id)
+    }
+
+    fn last_agent(&self, customer: &ClientUserId) -> Option<(&AgentId, SystemTime)> {
+        self.history.get(customer).map(|(agent, at)| (agent, *at))
+    }
+
+    fn roster_changes(&self) -> &RosterChanges {
+        &self.changes
     }
 }
 
@@ -177,7 +254,7 @@ mod tests {
 
     fn catalog() -> Result<Catalog, Box<dyn std::error::Error>> {
         let config = handoff_core::config::parse(CONFIG, Path::new("t.toml"), Vec::new())?;
-        Ok(Catalog::from_config(&config))
+        Ok(Catalog::from_config(&config, Path::new("t.toml"))?)
     }
 
     async fn assign(
@@ -191,16 +268,20 @@ mod tests {
         let handoff = Handoff {
             app: app_id,
             session: SessionId::parse(session)?,
-            client_user: ClientUserId::parse("u")?,
+            client_user: ClientUserId::parse(format!("customer-of-{session}"))?,
             event_time: now,
             platform: String::new(),
             channel: String::new(),
             attributes: BTreeMap::new(),
         };
         let assignment = store
-            .assign(app_id, &handoff.session, now, |loads| {
-                engine::decide(app, &handoff, loads, now)
-            })
+            .assign(
+                app_id,
+                &handoff.client_user,
+                &handoff.session,
+                now,
+                |state| engine::decide(app, &handoff, state, now),
+            )
             .await?;
         Ok(assignment)
     }

@@ -1,18 +1,23 @@
-//! Where the router's mutable state lives: agents' live load, and the assignment of each
-//! session (which is also what a retried AssignHuman replays).
+//! Where the router's mutable state lives: agents' live load and status, agents added or
+//! changed at run time, customers pushed by internal systems, each customer's previous
+//! agent, and the assignment of each session (which is also what a retried AssignHuman
+//! replays).
 //!
 //! Everything mutable goes through [`Store`], so the engine stays pure and a durable or
 //! shared backend can replace [`MemoryStore`] without touching the engine or the gRPC layer.
 
 mod memory;
 
-use std::{future::Future, time::SystemTime};
+use std::{future::Future, sync::Arc, time::SystemTime};
 
-use handoff_core::id::{SdkAppId, SessionId};
+use handoff_core::{
+    config::AgentStatus,
+    id::{AgentId, ClientUserId, SdkAppId, SessionId},
+};
 
 pub use memory::MemoryStore;
 
-use crate::engine::{Answer, Decision, LoadView};
+use crate::engine::{Agent, Answer, Customer, Decision, StateView};
 
 /// The store could not do its part.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,16 +47,58 @@ impl Assignment {
 
 /// The router's mutable state.
 pub trait Store: Send + Sync + 'static {
-    /// Assigns `session` of `app` atomically: replays its live assignment if it has one;
-    /// otherwise runs `decide` over the agents' current load and reserves capacity on the
-    /// first candidate still below capacity, so concurrent calls never push an agent over.
+    /// Assigns `session` of `app`, asked for by `customer`, atomically: replays its live
+    /// assignment if it has one; otherwise runs `decide` over the current state and reserves
+    /// capacity on the first candidate still below capacity, so concurrent calls never push
+    /// an agent over, and remembers the agent as the customer's previous one.
     fn assign<F>(
         &self,
         app: SdkAppId,
+        customer: &ClientUserId,
         session: &SessionId,
         now: SystemTime,
         decide: F,
     ) -> impl Future<Output = Result<Assignment, StoreError>> + Send
     where
-        F: FnOnce(&dyn LoadView) -> Decision + Send;
+        F: FnOnce(&dyn StateView) -> Decision + Send;
+
+    /// Runs `read` over the current state of `app` without changing anything.
+    fn inspect<F, R>(
+        &self,
+        app: SdkAppId,
+        now: SystemTime,
+        read: F,
+    ) -> impl Future<Output = Result<R, StoreError>> + Send
+    where
+        F: FnOnce(&dyn StateView) -> R + Send,
+        R: Send;
+
+    /// Sets an agent's live status, overriding its definition.
+    fn set_status(
+        &self,
+        app: SdkAppId,
+        agent: &AgentId,
+        status: AgentStatus,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Adds or replaces an agent's definition; its live status, if any, is dropped.
+    fn upsert_agent(
+        &self,
+        app: SdkAppId,
+        agent: Arc<Agent>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Removes an agent, whether the config file or an upsert defined it.
+    fn remove_agent(
+        &self,
+        app: SdkAppId,
+        agent: &AgentId,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Adds or replaces what is known of a customer.
+    fn upsert_customer(
+        &self,
+        app: SdkAppId,
+        customer: Customer,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

@@ -1,21 +1,12 @@
-//! The thin tonic adapter: parses requests into engine types, calls the [`Router`], and
-//! maps answers and errors back. Decides nothing.
+//! Parsing a wire `AssignHumanRequest` into the engine's [`Handoff`]: every field checked
+//! once, with the field named when it is wrong.
 
-use std::{collections::BTreeMap, sync::Arc, time::SystemTime};
+use std::{collections::BTreeMap, time::SystemTime};
 
 use handoff_core::id::{ClientUserId, SdkAppId, SessionId};
-use handoff_proto::router::v1::{
-    AssignHumanRequest, AssignHumanResponse, Decision, Platform, Strategy as ProtoStrategy,
-    router_service_server::RouterService,
-};
-use tonic::{Request, Response, Status};
+use handoff_proto::router::v1::{AssignHumanRequest, Platform};
 
-use crate::{
-    engine::{Handoff, Strategy},
-    error::RouterError,
-    service::Router,
-    store::{Assignment, Store},
-};
+use crate::{engine::Handoff, error::RouterError};
 
 /// Most attributes a request may carry.
 const MAX_ATTRIBUTES: usize = 64;
@@ -23,30 +14,6 @@ const MAX_ATTRIBUTES: usize = 64;
 const MAX_NAME_BYTES: usize = 64;
 /// Longest attribute value, in bytes.
 const MAX_VALUE_BYTES: usize = 1024;
-
-/// `handoff.router.v1.RouterService` over a [`Router`].
-pub struct RouterGrpc<S> {
-    router: Arc<Router<S>>,
-}
-
-impl<S> RouterGrpc<S> {
-    /// Serves `router`.
-    pub fn new(router: Arc<Router<S>>) -> Self {
-        Self { router }
-    }
-}
-
-#[tonic::async_trait]
-impl<S: Store> RouterService for RouterGrpc<S> {
-    async fn assign_human(
-        &self,
-        request: Request<AssignHumanRequest>,
-    ) -> Result<Response<AssignHumanResponse>, Status> {
-        let handoff = parse_request(request.into_inner(), self.router.now())?;
-        let assignment = self.router.assign(&handoff).await?;
-        Ok(Response::new(response_from(assignment)))
-    }
-}
 
 /// Builds a [`Handoff`] from the wire request; `now` stands in for a missing event time.
 pub fn parse_request(request: AssignHumanRequest, now: SystemTime) -> Result<Handoff, RouterError> {
@@ -132,29 +99,5 @@ fn platform_name(value: i32) -> &'static str {
         Ok(Platform::Mac) => "mac",
         Ok(Platform::Ipad) => "ipad",
         Ok(Platform::Other) | Err(_) => "other",
-    }
-}
-
-/// The wire response for an assignment.
-pub fn response_from(assignment: Assignment) -> AssignHumanResponse {
-    let replayed = matches!(assignment, Assignment::Replayed(_));
-    let answer = match assignment {
-        Assignment::Fresh(answer) | Assignment::Replayed(answer) => answer,
-    };
-    let strategy = match answer.strategy {
-        None => ProtoStrategy::Unspecified,
-        Some(Strategy::LeastLoaded) => ProtoStrategy::LeastLoaded,
-    };
-    AssignHumanResponse {
-        agent_group_id: answer.group.map(|group| group.get()),
-        agent_ids: answer.agents.into_iter().map(String::from).collect(),
-        decision: Some(Decision {
-            rule: answer.rule,
-            strategy: strategy.into(),
-            fallback: answer.fallback,
-            reason: answer.reason,
-            reserved_agent_id: answer.reserved.map(String::from).unwrap_or_default(),
-            replayed,
-        }),
     }
 }

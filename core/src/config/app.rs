@@ -1,0 +1,267 @@
+//! `[[apps]]`: one Tencent app with its groups, agents, known customers and routing rules.
+//!
+//! These are the file's shapes only. Rules' CEL expressions and schedules' time zones are
+//! text here; the router compiles them and refuses the file when they do not.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::{ConfigDuration, Secret};
+use crate::id::{AgentId, ClientUserId, GroupId, SdkAppId};
+
+/// `[[apps]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    /// Tencent's SdkAppid.
+    pub sdk_app_id: SdkAppId,
+    /// A name for people reading logs.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The callback authentication token set in Tencent's console; when present, callbacks
+    /// must carry a valid `Sign` and a fresh `RequestTime`.
+    #[serde(default)]
+    pub token: Option<Secret>,
+    /// Group answered when the router cannot decide (down, too slow, nobody eligible).
+    #[serde(default)]
+    pub fallback_group_id: Option<GroupId>,
+    /// The group the implicit default rule targets; defaults to the first group listed.
+    #[serde(default)]
+    pub default_group_id: Option<GroupId>,
+    /// The app's own time zone (IANA), for rules' `clock` and schedules without a zone.
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
+    /// How long a customer's previous agent stays sticky after their last assignment.
+    #[serde(default = "default_sticky_ttl")]
+    pub sticky_ttl: ConfigDuration,
+    /// `[[apps.groups]]`.
+    #[serde(default)]
+    pub groups: Vec<GroupConfig>,
+    /// `[[apps.agents]]`.
+    #[serde(default)]
+    pub agents: Vec<AgentConfig>,
+    /// `[[apps.customers]]`: customers known ahead of time (internal systems add more).
+    #[serde(default)]
+    pub customers: Vec<CustomerConfig>,
+    /// `[[apps.rules]]`: tried in order, the first whose `when` holds decides.
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+}
+
+fn default_time_zone() -> String {
+    "UTC".to_owned()
+}
+
+fn default_sticky_ttl() -> ConfigDuration {
+    ConfigDuration::from_secs(24 * 3600)
+}
+
+impl AppConfig {
+    /// The group the implicit default rule targets: `default_group_id`, else the first group.
+    pub fn target_group_id(&self) -> Option<GroupId> {
+        self.default_group_id
+            .or_else(|| self.groups.first().map(|group| group.id))
+    }
+}
+
+/// `[[apps.groups]]`: a Tencent agent group.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConfig {
+    /// Tencent's AgentGroupId.
+    pub id: GroupId,
+    /// A name for people reading decisions.
+    pub name: String,
+    /// Business hours; a group without them is always open.
+    #[serde(default)]
+    pub hours: Option<ScheduleConfig>,
+}
+
+/// Weekly hours in a time zone, with closed dates: a group's business hours or an agent's
+/// shift.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// IANA zone; defaults to the app's `time_zone`.
+    #[serde(default)]
+    pub time_zone: Option<String>,
+    /// Entries such as `"mon-fri 09:00-18:00"`, `"sat,sun 10:00-14:00"`, `"fri 22:00-06:00"`.
+    pub weekly: Vec<String>,
+    /// Whole local dates closed (`YYYY-MM-DD`): holidays, days off.
+    #[serde(default)]
+    pub closed: Vec<String>,
+}
+
+/// `[[apps.agents]]`: a human agent.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// The agent's e-mail, which is Tencent's agent id.
+    pub id: AgentId,
+    /// Display name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Groups the agent belongs to.
+    #[serde(default)]
+    pub groups: Vec<GroupId>,
+    /// Most sessions the agent takes at once.
+    #[serde(default = "default_capacity")]
+    pub capacity: u32,
+    /// Whether the agent takes sessions now.
+    #[serde(default)]
+    pub status: AgentStatus,
+    /// Skills with proficiency levels, e.g. `"language.zh" = 5`.
+    #[serde(default)]
+    pub skills: BTreeMap<String, u32>,
+    /// Free attributes for rules' agent filters, e.g. `seniority = "senior"`.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+    /// The agent's personal shift; an agent without one is always on shift.
+    #[serde(default)]
+    pub shift: Option<ScheduleConfig>,
+}
+
+fn default_capacity() -> u32 {
+    1
+}
+
+/// Whether an agent takes sessions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentStatus {
+    /// Takes sessions.
+    #[default]
+    Available,
+    /// Signed in but not taking sessions.
+    Away,
+    /// Signed out.
+    Offline,
+}
+
+/// `[[apps.customers]]`: what internal systems know of a customer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerConfig {
+    /// Tencent's ClientUserId.
+    pub id: ClientUserId,
+    /// Service tier, e.g. `vip`.
+    #[serde(default)]
+    pub tier: Option<String>,
+    /// Preferred language, e.g. `zh`.
+    #[serde(default)]
+    pub language: Option<String>,
+    /// Region, e.g. `apac`.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Free tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// The agent who owns the relationship; goes first when eligible and the rule is sticky.
+    #[serde(default)]
+    pub owner: Option<AgentId>,
+    /// Free attributes.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// `[[apps.rules]]`: when a handoff matches `when`, route it to a target, overflowing in
+/// order when the target has no eligible agent.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// Unique within the app; shown in every decision.
+    pub name: String,
+    /// CEL over `customer`, `session`, `now` and `clock`; absent means always (a default
+    /// rule, which must be last).
+    #[serde(default)]
+    pub when: Option<String>,
+    /// The target group.
+    #[serde(default)]
+    pub group: Option<GroupId>,
+    /// CEL over `agent` (and the rule's variables) that agents must satisfy.
+    #[serde(default)]
+    pub agents: Option<String>,
+    /// How eligible agents are ranked.
+    #[serde(default)]
+    pub strategy: StrategyName,
+    /// The skills `most_skilled` ranks on.
+    #[serde(default)]
+    pub skills: Vec<String>,
+    /// Seed for `random`.
+    #[serde(default)]
+    pub seed: u64,
+    /// How many agents the answer lists.
+    #[serde(default = "default_candidates")]
+    pub candidates: u32,
+    /// Whether the customer's owner, then previous agent, goes first when eligible.
+    #[serde(default = "default_sticky")]
+    pub sticky: bool,
+    /// Answer the group alone, leaving the choice of agent to Tencent.
+    #[serde(default)]
+    pub group_only: bool,
+    /// Targets tried in order when the one before has no eligible agent.
+    #[serde(default)]
+    pub overflow: Vec<TargetConfig>,
+}
+
+fn default_candidates() -> u32 {
+    5
+}
+
+fn default_sticky() -> bool {
+    true
+}
+
+impl RuleConfig {
+    /// The rule's own target, before any overflow.
+    pub fn target(&self) -> TargetConfig {
+        TargetConfig {
+            group: self.group,
+            agents: self.agents.clone(),
+            strategy: self.strategy,
+            skills: self.skills.clone(),
+            seed: self.seed,
+        }
+    }
+}
+
+/// Where a rule sends a handoff: a group and/or an agent filter, and a ranking.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// The group; without one, every agent of the app that passes `agents`.
+    #[serde(default)]
+    pub group: Option<GroupId>,
+    /// CEL over `agent` that agents must satisfy.
+    #[serde(default)]
+    pub agents: Option<String>,
+    /// How eligible agents are ranked.
+    #[serde(default)]
+    pub strategy: StrategyName,
+    /// The skills `most_skilled` ranks on.
+    #[serde(default)]
+    pub skills: Vec<String>,
+    /// Seed for `random`.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+/// A ranking strategy, as the file names it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StrategyName {
+    /// Fewest active sessions relative to capacity.
+    #[default]
+    LeastLoaded,
+    /// Longest since the last assignment.
+    LongestIdle,
+    /// In turn, after the agent assigned most recently.
+    RoundRobin,
+    /// Highest proficiency on the rule's skills.
+    MostSkilled,
+    /// The order agents are listed in.
+    FixedOrder,
+    /// Shuffled, deterministically for the rule's seed and the session.
+    Random,
+}

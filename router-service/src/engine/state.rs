@@ -1,0 +1,122 @@
+//! What the engine reads of the router's mutable state, through [`StateView`]: agents' live
+//! load and status, customers pushed by internal systems, each customer's previous agent,
+//! and agents added, changed or removed at run time.
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    sync::Arc,
+    time::SystemTime,
+};
+
+use handoff_core::{
+    config::{AgentStatus, CustomerConfig},
+    id::{AgentId, ClientUserId},
+};
+
+use super::{Agent, App};
+
+/// An agent's live load, counted from the router's own assignments.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AgentLoad {
+    /// Sessions currently assigned to the agent.
+    pub active: u32,
+    /// When the agent was last assigned a session; `None` if never.
+    pub last_assigned: Option<SystemTime>,
+}
+
+/// Agents changed at run time: `Some` replaces or adds a definition, `None` removes one.
+pub type RosterChanges = BTreeMap<AgentId, Option<Arc<Agent>>>;
+
+/// Read access to the router's mutable state for one app.
+pub trait StateView {
+    /// The load of `agent`; an agent the store has never seen has none.
+    fn load(&self, agent: &AgentId) -> AgentLoad;
+    /// The status set at run time, overriding the agent's definition.
+    fn status(&self, agent: &AgentId) -> Option<AgentStatus>;
+    /// A customer pushed by an internal system.
+    fn customer(&self, id: &ClientUserId) -> Option<&Customer>;
+    /// The agent last assigned to `customer`, and when.
+    fn last_agent(&self, customer: &ClientUserId) -> Option<(&AgentId, SystemTime)>;
+    /// Agents added, changed or removed at run time.
+    fn roster_changes(&self) -> &RosterChanges;
+}
+
+/// What is known of a customer: pushed over gRPC, listed in the config, or nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Customer {
+    /// Tencent's ClientUserId.
+    pub id: ClientUserId,
+    /// Whether anything is known beyond the id.
+    pub known: bool,
+    /// Service tier.
+    pub tier: Option<String>,
+    /// Preferred language.
+    pub language: Option<String>,
+    /// Region.
+    pub region: Option<String>,
+    /// Free tags.
+    pub tags: Vec<String>,
+    /// The agent who owns the relationship.
+    pub owner: Option<AgentId>,
+    /// Free attributes.
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl Customer {
+    /// A customer nothing is known about.
+    pub fn unknown(id: ClientUserId) -> Self {
+        Self {
+            id,
+            known: false,
+            tier: None,
+            language: None,
+            region: None,
+            tags: Vec::new(),
+            owner: None,
+            attributes: BTreeMap::new(),
+        }
+    }
+
+    /// A customer from the config file or a gRPC upsert.
+    pub fn from_config(config: &CustomerConfig) -> Self {
+        Self {
+            id: config.id.clone(),
+            known: true,
+            tier: config.tier.clone(),
+            language: config.language.clone(),
+            region: config.region.clone(),
+            tags: config.tags.clone(),
+            owner: config.owner.clone(),
+            attributes: config.attributes.clone(),
+        }
+    }
+}
+
+/// The app's agents as they stand: the config's, with run-time changes applied, in config
+/// order and then added agents by id. The index is each agent's stable position.
+pub fn roster<'a>(app: &'a App, changes: &'a RosterChanges) -> Vec<&'a Arc<Agent>> {
+    let mut agents = Vec::with_capacity(app.agents().len() + changes.len());
+    let mut configured = HashSet::with_capacity(if changes.is_empty() {
+        0
+    } else {
+        app.agents().len()
+    });
+    for agent in app.agents() {
+        if !changes.is_empty() {
+            configured.insert(&agent.id);
+        }
+        match changes.get(&agent.id) {
+            None => agents.push(agent),
+            Some(Some(changed)) => agents.push(changed),
+            Some(None) => {}
+        }
+    }
+    for (id, change) in changes {
+        if let Some(added) = change
+            && !configured.contains(id)
+        {
+            agents.push(added);
+        }
+    }
+    agents
+}

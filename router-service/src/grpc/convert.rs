@@ -1,0 +1,276 @@
+//! Conversions between the wire types and the engine's and config's, each field checked
+//! once and named when it is wrong.
+
+use std::time::SystemTime;
+
+use handoff_core::{
+    config::{AgentConfig, AgentStatus, CustomerConfig, ScheduleConfig},
+    id::{AgentId, ClientUserId, GroupId, SdkAppId},
+};
+use handoff_proto::router::v1 as pb;
+
+use crate::{
+    engine::{
+        Agent, Answer, Customer, Decision, Exclusion, RuleOutcome, Sticky, Strategy, TargetOutcome,
+    },
+    error::RouterError,
+    service::AgentListing,
+    store::Assignment,
+};
+
+/// The app id of a request.
+pub fn app_id(value: u64) -> Result<SdkAppId, RouterError> {
+    SdkAppId::new(value).map_err(|e| RouterError::invalid("sdk_app_id", e))
+}
+
+/// The wire response for an assignment.
+pub fn assignment(assignment: Assignment) -> pb::AssignHumanResponse {
+    let replayed = matches!(assignment, Assignment::Replayed(_));
+    match assignment {
+        Assignment::Fresh(answer) | Assignment::Replayed(answer) => response(answer, replayed),
+    }
+}
+
+fn response(answer: Answer, replayed: bool) -> pb::AssignHumanResponse {
+    pb::AssignHumanResponse {
+        agent_group_id: answer.group.map(GroupId::get),
+        agent_ids: answer.agents.into_iter().map(String::from).collect(),
+        decision: Some(pb::Decision {
+            rule: answer.rule,
+            strategy: answer
+                .strategy
+                .map_or(pb::Strategy::Unspecified, strategy)
+                .into(),
+            fallback: answer.fallback,
+            reason: answer.reason,
+            reserved_agent_id: answer.reserved.map(String::from).unwrap_or_default(),
+            replayed,
+        }),
+    }
+}
+
+fn strategy(strategy: Strategy) -> pb::Strategy {
+    match strategy {
+        Strategy::LeastLoaded => pb::Strategy::LeastLoaded,
+        Strategy::LongestIdle => pb::Strategy::LongestIdle,
+        Strategy::RoundRobin => pb::Strategy::RoundRobin,
+        Strategy::MostSkilled => pb::Strategy::MostSkilled,
+        Strategy::FixedOrder => pb::Strategy::FixedOrder,
+        Strategy::Random => pb::Strategy::Random,
+    }
+}
+
+/// The wire explanation of a decision and the answer it leads to.
+pub fn explanation(decision: &Decision, answer: Answer) -> pb::ExplainAssignmentResponse {
+    let rules = decision
+        .rules
+        .iter()
+        .map(|trace| {
+            let (outcome, error) = match &trace.outcome {
+                RuleOutcome::Matched => (pb::RuleOutcome::Matched, String::new()),
+                RuleOutcome::NotMatched => (pb::RuleOutcome::NotMatched, String::new()),
+                RuleOutcome::Failed(error) => (pb::RuleOutcome::Failed, error.clone()),
+            };
+            pb::RuleEvaluation {
+                rule: trace.rule.clone(),
+                outcome: outcome.into(),
+                error,
+            }
+        })
+        .collect();
+    let targets = decision
+        .targets
+        .iter()
+        .map(|trace| pb::TargetEvaluation {
+            label: trace.label.clone(),
+            group_id: trace.group.map(GroupId::get),
+            strategy: strategy(trace.strategy).into(),
+            outcome: match trace.outcome {
+                TargetOutcome::Chosen => pb::TargetOutcome::Chosen,
+                TargetOutcome::Closed => pb::TargetOutcome::Closed,
+                TargetOutcome::NoEligible => pb::TargetOutcome::NoEligible,
+            }
+            .into(),
+            eligible: u32::try_from(trace.eligible).unwrap_or(u32::MAX),
+            excluded: trace
+                .excluded
+                .iter()
+                .map(|excluded| {
+                    let (reason, detail) = exclusion(&excluded.reason);
+                    pb::ExcludedAgent {
+                        agent_id: excluded.agent.to_string(),
+                        reason: reason.into(),
+                        detail,
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    let candidates = decision
+        .candidates
+        .iter()
+        .map(|candidate| pb::CandidateScore {
+            agent_id: candidate.agent.to_string(),
+            score: candidate.score,
+            active: candidate.active,
+            capacity: candidate.capacity,
+            last_assigned: candidate.last_assigned.map(timestamp),
+            sticky: match candidate.sticky {
+                None => pb::StickyReason::Unspecified,
+                Some(Sticky::Owner) => pb::StickyReason::Owner,
+                Some(Sticky::Previous) => pb::StickyReason::Previous,
+            }
+            .into(),
+        })
+        .collect();
+    pb::ExplainAssignmentResponse {
+        answer: Some(response(answer, false)),
+        rules,
+        targets,
+        candidates,
+    }
+}
+
+fn exclusion(reason: &Exclusion) -> (pb::Exclusion, String) {
+    match reason {
+        Exclusion::GroupClosed => (pb::Exclusion::GroupClosed, String::new()),
+        Exclusion::Away => (pb::Exclusion::Away, String::new()),
+        Exclusion::Offline => (pb::Exclusion::Offline, String::new()),
+        Exclusion::OffShift => (pb::Exclusion::OffShift, String::new()),
+        Exclusion::AtCapacity { active, capacity } => {
+            (pb::Exclusion::AtCapacity, format!("{active}/{capacity}"))
+        }
+        Exclusion::FilterFalse => (pb::Exclusion::FilterFalse, String::new()),
+        Exclusion::FilterFailed(error) => (pb::Exclusion::FilterFailed, error.clone()),
+    }
+}
+
+/// An agent definition from the wire; groups are checked against the app by the router.
+pub fn agent_config(agent: pb::Agent) -> Result<AgentConfig, RouterError> {
+    let id = AgentId::parse(agent.id).map_err(|e| RouterError::invalid("agent.id", e))?;
+    let groups = agent
+        .group_ids
+        .into_iter()
+        .map(GroupId::new)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| RouterError::invalid("agent.group_ids", e))?;
+    let status = match pb::AgentStatus::try_from(agent.status) {
+        Ok(pb::AgentStatus::Unspecified) => AgentStatus::Available,
+        _ => status(agent.status)
+            .ok_or_else(|| RouterError::invalid("agent.status", "unknown status"))?,
+    };
+    if agent.skills.keys().any(|skill| skill.trim().is_empty()) {
+        return Err(RouterError::invalid(
+            "agent.skills",
+            "skill names must not be empty",
+        ));
+    }
+    let name = Some(agent.name).filter(|name| !name.is_empty());
+    Ok(AgentConfig {
+        id,
+        name,
+        groups,
+        capacity: agent.capacity,
+        status,
+        skills: agent.skills.into_iter().collect(),
+        attributes: agent.attributes.into_iter().collect(),
+        shift: agent.shift.map(|shift| ScheduleConfig {
+            time_zone: Some(shift.time_zone).filter(|zone| !zone.is_empty()),
+            weekly: shift.weekly,
+            closed: shift.closed,
+        }),
+    })
+}
+
+/// The wire form of an agent, with `status` as its live status.
+pub fn agent(agent: &Agent, status: AgentStatus) -> pb::Agent {
+    let spec = &agent.spec;
+    pb::Agent {
+        id: agent.id.to_string(),
+        name: agent.name.clone().unwrap_or_default(),
+        group_ids: agent.groups.iter().map(|group| group.get()).collect(),
+        capacity: agent.capacity,
+        status: status_to_wire(status).into(),
+        skills: agent.skills.clone().into_iter().collect(),
+        attributes: agent.attributes.clone().into_iter().collect(),
+        shift: spec.shift.as_ref().map(|shift| pb::Schedule {
+            time_zone: agent
+                .shift
+                .as_ref()
+                .map(|compiled| compiled.time_zone().to_owned())
+                .unwrap_or_default(),
+            weekly: shift.weekly.clone(),
+            closed: shift.closed.clone(),
+        }),
+    }
+}
+
+/// A status from the wire; `None` for unspecified or unknown values.
+pub fn status(value: i32) -> Option<AgentStatus> {
+    match pb::AgentStatus::try_from(value) {
+        Ok(pb::AgentStatus::Available) => Some(AgentStatus::Available),
+        Ok(pb::AgentStatus::Away) => Some(AgentStatus::Away),
+        Ok(pb::AgentStatus::Offline) => Some(AgentStatus::Offline),
+        Ok(pb::AgentStatus::Unspecified) | Err(_) => None,
+    }
+}
+
+fn status_to_wire(status: AgentStatus) -> pb::AgentStatus {
+    match status {
+        AgentStatus::Available => pb::AgentStatus::Available,
+        AgentStatus::Away => pb::AgentStatus::Away,
+        AgentStatus::Offline => pb::AgentStatus::Offline,
+    }
+}
+
+/// A customer from the wire.
+pub fn customer_config(customer: pb::Customer) -> Result<CustomerConfig, RouterError> {
+    let id =
+        ClientUserId::parse(customer.id).map_err(|e| RouterError::invalid("customer.id", e))?;
+    let owner = Some(customer.owner_agent_id)
+        .filter(|owner| !owner.is_empty())
+        .map(AgentId::parse)
+        .transpose()
+        .map_err(|e| RouterError::invalid("customer.owner_agent_id", e))?;
+    let text = |value: String| Some(value).filter(|value| !value.is_empty());
+    Ok(CustomerConfig {
+        id,
+        tier: text(customer.tier),
+        language: text(customer.language),
+        region: text(customer.region),
+        tags: customer.tags,
+        owner,
+        attributes: customer.attributes.into_iter().collect(),
+    })
+}
+
+/// The wire form of a customer.
+pub fn customer(customer: &Customer) -> pb::Customer {
+    pb::Customer {
+        id: customer.id.to_string(),
+        tier: customer.tier.clone().unwrap_or_default(),
+        language: customer.language.clone().unwrap_or_default(),
+        region: customer.region.clone().unwrap_or_default(),
+        tags: customer.tags.clone(),
+        owner_agent_id: customer
+            .owner
+            .as_ref()
+            .map(AgentId::to_string)
+            .unwrap_or_default(),
+        attributes: customer.attributes.clone().into_iter().collect(),
+    }
+}
+
+/// The wire form of an agent listing.
+pub fn listing(listing: &AgentListing) -> pb::AgentState {
+    pb::AgentState {
+        agent: Some(agent(&listing.agent, listing.status)),
+        active: listing.load.active,
+        last_assigned: listing.load.last_assigned.map(timestamp),
+        on_shift: listing.on_shift,
+    }
+}
+
+fn timestamp(at: SystemTime) -> prost_types::Timestamp {
+    prost_types::Timestamp::from(at)
+}

@@ -1,0 +1,132 @@
+//! The thin tonic adapter: parses requests into engine and config types, calls the
+//! [`Router`], and maps answers and errors back. Decides nothing.
+
+mod convert;
+mod request;
+
+use std::sync::Arc;
+
+use handoff_core::id::{AgentId, GroupId};
+use handoff_proto::router::v1::{
+    AssignHumanRequest, AssignHumanResponse, ExplainAssignmentRequest, ExplainAssignmentResponse,
+    ListAgentsRequest, ListAgentsResponse, RemoveAgentRequest, RemoveAgentResponse,
+    SetAgentStatusRequest, SetAgentStatusResponse, UpsertAgentRequest, UpsertAgentResponse,
+    UpsertCustomerRequest, UpsertCustomerResponse, router_service_server::RouterService,
+};
+use tonic::{Request, Response, Status};
+
+pub use request::parse_request;
+
+use crate::{error::RouterError, service::Router, store::Store};
+
+/// `handoff.router.v1.RouterService` over a [`Router`].
+pub struct RouterGrpc<S> {
+    router: Arc<Router<S>>,
+}
+
+impl<S> RouterGrpc<S> {
+    /// Serves `router`.
+    pub fn new(router: Arc<Router<S>>) -> Self {
+        Self { router }
+    }
+}
+
+#[tonic::async_trait]
+impl<S: Store> RouterService for RouterGrpc<S> {
+    async fn assign_human(
+        &self,
+        request: Request<AssignHumanRequest>,
+    ) -> Result<Response<AssignHumanResponse>, Status> {
+        let handoff = parse_request(request.into_inner(), self.router.now())?;
+        let assignment = self.router.assign(&handoff).await?;
+        Ok(Response::new(convert::assignment(assignment)))
+    }
+
+    async fn explain_assignment(
+        &self,
+        request: Request<ExplainAssignmentRequest>,
+    ) -> Result<Response<ExplainAssignmentResponse>, Status> {
+        let handoff = request
+            .into_inner()
+            .handoff
+            .ok_or_else(|| RouterError::invalid("handoff", "is required"))?;
+        let handoff = parse_request(handoff, self.router.now())?;
+        let (decision, answer) = self.router.explain(&handoff).await?;
+        Ok(Response::new(convert::explanation(&decision, answer)))
+    }
+
+    async fn upsert_agent(
+        &self,
+        request: Request<UpsertAgentRequest>,
+    ) -> Result<Response<UpsertAgentResponse>, Status> {
+        let request = request.into_inner();
+        let app = convert::app_id(request.sdk_app_id)?;
+        let agent = request
+            .agent
+            .ok_or_else(|| RouterError::invalid("agent", "is required"))?;
+        let config = convert::agent_config(agent)?;
+        let agent = self.router.upsert_agent(app, config).await?;
+        Ok(Response::new(UpsertAgentResponse {
+            agent: Some(convert::agent(&agent, agent.status)),
+        }))
+    }
+
+    async fn remove_agent(
+        &self,
+        request: Request<RemoveAgentRequest>,
+    ) -> Result<Response<RemoveAgentResponse>, Status> {
+        let request = request.into_inner();
+        let app = convert::app_id(request.sdk_app_id)?;
+        let agent =
+            AgentId::parse(request.agent_id).map_err(|e| RouterError::invalid("agent_id", e))?;
+        self.router.remove_agent(app, &agent).await?;
+        Ok(Response::new(RemoveAgentResponse {}))
+    }
+
+    async fn set_agent_status(
+        &self,
+        request: Request<SetAgentStatusRequest>,
+    ) -> Result<Response<SetAgentStatusResponse>, Status> {
+        let request = request.into_inner();
+        let app = convert::app_id(request.sdk_app_id)?;
+        let agent =
+            AgentId::parse(request.agent_id).map_err(|e| RouterError::invalid("agent_id", e))?;
+        let status = convert::status(request.status)
+            .ok_or_else(|| RouterError::invalid("status", "must be AVAILABLE, AWAY or OFFLINE"))?;
+        self.router.set_status(app, &agent, status).await?;
+        Ok(Response::new(SetAgentStatusResponse {}))
+    }
+
+    async fn upsert_customer(
+        &self,
+        request: Request<UpsertCustomerRequest>,
+    ) -> Result<Response<UpsertCustomerResponse>, Status> {
+        let request = request.into_inner();
+        let app = convert::app_id(request.sdk_app_id)?;
+        let customer = request
+            .customer
+            .ok_or_else(|| RouterError::invalid("customer", "is required"))?;
+        let config = convert::customer_config(customer)?;
+        let customer = self.router.upsert_customer(app, config).await?;
+        Ok(Response::new(UpsertCustomerResponse {
+            customer: Some(convert::customer(&customer)),
+        }))
+    }
+
+    async fn list_agents(
+        &self,
+        request: Request<ListAgentsRequest>,
+    ) -> Result<Response<ListAgentsResponse>, Status> {
+        let request = request.into_inner();
+        let app = convert::app_id(request.sdk_app_id)?;
+        let group = request
+            .group_id
+            .map(GroupId::new)
+            .transpose()
+            .map_err(|e| RouterError::invalid("group_id", e))?;
+        let listings = self.router.list_agents(app, group).await?;
+        Ok(Response::new(ListAgentsResponse {
+            agents: listings.iter().map(convert::listing).collect(),
+        }))
+    }
+}
