@@ -3,4 +3,5 @@
 
 mod callback;
 mod grpc;
+mod manage;
 mod support;

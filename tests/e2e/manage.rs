@@ -1,0 +1,332 @@
+//! Explaining decisions and changing agents and customers over gRPC, as an internal system
+//! (workforce management, CRM) would.
+
+use handoff_proto::router::v1::{
+    Agent, AgentStatus, AssignHumanRequest, Customer, ExcludedAgent, Exclusion,
+    ExplainAssignmentRequest, ListAgentsRequest, RemoveAgentRequest, RuleOutcome,
+    SetAgentStatusRequest, StickyReason, TargetOutcome, UpsertAgentRequest, UpsertCustomerRequest,
+    router_service_client::RouterServiceClient,
+};
+use tonic::{Code, transport::Channel};
+
+use crate::support::{Error, Stack, TestResult};
+
+const APP: u64 = 1_400_000_001;
+
+const CONFIG: &str = r#"
+[[apps]]
+sdk_app_id = 1400000001
+fallback_group_id = 9000
+[[apps.groups]]
+id = 6521
+name = "general"
+[[apps.groups]]
+id = 6523
+name = "vip"
+[[apps.agents]]
+id = "ann@example.com"
+groups = [6521, 6523]
+capacity = 2
+skills = { "language.zh" = 5 }
+[[apps.agents]]
+id = "bob@example.com"
+groups = [6521]
+capacity = 2
+[[apps.agents]]
+id = "cy@example.com"
+groups = [6523]
+status = "offline"
+
+[[apps.rules]]
+name = "vip"
+when = 'customer.tier == "vip"'
+group = 6523
+overflow = [{ group = 6521 }]
+"#;
+
+async fn client(stack: &Stack) -> Result<RouterServiceClient<Channel>, Error> {
+    Ok(RouterServiceClient::connect(format!("http://{}", stack.grpc)).await?)
+}
+
+fn handoff(session: &str, customer: &str) -> AssignHumanRequest {
+    AssignHumanRequest {
+        sdk_app_id: APP,
+        session_id: session.to_owned(),
+        client_user_id: customer.to_owned(),
+        ..AssignHumanRequest::default()
+    }
+}
+
+fn explain(session: &str, customer: &str) -> ExplainAssignmentRequest {
+    ExplainAssignmentRequest {
+        handoff: Some(handoff(session, customer)),
+    }
+}
+
+#[tokio::test]
+async fn explain_agrees_with_assign_and_changes_nothing() -> TestResult {
+    let stack = Stack::start(CONFIG).await?;
+    let mut router = client(&stack).await?;
+    for n in 0..3 {
+        let session = format!("s-{n}");
+        let customer = format!("c-{n}");
+        let explained = router
+            .explain_assignment(explain(&session, &customer))
+            .await?
+            .into_inner();
+        let again = router
+            .explain_assignment(explain(&session, &customer))
+            .await?
+            .into_inner();
+        assert_eq!(explained, again, "explaining twice changes nothing");
+        let assigned = router
+            .assign_human(handoff(&session, &customer))
+            .await?
+            .into_inner();
+        let predicted = explained.answer.ok_or("no answer")?;
+        assert_eq!(predicted.agent_ids, assigned.agent_ids, "round {n}");
+        assert_eq!(
+            predicted.agent_group_id, assigned.agent_group_id,
+            "round {n}"
+        );
+        assert_eq!(
+            predicted.decision.map(|d| d.reserved_agent_id),
+            assigned.decision.map(|d| d.reserved_agent_id),
+            "round {n}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn explain_shows_rules_targets_exclusions_and_scores() -> TestResult {
+    let stack = Stack::start(CONFIG).await?;
+    let mut router = client(&stack).await?;
+    router
+        .upsert_customer(UpsertCustomerRequest {
+            sdk_app_id: APP,
+            customer: Some(Customer {
+                id: "vip-7".into(),
+                tier: "vip".into(),
+                owner_agent_id: "bob@example.com".into(),
+                ..Customer::default()
+            }),
+        })
+        .await?;
+    router
+        .set_agent_status(SetAgentStatusRequest {
+            sdk_app_id: APP,
+            agent_id: "ann@example.com".into(),
+            status: AgentStatus::Away.into(),
+        })
+        .await?;
+    let explained = router
+        .explain_assignment(explain("x", "vip-7"))
+        .await?
+        .into_inner();
+
+    let rules: Vec<(String, RuleOutcome)> = explained
+        .rules
+        .iter()
+        .map(|r| (r.rule.clone(), r.outcome()))
+        .collect();
+    assert_eq!(rules, [("vip".to_owned(), RuleOutcome::Matched)]);
+    assert_eq!(explained.targets.len(), 2);
+    let vip = &explained.targets[0];
+    assert_eq!(
+        (vip.group_id, vip.outcome()),
+        (Some(6523), TargetOutcome::NoEligible)
+    );
+    let reasons: Vec<(String, Exclusion)> = vip
+        .excluded
+        .iter()
+        .map(|e: &ExcludedAgent| (e.agent_id.clone(), e.reason()))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            ("ann@example.com".to_owned(), Exclusion::Away),
+            ("cy@example.com".to_owned(), Exclusion::Offline)
+        ]
+    );
+    let general = &explained.targets[1];
+    assert_eq!(
+        (general.label.as_str(), general.outcome()),
+        ("overflow[0]", TargetOutcome::Chosen)
+    );
+    assert_eq!(explained.candidates.len(), 1);
+    assert_eq!(explained.candidates[0].agent_id, "bob@example.com");
+    assert_eq!(explained.candidates[0].sticky(), StickyReason::Owner);
+    assert_eq!(explained.candidates[0].capacity, 2);
+    let answer = explained.answer.ok_or("no answer")?;
+    assert_eq!(answer.agent_group_id, Some(6521));
+    assert!(
+        answer
+            .decision
+            .is_some_and(|d| d.reason.contains("owner bob@example.com first"))
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn agents_added_changed_and_removed_take_effect_on_the_next_decision() -> TestResult {
+    let stack = Stack::start(CONFIG).await?;
+    let mut router = client(&stack).await?;
+    let zoe = Agent {
+        id: "zoe@example.com".into(),
+        name: "Zoe".into(),
+        group_ids: vec![6521],
+        capacity: 3,
+        skills: [("language.zh".to_owned(), 4)].into(),
+        ..Agent::default()
+    };
+    let stored = router
+        .upsert_agent(UpsertAgentRequest {
+            sdk_app_id: APP,
+            agent: Some(zoe),
+        })
+        .await?
+        .into_inner()
+        .agent
+        .ok_or("no agent")?;
+    assert_eq!(stored.status(), AgentStatus::Available);
+    router
+        .remove_agent(RemoveAgentRequest {
+            sdk_app_id: APP,
+            agent_id: "bob@example.com".into(),
+        })
+        .await?;
+    let answer = router
+        .assign_human(handoff("a-1", "c-1"))
+        .await?
+        .into_inner();
+    assert_eq!(answer.agent_ids, ["ann@example.com", "zoe@example.com"]);
+
+    let listed = router
+        .list_agents(ListAgentsRequest {
+            sdk_app_id: APP,
+            group_id: Some(6521),
+        })
+        .await?
+        .into_inner()
+        .agents;
+    let rows: Vec<(String, u32)> = listed
+        .iter()
+        .filter_map(|row| {
+            row.agent
+                .as_ref()
+                .map(|agent| (agent.id.clone(), row.active))
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("ann@example.com".to_owned(), 1),
+            ("zoe@example.com".to_owned(), 0)
+        ]
+    );
+    assert!(listed.iter().all(|row| row.on_shift));
+    assert!(listed[0].last_assigned.is_some());
+    Ok(())
+}
+
+#[tokio::test]
+async fn management_calls_are_validated() -> TestResult {
+    let stack = Stack::start(CONFIG).await?;
+    let mut router = client(&stack).await?;
+    let agent = |id: &str, groups: Vec<u64>, capacity: u32| Agent {
+        id: id.into(),
+        group_ids: groups,
+        capacity,
+        ..Agent::default()
+    };
+    let upserts = [
+        (
+            agent("not-an-email", vec![6521], 1),
+            Code::InvalidArgument,
+            "agent.id",
+        ),
+        (
+            agent("x@example.com", vec![77], 1),
+            Code::InvalidArgument,
+            "group 77 is not defined",
+        ),
+        (
+            agent("x@example.com", vec![], 1),
+            Code::InvalidArgument,
+            "agent.group_ids",
+        ),
+        (
+            agent("x@example.com", vec![6521], 0),
+            Code::InvalidArgument,
+            "agent.capacity",
+        ),
+        (
+            Agent {
+                shift: Some(handoff_proto::router::v1::Schedule {
+                    time_zone: "Mars/Olympus".into(),
+                    weekly: vec!["mon 09:00-17:00".into()],
+                    closed: vec![],
+                }),
+                ..agent("x@example.com", vec![6521], 1)
+            },
+            Code::InvalidArgument,
+            "unknown time zone",
+        ),
+    ];
+    for (agent, code, text) in upserts {
+        let status = router
+            .upsert_agent(UpsertAgentRequest {
+                sdk_app_id: APP,
+                agent: Some(agent),
+            })
+            .await
+            .err()
+            .ok_or("accepted a bad agent")?;
+        assert_eq!(status.code(), code, "{status:?}");
+        assert!(status.message().contains(text), "{status:?}");
+    }
+    let status = router
+        .set_agent_status(SetAgentStatusRequest {
+            sdk_app_id: APP,
+            agent_id: "ghost@example.com".into(),
+            status: AgentStatus::Away.into(),
+        })
+        .await
+        .err()
+        .ok_or("set the status of a ghost")?;
+    assert_eq!(status.code(), Code::NotFound);
+    let status = router
+        .set_agent_status(SetAgentStatusRequest {
+            sdk_app_id: APP,
+            agent_id: "ann@example.com".into(),
+            status: 0,
+        })
+        .await
+        .err()
+        .ok_or("accepted an unspecified status")?;
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let status = router
+        .upsert_customer(UpsertCustomerRequest {
+            sdk_app_id: APP,
+            customer: Some(Customer {
+                id: "c".into(),
+                owner_agent_id: "ghost@example.com".into(),
+                ..Customer::default()
+            }),
+        })
+        .await
+        .err()
+        .ok_or("accepted a ghost owner")?;
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let status = router
+        .list_agents(ListAgentsRequest {
+            sdk_app_id: 42,
+            group_id: None,
+        })
+        .await
+        .err()
+        .ok_or("listed an unknown app")?;
+    assert_eq!(status.code(), Code::NotFound);
+    Ok(())
+}
