@@ -1,0 +1,177 @@
+//! The `handoff` binary itself, as the README runs it: `check`, serving, SIGHUP, SIGTERM.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use handoff_proto::router::v1::{
+    AssignHumanRequest, ExplainAssignmentRequest, router_service_client::RouterServiceClient,
+};
+
+use crate::support::{Error, TestResult};
+
+const BIN: &str = env!("CARGO_BIN_EXE_handoff");
+
+fn example() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config/handoff.example.toml")
+}
+
+/// A file of its own under the temp dir, removed on drop.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(name: &str, text: &str) -> std::io::Result<Self> {
+        let path = std::env::temp_dir().join(format!("handoff-{}-{name}", std::process::id()));
+        std::fs::write(&path, text)?;
+        Ok(Self(path))
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn check_accepts_the_example_and_names_what_is_wrong_in_a_bad_file() -> TestResult {
+    let ok = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(example())
+        .output()?;
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8(ok.stdout)?.contains("ok (1 apps)"));
+
+    let text =
+        std::fs::read_to_string(example())?.replace("customer.tier == \"vip\"", "customer.tier ==");
+    let bad = TempFile::new("bad-check.toml", &text)?;
+    let refused = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&bad.0)
+        .output()?;
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8(refused.stderr)?;
+    assert!(
+        stderr.contains("apps[0].rules[0].when: CEL does not compile"),
+        "{stderr}"
+    );
+    Ok(())
+}
+
+/// The binary serving `config` on port 0, with the router address it logged.
+struct Running {
+    child: Child,
+    router: String,
+}
+
+impl Running {
+    fn start(config: &Path) -> Result<Self, Error> {
+        let mut child = Command::new(BIN)
+            .arg("--config")
+            .arg(config)
+            .env("HANDOFF__ROUTER__LISTEN", "127.0.0.1:0")
+            .env("HANDOFF__GATEWAY__LISTEN", "127.0.0.1:0")
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()?;
+        let stderr = child.stderr.take().ok_or("no stderr")?;
+        let mut lines = BufReader::new(stderr).lines();
+        let router = loop {
+            let line = lines.next().ok_or("exited before listening")??;
+            if let Some(rest) = line.split("router=").nth(1) {
+                break rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+            }
+        };
+        // Keep draining the log so the child never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Ok(Self { child, router })
+    }
+
+    fn signal(&self, name: &str) -> Result<(), Error> {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status()?;
+        if !status.success() {
+            return Err(format!("kill -{name} failed").into());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn explained_group(router: &str) -> Result<Option<u64>, Error> {
+    let mut client = RouterServiceClient::connect(format!("http://{router}")).await?;
+    let request = ExplainAssignmentRequest {
+        handoff: Some(AssignHumanRequest {
+            sdk_app_id: 1_400_000_001,
+            session_id: "probe".into(),
+            client_user_id: "probe".into(),
+            ..AssignHumanRequest::default()
+        }),
+    };
+    let answer = client
+        .explain_assignment(request)
+        .await?
+        .into_inner()
+        .answer;
+    Ok(answer.and_then(|a| a.agent_group_id))
+}
+
+#[tokio::test]
+async fn sighup_reloads_and_sigterm_stops_cleanly() -> TestResult {
+    let config = |group: u64| {
+        format!(
+            "[[apps]]\nsdk_app_id = 1400000001\n[[apps.groups]]\nid = {group}\nname = \"g\"\n\
+             [[apps.agents]]\nid = \"ann@example.com\"\ngroups = [{group}]\n"
+        )
+    };
+    let file = TempFile::new("sighup.toml", &config(6521))?;
+    let mut running = Running::start(&file.0)?;
+    assert_eq!(explained_group(&running.router).await?, Some(6521));
+
+    // Rewrite in place and signal: whichever of the watcher and SIGHUP comes first reloads.
+    std::fs::write(&file.0, config(7000))?;
+    running.signal("HUP")?;
+    let mut group = None;
+    for _ in 0..100 {
+        group = explained_group(&running.router).await?;
+        if group == Some(7000) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(group, Some(7000));
+
+    running.signal("TERM")?;
+    let mut status = None;
+    for _ in 0..200 {
+        status = running.child.try_wait()?;
+        if status.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exit status {status:?}"
+    );
+    Ok(())
+}
