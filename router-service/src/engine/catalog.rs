@@ -4,7 +4,6 @@
 
 use std::{collections::HashMap, path::Path, sync::Arc};
 
-use cel::Value;
 use chrono_tz::Tz;
 use handoff_core::{
     config::{
@@ -16,7 +15,7 @@ use handoff_core::{
 
 use super::{
     Customer,
-    expr::{Cel, Expression, Kind, agent_value},
+    expr::{AgentValue, Cel, Expression, Kind, agent_value},
     schedule::Schedule,
 };
 
@@ -199,7 +198,7 @@ pub struct Agent {
     pub shift: Option<Schedule>,
     /// The definition this was compiled from, for listing and persistence.
     pub spec: AgentConfig,
-    cel: Value,
+    cel: AgentValue,
 }
 
 impl Agent {
@@ -235,7 +234,7 @@ impl Agent {
     }
 
     /// The agent as agent filters see it.
-    pub fn cel_value(&self) -> &Value {
+    pub fn cel_value(&self) -> &AgentValue {
         &self.cel
     }
 

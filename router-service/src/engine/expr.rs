@@ -7,9 +7,17 @@
 //! in agent filters only, `agent` (id, name, groups, skills, attributes, capacity). Unknown
 //! fields are empty strings so that `customer.tier == "vip"` is simply false for a stranger.
 
-use std::{collections::HashMap, sync::Arc, time::SystemTime};
+use std::{
+    collections::HashMap,
+    sync::{Arc, OnceLock},
+    time::SystemTime,
+};
 
-use cel::{Context, Env, Program, Value};
+use cel::{
+    Context, Env, Program, Value,
+    common::value::{CowVal, Val},
+    context::VariableResolver,
+};
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use chrono_tz::Tz;
 
@@ -89,40 +97,82 @@ impl Cel {
         })
     }
 
-    /// The variables of one decision.
-    pub fn scope(
+    /// The variables of one decision; each is built the first time an expression reads it.
+    pub fn scope<'a>(
         &self,
-        handoff: &Handoff,
-        customer: &Customer,
+        handoff: &'a Handoff,
+        customer: &'a Customer,
         now: SystemTime,
         zone: Tz,
-    ) -> Scope {
-        let mut context = Context::with_env(self.env.clone());
-        context.add_variable_from_value("customer", customer_value(customer));
-        context.add_variable_from_value("session", session_value(handoff));
-        let now_utc: DateTime<Utc> = now.into();
-        context.add_variable_from_value("now", Value::Timestamp(now_utc.fixed_offset()));
-        context.add_variable_from_value("clock", clock_value(now_utc, zone));
-        Scope { context }
+    ) -> Scope<'a> {
+        Scope {
+            env: self.env.clone(),
+            handoff,
+            customer,
+            now,
+            zone,
+            customer_value: OnceLock::new(),
+            session_value: OnceLock::new(),
+            now_value: OnceLock::new(),
+            clock_value: OnceLock::new(),
+        }
     }
 }
 
 /// The variables of one decision, ready for any number of evaluations.
-pub struct Scope {
-    context: Context<'static, 'static>,
+pub struct Scope<'a> {
+    env: Arc<Env>,
+    handoff: &'a Handoff,
+    customer: &'a Customer,
+    now: SystemTime,
+    zone: Tz,
+    customer_value: OnceLock<Box<dyn Val>>,
+    session_value: OnceLock<Box<dyn Val>>,
+    now_value: OnceLock<Box<dyn Val>>,
+    clock_value: OnceLock<Box<dyn Val>>,
 }
 
-impl Scope {
+impl Scope<'_> {
     /// Evaluates a `when` condition.
     pub fn holds(&self, expression: &Expression) -> Result<bool, String> {
-        expect_bool(expression, expression.program.execute(&self.context))
+        let mut context = Context::with_env(self.env.clone());
+        context.set_variable_resolver(self);
+        expect_bool(expression, expression.program.execute(&context))
     }
 
-    /// Evaluates an agent filter for the agent whose CEL value is `agent`.
-    pub fn admits(&self, expression: &Expression, agent: &Value) -> Result<bool, String> {
-        let mut scope = self.context.new_inner_scope();
-        scope.add_variable_from_value("agent", agent.clone());
+    /// Evaluates an agent filter for `agent`.
+    pub fn admits(&self, expression: &Expression, agent: &AgentValue) -> Result<bool, String> {
+        let lender = AgentLender(&*agent.0);
+        let mut context = Context::with_env(self.env.clone());
+        context.set_variable_resolver(self);
+        let mut scope = context.new_inner_scope();
+        scope.set_variable_resolver(&lender);
         expect_bool(expression, expression.program.execute(&scope))
+    }
+}
+
+impl VariableResolver for Scope<'_> {
+    fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
+        let (cell, build): (&OnceLock<Box<dyn Val>>, &dyn Fn() -> Value) = match variable {
+            "customer" => (&self.customer_value, &|| customer_value(self.customer)),
+            "session" => (&self.session_value, &|| session_value(self.handoff)),
+            "now" => (&self.now_value, &|| {
+                Value::Timestamp(DateTime::<Utc>::from(self.now).fixed_offset())
+            }),
+            "clock" => (&self.clock_value, &|| {
+                clock_value(self.now.into(), self.zone)
+            }),
+            _ => return None,
+        };
+        Some(CowVal::Borrowed(&**cell.get_or_init(|| runtime(build()))))
+    }
+}
+
+/// A value in CEL's runtime form; the maps built here always convert.
+fn runtime(value: Value) -> Box<dyn Val> {
+    match value.try_into() {
+        Ok(value) => value,
+        Err(_) => Box::new(cel::common::types::CelNull),
     }
 }
 
@@ -147,6 +197,26 @@ fn expect_bool(
     }
 }
 
+/// An agent as filters see it, converted to CEL's runtime form once, when the agent is
+/// compiled, and lent (not copied) to every evaluation.
+#[derive(Clone)]
+pub struct AgentValue(Arc<dyn Val>);
+
+impl std::fmt::Debug for AgentValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AgentValue")
+    }
+}
+
+/// Lends `agent` to one evaluation.
+struct AgentLender<'a>(&'a dyn Val);
+
+impl VariableResolver for AgentLender<'_> {
+    fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
+        (variable == "agent").then_some(CowVal::Borrowed(self.0))
+    }
+}
+
 /// The CEL value of an agent's static attributes.
 pub fn agent_value(
     id: &str,
@@ -155,7 +225,7 @@ pub fn agent_value(
     skills: &std::collections::BTreeMap<String, u32>,
     attributes: &std::collections::BTreeMap<String, String>,
     capacity: u32,
-) -> Value {
+) -> AgentValue {
     let skills: HashMap<String, Value> = skills
         .iter()
         .map(|(skill, level)| (skill.clone(), Value::Int(i64::from(*level))))
@@ -172,7 +242,7 @@ pub fn agent_value(
         ("attributes", text_map(attributes)),
         ("capacity", Value::Int(i64::from(capacity))),
     ]);
-    Value::from(fields)
+    AgentValue(Arc::from(runtime(Value::from(fields))))
 }
 
 fn customer_value(customer: &Customer) -> Value {

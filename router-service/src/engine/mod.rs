@@ -68,6 +68,7 @@ pub fn decide(app: &App, handoff: &Handoff, state: &dyn StateView, now: SystemTi
             &unknown
         }
     };
+    // Each CEL variable is built the first time an expression reads it.
     let scope = app.cel().scope(handoff, customer, now, app.zone);
     let (rule, rules) = match_rule(app, &scope);
     let roster = roster(app, state.roster_changes());
@@ -119,7 +120,7 @@ pub fn decide(app: &App, handoff: &Handoff, state: &dyn StateView, now: SystemTi
 }
 
 /// The first rule whose `when` holds, and the trace of every rule tried.
-fn match_rule<'a>(app: &'a App, scope: &Scope) -> (&'a Rule, Vec<RuleTrace>) {
+fn match_rule<'a>(app: &'a App, scope: &Scope<'_>) -> (&'a Rule, Vec<RuleTrace>) {
     let mut traces = Vec::new();
     for rule in app.rules() {
         let outcome = match &rule.when {
@@ -154,7 +155,7 @@ fn search(
     label: String,
     roster: &[&Arc<Agent>],
     state: &dyn StateView,
-    scope: &Scope,
+    scope: &Scope<'_>,
     handoff: &Handoff,
     now: SystemTime,
 ) -> (TargetTrace, Vec<Candidate>) {
@@ -233,7 +234,7 @@ fn eligibility(
     load: AgentLoad,
     group_closed: bool,
     state: &dyn StateView,
-    scope: &Scope,
+    scope: &Scope<'_>,
     target: &Target,
     now: SystemTime,
 ) -> Result<(), Exclusion> {
