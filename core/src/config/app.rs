@@ -167,6 +167,10 @@ pub struct CustomerConfig {
 
 /// `[[apps.rules]]`: when a handoff matches `when`, route it to a target, overflowing in
 /// order when the target has no eligible agent.
+///
+/// The rule's own target fields repeat [`TargetConfig`]'s rather than `#[serde(flatten)]`
+/// it: serde cannot flatten into a struct that denies unknown fields, and a misspelt key in
+/// a rule must be refused, not ignored. [`RuleConfig::target`] gathers them.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
