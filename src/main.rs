@@ -53,7 +53,7 @@ async fn run() -> anyhow::Result<()> {
 
     let (stop_gateway, gateway_stop) = watch::channel(false);
     let (stop_router, router_stop) = watch::channel(false);
-    let routing = Arc::new(Router::from_config(&config, &started.path)?);
+    let routing = Arc::new(Router::open(&config, &started.path).await?);
     let reloader = tokio::spawn(handoff_router::reload::watch(
         routing.clone(),
         started.path.clone(),

@@ -28,6 +28,9 @@ pub enum RouterError {
     /// The state store cannot be reached.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The config could not be compiled (at start; reloads report their own errors).
+    #[error(transparent)]
+    Config(#[from] handoff_core::config::ConfigError),
     /// The gRPC server could not be built or stopped with an error.
     #[error("grpc server: {0}")]
     Server(String),
@@ -41,7 +44,7 @@ impl RouterError {
             RouterError::UnknownApp(_) | RouterError::UnknownAgent(..) => Code::NotFound,
             RouterError::NoRoute(_) => Code::FailedPrecondition,
             RouterError::Store(StoreError::Unavailable(_)) => Code::Unavailable,
-            RouterError::Server(_) => Code::Internal,
+            RouterError::Config(_) | RouterError::Server(_) => Code::Internal,
         }
     }
 

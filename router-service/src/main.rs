@@ -28,7 +28,7 @@ async fn run() -> anyhow::Result<()> {
     };
     telemetry::init();
     let config = &started.config;
-    let router = Arc::new(Router::from_config(config, &started.path)?);
+    let router = Arc::new(Router::open(config, &started.path).await?);
     let listener = TcpListener::bind(config.router.listen)
         .await
         .with_context(|| format!("binding the router to {}", config.router.listen))?;

@@ -158,7 +158,13 @@ mod tests {
         path: &Path,
     ) -> Result<Arc<Router<crate::store::MemoryStore>>, Box<dyn std::error::Error>> {
         let config = config::load(path, Vec::new())?;
-        Ok(Arc::new(Router::from_config(&config, path)?))
+        let catalog = crate::engine::Catalog::from_config(&config, path)?;
+        let store = crate::store::MemoryStore::new(config.router.assignment_ttl.get());
+        Ok(Arc::new(Router::new(
+            catalog,
+            store,
+            Arc::new(crate::SystemClock),
+        )))
     }
 
     async fn answered_group(

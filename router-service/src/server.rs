@@ -26,8 +26,10 @@ pub async fn serve<S: Store>(
         .set_service_status(SERVICE_NAME, ServingStatus::Serving)
         .await;
     let (stopping, stopped) = oneshot::channel::<()>();
+    let reporter_at_stop = reporter.clone();
     let signal = async move {
         shutdown.await;
+        let reporter = reporter_at_stop;
         reporter
             .set_service_status("", ServingStatus::NotServing)
             .await;
@@ -36,6 +38,7 @@ pub async fn serve<S: Store>(
             .await;
         let _ = stopping.send(());
     };
+    let health_watch = tokio::spawn(watch_store(router.clone(), reporter.clone()));
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let server = Server::builder()
         .add_service(health)
@@ -49,12 +52,47 @@ pub async fn serve<S: Store>(
             Err(_) => std::future::pending().await,
         }
     };
-    tokio::select! {
+    let result = tokio::select! {
         result = server => result.map_err(server_error),
         () = grace_elapsed => {
             tracing::warn!(grace = ?grace, "shutdown grace elapsed, dropping in-flight calls");
             Ok(())
         }
+    };
+    health_watch.abort();
+    result
+}
+
+/// How often the store's reachability is checked for the health service.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Reports the router service NOT_SERVING while its store cannot be reached, and SERVING
+/// again once it can.
+async fn watch_store<S: Store>(
+    router: Arc<Router<S>>,
+    reporter: tonic_health::server::HealthReporter,
+) {
+    let mut serving = true;
+    let mut ticks = tokio::time::interval(HEALTH_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let reachable = router.store().ping().await;
+        if reachable.is_ok() == serving {
+            continue;
+        }
+        serving = reachable.is_ok();
+        let status = if serving {
+            tracing::info!("state store reachable again");
+            ServingStatus::Serving
+        } else {
+            if let Err(err) = &reachable {
+                tracing::warn!(error = %err, "state store unreachable");
+            }
+            ServingStatus::NotServing
+        };
+        reporter.set_service_status("", status).await;
+        reporter.set_service_status(SERVICE_NAME, status).await;
     }
 }
 

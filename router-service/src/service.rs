@@ -14,7 +14,7 @@ use handoff_core::{
 use crate::{
     engine::{self, Agent, AgentLoad, Answer, App, Catalog, Customer, Decision, Handoff},
     error::RouterError,
-    store::{Assignment, MemoryStore, Store},
+    store::{AnyStore, Assignment, Store},
 };
 
 /// The router's source of time, injectable so that tests control it.
@@ -53,14 +53,13 @@ pub struct Router<S> {
     clock: Arc<dyn Clock>,
 }
 
-impl Router<MemoryStore> {
-    /// A router over `config` (read from `origin`) with in-memory state and the system clock.
-    pub fn from_config(config: &Config, origin: &Path) -> Result<Self, ConfigError> {
-        Ok(Router::new(
-            Catalog::from_config(config, origin)?,
-            MemoryStore::new(config.router.assignment_ttl.get()),
-            Arc::new(SystemClock),
-        ))
+impl Router<AnyStore> {
+    /// A router over `config` (read from `origin`) with the store `[router.store]` names and
+    /// the system clock.
+    pub async fn open(config: &Config, origin: &Path) -> Result<Self, RouterError> {
+        let catalog = Catalog::from_config(config, origin)?;
+        let store = AnyStore::open(&config.router, &catalog, SystemTime::now()).await?;
+        Ok(Router::new(catalog, store, Arc::new(SystemClock)))
     }
 }
 
@@ -138,7 +137,7 @@ impl<S: Store> Router<S> {
         let now = self.clock.now();
         let decision = self
             .store
-            .inspect(app.id, now, |state| {
+            .inspect(app.id, Some(&handoff.client_user), now, |state| {
                 engine::decide(&app, handoff, state, now)
             })
             .await?;
@@ -182,7 +181,9 @@ impl<S: Store> Router<S> {
             RouterError::invalid_owned(format!("agent.{key}"), message)
         })?;
         let agent = Arc::new(agent);
-        self.store.upsert_agent(app, agent.clone()).await?;
+        self.store
+            .upsert_agent(app, agent.clone(), self.clock.now())
+            .await?;
         tracing::info!(%app, agent = %agent.id, "agent upserted");
         Ok(agent)
     }
@@ -190,7 +191,9 @@ impl<S: Store> Router<S> {
     /// Removes an agent from `app`'s routing.
     pub async fn remove_agent(&self, app: SdkAppId, agent: &AgentId) -> Result<(), RouterError> {
         self.require_agent(app, agent).await?;
-        self.store.remove_agent(app, agent).await?;
+        self.store
+            .remove_agent(app, agent, self.clock.now())
+            .await?;
         tracing::info!(%app, %agent, "agent removed");
         Ok(())
     }
@@ -203,7 +206,9 @@ impl<S: Store> Router<S> {
         status: AgentStatus,
     ) -> Result<(), RouterError> {
         self.require_agent(app, agent).await?;
-        self.store.set_status(app, agent, status).await?;
+        self.store
+            .set_status(app, agent, status, self.clock.now())
+            .await?;
         tracing::info!(%app, %agent, ?status, "agent status set");
         Ok(())
     }
@@ -225,7 +230,9 @@ impl<S: Store> Router<S> {
             self.app(app)?;
         }
         let customer = Customer::from_config(&config);
-        self.store.upsert_customer(app, customer.clone()).await?;
+        self.store
+            .upsert_customer(app, customer.clone(), self.clock.now())
+            .await?;
         Ok(customer)
     }
 
@@ -245,7 +252,7 @@ impl<S: Store> Router<S> {
         let now = self.clock.now();
         let listings = self
             .store
-            .inspect(app, now, |state| {
+            .inspect(app, None, now, |state| {
                 engine::roster(&catalog_app, state.roster_changes())
                     .into_iter()
                     .filter(|agent| group.is_none_or(|g| agent.groups.contains(&g)))
@@ -265,7 +272,7 @@ impl<S: Store> Router<S> {
         let catalog_app = self.app(app)?;
         let known = self
             .store
-            .inspect(app, self.clock.now(), |state| {
+            .inspect(app, None, self.clock.now(), |state| {
                 engine::roster(&catalog_app, state.roster_changes())
                     .iter()
                     .any(|a| &a.id == agent)

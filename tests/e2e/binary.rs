@@ -28,10 +28,16 @@ impl TempFile {
         std::fs::write(&path, text)?;
         Ok(Self(path))
     }
+
+    /// Where a test's embedded store lives: beside the config, removed with it.
+    fn store(&self) -> PathBuf {
+        self.0.with_extension("redb")
+    }
 }
 
 impl Drop for TempFile {
     fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.store());
         let _ = std::fs::remove_file(&self.0);
     }
 }
@@ -72,10 +78,11 @@ struct Running {
 }
 
 impl Running {
-    fn start(config: &Path) -> Result<Self, Error> {
+    fn start(config: &TempFile) -> Result<Self, Error> {
         let mut child = Command::new(BIN)
             .arg("--config")
-            .arg(config)
+            .arg(&config.0)
+            .env("HANDOFF__ROUTER__STORE__PATH", config.store())
             .env("HANDOFF__ROUTER__LISTEN", "127.0.0.1:0")
             .env("HANDOFF__GATEWAY__LISTEN", "127.0.0.1:0")
             .env("RUST_LOG", "info")
@@ -144,7 +151,7 @@ async fn sighup_reloads_and_sigterm_stops_cleanly() -> TestResult {
         )
     };
     let file = TempFile::new("sighup.toml", &config(6521))?;
-    let mut running = Running::start(&file.0)?;
+    let mut running = Running::start(&file)?;
     assert_eq!(explained_group(&running.router).await?, Some(6521));
 
     // Rewrite in place and signal: whichever of the watcher and SIGHUP comes first reloads.
@@ -172,6 +179,144 @@ async fn sighup_reloads_and_sigterm_stops_cleanly() -> TestResult {
     assert!(
         status.is_some_and(|s| s.success()),
         "exit status {status:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_embedded_store_keeps_every_acknowledged_write_across_sigkill() -> TestResult {
+    use handoff_proto::router::v1::{
+        Agent, AgentStatus, Customer, ListAgentsRequest, SetAgentStatusRequest, StickyReason,
+        UpsertAgentRequest, UpsertCustomerRequest,
+    };
+    let config = "[[apps]]\nsdk_app_id = 1400000001\n[[apps.groups]]\nid = 1\nname = \"g\"\n\
+                  [[apps.agents]]\nid = \"ann@example.com\"\ngroups = [1]\ncapacity = 5\n\
+                  [[apps.agents]]\nid = \"bob@example.com\"\ngroups = [1]\ncapacity = 5\n";
+    let file = TempFile::new("sigkill.toml", config)?;
+    let assign = |session: &str, customer: &str| AssignHumanRequest {
+        sdk_app_id: 1_400_000_001,
+        session_id: session.into(),
+        client_user_id: customer.into(),
+        ..AssignHumanRequest::default()
+    };
+
+    let mut before = Vec::new();
+    {
+        let running = Running::start(&file)?;
+        let mut client = RouterServiceClient::connect(format!("http://{}", running.router)).await?;
+        for n in 0..4 {
+            let answer = client
+                .assign_human(assign(&format!("s-{n}"), &format!("c-{n}")))
+                .await?
+                .into_inner();
+            before.push(answer);
+        }
+        client
+            .upsert_agent(UpsertAgentRequest {
+                sdk_app_id: 1_400_000_001,
+                agent: Some(Agent {
+                    id: "zoe@example.com".into(),
+                    group_ids: vec![1],
+                    capacity: 2,
+                    ..Agent::default()
+                }),
+            })
+            .await?;
+        client
+            .set_agent_status(SetAgentStatusRequest {
+                sdk_app_id: 1_400_000_001,
+                agent_id: "bob@example.com".into(),
+                status: AgentStatus::Away.into(),
+            })
+            .await?;
+        client
+            .upsert_customer(UpsertCustomerRequest {
+                sdk_app_id: 1_400_000_001,
+                customer: Some(Customer {
+                    id: "vip".into(),
+                    owner_agent_id: "zoe@example.com".into(),
+                    ..Customer::default()
+                }),
+            })
+            .await?;
+        running.signal("KILL")?;
+    }
+
+    let running = Running::start(&file)?;
+    let mut client = RouterServiceClient::connect(format!("http://{}", running.router)).await?;
+    // Retries of acknowledged sessions replay the very same answers, counted once.
+    for (n, earlier) in before.iter().enumerate() {
+        let again = client
+            .assign_human(assign(&format!("s-{n}"), &format!("c-{n}")))
+            .await?
+            .into_inner();
+        assert_eq!(again.agent_ids, earlier.agent_ids, "s-{n}");
+        assert!(
+            again.decision.is_some_and(|d| d.replayed),
+            "s-{n} was not replayed"
+        );
+    }
+    let agents = client
+        .list_agents(ListAgentsRequest {
+            sdk_app_id: 1_400_000_001,
+            group_id: None,
+        })
+        .await?
+        .into_inner()
+        .agents;
+    let rows: Vec<(String, i32, u32)> = agents
+        .iter()
+        .filter_map(|row| {
+            row.agent
+                .as_ref()
+                .map(|a| (a.id.clone(), a.status, row.active))
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (
+                "ann@example.com".to_owned(),
+                AgentStatus::Available as i32,
+                2
+            ),
+            ("bob@example.com".to_owned(), AgentStatus::Away as i32, 2),
+            (
+                "zoe@example.com".to_owned(),
+                AgentStatus::Available as i32,
+                0
+            ),
+        ]
+    );
+    // The pushed customer and their owner survived too.
+    let explained = client
+        .explain_assignment(ExplainAssignmentRequest {
+            handoff: Some(assign("after", "vip")),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        explained
+            .candidates
+            .first()
+            .map(|c| (c.agent_id.as_str(), c.sticky())),
+        Some(("zoe@example.com", StickyReason::Owner))
+    );
+    // And a returning customer still finds their previous agent.
+    let previous = before[0]
+        .decision
+        .as_ref()
+        .map(|d| d.reserved_agent_id.clone())
+        .unwrap_or_default();
+    let explained = client
+        .explain_assignment(ExplainAssignmentRequest {
+            handoff: Some(assign("later", "c-0")),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        explained.candidates.first().map(|c| c.agent_id.clone()),
+        Some(previous)
     );
     Ok(())
 }

@@ -79,15 +79,21 @@ impl Stack {
         router: SocketAddr,
         router_listener: Option<TcpListener>,
     ) -> Result<Self, Error> {
-        let env = [(
-            "HANDOFF__GATEWAY__ROUTER_URL".to_owned(),
-            format!("http://{router}"),
-        )];
+        let env = [
+            (
+                "HANDOFF__GATEWAY__ROUTER_URL".to_owned(),
+                format!("http://{router}"),
+            ),
+            (
+                "HANDOFF__ROUTER__STORE__KIND".to_owned(),
+                "memory".to_owned(),
+            ),
+        ];
         let config = handoff_core::config::parse(config, Path::new("e2e.toml"), env)?;
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
         if let Some(listener) = router_listener {
-            let router = Router::from_config(&config, Path::new("e2e.toml"))?;
+            let router = Router::open(&config, Path::new("e2e.toml")).await?;
             let serve = handoff_router::serve(
                 listener,
                 Arc::new(router),

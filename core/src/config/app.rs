@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{ConfigDuration, Secret};
 use crate::id::{AgentId, ClientUserId, GroupId, SdkAppId};
@@ -80,7 +80,7 @@ pub struct GroupConfig {
 
 /// Weekly hours in a time zone, with closed dates: a group's business hours or an agent's
 /// shift.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleConfig {
     /// IANA zone; defaults to the app's `time_zone`.
@@ -94,7 +94,7 @@ pub struct ScheduleConfig {
 }
 
 /// `[[apps.agents]]`: a human agent.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
     /// The agent's e-mail, which is Tencent's agent id.
@@ -127,7 +127,7 @@ fn default_capacity() -> u32 {
 }
 
 /// Whether an agent takes sessions.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AgentStatus {
     /// Takes sessions.
@@ -140,7 +140,7 @@ pub enum AgentStatus {
 }
 
 /// `[[apps.customers]]`: what internal systems know of a customer.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CustomerConfig {
     /// Tencent's ClientUserId.
@@ -252,7 +252,7 @@ pub struct TargetConfig {
 }
 
 /// A ranking strategy, as the file names it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StrategyName {
     /// Fewest active sessions relative to capacity.

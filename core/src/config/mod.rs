@@ -58,6 +58,8 @@ pub struct RouterConfig {
     pub assignment_ttl: ConfigDuration,
     /// How long in-flight calls may take to finish after a shutdown signal.
     pub shutdown_grace: ConfigDuration,
+    /// `[router.store]`: where the router keeps its state.
+    pub store: StoreConfig,
 }
 
 impl Default for RouterConfig {
@@ -66,8 +68,64 @@ impl Default for RouterConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             assignment_ttl: ConfigDuration::from_secs(30 * 60),
             shutdown_grace: ConfigDuration::from_secs(10),
+            store: StoreConfig::default(),
         }
     }
+}
+
+/// `[router.store]`: where the router keeps agents' load, statuses, customers, sticky
+/// history and assignments.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `embedded` (memory, made durable in a redb file), `redis` (shared by replicas) or
+    /// `memory` (nothing kept across restarts). Defaults to `redis` when `url` is set,
+    /// else `embedded`.
+    pub kind: Option<StoreKind>,
+    /// The embedded store's file.
+    pub path: std::path::PathBuf,
+    /// The Redis server, `redis://host:port/db` (or `rediss://`), or a comma-separated list
+    /// of cluster nodes with `cluster = true`.
+    pub url: Option<Secret>,
+    /// Whether `url` names the nodes of a Redis Cluster.
+    pub cluster: bool,
+    /// How long a Redis command may take before the router answers UNAVAILABLE.
+    pub timeout: ConfigDuration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            kind: None,
+            path: std::path::PathBuf::from("handoff.redb"),
+            url: None,
+            cluster: false,
+            timeout: ConfigDuration::from_millis(500),
+        }
+    }
+}
+
+impl StoreConfig {
+    /// The store to use: `kind`, else `redis` when a URL is given, else `embedded`.
+    pub fn kind(&self) -> StoreKind {
+        match (self.kind, &self.url) {
+            (Some(kind), _) => kind,
+            (None, Some(_)) => StoreKind::Redis,
+            (None, None) => StoreKind::Embedded,
+        }
+    }
+}
+
+/// Where router state lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// In memory, every change made durable in a local redb file before it is acknowledged.
+    Embedded,
+    /// In Redis, shared by every router replica.
+    Redis,
+    /// In memory only: for tests and trials.
+    Memory,
 }
 
 /// `[gateway]`.

@@ -6,7 +6,8 @@ use std::{collections::HashSet, time::Duration};
 use crate::id::GroupId;
 
 use super::{
-    AppConfig, Config, GatewayConfig, RouterConfig, RuleConfig, StrategyName, TargetConfig,
+    AppConfig, Config, GatewayConfig, RouterConfig, RuleConfig, StoreKind, StrategyName,
+    TargetConfig,
 };
 
 /// A key and what is wrong with it.
@@ -38,6 +39,40 @@ pub(super) fn config(config: &Config) -> Result<(), Fault> {
 fn router(router: &RouterConfig) -> Result<(), Fault> {
     if router.assignment_ttl.get().is_zero() {
         return fault("router.assignment_ttl", "must be longer than zero");
+    }
+    let store = &router.store;
+    match store.kind() {
+        StoreKind::Redis => {
+            let url = store
+                .url
+                .as_ref()
+                .map(|url| url.expose())
+                .unwrap_or_default();
+            let nodes: Vec<&str> = url.split(',').map(str::trim).collect();
+            if url.is_empty()
+                || nodes
+                    .iter()
+                    .any(|n| !(n.starts_with("redis://") || n.starts_with("rediss://")))
+            {
+                return fault(
+                    "router.store.url",
+                    "must be a redis:// or rediss:// URL (a comma-separated list with cluster = true)",
+                );
+            }
+            if nodes.len() > 1 && !store.cluster {
+                return fault(
+                    "router.store.url",
+                    "lists several nodes: set cluster = true for a Redis Cluster",
+                );
+            }
+        }
+        StoreKind::Embedded if store.path.as_os_str().is_empty() => {
+            return fault("router.store.path", "must name the embedded store's file");
+        }
+        StoreKind::Embedded | StoreKind::Memory => {}
+    }
+    if store.timeout.get().is_zero() {
+        return fault("router.store.timeout", "must be longer than zero");
     }
     Ok(())
 }

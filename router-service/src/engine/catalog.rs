@@ -345,3 +345,10 @@ pub(super) fn empty_rule() -> &'static Rule {
     static EMPTY: std::sync::OnceLock<Rule> = std::sync::OnceLock::new();
     EMPTY.get_or_init(|| Rule::implicit_default(None))
 }
+
+impl Catalog {
+    /// Each app's time zone, for compiling agents defined at run time.
+    pub fn zones(&self) -> HashMap<SdkAppId, Tz> {
+        self.apps.iter().map(|(id, app)| (*id, app.zone)).collect()
+    }
+}

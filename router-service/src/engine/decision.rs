@@ -232,7 +232,7 @@ impl Decision {
 }
 
 /// What goes back to the caller, and what a replay of the same session returns.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Answer {
     /// The group to hand the session to.
     pub group: Option<GroupId>,

@@ -1,4 +1,5 @@
-//! The in-process store: one mutex over every app's state.
+//! The in-process store: one mutex over every app's state, made durable by an optional
+//! [`Journal`] (the embedded store).
 //!
 //! Assignments expire after the configured TTL, which is how an agent's load comes down
 //! until session events tell the router when a conversation really ends.
@@ -6,7 +7,8 @@
 use std::{
     cmp::Reverse,
     collections::{BinaryHeap, HashMap},
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    path::Path,
+    sync::{Arc, Mutex, PoisonError},
     time::{Duration, SystemTime},
 };
 
@@ -15,31 +17,108 @@ use handoff_core::{
     id::{AgentId, ClientUserId, SdkAppId, SessionId},
 };
 
-use super::{Assignment, Store, StoreError};
-use crate::engine::{Agent, AgentLoad, Answer, Customer, Decision, RosterChanges, StateView};
+use super::{
+    Assignment, Store, StoreError,
+    embedded::{AssignmentRecord, HistoryRecord, Journal, Kind, LoadedApp, Op, from_ms, to_ms},
+};
+use crate::engine::{
+    Agent, AgentLoad, Answer, Catalog, Customer, Decision, RosterChanges, StateView,
+};
 
-/// Router state held in memory.
+/// Router state held in memory, optionally journaled to disk.
 #[derive(Debug)]
 pub struct MemoryStore {
     ttl: Duration,
     apps: Mutex<HashMap<SdkAppId, AppState>>,
+    journal: Option<Journal>,
 }
 
 impl MemoryStore {
-    /// A store whose assignments count against capacity for `ttl`.
+    /// A store whose assignments count against capacity for `ttl`, kept in memory only.
     pub fn new(ttl: Duration) -> Self {
         Self {
             ttl,
             apps: Mutex::new(HashMap::new()),
+            journal: None,
         }
     }
 
-    /// The state of `app` with expired assignments released, under the lock.
-    fn with_app<R>(&self, app: SdkAppId, now: SystemTime, f: impl FnOnce(&mut AppState) -> R) -> R {
-        let mut apps: MutexGuard<'_, _> = self.apps.lock().unwrap_or_else(PoisonError::into_inner);
+    /// The embedded store: state journaled to the redb file at `path` and read back from it,
+    /// with agents added at run time compiled against `catalog`.
+    pub fn open(
+        path: &Path,
+        ttl: Duration,
+        catalog: &Catalog,
+        now: SystemTime,
+    ) -> Result<Self, StoreError> {
+        let (journal, loaded) = Journal::open(path)?;
+        let mut apps = HashMap::new();
+        let mut stale = Vec::new();
+        for (app, loaded) in loaded {
+            apps.insert(
+                app,
+                AppState::restore(app, loaded, catalog, now, &mut stale),
+            );
+        }
+        let store = Self {
+            ttl,
+            apps: Mutex::new(apps),
+            journal: Some(journal),
+        };
+        if !stale.is_empty()
+            && let Some(journal) = &store.journal
+        {
+            // Expired while the router was down: drop them from the file too.
+            drop(journal.submit(stale));
+        }
+        Ok(store)
+    }
+
+    /// Runs `read` over `app`'s state at `now`, changing nothing but expiring assignments.
+    fn with_app<R>(
+        &self,
+        app: SdkAppId,
+        now: SystemTime,
+        read: impl FnOnce(&mut AppState) -> R,
+    ) -> R {
+        let mut apps = self.apps.lock().unwrap_or_else(PoisonError::into_inner);
         let state = apps.entry(app).or_default();
-        state.expire(now);
-        f(state)
+        let mut expired = Vec::new();
+        state.expire(app, now, &mut expired);
+        if self.journal.is_some() {
+            state.pending.extend(expired);
+        }
+        read(state)
+    }
+
+    /// Runs `change` over `app`'s state at `now` and, for the embedded store, waits until
+    /// the changes it recorded are on disk.
+    async fn mutate<R>(
+        &self,
+        app: SdkAppId,
+        now: SystemTime,
+        change: impl FnOnce(&mut AppState, &mut Vec<Op>) -> R,
+    ) -> Result<R, StoreError> {
+        let (result, committed) = {
+            let mut apps = self.apps.lock().unwrap_or_else(PoisonError::into_inner);
+            let state = apps.entry(app).or_default();
+            let mut ops = std::mem::take(&mut state.pending);
+            state.expire(app, now, &mut ops);
+            let result = change(state, &mut ops);
+            // Queued under the lock, so the file sees changes in the order memory did.
+            let committed = match &self.journal {
+                Some(journal) if !ops.is_empty() => Some(journal.submit(ops)),
+                _ => None,
+            };
+            (result, committed)
+        };
+        if let Some(committed) = committed {
+            committed
+                .await
+                .map_err(|_| StoreError::Unavailable("the embedded store's writer stopped".into()))?
+                .map_err(StoreError::Unavailable)?;
+        }
+        Ok(result)
     }
 
     /// The live load of every agent of `app` that has one, at `now`, by agent id.
@@ -69,7 +148,7 @@ impl Store for MemoryStore {
         F: FnOnce(&dyn StateView) -> Decision + Send,
     {
         let ttl = self.ttl;
-        Ok(self.with_app(app, now, |state| {
+        self.mutate(app, now, |state, ops| {
             if let Some(record) = state.sessions.get(session) {
                 return Assignment::Replayed(record.answer.clone());
             }
@@ -86,13 +165,37 @@ impl Store for MemoryStore {
             };
             let answer = decision.reserve_at(index);
             if let Some(agent) = &answer.reserved {
-                state.reserve(agent, customer, session, answer.clone(), now, now + ttl);
+                let expires_at = now + ttl;
+                state.reserve(agent, customer, session, answer.clone(), now, expires_at);
+                let record = AssignmentRecord {
+                    answer: answer.clone(),
+                    expires_at_ms: to_ms(expires_at),
+                };
+                let history = HistoryRecord {
+                    agent: agent.clone(),
+                    at_ms: to_ms(now),
+                };
+                ops.push(Op::put(Kind::Assignments, app, session.as_str(), &record));
+                ops.push(Op::put(
+                    Kind::LastAssigned,
+                    app,
+                    agent.as_str(),
+                    &to_ms(now),
+                ));
+                ops.push(Op::put(Kind::History, app, customer.as_str(), &history));
             }
             Assignment::Fresh(answer)
-        }))
+        })
+        .await
     }
 
-    async fn inspect<F, R>(&self, app: SdkAppId, now: SystemTime, read: F) -> Result<R, StoreError>
+    async fn inspect<F, R>(
+        &self,
+        app: SdkAppId,
+        _customer: Option<&ClientUserId>,
+        now: SystemTime,
+        read: F,
+    ) -> Result<R, StoreError>
     where
         F: FnOnce(&dyn StateView) -> R + Send,
         R: Send,
@@ -105,34 +208,66 @@ impl Store for MemoryStore {
         app: SdkAppId,
         agent: &AgentId,
         status: AgentStatus,
+        now: SystemTime,
     ) -> Result<(), StoreError> {
-        self.with_app(app, SystemTime::UNIX_EPOCH, |state| {
+        self.mutate(app, now, |state, ops| {
             state.statuses.insert(agent.clone(), status);
-        });
-        Ok(())
+            ops.push(Op::put(Kind::Statuses, app, agent.as_str(), &status));
+        })
+        .await
     }
 
-    async fn upsert_agent(&self, app: SdkAppId, agent: Arc<Agent>) -> Result<(), StoreError> {
-        self.with_app(app, SystemTime::UNIX_EPOCH, |state| {
+    async fn upsert_agent(
+        &self,
+        app: SdkAppId,
+        agent: Arc<Agent>,
+        now: SystemTime,
+    ) -> Result<(), StoreError> {
+        self.mutate(app, now, |state, ops| {
+            ops.push(Op::put(
+                Kind::Roster,
+                app,
+                agent.id.as_str(),
+                &Some(&agent.spec),
+            ));
+            ops.push(Op::delete(Kind::Statuses, app, agent.id.as_str()));
             state.statuses.remove(&agent.id);
             state.changes.insert(agent.id.clone(), Some(agent));
-        });
-        Ok(())
+        })
+        .await
     }
 
-    async fn remove_agent(&self, app: SdkAppId, agent: &AgentId) -> Result<(), StoreError> {
-        self.with_app(app, SystemTime::UNIX_EPOCH, |state| {
+    async fn remove_agent(
+        &self,
+        app: SdkAppId,
+        agent: &AgentId,
+        now: SystemTime,
+    ) -> Result<(), StoreError> {
+        self.mutate(app, now, |state, ops| {
+            ops.push(Op::put(Kind::Roster, app, agent.as_str(), &None::<()>));
+            ops.push(Op::delete(Kind::Statuses, app, agent.as_str()));
             state.statuses.remove(agent);
             state.changes.insert(agent.clone(), None);
-        });
-        Ok(())
+        })
+        .await
     }
 
-    async fn upsert_customer(&self, app: SdkAppId, customer: Customer) -> Result<(), StoreError> {
-        self.with_app(app, SystemTime::UNIX_EPOCH, |state| {
+    async fn upsert_customer(
+        &self,
+        app: SdkAppId,
+        customer: Customer,
+        now: SystemTime,
+    ) -> Result<(), StoreError> {
+        self.mutate(app, now, |state, ops| {
+            ops.push(Op::put(
+                Kind::Customers,
+                app,
+                customer.id.as_str(),
+                &customer,
+            ));
             state.customers.insert(customer.id.clone(), customer);
-        });
-        Ok(())
+        })
+        .await
     }
 }
 
@@ -146,6 +281,8 @@ struct AppState {
     changes: RosterChanges,
     sessions: HashMap<SessionId, Record>,
     expiries: BinaryHeap<Reverse<(SystemTime, SessionId)>>,
+    /// Journal deletions of assignments that expired during reads, for the next write.
+    pending: Vec<Op>,
 }
 
 #[derive(Debug)]
@@ -155,6 +292,64 @@ struct Record {
 }
 
 impl AppState {
+    /// Rebuilds an app's state from the journal; assignments expired by `now` are left out
+    /// and their deletions added to `stale`.
+    fn restore(
+        app: SdkAppId,
+        loaded: LoadedApp,
+        catalog: &Catalog,
+        now: SystemTime,
+        stale: &mut Vec<Op>,
+    ) -> Self {
+        let mut state = AppState::default();
+        for (agent, at) in loaded.last_assigned {
+            state.loads.entry(agent).or_default().last_assigned = Some(at);
+        }
+        for (session, record) in loaded.assignments {
+            let expires_at = from_ms(record.expires_at_ms);
+            if expires_at <= now {
+                stale.push(Op::delete(Kind::Assignments, app, session.as_str()));
+                continue;
+            }
+            if let Some(agent) = &record.answer.reserved {
+                state.loads.entry(agent.clone()).or_default().active += 1;
+            }
+            state.expiries.push(Reverse((expires_at, session.clone())));
+            state.sessions.insert(
+                session,
+                Record {
+                    answer: record.answer,
+                    expires_at,
+                },
+            );
+        }
+        for (customer, record) in loaded.history {
+            state
+                .history
+                .insert(customer, (record.agent, from_ms(record.at_ms)));
+        }
+        state.statuses.extend(loaded.statuses);
+        for customer in loaded.customers {
+            state.customers.insert(customer.id.clone(), customer);
+        }
+        let zone = catalog.app(app).map(|app| app.zone);
+        for (id, spec) in loaded.roster {
+            let change = match (spec, zone) {
+                (None, _) => None,
+                (Some(spec), Some(zone)) => match Agent::compile(&spec, zone) {
+                    Ok(agent) => Some(Arc::new(agent)),
+                    Err((key, message)) => {
+                        tracing::warn!(%app, agent = %id, key, message, "dropping a stored agent that no longer compiles");
+                        continue;
+                    }
+                },
+                (Some(_), None) => continue,
+            };
+            state.changes.insert(id, change);
+        }
+        state
+    }
+
     fn reserve(
         &mut self,
         agent: &AgentId,
@@ -173,8 +368,8 @@ impl AppState {
         self.expiries.push(Reverse((expires_at, session.clone())));
     }
 
-    /// Releases every assignment whose TTL has run out by `now`.
-    fn expire(&mut self, now: SystemTime) {
+    /// Releases every assignment whose TTL has run out by `now`, recording their deletion.
+    fn expire(&mut self, app: SdkAppId, now: SystemTime, ops: &mut Vec<Op>) {
         while let Some(Reverse((expires_at, _))) = self.expiries.peek() {
             if *expires_at > now {
                 break;
@@ -191,6 +386,7 @@ impl AppState {
             let Some(record) = self.sessions.remove(&session) else {
                 continue;
             };
+            ops.push(Op::delete(Kind::Assignments, app, session.as_str()));
             if let Some(load) = record
                 .answer
                 .reserved

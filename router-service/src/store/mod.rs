@@ -6,7 +6,9 @@
 //! Everything mutable goes through [`Store`], so the engine stays pure and a durable or
 //! shared backend can replace [`MemoryStore`] without touching the engine or the gRPC layer.
 
+mod embedded;
 mod memory;
+mod redis;
 
 use std::{future::Future, sync::Arc, time::SystemTime};
 
@@ -15,9 +17,12 @@ use handoff_core::{
     id::{AgentId, ClientUserId, SdkAppId, SessionId},
 };
 
+pub use self::redis::RedisStore;
 pub use memory::MemoryStore;
 
-use crate::engine::{Agent, Answer, Customer, Decision, StateView};
+use handoff_core::config::{RouterConfig, StoreKind};
+
+use crate::engine::{Agent, Answer, Catalog, Customer, Decision, StateView};
 
 /// The store could not do its part.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,10 +67,12 @@ pub trait Store: Send + Sync + 'static {
     where
         F: FnOnce(&dyn StateView) -> Decision + Send;
 
-    /// Runs `read` over the current state of `app` without changing anything.
+    /// Runs `read` over the current state of `app` without changing anything; `customer`
+    /// is the customer `read` may look up, if any.
     fn inspect<F, R>(
         &self,
         app: SdkAppId,
+        customer: Option<&ClientUserId>,
         now: SystemTime,
         read: F,
     ) -> impl Future<Output = Result<R, StoreError>> + Send
@@ -79,6 +86,7 @@ pub trait Store: Send + Sync + 'static {
         app: SdkAppId,
         agent: &AgentId,
         status: AgentStatus,
+        now: SystemTime,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Adds or replaces an agent's definition; its live status, if any, is dropped.
@@ -86,6 +94,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         app: SdkAppId,
         agent: Arc<Agent>,
+        now: SystemTime,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Removes an agent, whether the config file or an upsert defined it.
@@ -93,12 +102,129 @@ pub trait Store: Send + Sync + 'static {
         &self,
         app: SdkAppId,
         agent: &AgentId,
+        now: SystemTime,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Whether the store can serve now (the health check's answer).
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async { Ok(()) }
+    }
 
     /// Adds or replaces what is known of a customer.
     fn upsert_customer(
         &self,
         app: SdkAppId,
         customer: Customer,
+        now: SystemTime,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The store `[router.store]` chose.
+#[derive(Debug)]
+pub enum AnyStore {
+    /// In memory, journaled to a redb file (`embedded`) or not (`memory`).
+    Local(MemoryStore),
+    /// Shared in Redis.
+    Redis(RedisStore),
+}
+
+impl AnyStore {
+    /// Opens the store `config` names: reads the embedded file back, or connects to Redis.
+    pub async fn open(
+        config: &RouterConfig,
+        catalog: &Catalog,
+        now: SystemTime,
+    ) -> Result<Self, StoreError> {
+        let ttl = config.assignment_ttl.get();
+        Ok(match config.store.kind() {
+            StoreKind::Memory => AnyStore::Local(MemoryStore::new(ttl)),
+            StoreKind::Embedded => {
+                AnyStore::Local(MemoryStore::open(&config.store.path, ttl, catalog, now)?)
+            }
+            StoreKind::Redis => {
+                AnyStore::Redis(RedisStore::connect(&config.store, ttl, catalog).await?)
+            }
+        })
+    }
+}
+
+/// Forwards a [`Store`] call to whichever store this is.
+macro_rules! forward {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            AnyStore::Local($store) => $call.await,
+            AnyStore::Redis($store) => $call.await,
+        }
+    };
+}
+
+impl Store for AnyStore {
+    async fn assign<F>(
+        &self,
+        app: SdkAppId,
+        customer: &ClientUserId,
+        session: &SessionId,
+        now: SystemTime,
+        decide: F,
+    ) -> Result<Assignment, StoreError>
+    where
+        F: FnOnce(&dyn StateView) -> Decision + Send,
+    {
+        forward!(self, store => store.assign(app, customer, session, now, decide))
+    }
+
+    async fn inspect<F, R>(
+        &self,
+        app: SdkAppId,
+        customer: Option<&ClientUserId>,
+        now: SystemTime,
+        read: F,
+    ) -> Result<R, StoreError>
+    where
+        F: FnOnce(&dyn StateView) -> R + Send,
+        R: Send,
+    {
+        forward!(self, store => store.inspect(app, customer, now, read))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        forward!(self, store => store.ping())
+    }
+
+    async fn set_status(
+        &self,
+        app: SdkAppId,
+        agent: &AgentId,
+        status: AgentStatus,
+        now: SystemTime,
+    ) -> Result<(), StoreError> {
+        forward!(self, store => store.set_status(app, agent, status, now))
+    }
+
+    async fn upsert_agent(
+        &self,
+        app: SdkAppId,
+        agent: Arc<Agent>,
+        now: SystemTime,
+    ) -> Result<(), StoreError> {
+        forward!(self, store => store.upsert_agent(app, agent, now))
+    }
+
+    async fn remove_agent(
+        &self,
+        app: SdkAppId,
+        agent: &AgentId,
+        now: SystemTime,
+    ) -> Result<(), StoreError> {
+        forward!(self, store => store.remove_agent(app, agent, now))
+    }
+
+    async fn upsert_customer(
+        &self,
+        app: SdkAppId,
+        customer: Customer,
+        now: SystemTime,
+    ) -> Result<(), StoreError> {
+        forward!(self, store => store.upsert_customer(app, customer, now))
+    }
 }
