@@ -5,4 +5,5 @@ mod binary;
 mod callback;
 mod grpc;
 mod manage;
+mod redis;
 mod support;

@@ -1,0 +1,343 @@
+//! The Redis store with real `redis-server`s that the tests start themselves: several router
+//! replicas sharing one state under concurrent load, and Redis dying and coming back.
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener as StdListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use handoff_proto::router::v1::{
+    AssignHumanRequest, ListAgentsRequest, router_service_client::RouterServiceClient,
+};
+use handoff_router::Router;
+use tokio::{net::TcpListener, sync::watch};
+use tonic::{Code, transport::Channel};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+use crate::support::{Error, TestResult};
+
+/// A `redis-server` of the test's own, on a free loopback port, keeping nothing on disk.
+struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl RedisServer {
+    /// Starts one, or says why the test cannot run (`None` only outside CI).
+    fn start() -> Result<Option<Self>, Error> {
+        if Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            if std::env::var_os("CI").is_some() {
+                return Err("redis-server is not on PATH (.ci/run installs it)".into());
+            }
+            eprintln!("skipped: redis-server not on PATH");
+            return Ok(None);
+        }
+        let port = StdListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let dir = std::env::temp_dir().join(format!("handoff-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let mut server = Self {
+            child: None,
+            port,
+            dir,
+        };
+        server.spawn()?;
+        Ok(Some(server))
+    }
+
+    fn spawn(&mut self) -> Result<(), Error> {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if ping(self.port) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(format!("redis-server on port {} never answered PING", self.port).into())
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills and starts it again on the same port, empty.
+    fn restart(&mut self) -> Result<(), Error> {
+        self.kill();
+        self.spawn()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn ping(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(
+        &SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(200),
+    ) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut reply = [0u8; 7];
+    stream.write_all(b"PING\r\n").is_ok()
+        && stream.read_exact(&mut reply).is_ok()
+        && &reply == b"+PONG\r\n"
+}
+
+const FLOOR: &str = r#"
+[router]
+assignment_ttl = "10m"
+[[apps]]
+sdk_app_id = 1400000001
+[[apps.groups]]
+id = 1
+name = "floor"
+[[apps.agents]]
+id = "ann@example.com"
+groups = [1]
+capacity = 3
+[[apps.agents]]
+id = "bob@example.com"
+groups = [1]
+capacity = 3
+[[apps.agents]]
+id = "cy@example.com"
+groups = [1]
+capacity = 2
+[[apps.agents]]
+id = "dee@example.com"
+groups = [1]
+capacity = 4
+"#;
+
+/// A router replica on Redis, serving gRPC on a port of its own until dropped.
+struct Replica {
+    addr: SocketAddr,
+    _stop: watch::Sender<bool>,
+}
+
+impl Replica {
+    async fn start(redis: &RedisServer) -> Result<Self, Error> {
+        let env = [
+            ("HANDOFF__ROUTER__STORE__URL".to_owned(), redis.url()),
+            (
+                "HANDOFF__ROUTER__STORE__TIMEOUT".to_owned(),
+                "300ms".to_owned(),
+            ),
+        ];
+        let config = handoff_core::config::parse(FLOOR, Path::new("redis.toml"), env)?;
+        let router = Arc::new(Router::open(&config, Path::new("redis.toml")).await?);
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (stop, mut stopped) = watch::channel(false);
+        let shutdown = async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        tokio::spawn(handoff_router::serve(
+            listener,
+            router,
+            Duration::from_secs(1),
+            shutdown,
+        ));
+        Ok(Self { addr, _stop: stop })
+    }
+
+    async fn client(&self) -> Result<RouterServiceClient<Channel>, Error> {
+        Ok(RouterServiceClient::connect(format!("http://{}", self.addr)).await?)
+    }
+
+    async fn health(&self) -> Result<ServingStatus, Error> {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))?
+            .connect()
+            .await?;
+        let mut health = HealthClient::new(channel);
+        let reply = health
+            .check(HealthCheckRequest {
+                service: "handoff.router.v1.RouterService".into(),
+            })
+            .await?;
+        Ok(reply.into_inner().status())
+    }
+}
+
+fn handoff(session: &str) -> AssignHumanRequest {
+    AssignHumanRequest {
+        sdk_app_id: 1_400_000_001,
+        session_id: session.to_owned(),
+        client_user_id: format!("customer-{session}"),
+        ..AssignHumanRequest::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_sharing_redis_never_overbook_and_replay_each_others_answers() -> TestResult {
+    let Some(redis) = RedisServer::start()? else {
+        return Ok(());
+    };
+    let replicas = [Replica::start(&redis).await?, Replica::start(&redis).await?];
+    let clients = [replicas[0].client().await?, replicas[1].client().await?];
+
+    // 40 concurrent handoffs for 12 seats, alternating between the replicas.
+    let calls: Vec<_> = (0..40)
+        .map(|n| {
+            let mut client = clients[n % 2].clone();
+            tokio::spawn(async move { client.assign_human(handoff(&format!("s-{n}"))).await })
+        })
+        .collect();
+    let mut seats: BTreeMap<String, u32> = BTreeMap::new();
+    let mut answers = BTreeMap::new();
+    for (n, call) in calls.into_iter().enumerate() {
+        let answer = call.await??.into_inner();
+        let reserved = answer
+            .decision
+            .as_ref()
+            .map(|d| d.reserved_agent_id.clone())
+            .unwrap_or_default();
+        if !reserved.is_empty() {
+            *seats.entry(reserved).or_default() += 1;
+        }
+        answers.insert(n, answer);
+    }
+    let expected: BTreeMap<String, u32> = [
+        ("ann@example.com", 3),
+        ("bob@example.com", 3),
+        ("cy@example.com", 2),
+        ("dee@example.com", 4),
+    ]
+    .into_iter()
+    .map(|(agent, seats)| (agent.to_owned(), seats))
+    .collect();
+    assert_eq!(seats, expected, "every seat filled once, none twice");
+
+    // Either replica sees the same load, and replays the other's answers.
+    for replica in &replicas {
+        let listed = replica
+            .client()
+            .await?
+            .list_agents(ListAgentsRequest {
+                sdk_app_id: 1_400_000_001,
+                group_id: None,
+            })
+            .await?
+            .into_inner()
+            .agents;
+        let active: BTreeMap<String, u32> = listed
+            .iter()
+            .filter_map(|row| row.agent.as_ref().map(|a| (a.id.clone(), row.active)))
+            .collect();
+        assert_eq!(active, expected);
+    }
+    let mut reserved_sessions = HashSet::new();
+    for (n, earlier) in &answers {
+        let mut other = clients[(n + 1) % 2].clone();
+        let again = other
+            .assign_human(handoff(&format!("s-{n}")))
+            .await?
+            .into_inner();
+        let reserved = earlier
+            .decision
+            .as_ref()
+            .map(|d| d.reserved_agent_id.clone())
+            .unwrap_or_default();
+        if reserved.is_empty() {
+            continue;
+        }
+        reserved_sessions.insert(*n);
+        assert!(
+            again.decision.as_ref().is_some_and(|d| d.replayed),
+            "s-{n} not replayed"
+        );
+        assert_eq!(again.agent_ids, earlier.agent_ids, "s-{n}");
+    }
+    assert_eq!(reserved_sessions.len(), 12);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_redis_outage_answers_unavailable_and_the_router_recovers_by_itself() -> TestResult {
+    let Some(mut redis) = RedisServer::start()? else {
+        return Ok(());
+    };
+    let replica = Replica::start(&redis).await?;
+    let mut client = replica.client().await?;
+    client.assign_human(handoff("before")).await?;
+    assert_eq!(replica.health().await?, ServingStatus::Serving);
+
+    redis.kill();
+    let started = Instant::now();
+    let status = client
+        .assign_human(handoff("during"))
+        .await
+        .err()
+        .ok_or("assigned without redis")?;
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?} to give up",
+        started.elapsed()
+    );
+    let mut health = ServingStatus::Serving;
+    for _ in 0..50 {
+        health = replica.health().await?;
+        if health == ServingStatus::NotServing {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(health, ServingStatus::NotServing);
+
+    redis.restart()?;
+    let mut recovered = None;
+    for _ in 0..100 {
+        match client.assign_human(handoff("after")).await {
+            Ok(answer) => {
+                recovered = Some(answer.into_inner());
+                break;
+            }
+            Err(status) => assert_eq!(status.code(), Code::Unavailable, "{status:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let recovered = recovered.ok_or("never recovered")?;
+    assert!(!recovered.agent_ids.is_empty());
+    for _ in 0..50 {
+        health = replica.health().await?;
+        if health == ServingStatus::Serving {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(health, ServingStatus::Serving);
+    Ok(())
+}
