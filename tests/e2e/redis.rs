@@ -57,9 +57,14 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) -> Result<(), Error> {
+        self.spawn_with(&[])
+    }
+
+    fn spawn_with(&mut self, extra: &[&str]) -> Result<(), Error> {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .args(extra)
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())
@@ -141,6 +146,93 @@ groups = [1]
 capacity = 4
 "#;
 
+/// Three `redis-server`s in cluster mode, slots spread over them by `redis-cli`.
+struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    fn start() -> Result<Option<Self>, Error> {
+        if RedisServer::start()?.is_none() {
+            return Ok(None);
+        }
+        if Command::new("redis-cli").arg("--version").output().is_err() {
+            return Err("redis-cli is not on PATH (.ci/run installs redis-tools)".into());
+        }
+        let mut nodes = Vec::new();
+        for port in cluster_ports(3)? {
+            let dir =
+                std::env::temp_dir().join(format!("handoff-redis-{}-{port}", std::process::id()));
+            std::fs::create_dir_all(&dir)?;
+            let mut node = RedisServer {
+                child: None,
+                port,
+                dir,
+            };
+            node.spawn_with(&["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])?;
+            nodes.push(node);
+        }
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let created = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()?;
+        if !created.status.success() {
+            return Err(format!(
+                "redis-cli --cluster create: {}",
+                String::from_utf8_lossy(&created.stdout)
+            )
+            .into());
+        }
+        let cluster = Self { nodes };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if cluster.nodes.iter().all(|n| cluster_ok(n.port)) {
+                return Ok(Some(cluster));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err("the redis cluster never reported cluster_state:ok".into())
+    }
+
+    fn url(&self) -> String {
+        self.nodes
+            .iter()
+            .map(RedisServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// `count` ports that are free along with their cluster bus ports (port + 10000).
+fn cluster_ports(count: usize) -> Result<Vec<u16>, Error> {
+    let mut ports = Vec::new();
+    let mut candidate = 20_000 + (std::process::id() % 5_000) as u16;
+    while ports.len() < count && candidate < 30_000 {
+        let free = |port: u16| StdListener::bind(("127.0.0.1", port)).is_ok();
+        if free(candidate) && free(candidate + 10_000) {
+            ports.push(candidate);
+        }
+        candidate += 7;
+    }
+    if ports.len() < count {
+        return Err("no free ports for a redis cluster".into());
+    }
+    Ok(ports)
+}
+
+fn cluster_ok(port: u16) -> bool {
+    Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "cluster", "info"])
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("cluster_state:ok"))
+}
+
 /// A router replica on Redis, serving gRPC on a port of its own until dropped.
 struct Replica {
     addr: SocketAddr,
@@ -149,13 +241,16 @@ struct Replica {
 
 impl Replica {
     async fn start(redis: &RedisServer) -> Result<Self, Error> {
+        Self::start_on(redis.url(), false).await
+    }
+
+    async fn start_on(url: String, cluster: bool) -> Result<Self, Error> {
         let env = [
-            ("HANDOFF__ROUTER__STORE__URL".to_owned(), redis.url()),
-            (
-                "HANDOFF__ROUTER__STORE__TIMEOUT".to_owned(),
-                "300ms".to_owned(),
-            ),
-        ];
+            ("HANDOFF__ROUTER__STORE__URL", url),
+            ("HANDOFF__ROUTER__STORE__CLUSTER", cluster.to_string()),
+            ("HANDOFF__ROUTER__STORE__TIMEOUT", "300ms".to_owned()),
+        ]
+        .map(|(key, value)| (key.to_owned(), value));
         let config = handoff_core::config::parse(FLOOR, Path::new("redis.toml"), env)?;
         let router = Arc::new(Router::open(&config, Path::new("redis.toml")).await?);
         let listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -339,5 +434,42 @@ async fn a_redis_outage_answers_unavailable_and_the_router_recovers_by_itself() 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(health, ServingStatus::Serving);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_cluster_serves_replicas_too() -> TestResult {
+    let Some(cluster) = RedisCluster::start()? else {
+        return Ok(());
+    };
+    let replicas = [
+        Replica::start_on(cluster.url(), true).await?,
+        Replica::start_on(cluster.url(), true).await?,
+    ];
+    let mut seats: BTreeMap<String, u32> = BTreeMap::new();
+    for n in 0..16 {
+        let mut client = replicas[n % 2].client().await?;
+        let answer = client
+            .assign_human(handoff(&format!("c-{n}")))
+            .await?
+            .into_inner();
+        let reserved = answer
+            .decision
+            .map(|d| d.reserved_agent_id)
+            .unwrap_or_default();
+        if !reserved.is_empty() {
+            *seats.entry(reserved).or_default() += 1;
+        }
+    }
+    assert_eq!(seats.values().sum::<u32>(), 12, "{seats:?}");
+    assert_eq!(seats.get("dee@example.com"), Some(&4));
+    let again = replicas[1]
+        .client()
+        .await?
+        .assign_human(handoff("c-0"))
+        .await?
+        .into_inner();
+    assert!(again.decision.is_some_and(|d| d.replayed));
+    assert_eq!(replicas[0].health().await?, ServingStatus::Serving);
     Ok(())
 }
