@@ -3,13 +3,13 @@
 //! binaries are the production shape; this one only wires them together.
 //!
 //! The gateway talks gRPC to its own router over loopback, whatever `[gateway] router_url`
-//! says. The router reloads the file on change and SIGHUP. On SIGINT or SIGTERM the gateway
-//! stops first and drains, then the router.
+//! says. Both take a changed file on change and SIGHUP (the gateway only what the router
+//! accepted). On SIGINT or SIGTERM the gateway stops first and drains, then the router.
 
 use std::{net::SocketAddr, process::ExitCode, sync::Arc};
 
 use anyhow::Context;
-use handoff_core::{cli, shutdown, telemetry};
+use handoff_core::{cli, reload, shutdown, telemetry};
 use handoff_gateway::Gateway;
 use handoff_router::{Router, engine::Catalog};
 use tokio::{net::TcpListener, sync::watch};
@@ -39,7 +39,7 @@ async fn run() -> anyhow::Result<()> {
         .with_context(|| format!("binding the router to {}", config.router.listen))?;
     let router_addr = dialable(router_listener.local_addr()?);
     config.gateway.router_url = format!("http://{router_addr}");
-    let gateway = Gateway::from_config(&config)?;
+    let gateway = Arc::new(Gateway::from_config(&config)?);
     let gateway_listener = TcpListener::bind(config.gateway.listen)
         .await
         .with_context(|| format!("binding the gateway to {}", config.gateway.listen))?;
@@ -54,11 +54,16 @@ async fn run() -> anyhow::Result<()> {
     let (stop_gateway, gateway_stop) = watch::channel(false);
     let (stop_router, router_stop) = watch::channel(false);
     let routing = Arc::new(Router::open(&config, &started.path).await?);
-    let reloader = tokio::spawn(handoff_router::reload::watch(
-        routing.clone(),
+    let (reloading_router, reloading_gateway) = (routing.clone(), gateway.clone());
+    let reloader = tokio::spawn(reload::watch(
         started.path.clone(),
         started.env.clone(),
         stopped(router_stop.clone()),
+        // The router compiles the new file first; the gateway takes it only if it did.
+        move |config, origin| {
+            reloading_router.reload(config, origin)?;
+            reloading_gateway.reload(config)
+        },
     ));
     let mut router = tokio::spawn(handoff_router::serve(
         router_listener,

@@ -4,11 +4,13 @@
 //!   each built by a fallible `parse` at the boundary so nothing past it re-validates.
 //! - [`config`]: the one TOML file the router, the gateway and the all-in-one read,
 //!   layered with `HANDOFF__SECTION__KEY` environment overrides and validated whole.
+//! - [`reload`]: watching the config file and SIGHUP, for the binaries that reload.
 //! - [`cli`], [`telemetry`], [`shutdown`]: process wiring for the three binaries.
 
 pub mod cli;
 pub mod config;
 pub mod id;
+pub mod reload;
 pub mod shutdown;
 pub mod telemetry;
 

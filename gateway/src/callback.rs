@@ -3,8 +3,9 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
+use arc_swap::ArcSwap;
 use axum::body::Body;
-use handoff_core::Config;
+use handoff_core::{Config, config::ConfigError};
 use http::{HeaderMap, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
@@ -20,9 +21,9 @@ use crate::{
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The gateway: the apps it serves and the router it asks.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Gateway {
-    apps: Apps,
+    apps: ArcSwap<Apps>,
     router: RouterClient,
     path: String,
     max_body_bytes: usize,
@@ -33,11 +34,19 @@ impl Gateway {
     pub fn from_config(config: &Config) -> Result<Self, GatewayError> {
         let gateway = &config.gateway;
         Ok(Self {
-            apps: Apps::from_config(config),
+            apps: ArcSwap::from_pointee(Apps::from_config(config)),
             router: RouterClient::new(&gateway.router_url, gateway.router_timeout.get())?,
             path: gateway.path.clone(),
             max_body_bytes: gateway.max_body_bytes,
         })
+    }
+
+    /// Takes the apps (tokens, fallback groups, clock skew) of a reloaded `config`; the
+    /// listener, path and router settings keep their values until the next start.
+    pub fn reload(&self, config: &Config) -> Result<(), ConfigError> {
+        self.apps
+            .store(std::sync::Arc::new(Apps::from_config(config)));
+        Ok(())
     }
 
     /// The path callbacks are POSTed to.
@@ -59,7 +68,8 @@ impl Gateway {
     ) -> Result<CallbackResponse, GatewayError> {
         let started = Instant::now();
         let query = CallbackQuery::parse(raw_query);
-        let app = self.apps.authenticate(&query, SystemTime::now())?;
+        let apps = self.apps.load();
+        let app = apps.authenticate(&query, SystemTime::now())?;
         let body = self.read_body(headers, body).await?;
         let callback = tencent::parse_assign_human(&query, &body)?;
         let session = callback.session_id.clone();

@@ -1,11 +1,12 @@
-//! `handoff-gateway --config FILE`: Tencent's callback endpoint on `[gateway] listen`.
+//! `handoff-gateway --config FILE`: Tencent's callback endpoint on `[gateway] listen`,
+//! taking new app tokens and fallback groups on file change and SIGHUP.
 
-use std::process::ExitCode;
+use std::{process::ExitCode, sync::Arc};
 
 use anyhow::Context;
-use handoff_core::{cli, shutdown, telemetry};
+use handoff_core::{cli, reload, shutdown, telemetry};
 use handoff_gateway::Gateway;
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::watch};
 
 const ABOUT: &str = "the Tencent Desk callback gateway for the handoff router";
 
@@ -26,7 +27,7 @@ async fn run() -> anyhow::Result<()> {
     };
     let config = started.config;
     telemetry::init();
-    let gateway = Gateway::from_config(&config)?;
+    let gateway = Arc::new(Gateway::from_config(&config)?);
     let listener = TcpListener::bind(config.gateway.listen)
         .await
         .with_context(|| format!("binding the gateway to {}", config.gateway.listen))?;
@@ -36,8 +37,24 @@ async fn run() -> anyhow::Result<()> {
         router = %config.gateway.router_url,
         "gateway listening"
     );
+    let (stop, stopped) = watch::channel(false);
+    let reloading = gateway.clone();
+    let reloader = tokio::spawn(reload::watch(
+        started.path.clone(),
+        started.env.clone(),
+        async move {
+            let mut stopped = stopped;
+            let _ = stopped.wait_for(|stop| *stop).await;
+        },
+        move |config, _| reloading.reload(config),
+    ));
+    let shutdown = async move {
+        shutdown::signal().await;
+        let _ = stop.send(true);
+    };
     let grace = config.gateway.shutdown_grace.get();
-    handoff_gateway::serve(listener, gateway, grace, shutdown::signal()).await?;
+    handoff_gateway::serve(listener, gateway, grace, shutdown).await?;
+    let _ = reloader.await;
     tracing::info!("gateway stopped");
     Ok(())
 }

@@ -11,7 +11,7 @@ use crate::{callback::Gateway, error::GatewayError, http::routes};
 /// finish for at most `grace`.
 pub async fn serve(
     listener: TcpListener,
-    gateway: Gateway,
+    gateway: Arc<Gateway>,
     grace: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
@@ -25,7 +25,7 @@ pub async fn serve(
         shutdown.await;
         let _ = stopping.send(());
     };
-    let server = axum::serve(listener, routes(Arc::new(gateway))).with_graceful_shutdown(signal);
+    let server = axum::serve(listener, routes(gateway)).with_graceful_shutdown(signal);
     let grace_elapsed = async move {
         match stopped.await {
             Ok(()) => tokio::time::sleep(grace).await,

@@ -1,22 +1,14 @@
-//! Reloading the config while serving: on a change to the file (editors that replace the
-//! file included) or on SIGHUP, the file is read and compiled again and swapped in
-//! atomically. A file that does not load or compile is refused, with the file, the key and
-//! why in the log, and the running config stays.
+//! Reloading the router's config while serving: [`handoff_core::reload`] watches the file
+//! and SIGHUP; here each new config is compiled into a catalog and swapped in.
 
 use std::{
     path::{Path, PathBuf},
     sync::Arc,
-    time::Duration,
 };
 
-use handoff_core::config::{self, ConfigError};
-use notify::{RecursiveMode, Watcher};
-use tokio::sync::mpsc;
+use handoff_core::{config::ConfigError, reload};
 
 use crate::{service::Router, store::Store};
-
-/// How long to wait for a burst of file events to settle before reloading.
-const SETTLE: Duration = Duration::from_millis(200);
 
 /// Reads `path` (with `env`'s overrides) and swaps it into `router`.
 pub fn reload_now<S: Store>(
@@ -24,8 +16,7 @@ pub fn reload_now<S: Store>(
     path: &Path,
     env: &[(String, String)],
 ) -> Result<(), ConfigError> {
-    let config = config::load(path, env.iter().cloned())?;
-    router.reload(&config, path)
+    reload::reload_now(path, env, &|config, origin| router.reload(config, origin))
 }
 
 /// Watches `path` and SIGHUP until `shutdown` resolves, reloading `router` on each change.
@@ -35,83 +26,10 @@ pub async fn watch<S: Store>(
     env: Vec<(String, String)>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let (changed, mut changes) = mpsc::channel::<()>(1);
-    let _watcher = match file_watcher(&path, changed) {
-        Ok(watcher) => Some(watcher),
-        Err(err) => {
-            tracing::warn!(file = %path.display(), error = %err, "cannot watch the config file; SIGHUP still reloads");
-            None
-        }
-    };
-    let mut hangups = hangups();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => return,
-            Some(()) = changes.recv() => {
-                tokio::time::sleep(SETTLE).await;
-                while changes.try_recv().is_ok() {}
-            }
-            Some(()) = recv(&mut hangups) => {}
-        }
-        match reload_now(&router, &path, &env) {
-            Ok(()) => tracing::info!(file = %path.display(), "config reloaded"),
-            Err(err) => {
-                tracing::error!(error = %err, "config reload refused, keeping the running config")
-            }
-        }
-    }
-}
-
-/// A watcher on the file's directory (so that a replaced file is seen) that signals changes
-/// to the file itself.
-fn file_watcher(
-    path: &Path,
-    changed: mpsc::Sender<()>,
-) -> notify::Result<notify::RecommendedWatcher> {
-    let name = path.file_name().map(|name| name.to_owned());
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let Ok(event) = event else { return };
-        if event.kind.is_access() {
-            return;
-        }
-        if event.paths.iter().any(|p| p.file_name() == name.as_deref()) {
-            let _ = changed.try_send(());
-        }
-    })?;
-    let directory = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    watcher.watch(&directory, RecursiveMode::NonRecursive)?;
-    Ok(watcher)
-}
-
-#[cfg(unix)]
-type Hangups = Option<tokio::signal::unix::Signal>;
-#[cfg(not(unix))]
-type Hangups = Option<()>;
-
-#[cfg(unix)]
-fn hangups() -> Hangups {
-    use tokio::signal::unix::{SignalKind, signal};
-    signal(SignalKind::hangup())
-        .map_err(|err| tracing::warn!(error = %err, "cannot listen for sighup"))
-        .ok()
-}
-
-#[cfg(not(unix))]
-fn hangups() -> Hangups {
-    None
-}
-
-async fn recv(hangups: &mut Hangups) -> Option<()> {
-    #[cfg(unix)]
-    if let Some(signal) = hangups {
-        return signal.recv().await;
-    }
-    let _ = hangups;
-    std::future::pending().await
+    reload::watch(path, env, shutdown, move |config, origin| {
+        router.reload(config, origin)
+    })
+    .await;
 }
 
 #[cfg(test)]
@@ -157,7 +75,7 @@ mod tests {
     fn router(
         path: &Path,
     ) -> Result<Arc<Router<crate::store::MemoryStore>>, Box<dyn std::error::Error>> {
-        let config = config::load(path, Vec::new())?;
+        let config = handoff_core::config::load(path, Vec::new())?;
         let catalog = crate::engine::Catalog::from_config(&config, path)?;
         let store = crate::store::MemoryStore::new(config.router.assignment_ttl.get());
         Ok(Arc::new(Router::new(
@@ -240,7 +158,7 @@ mod tests {
         // A bad replacement is ignored ...
         std::fs::write(scratch.0.join("next.toml"), "not = [valid")?;
         std::fs::rename(scratch.0.join("next.toml"), &path)?;
-        tokio::time::sleep(SETTLE * 3).await;
+        tokio::time::sleep(reload::SETTLE * 3).await;
         assert_eq!(answered_group(&router).await?, Some(6521));
 
         // ... and a good one, written the way editors do (write aside, rename over), lands.

@@ -71,10 +71,11 @@ fn check_accepts_the_example_and_names_what_is_wrong_in_a_bad_file() -> TestResu
     Ok(())
 }
 
-/// The binary serving `config` on port 0, with the router address it logged.
+/// The binary serving `config` on port 0, with the addresses it logged.
 struct Running {
     child: Child,
     router: String,
+    gateway: String,
 }
 
 impl Running {
@@ -91,19 +92,24 @@ impl Running {
             .spawn()?;
         let stderr = child.stderr.take().ok_or("no stderr")?;
         let mut lines = BufReader::new(stderr).lines();
-        let router = loop {
+        let field = |line: &str, name: &str| {
+            let rest = line.split(&format!("{name}=")).nth(1)?;
+            rest.split_whitespace().next().map(str::to_owned)
+        };
+        let (router, gateway) = loop {
             let line = lines.next().ok_or("exited before listening")??;
-            if let Some(rest) = line.split("router=").nth(1) {
-                break rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned();
+            if let (Some(router), Some(gateway)) = (field(&line, "router"), field(&line, "gateway"))
+            {
+                break (router, gateway);
             }
         };
         // Keep draining the log so the child never blocks on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
-        Ok(Self { child, router })
+        Ok(Self {
+            child,
+            router,
+            gateway,
+        })
     }
 
     fn signal(&self, name: &str) -> Result<(), Error> {
@@ -142,17 +148,47 @@ async fn explained_group(router: &str) -> Result<Option<u64>, Error> {
     Ok(answer.and_then(|a| a.agent_group_id))
 }
 
+/// POSTs a callback for app 1400000001 signed with `token`; the HTTP status.
+fn post_signed(gateway: &str, token: &str) -> Result<u16, Error> {
+    use std::io::{Read, Write};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs()
+        .to_string();
+    let sign = crate::support::sign(token, &now);
+    let body = crate::support::body("rotation");
+    let request = format!(
+        "POST /?SdkAppid=1400000001&CallbackCommand=ChatBot.OnAssignHuman&Sign={sign}&RequestTime={now} HTTP/1.1\r\n\
+         Host: {gateway}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = std::net::TcpStream::connect(gateway)?;
+    stream.write_all(request.as_bytes())?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply)?;
+    let status = reply.split_whitespace().nth(1).ok_or("no status line")?;
+    Ok(status.parse()?)
+}
+
 #[tokio::test]
 async fn sighup_reloads_and_sigterm_stops_cleanly() -> TestResult {
     let config = |group: u64| {
+        let token = if group == 6521 {
+            "old-token"
+        } else {
+            "new-token"
+        };
         format!(
-            "[[apps]]\nsdk_app_id = 1400000001\n[[apps.groups]]\nid = {group}\nname = \"g\"\n\
-             [[apps.agents]]\nid = \"ann@example.com\"\ngroups = [{group}]\n"
+            "[[apps]]\nsdk_app_id = 1400000001\ntoken = \"{token}\"\n[[apps.groups]]\nid = {group}\nname = \"g\"\n\
+             [[apps.agents]]\nid = \"ann@example.com\"\ngroups = [{group}]\ncapacity = 9\n"
         )
     };
     let file = TempFile::new("sighup.toml", &config(6521))?;
     let mut running = Running::start(&file)?;
     assert_eq!(explained_group(&running.router).await?, Some(6521));
+    let gateway = running.gateway.clone();
+    let status = tokio::task::spawn_blocking(move || post_signed(&gateway, "old-token")).await??;
+    assert_eq!(status, 200);
 
     // Rewrite in place and signal: whichever of the watcher and SIGHUP comes first reloads.
     std::fs::write(&file.0, config(7000))?;
@@ -166,6 +202,16 @@ async fn sighup_reloads_and_sigterm_stops_cleanly() -> TestResult {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(group, Some(7000));
+    // The gateway took the rotated token with the same reload.
+    let gateway = running.gateway.clone();
+    let statuses = tokio::task::spawn_blocking(move || -> Result<(u16, u16), Error> {
+        Ok((
+            post_signed(&gateway, "old-token")?,
+            post_signed(&gateway, "new-token")?,
+        ))
+    })
+    .await??;
+    assert_eq!(statuses, (401, 200));
 
     running.signal("TERM")?;
     let mut status = None;

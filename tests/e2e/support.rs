@@ -110,7 +110,7 @@ impl Stack {
         let http = gateway_listener.local_addr()?;
         let serve = handoff_gateway::serve(
             gateway_listener,
-            Gateway::from_config(&config)?,
+            Arc::new(Gateway::from_config(&config)?),
             config.gateway.shutdown_grace.get(),
             until(stopped),
         );
