@@ -93,6 +93,10 @@ impl MemoryStore {
 
     /// Runs `change` over `app`'s state at `now` and, for the embedded store, waits until
     /// the changes it recorded are on disk.
+    ///
+    /// If the commit fails (a full or broken disk) the caller gets UNAVAILABLE and the change
+    /// stays in memory only: a reservation then holds its seat until its TTL, and the file
+    /// lacks it after a restart. Nothing acknowledged is ever missing from the file.
     async fn mutate<R>(
         &self,
         app: SdkAppId,
