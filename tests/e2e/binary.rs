@@ -248,7 +248,7 @@ async fn the_embedded_store_keeps_every_acknowledged_write_across_sigkill() -> T
 
     let mut before = Vec::new();
     {
-        let running = Running::start(&file)?;
+        let mut running = Running::start(&file)?;
         let mut client = RouterServiceClient::connect(format!("http://{}", running.router)).await?;
         for n in 0..4 {
             let answer = client
@@ -285,7 +285,9 @@ async fn the_embedded_store_keeps_every_acknowledged_write_across_sigkill() -> T
                 }),
             })
             .await?;
-        running.signal("KILL")?;
+        // std's kill is SIGKILL: no chance to flush or close anything.
+        running.child.kill()?;
+        running.child.wait()?;
     }
 
     let running = Running::start(&file)?;
