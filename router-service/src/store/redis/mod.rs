@@ -25,84 +25,22 @@ use redis::{
     cluster_async::ClusterConnection,
 };
 
+mod snapshot;
+
+use snapshot::{Snapshot, into_items, pairs, record, tag, text};
+
 use super::{
     Assignment, Store, StoreError,
-    embedded::{AssignmentRecord, HistoryRecord, from_ms, to_ms},
+    embedded::{HistoryRecord, from_ms, to_ms},
 };
-use crate::engine::{
-    Agent, AgentLoad, Answer, Catalog, Customer, Decision, RosterChanges, StateView,
-};
+use crate::engine::{Agent, Answer, Catalog, Customer, Decision, StateView};
 
-/// Expires due assignments; shared by both scripts. KEYS: 1 sessions, 2 expiry, 3 active.
-const SWEEP: &str = r#"
-local function sweep(now)
-  local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
-  for _, session in ipairs(due) do
-    local raw = redis.call('HGET', KEYS[1], session)
-    if raw then
-      local agent = cjson.decode(raw).answer.reserved
-      if type(agent) == 'string' then
-        if redis.call('HINCRBY', KEYS[3], agent, -1) <= 0 then
-          redis.call('HDEL', KEYS[3], agent)
-        end
-      end
-      redis.call('HDEL', KEYS[1], session)
-    end
-  end
-  if #due > 0 then
-    redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-  end
-end
-"#;
-
-/// ARGV: now_ms, session ('' for none), customer ('' for none).
-/// Returns {1, record} to replay, or {0, active, last, history, statuses, roster, customer}.
-const SNAPSHOT: &str = r#"
-sweep(ARGV[1])
-if ARGV[2] ~= '' then
-  local replay = redis.call('HGET', KEYS[1], ARGV[2])
-  if replay then return {1, replay} end
-end
-local history, customer = '', ''
-if ARGV[3] ~= '' then
-  history = redis.call('HGET', KEYS[5], ARGV[3]) or ''
-  customer = redis.call('HGET', KEYS[8], ARGV[3]) or ''
-end
-return {0, redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[4]), history,
-        redis.call('HGETALL', KEYS[6]), redis.call('HGETALL', KEYS[7]), customer}
-"#;
-
-/// ARGV: now_ms, session, customer, expires_ms, answer template, limit, then agent and
-/// capacity for each ranked candidate. Returns {1, record} to replay, {2, record} when
-/// reserved, {0} when every candidate is full.
-const RESERVE: &str = r#"
-sweep(ARGV[1])
-local replay = redis.call('HGET', KEYS[1], ARGV[2])
-if replay then return {1, replay} end
-local limit = tonumber(ARGV[6])
-local count = (#ARGV - 6) / 2
-for i = 0, count - 1 do
-  local agent = ARGV[7 + 2 * i]
-  local active = tonumber(redis.call('HGET', KEYS[3], agent) or '0')
-  if active < tonumber(ARGV[8 + 2 * i]) then
-    local answer = cjson.decode(ARGV[5])
-    local agents = {}
-    for j = i, math.min(count - 1, i + limit - 1) do
-      table.insert(agents, ARGV[7 + 2 * j])
-    end
-    answer.agents = agents
-    answer.reserved = agent
-    local record = cjson.encode({answer = answer, expires_at_ms = tonumber(ARGV[4])})
-    redis.call('HINCRBY', KEYS[3], agent, 1)
-    redis.call('HSET', KEYS[4], agent, ARGV[1])
-    redis.call('HSET', KEYS[5], ARGV[3], cjson.encode({agent = agent, at_ms = tonumber(ARGV[1])}))
-    redis.call('HSET', KEYS[1], ARGV[2], record)
-    redis.call('ZADD', KEYS[2], ARGV[4], ARGV[2])
-    return {2, record}
-  end
-end
-return {0}
-"#;
+/// Expires due assignments; prepended to both scripts.
+const SWEEP: &str = include_str!("sweep.lua");
+/// Expires, then replays a live session or reads the app's state.
+const SNAPSHOT: &str = include_str!("snapshot.lua");
+/// Expires, then replays or reserves the first ranked candidate below capacity.
+const RESERVE: &str = include_str!("reserve.lua");
 
 /// Agents defined over gRPC, by app and id: the stored definition and its compiled form.
 type CompiledAgents = HashMap<(SdkAppId, AgentId), (String, Arc<Agent>)>;
@@ -134,7 +72,7 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
-fn unavailable(err: impl std::fmt::Display) -> StoreError {
+pub(super) fn unavailable(err: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("redis: {err}"))
 }
 
@@ -478,92 +416,4 @@ impl Keys {
             self.customers,
         ]
     }
-}
-
-/// One look at an app's state in Redis.
-#[derive(Default)]
-struct Snapshot {
-    loads: HashMap<AgentId, AgentLoad>,
-    statuses: HashMap<AgentId, AgentStatus>,
-    changes: RosterChanges,
-    customer: Option<Customer>,
-    history: Option<(AgentId, SystemTime)>,
-    customer_id: Option<ClientUserId>,
-}
-
-impl Snapshot {
-    fn for_customer(mut self, customer: &ClientUserId) -> Self {
-        self.customer_id = Some(customer.clone());
-        self
-    }
-}
-
-impl StateView for Snapshot {
-    fn load(&self, agent: &AgentId) -> AgentLoad {
-        self.loads.get(agent).copied().unwrap_or_default()
-    }
-
-    fn status(&self, agent: &AgentId) -> Option<AgentStatus> {
-        self.statuses.get(agent).copied()
-    }
-
-    fn customer(&self, id: &ClientUserId) -> Option<&Customer> {
-        self.customer.as_ref().filter(|customer| &customer.id == id)
-    }
-
-    fn last_agent(&self, customer: &ClientUserId) -> Option<(&AgentId, SystemTime)> {
-        if self.customer_id.as_ref() != Some(customer) {
-            return None;
-        }
-        self.history.as_ref().map(|(agent, at)| (agent, *at))
-    }
-
-    fn roster_changes(&self) -> &RosterChanges {
-        &self.changes
-    }
-}
-
-fn into_items(value: Value) -> Result<Vec<Value>, StoreError> {
-    match value {
-        Value::Array(items) => Ok(items),
-        other => Err(unavailable(format!("unexpected script reply {other:?}"))),
-    }
-}
-
-fn tag(items: &[Value]) -> Result<i64, StoreError> {
-    match items.first() {
-        Some(Value::Int(tag)) => Ok(*tag),
-        other => Err(unavailable(format!("unexpected script tag {other:?}"))),
-    }
-}
-
-fn text(value: Option<&Value>) -> Result<String, StoreError> {
-    match value {
-        Some(Value::BulkString(bytes)) => String::from_utf8(bytes.clone()).map_err(unavailable),
-        Some(Value::SimpleString(text)) => Ok(text.clone()),
-        Some(Value::Nil) | None => Ok(String::new()),
-        Some(other) => Err(unavailable(format!("unexpected reply {other:?}"))),
-    }
-}
-
-fn record(value: Option<&Value>) -> Result<AssignmentRecord, StoreError> {
-    serde_json::from_str(&text(value)?).map_err(unavailable)
-}
-
-/// An HGETALL reply as (field, value) pairs.
-fn pairs(value: Option<&Value>) -> Result<Vec<(String, String)>, StoreError> {
-    let items = match value {
-        Some(Value::Array(items)) => items,
-        Some(Value::Map(map)) => {
-            return map
-                .iter()
-                .map(|(k, v)| Ok((text(Some(k))?, text(Some(v))?)))
-                .collect();
-        }
-        _ => return Ok(Vec::new()),
-    };
-    items
-        .chunks(2)
-        .map(|pair| Ok((text(pair.first())?, text(pair.get(1))?)))
-        .collect()
 }
