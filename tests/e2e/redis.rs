@@ -473,3 +473,100 @@ async fn a_redis_cluster_serves_replicas_too() -> TestResult {
     assert_eq!(replicas[0].health().await?, ServingStatus::Serving);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_redis_under_load_fails_calls_cleanly_and_loses_no_consistency() -> TestResult {
+    let Some(mut redis) = RedisServer::start()? else {
+        return Ok(());
+    };
+    let replica = Replica::start(&redis).await?;
+    let client = replica.client().await?;
+    let (stop, stopped) = watch::channel(false);
+
+    // Four callers keep asking, each with fresh sessions, until told to stop.
+    let callers: Vec<_> = (0..4)
+        .map(|caller| {
+            let mut client = client.clone();
+            let stopped = stopped.clone();
+            tokio::spawn(async move {
+                let (mut ok, mut unavailable, mut other) = (0u32, 0u32, Vec::new());
+                let mut n = 0;
+                while !*stopped.borrow() {
+                    n += 1;
+                    let started = Instant::now();
+                    match client
+                        .assign_human(handoff(&format!("load-{caller}-{n}")))
+                        .await
+                    {
+                        Ok(_) => ok += 1,
+                        Err(status) if status.code() == Code::Unavailable => unavailable += 1,
+                        Err(status) => other.push(format!("{status:?}")),
+                    }
+                    if started.elapsed() > Duration::from_secs(2) {
+                        other.push(format!("a call took {:?}", started.elapsed()));
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                (ok, unavailable, other)
+            })
+        })
+        .collect();
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    redis.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    redis.restart()?;
+    // Let the callers see Redis back before stopping them.
+    let mut back = false;
+    for _ in 0..100 {
+        if replica
+            .client()
+            .await?
+            .assign_human(handoff("probe"))
+            .await
+            .is_ok()
+        {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(back, "never recovered");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = stop.send(true);
+
+    let (mut ok, mut unavailable) = (0, 0);
+    for caller in callers {
+        let (o, u, other) = caller.await?;
+        assert!(other.is_empty(), "{other:?}");
+        ok += o;
+        unavailable += u;
+    }
+    assert!(
+        ok > 0 && unavailable > 0,
+        "ok {ok}, unavailable {unavailable}"
+    );
+
+    // Whatever the restarted Redis holds is consistent: no agent over capacity.
+    let listed = replica
+        .client()
+        .await?
+        .list_agents(ListAgentsRequest {
+            sdk_app_id: 1_400_000_001,
+            group_id: None,
+        })
+        .await?
+        .into_inner()
+        .agents;
+    for row in listed {
+        let agent = row.agent.ok_or("no agent")?;
+        assert!(
+            row.active <= agent.capacity,
+            "{} holds {} of {}",
+            agent.id,
+            row.active,
+            agent.capacity
+        );
+    }
+    Ok(())
+}
