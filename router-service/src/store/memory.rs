@@ -570,4 +570,56 @@ mod tests {
         assert_eq!(counts.get("bob@example.com"), Some(&3));
         Ok(())
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            /// Whatever the prior load and statuses, what Explain predicts (deciding over the
+            /// same state without reserving) is exactly what AssignHuman answers.
+            #[test]
+            fn explain_predicts_assign(
+                prior in proptest::collection::vec(0usize..6, 0..8),
+                away in proptest::bool::ANY,
+            ) {
+                let fail = |e: Box<dyn std::error::Error>| TestCaseError::fail(e.to_string());
+                let runtime = tokio::runtime::Builder::new_current_thread().build().map_err(|e| TestCaseError::fail(e.to_string()))?;
+                runtime.block_on(async {
+                    let (store, catalog) = (MemoryStore::new(Duration::from_secs(60)), catalog().map_err(fail)?);
+                    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
+                    for (n, _) in prior.iter().enumerate() {
+                        assign(&store, &catalog, &format!("prior-{n}"), now).await.map_err(fail)?;
+                    }
+                    let app_id = SdkAppId::new(1_400_000_001).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    if away {
+                        let ann = AgentId::parse("ann@example.com").map_err(|e| TestCaseError::fail(e.to_string()))?;
+                        store.set_status(app_id, &ann, AgentStatus::Away, now).await.map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    }
+                    let app = catalog.app(app_id).ok_or_else(|| TestCaseError::fail("no app"))?.clone();
+                    let handoff = Handoff {
+                        app: app_id,
+                        session: SessionId::parse("probe").map_err(|e| TestCaseError::fail(e.to_string()))?,
+                        client_user: ClientUserId::parse("probe").map_err(|e| TestCaseError::fail(e.to_string()))?,
+                        event_time: now,
+                        platform: String::new(),
+                        channel: String::new(),
+                        attributes: BTreeMap::new(),
+                    };
+                    let predicted = store
+                        .inspect(app_id, Some(&handoff.client_user), now, |state| engine::decide(&app, &handoff, state, now))
+                        .await
+                        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    let predicted = if predicted.wants_reservation() { predicted.reserve_at(0) } else { predicted.without_reservation() };
+                    let assigned = store
+                        .assign(app_id, &handoff.client_user, &handoff.session, now, |state| engine::decide(&app, &handoff, state, now))
+                        .await
+                        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    prop_assert_eq!(assigned, Assignment::Fresh(predicted));
+                    Ok(())
+                })?;
+            }
+        }
+    }
 }
