@@ -45,11 +45,6 @@ impl RouterClient {
         })
     }
 
-    /// The deadline each call gets.
-    pub fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
     /// Asks the router, giving up after the deadline whatever the connection is doing.
     pub async fn assign_human(
         &self,

@@ -71,6 +71,15 @@ fn check_accepts_the_example_and_names_what_is_wrong_in_a_bad_file() -> TestResu
     Ok(())
 }
 
+/// Removes a directory on drop.
+struct RemoveDir(PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// The binary serving `config` on port 0, with the addresses it logged.
 struct Running {
     child: Child,
@@ -80,10 +89,15 @@ struct Running {
 
 impl Running {
     fn start(config: &TempFile) -> Result<Self, Error> {
+        Self::start_at(&config.0, &config.store())
+    }
+
+    /// Serves the config at `config` (which may be a symlink), keeping state in `store`.
+    fn start_at(config: &Path, store: &Path) -> Result<Self, Error> {
         let mut child = Command::new(BIN)
             .arg("--config")
-            .arg(&config.0)
-            .env("HANDOFF__ROUTER__STORE__PATH", config.store())
+            .arg(config)
+            .env("HANDOFF__ROUTER__STORE__PATH", store)
             .env("HANDOFF__ROUTER__LISTEN", "127.0.0.1:0")
             .env("HANDOFF__GATEWAY__LISTEN", "127.0.0.1:0")
             .env("RUST_LOG", "info")
@@ -183,15 +197,28 @@ async fn sighup_reloads_and_sigterm_stops_cleanly() -> TestResult {
              [[apps.agents]]\nid = \"ann@example.com\"\ngroups = [{group}]\ncapacity = 9\n"
         )
     };
+    // The binary reads the config through a symlink in a directory of its own, and the test
+    // rewrites the target elsewhere: the file watcher (on the symlink's directory) sees
+    // nothing, so only SIGHUP can reload it.
     let file = TempFile::new("sighup.toml", &config(6521))?;
-    let mut running = Running::start(&file)?;
+    let link_dir = std::env::temp_dir().join(format!("handoff-{}-sighup-link", std::process::id()));
+    std::fs::create_dir_all(&link_dir)?;
+    let _cleanup = RemoveDir(link_dir.clone());
+    let link = link_dir.join("handoff.toml");
+    std::os::unix::fs::symlink(&file.0, &link)?;
+    let mut running = Running::start_at(&link, &file.store())?;
     assert_eq!(explained_group(&running.router).await?, Some(6521));
     let gateway = running.gateway.clone();
     let status = tokio::task::spawn_blocking(move || post_signed(&gateway, "old-token")).await??;
     assert_eq!(status, 200);
 
-    // Rewrite in place and signal: whichever of the watcher and SIGHUP comes first reloads.
     std::fs::write(&file.0, config(7000))?;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        explained_group(&running.router).await?,
+        Some(6521),
+        "reloaded before SIGHUP"
+    );
     running.signal("HUP")?;
     let mut group = None;
     for _ in 0..100 {

@@ -272,6 +272,28 @@ impl Replica {
         Ok(RouterServiceClient::connect(format!("http://{}", self.addr)).await?)
     }
 
+    /// Each agent's (active sessions, capacity), as ListAgents reports them.
+    async fn loads(&self) -> Result<BTreeMap<String, (u32, u32)>, Error> {
+        let request = ListAgentsRequest {
+            sdk_app_id: 1_400_000_001,
+            group_id: None,
+        };
+        let listed = self
+            .client()
+            .await?
+            .list_agents(request)
+            .await?
+            .into_inner();
+        Ok(listed
+            .agents
+            .into_iter()
+            .filter_map(|row| {
+                row.agent
+                    .map(|agent| (agent.id, (row.active, agent.capacity)))
+            })
+            .collect())
+    }
+
     async fn health(&self) -> Result<ServingStatus, Error> {
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))?
             .connect()
@@ -337,19 +359,11 @@ async fn replicas_sharing_redis_never_overbook_and_replay_each_others_answers() 
 
     // Either replica sees the same load, and replays the other's answers.
     for replica in &replicas {
-        let listed = replica
-            .client()
+        let active: BTreeMap<String, u32> = replica
+            .loads()
             .await?
-            .list_agents(ListAgentsRequest {
-                sdk_app_id: 1_400_000_001,
-                group_id: None,
-            })
-            .await?
-            .into_inner()
-            .agents;
-        let active: BTreeMap<String, u32> = listed
-            .iter()
-            .filter_map(|row| row.agent.as_ref().map(|a| (a.id.clone(), row.active)))
+            .into_iter()
+            .map(|(agent, (active, _))| (agent, active))
             .collect();
         assert_eq!(active, expected);
     }
@@ -548,25 +562,8 @@ async fn killing_redis_under_load_fails_calls_cleanly_and_loses_no_consistency()
     );
 
     // Whatever the restarted Redis holds is consistent: no agent over capacity.
-    let listed = replica
-        .client()
-        .await?
-        .list_agents(ListAgentsRequest {
-            sdk_app_id: 1_400_000_001,
-            group_id: None,
-        })
-        .await?
-        .into_inner()
-        .agents;
-    for row in listed {
-        let agent = row.agent.ok_or("no agent")?;
-        assert!(
-            row.active <= agent.capacity,
-            "{} holds {} of {}",
-            agent.id,
-            row.active,
-            agent.capacity
-        );
+    for (agent, (active, capacity)) in replica.loads().await? {
+        assert!(active <= capacity, "{agent} holds {active} of {capacity}");
     }
     Ok(())
 }

@@ -235,7 +235,7 @@ fn rules(app: &AppConfig, key: &str, group_ids: &HashSet<GroupId>) -> Result<(),
                 group_ids,
             )?;
         }
-        check_rule_has_a_target(rule, &rule_key)?;
+        group_only_needs_a_group(rule, &rule_key)?;
     }
     Ok(())
 }
@@ -264,7 +264,7 @@ fn target(
     Ok(())
 }
 
-fn check_rule_has_a_target(rule: &RuleConfig, rule_key: &str) -> Result<(), Fault> {
+fn group_only_needs_a_group(rule: &RuleConfig, rule_key: &str) -> Result<(), Fault> {
     if rule.group_only && rule.group.is_none() {
         return Err((
             format!("{rule_key}.group"),

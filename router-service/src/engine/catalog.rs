@@ -130,11 +130,6 @@ impl App {
         self.groups.iter().find(|group| group.id == id)
     }
 
-    /// Every group.
-    pub fn groups(&self) -> &[Group] {
-        &self.groups
-    }
-
     /// The agents of the config file, in order.
     pub fn agents(&self) -> &[Arc<Agent>] {
         &self.agents

@@ -176,13 +176,6 @@ fn runtime(value: Value) -> Box<dyn Val> {
     }
 }
 
-impl Expression {
-    /// The text it was compiled from.
-    pub fn source(&self) -> &str {
-        &self.source
-    }
-}
-
 fn expect_bool(
     expression: &Expression,
     result: Result<Value, cel::ExecutionError>,

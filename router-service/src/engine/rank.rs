@@ -51,18 +51,16 @@ pub(super) fn rank(
             }
         }
         Strategy::MostSkilled => {
-            let mut scored: Vec<(u32, Candidate)> =
-                candidates.iter().map(|c| (skills(c), c.clone())).collect();
-            scored.sort_by(|(sa, a), (sb, b)| {
-                sb.cmp(sa)
+            for c in candidates.iter_mut() {
+                c.score = f64::from(skills(c));
+            }
+            candidates.sort_by(|a, b| {
+                b.score
+                    .total_cmp(&a.score)
                     .then_with(|| load_ratio(a, b))
                     .then_with(|| idle_order(a.last_assigned, b.last_assigned))
                     .then_with(|| a.position.cmp(&b.position))
             });
-            for (slot, (score, mut c)) in candidates.iter_mut().zip(scored) {
-                c.score = f64::from(score);
-                *slot = c;
-            }
         }
         Strategy::FixedOrder => {
             candidates.sort_by_key(|c| c.position);
