@@ -1,12 +1,10 @@
 //! The gateway's one error type and its one code table: each error's HTTP status and
 //! Tencent `ErrorCode`, in one exhaustive `match` each. The README's table mirrors it.
+//! Knows neither the wire format nor axum: `http` turns an error into Tencent's JSON.
 
 use std::time::Duration;
 
-use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-
-use crate::tencent::CallbackResponse;
 
 /// Everything that stops a callback from getting a routing answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -115,13 +113,6 @@ impl GatewayError {
                 | GatewayError::RouterTimeout(_)
                 | GatewayError::RouterFailed(_)
         )
-    }
-}
-
-impl IntoResponse for GatewayError {
-    fn into_response(self) -> Response {
-        let body = CallbackResponse::fail(self.error_code(), self.to_string());
-        (self.status(), body).into_response()
     }
 }
 

@@ -1,5 +1,5 @@
 //! The axum routes: the callback path, `/healthz`, `/readyz`, and Tencent-shaped JSON for
-//! every path or method that is not served.
+//! every path or method that is not served. Every response the gateway sends is built here.
 
 use std::sync::Arc;
 
@@ -7,12 +7,35 @@ use axum::{
     Router,
     body::Body,
     extract::{RawQuery, State},
-    http::{HeaderMap, Method, Uri},
+    http::{HeaderMap, Method, Uri, header},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
+use bytes::Bytes;
 
 use crate::{callback::Gateway, error::GatewayError, tencent::CallbackResponse};
+
+impl IntoResponse for CallbackResponse {
+    fn into_response(self) -> Response {
+        let json = [(header::CONTENT_TYPE, "application/json")];
+        match serde_json::to_vec(&self) {
+            Ok(body) => (json, Bytes::from(body)).into_response(),
+            // Serializing these plain fields cannot fail; answer valid JSON regardless.
+            Err(_) => (
+                json,
+                r#"{"ActionStatus":"FAIL","ErrorInfo":"internal error","ErrorCode":5000}"#,
+            )
+                .into_response(),
+        }
+    }
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        let body = CallbackResponse::fail(self.error_code(), self.to_string());
+        (self.status(), body).into_response()
+    }
+}
 
 /// The gateway's HTTP routes.
 pub fn routes(gateway: Arc<Gateway>) -> Router {

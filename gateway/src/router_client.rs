@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use handoff_proto::router::v1::{
     AssignHumanRequest, AssignHumanResponse, router_service_client::RouterServiceClient,
+    router_service_server::SERVICE_NAME,
 };
 use tonic::{
     Request,
@@ -15,9 +16,6 @@ use tonic_health::pb::{
 };
 
 use crate::{error::GatewayError, translate};
-
-/// The service name the router reports health under.
-const ROUTER_SERVICE: &str = "handoff.router.v1.RouterService";
 
 /// A handle to the router; cheap to clone.
 #[derive(Debug, Clone)]
@@ -63,7 +61,7 @@ impl RouterClient {
     /// Whether the router answers its health check as serving.
     pub async fn ready(&self) -> Result<(), GatewayError> {
         let mut request = Request::new(HealthCheckRequest {
-            service: ROUTER_SERVICE.to_owned(),
+            service: SERVICE_NAME.to_owned(),
         });
         request.set_timeout(self.timeout);
         let mut health = self.health.clone();

@@ -3,17 +3,30 @@
 //!
 //! Parsing is lenient where Tencent's pages disagree (command case, `EventTime` as a number
 //! or a numeric string, `OptPlatform` in any case) and strict where it matters (required
-//! fields, identifiers). Unknown fields are ignored.
+//! fields, identifiers). Unknown fields are ignored. Plain data and parsing only: how an
+//! answer goes out over HTTP is `http`'s business, what a [`Rejection`] costs `error`'s.
 
-use axum::{
-    http::header,
-    response::{IntoResponse, Response},
-};
-use bytes::Bytes;
 use handoff_core::id::{ClientUserId, SessionId};
 use serde::{Deserialize, Deserializer, Serialize, de};
 
-use crate::error::GatewayError;
+/// Why a callback's body was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// The JSON body is malformed or lacks a required field.
+    #[error("{0}")]
+    Malformed(String),
+    /// `CallbackCommand` differs between the query string and the body.
+    #[error("CallbackCommand {query:?} in the query does not match {body:?} in the body")]
+    CommandMismatch {
+        /// The query string's command.
+        query: String,
+        /// The body's command.
+        body: String,
+    },
+    /// A well-formed callback this endpoint does not answer.
+    #[error("unsupported CallbackCommand {0:?}")]
+    Unsupported(String),
+}
 
 /// The callback command the gateway answers, in Tencent Desk's spelling.
 pub const ASSIGN_HUMAN: &str = "ChatBot.OnAssignHuman";
@@ -104,30 +117,26 @@ fn same_command(a: &str, b: &str) -> bool {
 }
 
 /// Parses and validates a callback body against the query's command.
-pub fn parse_assign_human(query: &CallbackQuery, body: &[u8]) -> Result<AssignHuman, GatewayError> {
+pub fn parse_assign_human(query: &CallbackQuery, body: &[u8]) -> Result<AssignHuman, Rejection> {
     let raw: RawBody = serde_json::from_slice(body)
-        .map_err(|err| GatewayError::BadRequest(format!("body is not a valid callback: {err}")))?;
+        .map_err(|err| Rejection::Malformed(format!("body is not a valid callback: {err}")))?;
     let command = match (&query.command, raw.command) {
         (Some(query), Some(body)) if !same_command(query, &body) => {
-            return Err(GatewayError::CommandMismatch {
+            return Err(Rejection::CommandMismatch {
                 query: query.clone(),
                 body,
             });
         }
         (_, Some(body)) => body,
         (Some(query), None) => query.clone(),
-        (None, None) => {
-            return Err(GatewayError::BadRequest(
-                "CallbackCommand is required".into(),
-            ));
-        }
+        (None, None) => return Err(Rejection::Malformed("CallbackCommand is required".into())),
     };
     if !is_assign_human(&command) {
-        return Err(GatewayError::UnsupportedCommand(command));
+        return Err(Rejection::Unsupported(command));
     }
-    let required = |field: &str| GatewayError::BadRequest(format!("{field} is required"));
+    let required = |field: &str| Rejection::Malformed(format!("{field} is required"));
     let invalid = |field: &str, err: handoff_core::id::IdError| {
-        GatewayError::BadRequest(format!("{field} {err}"))
+        Rejection::Malformed(format!("{field} {err}"))
     };
     let session_id = SessionId::parse(raw.session_id.ok_or_else(|| required("SessionId"))?)
         .map_err(|err| invalid("SessionId", err))?;
@@ -227,24 +236,6 @@ impl CallbackResponse {
     }
 }
 
-impl IntoResponse for CallbackResponse {
-    fn into_response(self) -> Response {
-        match serde_json::to_vec(&self) {
-            Ok(body) => (
-                [(header::CONTENT_TYPE, "application/json")],
-                Bytes::from(body),
-            )
-                .into_response(),
-            // Serializing these plain fields cannot fail; answer valid JSON regardless.
-            Err(_) => (
-                [(header::CONTENT_TYPE, "application/json")],
-                r#"{"ActionStatus":"FAIL","ErrorInfo":"internal error","ErrorCode":5000}"#,
-            )
-                .into_response(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -275,7 +266,7 @@ mod tests {
     }
 
     #[test]
-    fn reads_the_documented_body() -> Result<(), GatewayError> {
+    fn reads_the_documented_body() -> Result<(), Rejection> {
         let parsed = parse_assign_human(&query(Some(ASSIGN_HUMAN)), BODY.as_bytes())?;
         assert_eq!(parsed.session_id.as_str(), "aa-bb-cc-dd");
         assert_eq!(parsed.client_user_id.as_str(), "123");
@@ -285,7 +276,7 @@ mod tests {
     }
 
     #[test]
-    fn accepts_both_spellings_string_times_and_unknown_fields() -> Result<(), GatewayError> {
+    fn accepts_both_spellings_string_times_and_unknown_fields() -> Result<(), Rejection> {
         let body = r#"{"CallbackCommand":"Chatbot.OnAssignAgent","SessionId":"s","ClientUserId":"u","EventTime":"1670574414123","CustomerServiceId":"cs-1","Extra":{"a":[1]}}"#;
         let parsed = parse_assign_human(&query(Some("ChatBot.OnAssignAgent")), body.as_bytes())?;
         assert_eq!(parsed.event_time_ms, 1_670_574_414_123);
@@ -297,57 +288,72 @@ mod tests {
 
     #[test]
     fn refuses_what_is_malformed_with_the_reason() {
-        let cases: [(CallbackQuery, String, u32, &str); 9] = [
-            (query(None), "not json".into(), 1001, "not a valid callback"),
-            (query(None), "[1,2]".into(), 1001, "not a valid callback"),
+        let cases: [(CallbackQuery, String, &str, &str); 9] = [
+            (
+                query(None),
+                "not json".into(),
+                "malformed",
+                "not a valid callback",
+            ),
+            (
+                query(None),
+                "[1,2]".into(),
+                "malformed",
+                "not a valid callback",
+            ),
             (
                 query(None),
                 BODY.replace("\"SessionId\":\"aa-bb-cc-dd\",", ""),
-                1001,
+                "malformed",
                 "SessionId is required",
             ),
             (
                 query(None),
                 BODY.replace("\"123\"", "123"),
-                1001,
+                "malformed",
                 "not a valid callback",
             ),
             (
                 query(None),
                 BODY.replace("1670574414123", "\"soon\""),
-                1001,
+                "malformed",
                 "EventTime as non-negative",
             ),
             (
                 query(None),
                 BODY.replace("1670574414123", "-5"),
-                1001,
+                "malformed",
                 "EventTime as non-negative",
             ),
             (
                 query(None),
                 BODY.replace("aa-bb-cc-dd", ""),
-                1001,
+                "malformed",
                 "SessionId must not be empty",
             ),
             (
                 query(Some("ChatBot.OnAssignAgent2")),
                 BODY.into(),
-                1002,
+                "mismatch",
                 "does not match",
             ),
             (
                 query(Some("Desk.SessionEventNotify")),
                 BODY.replace(ASSIGN_HUMAN, "Desk.SessionEventNotify"),
-                1003,
+                "unsupported",
                 "unsupported CallbackCommand",
             ),
         ];
-        for (q, body, code, text) in cases {
+        for (q, body, kind, text) in cases {
             match parse_assign_human(&q, body.as_bytes()) {
                 Ok(parsed) => panic!("accepted {body}: {parsed:?}"),
                 Err(err) => {
-                    assert_eq!(err.error_code(), code, "{body}: {err}");
+                    let got = match &err {
+                        Rejection::Malformed(_) => "malformed",
+                        Rejection::CommandMismatch { .. } => "mismatch",
+                        Rejection::Unsupported(_) => "unsupported",
+                    };
+                    assert_eq!(got, kind, "{body}: {err}");
                     assert!(err.to_string().contains(text), "{body}: {err}");
                 }
             }

@@ -9,8 +9,20 @@ use tonic::{Code, Status};
 use crate::{
     auth::AppPolicy,
     error::GatewayError,
-    tencent::{AssignHuman, CallbackQuery, CallbackResponse},
+    tencent::{AssignHuman, CallbackQuery, CallbackResponse, Rejection},
 };
+
+impl From<Rejection> for GatewayError {
+    fn from(rejection: Rejection) -> Self {
+        match rejection {
+            Rejection::Malformed(problem) => GatewayError::BadRequest(problem),
+            Rejection::CommandMismatch { query, body } => {
+                GatewayError::CommandMismatch { query, body }
+            }
+            Rejection::Unsupported(command) => GatewayError::UnsupportedCommand(command),
+        }
+    }
+}
 
 /// The channel Tencent Desk callbacks are reported under.
 pub const CHANNEL: &str = "chat";
@@ -191,6 +203,24 @@ mod tests {
             Err(not_router)
         );
         Ok(())
+    }
+
+    #[test]
+    fn rejections_take_their_codes() {
+        let cases = [
+            (Rejection::Malformed("x".into()), 1001),
+            (
+                Rejection::CommandMismatch {
+                    query: "a".into(),
+                    body: "b".into(),
+                },
+                1002,
+            ),
+            (Rejection::Unsupported("Desk.Other".into()), 1003),
+        ];
+        for (rejection, code) in cases {
+            assert_eq!(GatewayError::from(rejection).error_code(), code);
+        }
     }
 
     #[test]

@@ -1,9 +1,28 @@
-//! The router's one error type and its one code table.
+//! The router's one error type, in domain terms: what went wrong, and of which
+//! [`ErrorKind`]. Only the transport adapters turn a kind into their own codes (the gRPC
+//! adapter's table is in `grpc::status`).
 
-use handoff_core::id::{AgentId, SdkAppId};
-use tonic::{Code, Status};
+use handoff_core::{
+    config::ConfigError,
+    id::{AgentId, SdkAppId},
+};
 
 use crate::store::StoreError;
+
+/// What kind of failure an error is: what a caller can do about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request is wrong; sending it again will not help.
+    InvalidArgument,
+    /// The request names something the router does not have.
+    NotFound,
+    /// The router's configuration does not allow an answer.
+    FailedPrecondition,
+    /// The router cannot answer now; the caller may retry or fall back.
+    Unavailable,
+    /// The router itself failed.
+    Internal,
+}
 
 /// Everything that stops the router from answering.
 #[derive(Debug, thiserror::Error)]
@@ -11,16 +30,16 @@ pub enum RouterError {
     /// A request field is missing or malformed.
     #[error("{field}: {problem}")]
     InvalidArgument {
-        /// The proto field at fault.
+        /// The field at fault, as the caller's API names it (`agent.group_ids`).
         field: String,
         /// What is wrong with it.
         problem: String,
     },
     /// The request names an app the router does not serve.
-    #[error("app {0} is not configured on this router")]
+    #[error("sdk_app_id: app {0} is not configured on this router")]
     UnknownApp(SdkAppId),
     /// The request names an agent the app does not have.
-    #[error("agent {1} is not an agent of app {0}")]
+    #[error("agent_id: agent {1} is not an agent of app {0}")]
     UnknownAgent(SdkAppId, AgentId),
     /// The app has neither a group to target nor a fallback group.
     #[error("app {0} has no group to route to and no fallback_group_id")]
@@ -30,21 +49,18 @@ pub enum RouterError {
     Store(#[from] StoreError),
     /// The config could not be compiled (at start; reloads report their own errors).
     #[error(transparent)]
-    Config(#[from] handoff_core::config::ConfigError),
-    /// The gRPC server could not be built or stopped with an error.
-    #[error("grpc server: {0}")]
-    Server(String),
+    Config(#[from] ConfigError),
 }
 
 impl RouterError {
-    /// The gRPC status code each error travels as.
-    pub fn code(&self) -> Code {
+    /// The kind of failure.
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            RouterError::InvalidArgument { .. } => Code::InvalidArgument,
-            RouterError::UnknownApp(_) | RouterError::UnknownAgent(..) => Code::NotFound,
-            RouterError::NoRoute(_) => Code::FailedPrecondition,
-            RouterError::Store(StoreError::Unavailable(_)) => Code::Unavailable,
-            RouterError::Config(_) | RouterError::Server(_) => Code::Internal,
+            RouterError::InvalidArgument { .. } => ErrorKind::InvalidArgument,
+            RouterError::UnknownApp(_) | RouterError::UnknownAgent(..) => ErrorKind::NotFound,
+            RouterError::NoRoute(_) => ErrorKind::FailedPrecondition,
+            RouterError::Store(StoreError::Unavailable(_)) => ErrorKind::Unavailable,
+            RouterError::Config(_) => ErrorKind::Internal,
         }
     }
 
@@ -59,49 +75,5 @@ impl RouterError {
             field,
             problem: problem.to_string(),
         }
-    }
-}
-
-impl From<RouterError> for Status {
-    fn from(err: RouterError) -> Status {
-        Status::new(err.code(), err.to_string())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn each_error_has_its_code_and_names_its_cause() -> Result<(), handoff_core::id::IdError> {
-        let app = SdkAppId::new(7)?;
-        let cases = [
-            (
-                RouterError::invalid("session_id", "must not be empty"),
-                Code::InvalidArgument,
-                "session_id: must not be empty",
-            ),
-            (
-                RouterError::UnknownApp(app),
-                Code::NotFound,
-                "app 7 is not configured",
-            ),
-            (
-                RouterError::NoRoute(app),
-                Code::FailedPrecondition,
-                "no group to route to",
-            ),
-            (
-                StoreError::Unavailable("down".into()).into(),
-                Code::Unavailable,
-                "state store unavailable: down",
-            ),
-        ];
-        for (err, code, text) in cases {
-            let status = Status::from(err);
-            assert_eq!(status.code(), code);
-            assert!(status.message().contains(text), "{}", status.message());
-        }
-        Ok(())
     }
 }

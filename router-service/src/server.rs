@@ -1,64 +1,61 @@
 //! The gRPC server: the router service, `grpc.health.v1`, and server reflection (v1 and
 //! v1alpha, which grpcurl 1.8 needs) on a listener the caller has already bound.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
+use handoff_core::shutdown::{Stop, drain};
 use handoff_proto::router::v1::router_service_server::RouterServiceServer;
-use tokio::{net::TcpListener, sync::oneshot};
+pub use handoff_proto::router::v1::router_service_server::SERVICE_NAME;
+use tokio::net::TcpListener;
 use tonic::transport::{Server, server::TcpIncoming};
 use tonic_health::ServingStatus;
 
-use crate::{error::RouterError, grpc::RouterGrpc, service::Router, store::Store};
+use crate::{grpc::RouterGrpc, service::Router, store::Store};
 
-/// The full name health checks use for the router service.
-pub const SERVICE_NAME: &str = "handoff.router.v1.RouterService";
+/// The gRPC server could not be built or failed while serving.
+#[derive(Debug, thiserror::Error)]
+#[error("grpc server: {0}")]
+pub struct ServeError(String);
 
-/// Serves `router` on `listener` until `shutdown` resolves, then drains in-flight calls for
-/// at most `grace` before dropping them.
+/// Serves `router` on `listener` until `stop` is requested, then reports NOT_SERVING and
+/// drains in-flight calls for at most `grace` before dropping them.
 pub async fn serve<S: Store>(
     listener: TcpListener,
     router: Arc<Router<S>>,
+    stop: Stop,
     grace: Duration,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), RouterError> {
+) -> Result<(), ServeError> {
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
         .set_service_status(SERVICE_NAME, ServingStatus::Serving)
         .await;
-    let (stopping, stopped) = oneshot::channel::<()>();
-    let reporter_at_stop = reporter.clone();
-    let signal = async move {
-        shutdown.await;
-        let reporter = reporter_at_stop;
-        reporter
-            .set_service_status("", ServingStatus::NotServing)
-            .await;
-        reporter
-            .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
-            .await;
-        let _ = stopping.send(());
+    let stopping = {
+        let (stopped, reporter) = (stop.stopped(), reporter.clone());
+        async move {
+            stopped.await;
+            reporter
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
+            reporter
+                .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
+                .await;
+        }
     };
     let health_watch = tokio::spawn(watch_store(router.clone(), reporter.clone()));
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let server = Server::builder()
         .add_service(health)
-        .add_service(reflection().build_v1().map_err(server_error)?)
-        .add_service(reflection().build_v1alpha().map_err(server_error)?)
+        .add_service(reflection().build_v1().map_err(serve_error)?)
+        .add_service(reflection().build_v1alpha().map_err(serve_error)?)
         .add_service(RouterServiceServer::new(RouterGrpc::new(router)))
-        .serve_with_incoming_shutdown(incoming, signal);
-    let grace_elapsed = async move {
-        match stopped.await {
-            Ok(()) => tokio::time::sleep(grace).await,
-            Err(_) => std::future::pending().await,
-        }
-    };
-    let result = tokio::select! {
-        result = server => result.map_err(server_error),
-        () = grace_elapsed => {
-            tracing::warn!(grace = ?grace, "shutdown grace elapsed, dropping in-flight calls");
-            Ok(())
-        }
-    };
+        .serve_with_incoming_shutdown(incoming, stopping);
+    let result = drain(
+        "router",
+        async { server.await.map_err(serve_error) },
+        &stop,
+        grace,
+    )
+    .await;
     health_watch.abort();
     result
 }
@@ -106,6 +103,6 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
 }
 
-fn server_error(err: impl std::fmt::Display) -> RouterError {
-    RouterError::Server(err.to_string())
+fn serve_error(err: impl std::fmt::Display) -> ServeError {
+    ServeError(err.to_string())
 }

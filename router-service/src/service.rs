@@ -12,9 +12,11 @@ use handoff_core::{
 };
 
 use crate::{
-    engine::{self, Agent, AgentLoad, Answer, App, Catalog, Customer, Decision, Handoff},
+    engine::{
+        self, Agent, AgentField, AgentLoad, Answer, App, Catalog, Customer, Decision, Handoff,
+    },
     error::RouterError,
-    store::{AnyStore, Assignment, Store},
+    store::{AnyStore, Assignment, Change, Store},
 };
 
 /// The router's source of time, injectable so that tests control it.
@@ -91,7 +93,8 @@ impl<S: Store> Router<S> {
         Ok(())
     }
 
-    fn app(&self, id: SdkAppId) -> Result<Arc<App>, RouterError> {
+    /// The app as the catalog has it now.
+    pub fn app(&self, id: SdkAppId) -> Result<Arc<App>, RouterError> {
         self.catalog
             .load()
             .app(id)
@@ -105,13 +108,9 @@ impl<S: Store> Router<S> {
         let now = self.clock.now();
         let assignment = self
             .store
-            .assign(
-                app.id,
-                &handoff.client_user,
-                &handoff.session,
-                now,
-                |state| engine::decide(&app, handoff, state, now),
-            )
+            .assign(&app, &handoff.client_user, &handoff.session, now, |state| {
+                engine::decide(&app, handoff, state, now)
+            })
             .await?;
         let answer = assignment.answer();
         if answer.group.is_none() && answer.agents.is_empty() {
@@ -137,7 +136,7 @@ impl<S: Store> Router<S> {
         let now = self.clock.now();
         let decision = self
             .store
-            .inspect(app.id, Some(&handoff.client_user), now, |state| {
+            .inspect(&app, Some(&handoff.client_user), now, |state| {
                 engine::decide(&app, handoff, state, now)
             })
             .await?;
@@ -151,50 +150,28 @@ impl<S: Store> Router<S> {
         Ok((decision, answer))
     }
 
-    /// Adds or replaces an agent of `app`.
+    /// Adds or replaces an agent of `app`, checked as the config file's agents are.
     pub async fn upsert_agent(
         &self,
         app: SdkAppId,
         config: AgentConfig,
     ) -> Result<Arc<Agent>, RouterError> {
-        let catalog_app = self.app(app)?;
-        if config.capacity == 0 {
-            return Err(RouterError::invalid("agent.capacity", "must be at least 1"));
-        }
-        if config.groups.is_empty() {
-            return Err(RouterError::invalid(
-                "agent.group_ids",
-                "must name at least one group",
-            ));
-        }
-        if let Some(unknown) = config
-            .groups
-            .iter()
-            .find(|id| catalog_app.group(**id).is_none())
-        {
-            return Err(RouterError::invalid(
-                "agent.group_ids",
-                format!("group {unknown} is not defined for app {app}"),
-            ));
-        }
-        let agent = Agent::compile(&config, catalog_app.zone).map_err(|(key, message)| {
-            RouterError::invalid_owned(format!("agent.{key}"), message)
+        let app = self.app(app)?;
+        let agent = app.check_agent(&config).map_err(|fault| {
+            RouterError::invalid_owned(format!("agent.{}", api_field(fault.field)), fault.message)
         })?;
         let agent = Arc::new(agent);
-        self.store
-            .upsert_agent(app, agent.clone(), self.clock.now())
-            .await?;
-        tracing::info!(%app, agent = %agent.id, "agent upserted");
+        self.apply(&app, Change::PutAgent(agent.clone())).await?;
+        tracing::info!(app = %app.id, agent = %agent.id, "agent upserted");
         Ok(agent)
     }
 
     /// Removes an agent from `app`'s routing.
     pub async fn remove_agent(&self, app: SdkAppId, agent: &AgentId) -> Result<(), RouterError> {
-        self.require_agent(app, agent).await?;
-        self.store
-            .remove_agent(app, agent, self.clock.now())
-            .await?;
-        tracing::info!(%app, %agent, "agent removed");
+        let app = self.app(app)?;
+        self.require_agent(&app, agent).await?;
+        self.apply(&app, Change::RemoveAgent(agent.clone())).await?;
+        tracing::info!(app = %app.id, %agent, "agent removed");
         Ok(())
     }
 
@@ -205,11 +182,14 @@ impl<S: Store> Router<S> {
         agent: &AgentId,
         status: AgentStatus,
     ) -> Result<(), RouterError> {
-        self.require_agent(app, agent).await?;
-        self.store
-            .set_status(app, agent, status, self.clock.now())
-            .await?;
-        tracing::info!(%app, %agent, ?status, "agent status set");
+        let app = self.app(app)?;
+        self.require_agent(&app, agent).await?;
+        let change = Change::SetStatus {
+            agent: agent.clone(),
+            status,
+        };
+        self.apply(&app, change).await?;
+        tracing::info!(app = %app.id, %agent, ?status, "agent status set");
         Ok(())
     }
 
@@ -219,21 +199,29 @@ impl<S: Store> Router<S> {
         app: SdkAppId,
         config: CustomerConfig,
     ) -> Result<Customer, RouterError> {
+        let app = self.app(app)?;
         if let Some(owner) = &config.owner {
-            self.require_agent(app, owner).await.map_err(|_| {
-                RouterError::invalid(
-                    "customer.owner_agent_id",
-                    format!("agent {owner} is not an agent of app {app}"),
-                )
-            })?;
-        } else {
-            self.app(app)?;
+            // An unknown owner is the caller's mistake; a store outage is not, and is
+            // reported as what it is.
+            self.require_agent(&app, owner)
+                .await
+                .map_err(|err| match err {
+                    RouterError::UnknownAgent(app, agent) => RouterError::invalid(
+                        "customer.owner_agent_id",
+                        format!("agent {agent} is not an agent of app {app}"),
+                    ),
+                    other => other,
+                })?;
         }
         let customer = Customer::from_config(&config);
-        self.store
-            .upsert_customer(app, customer.clone(), self.clock.now())
+        self.apply(&app, Change::PutCustomer(customer.clone()))
             .await?;
         Ok(customer)
+    }
+
+    /// Makes `change` through the store, now.
+    async fn apply(&self, app: &App, change: Change) -> Result<(), RouterError> {
+        Ok(self.store.apply(app, change, self.clock.now()).await?)
     }
 
     /// The agents of `app` (of `group`, when given) with their live state.
@@ -242,18 +230,18 @@ impl<S: Store> Router<S> {
         app: SdkAppId,
         group: Option<GroupId>,
     ) -> Result<Vec<AgentListing>, RouterError> {
-        let catalog_app = self.app(app)?;
-        if let Some(group) = group.filter(|id| catalog_app.group(*id).is_none()) {
+        let app = self.app(app)?;
+        if let Some(group) = group.filter(|id| app.group(*id).is_none()) {
             return Err(RouterError::invalid(
                 "group_id",
-                format!("group {group} is not defined for app {app}"),
+                format!("group {group} is not defined for app {}", app.id),
             ));
         }
         let now = self.clock.now();
         let listings = self
             .store
-            .inspect(app, None, now, |state| {
-                engine::roster(&catalog_app, state.roster_changes())
+            .inspect(&app, None, now, |state| {
+                engine::roster(&app, state.roster_changes())
                     .into_iter()
                     .filter(|agent| group.is_none_or(|g| agent.groups.contains(&g)))
                     .map(|agent| AgentListing {
@@ -268,12 +256,12 @@ impl<S: Store> Router<S> {
         Ok(listings)
     }
 
-    async fn require_agent(&self, app: SdkAppId, agent: &AgentId) -> Result<(), RouterError> {
-        let catalog_app = self.app(app)?;
+    /// Fails with [`RouterError::UnknownAgent`] unless `agent` is one of `app`'s now.
+    async fn require_agent(&self, app: &App, agent: &AgentId) -> Result<(), RouterError> {
         let known = self
             .store
             .inspect(app, None, self.clock.now(), |state| {
-                engine::roster(&catalog_app, state.roster_changes())
+                engine::roster(app, state.roster_changes())
                     .iter()
                     .any(|a| &a.id == agent)
             })
@@ -281,7 +269,17 @@ impl<S: Store> Router<S> {
         if known {
             Ok(())
         } else {
-            Err(RouterError::UnknownAgent(app, agent.clone()))
+            Err(RouterError::UnknownAgent(app.id, agent.clone()))
         }
+    }
+}
+
+/// The name `handoff.router.v1.Agent` gives an agent definition's field.
+fn api_field(field: AgentField) -> &'static str {
+    match field {
+        AgentField::Capacity => "capacity",
+        AgentField::Groups => "group_ids",
+        AgentField::Skills => "skills",
+        AgentField::Shift => "shift",
     }
 }

@@ -169,7 +169,7 @@ async fn router_down_answers_the_fallback_group_or_a_clear_failure() -> TestResu
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         listener.local_addr()?
     };
-    let stack = Stack::start_with_router(CONFIG, dead, None).await?;
+    let stack = Stack::gateway_only(CONFIG, dead).await?;
     let reply = stack.post(&signed_uri(now_secs()), &body("s-1")).await?;
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(reply.json["ActionStatus"], "OK");
@@ -211,7 +211,7 @@ async fn a_router_slower_than_the_deadline_is_cut_off_and_the_fallback_answers()
             .add_service(RouterServiceServer::new(SlowRouter))
             .serve_with_incoming(TcpIncoming::from(listener)),
     );
-    let stack = Stack::start_with_router(CONFIG, slow, None).await?;
+    let stack = Stack::gateway_only(CONFIG, slow).await?;
 
     let started = Instant::now();
     let reply = stack.post(&signed_uri(now_secs()), &body("s-1")).await?;

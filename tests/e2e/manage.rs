@@ -9,7 +9,7 @@ use handoff_proto::router::v1::{
 };
 use tonic::{Code, transport::Channel};
 
-use crate::support::{Error, Stack, TestResult};
+use crate::support::{Error, Stack, TestResult, on_shift_across_a_zone_reload};
 
 const APP: u64 = 1_400_000_001;
 
@@ -227,6 +227,14 @@ async fn agents_added_changed_and_removed_take_effect_on_the_next_decision() -> 
     );
     assert!(listed.iter().all(|row| row.on_shift));
     assert!(listed[0].last_assigned.is_some());
+    Ok(())
+}
+
+#[tokio::test]
+async fn agents_added_at_run_time_follow_a_reloaded_time_zone() -> TestResult {
+    let stack = Stack::start(CONFIG).await?;
+    let shifts = on_shift_across_a_zone_reload(CONFIG, stack.grpc, &stack.reloader, 6521).await?;
+    assert_eq!(shifts, (true, false), "(on shift before, after)");
     Ok(())
 }
 

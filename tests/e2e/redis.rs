@@ -5,23 +5,20 @@ use std::{
     collections::{BTreeMap, HashSet},
     io::{Read, Write},
     net::{SocketAddr, TcpListener as StdListener, TcpStream},
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Child, Command, Stdio},
-    sync::Arc,
     time::{Duration, Instant},
 };
 
 use handoff_proto::router::v1::{
     AssignHumanRequest, ListAgentsRequest, router_service_client::RouterServiceClient,
 };
-use handoff_router::Router;
-use tokio::{net::TcpListener, sync::watch};
 use tonic::{Code, transport::Channel};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
-use crate::support::{Error, TestResult};
+use crate::support::{Error, Running, TestResult, launch, on_shift_across_a_zone_reload};
 
 /// A `redis-server` of the test's own, on a free loopback port, keeping nothing on disk.
 struct RedisServer {
@@ -236,7 +233,13 @@ fn cluster_ok(port: u16) -> bool {
 /// A router replica on Redis, serving gRPC on a port of its own until dropped.
 struct Replica {
     addr: SocketAddr,
-    _stop: watch::Sender<bool>,
+    running: Running,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.running.stop.stop();
+    }
 }
 
 impl Replica {
@@ -245,27 +248,19 @@ impl Replica {
     }
 
     async fn start_on(url: String, cluster: bool) -> Result<Self, Error> {
-        let env = [
+        let running = launch(FLOOR, &Self::env(url, cluster), true, false).await?;
+        Ok(Self {
+            addr: running.router.ok_or("no router")?,
+            running,
+        })
+    }
+
+    fn env(url: String, cluster: bool) -> [(&'static str, String); 3] {
+        [
             ("HANDOFF__ROUTER__STORE__URL", url),
             ("HANDOFF__ROUTER__STORE__CLUSTER", cluster.to_string()),
             ("HANDOFF__ROUTER__STORE__TIMEOUT", "300ms".to_owned()),
         ]
-        .map(|(key, value)| (key.to_owned(), value));
-        let config = handoff_core::config::parse(FLOOR, Path::new("redis.toml"), env)?;
-        let router = Arc::new(Router::open(&config, Path::new("redis.toml")).await?);
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let (stop, mut stopped) = watch::channel(false);
-        let shutdown = async move {
-            let _ = stopped.wait_for(|stop| *stop).await;
-        };
-        tokio::spawn(handoff_router::serve(
-            listener,
-            router,
-            Duration::from_secs(1),
-            shutdown,
-        ));
-        Ok(Self { addr, _stop: stop })
     }
 
     async fn client(&self) -> Result<RouterServiceClient<Channel>, Error> {
@@ -301,7 +296,7 @@ impl Replica {
         let mut health = HealthClient::new(channel);
         let reply = health
             .check(HealthCheckRequest {
-                service: "handoff.router.v1.RouterService".into(),
+                service: handoff_router::SERVICE_NAME.into(),
             })
             .await?;
         Ok(reply.into_inner().status())
@@ -488,6 +483,18 @@ async fn a_redis_cluster_serves_replicas_too() -> TestResult {
     Ok(())
 }
 
+#[tokio::test]
+async fn agents_added_at_run_time_follow_a_reloaded_time_zone() -> TestResult {
+    let Some(redis) = RedisServer::start()? else {
+        return Ok(());
+    };
+    let replica = Replica::start(&redis).await?;
+    let reloader = &replica.running.reloader;
+    let shifts = on_shift_across_a_zone_reload(FLOOR, replica.addr, reloader, 1).await?;
+    assert_eq!(shifts, (true, false), "(on shift before, after)");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_redis_under_load_fails_calls_cleanly_and_loses_no_consistency() -> TestResult {
     let Some(mut redis) = RedisServer::start()? else {
@@ -495,17 +502,17 @@ async fn killing_redis_under_load_fails_calls_cleanly_and_loses_no_consistency()
     };
     let replica = Replica::start(&redis).await?;
     let client = replica.client().await?;
-    let (stop, stopped) = watch::channel(false);
+    let stop = handoff_core::shutdown::Stop::new();
 
     // Four callers keep asking, each with fresh sessions, until told to stop.
     let callers: Vec<_> = (0..4)
         .map(|caller| {
             let mut client = client.clone();
-            let stopped = stopped.clone();
+            let stop = stop.clone();
             tokio::spawn(async move {
                 let (mut ok, mut unavailable, mut other) = (0u32, 0u32, Vec::new());
                 let mut n = 0;
-                while !*stopped.borrow() {
+                while !stop.is_stopped() {
                     n += 1;
                     let started = Instant::now();
                     match client
@@ -547,7 +554,7 @@ async fn killing_redis_under_load_fails_calls_cleanly_and_loses_no_consistency()
     }
     assert!(back, "never recovered");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let _ = stop.send(true);
+    stop.stop();
 
     let (mut ok, mut unavailable) = (0, 0);
     for caller in callers {

@@ -3,17 +3,16 @@
 use std::{
     net::SocketAddr,
     path::Path,
-    sync::Arc,
     time::{SystemTime, UNIX_EPOCH},
 };
 
 use bytes::Bytes;
-use handoff_gateway::Gateway;
-use handoff_router::Router;
+use handoff::{Application, Listeners, Reloader};
+use handoff_core::shutdown::Stop;
 use http_body_util::{BodyExt, Full};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use sha2::{Digest, Sha256};
-use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+use tokio::net::TcpListener;
 
 pub type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -54,76 +53,40 @@ id = "dee@example.com"
 groups = [7000]
 "#;
 
-/// A running router and gateway; both stop when this is dropped.
+/// A running router and gateway, built as the binaries build them; both stop when this is
+/// dropped.
 pub struct Stack {
     /// The gateway's HTTP address.
     pub http: SocketAddr,
     /// The router's gRPC address.
     pub grpc: SocketAddr,
-    stop: watch::Sender<bool>,
-    _tasks: Vec<JoinHandle<()>>,
+    /// Applies a changed config to the running parts, as a reload does.
+    pub reloader: Reloader,
+    stop: Stop,
 }
 
 impl Stack {
-    /// Router and gateway over `config`, the gateway pointed at the router.
+    /// Router and gateway over `config`, the router keeping its state in memory.
     pub async fn start(config: &str) -> Result<Self, Error> {
-        let router_listener = TcpListener::bind("127.0.0.1:0").await?;
-        let grpc = router_listener.local_addr()?;
-        Self::start_with_router(config, grpc, Some(router_listener)).await
+        let env = [("HANDOFF__ROUTER__STORE__KIND", "memory".to_owned())];
+        let running = launch(config, &env, true, true).await?;
+        Ok(Self {
+            http: running.gateway.ok_or("no gateway")?,
+            grpc: running.router.ok_or("no router")?,
+            reloader: running.reloader,
+            stop: running.stop,
+        })
     }
 
-    /// A gateway over `config` asking the router at `router`, plus the real router on
-    /// `router_listener` when given.
-    pub async fn start_with_router(
-        config: &str,
-        router: SocketAddr,
-        router_listener: Option<TcpListener>,
-    ) -> Result<Self, Error> {
-        let env = [
-            (
-                "HANDOFF__GATEWAY__ROUTER_URL".to_owned(),
-                format!("http://{router}"),
-            ),
-            (
-                "HANDOFF__ROUTER__STORE__KIND".to_owned(),
-                "memory".to_owned(),
-            ),
-        ];
-        let config = handoff_core::config::parse(config, Path::new("e2e.toml"), env)?;
-        let (stop, stopped) = watch::channel(false);
-        let mut tasks = Vec::new();
-        if let Some(listener) = router_listener {
-            let router = Router::open(&config, Path::new("e2e.toml")).await?;
-            let serve = handoff_router::serve(
-                listener,
-                Arc::new(router),
-                config.router.shutdown_grace.get(),
-                until(stopped.clone()),
-            );
-            tasks.push(tokio::spawn(async move {
-                if let Err(err) = serve.await {
-                    eprintln!("router: {err}");
-                }
-            }));
-        }
-        let gateway_listener = TcpListener::bind("127.0.0.1:0").await?;
-        let http = gateway_listener.local_addr()?;
-        let serve = handoff_gateway::serve(
-            gateway_listener,
-            Arc::new(Gateway::from_config(&config)?),
-            config.gateway.shutdown_grace.get(),
-            until(stopped),
-        );
-        tasks.push(tokio::spawn(async move {
-            if let Err(err) = serve.await {
-                eprintln!("gateway: {err}");
-            }
-        }));
+    /// A gateway alone over `config`, asking the router at `router`.
+    pub async fn gateway_only(config: &str, router: SocketAddr) -> Result<Self, Error> {
+        let env = [("HANDOFF__GATEWAY__ROUTER_URL", format!("http://{router}"))];
+        let running = launch(config, &env, false, true).await?;
         Ok(Self {
-            http,
+            http: running.gateway.ok_or("no gateway")?,
             grpc: router,
-            stop,
-            _tasks: tasks,
+            reloader: running.reloader,
+            stop: running.stop,
         })
     }
 
@@ -166,13 +129,62 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        let _ = self.stop.send(true);
+        self.stop.stop();
     }
 }
 
-async fn until(mut stopped: watch::Receiver<bool>) {
-    let _ = stopped.wait_for(|stop| *stop).await;
+/// Parts of the system running in this process, as the binaries run them.
+pub struct Running {
+    /// The router's gRPC address, when it runs.
+    pub router: Option<SocketAddr>,
+    /// The gateway's HTTP address, when it runs.
+    pub gateway: Option<SocketAddr>,
+    /// Applies a changed config to the running parts, as a reload does.
+    pub reloader: Reloader,
+    /// Stops them.
+    pub stop: Stop,
 }
+
+/// Builds the parts asked for over `config` (with `env`'s overrides) on port-0 listeners
+/// through the binaries' [`Application`], and runs them until `stop`.
+pub async fn launch(
+    config: &str,
+    env: &[(&str, String)],
+    router: bool,
+    gateway: bool,
+) -> Result<Running, Error> {
+    let env = env.iter().map(|(k, v)| ((*k).to_owned(), v.clone()));
+    let config = handoff_core::config::parse(config, Path::new(ORIGIN), env)?;
+    let listeners = Listeners {
+        router: if router {
+            Some(TcpListener::bind("127.0.0.1:0").await?)
+        } else {
+            None
+        },
+        gateway: if gateway {
+            Some(TcpListener::bind("127.0.0.1:0").await?)
+        } else {
+            None
+        },
+    };
+    let app = Application::build(config, Path::new(ORIGIN), listeners).await?;
+    let stop = Stop::new();
+    let running = Running {
+        router: app.router_addr(),
+        gateway: app.gateway_addr(),
+        reloader: app.reloader(),
+        stop: stop.clone(),
+    };
+    tokio::spawn(async move {
+        if let Err(err) = app.run(stop.stopped()).await {
+            eprintln!("handoff: {err}");
+        }
+    });
+    Ok(running)
+}
+
+/// The file name the tests' configs are reported under.
+pub const ORIGIN: &str = "e2e.toml";
 
 /// What the gateway answered.
 #[derive(Debug)]
@@ -242,4 +254,79 @@ pub fn body_from(session: &str, customer: &str) -> String {
     format!(
         r#"{{"CallbackCommand":"ChatBot.OnAssignHuman","SessionId":"{session}","ClientUserId":"{customer}","EventTime":1670574414123}}"#
     )
+}
+
+/// Whether ListAgents shows an agent added over gRPC on shift, before and after a reload
+/// changes its app's time zone. The agent's shift has no zone of its own, so it is read in
+/// the app's, and it covers the two hours around now in UTC: on shift while the app is in
+/// UTC, off shift once a reload moves the app to `Pacific/Kiritimati` (UTC+14, no DST).
+/// `config` must leave app 1400000001 in UTC (the default) and give it `group`.
+pub async fn on_shift_across_a_zone_reload(
+    config: &str,
+    router: SocketAddr,
+    reloader: &Reloader,
+    group: u64,
+) -> Result<(bool, bool), Error> {
+    use handoff_proto::router::v1::{
+        Agent, ListAgentsRequest, Schedule, UpsertAgentRequest,
+        router_service_client::RouterServiceClient,
+    };
+
+    let minute_now = now_secs() / 60 % (24 * 60);
+    let clock = |minute: u64| format!("{:02}:{:02}", minute / 60, minute % 60);
+    let end = match (minute_now + 60) % (24 * 60) {
+        0 => "24:00".to_owned(),
+        minute => clock(minute),
+    };
+    let weekly = format!(
+        "mon-sun {}-{end}",
+        clock((minute_now + 23 * 60) % (24 * 60))
+    );
+    let mut client = RouterServiceClient::connect(format!("http://{router}")).await?;
+    let agent = Agent {
+        id: "zoe@example.com".into(),
+        group_ids: vec![group],
+        capacity: 1,
+        shift: Some(Schedule {
+            time_zone: String::new(),
+            weekly: vec![weekly],
+            closed: Vec::new(),
+        }),
+        ..Agent::default()
+    };
+    client
+        .upsert_agent(UpsertAgentRequest {
+            sdk_app_id: 1_400_000_001,
+            agent: Some(agent),
+        })
+        .await?;
+    let on_shift = |mut client: RouterServiceClient<_>| async move {
+        let listed = client
+            .list_agents(ListAgentsRequest {
+                sdk_app_id: 1_400_000_001,
+                group_id: None,
+            })
+            .await?
+            .into_inner();
+        listed
+            .agents
+            .iter()
+            .find(|row| {
+                row.agent
+                    .as_ref()
+                    .is_some_and(|a| a.id == "zoe@example.com")
+            })
+            .map(|row| row.on_shift)
+            .ok_or_else(|| Error::from("zoe is not listed"))
+    };
+    let before = on_shift(client.clone()).await?;
+    let moved = config.replacen(
+        "sdk_app_id = 1400000001\n",
+        "sdk_app_id = 1400000001\ntime_zone = \"Pacific/Kiritimati\"\n",
+        1,
+    );
+    let moved = handoff_core::config::parse(&moved, Path::new(ORIGIN), Vec::new())?;
+    reloader.apply(&moved, Path::new(ORIGIN))?;
+    let after = on_shift(client).await?;
+    Ok((before, after))
 }

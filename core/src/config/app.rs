@@ -188,14 +188,14 @@ pub struct RuleConfig {
     pub agents: Option<String>,
     /// How eligible agents are ranked.
     #[serde(default)]
-    pub strategy: StrategyName,
+    pub strategy: Strategy,
     /// The skills `most_skilled` ranks on.
     #[serde(default)]
     pub skills: Vec<String>,
     /// Seed for `random`.
     #[serde(default)]
     pub seed: u64,
-    /// How many agents the answer lists.
+    /// How many agents the answer lists, at most [`MAX_CANDIDATES`].
     #[serde(default = "default_candidates")]
     pub candidates: u32,
     /// Whether the customer's owner, then previous agent, goes first when eligible.
@@ -209,12 +209,20 @@ pub struct RuleConfig {
     pub overflow: Vec<TargetConfig>,
 }
 
+/// How many agents an answer lists when a rule does not say (the implicit default rule
+/// included).
+pub const DEFAULT_CANDIDATES: u32 = 5;
+/// The most agents one answer may list.
+pub const MAX_CANDIDATES: u32 = 100;
+/// Whether a rule that does not say (the implicit default rule included) is sticky.
+pub const DEFAULT_STICKY: bool = true;
+
 fn default_candidates() -> u32 {
-    5
+    DEFAULT_CANDIDATES
 }
 
 fn default_sticky() -> bool {
-    true
+    DEFAULT_STICKY
 }
 
 impl RuleConfig {
@@ -242,7 +250,7 @@ pub struct TargetConfig {
     pub agents: Option<String>,
     /// How eligible agents are ranked.
     #[serde(default)]
-    pub strategy: StrategyName,
+    pub strategy: Strategy,
     /// The skills `most_skilled` ranks on.
     #[serde(default)]
     pub skills: Vec<String>,
@@ -251,10 +259,10 @@ pub struct TargetConfig {
     pub seed: u64,
 }
 
-/// A ranking strategy, as the file names it.
+/// How a target ranks its eligible agents.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum StrategyName {
+pub enum Strategy {
     /// Fewest active sessions relative to capacity.
     #[default]
     LeastLoaded,
@@ -268,4 +276,60 @@ pub enum StrategyName {
     FixedOrder,
     /// Shuffled, deterministically for the rule's seed and the session.
     Random,
+}
+
+impl Strategy {
+    /// Every strategy, in the order the README lists them.
+    pub const ALL: [Strategy; 6] = [
+        Strategy::LeastLoaded,
+        Strategy::LongestIdle,
+        Strategy::RoundRobin,
+        Strategy::MostSkilled,
+        Strategy::FixedOrder,
+        Strategy::Random,
+    ];
+
+    /// The name the config file, decisions and logs use: `least_loaded`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::LeastLoaded => "least_loaded",
+            Strategy::LongestIdle => "longest_idle",
+            Strategy::RoundRobin => "round_robin",
+            Strategy::MostSkilled => "most_skilled",
+            Strategy::FixedOrder => "fixed_order",
+            Strategy::Random => "random",
+        }
+    }
+
+    /// The strategy named `name` (as [`Strategy::as_str`] spells it).
+    pub fn from_name(name: &str) -> Option<Strategy> {
+        Strategy::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for Strategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strategy_names_are_the_files_and_read_back() -> Result<(), toml::de::Error> {
+        #[derive(Deserialize)]
+        struct Wrapper {
+            strategy: Strategy,
+        }
+        for strategy in Strategy::ALL {
+            let name = strategy.as_str();
+            let parsed: Wrapper = toml::from_str(&format!("strategy = \"{name}\""))?;
+            assert_eq!(parsed.strategy, strategy);
+            assert_eq!(Strategy::from_name(name), Some(strategy));
+        }
+        assert_eq!(Strategy::from_name("fastest"), None);
+        Ok(())
+    }
 }

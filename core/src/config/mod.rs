@@ -16,8 +16,8 @@ use std::net::SocketAddr;
 use serde::Deserialize;
 
 pub use app::{
-    AgentConfig, AgentStatus, AppConfig, CustomerConfig, GroupConfig, RuleConfig, ScheduleConfig,
-    StrategyName, TargetConfig,
+    AgentConfig, AgentStatus, AppConfig, CustomerConfig, DEFAULT_CANDIDATES, DEFAULT_STICKY,
+    GroupConfig, MAX_CANDIDATES, RuleConfig, ScheduleConfig, Strategy, TargetConfig,
 };
 pub use duration::ConfigDuration;
 pub use load::{ConfigError, ENV_PREFIX, load, parse};

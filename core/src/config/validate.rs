@@ -6,8 +6,8 @@ use std::{collections::HashSet, time::Duration};
 use crate::id::GroupId;
 
 use super::{
-    AppConfig, Config, GatewayConfig, RouterConfig, RuleConfig, StoreKind, StrategyName,
-    TargetConfig,
+    AppConfig, Config, GatewayConfig, MAX_CANDIDATES, RouterConfig, RuleConfig, StoreKind,
+    Strategy, TargetConfig,
 };
 
 /// A key and what is wrong with it.
@@ -151,30 +151,8 @@ fn app(app: &AppConfig, key: &str) -> Result<(), Fault> {
                 format!("agent {} is defined twice", agent.id),
             ));
         }
-        if agent.capacity == 0 {
-            return Err((
-                format!("{agent_key}.capacity"),
-                "must be at least 1".to_owned(),
-            ));
-        }
-        if agent.groups.is_empty() {
-            return Err((
-                format!("{agent_key}.groups"),
-                "must name at least one group".to_owned(),
-            ));
-        }
-        if let Some(unknown) = agent.groups.iter().find(|id| !group_ids.contains(*id)) {
-            return Err((
-                format!("{agent_key}.groups"),
-                format!("group {unknown} is not defined in {key}.groups"),
-            ));
-        }
-        if agent.skills.keys().any(|skill| skill.trim().is_empty()) {
-            return Err((
-                format!("{agent_key}.skills"),
-                "skill names must not be empty".to_owned(),
-            ));
-        }
+        // Capacity, groups, skills and shift are the router's one agent check, shared
+        // with UpsertAgent (`Agent::check` in the engine's catalog).
     }
     let mut customer_ids = HashSet::new();
     for (index, customer) in app.customers.iter().enumerate() {
@@ -240,9 +218,6 @@ fn rules(app: &AppConfig, key: &str, group_ids: &HashSet<GroupId>) -> Result<(),
     Ok(())
 }
 
-/// The most agents one answer may list.
-const MAX_CANDIDATES: u32 = 100;
-
 fn target(
     target: &TargetConfig,
     target_key: &str,
@@ -255,7 +230,7 @@ fn target(
             format!("group {group} is not defined in {key}.groups"),
         ));
     }
-    if target.strategy == StrategyName::MostSkilled && target.skills.is_empty() {
+    if target.strategy == Strategy::MostSkilled && target.skills.is_empty() {
         return Err((
             format!("{target_key}.skills"),
             "most_skilled needs the skills to rank on".to_owned(),

@@ -7,8 +7,8 @@ use std::{collections::HashMap, path::Path, sync::Arc};
 use chrono_tz::Tz;
 use handoff_core::{
     config::{
-        AgentConfig, AgentStatus, AppConfig, Config, ConfigError, RuleConfig, ScheduleConfig,
-        StrategyName, TargetConfig,
+        AgentConfig, AgentStatus, AppConfig, Config, ConfigError, DEFAULT_CANDIDATES,
+        DEFAULT_STICKY, RuleConfig, ScheduleConfig, Strategy, TargetConfig,
     },
     id::{AgentId, ClientUserId, GroupId, SdkAppId},
 };
@@ -64,7 +64,8 @@ pub struct App {
     groups: Vec<Group>,
     agents: Vec<Arc<Agent>>,
     customers: HashMap<ClientUserId, Customer>,
-    rules: Vec<Rule>,
+    rules: Vec<ConditionalRule>,
+    default_rule: Rule,
     fallback_group: Option<GroupId>,
     cel: Cel,
 }
@@ -93,8 +94,12 @@ impl App {
         }
         let mut agents = Vec::with_capacity(config.agents.len());
         for (index, agent) in config.agents.iter().enumerate() {
-            let compiled = Agent::compile(agent, zone)
-                .map_err(|(key, message)| (format!("agents[{index}].{key}"), message))?;
+            let compiled = Agent::check(agent, zone, &groups).map_err(|fault| {
+                (
+                    format!("agents[{index}].{}", fault.field.config_key()),
+                    fault.message,
+                )
+            })?;
             agents.push(Arc::new(compiled));
         }
         let customers = config
@@ -102,16 +107,28 @@ impl App {
             .iter()
             .map(|customer| (customer.id.clone(), Customer::from_config(customer)))
             .collect();
-        let mut rules = Vec::with_capacity(config.rules.len() + 1);
+        let mut rules = Vec::with_capacity(config.rules.len());
+        let mut default_rule = None;
         for (index, rule) in config.rules.iter().enumerate() {
-            rules.push(
-                Rule::compile(rule, cel)
-                    .map_err(|(key, message)| (format!("rules[{index}].{key}"), message))?,
-            );
+            let fault = |(key, message): Fault| (format!("rules[{index}].{key}"), message);
+            let when = rule
+                .when
+                .as_deref()
+                .map(|source| cel.compile(source, Kind::When))
+                .transpose()
+                .map_err(|message| fault(("when".to_owned(), message)))?;
+            let compiled = Rule::compile(rule, cel).map_err(fault)?;
+            match when {
+                Some(when) => rules.push(ConditionalRule {
+                    when,
+                    rule: compiled,
+                }),
+                // The config's validation allows a rule without `when` only last.
+                None => default_rule = Some(compiled),
+            }
         }
-        if rules.last().is_none_or(|rule| rule.when.is_some()) {
-            rules.push(Rule::implicit_default(config.target_group_id()));
-        }
+        let default_rule =
+            default_rule.unwrap_or_else(|| Rule::implicit_default(config.target_group_id()));
         Ok(Self {
             id: config.sdk_app_id,
             zone,
@@ -120,6 +137,7 @@ impl App {
             agents,
             customers,
             rules,
+            default_rule,
             fallback_group: config.fallback_group_id,
             cel: cel.clone(),
         })
@@ -140,9 +158,20 @@ impl App {
         self.customers.get(id)
     }
 
-    /// The rules, the default rule last.
-    pub fn rules(&self) -> &[Rule] {
+    /// The rules with a `when`, in order.
+    pub fn rules(&self) -> &[ConditionalRule] {
         &self.rules
+    }
+
+    /// The rule that decides when no rule's `when` holds: the config's last rule when it
+    /// has no `when`, else the implicit [`DEFAULT_RULE`].
+    pub fn default_rule(&self) -> &Rule {
+        &self.default_rule
+    }
+
+    /// Checks and compiles an agent defined at run time against this app's groups and zone.
+    pub fn check_agent(&self, config: &AgentConfig) -> Result<Agent, AgentFault> {
+        Agent::check(config, self.zone, &self.groups)
     }
 
     /// The group answered when nobody can be chosen.
@@ -196,15 +225,92 @@ pub struct Agent {
     cel: AgentValue,
 }
 
+/// The part of an agent definition at fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentField {
+    /// How many sessions the agent takes at once.
+    Capacity,
+    /// The agent's groups.
+    Groups,
+    /// The agent's skills.
+    Skills,
+    /// The agent's shift.
+    Shift,
+}
+
+impl AgentField {
+    /// The key the config file gives the field (`[[apps.agents]]`).
+    pub fn config_key(self) -> &'static str {
+        match self {
+            AgentField::Capacity => "capacity",
+            AgentField::Groups => "groups",
+            AgentField::Skills => "skills",
+            AgentField::Shift => "shift",
+        }
+    }
+}
+
+/// What is wrong with an agent definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentFault {
+    /// The field at fault.
+    pub field: AgentField,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl AgentFault {
+    fn new(field: AgentField, message: impl Into<String>) -> Self {
+        Self {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
 impl Agent {
-    /// Compiles an agent definition; `app_zone` stands in for a shift without a zone.
-    pub fn compile(config: &AgentConfig, app_zone: Tz) -> Result<Self, Fault> {
+    /// The one check of a new agent definition, for the config file and for agents defined
+    /// at run time alike: a capacity of at least one, at least one group and only groups of
+    /// the app, named skills, and a shift that compiles (`app_zone` stands in for a shift
+    /// without a zone of its own).
+    pub fn check(config: &AgentConfig, app_zone: Tz, groups: &[Group]) -> Result<Self, AgentFault> {
+        if config.capacity == 0 {
+            return Err(AgentFault::new(AgentField::Capacity, "must be at least 1"));
+        }
+        if config.groups.is_empty() {
+            return Err(AgentFault::new(
+                AgentField::Groups,
+                "must name at least one group",
+            ));
+        }
+        if let Some(unknown) = config
+            .groups
+            .iter()
+            .find(|id| !groups.iter().any(|group| group.id == **id))
+        {
+            return Err(AgentFault::new(
+                AgentField::Groups,
+                format!("group {unknown} is not defined in the app's groups"),
+            ));
+        }
+        if config.skills.keys().any(|skill| skill.trim().is_empty()) {
+            return Err(AgentFault::new(
+                AgentField::Skills,
+                "skill names must not be empty",
+            ));
+        }
+        Self::compile(config, app_zone)
+    }
+
+    /// Compiles a definition that passed [`Agent::check`] when it was made (a stored one)
+    /// in the app's zone as it is now; only its shift can fail.
+    pub fn compile(config: &AgentConfig, app_zone: Tz) -> Result<Self, AgentFault> {
         let shift = config
             .shift
             .as_ref()
             .map(|shift| schedule(shift, app_zone))
             .transpose()
-            .map_err(|message| ("shift".to_owned(), message))?;
+            .map_err(|message| AgentFault::new(AgentField::Shift, message))?;
         let groups: Vec<u64> = config.groups.iter().map(|group| group.get()).collect();
         let cel = agent_value(
             config.id.as_str(),
@@ -239,17 +345,24 @@ impl Agent {
     }
 }
 
-/// A routing rule.
+/// A rule with a condition: it decides when its `when` holds and no rule before it did.
+#[derive(Debug)]
+pub struct ConditionalRule {
+    /// The condition.
+    pub when: Expression,
+    /// What the rule does.
+    pub rule: Rule,
+}
+
+/// What a rule does once it decides.
 #[derive(Debug)]
 pub struct Rule {
     /// Unique in the app.
     pub name: String,
-    /// The condition; `None` matches everything.
-    pub when: Option<Expression>,
     /// The rule's own target, then its overflow targets in order.
     pub targets: Vec<Target>,
-    /// How many agents an answer lists.
-    pub candidates: usize,
+    /// How many agents an answer lists (the config's `candidates`).
+    pub max_agents: usize,
     /// Whether the owner, then the previous agent, goes first.
     pub sticky: bool,
     /// Whether the answer is the group alone.
@@ -258,12 +371,6 @@ pub struct Rule {
 
 impl Rule {
     fn compile(config: &RuleConfig, cel: &Cel) -> Result<Self, Fault> {
-        let when = config
-            .when
-            .as_deref()
-            .map(|source| cel.compile(source, Kind::When))
-            .transpose()
-            .map_err(|message| ("when".to_owned(), message))?;
         let mut targets = vec![
             Target::compile(&config.target(), cel)
                 .map_err(|message| ("agents".to_owned(), message))?,
@@ -276,28 +383,26 @@ impl Rule {
         }
         Ok(Self {
             name: config.name.clone(),
-            when,
             targets,
-            candidates: config.candidates as usize,
+            max_agents: config.candidates as usize,
             sticky: config.sticky,
             group_only: config.group_only,
         })
     }
 
-    /// The rule every app ends with unless its own last rule matches everything.
+    /// The rule an app ends with unless its own last rule matches everything.
     fn implicit_default(group: Option<GroupId>) -> Self {
         Self {
             name: DEFAULT_RULE.to_owned(),
-            when: None,
             targets: vec![Target {
                 group,
                 filter: None,
-                strategy: StrategyName::LeastLoaded,
+                strategy: Strategy::LeastLoaded,
                 skills: Vec::new(),
                 seed: 0,
             }],
-            candidates: 5,
-            sticky: true,
+            max_agents: DEFAULT_CANDIDATES as usize,
+            sticky: DEFAULT_STICKY,
             group_only: false,
         }
     }
@@ -311,7 +416,7 @@ pub struct Target {
     /// The agent filter.
     pub filter: Option<Expression>,
     /// The ranking.
-    pub strategy: StrategyName,
+    pub strategy: Strategy,
     /// Skills `most_skilled` ranks on.
     pub skills: Vec<String>,
     /// Seed for `random`.
@@ -332,18 +437,5 @@ impl Target {
             skills: config.skills.clone(),
             seed: config.seed,
         })
-    }
-}
-
-/// A rule that targets nothing, for an app without rules (which the catalog never builds).
-pub(super) fn empty_rule() -> &'static Rule {
-    static EMPTY: std::sync::OnceLock<Rule> = std::sync::OnceLock::new();
-    EMPTY.get_or_init(|| Rule::implicit_default(None))
-}
-
-impl Catalog {
-    /// Each app's time zone, for compiling agents defined at run time.
-    pub fn zones(&self) -> HashMap<SdkAppId, Tz> {
-        self.apps.iter().map(|(id, app)| (*id, app.zone)).collect()
     }
 }

@@ -5,24 +5,9 @@
 use std::{fmt, time::SystemTime};
 
 use handoff_core::{
-    config::StrategyName,
+    config::Strategy,
     id::{AgentId, GroupId},
 };
-
-/// How a rule ranks the eligible agents of its target.
-pub type Strategy = StrategyName;
-
-/// The name configs and logs use for `strategy`.
-pub fn strategy_name(strategy: Strategy) -> &'static str {
-    match strategy {
-        Strategy::LeastLoaded => "least_loaded",
-        Strategy::LongestIdle => "longest_idle",
-        Strategy::RoundRobin => "round_robin",
-        Strategy::MostSkilled => "most_skilled",
-        Strategy::FixedOrder => "fixed_order",
-        Strategy::Random => "random",
-    }
-}
 
 /// How a rule fared.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,9 +159,9 @@ pub struct Decision {
     /// The group to answer.
     pub group: Option<GroupId>,
     /// Eligible agents, best first.
-    pub candidates: Vec<Candidate>,
-    /// How many agents the answer may list.
-    pub limit: usize,
+    pub ranked: Vec<Candidate>,
+    /// How many agents the answer may list (the rule's `candidates`).
+    pub max_agents: usize,
     /// Whether the answer is the group alone by the rule's choice.
     pub group_only: bool,
     /// Whether no target had an eligible agent.
@@ -186,14 +171,14 @@ pub struct Decision {
 }
 
 impl Decision {
-    /// The answer when the store reserved `candidates[index]`: the candidates ranked above it
+    /// The answer when the store reserved `ranked[index]`: the candidates ranked above it
     /// filled up in the meantime, so the answer starts with it.
     pub fn reserve_at(&self, index: usize) -> Answer {
         let agents: Vec<AgentId> = self
-            .candidates
+            .ranked
             .iter()
             .skip(index)
-            .take(self.limit)
+            .take(self.max_agents)
             .map(|candidate| candidate.agent.clone())
             .collect();
         Answer {
@@ -209,7 +194,7 @@ impl Decision {
 
     /// The answer without a reservation: the group alone.
     pub fn without_reservation(&self) -> Answer {
-        let reason = if self.candidates.is_empty() || self.group_only {
+        let reason = if self.ranked.is_empty() || self.group_only {
             self.reason.clone()
         } else {
             format!("{}; every one reached capacity meanwhile", self.reason)
@@ -227,12 +212,12 @@ impl Decision {
 
     /// Whether the store should try to reserve one of the candidates.
     pub fn wants_reservation(&self) -> bool {
-        !self.group_only && !self.candidates.is_empty()
+        !self.group_only && !self.ranked.is_empty()
     }
 }
 
 /// What goes back to the caller, and what a replay of the same session returns.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
     /// The group to hand the session to.
     pub group: Option<GroupId>,

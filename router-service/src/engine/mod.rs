@@ -28,11 +28,14 @@ use handoff_core::{
     id::{ClientUserId, SdkAppId, SessionId},
 };
 
-pub use catalog::{Agent, App, Catalog, DEFAULT_RULE, Group, Rule, Target};
-pub use decision::{
-    Answer, Candidate, Decision, Excluded, Exclusion, RuleOutcome, RuleTrace, Sticky, Strategy,
-    TargetOutcome, TargetTrace, strategy_name,
+pub use catalog::{
+    Agent, AgentFault, AgentField, App, Catalog, ConditionalRule, DEFAULT_RULE, Group, Rule, Target,
 };
+pub use decision::{
+    Answer, Candidate, Decision, Excluded, Exclusion, RuleOutcome, RuleTrace, Sticky,
+    TargetOutcome, TargetTrace,
+};
+pub use handoff_core::config::Strategy;
 pub use state::{AgentLoad, Customer, RosterChanges, StateView, roster};
 
 use expr::Scope;
@@ -73,64 +76,68 @@ pub fn decide(app: &App, handoff: &Handoff, state: &dyn StateView, now: SystemTi
     let scope = app.cel().scope(handoff, customer, now, app.zone);
     let (rule, rules) = match_rule(app, &scope);
     let roster = roster(app, state.roster_changes());
+    let search = Search {
+        app,
+        roster: &roster,
+        state,
+        scope: &scope,
+        session: &handoff.session,
+        now,
+    };
     let mut targets = Vec::with_capacity(rule.targets.len());
+    let mut chosen = None;
     for (index, target) in rule.targets.iter().enumerate() {
         let label = match index {
             0 => "target".to_owned(),
             n => format!("overflow[{}]", n - 1),
         };
-        let (trace, mut candidates) =
-            search(app, target, label, &roster, state, &scope, handoff, now);
+        let (trace, ranked) = search.target(target, label);
         targets.push(trace);
-        if candidates.is_empty() {
-            continue;
+        if !ranked.is_empty() {
+            chosen = Some((target, ranked));
+            break;
         }
-        if rule.sticky {
-            put_sticky_first(&mut candidates, customer, state, app.sticky_ttl, now);
-        }
-        let reason = reason::chosen(app, rule, &targets, &candidates);
-        return Decision {
-            rule: rule.name.clone(),
-            rules,
-            targets,
-            strategy: Some(target.strategy),
-            group: target.group,
-            candidates,
-            limit: rule.candidates,
-            group_only: rule.group_only,
-            fallback: false,
-            reason,
-        };
     }
-    let group = app
-        .fallback_group()
-        .or_else(|| rule.targets.first().and_then(|t| t.group));
-    let reason = reason::fallback(rule, &targets, group);
+    let (strategy, group, ranked, fallback, reason) = match chosen {
+        Some((target, mut ranked)) => {
+            if rule.sticky {
+                put_sticky_first(&mut ranked, customer, state, app.sticky_ttl, now);
+            }
+            let reason = reason::chosen(app, rule, &targets, &ranked);
+            (Some(target.strategy), target.group, ranked, false, reason)
+        }
+        None => {
+            let group = app
+                .fallback_group()
+                .or_else(|| rule.targets.first().and_then(|t| t.group));
+            let reason = reason::fallback(rule, &targets, group);
+            (None, group, Vec::new(), true, reason)
+        }
+    };
     Decision {
         rule: rule.name.clone(),
         rules,
         targets,
-        strategy: None,
+        strategy,
         group,
-        candidates: Vec::new(),
-        limit: rule.candidates,
+        ranked,
+        max_agents: rule.max_agents,
         group_only: rule.group_only,
-        fallback: true,
+        fallback,
         reason,
     }
 }
 
-/// The first rule whose `when` holds, and the trace of every rule tried.
+/// The first rule whose `when` holds (else the app's default rule), and the trace of every
+/// rule tried.
 fn match_rule<'a>(app: &'a App, scope: &Scope<'_>) -> (&'a Rule, Vec<RuleTrace>) {
     let mut traces = Vec::new();
-    for rule in app.rules() {
-        let outcome = match &rule.when {
-            None => RuleOutcome::Matched,
-            Some(when) => match scope.holds(when) {
-                Ok(true) => RuleOutcome::Matched,
-                Ok(false) => RuleOutcome::NotMatched,
-                Err(error) => RuleOutcome::Failed(error),
-            },
+    for conditional in app.rules() {
+        let rule = &conditional.rule;
+        let outcome = match scope.holds(&conditional.when) {
+            Ok(true) => RuleOutcome::Matched,
+            Ok(false) => RuleOutcome::NotMatched,
+            Err(error) => RuleOutcome::Failed(error),
         };
         let matched = outcome == RuleOutcome::Matched;
         traces.push(RuleTrace {
@@ -141,139 +148,141 @@ fn match_rule<'a>(app: &'a App, scope: &Scope<'_>) -> (&'a Rule, Vec<RuleTrace>)
             return (rule, traces);
         }
     }
-    // The catalog always ends an app's rules with one that has no `when`.
-    match app.rules().last() {
-        Some(last) => (last, traces),
-        None => (catalog::empty_rule(), traces),
-    }
+    let rule = app.default_rule();
+    traces.push(RuleTrace {
+        rule: rule.name.clone(),
+        outcome: RuleOutcome::Matched,
+    });
+    (rule, traces)
 }
 
-/// Finds and ranks the eligible agents of `target`.
-#[allow(clippy::too_many_arguments)]
-fn search(
-    app: &App,
-    target: &Target,
-    label: String,
-    roster: &[&Arc<Agent>],
-    state: &dyn StateView,
-    scope: &Scope<'_>,
-    handoff: &Handoff,
+/// What searching any target of one decision needs: the app, its roster as it stands, the
+/// live state, the CEL scope of this handoff, and the time.
+struct Search<'a> {
+    app: &'a App,
+    roster: &'a [&'a Arc<Agent>],
+    state: &'a dyn StateView,
+    scope: &'a Scope<'a>,
+    session: &'a SessionId,
     now: SystemTime,
-) -> (TargetTrace, Vec<Candidate>) {
-    let closed = target
-        .group
-        .and_then(|id| app.group(id))
-        .and_then(|group| group.hours.as_ref())
-        .is_some_and(|hours| !hours.is_open(now));
-    let mut candidates = Vec::new();
-    let mut excluded = Vec::new();
-    let mut pivot: Option<(SystemTime, usize)> = None;
-    for (position, agent) in roster.iter().enumerate() {
-        if target
+}
+
+impl Search<'_> {
+    /// Finds and ranks the eligible agents of `target`.
+    fn target(&self, target: &Target, label: String) -> (TargetTrace, Vec<Candidate>) {
+        let closed = target
             .group
-            .is_some_and(|group| !agent.groups.contains(&group))
-        {
-            continue;
+            .and_then(|id| self.app.group(id))
+            .and_then(|group| group.hours.as_ref())
+            .is_some_and(|hours| !hours.is_open(self.now));
+        let mut ranked = Vec::new();
+        let mut excluded = Vec::new();
+        let mut pivot: Option<(SystemTime, usize)> = None;
+        for (position, agent) in self.roster.iter().enumerate() {
+            if target
+                .group
+                .is_some_and(|group| !agent.groups.contains(&group))
+            {
+                continue;
+            }
+            let load = self.state.load(&agent.id);
+            if let Some(at) = load.last_assigned
+                && pivot.is_none_or(|(latest, _)| at > latest)
+            {
+                pivot = Some((at, position));
+            }
+            match self.eligibility(agent, load, closed, target) {
+                Ok(()) => ranked.push(Candidate {
+                    agent: agent.id.clone(),
+                    capacity: agent.capacity,
+                    active: load.active,
+                    last_assigned: load.last_assigned,
+                    score: 0.0,
+                    sticky: None,
+                    position,
+                }),
+                Err(reason) => excluded.push(Excluded {
+                    agent: agent.id.clone(),
+                    reason,
+                }),
+            }
         }
-        let load = state.load(&agent.id);
-        if let Some(at) = load.last_assigned
-            && pivot.is_none_or(|(latest, _)| at > latest)
-        {
-            pivot = Some((at, position));
-        }
-        match eligibility(agent, load, closed, state, scope, target, now) {
-            Ok(()) => candidates.push(Candidate {
-                agent: agent.id.clone(),
-                capacity: agent.capacity,
-                active: load.active,
-                last_assigned: load.last_assigned,
-                score: 0.0,
-                sticky: None,
-                position,
-            }),
-            Err(reason) => excluded.push(Excluded {
-                agent: agent.id.clone(),
-                reason,
-            }),
-        }
+        let skill_of = |candidate: &Candidate| -> u32 {
+            self.roster
+                .get(candidate.position)
+                .map(|agent| target.skills.iter().map(|skill| agent.skill(skill)).sum())
+                .unwrap_or_default()
+        };
+        rank::rank(
+            target,
+            &mut ranked,
+            skill_of,
+            self.session,
+            pivot.map(|(_, p)| p),
+            self.now,
+        );
+        let outcome = if closed {
+            TargetOutcome::Closed
+        } else if ranked.is_empty() {
+            TargetOutcome::NoEligible
+        } else {
+            TargetOutcome::Chosen
+        };
+        let trace = TargetTrace {
+            label,
+            group: target.group,
+            strategy: target.strategy,
+            outcome,
+            eligible: ranked.len(),
+            excluded,
+        };
+        (trace, ranked)
     }
-    let skill_of = |candidate: &Candidate| -> u32 {
-        roster
-            .get(candidate.position)
-            .map(|agent| target.skills.iter().map(|skill| agent.skill(skill)).sum())
-            .unwrap_or_default()
-    };
-    rank::rank(
-        target,
-        &mut candidates,
-        skill_of,
-        &handoff.session,
-        pivot.map(|(_, p)| p),
-        now,
-    );
-    let outcome = if closed {
-        TargetOutcome::Closed
-    } else if candidates.is_empty() {
-        TargetOutcome::NoEligible
-    } else {
-        TargetOutcome::Chosen
-    };
-    let trace = TargetTrace {
-        label,
-        group: target.group,
-        strategy: target.strategy,
-        outcome,
-        eligible: candidates.len(),
-        excluded,
-    };
-    (trace, candidates)
-}
 
-/// Whether `agent` may be offered a session of `target`; the first reason it may not.
-fn eligibility(
-    agent: &Agent,
-    load: AgentLoad,
-    group_closed: bool,
-    state: &dyn StateView,
-    scope: &Scope<'_>,
-    target: &Target,
-    now: SystemTime,
-) -> Result<(), Exclusion> {
-    if group_closed {
-        return Err(Exclusion::GroupClosed);
-    }
-    match state.status(&agent.id).unwrap_or(agent.status) {
-        AgentStatus::Available => {}
-        AgentStatus::Away => return Err(Exclusion::Away),
-        AgentStatus::Offline => return Err(Exclusion::Offline),
-    }
-    if agent
-        .shift
-        .as_ref()
-        .is_some_and(|shift| !shift.is_open(now))
-    {
-        return Err(Exclusion::OffShift);
-    }
-    if let Some(filter) = &target.filter {
-        match scope.admits(filter, agent.cel_value()) {
-            Ok(true) => {}
-            Ok(false) => return Err(Exclusion::FilterFalse),
-            Err(error) => return Err(Exclusion::FilterFailed(error)),
+    /// Whether `agent` may be offered a session of `target`; the first reason it may not.
+    fn eligibility(
+        &self,
+        agent: &Agent,
+        load: AgentLoad,
+        group_closed: bool,
+        target: &Target,
+    ) -> Result<(), Exclusion> {
+        if group_closed {
+            return Err(Exclusion::GroupClosed);
         }
+        match self.state.status(&agent.id).unwrap_or(agent.status) {
+            AgentStatus::Available => {}
+            AgentStatus::Away => return Err(Exclusion::Away),
+            AgentStatus::Offline => return Err(Exclusion::Offline),
+        }
+        if agent
+            .shift
+            .as_ref()
+            .is_some_and(|shift| !shift.is_open(self.now))
+        {
+            return Err(Exclusion::OffShift);
+        }
+        if let Some(filter) = &target.filter {
+            match self.scope.admits(filter, agent.cel_value()) {
+                Ok(true) => {}
+                Ok(false) => return Err(Exclusion::FilterFalse),
+                Err(error) => return Err(Exclusion::FilterFailed(error)),
+            }
+        }
+        if load.active >= agent.capacity {
+            return Err(Exclusion::AtCapacity {
+                active: load.active,
+                capacity: agent.capacity,
+            });
+        }
+        Ok(())
     }
-    if load.active >= agent.capacity {
-        return Err(Exclusion::AtCapacity {
-            active: load.active,
-            capacity: agent.capacity,
-        });
-    }
-    Ok(())
 }
 
 /// Moves the customer's owner, then their previous agent (within `ttl`), to the front when
 /// they are among the candidates.
 fn put_sticky_first(
-    candidates: &mut Vec<Candidate>,
+    ranked: &mut Vec<Candidate>,
     customer: &Customer,
     state: &dyn StateView,
     ttl: std::time::Duration,
@@ -289,10 +298,10 @@ fn put_sticky_first(
     ];
     for (agent, why) in picks {
         let Some(agent) = agent else { continue };
-        if let Some(index) = candidates.iter().position(|c| c.agent == agent) {
-            let mut candidate = candidates.remove(index);
+        if let Some(index) = ranked.iter().position(|c| c.agent == agent) {
+            let mut candidate = ranked.remove(index);
             candidate.sticky.get_or_insert(why);
-            candidates.insert(0, candidate);
+            ranked.insert(0, candidate);
         }
     }
 }

@@ -3,13 +3,13 @@
 
 use handoff_core::id::GroupId;
 
-use super::{App, Candidate, Rule, Sticky, TargetOutcome, TargetTrace, strategy_name};
+use super::{App, Candidate, Rule, Sticky, TargetOutcome, TargetTrace};
 
 pub(super) fn chosen(
     app: &App,
     rule: &Rule,
     targets: &[TargetTrace],
-    candidates: &[Candidate],
+    ranked: &[Candidate],
 ) -> String {
     let mut reason = format!("rule {:?}", rule.name);
     for trace in targets {
@@ -19,10 +19,7 @@ pub(super) fn chosen(
             describe_target(app, trace)
         ));
     }
-    match candidates
-        .first()
-        .and_then(|c| c.sticky.map(|s| (s, &c.agent)))
-    {
+    match ranked.first().and_then(|c| c.sticky.map(|s| (s, &c.agent))) {
         Some((Sticky::Owner, agent)) => reason.push_str(&format!("; owner {agent} first")),
         Some((Sticky::Previous, agent)) => {
             reason.push_str(&format!("; previous agent {agent} first"))
@@ -64,7 +61,7 @@ fn describe_target(app: &App, trace: &TargetTrace) -> String {
         TargetOutcome::Chosen => format!(
             "{place}: {} of {total} agents eligible, ranked {}",
             trace.eligible,
-            strategy_name(trace.strategy)
+            trace.strategy.as_str()
         ),
         TargetOutcome::Closed => format!("{place}: closed"),
         TargetOutcome::NoEligible => format!("{place}: {}", short_outcome(trace)),

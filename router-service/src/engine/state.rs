@@ -42,7 +42,7 @@ pub trait StateView {
 }
 
 /// What is known of a customer: pushed over gRPC, listed in the config, or nothing.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Customer {
     /// Tencent's ClientUserId.
     pub id: ClientUserId,

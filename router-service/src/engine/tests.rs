@@ -186,11 +186,7 @@ impl StateView for FakeState {
 }
 
 fn ranked(decision: &Decision) -> Vec<&str> {
-    decision
-        .candidates
-        .iter()
-        .map(|c| c.agent.as_str())
-        .collect()
+    decision.ranked.iter().map(|c| c.agent.as_str()).collect()
 }
 
 fn excluded(trace: &TargetTrace) -> Vec<(String, String)> {
@@ -217,49 +213,57 @@ fn strategy_app(strategy: &str, extra: &str) -> Result<Arc<App>, Error> {
 #[test]
 fn each_strategy_orders_as_documented() -> TestResult {
     let now = at(WEDNESDAY_MORNING)?;
-    // ann 1/2, bob 1/4, cat 0/1; eve is off shift, dan away.
+    // ann 1/2 assigned at 100 s, bob 1/4 at 300 s (most recently), cat 0/1 at 200 s; eve is
+    // off shift, dan away. Built so that each strategy alone gives its order: swapping two
+    // strategies' code fails here.
     let state = || {
         FakeState::default()
-            .load("ann@example.com", 1, secs(300))
-            .load("bob@example.com", 1, secs(100))
+            .load("ann@example.com", 1, secs(100))
+            .load("bob@example.com", 1, secs(300))
             .load("cat@example.com", 0, secs(200))
     };
-    let cases: [(&str, &str, &[&str]); 5] = [
-        (
-            "least_loaded",
-            "",
-            &["cat@example.com", "bob@example.com", "ann@example.com"],
-        ),
-        (
-            "longest_idle",
-            "",
-            &["bob@example.com", "cat@example.com", "ann@example.com"],
-        ),
-        // ann (position 0) was assigned last: the turn passes to bob, cat, then back to ann.
-        (
-            "round_robin",
-            "",
-            &["bob@example.com", "cat@example.com", "ann@example.com"],
-        ),
+    let cases: [(&str, &str, [&str; 3]); 6] = [
+        // Load ratios 0 (cat) < 1/4 (bob) < 1/2 (ann).
+        ("least_loaded", "", ["cat", "bob", "ann"]),
+        // Idle since 100 s (ann), 200 s (cat), 300 s (bob).
+        ("longest_idle", "", ["ann", "cat", "bob"]),
+        // bob (position 1) was assigned last: the turn passes to cat, then ann, then bob.
+        ("round_robin", "", ["cat", "ann", "bob"]),
+        // billing 5 (bob), 3 (cat), 1 (ann).
         (
             "most_skilled",
             "skills = [\"billing\"]",
-            &["bob@example.com", "cat@example.com", "ann@example.com"],
+            ["bob", "cat", "ann"],
         ),
-        (
-            "fixed_order",
-            "",
-            &["ann@example.com", "bob@example.com", "cat@example.com"],
-        ),
+        // As listed.
+        ("fixed_order", "", ["ann", "bob", "cat"]),
+        // The one order left, for this seed and session.
+        ("random", "seed = RANDOM_SEED", ["bob", "ann", "cat"]),
     ];
+    let mut orders = std::collections::BTreeSet::new();
     for (strategy, extra, expected) in cases {
-        let app = strategy_app(strategy, extra)?;
+        let app = strategy_app(
+            strategy,
+            &extra.replace("RANDOM_SEED", &RANDOM_SEED.to_string()),
+        )?;
         let decision = decide(&app, &handoff("walk-in", &[])?, &state(), now);
+        let expected: Vec<String> = expected
+            .iter()
+            .map(|a| format!("{a}@example.com"))
+            .collect();
         assert_eq!(ranked(&decision), expected, "{strategy}");
-        assert_eq!(decision.strategy.map(strategy_name), Some(strategy));
+        assert_eq!(decision.strategy.map(Strategy::as_str), Some(strategy));
+        assert!(
+            orders.insert(expected),
+            "{strategy} repeats another's order"
+        );
     }
     Ok(())
 }
+
+/// A `random` seed that orders ann, bob and cat as no other strategy does in
+/// `each_strategy_orders_as_documented`.
+const RANDOM_SEED: u64 = 1;
 
 #[test]
 fn least_loaded_breaks_ties_by_idle_time_then_position() -> TestResult {
@@ -274,7 +278,7 @@ fn least_loaded_breaks_ties_by_idle_time_then_position() -> TestResult {
         ranked(&decision),
         ["cat@example.com", "bob@example.com", "ann@example.com"]
     );
-    let scores: Vec<f64> = decision.candidates.iter().map(|c| c.score).collect();
+    let scores: Vec<f64> = decision.ranked.iter().map(|c| c.score).collect();
     assert_eq!(scores, [0.0, 0.5, 0.5]);
     Ok(())
 }
@@ -409,7 +413,7 @@ fn overflow_walks_the_chain_and_falls_back_when_it_runs_out() -> TestResult {
     let decision = decide(&app, &vip, &state, now);
     assert!(decision.fallback);
     assert_eq!(decision.group.map(|g| g.get()), Some(9000));
-    assert!(decision.candidates.is_empty());
+    assert!(decision.ranked.is_empty());
     assert!(
         decision.reason.contains("answered group 9000 alone"),
         "{}",
@@ -483,7 +487,7 @@ fn stickiness_puts_the_owner_then_the_previous_agent_first() -> TestResult {
     // eve owns vip-1 and comes first although ann is more skilled.
     let decision = decide(&app, &vip, &FakeState::default(), night);
     assert_eq!(ranked(&decision), ["eve@example.com", "ann@example.com"]);
-    assert_eq!(decision.candidates[0].sticky, Some(Sticky::Owner));
+    assert_eq!(decision.ranked[0].sticky, Some(Sticky::Owner));
 
     // A walk-in served by cat 30 minutes ago gets cat first again, within the 1 h TTL ...
     let walk_in = handoff("walk-in", &[])?;
@@ -491,7 +495,7 @@ fn stickiness_puts_the_owner_then_the_previous_agent_first() -> TestResult {
     let state = FakeState::default().previous("walk-in", "cat@example.com", served)?;
     let decision = decide(&app, &walk_in, &state, night);
     assert_eq!(ranked(&decision)[0], "cat@example.com");
-    assert_eq!(decision.candidates[0].sticky, Some(Sticky::Previous));
+    assert_eq!(decision.ranked[0].sticky, Some(Sticky::Previous));
     assert!(
         decision
             .reason
@@ -534,7 +538,7 @@ fn live_status_and_roster_changes_take_effect() -> TestResult {
         attributes: BTreeMap::new(),
         shift: None,
     };
-    let zoe = Agent::compile(&spec, app.zone).map_err(|(k, m)| format!("{k}: {m}"))?;
+    let zoe = Agent::compile(&spec, app.zone).map_err(|fault| fault.message)?;
     state.changes.insert(zoe.id.clone(), Some(Arc::new(zoe)));
     state
         .changes
@@ -571,7 +575,7 @@ fn the_answer_lists_at_most_the_rules_candidates() -> TestResult {
     let app = app_from(FLOOR)?;
     let night = at("2026-11-25T22:00:00Z")?;
     let decision = decide(&app, &handoff("vip-1", &[])?, &FakeState::default(), night);
-    assert_eq!(decision.limit, 2);
+    assert_eq!(decision.max_agents, 2);
     let answer = decision.reserve_at(0);
     assert_eq!(answer.agents.len(), 2);
     assert_eq!(
@@ -628,6 +632,32 @@ fn bad_rules_and_schedules_are_refused_with_the_key() -> TestResult {
             "apps[0].time_zone",
             "unknown time zone",
         ),
+        (
+            FLOOR.replace("capacity = 4", "capacity = 0"),
+            "apps[0].agents[1].capacity",
+            "must be at least 1",
+        ),
+        (
+            FLOOR.replace(
+                "groups = [6521, 6522]\ncapacity = 4",
+                "groups = []\ncapacity = 4",
+            ),
+            "apps[0].agents[1].groups",
+            "must name at least one group",
+        ),
+        (
+            FLOOR.replace(
+                "groups = [6521, 6522]\ncapacity = 4",
+                "groups = [6521, 7]\ncapacity = 4",
+            ),
+            "apps[0].agents[1].groups",
+            "group 7 is not defined",
+        ),
+        (
+            FLOOR.replace("billing = 5 }", "\" \" = 5 }"),
+            "apps[0].agents[1].skills",
+            "skill names must not be empty",
+        ),
     ];
     for (text, key, message) in cases {
         let config = handoff_core::config::parse(&text, Path::new("f.toml"), Vec::new())?;
@@ -669,7 +699,7 @@ mod properties {
             let attributes: &[(&str, &str)] = if topic.is_empty() { &[] } else { &[("topic", topic)] };
             let handoff = handoff(customer, attributes).map_err(fail)?;
             let first = decide(&app, &handoff, &state, now);
-            for candidate in &first.candidates {
+            for candidate in &first.ranked {
                 prop_assert!(candidate.active < candidate.capacity);
                 let agent = app.agents().iter().find(|a| a.id == candidate.agent);
                 prop_assert!(agent.is_some_and(|a| a.status == AgentStatus::Available));

@@ -107,7 +107,7 @@ pub fn explanation(decision: &Decision, answer: Answer) -> pb::ExplainAssignment
         })
         .collect();
     let candidates = decision
-        .candidates
+        .ranked
         .iter()
         .map(|candidate| pb::CandidateScore {
             agent_id: candidate.agent.to_string(),
@@ -145,7 +145,8 @@ fn exclusion(reason: &Exclusion) -> (pb::Exclusion, String) {
     }
 }
 
-/// An agent definition from the wire; groups are checked against the app by the router.
+/// An agent definition from the wire, its ids parsed; the router checks the rest against
+/// the app as it checks the config file's agents.
 pub fn agent_config(agent: pb::Agent) -> Result<AgentConfig, RouterError> {
     let id = AgentId::parse(agent.id).map_err(|e| RouterError::invalid("agent.id", e))?;
     let groups = agent
@@ -159,12 +160,6 @@ pub fn agent_config(agent: pb::Agent) -> Result<AgentConfig, RouterError> {
         _ => status(agent.status)
             .ok_or_else(|| RouterError::invalid("agent.status", "unknown status"))?,
     };
-    if agent.skills.keys().any(|skill| skill.trim().is_empty()) {
-        return Err(RouterError::invalid(
-            "agent.skills",
-            "skill names must not be empty",
-        ));
-    }
     let name = Some(agent.name).filter(|name| !name.is_empty());
     Ok(AgentConfig {
         id,

@@ -1,8 +1,10 @@
 //! The thin tonic adapter: parses requests into engine and config types, calls the
-//! [`Router`], and maps answers and errors back. Decides nothing.
+//! [`Router`], and maps answers and errors back ([`status`] holds the code table). Decides
+//! nothing.
 
 mod convert;
 mod request;
+pub mod status;
 
 use std::sync::Arc;
 

@@ -1,46 +1,43 @@
-//! The embedded store's durability: a journal of every change to the in-memory state,
+//! The embedded store's durability: a journal of every change to the local store's state,
 //! written to a redb file and committed (fsync) before the call that made the change is
-//! answered, and read back when the router starts.
+//! answered, and read back when the router starts. The file's layout lives here alone:
+//! [`ops`] says which writes record each [`Change`], [`reserved`] and [`expired`] those of
+//! assignments.
 //!
 //! Changes are queued in the order the in-memory state made them; one writer thread commits
 //! whatever has queued in a single transaction, so concurrent calls share an fsync. A kill
 //! at any point loses only changes that were never acknowledged.
 
-use std::{
-    collections::HashMap,
-    path::Path,
-    sync::mpsc,
-    thread::JoinHandle,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::{collections::HashMap, path::Path, sync::mpsc, thread::JoinHandle, time::SystemTime};
 
-use handoff_core::{
-    config::{AgentConfig, AgentStatus},
-    id::{AgentId, ClientUserId, SdkAppId, SessionId},
-};
+use handoff_core::id::{AgentId, ClientUserId, SdkAppId, SessionId};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::sync::oneshot;
 
-use super::StoreError;
-use crate::engine::{Answer, Customer};
+use super::{
+    Change, StoreError,
+    record::{
+        self, AssignmentRecord, CustomerRecord, HistoryRecord, RosterRecord, StatusRecord, to_ms,
+    },
+};
 
 type Table = TableDefinition<'static, (u64, &'static str), &'static [u8]>;
 
-/// The tables, each keyed by (app, id).
+/// The tables, each keyed by (app, id), each value a JSON record of [`record`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Kind {
     /// Live assignments by session: [`AssignmentRecord`].
     Assignments,
-    /// Each agent's last assignment, Unix milliseconds (big-endian u64).
+    /// Each agent's last assignment, Unix milliseconds.
     LastAssigned,
     /// Each customer's previous agent: [`HistoryRecord`].
     History,
-    /// Live statuses by agent: [`AgentStatus`].
+    /// Live statuses by agent: [`StatusRecord`].
     Statuses,
-    /// Run-time roster changes by agent: `Option<AgentConfig>` (`None` removes).
+    /// Run-time roster changes by agent: [`RosterRecord`].
     Roster,
-    /// Customers pushed over gRPC: [`Customer`].
+    /// Customers pushed over gRPC: [`CustomerRecord`].
     Customers,
 }
 
@@ -66,7 +63,7 @@ impl Kind {
     }
 }
 
-/// One change: a put, or a delete when `value` is `None`.
+/// One write to the file: a put, or a delete when `value` is `None`.
 #[derive(Debug, Clone)]
 pub(super) struct Op {
     kind: Kind,
@@ -76,19 +73,16 @@ pub(super) struct Op {
 }
 
 impl Op {
-    /// Stores `value` as JSON under `(app, key)`.
-    pub(super) fn put(kind: Kind, app: SdkAppId, key: &str, value: &impl Serialize) -> Self {
+    fn put(kind: Kind, app: SdkAppId, key: &str, value: &impl Serialize) -> Self {
         Self {
             kind,
             app: app.get(),
             key: key.to_owned(),
-            // These records are plain data: serializing them cannot fail.
-            value: Some(serde_json::to_vec(value).unwrap_or_default()),
+            value: Some(record::encode(value).into_bytes()),
         }
     }
 
-    /// Deletes `(app, key)`.
-    pub(super) fn delete(kind: Kind, app: SdkAppId, key: &str) -> Self {
+    fn delete(kind: Kind, app: SdkAppId, key: &str) -> Self {
         Self {
             kind,
             app: app.get(),
@@ -98,41 +92,64 @@ impl Op {
     }
 }
 
-/// A live assignment as the journal keeps it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(super) struct AssignmentRecord {
-    pub(super) answer: Answer,
-    pub(super) expires_at_ms: u64,
+/// The writes that record `change` to `app`.
+pub(super) fn ops(app: SdkAppId, change: &Change) -> Vec<Op> {
+    match change {
+        Change::SetStatus { agent, status } => {
+            vec![Op::put(Kind::Statuses, app, agent.as_str(), status)]
+        }
+        Change::PutAgent(agent) => vec![
+            Op::put(Kind::Roster, app, agent.id.as_str(), &Some(&agent.spec)),
+            Op::delete(Kind::Statuses, app, agent.id.as_str()),
+        ],
+        Change::RemoveAgent(agent) => vec![
+            Op::put(Kind::Roster, app, agent.as_str(), &None::<()>),
+            Op::delete(Kind::Statuses, app, agent.as_str()),
+        ],
+        Change::PutCustomer(customer) => vec![Op::put(
+            Kind::Customers,
+            app,
+            customer.id.as_str(),
+            &CustomerRecord::from(customer),
+        )],
+    }
 }
 
-/// A customer's previous agent as the journal keeps it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(super) struct HistoryRecord {
-    pub(super) agent: AgentId,
-    pub(super) at_ms: u64,
+/// The writes that record a reservation: the session's assignment, the agent's last
+/// assignment and the customer's previous agent.
+pub(super) fn reserved(
+    app: SdkAppId,
+    session: &SessionId,
+    customer: &ClientUserId,
+    agent: &AgentId,
+    assignment: &AssignmentRecord,
+    at: SystemTime,
+) -> [Op; 3] {
+    let history = HistoryRecord {
+        agent: agent.clone(),
+        at_ms: to_ms(at),
+    };
+    [
+        Op::put(Kind::Assignments, app, session.as_str(), assignment),
+        Op::put(Kind::LastAssigned, app, agent.as_str(), &to_ms(at)),
+        Op::put(Kind::History, app, customer.as_str(), &history),
+    ]
 }
 
-/// Milliseconds since the Unix epoch.
-pub(super) fn to_ms(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or_default()
+/// The write that records an assignment's expiry.
+pub(super) fn expired(app: SdkAppId, session: &SessionId) -> Op {
+    Op::delete(Kind::Assignments, app, session.as_str())
 }
 
-/// The instant `ms` milliseconds after the Unix epoch.
-pub(super) fn from_ms(ms: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(ms)
-}
-
-/// Everything the journal held for one app when the router started.
+/// Everything the file held for one app when the router started, as records.
 #[derive(Debug, Default)]
 pub(super) struct LoadedApp {
     pub(super) assignments: Vec<(SessionId, AssignmentRecord)>,
-    pub(super) last_assigned: Vec<(AgentId, SystemTime)>,
+    pub(super) last_assigned: Vec<(AgentId, u64)>,
     pub(super) history: Vec<(ClientUserId, HistoryRecord)>,
-    pub(super) statuses: Vec<(AgentId, AgentStatus)>,
-    pub(super) roster: Vec<(AgentId, Option<AgentConfig>)>,
-    pub(super) customers: Vec<Customer>,
+    pub(super) statuses: Vec<(AgentId, StatusRecord)>,
+    pub(super) roster: Vec<(AgentId, RosterRecord)>,
+    pub(super) customers: Vec<CustomerRecord>,
 }
 
 struct Batch {
@@ -279,43 +296,30 @@ fn load(db: &Database) -> Result<HashMap<SdkAppId, LoadedApp>, redb::Error> {
 }
 
 fn read_into(loaded: &mut LoadedApp, kind: Kind, id: &str, value: &[u8]) -> Result<(), String> {
-    let text = |e: &dyn std::fmt::Display| e.to_string();
+    let text = |e: handoff_core::id::IdError| e.to_string();
     match kind {
         Kind::Assignments => {
-            let session = SessionId::parse(id).map_err(|e| text(&e))?;
-            loaded.assignments.push((
-                session,
-                serde_json::from_slice(value).map_err(|e| text(&e))?,
-            ));
+            let session = SessionId::parse(id).map_err(text)?;
+            loaded.assignments.push((session, record::decode(value)?));
         }
         Kind::LastAssigned => {
-            let agent = AgentId::parse(id).map_err(|e| text(&e))?;
-            let ms: u64 = serde_json::from_slice(value).map_err(|e| text(&e))?;
-            loaded.last_assigned.push((agent, from_ms(ms)));
+            let agent = AgentId::parse(id).map_err(text)?;
+            loaded.last_assigned.push((agent, record::decode(value)?));
         }
         Kind::History => {
-            let customer = ClientUserId::parse(id).map_err(|e| text(&e))?;
-            loaded.history.push((
-                customer,
-                serde_json::from_slice(value).map_err(|e| text(&e))?,
-            ));
+            let customer = ClientUserId::parse(id).map_err(text)?;
+            loaded.history.push((customer, record::decode(value)?));
         }
         Kind::Statuses => {
-            let agent = AgentId::parse(id).map_err(|e| text(&e))?;
-            loaded
-                .statuses
-                .push((agent, serde_json::from_slice(value).map_err(|e| text(&e))?));
+            let agent = AgentId::parse(id).map_err(text)?;
+            loaded.statuses.push((agent, record::decode(value)?));
         }
         Kind::Roster => {
-            let agent = AgentId::parse(id).map_err(|e| text(&e))?;
-            loaded
-                .roster
-                .push((agent, serde_json::from_slice(value).map_err(|e| text(&e))?));
+            let agent = AgentId::parse(id).map_err(text)?;
+            loaded.roster.push((agent, record::decode(value)?));
         }
         Kind::Customers => {
-            loaded
-                .customers
-                .push(serde_json::from_slice(value).map_err(|e| text(&e))?);
+            loaded.customers.push(record::decode(value)?);
         }
     }
     Ok(())

@@ -3,26 +3,29 @@
 //! agent, and the assignment of each session (which is also what a retried AssignHuman
 //! replays).
 //!
-//! Everything mutable goes through [`Store`], so the engine stays pure and a durable or
-//! shared backend can replace [`MemoryStore`] without touching the engine or the gRPC layer.
+//! Everything mutable goes through [`Store`]: decisions through [`Store::assign`], every
+//! other change as a [`Change`] through [`Store::apply`], so the engine stays pure and a new
+//! kind of change is a new variant and an arm in each store's `apply`. [`LocalStore`] keeps
+//! state in this process (journaled to a redb file by [`embedded`] when it is the
+//! `embedded` store), [`RedisStore`] shares it between replicas; [`record`] is what both
+//! keep on disk.
 
 mod embedded;
-mod memory;
+mod local;
+mod record;
 mod redis;
 
 use std::{future::Future, sync::Arc, time::SystemTime};
 
 use handoff_core::{
-    config::AgentStatus,
-    id::{AgentId, ClientUserId, SdkAppId, SessionId},
+    config::{AgentStatus, RouterConfig, StoreKind},
+    id::{AgentId, ClientUserId, SessionId},
 };
 
 pub use self::redis::RedisStore;
-pub use memory::MemoryStore;
+pub use local::LocalStore;
 
-use handoff_core::config::{RouterConfig, StoreKind};
-
-use crate::engine::{Agent, Answer, Catalog, Customer, Decision, StateView};
+use crate::engine::{Agent, Answer, App, Catalog, Customer, Decision, StateView};
 
 /// The store could not do its part.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -50,7 +53,26 @@ impl Assignment {
     }
 }
 
-/// The router's mutable state.
+/// A change to an app's state other than an assignment.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// Sets an agent's live status, overriding its definition.
+    SetStatus {
+        /// The agent.
+        agent: AgentId,
+        /// Its status from now on.
+        status: AgentStatus,
+    },
+    /// Adds or replaces an agent's definition; its live status, if any, is dropped.
+    PutAgent(Arc<Agent>),
+    /// Removes an agent, whether the config file or a [`Change::PutAgent`] defined it.
+    RemoveAgent(AgentId),
+    /// Adds or replaces what is known of a customer.
+    PutCustomer(Customer),
+}
+
+/// The router's mutable state. Every method takes the app as the catalog has it now, so a
+/// store never keeps its own copy of anything a reload can change.
 pub trait Store: Send + Sync + 'static {
     /// Assigns `session` of `app`, asked for by `customer`, atomically: replays its live
     /// assignment if it has one; otherwise runs `decide` over the current state and reserves
@@ -58,7 +80,7 @@ pub trait Store: Send + Sync + 'static {
     /// an agent over, and remembers the agent as the customer's previous one.
     fn assign<F>(
         &self,
-        app: SdkAppId,
+        app: &App,
         customer: &ClientUserId,
         session: &SessionId,
         now: SystemTime,
@@ -71,7 +93,7 @@ pub trait Store: Send + Sync + 'static {
     /// is the customer `read` may look up, if any.
     fn inspect<F, R>(
         &self,
-        app: SdkAppId,
+        app: &App,
         customer: Option<&ClientUserId>,
         now: SystemTime,
         read: F,
@@ -80,50 +102,24 @@ pub trait Store: Send + Sync + 'static {
         F: FnOnce(&dyn StateView) -> R + Send,
         R: Send;
 
-    /// Sets an agent's live status, overriding its definition.
-    fn set_status(
+    /// Makes `change` to `app`'s state; once it returns `Ok` the change is as durable as the
+    /// store is.
+    fn apply(
         &self,
-        app: SdkAppId,
-        agent: &AgentId,
-        status: AgentStatus,
-        now: SystemTime,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// Adds or replaces an agent's definition; its live status, if any, is dropped.
-    fn upsert_agent(
-        &self,
-        app: SdkAppId,
-        agent: Arc<Agent>,
-        now: SystemTime,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// Removes an agent, whether the config file or an upsert defined it.
-    fn remove_agent(
-        &self,
-        app: SdkAppId,
-        agent: &AgentId,
+        app: &App,
+        change: Change,
         now: SystemTime,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Whether the store can serve now (the health check's answer).
-    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
-        async { Ok(()) }
-    }
-
-    /// Adds or replaces what is known of a customer.
-    fn upsert_customer(
-        &self,
-        app: SdkAppId,
-        customer: Customer,
-        now: SystemTime,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// The store `[router.store]` chose.
 #[derive(Debug)]
 pub enum AnyStore {
-    /// In memory, journaled to a redb file (`embedded`) or not (`memory`).
-    Local(MemoryStore),
+    /// In this process, journaled to a redb file (`embedded`) or not (`memory`).
+    Local(LocalStore),
     /// Shared in Redis.
     Redis(RedisStore),
 }
@@ -137,31 +133,19 @@ impl AnyStore {
     ) -> Result<Self, StoreError> {
         let ttl = config.assignment_ttl.get();
         Ok(match config.store.kind() {
-            StoreKind::Memory => AnyStore::Local(MemoryStore::new(ttl)),
+            StoreKind::Memory => AnyStore::Local(LocalStore::in_memory(ttl)),
             StoreKind::Embedded => {
-                AnyStore::Local(MemoryStore::open(&config.store.path, ttl, catalog, now)?)
+                AnyStore::Local(LocalStore::embedded(&config.store.path, ttl, catalog, now)?)
             }
-            StoreKind::Redis => {
-                AnyStore::Redis(RedisStore::connect(&config.store, ttl, catalog).await?)
-            }
+            StoreKind::Redis => AnyStore::Redis(RedisStore::connect(&config.store, ttl).await?),
         })
     }
-}
-
-/// Forwards a [`Store`] call to whichever store this is.
-macro_rules! forward {
-    ($self:ident, $store:ident => $call:expr) => {
-        match $self {
-            AnyStore::Local($store) => $call.await,
-            AnyStore::Redis($store) => $call.await,
-        }
-    };
 }
 
 impl Store for AnyStore {
     async fn assign<F>(
         &self,
-        app: SdkAppId,
+        app: &App,
         customer: &ClientUserId,
         session: &SessionId,
         now: SystemTime,
@@ -170,12 +154,15 @@ impl Store for AnyStore {
     where
         F: FnOnce(&dyn StateView) -> Decision + Send,
     {
-        forward!(self, store => store.assign(app, customer, session, now, decide))
+        match self {
+            AnyStore::Local(store) => store.assign(app, customer, session, now, decide).await,
+            AnyStore::Redis(store) => store.assign(app, customer, session, now, decide).await,
+        }
     }
 
     async fn inspect<F, R>(
         &self,
-        app: SdkAppId,
+        app: &App,
         customer: Option<&ClientUserId>,
         now: SystemTime,
         read: F,
@@ -184,47 +171,23 @@ impl Store for AnyStore {
         F: FnOnce(&dyn StateView) -> R + Send,
         R: Send,
     {
-        forward!(self, store => store.inspect(app, customer, now, read))
+        match self {
+            AnyStore::Local(store) => store.inspect(app, customer, now, read).await,
+            AnyStore::Redis(store) => store.inspect(app, customer, now, read).await,
+        }
+    }
+
+    async fn apply(&self, app: &App, change: Change, now: SystemTime) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Local(store) => store.apply(app, change, now).await,
+            AnyStore::Redis(store) => store.apply(app, change, now).await,
+        }
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        forward!(self, store => store.ping())
-    }
-
-    async fn set_status(
-        &self,
-        app: SdkAppId,
-        agent: &AgentId,
-        status: AgentStatus,
-        now: SystemTime,
-    ) -> Result<(), StoreError> {
-        forward!(self, store => store.set_status(app, agent, status, now))
-    }
-
-    async fn upsert_agent(
-        &self,
-        app: SdkAppId,
-        agent: Arc<Agent>,
-        now: SystemTime,
-    ) -> Result<(), StoreError> {
-        forward!(self, store => store.upsert_agent(app, agent, now))
-    }
-
-    async fn remove_agent(
-        &self,
-        app: SdkAppId,
-        agent: &AgentId,
-        now: SystemTime,
-    ) -> Result<(), StoreError> {
-        forward!(self, store => store.remove_agent(app, agent, now))
-    }
-
-    async fn upsert_customer(
-        &self,
-        app: SdkAppId,
-        customer: Customer,
-        now: SystemTime,
-    ) -> Result<(), StoreError> {
-        forward!(self, store => store.upsert_customer(app, customer, now))
+        match self {
+            AnyStore::Local(store) => store.ping().await,
+            AnyStore::Redis(store) => store.ping().await,
+        }
     }
 }

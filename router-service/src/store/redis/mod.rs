@@ -14,8 +14,9 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+use chrono_tz::Tz;
 use handoff_core::{
-    config::{AgentConfig, AgentStatus, StoreConfig},
+    config::StoreConfig,
     id::{AgentId, ClientUserId, SdkAppId, SessionId},
 };
 use redis::{
@@ -30,10 +31,13 @@ mod snapshot;
 use snapshot::{Snapshot, into_items, pairs, record, tag, text};
 
 use super::{
-    Assignment, Store, StoreError,
-    embedded::{HistoryRecord, from_ms, to_ms},
+    Assignment, Change, Store, StoreError,
+    record::{
+        self, AnswerRecord, CustomerRecord, HistoryRecord, RosterRecord, StatusRecord, from_ms,
+        to_ms,
+    },
 };
-use crate::engine::{Agent, Answer, Catalog, Customer, Decision, StateView};
+use crate::engine::{Agent, Answer, App, Decision, StateView};
 
 /// Expires due assignments; prepended to both scripts.
 const SWEEP: &str = include_str!("sweep.lua");
@@ -42,8 +46,9 @@ const SNAPSHOT: &str = include_str!("snapshot.lua");
 /// Expires, then replays or reserves the first ranked candidate below capacity.
 const RESERVE: &str = include_str!("reserve.lua");
 
-/// Agents defined over gRPC, by app and id: the stored definition and its compiled form.
-type CompiledAgents = HashMap<(SdkAppId, AgentId), (String, Arc<Agent>)>;
+/// Agents defined over gRPC, by app and id: the stored definition, the zone it was compiled
+/// in (the app's, which a reload may change), and its compiled form.
+type CompiledAgents = HashMap<(SdkAppId, AgentId), (String, Tz, Arc<Agent>)>;
 
 /// The connection: one server, or a cluster.
 #[derive(Clone)]
@@ -59,9 +64,8 @@ pub struct RedisStore {
     timeout: Duration,
     snapshot: Script,
     reserve: Script,
-    /// Agents added over gRPC, compiled once per definition.
+    /// Agents added over gRPC, compiled once per definition and zone.
     compiled: Mutex<CompiledAgents>,
-    zones: HashMap<SdkAppId, chrono_tz::Tz>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -78,11 +82,7 @@ pub(super) fn unavailable(err: impl std::fmt::Display) -> StoreError {
 
 impl RedisStore {
     /// Connects to the server (or cluster) of `config`; fails when it cannot be reached.
-    pub async fn connect(
-        config: &StoreConfig,
-        ttl: Duration,
-        catalog: &Catalog,
-    ) -> Result<Self, StoreError> {
+    pub async fn connect(config: &StoreConfig, ttl: Duration) -> Result<Self, StoreError> {
         let url = config
             .url
             .as_ref()
@@ -118,7 +118,6 @@ impl RedisStore {
             snapshot: Script::new(&format!("{SWEEP}{SNAPSHOT}")),
             reserve: Script::new(&format!("{SWEEP}{RESERVE}")),
             compiled: Mutex::new(HashMap::new()),
-            zones: catalog.zones(),
         })
     }
 
@@ -165,7 +164,7 @@ impl RedisStore {
     /// The state of `app` as the snapshot script returned it, or a session to replay.
     async fn snapshot(
         &self,
-        app: SdkAppId,
+        app: &App,
         session: Option<&SessionId>,
         customer: Option<&ClientUserId>,
         now: SystemTime,
@@ -175,15 +174,15 @@ impl RedisStore {
             session.map(|s| s.as_str().to_owned()).unwrap_or_default(),
             customer.map(|c| c.as_str().to_owned()).unwrap_or_default(),
         ];
-        let reply = self.run(&self.snapshot, app, args).await?;
+        let reply = self.run(&self.snapshot, app.id, args).await?;
         let items = into_items(reply)?;
         if tag(&items)? == 1 {
-            return Ok(Err(record(items.get(1))?.answer));
+            return Ok(Err(assignment(items.get(1))?));
         }
         Ok(Ok(self.parse_snapshot(app, &items)?))
     }
 
-    fn parse_snapshot(&self, app: SdkAppId, items: &[Value]) -> Result<Snapshot, StoreError> {
+    fn parse_snapshot(&self, app: &App, items: &[Value]) -> Result<Snapshot, StoreError> {
         let mut snapshot = Snapshot::default();
         for (agent, count) in pairs(items.get(1))? {
             let Ok(agent) = AgentId::parse(agent) else {
@@ -199,13 +198,13 @@ impl RedisStore {
         }
         let history = text(items.get(3))?;
         if !history.is_empty() {
-            let record: HistoryRecord = serde_json::from_str(&history).map_err(unavailable)?;
-            snapshot.history = Some((record.agent, from_ms(record.at_ms)));
+            let history: HistoryRecord = record::decode(history.as_bytes()).map_err(unavailable)?;
+            snapshot.history = Some((history.agent, from_ms(history.at_ms)));
         }
         for (agent, status) in pairs(items.get(4))? {
             let (Ok(agent), Ok(status)) = (
                 AgentId::parse(agent),
-                serde_json::from_str::<AgentStatus>(&status),
+                record::decode::<StatusRecord>(status.as_bytes()),
             ) else {
                 continue;
             };
@@ -220,32 +219,40 @@ impl RedisStore {
         }
         let customer = text(items.get(6))?;
         if !customer.is_empty() {
-            snapshot.customer = serde_json::from_str(&customer).ok();
+            snapshot.customer = record::decode::<CustomerRecord>(customer.as_bytes())
+                .ok()
+                .map(Into::into);
         }
         Ok(snapshot)
     }
 
-    /// The compiled agent for a stored definition, compiling it once per definition.
-    fn compile(&self, app: SdkAppId, id: &AgentId, spec: &str) -> Option<Arc<Agent>> {
-        let key = (app, id.clone());
+    /// The compiled agent for a stored definition, compiled in `app`'s zone once per
+    /// definition and zone.
+    fn compile(&self, app: &App, id: &AgentId, spec: &str) -> Option<Arc<Agent>> {
+        let key = (app.id, id.clone());
         let mut compiled = self.compiled.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((known, agent)) = compiled.get(&key)
+        if let Some((known, zone, agent)) = compiled.get(&key)
             && known == spec
+            && *zone == app.zone
         {
             return Some(agent.clone());
         }
-        let config: AgentConfig = serde_json::from_str::<Option<AgentConfig>>(spec).ok()??;
-        let zone = self.zones.get(&app).copied().unwrap_or(chrono_tz::UTC);
-        let agent = Arc::new(Agent::compile(&config, zone).ok()?);
-        compiled.insert(key, (spec.to_owned(), agent.clone()));
+        let config = record::decode::<RosterRecord>(spec.as_bytes()).ok()??;
+        let agent = Arc::new(Agent::compile(&config, app.zone).ok()?);
+        compiled.insert(key, (spec.to_owned(), app.zone, agent.clone()));
         Some(agent)
     }
+}
+
+/// The answer of a stored assignment record.
+fn assignment(value: Option<&Value>) -> Result<Answer, StoreError> {
+    Ok(record(value)?.answer.into())
 }
 
 impl Store for RedisStore {
     async fn assign<F>(
         &self,
-        app: SdkAppId,
+        app: &App,
         customer: &ClientUserId,
         session: &SessionId,
         now: SystemTime,
@@ -271,24 +278,24 @@ impl Store for RedisStore {
             session.as_str().to_owned(),
             customer.as_str().to_owned(),
             to_ms(now + self.ttl).to_string(),
-            serde_json::to_string(&template).map_err(unavailable)?,
-            decision.limit.to_string(),
+            record::encode(&AnswerRecord::from(&template)),
+            decision.max_agents.to_string(),
         ];
-        for candidate in &decision.candidates {
+        for candidate in &decision.ranked {
             args.push(candidate.agent.as_str().to_owned());
             args.push(candidate.capacity.to_string());
         }
-        let items = into_items(self.run(&self.reserve, app, args).await?)?;
+        let items = into_items(self.run(&self.reserve, app.id, args).await?)?;
         match tag(&items)? {
-            1 => Ok(Assignment::Replayed(record(items.get(1))?.answer)),
-            2 => Ok(Assignment::Fresh(record(items.get(1))?.answer)),
+            1 => Ok(Assignment::Replayed(assignment(items.get(1))?)),
+            2 => Ok(Assignment::Fresh(assignment(items.get(1))?)),
             _ => Ok(Assignment::Fresh(decision.without_reservation())),
         }
     }
 
     async fn inspect<F, R>(
         &self,
-        app: SdkAppId,
+        app: &App,
         customer: Option<&ClientUserId>,
         now: SystemTime,
         read: F,
@@ -315,63 +322,34 @@ impl Store for RedisStore {
         self.write(pipe).await
     }
 
-    async fn set_status(
-        &self,
-        app: SdkAppId,
-        agent: &AgentId,
-        status: AgentStatus,
-        _now: SystemTime,
-    ) -> Result<(), StoreError> {
+    async fn apply(&self, app: &App, change: Change, _now: SystemTime) -> Result<(), StoreError> {
+        let keys = Keys::of(app.id);
         let mut pipe = redis::pipe();
-        let status = serde_json::to_string(&status).map_err(unavailable)?;
-        pipe.hset(Keys::of(app).statuses, agent.as_str(), status)
-            .ignore();
-        self.write(pipe).await
-    }
-
-    async fn upsert_agent(
-        &self,
-        app: SdkAppId,
-        agent: Arc<Agent>,
-        _now: SystemTime,
-    ) -> Result<(), StoreError> {
-        let keys = Keys::of(app);
-        let spec = serde_json::to_string(&Some(&agent.spec)).map_err(unavailable)?;
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .hset(&keys.roster, agent.id.as_str(), spec)
-            .ignore()
-            .hdel(&keys.statuses, agent.id.as_str())
-            .ignore();
-        self.write(pipe).await
-    }
-
-    async fn remove_agent(
-        &self,
-        app: SdkAppId,
-        agent: &AgentId,
-        _now: SystemTime,
-    ) -> Result<(), StoreError> {
-        let keys = Keys::of(app);
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .hset(&keys.roster, agent.as_str(), "null")
-            .ignore()
-            .hdel(&keys.statuses, agent.as_str())
-            .ignore();
-        self.write(pipe).await
-    }
-
-    async fn upsert_customer(
-        &self,
-        app: SdkAppId,
-        customer: Customer,
-        _now: SystemTime,
-    ) -> Result<(), StoreError> {
-        let json = serde_json::to_string(&customer).map_err(unavailable)?;
-        let mut pipe = redis::pipe();
-        pipe.hset(Keys::of(app).customers, customer.id.as_str(), json)
-            .ignore();
+        pipe.atomic();
+        match change {
+            Change::SetStatus { agent, status } => {
+                pipe.hset(&keys.statuses, agent.as_str(), record::encode(&status))
+                    .ignore();
+            }
+            Change::PutAgent(agent) => {
+                let spec = record::encode(&Some(&agent.spec));
+                pipe.hset(&keys.roster, agent.id.as_str(), spec)
+                    .ignore()
+                    .hdel(&keys.statuses, agent.id.as_str())
+                    .ignore();
+            }
+            Change::RemoveAgent(agent) => {
+                pipe.hset(&keys.roster, agent.as_str(), record::encode(&None::<()>))
+                    .ignore()
+                    .hdel(&keys.statuses, agent.as_str())
+                    .ignore();
+            }
+            Change::PutCustomer(customer) => {
+                let json = record::encode(&CustomerRecord::from(&customer));
+                pipe.hset(&keys.customers, customer.id.as_str(), json)
+                    .ignore();
+            }
+        }
         self.write(pipe).await
     }
 }

@@ -12,7 +12,10 @@ use redis::Value;
 use super::unavailable;
 use crate::{
     engine::{AgentLoad, Customer, RosterChanges, StateView},
-    store::{StoreError, embedded::AssignmentRecord},
+    store::{
+        StoreError,
+        record::{self, AssignmentRecord},
+    },
 };
 
 /// One look at an app's state in Redis.
@@ -82,7 +85,7 @@ pub(super) fn text(value: Option<&Value>) -> Result<String, StoreError> {
 }
 
 pub(super) fn record(value: Option<&Value>) -> Result<AssignmentRecord, StoreError> {
-    serde_json::from_str(&text(value)?).map_err(unavailable)
+    record::decode(text(value)?.as_bytes()).map_err(unavailable)
 }
 
 /// An HGETALL reply as (field, value) pairs.

@@ -1,0 +1,287 @@
+//! The one place the router and the gateway are wired: [`Application::build`] assembles
+//! whichever parts have a listener from one config, and [`Application::run`] serves them
+//! until a stop, the gateway draining first so that callbacks in flight still reach the
+//! router.
+
+use std::{
+    future::Future,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use handoff_core::{Config, config::ConfigError, reload, shutdown::Stop};
+use handoff_gateway::{Gateway, GatewayError};
+use handoff_router::{Router, RouterError, ServeError, engine::Catalog, store::AnyStore};
+use tokio::{net::TcpListener, task::JoinHandle};
+
+/// The listeners the caller has bound, one per part to run; a part without one is not run.
+#[derive(Debug, Default)]
+pub struct Listeners {
+    /// Where the router serves gRPC.
+    pub router: Option<TcpListener>,
+    /// Where the gateway serves Tencent's callbacks.
+    pub gateway: Option<TcpListener>,
+}
+
+/// Why the application could not be built, or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The config was refused.
+    #[error("invalid config: {0}")]
+    Config(#[from] ConfigError),
+    /// The router could not be built (its store could not be opened).
+    #[error(transparent)]
+    Router(#[from] RouterError),
+    /// The gateway could not be built or failed while serving.
+    #[error("gateway: {0}")]
+    Gateway(#[from] GatewayError),
+    /// The router's gRPC server failed.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    /// A listener could not be bound or read.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// A part stopped although nobody asked it to.
+    #[error("the {0} stopped on its own")]
+    StoppedEarly(&'static str),
+    /// A part's task panicked.
+    #[error("the {0} task failed: {1}")]
+    Panicked(&'static str, String),
+}
+
+/// Checks everything a binary needs of a config beyond its shape: the router's catalog
+/// (rules, agents, schedules) compiles. Every binary refuses a file that fails it.
+pub fn check(config: &Config, origin: &Path) -> Result<(), ConfigError> {
+    Catalog::from_config(config, origin).map(drop)
+}
+
+/// Applies a reloaded config to the running parts: the router compiles it first, and the
+/// gateway takes it only if it did (a gateway alone still refuses what would not compile).
+#[derive(Clone, Default)]
+pub struct Reloader {
+    router: Option<Arc<Router<AnyStore>>>,
+    gateway: Option<Arc<Gateway>>,
+}
+
+impl Reloader {
+    /// Swaps `config` (read from `origin`) into every running part, or into none.
+    pub fn apply(&self, config: &Config, origin: &Path) -> Result<(), ConfigError> {
+        match &self.router {
+            Some(router) => router.reload(config, origin)?,
+            None => check(config, origin)?,
+        }
+        if let Some(gateway) = &self.gateway {
+            gateway.reload(config)?;
+        }
+        Ok(())
+    }
+}
+
+/// A part ready to serve.
+struct Part<T> {
+    listener: TcpListener,
+    service: Arc<T>,
+    grace: Duration,
+}
+
+/// The router and/or the gateway, built and bound, ready to run.
+pub struct Application {
+    router: Option<Part<Router<AnyStore>>>,
+    gateway: Option<Part<Gateway>>,
+    router_addr: Option<SocketAddr>,
+    gateway_addr: Option<SocketAddr>,
+    watch: Option<(PathBuf, Vec<(String, String)>)>,
+}
+
+impl Application {
+    /// Builds the parts `listeners` has listeners for from `config` (read from `origin`).
+    /// With both, the gateway asks this router over loopback, whatever `[gateway]
+    /// router_url` says.
+    pub async fn build(
+        mut config: Config,
+        origin: &Path,
+        listeners: Listeners,
+    ) -> Result<Self, AppError> {
+        let router_addr = listeners.router.as_ref().map(local_addr).transpose()?;
+        let gateway_addr = listeners.gateway.as_ref().map(local_addr).transpose()?;
+        let router = match listeners.router {
+            Some(listener) => Some(Part {
+                listener,
+                service: Arc::new(Router::open(&config, origin).await?),
+                grace: config.router.shutdown_grace.get(),
+            }),
+            None => {
+                check(&config, origin)?;
+                None
+            }
+        };
+        if let Some(addr) = router_addr {
+            config.gateway.router_url = format!("http://{}", dialable(addr));
+        }
+        let gateway = match listeners.gateway {
+            Some(listener) => Some(Part {
+                listener,
+                service: Arc::new(Gateway::from_config(&config)?),
+                grace: config.gateway.shutdown_grace.get(),
+            }),
+            None => None,
+        };
+        Ok(Self {
+            router,
+            gateway,
+            router_addr,
+            gateway_addr,
+            watch: None,
+        })
+    }
+
+    /// Where the router listens, when it runs.
+    pub fn router_addr(&self) -> Option<SocketAddr> {
+        self.router_addr
+    }
+
+    /// Where the gateway listens, when it runs.
+    pub fn gateway_addr(&self) -> Option<SocketAddr> {
+        self.gateway_addr
+    }
+
+    /// The router, when it runs (to look at or change its state in process).
+    pub fn router(&self) -> Option<&Arc<Router<AnyStore>>> {
+        self.router.as_ref().map(|part| &part.service)
+    }
+
+    /// What applies a reloaded config to the parts that run.
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            router: self.router.as_ref().map(|part| part.service.clone()),
+            gateway: self.gateway.as_ref().map(|part| part.service.clone()),
+        }
+    }
+
+    /// Reloads the config from `path` (with `env`'s overrides) when the file changes or on
+    /// SIGHUP, for as long as the application runs.
+    pub fn reload_on_change(mut self, path: PathBuf, env: Vec<(String, String)>) -> Self {
+        self.watch = Some((path, env));
+        self
+    }
+
+    /// Serves until `shutdown` resolves, then stops the gateway (draining its callbacks)
+    /// and then the router. Fails when either part stops on its own.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
+        let (router_stop, gateway_stop, watch_stop) = (Stop::new(), Stop::new(), Stop::new());
+        let reloader = self.reloader();
+        let watcher = self.watch.map(|(path, env)| {
+            tokio::spawn(reload::watch(
+                path,
+                env,
+                watch_stop.stopped(),
+                move |config, origin| reloader.apply(config, origin),
+            ))
+        });
+        let mut router = self.router.map(|part| {
+            let stop = router_stop.clone();
+            tokio::spawn(async move {
+                handoff_router::serve(part.listener, part.service, stop, part.grace)
+                    .await
+                    .map_err(AppError::from)
+            })
+        });
+        let mut gateway = self.gateway.map(|part| {
+            let stop = gateway_stop.clone();
+            tokio::spawn(async move {
+                handoff_gateway::serve(part.listener, part.service, stop, part.grace)
+                    .await
+                    .map_err(AppError::from)
+            })
+        });
+
+        let early = tokio::select! {
+            () = shutdown => None,
+            result = finished(&mut router) => Some(("router", result)),
+            result = finished(&mut gateway) => Some(("gateway", result)),
+        };
+        let result = match early {
+            Some((part, result)) => {
+                // Nothing is served by halves: stop the other part too.
+                gateway_stop.stop();
+                router_stop.stop();
+                let _ = join("gateway", gateway).await;
+                let _ = join("router", router).await;
+                outcome(part, result).and(Err(AppError::StoppedEarly(part)))
+            }
+            None => {
+                gateway_stop.stop();
+                let gateway_result = join("gateway", gateway).await;
+                router_stop.stop();
+                let router_result = join("router", router).await;
+                gateway_result.and(router_result)
+            }
+        };
+        watch_stop.stop();
+        if let Some(watcher) = watcher {
+            let _ = watcher.await;
+        }
+        result
+    }
+}
+
+/// Waits for a part's task; a part that does not run never finishes. Leaves `None` behind,
+/// so that a finished part is not waited for again.
+async fn finished(
+    task: &mut Option<JoinHandle<Result<(), AppError>>>,
+) -> Result<Result<(), AppError>, tokio::task::JoinError> {
+    match task {
+        Some(handle) => {
+            let result = handle.await;
+            *task = None;
+            result
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits for a part that was asked to stop; a part that does not run is done already.
+async fn join(
+    part: &'static str,
+    task: Option<JoinHandle<Result<(), AppError>>>,
+) -> Result<(), AppError> {
+    match task {
+        Some(handle) => outcome(part, handle.await),
+        None => Ok(()),
+    }
+}
+
+/// A finished part's result, a panic included.
+fn outcome(
+    part: &'static str,
+    result: Result<Result<(), AppError>, tokio::task::JoinError>,
+) -> Result<(), AppError> {
+    result.map_err(|err| AppError::Panicked(part, err.to_string()))?
+}
+
+fn local_addr(listener: &TcpListener) -> Result<SocketAddr, AppError> {
+    listener.local_addr().map_err(|source| AppError::Io {
+        what: "reading a listener's address".into(),
+        source,
+    })
+}
+
+/// The address to dial for a listener: loopback when it is bound to every interface.
+fn dialable(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V4(v4) if v4.ip().is_unspecified() => {
+            SocketAddr::from(([127, 0, 0, 1], v4.port()))
+        }
+        SocketAddr::V6(v6) if v6.ip().is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, v6.port()))
+        }
+        other => other,
+    }
+}

@@ -1,0 +1,87 @@
+//! What each binary's `main` is: read the command line and the config, set up logging,
+//! bind the listeners of the parts it runs, build the [`Application`] and run it until
+//! SIGINT or SIGTERM, reloading the config on change and SIGHUP.
+
+use std::{net::SocketAddr, process::ExitCode};
+
+use handoff_core::{
+    cli::{self, StartError},
+    shutdown, telemetry,
+};
+use tokio::net::TcpListener;
+
+use crate::app::{AppError, Application, Listeners, check};
+
+/// Which parts a binary runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parts {
+    /// The router and the gateway in one process (`handoff`).
+    All,
+    /// The router alone (`handoff-router`).
+    Router,
+    /// The gateway alone (`handoff-gateway`).
+    Gateway,
+}
+
+/// Why a binary could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+enum LaunchError {
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error(transparent)]
+    App(#[from] AppError),
+}
+
+/// Runs `program` (which runs `parts`) as the process: its whole `main`.
+pub async fn launch(program: &'static str, about: &str, parts: Parts) -> ExitCode {
+    match serve(program, about, parts).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("{program}: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(program: &'static str, about: &str, parts: Parts) -> Result<(), LaunchError> {
+    let Some(started) = cli::start(program, about, check)? else {
+        return Ok(());
+    };
+    telemetry::init();
+    let config = started.config;
+    let listeners = Listeners {
+        router: match parts {
+            Parts::All | Parts::Router => Some(bind("router", config.router.listen).await?),
+            Parts::Gateway => None,
+        },
+        gateway: match parts {
+            Parts::All | Parts::Gateway => Some(bind("gateway", config.gateway.listen).await?),
+            Parts::Router => None,
+        },
+    };
+    let (path, apps) = (config.gateway.path.clone(), config.apps.len());
+    let router_url = (parts == Parts::Gateway).then(|| config.gateway.router_url.clone());
+    let app = Application::build(config, &started.path, listeners)
+        .await?
+        .reload_on_change(started.path, started.env);
+    tracing::info!(
+        router = app.router_addr().map(display),
+        gateway = app.gateway_addr().map(display),
+        router_url,
+        path = app.gateway_addr().map(|_| path),
+        apps,
+        "{program} listening"
+    );
+    app.run(shutdown::signal()).await?;
+    tracing::info!("{program} stopped");
+    Ok(())
+}
+
+async fn bind(part: &str, addr: SocketAddr) -> Result<TcpListener, AppError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| AppError::Io {
+            what: format!("binding the {part} to {addr}"),
+            source,
+        })
+}
