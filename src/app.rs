@@ -285,3 +285,204 @@ fn dialable(addr: SocketAddr) -> SocketAddr {
         other => other,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::BTreeMap, time::SystemTime};
+
+    use handoff_core::id::{ClientUserId, SdkAppId, SessionId};
+    use handoff_router::engine::Handoff;
+
+    use super::*;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    fn config_with_group(group: u64) -> String {
+        format!(
+            "[router.store]\nkind = \"memory\"\n\
+             [[apps]]\nsdk_app_id = 1400000001\n[[apps.groups]]\nid = {group}\nname = \"g\"\n\
+             [[apps.agents]]\nid = \"ann@example.com\"\ngroups = [{group}]\n"
+        )
+    }
+
+    /// A directory of its own under the system's temp dir, removed on drop.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> std::io::Result<Self> {
+            let nanos = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default();
+            let dir =
+                std::env::temp_dir().join(format!("handoff-{name}-{}-{nanos}", std::process::id()));
+            std::fs::create_dir_all(&dir)?;
+            Ok(Self(dir))
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    async fn build(path: &Path, router: bool, gateway: bool) -> Result<Application, AppError> {
+        let config = handoff_core::config::load(path, Vec::new())?;
+        let bind = || async {
+            TcpListener::bind("127.0.0.1:0")
+                .await
+                .map_err(|source| AppError::Io {
+                    what: "binding".into(),
+                    source,
+                })
+        };
+        let listeners = Listeners {
+            router: if router { Some(bind().await?) } else { None },
+            gateway: if gateway { Some(bind().await?) } else { None },
+        };
+        Application::build(config, path, listeners).await
+    }
+
+    /// The group the router answers for a walk-in now.
+    async fn answered_group(router: &Router<AnyStore>) -> Result<Option<u64>, RouterError> {
+        let handoff = Handoff {
+            app: SdkAppId::new(1_400_000_001).map_err(|e| RouterError::invalid("app", e))?,
+            session: SessionId::parse("probe").map_err(|e| RouterError::invalid("s", e))?,
+            client_user: ClientUserId::parse("probe").map_err(|e| RouterError::invalid("c", e))?,
+            event_time: SystemTime::now(),
+            platform: String::new(),
+            channel: String::new(),
+            attributes: BTreeMap::new(),
+        };
+        let (_, answer) = router.explain(&handoff).await?;
+        Ok(answer.group.map(|g| g.get()))
+    }
+
+    #[tokio::test]
+    async fn a_bad_file_is_refused_and_a_good_one_swapped_in() -> TestResult {
+        let scratch = Scratch::new("reload")?;
+        let path = scratch.0.join("handoff.toml");
+        std::fs::write(&path, config_with_group(6521))?;
+        let app = build(&path, true, true).await?;
+        let (router, reloader) = (app.router().ok_or("no router")?.clone(), app.reloader());
+        assert_eq!(answered_group(&router).await?, Some(6521));
+
+        let bad = config_with_group(7000).replace("groups = [7000]", "groups = [7001]");
+        std::fs::write(&path, bad)?;
+        let err = reload::reload_now(&path, &[], &|c, o| reloader.apply(c, o))
+            .err()
+            .ok_or("accepted a bad file")?;
+        assert!(
+            err.to_string().contains("group 7001 is not defined"),
+            "{err}"
+        );
+        assert_eq!(
+            answered_group(&router).await?,
+            Some(6521),
+            "the running config stays"
+        );
+
+        let bad_cel = config_with_group(7000).replace(
+            "name = \"g\"",
+            "name = \"g\"\n[[apps.rules]]\nname = \"r\"\nwhen = 'bad syntax ('\n",
+        );
+        std::fs::write(&path, bad_cel)?;
+        let err = reload::reload_now(&path, &[], &|c, o| reloader.apply(c, o))
+            .err()
+            .ok_or("accepted bad CEL")?;
+        assert_eq!(err.key, "apps[0].rules[0].when");
+
+        std::fs::write(&path, config_with_group(7000))?;
+        reload::reload_now(&path, &[], &|c, o| reloader.apply(c, o))?;
+        assert_eq!(answered_group(&router).await?, Some(7000));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_gateway_alone_refuses_what_the_router_would_not_compile() -> TestResult {
+        let scratch = Scratch::new("gateway-reload")?;
+        let path = scratch.0.join("handoff.toml");
+        std::fs::write(&path, config_with_group(6521))?;
+        let app = build(&path, false, true).await?;
+        assert!(app.router().is_none() && app.gateway_addr().is_some());
+        std::fs::write(
+            &path,
+            config_with_group(6521).replace("\ngroups", "\ncapacity = 0\ngroups"),
+        )?;
+        let reloader = app.reloader();
+        let err = reload::reload_now(&path, &[], &|c, o| reloader.apply(c, o))
+            .err()
+            .ok_or("a gateway took an agent of capacity 0")?;
+        assert_eq!(err.key, "apps[0].agents[0].capacity");
+        let refused = build(&path, false, true)
+            .await
+            .err()
+            .ok_or("built over a bad file")?;
+        assert!(
+            refused.to_string().contains("apps[0].agents[0].capacity"),
+            "{refused}"
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn the_watcher_reloads_when_the_file_is_replaced() -> TestResult {
+        let scratch = Scratch::new("watch")?;
+        let path = scratch.0.join("handoff.toml");
+        std::fs::write(&path, config_with_group(6521))?;
+        let app = build(&path, true, false)
+            .await?
+            .reload_on_change(path.clone(), Vec::new());
+        let router = app.router().ok_or("no router")?.clone();
+        let stop = Stop::new();
+        let running = tokio::spawn(app.run(stop.stopped()));
+        // Give the watcher a moment to register before changing the file.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+
+        // A bad replacement is ignored ...
+        std::fs::write(scratch.0.join("next.toml"), "not = [valid")?;
+        std::fs::rename(scratch.0.join("next.toml"), &path)?;
+        tokio::time::sleep(reload::SETTLE * 3).await;
+        assert_eq!(answered_group(&router).await?, Some(6521));
+
+        // ... and a good one, written the way editors do (write aside, rename over), lands.
+        std::fs::write(scratch.0.join("next.toml"), config_with_group(7000))?;
+        std::fs::rename(scratch.0.join("next.toml"), &path)?;
+        let mut group = None;
+        for _ in 0..100 {
+            group = answered_group(&router).await?;
+            if group == Some(7000) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(group, Some(7000), "the watcher never reloaded");
+        stop.stop();
+        running.await??;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_stop_ends_both_parts_and_the_run_returns() -> TestResult {
+        let scratch = Scratch::new("stop")?;
+        let path = scratch.0.join("handoff.toml");
+        std::fs::write(&path, config_with_group(6521))?;
+        let app = build(&path, true, true).await?;
+        let (router, gateway) = (app.router_addr(), app.gateway_addr());
+        let stop = Stop::new();
+        let running = tokio::spawn(app.run(stop.stopped()));
+        for addr in [router, gateway].into_iter().flatten() {
+            tokio::net::TcpStream::connect(addr).await?;
+        }
+        stop.stop();
+        tokio::time::timeout(Duration::from_secs(5), running).await???;
+        for addr in [router, gateway].into_iter().flatten() {
+            assert!(
+                tokio::net::TcpStream::connect(addr).await.is_err(),
+                "{addr} still accepts after the stop"
+            );
+        }
+        Ok(())
+    }
+}

@@ -7,6 +7,8 @@
 //! lives in `handoff-router`, the Tencent contract in `handoff-gateway`; nothing here
 //! decides anything.
 
+#![warn(missing_docs)]
+
 mod app;
 mod launch;
 

@@ -7,6 +7,8 @@
 //! - [`reload`]: watching the config file and SIGHUP, for the binaries that reload.
 //! - [`cli`], [`telemetry`], [`shutdown`]: process wiring for the three binaries.
 
+#![warn(missing_docs)]
+
 pub mod cli;
 pub mod config;
 pub mod id;

@@ -7,6 +7,8 @@
 //! itself: when the router fails it answers the app's configured fallback group or a
 //! Tencent-shaped error from the table in [`error`].
 
+#![warn(missing_docs)]
+
 pub mod auth;
 pub mod callback;
 pub mod error;

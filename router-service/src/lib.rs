@@ -5,6 +5,8 @@
 //! tonic adapter) <- [`server`] (the listener, health and reflection). The `handoff` crate
 //! wires it with the gateway into the binaries.
 
+#![warn(missing_docs)]
+
 pub mod engine;
 pub mod error;
 pub mod grpc;
