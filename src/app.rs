@@ -344,6 +344,11 @@ mod tests {
         Application::build(config, path, listeners).await
     }
 
+    /// Reads `path` again and hands it to `reloader`, as a file change or SIGHUP does.
+    fn reload_file(reloader: &Reloader, path: &Path) -> Result<(), ConfigError> {
+        reload::reload_now(path, &[], &|config, origin| reloader.apply(config, origin))
+    }
+
     /// The group the router answers for a walk-in now.
     async fn answered_group(router: &Router<AnyStore>) -> Result<Option<u64>, RouterError> {
         let handoff = Handoff {
@@ -370,7 +375,7 @@ mod tests {
 
         let bad = config_with_group(7000).replace("groups = [7000]", "groups = [7001]");
         std::fs::write(&path, bad)?;
-        let err = reload::reload_now(&path, &[], &|c, o| reloader.apply(c, o))
+        let err = reload_file(&reloader, &path)
             .err()
             .ok_or("accepted a bad file")?;
         assert!(
@@ -388,13 +393,13 @@ mod tests {
             "name = \"g\"\n[[apps.rules]]\nname = \"r\"\nwhen = 'bad syntax ('\n",
         );
         std::fs::write(&path, bad_cel)?;
-        let err = reload::reload_now(&path, &[], &|c, o| reloader.apply(c, o))
+        let err = reload_file(&reloader, &path)
             .err()
             .ok_or("accepted bad CEL")?;
         assert_eq!(err.key, "apps[0].rules[0].when");
 
         std::fs::write(&path, config_with_group(7000))?;
-        reload::reload_now(&path, &[], &|c, o| reloader.apply(c, o))?;
+        reload_file(&reloader, &path)?;
         assert_eq!(answered_group(&router).await?, Some(7000));
         Ok(())
     }
@@ -411,7 +416,7 @@ mod tests {
             config_with_group(6521).replace("\ngroups", "\ncapacity = 0\ngroups"),
         )?;
         let reloader = app.reloader();
-        let err = reload::reload_now(&path, &[], &|c, o| reloader.apply(c, o))
+        let err = reload_file(&reloader, &path)
             .err()
             .ok_or("a gateway took an agent of capacity 0")?;
         assert_eq!(err.key, "apps[0].agents[0].capacity");

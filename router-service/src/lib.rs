@@ -13,6 +13,8 @@ pub mod grpc;
 pub mod server;
 pub mod service;
 pub mod store;
+#[cfg(test)]
+mod testing;
 
 pub use error::{ErrorKind, RouterError};
 pub use server::{SERVICE_NAME, ServeError, serve};

@@ -286,35 +286,17 @@ fn api_field(field: AgentField) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use std::{collections::BTreeMap, path::Path, time::Duration};
+    use std::{collections::BTreeMap, future::Future, time::Duration};
 
-    use handoff_core::id::{ClientUserId, SessionId};
+    use handoff_core::id::ClientUserId;
     use proptest::prelude::*;
 
     use super::*;
     use crate::{
-        engine::StateView,
         error::ErrorKind,
-        store::{LocalStore, StoreError},
+        store::LocalStore,
+        testing::{self, Error, app_id, catalog},
     };
-
-    const CONFIG: &str = r#"
-        [[apps]]
-        sdk_app_id = 1400000001
-        [[apps.groups]]
-        id = 6521
-        name = "general"
-        [[apps.agents]]
-        id = "ann@example.com"
-        groups = [6521]
-        capacity = 2
-        [[apps.agents]]
-        id = "bob@example.com"
-        groups = [6521]
-        capacity = 3
-    "#;
-
-    type Error = Box<dyn std::error::Error>;
 
     /// A clock that says what the test says.
     struct FixedClock(SystemTime);
@@ -325,23 +307,14 @@ mod tests {
         }
     }
 
-    fn router_over<S: Store>(store: S) -> Result<Router<S>, Error> {
-        let config = handoff_core::config::parse(CONFIG, Path::new("t.toml"), Vec::new())?;
-        let catalog = Catalog::from_config(&config, Path::new("t.toml"))?;
+    fn router() -> Result<Router<LocalStore>, Error> {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
-        Ok(Router::new(catalog, store, Arc::new(FixedClock(now))))
+        let store = LocalStore::in_memory(Duration::from_secs(60));
+        Ok(Router::new(catalog()?, store, Arc::new(FixedClock(now))))
     }
 
     fn handoff(session: &str) -> Result<Handoff, Error> {
-        Ok(Handoff {
-            app: SdkAppId::new(1_400_000_001)?,
-            session: SessionId::parse(session)?,
-            client_user: ClientUserId::parse(format!("customer-of-{session}"))?,
-            event_time: SystemTime::UNIX_EPOCH,
-            platform: String::new(),
-            channel: String::new(),
-            attributes: BTreeMap::new(),
-        })
+        testing::handoff(session, SystemTime::UNIX_EPOCH)
     }
 
     fn block_on<T>(work: impl Future<Output = Result<T, Error>>) -> Result<T, TestCaseError> {
@@ -352,8 +325,6 @@ mod tests {
             .map_err(|e| TestCaseError::fail(e.to_string()))
     }
 
-    use std::future::Future;
-
     proptest! {
         /// Whatever the prior load and statuses, what ExplainAssignment predicts is exactly
         /// what AssignHuman then answers, through the router's own two paths.
@@ -361,11 +332,11 @@ mod tests {
         fn explain_predicts_assign(prior in 0usize..6, ann in 0usize..3, bob in 0usize..3) {
             let statuses = [AgentStatus::Available, AgentStatus::Away, AgentStatus::Offline];
             let (predicted, assigned) = block_on(async {
-                let router = router_over(LocalStore::in_memory(Duration::from_secs(60)))?;
+                let router = router()?;
                 for n in 0..prior {
                     router.assign(&handoff(&format!("prior-{n}"))?).await?;
                 }
-                let app = SdkAppId::new(1_400_000_001)?;
+                let app = app_id()?;
                 for (agent, status) in [("ann@example.com", ann), ("bob@example.com", bob)] {
                     router.set_status(app, &AgentId::parse(agent)?, statuses[status]).await?;
                 }
@@ -378,85 +349,9 @@ mod tests {
         }
     }
 
-    /// A store that cannot be reached.
-    struct Down;
-
-    impl Store for Down {
-        async fn assign<F>(
-            &self,
-            _: &App,
-            _: &ClientUserId,
-            _: &SessionId,
-            _: SystemTime,
-            _: F,
-        ) -> Result<Assignment, StoreError>
-        where
-            F: FnOnce(&dyn StateView) -> Decision + Send,
-        {
-            Err(StoreError::Unavailable("down".into()))
-        }
-
-        async fn inspect<F, R>(
-            &self,
-            _: &App,
-            _: Option<&ClientUserId>,
-            _: SystemTime,
-            _: F,
-        ) -> Result<R, StoreError>
-        where
-            F: FnOnce(&dyn StateView) -> R + Send,
-            R: Send,
-        {
-            Err(StoreError::Unavailable("down".into()))
-        }
-
-        async fn apply(&self, _: &App, _: Change, _: SystemTime) -> Result<(), StoreError> {
-            Err(StoreError::Unavailable("down".into()))
-        }
-
-        async fn ping(&self) -> Result<(), StoreError> {
-            Err(StoreError::Unavailable("down".into()))
-        }
-    }
-
-    #[tokio::test]
-    async fn a_store_outage_is_reported_as_one_whatever_the_call() -> Result<(), Error> {
-        let router = router_over(Down)?;
-        let app = SdkAppId::new(1_400_000_001)?;
-        let ann = AgentId::parse("ann@example.com")?;
-        let owned = CustomerConfig {
-            id: ClientUserId::parse("c-1")?,
-            tier: None,
-            language: None,
-            region: None,
-            tags: Vec::new(),
-            owner: Some(ann.clone()),
-            attributes: BTreeMap::new(),
-        };
-        let kinds = [
-            router.assign(&handoff("s")?).await.err().map(|e| e.kind()),
-            router.explain(&handoff("s")?).await.err().map(|e| e.kind()),
-            router
-                .upsert_customer(app, owned)
-                .await
-                .err()
-                .map(|e| e.kind()),
-            router
-                .set_status(app, &ann, AgentStatus::Away)
-                .await
-                .err()
-                .map(|e| e.kind()),
-            router.remove_agent(app, &ann).await.err().map(|e| e.kind()),
-            router.list_agents(app, None).await.err().map(|e| e.kind()),
-        ];
-        assert_eq!(kinds, [Some(ErrorKind::Unavailable); 6]);
-        Ok(())
-    }
-
     #[tokio::test]
     async fn an_unknown_owner_or_agent_is_named_by_the_callers_field() -> Result<(), Error> {
-        let router = router_over(LocalStore::in_memory(Duration::from_secs(60)))?;
-        let app = SdkAppId::new(1_400_000_001)?;
+        let (router, app) = (router()?, app_id()?);
         let ghost = AgentId::parse("ghost@example.com")?;
         let customer = CustomerConfig {
             id: ClientUserId::parse("c-1")?,
@@ -467,11 +362,8 @@ mod tests {
             owner: Some(ghost.clone()),
             attributes: BTreeMap::new(),
         };
-        let err = router
-            .upsert_customer(app, customer)
-            .await
-            .err()
-            .ok_or("accepted")?;
+        let err = router.upsert_customer(app, customer).await.err();
+        let err = err.ok_or("took a ghost owner")?;
         assert_eq!(err.kind(), ErrorKind::InvalidArgument);
         assert!(
             err.to_string().starts_with("customer.owner_agent_id: "),
@@ -480,11 +372,11 @@ mod tests {
         let err = router
             .set_status(app, &ghost, AgentStatus::Away)
             .await
-            .err()
-            .ok_or("accepted")?;
+            .err();
+        let err = err.ok_or("set a ghost's status")?;
         assert_eq!(err.kind(), ErrorKind::NotFound);
         assert!(err.to_string().starts_with("agent_id: "), "{err}");
-        let bad = AgentConfig {
+        let in_no_group = AgentConfig {
             id: ghost,
             name: None,
             groups: vec![GroupId::new(7)?],
@@ -494,11 +386,8 @@ mod tests {
             attributes: BTreeMap::new(),
             shift: None,
         };
-        let err = router
-            .upsert_agent(app, bad)
-            .await
-            .err()
-            .ok_or("accepted")?;
+        let err = router.upsert_agent(app, in_no_group).await.err();
+        let err = err.ok_or("took an agent of an unknown group")?;
         assert!(
             err.to_string().starts_with("agent.group_ids: group 7"),
             "{err}"

@@ -11,7 +11,8 @@ use std::{
 };
 
 use handoff_proto::router::v1::{
-    AssignHumanRequest, ListAgentsRequest, router_service_client::RouterServiceClient,
+    AgentStatus, AssignHumanRequest, Customer, ListAgentsRequest, SetAgentStatusRequest,
+    UpsertCustomerRequest, router_service_client::RouterServiceClient,
 };
 use tonic::{Code, transport::Channel};
 use tonic_health::pb::{
@@ -411,6 +412,41 @@ async fn a_redis_outage_answers_unavailable_and_the_router_recovers_by_itself() 
         "took {:?} to give up",
         started.elapsed()
     );
+    // Every call reports the outage as what it is, even one whose request could be wrong
+    // (an owner that would have to be looked up).
+    let customer = Customer {
+        id: "c-1".into(),
+        owner_agent_id: "ann@example.com".into(),
+        ..Customer::default()
+    };
+    let calls = [
+        client
+            .upsert_customer(UpsertCustomerRequest {
+                sdk_app_id: 1_400_000_001,
+                customer: Some(customer),
+            })
+            .await
+            .err(),
+        client
+            .set_agent_status(SetAgentStatusRequest {
+                sdk_app_id: 1_400_000_001,
+                agent_id: "ann@example.com".into(),
+                status: AgentStatus::Away.into(),
+            })
+            .await
+            .err(),
+        client
+            .list_agents(ListAgentsRequest {
+                sdk_app_id: 1_400_000_001,
+                group_id: None,
+            })
+            .await
+            .err(),
+    ];
+    for status in calls {
+        let code = status.map(|status| status.code());
+        assert_eq!(code, Some(Code::Unavailable));
+    }
     let mut health = ServingStatus::Serving;
     for _ in 0..50 {
         health = replica.health().await?;

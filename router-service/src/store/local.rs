@@ -417,53 +417,24 @@ impl StateView for AppState {
 
 #[cfg(test)]
 mod tests {
-    use std::{collections::BTreeMap, path::Path, sync::Arc};
-
-    use handoff_core::id::ClientUserId;
+    use std::{collections::BTreeMap, sync::Arc};
 
     use super::*;
-    use crate::engine::{self, Catalog, Handoff};
+    use crate::{
+        engine::{self, Catalog},
+        testing::{self, app_id, catalog, handoff},
+    };
 
-    const CONFIG: &str = r#"
-        [[apps]]
-        sdk_app_id = 1400000001
-        [[apps.groups]]
-        id = 6521
-        name = "general"
-        [[apps.agents]]
-        id = "ann@example.com"
-        groups = [6521]
-        capacity = 2
-        [[apps.agents]]
-        id = "bob@example.com"
-        groups = [6521]
-        capacity = 3
-    "#;
-
-    type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-    fn catalog() -> Result<Catalog, Box<dyn std::error::Error>> {
-        let config = handoff_core::config::parse(CONFIG, Path::new("t.toml"), Vec::new())?;
-        Ok(Catalog::from_config(&config, Path::new("t.toml"))?)
-    }
+    type TestResult = Result<(), testing::Error>;
 
     async fn assign(
         store: &LocalStore,
         catalog: &Catalog,
         session: &str,
         now: SystemTime,
-    ) -> Result<Assignment, Box<dyn std::error::Error>> {
-        let app_id = SdkAppId::new(1_400_000_001)?;
-        let app = catalog.app(app_id).ok_or("no app")?;
-        let handoff = Handoff {
-            app: app_id,
-            session: SessionId::parse(session)?,
-            client_user: ClientUserId::parse(format!("customer-of-{session}"))?,
-            event_time: now,
-            platform: String::new(),
-            channel: String::new(),
-            attributes: BTreeMap::new(),
-        };
+    ) -> Result<Assignment, testing::Error> {
+        let app = catalog.app(app_id()?).ok_or("no app")?;
+        let handoff = handoff(session, now)?;
         let assignment = store
             .assign(app, &handoff.client_user, &handoff.session, now, |state| {
                 engine::decide(app, &handoff, state, now)
@@ -477,8 +448,8 @@ mod tests {
         store: &LocalStore,
         catalog: &Catalog,
         now: SystemTime,
-    ) -> Result<u32, Box<dyn std::error::Error>> {
-        let app = catalog.app(SdkAppId::new(1_400_000_001)?).ok_or("no app")?;
+    ) -> Result<u32, testing::Error> {
+        let app = catalog.app(app_id()?).ok_or("no app")?;
         Ok(store.with_app(app, now, |state| {
             state.loads.values().map(|load| load.active).sum()
         }))
