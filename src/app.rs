@@ -360,7 +360,7 @@ mod tests {
             channel: String::new(),
             attributes: BTreeMap::new(),
         };
-        let (_, answer) = router.explain(&handoff).await?;
+        let answer = router.explain(&handoff).await?.answer;
         Ok(answer.group.map(|g| g.get()))
     }
 

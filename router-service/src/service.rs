@@ -14,10 +14,31 @@ use handoff_core::{
 use crate::{
     engine::{
         self, Agent, AgentField, AgentLoad, Answer, App, Catalog, Customer, Decision, Handoff,
+        LiveSession,
     },
     error::RouterError,
-    store::{AnyStore, Assignment, Change, Store},
+    store::{AnyStore, Applied, Assignment, Change, Look, SessionEvent, Store},
 };
+
+/// When and under which identity a caller reports a change, for ordering and retries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// When it happened by the reporter's clock; the router's now when not given.
+    pub at: Option<SystemTime>,
+    /// The report's identity, so that a retry changes nothing.
+    pub id: Option<String>,
+}
+
+/// What ExplainAssignment shows.
+#[derive(Debug, Clone)]
+pub struct Explanation {
+    /// The decision AssignHuman would make now.
+    pub decision: Decision,
+    /// The answer it would give.
+    pub answer: Answer,
+    /// The sessions holding seats: where each agent's load comes from.
+    pub sessions: Vec<LiveSession>,
+}
 
 /// The router's source of time, injectable so that tests control it.
 pub trait Clock: Send + Sync + 'static {
@@ -108,7 +129,7 @@ impl<S: Store> Router<S> {
         let now = self.clock.now();
         let assignment = self
             .store
-            .assign(&app, &handoff.client_user, &handoff.session, now, |state| {
+            .assign(&app, handoff, now, |state| {
                 engine::decide(&app, handoff, state, now)
             })
             .await?;
@@ -130,14 +151,19 @@ impl<S: Store> Router<S> {
         Ok(assignment)
     }
 
-    /// The decision AssignHuman would make now, and its answer, changing nothing.
-    pub async fn explain(&self, handoff: &Handoff) -> Result<(Decision, Answer), RouterError> {
+    /// The decision AssignHuman would make now, its answer, and the sessions that hold
+    /// seats (where agents' load comes from), changing nothing.
+    pub async fn explain(&self, handoff: &Handoff) -> Result<Explanation, RouterError> {
         let app = self.app(handoff.app)?;
         let now = self.clock.now();
-        let decision = self
+        let look = Look {
+            customer: Some(&handoff.client_user),
+            sessions: true,
+        };
+        let (decision, sessions) = self
             .store
-            .inspect(&app, Some(&handoff.client_user), now, |state| {
-                engine::decide(&app, handoff, state, now)
+            .inspect(&app, look, now, |state| {
+                (engine::decide(&app, handoff, state, now), state.sessions())
             })
             .await?;
         // Within one look at the state every candidate is below capacity, so AssignHuman
@@ -147,7 +173,11 @@ impl<S: Store> Router<S> {
         } else {
             decision.without_reservation()
         };
-        Ok((decision, answer))
+        Ok(Explanation {
+            decision,
+            answer,
+            sessions,
+        })
     }
 
     /// Adds or replaces an agent of `app`, checked as the config file's agents are.
@@ -175,22 +205,68 @@ impl<S: Store> Router<S> {
         Ok(())
     }
 
-    /// Sets an agent's live status.
+    /// Sets an agent's live status, unless `report` is older than the status known.
     pub async fn set_status(
         &self,
         app: SdkAppId,
         agent: &AgentId,
         status: AgentStatus,
-    ) -> Result<(), RouterError> {
+        report: Report,
+    ) -> Result<Applied, RouterError> {
         let app = self.app(app)?;
         self.require_agent(&app, agent).await?;
         let change = Change::SetStatus {
             agent: agent.clone(),
             status,
+            at: report.at.unwrap_or_else(|| self.clock.now()),
+            id: report.id,
         };
-        self.apply(&app, change).await?;
-        tracing::info!(app = %app.id, %agent, ?status, "agent status set");
-        Ok(())
+        let applied = self.apply(&app, change).await?;
+        tracing::info!(app = %app.id, %agent, ?status, ?applied, "agent status");
+        Ok(applied)
+    }
+
+    /// Records what happened to a session of `app`: an agent took it, it moved, it ended.
+    /// The agent need not be on the roster: a session Tencent gave to an agent handoff does
+    /// not route to still counts against that agent if it is added later.
+    pub async fn report_session(
+        &self,
+        app: SdkAppId,
+        event: SessionEvent,
+    ) -> Result<Applied, RouterError> {
+        let app = self.app(app)?;
+        let (session, kind, agent) = (event.session.clone(), event.kind, event.agent.clone());
+        let applied = self.apply(&app, Change::Session(event)).await?;
+        tracing::info!(
+            app = %app.id,
+            %session,
+            event = kind.as_str(),
+            agent = agent.as_ref().map(AgentId::as_str),
+            ?applied,
+            "session event"
+        );
+        Ok(applied)
+    }
+
+    /// The sessions of `app` that hold seats (of `agent`, when given).
+    pub async fn list_sessions(
+        &self,
+        app: SdkAppId,
+        agent: Option<&AgentId>,
+    ) -> Result<Vec<LiveSession>, RouterError> {
+        let app = self.app(app)?;
+        let look = Look {
+            customer: None,
+            sessions: true,
+        };
+        let sessions = self
+            .store
+            .inspect(&app, look, self.clock.now(), |state| state.sessions())
+            .await?;
+        Ok(sessions
+            .into_iter()
+            .filter(|session| agent.is_none_or(|agent| session.agent.as_ref() == Some(agent)))
+            .collect())
     }
 
     /// Records what is known of a customer.
@@ -220,7 +296,7 @@ impl<S: Store> Router<S> {
     }
 
     /// Makes `change` through the store, now.
-    async fn apply(&self, app: &App, change: Change) -> Result<(), RouterError> {
+    async fn apply(&self, app: &App, change: Change) -> Result<Applied, RouterError> {
         Ok(self.store.apply(app, change, self.clock.now()).await?)
     }
 
@@ -240,7 +316,7 @@ impl<S: Store> Router<S> {
         let now = self.clock.now();
         let listings = self
             .store
-            .inspect(&app, None, now, |state| {
+            .inspect(&app, Look::default(), now, |state| {
                 engine::roster(&app, state.roster_changes())
                     .into_iter()
                     .filter(|agent| group.is_none_or(|g| agent.groups.contains(&g)))
@@ -260,7 +336,7 @@ impl<S: Store> Router<S> {
     async fn require_agent(&self, app: &App, agent: &AgentId) -> Result<(), RouterError> {
         let known = self
             .store
-            .inspect(app, None, self.clock.now(), |state| {
+            .inspect(app, Look::default(), self.clock.now(), |state| {
                 engine::roster(app, state.roster_changes())
                     .iter()
                     .any(|a| &a.id == agent)
@@ -309,7 +385,7 @@ mod tests {
 
     fn router() -> Result<Router<LocalStore>, Error> {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
-        let store = LocalStore::in_memory(Duration::from_secs(60));
+        let store = LocalStore::in_memory(testing::lifetimes(Duration::from_secs(60)));
         Ok(Router::new(catalog()?, store, Arc::new(FixedClock(now))))
     }
 
@@ -338,10 +414,11 @@ mod tests {
                 }
                 let app = app_id()?;
                 for (agent, status) in [("ann@example.com", ann), ("bob@example.com", bob)] {
-                    router.set_status(app, &AgentId::parse(agent)?, statuses[status]).await?;
+                    let report = Report::default();
+                    router.set_status(app, &AgentId::parse(agent)?, statuses[status], report).await?;
                 }
                 let probe = handoff("probe")?;
-                let (_, predicted) = router.explain(&probe).await?;
+                let predicted = router.explain(&probe).await?.answer;
                 let assigned = router.assign(&probe).await;
                 Ok((predicted, assigned.map_err(|e| e.kind())))
             })?;
@@ -369,8 +446,9 @@ mod tests {
             err.to_string().starts_with("customer.owner_agent_id: "),
             "{err}"
         );
+        let away = AgentStatus::Away;
         let err = router
-            .set_status(app, &ghost, AgentStatus::Away)
+            .set_status(app, &ghost, away, Report::default())
             .await
             .err();
         let err = err.ok_or("set a ghost's status")?;

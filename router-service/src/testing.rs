@@ -1,10 +1,17 @@
 //! What the router's unit tests share: a two-agent floor and walk-in handoffs on it.
 
-use std::{collections::BTreeMap, path::Path, time::SystemTime};
+use std::{
+    collections::BTreeMap,
+    path::Path,
+    time::{Duration, SystemTime},
+};
 
 use handoff_core::id::{ClientUserId, SdkAppId, SessionId};
 
-use crate::engine::{Catalog, Handoff};
+use crate::{
+    engine::{Catalog, Handoff},
+    store::Lifetimes,
+};
 
 /// App 1400000001: group 6521 with ann (capacity 2) and bob (capacity 3).
 pub const TWO_AGENTS: &str = r#"
@@ -48,4 +55,12 @@ pub fn handoff(session: &str, at: SystemTime) -> Result<Handoff, Error> {
         channel: String::new(),
         attributes: BTreeMap::new(),
     })
+}
+
+/// Reservations held for `ttl`; confirmed sessions for the default eight hours.
+pub fn lifetimes(ttl: Duration) -> Lifetimes {
+    Lifetimes {
+        assignment_ttl: ttl,
+        max_session: Duration::from_secs(8 * 3600),
+    }
 }

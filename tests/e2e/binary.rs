@@ -300,6 +300,7 @@ async fn the_embedded_store_keeps_every_acknowledged_write_across_sigkill() -> T
                 sdk_app_id: 1_400_000_001,
                 agent_id: "bob@example.com".into(),
                 status: AgentStatus::Away.into(),
+                ..SetAgentStatusRequest::default()
             })
             .await?;
         client

@@ -118,6 +118,7 @@ async fn explain_shows_rules_targets_exclusions_and_scores() -> TestResult {
             sdk_app_id: APP,
             agent_id: "ann@example.com".into(),
             status: AgentStatus::Away.into(),
+            ..SetAgentStatusRequest::default()
         })
         .await?;
     let explained = router
@@ -299,6 +300,7 @@ async fn management_calls_are_validated() -> TestResult {
             sdk_app_id: APP,
             agent_id: "ghost@example.com".into(),
             status: AgentStatus::Away.into(),
+            ..SetAgentStatusRequest::default()
         })
         .await
         .err()
@@ -309,6 +311,7 @@ async fn management_calls_are_validated() -> TestResult {
             sdk_app_id: APP,
             agent_id: "ann@example.com".into(),
             status: 0,
+            ..SetAgentStatusRequest::default()
         })
         .await
         .err()

@@ -432,6 +432,7 @@ async fn a_redis_outage_answers_unavailable_and_the_router_recovers_by_itself() 
                 sdk_app_id: 1_400_000_001,
                 agent_id: "ann@example.com".into(),
                 status: AgentStatus::Away.into(),
+                ..SetAgentStatusRequest::default()
             })
             .await
             .err(),

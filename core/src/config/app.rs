@@ -35,6 +35,12 @@ pub struct AppConfig {
     /// How long a customer's previous agent stays sticky after their last assignment.
     #[serde(default = "default_sticky_ttl")]
     pub sticky_ttl: ConfigDuration,
+    /// How long a reservation waits for Tencent's session events to confirm it (an agent took
+    /// the session) before its seat is released: Tencent queued the user or gave the session
+    /// to nobody. Without it a reservation holds its seat for `[router] assignment_ttl`, which
+    /// is what an app without session events wants.
+    #[serde(default)]
+    pub confirm_timeout: Option<ConfigDuration>,
     /// `[[apps.groups]]`.
     #[serde(default)]
     pub groups: Vec<GroupConfig>,

@@ -56,6 +56,10 @@ pub struct RouterConfig {
     /// How long an assignment counts against its agent's capacity, and how long a repeated
     /// AssignHuman for the same session replays the same answer.
     pub assignment_ttl: ConfigDuration,
+    /// How long a confirmed session holds its agent's seat when its end is never reported
+    /// (a lost event), and how long an ended session is remembered so that its late events
+    /// change nothing.
+    pub max_session: ConfigDuration,
     /// How long in-flight calls may take to finish after a shutdown signal.
     pub shutdown_grace: ConfigDuration,
     /// `[router.store]`: where the router keeps its state.
@@ -67,6 +71,7 @@ impl Default for RouterConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             assignment_ttl: ConfigDuration::from_secs(30 * 60),
+            max_session: ConfigDuration::from_secs(8 * 3600),
             shutdown_grace: ConfigDuration::from_secs(10),
             store: StoreConfig::default(),
         }
@@ -146,6 +151,63 @@ pub struct GatewayConfig {
     pub max_clock_skew: ConfigDuration,
     /// How long in-flight callbacks may take to finish after a shutdown signal.
     pub shutdown_grace: ConfigDuration,
+    /// `[gateway.session_events]`: what Tencent's session event names mean for routing.
+    pub session_events: SessionEventNames,
+}
+
+/// `[gateway.session_events]`: which of Tencent's `Desk.SessionEventNotify` `Event` names
+/// mean what for routing, matched in any case. Tencent's pages name only some events
+/// verbatim and may add more, so the names are configuration; the defaults are the best
+/// reading of Tencent's pages (see the README). Whatever the name, an event with both
+/// `AgentId` and `ForwardFromAgentId` is a transfer, and any other event naming an `AgentId`
+/// proves that agent serves the session.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionEventNames {
+    /// An agent took the session (`AgentId`): confirms or moves the reservation.
+    pub assigned: Vec<String>,
+    /// The session moved from `ForwardFromAgentId` to `AgentId`.
+    pub transferred: Vec<String>,
+    /// The transfer to a human failed (no agent online): the reservation is released.
+    pub failed: Vec<String>,
+    /// The session is over (closed, or the user stopped replying): the seat is released.
+    pub ended: Vec<String>,
+}
+
+impl Default for SessionEventNames {
+    fn default() -> Self {
+        let names = |list: &[&str]| list.iter().map(|name| (*name).to_owned()).collect();
+        Self {
+            assigned: names(&[
+                "TransferToHumanSuccess",
+                "TransferToAgentSuccess",
+                "Desk.TransferToHumanSuccess",
+                "AgentAccept",
+                "HumanSessionBegin",
+            ]),
+            transferred: names(&[
+                "AgentTransfer",
+                "TransferToOtherAgent",
+                "Desk.AgentTransfer",
+                "SessionTransfer",
+            ]),
+            failed: names(&[
+                "TransferToHumanFail",
+                "TransferToHumanFailed",
+                "TransferToAgentFail",
+                "Desk.TransferToHumanFail",
+            ]),
+            ended: names(&[
+                "SessionEnd",
+                "SessionClose",
+                "SessionClosed",
+                "Desk.SessionEnd",
+                "UserTimeout",
+                "UserReplyTimeout",
+                "SessionTimeout",
+            ]),
+        }
+    }
 }
 
 impl Default for GatewayConfig {
@@ -158,6 +220,7 @@ impl Default for GatewayConfig {
             max_body_bytes: 64 * 1024,
             max_clock_skew: ConfigDuration::from_secs(60),
             shutdown_grace: ConfigDuration::from_secs(10),
+            session_events: SessionEventNames::default(),
         }
     }
 }

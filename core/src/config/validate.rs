@@ -40,6 +40,9 @@ fn router(router: &RouterConfig) -> Result<(), Fault> {
     if router.assignment_ttl.get().is_zero() {
         return fault("router.assignment_ttl", "must be longer than zero");
     }
+    if router.max_session.get().is_zero() {
+        return fault("router.max_session", "must be longer than zero");
+    }
     let store = &router.store;
     match store.kind() {
         StoreKind::Redis => {
@@ -107,10 +110,48 @@ fn gateway(gateway: &GatewayConfig) -> Result<(), Fault> {
     if gateway.max_clock_skew.get().is_zero() {
         return fault("gateway.max_clock_skew", "must be longer than zero");
     }
+    let events = &gateway.session_events;
+    let lists = [
+        ("assigned", &events.assigned),
+        ("transferred", &events.transferred),
+        ("failed", &events.failed),
+        ("ended", &events.ended),
+    ];
+    let mut meanings = std::collections::HashMap::new();
+    for (meaning, names) in lists {
+        for name in names {
+            let key = name.trim().to_ascii_lowercase();
+            if key.is_empty() {
+                return Err((
+                    format!("gateway.session_events.{meaning}"),
+                    "event names must not be empty".to_owned(),
+                ));
+            }
+            if let Some(other) = meanings
+                .insert(key, meaning)
+                .filter(|other| *other != meaning)
+            {
+                return Err((
+                    format!("gateway.session_events.{meaning}"),
+                    format!("{name:?} is also listed under {other}"),
+                ));
+            }
+        }
+    }
     Ok(())
 }
 
 fn app(app: &AppConfig, key: &str) -> Result<(), Fault> {
+    if app
+        .confirm_timeout
+        .is_some_and(|timeout| timeout.get().is_zero())
+    {
+        return Err((
+            format!("{key}.confirm_timeout"),
+            "must be longer than zero: remove the key to hold reservations for assignment_ttl"
+                .to_owned(),
+        ));
+    }
     if app
         .token
         .as_ref()

@@ -61,6 +61,9 @@ pub struct App {
     pub zone: Tz,
     /// How long a previous agent stays sticky.
     pub sticky_ttl: std::time::Duration,
+    /// How long a reservation waits for a session event to confirm it; `None` holds it for
+    /// the router's `assignment_ttl`.
+    pub confirm_timeout: Option<std::time::Duration>,
     groups: Vec<Group>,
     agents: Vec<Arc<Agent>>,
     customers: HashMap<ClientUserId, Customer>,
@@ -133,6 +136,7 @@ impl App {
             id: config.sdk_app_id,
             zone,
             sticky_ttl: config.sticky_ttl.get(),
+            confirm_timeout: config.confirm_timeout.map(|timeout| timeout.get()),
             groups,
             agents,
             customers,

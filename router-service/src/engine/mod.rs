@@ -36,7 +36,7 @@ pub use decision::{
     TargetOutcome, TargetTrace,
 };
 pub use handoff_core::config::Strategy;
-pub use state::{AgentLoad, Customer, RosterChanges, StateView, roster};
+pub use state::{AgentLoad, Customer, LiveSession, RosterChanges, SessionState, StateView, roster};
 
 use expr::Scope;
 

@@ -10,18 +10,70 @@ use std::{
 
 use handoff_core::{
     config::{AgentStatus, CustomerConfig},
-    id::{AgentId, ClientUserId},
+    id::{AgentId, ClientUserId, SessionId},
 };
 
 use super::{Agent, App};
 
-/// An agent's live load, counted from the router's own assignments.
+/// An agent's live load: the sessions whose seat it holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AgentLoad {
-    /// Sessions currently assigned to the agent.
+    /// Sessions holding a seat of the agent, provisional and confirmed: what capacity counts.
     pub active: u32,
+    /// Of those, the ones a session event confirmed.
+    pub confirmed: u32,
     /// When the agent was last assigned a session; `None` if never.
     pub last_assigned: Option<SystemTime>,
+}
+
+/// Where a session stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionState {
+    /// Reserved by an answer, not yet confirmed by an event.
+    Provisional,
+    /// An event says who serves it.
+    Confirmed,
+    /// Ended (or the transfer failed): it holds no seat.
+    Ended,
+    /// Its seat ran out (never confirmed, or never seen ending).
+    Expired,
+}
+
+impl SessionState {
+    /// The name logs and the API use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionState::Provisional => "provisional",
+            SessionState::Confirmed => "confirmed",
+            SessionState::Ended => "ended",
+            SessionState::Expired => "expired",
+        }
+    }
+
+    /// Whether a session in this state holds its agent's seat.
+    pub fn holds_seat(self) -> bool {
+        matches!(self, SessionState::Provisional | SessionState::Confirmed)
+    }
+}
+
+/// A session as the router knows it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveSession {
+    /// The session.
+    pub session: SessionId,
+    /// Where it stands.
+    pub state: SessionState,
+    /// The agent whose seat it holds.
+    pub agent: Option<AgentId>,
+    /// The customer, when known.
+    pub customer: Option<ClientUserId>,
+    /// Since when it stands there.
+    pub since: SystemTime,
+    /// When the seat runs out if nothing else happens.
+    pub expires_at: SystemTime,
+    /// The rule that routed it, when handoff answered it.
+    pub rule: Option<String>,
 }
 
 /// Agents changed at run time: `Some` replaces or adds a definition, `None` removes one.
@@ -39,6 +91,10 @@ pub trait StateView {
     fn last_agent(&self, customer: &ClientUserId) -> Option<(&AgentId, SystemTime)>;
     /// Agents added, changed or removed at run time.
     fn roster_changes(&self) -> &RosterChanges;
+    /// The sessions that hold a seat, when the look asked for them (empty otherwise).
+    fn sessions(&self) -> Vec<LiveSession> {
+        Vec::new()
+    }
 }
 
 /// What is known of a customer: pushed over gRPC, listed in the config, or nothing.

@@ -149,6 +149,7 @@ impl FakeState {
             agent.into(),
             AgentLoad {
                 active,
+                confirmed: 0,
                 last_assigned: last,
             },
         );

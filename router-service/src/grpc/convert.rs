@@ -9,13 +9,17 @@ use handoff_core::{
 };
 use handoff_proto::router::v1 as pb;
 
+use handoff_core::id::SessionId;
+
+use super::request::{event_id, time};
 use crate::{
     engine::{
-        Agent, Answer, Customer, Decision, Exclusion, RuleOutcome, Sticky, Strategy, TargetOutcome,
+        Agent, Answer, Customer, Exclusion, LiveSession, RuleOutcome, SessionState, Sticky,
+        Strategy, TargetOutcome,
     },
     error::RouterError,
-    service::AgentListing,
-    store::Assignment,
+    service::{AgentListing, Explanation, Report},
+    store::{Applied, Assignment, SessionEvent, SessionEventKind},
 };
 
 /// The app id of a request.
@@ -60,8 +64,14 @@ fn strategy(strategy: Strategy) -> pb::Strategy {
     }
 }
 
-/// The wire explanation of a decision and the answer it leads to.
-pub fn explanation(decision: &Decision, answer: Answer) -> pb::ExplainAssignmentResponse {
+/// The wire explanation of a decision, the answer it leads to and where the load of the
+/// agents it weighed comes from.
+pub fn explanation(explained: Explanation) -> pb::ExplainAssignmentResponse {
+    let Explanation {
+        decision,
+        answer,
+        sessions,
+    } = explained;
     let rules = decision
         .rules
         .iter()
@@ -123,11 +133,130 @@ pub fn explanation(decision: &Decision, answer: Answer) -> pb::ExplainAssignment
             .into(),
         })
         .collect();
+    let weighed: std::collections::HashSet<&AgentId> = decision
+        .ranked
+        .iter()
+        .map(|candidate| &candidate.agent)
+        .chain(decision.targets.iter().flat_map(|trace| {
+            trace
+                .excluded
+                .iter()
+                .filter(|excluded| matches!(excluded.reason, Exclusion::AtCapacity { .. }))
+                .map(|excluded| &excluded.agent)
+        }))
+        .collect();
+    let load_sessions = sessions
+        .iter()
+        .filter(|session| session.agent.as_ref().is_some_and(|a| weighed.contains(a)))
+        .map(live_session)
+        .collect();
     pb::ExplainAssignmentResponse {
         answer: Some(response(answer, false)),
         rules,
         targets,
         candidates,
+        load_sessions,
+    }
+}
+
+/// The wire form of a session holding a seat.
+pub fn live_session(session: &LiveSession) -> pb::Session {
+    pb::Session {
+        session_id: session.session.to_string(),
+        state: match session.state {
+            SessionState::Provisional => pb::SessionState::Provisional,
+            SessionState::Confirmed => pb::SessionState::Confirmed,
+            SessionState::Ended | SessionState::Expired => pb::SessionState::Unspecified,
+        }
+        .into(),
+        agent_id: session
+            .agent
+            .as_ref()
+            .map(AgentId::to_string)
+            .unwrap_or_default(),
+        client_user_id: session
+            .customer
+            .as_ref()
+            .map(ClientUserId::to_string)
+            .unwrap_or_default(),
+        since: Some(timestamp(session.since)),
+        expires_at: Some(timestamp(session.expires_at)),
+        rule: session.rule.clone().unwrap_or_default(),
+    }
+}
+
+/// A session event from the wire, every field checked.
+pub fn session_event(request: pb::ReportSessionEventRequest) -> Result<SessionEvent, RouterError> {
+    let session =
+        SessionId::parse(request.session_id).map_err(|e| RouterError::invalid("session_id", e))?;
+    let kind = match pb::SessionEventKind::try_from(request.kind) {
+        Ok(pb::SessionEventKind::Assigned) => SessionEventKind::Assigned,
+        Ok(pb::SessionEventKind::Transferred) => SessionEventKind::Transferred,
+        Ok(pb::SessionEventKind::Failed) => SessionEventKind::Failed,
+        Ok(pb::SessionEventKind::Ended) => SessionEventKind::Ended,
+        Ok(pb::SessionEventKind::Unspecified) | Err(_) => {
+            return Err(RouterError::invalid(
+                "kind",
+                "must be ASSIGNED, TRANSFERRED, FAILED or ENDED",
+            ));
+        }
+    };
+    let agent = optional_agent("agent_id", request.agent_id)?;
+    if agent.is_none()
+        && matches!(
+            kind,
+            SessionEventKind::Assigned | SessionEventKind::Transferred
+        )
+    {
+        return Err(RouterError::invalid(
+            "agent_id",
+            format!("is required for {}", kind.as_str()),
+        ));
+    }
+    let customer = Some(request.client_user_id)
+        .filter(|id| !id.is_empty())
+        .map(ClientUserId::parse)
+        .transpose()
+        .map_err(|e| RouterError::invalid("client_user_id", e))?;
+    let at = time("event_time", request.event_time)?.ok_or_else(|| {
+        RouterError::invalid("event_time", "is required: events are ordered by it")
+    })?;
+    Ok(SessionEvent {
+        session,
+        kind,
+        agent,
+        from_agent: optional_agent("from_agent_id", request.from_agent_id)?,
+        customer,
+        at,
+        id: event_id("event_id", request.event_id)?,
+    })
+}
+
+fn optional_agent(field: &'static str, id: String) -> Result<Option<AgentId>, RouterError> {
+    Some(id)
+        .filter(|id| !id.is_empty())
+        .map(AgentId::parse)
+        .transpose()
+        .map_err(|e| RouterError::invalid(field, e))
+}
+
+/// When and under which identity a status was reported.
+pub fn status_report(
+    event_time: Option<prost_types::Timestamp>,
+    id: String,
+) -> Result<Report, RouterError> {
+    Ok(Report {
+        at: time("event_time", event_time)?,
+        id: event_id("event_id", id)?,
+    })
+}
+
+/// The wire form of what a report did.
+pub fn outcome(applied: Applied) -> pb::ReportOutcome {
+    match applied {
+        Applied::Recorded => pb::ReportOutcome::Recorded,
+        Applied::Duplicate => pb::ReportOutcome::Duplicate,
+        Applied::Superseded => pb::ReportOutcome::Superseded,
     }
 }
 
@@ -263,6 +392,8 @@ pub fn listing(listing: &AgentListing) -> pb::AgentState {
         active: listing.load.active,
         last_assigned: listing.load.last_assigned.map(timestamp),
         on_shift: listing.on_shift,
+        confirmed: listing.load.confirmed,
+        provisional: listing.load.active.saturating_sub(listing.load.confirmed),
     }
 }
 

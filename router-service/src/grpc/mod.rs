@@ -11,7 +11,8 @@ use std::sync::Arc;
 use handoff_core::id::{AgentId, GroupId};
 use handoff_proto::router::v1::{
     AssignHumanRequest, AssignHumanResponse, ExplainAssignmentRequest, ExplainAssignmentResponse,
-    ListAgentsRequest, ListAgentsResponse, RemoveAgentRequest, RemoveAgentResponse,
+    ListAgentsRequest, ListAgentsResponse, ListSessionsRequest, ListSessionsResponse,
+    RemoveAgentRequest, RemoveAgentResponse, ReportSessionEventRequest, ReportSessionEventResponse,
     SetAgentStatusRequest, SetAgentStatusResponse, UpsertAgentRequest, UpsertAgentResponse,
     UpsertCustomerRequest, UpsertCustomerResponse, router_service_server::RouterService,
 };
@@ -53,8 +54,8 @@ impl<S: Store> RouterService for RouterGrpc<S> {
             .handoff
             .ok_or_else(|| RouterError::invalid("handoff", "is required"))?;
         let handoff = parse_request(handoff, self.router.now())?;
-        let (decision, answer) = self.router.explain(&handoff).await?;
-        Ok(Response::new(convert::explanation(&decision, answer)))
+        let explained = self.router.explain(&handoff).await?;
+        Ok(Response::new(convert::explanation(explained)))
     }
 
     async fn upsert_agent(
@@ -95,8 +96,11 @@ impl<S: Store> RouterService for RouterGrpc<S> {
             AgentId::parse(request.agent_id).map_err(|e| RouterError::invalid("agent_id", e))?;
         let status = convert::status(request.status)
             .ok_or_else(|| RouterError::invalid("status", "must be AVAILABLE, AWAY or OFFLINE"))?;
-        self.router.set_status(app, &agent, status).await?;
-        Ok(Response::new(SetAgentStatusResponse {}))
+        let report = convert::status_report(request.event_time, request.event_id)?;
+        let applied = self.router.set_status(app, &agent, status, report).await?;
+        Ok(Response::new(SetAgentStatusResponse {
+            outcome: convert::outcome(applied).into(),
+        }))
     }
 
     async fn upsert_customer(
@@ -129,6 +133,36 @@ impl<S: Store> RouterService for RouterGrpc<S> {
         let listings = self.router.list_agents(app, group).await?;
         Ok(Response::new(ListAgentsResponse {
             agents: listings.iter().map(convert::listing).collect(),
+        }))
+    }
+
+    async fn report_session_event(
+        &self,
+        request: Request<ReportSessionEventRequest>,
+    ) -> Result<Response<ReportSessionEventResponse>, Status> {
+        let request = request.into_inner();
+        let app = convert::app_id(request.sdk_app_id)?;
+        let event = convert::session_event(request)?;
+        let applied = self.router.report_session(app, event).await?;
+        Ok(Response::new(ReportSessionEventResponse {
+            outcome: convert::outcome(applied).into(),
+        }))
+    }
+
+    async fn list_sessions(
+        &self,
+        request: Request<ListSessionsRequest>,
+    ) -> Result<Response<ListSessionsResponse>, Status> {
+        let request = request.into_inner();
+        let app = convert::app_id(request.sdk_app_id)?;
+        let agent = Some(request.agent_id)
+            .filter(|id| !id.is_empty())
+            .map(AgentId::parse)
+            .transpose()
+            .map_err(|e| RouterError::invalid("agent_id", e))?;
+        let sessions = self.router.list_sessions(app, agent.as_ref()).await?;
+        Ok(Response::new(ListSessionsResponse {
+            sessions: sessions.iter().map(convert::live_session).collect(),
         }))
     }
 }

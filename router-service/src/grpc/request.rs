@@ -23,18 +23,7 @@ pub fn parse_request(request: AssignHumanRequest, now: SystemTime) -> Result<Han
         SessionId::parse(request.session_id).map_err(|e| RouterError::invalid("session_id", e))?;
     let client_user = ClientUserId::parse(request.client_user_id)
         .map_err(|e| RouterError::invalid("client_user_id", e))?;
-    let event_time = match request.event_time {
-        Some(timestamp) if !(0..1_000_000_000).contains(&timestamp.nanos) => {
-            return Err(RouterError::invalid(
-                "event_time",
-                "nanos must be from 0 to 999,999,999",
-            ));
-        }
-        Some(timestamp) => {
-            SystemTime::try_from(timestamp).map_err(|e| RouterError::invalid("event_time", e))?
-        }
-        None => now,
-    };
+    let event_time = time("event_time", request.event_time)?.unwrap_or(now);
     let platform = platform_name(request.platform).to_owned();
     let channel = request.channel.trim().to_ascii_lowercase();
     check_name("channel", &channel)?;
@@ -70,6 +59,40 @@ pub fn parse_request(request: AssignHumanRequest, now: SystemTime) -> Result<Han
         attributes,
     })
 }
+
+/// A wire timestamp as a time, checked; `None` when it is not set.
+pub fn time(
+    field: &'static str,
+    timestamp: Option<prost_types::Timestamp>,
+) -> Result<Option<SystemTime>, RouterError> {
+    match timestamp {
+        Some(timestamp) if !(0..1_000_000_000).contains(&timestamp.nanos) => Err(
+            RouterError::invalid(field, "nanos must be from 0 to 999,999,999"),
+        ),
+        Some(timestamp) => SystemTime::try_from(timestamp)
+            .map(Some)
+            .map_err(|e| RouterError::invalid(field, e)),
+        None => Ok(None),
+    }
+}
+
+/// A report's identity, checked like Tencent's RequestID: short, printable; `None` when
+/// empty.
+pub fn event_id(field: &'static str, id: String) -> Result<Option<String>, RouterError> {
+    if id.is_empty() {
+        return Ok(None);
+    }
+    if id.len() > MAX_EVENT_ID_BYTES || id.chars().any(char::is_control) {
+        return Err(RouterError::invalid(
+            field,
+            format!("must be at most {MAX_EVENT_ID_BYTES} bytes without control characters"),
+        ));
+    }
+    Ok(Some(id))
+}
+
+/// Longest report identity, in bytes.
+const MAX_EVENT_ID_BYTES: usize = 256;
 
 fn check_name(field: &'static str, name: &str) -> Result<(), RouterError> {
     if name.len() > MAX_NAME_BYTES {

@@ -17,9 +17,8 @@ use tokio::sync::oneshot;
 
 use super::{
     Change, StoreError,
-    record::{
-        self, AssignmentRecord, CustomerRecord, HistoryRecord, RosterRecord, StatusRecord, to_ms,
-    },
+    record::{self, CustomerRecord, HistoryRecord, RosterRecord, StatusRecord, to_ms},
+    session::SessionRecord,
 };
 
 type Table = TableDefinition<'static, (u64, &'static str), &'static [u8]>;
@@ -27,7 +26,7 @@ type Table = TableDefinition<'static, (u64, &'static str), &'static [u8]>;
 /// The tables, each keyed by (app, id), each value a JSON record of [`record`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Kind {
-    /// Live assignments by session: [`AssignmentRecord`].
+    /// Sessions: [`SessionRecord`] (the table kept its first name).
     Assignments,
     /// Each agent's last assignment, Unix milliseconds.
     LastAssigned,
@@ -39,16 +38,20 @@ pub(super) enum Kind {
     Roster,
     /// Customers pushed over gRPC: [`CustomerRecord`].
     Customers,
+    /// Identities of reports recorded, for recognising retries: when to forget each, Unix
+    /// milliseconds.
+    Seen,
 }
 
 impl Kind {
-    const ALL: [Kind; 6] = [
+    const ALL: [Kind; 7] = [
         Kind::Assignments,
         Kind::LastAssigned,
         Kind::History,
         Kind::Statuses,
         Kind::Roster,
         Kind::Customers,
+        Kind::Seen,
     ];
 
     fn table(self) -> Table {
@@ -59,6 +62,7 @@ impl Kind {
             Kind::Statuses => "statuses",
             Kind::Roster => "roster",
             Kind::Customers => "customers",
+            Kind::Seen => "seen",
         })
     }
 }
@@ -92,11 +96,19 @@ impl Op {
     }
 }
 
-/// The writes that record `change` to `app`.
+/// The writes that record `change` to `app`. A session event's writes depend on the
+/// state it meets, so the local store writes its outcome with [`session`], [`last_assigned`]
+/// and [`history`] instead.
 pub(super) fn ops(app: SdkAppId, change: &Change) -> Vec<Op> {
     match change {
-        Change::SetStatus { agent, status } => {
-            vec![Op::put(Kind::Statuses, app, agent.as_str(), status)]
+        Change::SetStatus {
+            agent, status, at, ..
+        } => {
+            let record = StatusRecord::Timed {
+                status: *status,
+                at_ms: to_ms(*at),
+            };
+            vec![Op::put(Kind::Statuses, app, agent.as_str(), &record)]
         }
         Change::PutAgent(agent) => vec![
             Op::put(Kind::Roster, app, agent.id.as_str(), &Some(&agent.spec)),
@@ -112,44 +124,46 @@ pub(super) fn ops(app: SdkAppId, change: &Change) -> Vec<Op> {
             customer.id.as_str(),
             &CustomerRecord::from(customer),
         )],
+        Change::Session(_) => Vec::new(),
     }
 }
 
-/// The writes that record a reservation: the session's assignment, the agent's last
-/// assignment and the customer's previous agent.
-pub(super) fn reserved(
-    app: SdkAppId,
-    session: &SessionId,
-    customer: &ClientUserId,
-    agent: &AgentId,
-    assignment: &AssignmentRecord,
-    at: SystemTime,
-) -> [Op; 3] {
-    let history = HistoryRecord {
-        agent: agent.clone(),
-        at_ms: to_ms(at),
-    };
-    [
-        Op::put(Kind::Assignments, app, session.as_str(), assignment),
-        Op::put(Kind::LastAssigned, app, agent.as_str(), &to_ms(at)),
-        Op::put(Kind::History, app, customer.as_str(), &history),
-    ]
+/// The write of a session's record, or its deletion.
+pub(super) fn session(app: SdkAppId, session: &SessionId, record: Option<&SessionRecord>) -> Op {
+    match record {
+        Some(record) => Op::put(Kind::Assignments, app, session.as_str(), record),
+        None => Op::delete(Kind::Assignments, app, session.as_str()),
+    }
 }
 
-/// The write that records an assignment's expiry.
-pub(super) fn expired(app: SdkAppId, session: &SessionId) -> Op {
-    Op::delete(Kind::Assignments, app, session.as_str())
+/// The write of an agent's idle clock.
+pub(super) fn last_assigned(app: SdkAppId, agent: &AgentId, at: SystemTime) -> Op {
+    Op::put(Kind::LastAssigned, app, agent.as_str(), &to_ms(at))
+}
+
+/// The write of a customer's previous agent.
+pub(super) fn history(app: SdkAppId, customer: &ClientUserId, record: &HistoryRecord) -> Op {
+    Op::put(Kind::History, app, customer.as_str(), record)
+}
+
+/// The write that remembers a report's identity until `until` (or forgets it, `None`).
+pub(super) fn seen(app: SdkAppId, id: &str, until: Option<SystemTime>) -> Op {
+    match until {
+        Some(until) => Op::put(Kind::Seen, app, id, &to_ms(until)),
+        None => Op::delete(Kind::Seen, app, id),
+    }
 }
 
 /// Everything the file held for one app when the router started, as records.
 #[derive(Debug, Default)]
 pub(super) struct LoadedApp {
-    pub(super) assignments: Vec<(SessionId, AssignmentRecord)>,
+    pub(super) sessions: Vec<(SessionId, SessionRecord)>,
     pub(super) last_assigned: Vec<(AgentId, u64)>,
     pub(super) history: Vec<(ClientUserId, HistoryRecord)>,
     pub(super) statuses: Vec<(AgentId, StatusRecord)>,
     pub(super) roster: Vec<(AgentId, RosterRecord)>,
     pub(super) customers: Vec<CustomerRecord>,
+    pub(super) seen: Vec<(String, u64)>,
 }
 
 struct Batch {
@@ -300,7 +314,8 @@ fn read_into(loaded: &mut LoadedApp, kind: Kind, id: &str, value: &[u8]) -> Resu
     match kind {
         Kind::Assignments => {
             let session = SessionId::parse(id).map_err(text)?;
-            loaded.assignments.push((session, record::decode(value)?));
+            let record: SessionRecord = record::decode(value)?;
+            loaded.sessions.push((session, record.normalized()));
         }
         Kind::LastAssigned => {
             let agent = AgentId::parse(id).map_err(text)?;
@@ -320,6 +335,9 @@ fn read_into(loaded: &mut LoadedApp, kind: Kind, id: &str, value: &[u8]) -> Resu
         }
         Kind::Customers => {
             loaded.customers.push(record::decode(value)?);
+        }
+        Kind::Seen => {
+            loaded.seen.push((id.to_owned(), record::decode(value)?));
         }
     }
     Ok(())

@@ -1,15 +1,15 @@
 //! The local store: every app's state in this process under one mutex, either in memory
 //! only (`memory`) or made durable by a [`Journal`] in a redb file (`embedded`).
 //!
-//! Assignments expire after the configured TTL, which is how an agent's load comes down
-//! until session events tell the router when a conversation really ends.
+//! Sessions follow [`session`]'s rules; their deadlines sit in a heap, and whatever is due
+//! is released before each look or change.
 
 use std::{
     cmp::Reverse,
-    collections::{BinaryHeap, HashMap},
+    collections::{BinaryHeap, HashMap, VecDeque},
     path::Path,
     sync::{Arc, Mutex, PoisonError},
-    time::{Duration, SystemTime},
+    time::SystemTime,
 };
 
 use chrono_tz::Tz;
@@ -19,28 +19,29 @@ use handoff_core::{
 };
 
 use super::{
-    Assignment, Change, Store, StoreError,
+    Applied, Assignment, Change, DEDUP_WINDOW, Lifetimes, Look, Store, StoreError,
     embedded::{self, Journal, LoadedApp, Op},
-    record::{AssignmentRecord, from_ms, to_ms},
+    record::{HistoryRecord, StatusRecord, from_ms, to_ms},
+    session::{self, Effects, SessionRecord},
 };
 use crate::engine::{
-    Agent, AgentLoad, Answer, App, Catalog, Customer, Decision, RosterChanges, StateView,
+    Agent, AgentLoad, App, Catalog, Customer, Decision, Handoff, LiveSession, RosterChanges,
+    StateView,
 };
 
 /// Router state held in this process, optionally journaled to disk.
 #[derive(Debug)]
 pub struct LocalStore {
-    ttl: Duration,
+    lifetimes: Lifetimes,
     apps: Mutex<HashMap<SdkAppId, AppState>>,
     journal: Option<Journal>,
 }
 
 impl LocalStore {
-    /// The `memory` store: assignments count against capacity for `ttl`; nothing is kept
-    /// across restarts.
-    pub fn in_memory(ttl: Duration) -> Self {
+    /// The `memory` store: nothing is kept across restarts.
+    pub fn in_memory(lifetimes: Lifetimes) -> Self {
         Self {
-            ttl,
+            lifetimes,
             apps: Mutex::new(HashMap::new()),
             journal: None,
         }
@@ -50,49 +51,42 @@ impl LocalStore {
     /// it, with agents added at run time compiled in their app's zone from `catalog`.
     pub fn embedded(
         path: &Path,
-        ttl: Duration,
+        lifetimes: Lifetimes,
         catalog: &Catalog,
         now: SystemTime,
     ) -> Result<Self, StoreError> {
         let (journal, loaded) = Journal::open(path)?;
         let mut apps = HashMap::new();
-        let mut stale = Vec::new();
+        let mut due = Vec::new();
         for (app, loaded) in loaded {
             let zone = catalog.app(app).map_or(chrono_tz::UTC, |app| app.zone);
-            let (state, expired) = AppState::restore(app, loaded, zone, now);
-            stale.extend(
-                expired
-                    .iter()
-                    .map(|session| embedded::expired(app, session)),
-            );
+            let mut state = AppState::restore(app, loaded, zone);
+            let mut writes = Writes(Some(Vec::new()));
+            state.expire(app, now, lifetimes, &mut writes);
+            due.extend(writes.0.unwrap_or_default());
             apps.insert(app, state);
         }
-        if !stale.is_empty() {
-            // Expired while the router was down: drop them from the file too.
-            drop(journal.submit(stale));
+        if !due.is_empty() {
+            // Due while the router was down: record their release too.
+            drop(journal.submit(due));
         }
         Ok(Self {
-            ttl,
+            lifetimes,
             apps: Mutex::new(apps),
             journal: Some(journal),
         })
     }
 
-    /// Runs `read` over `app`'s state at `now`, changing nothing but expiring assignments.
+    /// Runs `read` over `app`'s state at `now`, changing nothing but what time released.
     fn with_app<R>(&self, app: &App, now: SystemTime, read: impl FnOnce(&mut AppState) -> R) -> R {
         let mut apps = self.apps.lock().unwrap_or_else(PoisonError::into_inner);
         let state = apps
             .entry(app.id)
             .or_insert_with(|| AppState::new(app.zone));
         state.follow(app);
-        let expired = state.expire(now);
-        if self.journal.is_some() {
-            state.pending.extend(
-                expired
-                    .iter()
-                    .map(|session| embedded::expired(app.id, session)),
-            );
-        }
+        let mut writes = Writes(self.journal.as_ref().map(|_| Vec::new()));
+        state.expire(app.id, now, self.lifetimes, &mut writes);
+        state.pending.extend(writes.0.unwrap_or_default());
         read(state)
     }
 
@@ -100,8 +94,8 @@ impl LocalStore {
     /// the writes it recorded in its [`Writes`] are on disk.
     ///
     /// If the commit fails (a full or broken disk) the caller gets UNAVAILABLE and the change
-    /// stays in memory only: a reservation then holds its seat until its TTL, and the file
-    /// lacks it after a restart. Nothing acknowledged is ever missing from the file.
+    /// stays in memory only: a reservation then holds its seat until its deadline, and the
+    /// file lacks it after a restart. Nothing acknowledged is ever missing from the file.
     async fn mutate<R>(
         &self,
         app: &App,
@@ -119,8 +113,7 @@ impl LocalStore {
                     .as_ref()
                     .map(|_| std::mem::take(&mut state.pending)),
             );
-            let expired = state.expire(now);
-            writes.record(|| expired.iter().map(|s| embedded::expired(app.id, s)));
+            state.expire(app.id, now, self.lifetimes, &mut writes);
             let result = change(state, &mut writes);
             // Queued under the lock, so the file sees changes in the order memory did.
             let committed = match (&self.journal, writes.0) {
@@ -155,18 +148,18 @@ impl Store for LocalStore {
     async fn assign<F>(
         &self,
         app: &App,
-        customer: &ClientUserId,
-        session: &SessionId,
+        handoff: &Handoff,
         now: SystemTime,
         decide: F,
     ) -> Result<Assignment, StoreError>
     where
         F: FnOnce(&dyn StateView) -> Decision + Send,
     {
-        let ttl = self.ttl;
+        let hold = self.lifetimes.hold(app);
         self.mutate(app, now, |state, writes| {
-            if let Some(record) = state.sessions.get(session) {
-                return Assignment::Replayed(record.answer.clone());
+            let old = state.sessions.get(&handoff.session).cloned();
+            if let Some(answer) = old.as_ref().and_then(SessionRecord::replay) {
+                return Assignment::Replayed(answer);
             }
             let decision = decide(state);
             if !decision.wants_reservation() {
@@ -175,17 +168,10 @@ impl Store for LocalStore {
             // Decided under this same lock: every candidate is below capacity, so the first
             // is the one to reserve (the Redis store, deciding outside its lock, re-checks).
             let answer = decision.reserve_at(0);
-            if let Some(agent) = &answer.reserved {
-                let expires_at = now + ttl;
-                state.reserve(agent, customer, session, answer.clone(), now, expires_at);
-                writes.record(|| {
-                    let record = AssignmentRecord {
-                        answer: (&answer).into(),
-                        expires_at_ms: to_ms(expires_at),
-                    };
-                    embedded::reserved(app.id, session, customer, agent, &record, now)
-                });
-            }
+            let customer = &handoff.client_user;
+            let (record, effects) =
+                session::reserve(old, &answer, customer, handoff.event_time, now, hold);
+            state.put_session(app.id, &handoff.session, record, &effects, now, writes);
             Assignment::Fresh(answer)
         })
         .await
@@ -194,7 +180,7 @@ impl Store for LocalStore {
     async fn inspect<F, R>(
         &self,
         app: &App,
-        _customer: Option<&ClientUserId>,
+        look: Look<'_>,
         now: SystemTime,
         read: F,
     ) -> Result<R, StoreError>
@@ -202,28 +188,103 @@ impl Store for LocalStore {
         F: FnOnce(&dyn StateView) -> R + Send,
         R: Send,
     {
-        Ok(self.with_app(app, now, |state| read(state)))
+        Ok(self.with_app(app, now, |state| {
+            state.list_sessions = look.sessions;
+            let result = read(state);
+            state.list_sessions = false;
+            result
+        }))
     }
 
-    async fn apply(&self, app: &App, change: Change, now: SystemTime) -> Result<(), StoreError> {
+    async fn apply(
+        &self,
+        app: &App,
+        change: Change,
+        now: SystemTime,
+    ) -> Result<Applied, StoreError> {
+        let max_session = self.lifetimes.max_session;
         self.mutate(app, now, |state, writes| {
-            writes.record(|| embedded::ops(app.id, &change));
-            match change {
-                Change::SetStatus { agent, status } => {
-                    state.statuses.insert(agent, status);
+            let id = match &change {
+                Change::SetStatus { id, .. } => id.clone(),
+                Change::Session(event) => event.id.clone(),
+                _ => None,
+            };
+            if let Some(id) = &id
+                && state.seen(id, now)
+            {
+                return Applied::Duplicate;
+            }
+            let applied = match change {
+                Change::SetStatus {
+                    agent, status, at, ..
+                } => {
+                    if state
+                        .statuses
+                        .get(&agent)
+                        .is_some_and(|known| known.at_ms() > to_ms(at))
+                    {
+                        Applied::Superseded
+                    } else {
+                        writes.record(|| {
+                            embedded::ops(
+                                app.id,
+                                &Change::SetStatus {
+                                    agent: agent.clone(),
+                                    status,
+                                    at,
+                                    id: None,
+                                },
+                            )
+                        });
+                        let record = StatusRecord::Timed {
+                            status,
+                            at_ms: to_ms(at),
+                        };
+                        state.statuses.insert(agent, record);
+                        Applied::Recorded
+                    }
                 }
                 Change::PutAgent(agent) => {
+                    writes.record(|| embedded::ops(app.id, &Change::PutAgent(agent.clone())));
                     state.statuses.remove(&agent.id);
                     state.changes.insert(agent.id.clone(), Some(agent));
+                    Applied::Recorded
                 }
                 Change::RemoveAgent(agent) => {
+                    writes.record(|| embedded::ops(app.id, &Change::RemoveAgent(agent.clone())));
                     state.statuses.remove(&agent);
                     state.changes.insert(agent, None);
+                    Applied::Recorded
                 }
                 Change::PutCustomer(customer) => {
+                    writes.record(|| embedded::ops(app.id, &Change::PutCustomer(customer.clone())));
                     state.customers.insert(customer.id.clone(), customer);
+                    Applied::Recorded
                 }
+                Change::Session(event) => {
+                    let old = state.sessions.get(&event.session).cloned();
+                    match session::report(old, &event, now, max_session) {
+                        None => Applied::Superseded,
+                        Some((record, effects)) => {
+                            state.put_session(
+                                app.id,
+                                &event.session,
+                                record,
+                                &effects,
+                                now,
+                                writes,
+                            );
+                            Applied::Recorded
+                        }
+                    }
+                }
+            };
+            if let Some(id) = id {
+                let until = now + DEDUP_WINDOW;
+                state.remember(id.clone(), until);
+                writes.record(|| [embedded::seen(app.id, &id, Some(until))]);
             }
+            applied
         })
         .await
     }
@@ -237,22 +298,22 @@ impl Store for LocalStore {
 #[derive(Debug)]
 struct AppState {
     loads: HashMap<AgentId, AgentLoad>,
-    statuses: HashMap<AgentId, AgentStatus>,
+    statuses: HashMap<AgentId, StatusRecord>,
     customers: HashMap<ClientUserId, Customer>,
-    history: HashMap<ClientUserId, (AgentId, SystemTime)>,
+    history: HashMap<ClientUserId, HistoryRecord>,
     changes: RosterChanges,
     /// The zone `changes` were compiled in: the app's when they were last used.
     zone: Tz,
-    sessions: HashMap<SessionId, Record>,
-    expiries: BinaryHeap<Reverse<(SystemTime, SessionId)>>,
-    /// Journal deletions of assignments that expired during reads, for the next write.
+    sessions: HashMap<SessionId, SessionRecord>,
+    /// Each session's deadline; an entry whose time no longer matches its record is stale.
+    deadlines: BinaryHeap<Reverse<(u64, SessionId)>>,
+    /// Report identities recorded, and until when they are remembered, oldest first.
+    seen: HashMap<String, SystemTime>,
+    seen_order: VecDeque<(SystemTime, String)>,
+    /// Whether the current look asked for sessions.
+    list_sessions: bool,
+    /// Journal writes of what time released during looks, for the next write.
     pending: Vec<Op>,
-}
-
-#[derive(Debug)]
-struct Record {
-    answer: Answer,
-    expires_at: SystemTime,
 }
 
 impl AppState {
@@ -265,48 +326,46 @@ impl AppState {
             changes: RosterChanges::new(),
             zone,
             sessions: HashMap::new(),
-            expiries: BinaryHeap::new(),
+            deadlines: BinaryHeap::new(),
+            seen: HashMap::new(),
+            seen_order: VecDeque::new(),
+            list_sessions: false,
             pending: Vec::new(),
         }
     }
 
     /// Rebuilds an app's state from the journal, with roster changes compiled in `zone`;
-    /// also returns the sessions whose assignments had expired by `now`, left out.
-    fn restore(
-        app: SdkAppId,
-        loaded: LoadedApp,
-        zone: Tz,
-        now: SystemTime,
-    ) -> (Self, Vec<SessionId>) {
+    /// agents' loads are counted again from the sessions' seats.
+    fn restore(app: SdkAppId, loaded: LoadedApp, zone: Tz) -> Self {
         let mut state = AppState::new(zone);
-        let mut expired = Vec::new();
         for (agent, at_ms) in loaded.last_assigned {
             state.loads.entry(agent).or_default().last_assigned = Some(from_ms(at_ms));
         }
-        for (session, record) in loaded.assignments {
-            let expires_at = from_ms(record.expires_at_ms);
-            if expires_at <= now {
-                expired.push(session);
-                continue;
+        for (session, record) in loaded.sessions {
+            if let Some((agent, confirmed)) = record.held() {
+                let load = state.loads.entry(agent).or_default();
+                load.active += 1;
+                load.confirmed += u32::from(confirmed);
             }
-            let answer = Answer::from(record.answer);
-            if let Some(agent) = &answer.reserved {
-                state.loads.entry(agent.clone()).or_default().active += 1;
-            }
-            state.expiries.push(Reverse((expires_at, session.clone())));
             state
-                .sessions
-                .insert(session, Record { answer, expires_at });
+                .deadlines
+                .push(Reverse((record.expires_at_ms, session.clone())));
+            state.sessions.insert(session, record);
         }
-        for (customer, record) in loaded.history {
-            state
-                .history
-                .insert(customer, (record.agent, from_ms(record.at_ms)));
-        }
+        state.history.extend(loaded.history);
         state.statuses.extend(loaded.statuses);
         for customer in loaded.customers {
             let customer = Customer::from(customer);
             state.customers.insert(customer.id.clone(), customer);
+        }
+        let mut seen: Vec<(SystemTime, String)> = loaded
+            .seen
+            .into_iter()
+            .map(|(id, until)| (from_ms(until), id))
+            .collect();
+        seen.sort();
+        for (until, id) in seen {
+            state.remember(id, until);
         }
         for (id, spec) in loaded.roster {
             let change = match spec {
@@ -321,7 +380,7 @@ impl AppState {
             };
             state.changes.insert(id, change);
         }
-        (state, expired)
+        state
     }
 
     /// Keeps the agents defined at run time compiled in `app`'s zone, which a reload may
@@ -342,54 +401,121 @@ impl AppState {
         self.zone = app.zone;
     }
 
-    fn reserve(
+    /// Stores `session`'s new `record` and what it does to loads, idle clocks and the
+    /// customer's previous agent, recording all of it in `writes`.
+    fn put_session(
         &mut self,
-        agent: &AgentId,
-        customer: &ClientUserId,
+        app: SdkAppId,
         session: &SessionId,
-        answer: Answer,
+        record: SessionRecord,
+        effects: &Effects,
         now: SystemTime,
-        expires_at: SystemTime,
+        writes: &mut Writes,
     ) {
-        let load = self.loads.entry(agent.clone()).or_default();
-        load.active += 1;
-        load.last_assigned = Some(now);
-        self.history.insert(customer.clone(), (agent.clone(), now));
-        self.sessions
-            .insert(session.clone(), Record { answer, expires_at });
-        self.expiries.push(Reverse((expires_at, session.clone())));
-    }
-
-    /// Releases every assignment whose TTL has run out by `now`; returns their sessions.
-    fn expire(&mut self, now: SystemTime) -> Vec<SessionId> {
-        let mut expired = Vec::new();
-        while let Some(Reverse((expires_at, _))) = self.expiries.peek() {
-            if *expires_at > now {
-                break;
-            }
-            let Some(Reverse((expired_at, session))) = self.expiries.pop() else {
-                break;
-            };
-            // Only the record this heap entry was pushed for: a session assigned again
-            // after expiring has a later entry of its own.
-            let current = self.sessions.get(&session).map(|record| record.expires_at);
-            if current != Some(expired_at) {
-                continue;
-            }
-            let Some(record) = self.sessions.remove(&session) else {
-                continue;
-            };
-            if let Some(load) = record
-                .answer
-                .reserved
-                .as_ref()
-                .and_then(|agent| self.loads.get_mut(agent))
+        if effects.moves_seat() {
+            if let Some((agent, confirmed)) = &effects.released
+                && let Some(load) = self.loads.get_mut(agent)
             {
                 load.active = load.active.saturating_sub(1);
+                load.confirmed = load.confirmed.saturating_sub(u32::from(*confirmed));
             }
-            expired.push(session);
+            if let Some((agent, confirmed)) = &effects.taken {
+                let load = self.loads.entry(agent.clone()).or_default();
+                load.active += 1;
+                load.confirmed += u32::from(*confirmed);
+            }
         }
-        expired
+        if let Some((agent, at_ms)) = &effects.last_assigned {
+            let at = from_ms(*at_ms);
+            let load = self.loads.entry(agent.clone()).or_default();
+            if load.last_assigned.is_none_or(|known| known < at) {
+                load.last_assigned = Some(at);
+                writes.record(|| [embedded::last_assigned(app, agent, at)]);
+            }
+        }
+        if let Some((customer, agent, event_ms)) = &effects.history
+            && self
+                .history
+                .get(customer)
+                .is_none_or(|known| known.superseded_by(*event_ms))
+        {
+            let record = HistoryRecord {
+                agent: agent.clone(),
+                at_ms: to_ms(now),
+                event_ms: Some(*event_ms),
+            };
+            writes.record(|| [embedded::history(app, customer, &record)]);
+            self.history.insert(customer.clone(), record);
+        }
+        writes.record(|| [embedded::session(app, session, Some(&record))]);
+        self.deadlines
+            .push(Reverse((record.expires_at_ms, session.clone())));
+        self.sessions.insert(session.clone(), record);
+    }
+
+    /// Releases every seat whose deadline has passed by `now`, and forgets sessions and
+    /// report identities remembered long enough.
+    fn expire(
+        &mut self,
+        app: SdkAppId,
+        now: SystemTime,
+        lifetimes: Lifetimes,
+        writes: &mut Writes,
+    ) {
+        let now_ms = to_ms(now);
+        while let Some(Reverse((due, _))) = self.deadlines.peek() {
+            if *due > now_ms {
+                break;
+            }
+            let Some(Reverse((due, session))) = self.deadlines.pop() else {
+                break;
+            };
+            // Only the deadline the record still has: a later change pushed its own.
+            let Some(record) = self
+                .sessions
+                .get(&session)
+                .filter(|record| record.expires_at_ms == due)
+                .cloned()
+            else {
+                continue;
+            };
+            let released = record.held();
+            match session::expire(record, now, lifetimes.max_session) {
+                Some(record) => {
+                    let effects = Effects {
+                        released,
+                        ..Effects::default()
+                    };
+                    self.put_session(app, &session, record, &effects, now, writes);
+                }
+                None => {
+                    self.sessions.remove(&session);
+                    writes.record(|| [embedded::session(app, &session, None)]);
+                }
+            }
+        }
+        while let Some((until, _)) = self.seen_order.front() {
+            if *until > now {
+                break;
+            }
+            let Some((until, id)) = self.seen_order.pop_front() else {
+                break;
+            };
+            if self.seen.get(&id) == Some(&until) {
+                self.seen.remove(&id);
+                writes.record(|| [embedded::seen(app, &id, None)]);
+            }
+        }
+    }
+
+    /// Whether a report with this identity was recorded within the window.
+    fn seen(&self, id: &str, now: SystemTime) -> bool {
+        self.seen.get(id).is_some_and(|until| *until > now)
+    }
+
+    fn remember(&mut self, id: String, until: SystemTime) {
+        self.seen.insert(id.clone(), until);
+        self.seen_order.push_back((until, id));
     }
 }
 
@@ -399,7 +525,7 @@ impl StateView for AppState {
     }
 
     fn status(&self, agent: &AgentId) -> Option<AgentStatus> {
-        self.statuses.get(agent).copied()
+        self.statuses.get(agent).map(|record| record.status())
     }
 
     fn customer(&self, id: &ClientUserId) -> Option<&Customer> {
@@ -407,22 +533,38 @@ impl StateView for AppState {
     }
 
     fn last_agent(&self, customer: &ClientUserId) -> Option<(&AgentId, SystemTime)> {
-        self.history.get(customer).map(|(agent, at)| (agent, *at))
+        self.history
+            .get(customer)
+            .map(|record| (&record.agent, from_ms(record.at_ms)))
     }
 
     fn roster_changes(&self) -> &RosterChanges {
         &self.changes
     }
+
+    fn sessions(&self) -> Vec<LiveSession> {
+        if !self.list_sessions {
+            return Vec::new();
+        }
+        let mut live: Vec<LiveSession> = self
+            .sessions
+            .iter()
+            .filter(|(_, record)| record.state().holds_seat())
+            .map(|(session, record)| record.live(session))
+            .collect();
+        live.sort_by(|a, b| a.session.cmp(&b.session));
+        live
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::{collections::BTreeMap, sync::Arc};
+    use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
     use super::*;
     use crate::{
         engine::{self, Catalog},
-        testing::{self, app_id, catalog, handoff},
+        testing::{self, app_id, catalog, handoff, lifetimes},
     };
 
     type TestResult = Result<(), testing::Error>;
@@ -436,7 +578,7 @@ mod tests {
         let app = catalog.app(app_id()?).ok_or("no app")?;
         let handoff = handoff(session, now)?;
         let assignment = store
-            .assign(app, &handoff.client_user, &handoff.session, now, |state| {
+            .assign(app, &handoff, now, |state| {
                 engine::decide(app, &handoff, state, now)
             })
             .await?;
@@ -461,7 +603,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_repeated_session_replays_its_answer_and_counts_once() -> TestResult {
-        let (store, catalog) = (LocalStore::in_memory(Duration::from_secs(60)), catalog()?);
+        let (store, catalog) = (
+            LocalStore::in_memory(lifetimes(Duration::from_secs(60))),
+            catalog()?,
+        );
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(10);
         let first = assign(&store, &catalog, "s1", now).await?;
         let again = assign(&store, &catalog, "s1", now + Duration::from_secs(1)).await?;
@@ -473,7 +618,10 @@ mod tests {
 
     #[tokio::test]
     async fn load_spreads_then_fills_then_expires() -> TestResult {
-        let (store, catalog) = (LocalStore::in_memory(Duration::from_secs(60)), catalog()?);
+        let (store, catalog) = (
+            LocalStore::in_memory(lifetimes(Duration::from_secs(60))),
+            catalog()?,
+        );
         let start = SystemTime::UNIX_EPOCH + Duration::from_secs(10);
         let mut order = Vec::new();
         for n in 0..6 {
@@ -506,7 +654,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_assignments_never_exceed_capacity() -> TestResult {
-        let store = Arc::new(LocalStore::in_memory(Duration::from_secs(600)));
+        let store = Arc::new(LocalStore::in_memory(lifetimes(Duration::from_secs(600))));
         let catalog = Arc::new(catalog()?);
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(10);
         let tasks: Vec<_> = (0..200)

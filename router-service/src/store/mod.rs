@@ -14,18 +14,62 @@ mod embedded;
 mod local;
 mod record;
 mod redis;
+pub mod session;
 
-use std::{future::Future, sync::Arc, time::SystemTime};
+use std::{
+    future::Future,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use handoff_core::{
     config::{AgentStatus, RouterConfig, StoreKind},
-    id::{AgentId, ClientUserId, SessionId},
+    id::{AgentId, ClientUserId},
 };
 
 pub use self::redis::RedisStore;
 pub use local::LocalStore;
+pub use session::{SessionEvent, SessionEventKind};
 
-use crate::engine::{Agent, Answer, App, Catalog, Customer, Decision, StateView};
+use crate::engine::{Agent, Answer, App, Catalog, Customer, Decision, Handoff, StateView};
+
+/// How long a report's identity is remembered to recognise its retries.
+pub const DEDUP_WINDOW: Duration = Duration::from_secs(3600);
+
+/// How long sessions hold seats, from `[router]`; an app's `confirm_timeout` shortens the
+/// first for its own reservations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetimes {
+    /// How long an unconfirmed reservation holds its seat.
+    pub assignment_ttl: Duration,
+    /// How long a confirmed session holds its seat without an end, and how long an ended
+    /// one is remembered.
+    pub max_session: Duration,
+}
+
+impl Lifetimes {
+    /// The lifetimes `[router]` sets.
+    pub fn of(config: &RouterConfig) -> Self {
+        Self {
+            assignment_ttl: config.assignment_ttl.get(),
+            max_session: config.max_session.get(),
+        }
+    }
+
+    /// How long a reservation of `app` holds its seat unconfirmed.
+    pub fn hold(&self, app: &App) -> Duration {
+        app.confirm_timeout.unwrap_or(self.assignment_ttl)
+    }
+}
+
+/// What [`Store::inspect`] should read besides loads, statuses and the roster.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Look<'a> {
+    /// The customer the reader may look up (their record and previous agent).
+    pub customer: Option<&'a ClientUserId>,
+    /// Whether the reader wants the sessions that hold seats.
+    pub sessions: bool,
+}
 
 /// The store could not do its part.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -56,12 +100,17 @@ impl Assignment {
 /// A change to an app's state other than an assignment.
 #[derive(Debug, Clone)]
 pub enum Change {
-    /// Sets an agent's live status, overriding its definition.
+    /// Sets an agent's live status, overriding its definition, unless a status reported
+    /// later (by `at`) is already known.
     SetStatus {
         /// The agent.
         agent: AgentId,
-        /// Its status from now on.
+        /// Its status from then on.
         status: AgentStatus,
+        /// When the status was set, by the reporter's clock.
+        at: SystemTime,
+        /// The report's identity, for recognising retries.
+        id: Option<String>,
     },
     /// Adds or replaces an agent's definition; its live status, if any, is dropped.
     PutAgent(Arc<Agent>),
@@ -69,32 +118,45 @@ pub enum Change {
     RemoveAgent(AgentId),
     /// Adds or replaces what is known of a customer.
     PutCustomer(Customer),
+    /// Records what happened to a session: confirms, moves or releases its seat.
+    Session(SessionEvent),
+}
+
+/// What a change did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// It was recorded.
+    Recorded,
+    /// The same report (by its identity) was recorded before: nothing changed.
+    Duplicate,
+    /// Something reported later is already known: nothing changed.
+    Superseded,
 }
 
 /// The router's mutable state. Every method takes the app as the catalog has it now, so a
 /// store never keeps its own copy of anything a reload can change.
 pub trait Store: Send + Sync + 'static {
-    /// Assigns `session` of `app`, asked for by `customer`, atomically: replays its live
-    /// assignment if it has one; otherwise runs `decide` over the current state and reserves
-    /// capacity on the first candidate still below capacity, so concurrent calls never push
-    /// an agent over, and remembers the agent as the customer's previous one.
+    /// Assigns `handoff`'s session atomically: replays its answer while the seat it took is
+    /// held; otherwise runs `decide` over the current state and reserves a seat on the first
+    /// candidate still below capacity, so concurrent calls never push an agent over, and
+    /// remembers the agent as the customer's previous one. The reservation is provisional
+    /// until a session event confirms it.
     fn assign<F>(
         &self,
         app: &App,
-        customer: &ClientUserId,
-        session: &SessionId,
+        handoff: &Handoff,
         now: SystemTime,
         decide: F,
     ) -> impl Future<Output = Result<Assignment, StoreError>> + Send
     where
         F: FnOnce(&dyn StateView) -> Decision + Send;
 
-    /// Runs `read` over the current state of `app` without changing anything; `customer`
-    /// is the customer `read` may look up, if any.
+    /// Runs `read` over the current state of `app` without changing anything but what time
+    /// has released; `look` says what `read` needs beyond loads, statuses and the roster.
     fn inspect<F, R>(
         &self,
         app: &App,
-        customer: Option<&ClientUserId>,
+        look: Look<'_>,
         now: SystemTime,
         read: F,
     ) -> impl Future<Output = Result<R, StoreError>> + Send
@@ -109,7 +171,7 @@ pub trait Store: Send + Sync + 'static {
         app: &App,
         change: Change,
         now: SystemTime,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<Applied, StoreError>> + Send;
 
     /// Whether the store can serve now (the health check's answer).
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -120,8 +182,8 @@ pub trait Store: Send + Sync + 'static {
 pub enum AnyStore {
     /// In this process, journaled to a redb file (`embedded`) or not (`memory`).
     Local(LocalStore),
-    /// Shared in Redis.
-    Redis(RedisStore),
+    /// Shared in Redis (boxed: its scripts and connection make it the larger by far).
+    Redis(Box<RedisStore>),
 }
 
 impl AnyStore {
@@ -131,13 +193,18 @@ impl AnyStore {
         catalog: &Catalog,
         now: SystemTime,
     ) -> Result<Self, StoreError> {
-        let ttl = config.assignment_ttl.get();
+        let lifetimes = Lifetimes::of(config);
         Ok(match config.store.kind() {
-            StoreKind::Memory => AnyStore::Local(LocalStore::in_memory(ttl)),
-            StoreKind::Embedded => {
-                AnyStore::Local(LocalStore::embedded(&config.store.path, ttl, catalog, now)?)
-            }
-            StoreKind::Redis => AnyStore::Redis(RedisStore::connect(&config.store, ttl).await?),
+            StoreKind::Memory => AnyStore::Local(LocalStore::in_memory(lifetimes)),
+            StoreKind::Embedded => AnyStore::Local(LocalStore::embedded(
+                &config.store.path,
+                lifetimes,
+                catalog,
+                now,
+            )?),
+            StoreKind::Redis => AnyStore::Redis(Box::new(
+                RedisStore::connect(&config.store, lifetimes).await?,
+            )),
         })
     }
 }
@@ -146,8 +213,7 @@ impl Store for AnyStore {
     async fn assign<F>(
         &self,
         app: &App,
-        customer: &ClientUserId,
-        session: &SessionId,
+        handoff: &Handoff,
         now: SystemTime,
         decide: F,
     ) -> Result<Assignment, StoreError>
@@ -155,15 +221,15 @@ impl Store for AnyStore {
         F: FnOnce(&dyn StateView) -> Decision + Send,
     {
         match self {
-            AnyStore::Local(store) => store.assign(app, customer, session, now, decide).await,
-            AnyStore::Redis(store) => store.assign(app, customer, session, now, decide).await,
+            AnyStore::Local(store) => store.assign(app, handoff, now, decide).await,
+            AnyStore::Redis(store) => store.assign(app, handoff, now, decide).await,
         }
     }
 
     async fn inspect<F, R>(
         &self,
         app: &App,
-        customer: Option<&ClientUserId>,
+        look: Look<'_>,
         now: SystemTime,
         read: F,
     ) -> Result<R, StoreError>
@@ -172,12 +238,17 @@ impl Store for AnyStore {
         R: Send,
     {
         match self {
-            AnyStore::Local(store) => store.inspect(app, customer, now, read).await,
-            AnyStore::Redis(store) => store.inspect(app, customer, now, read).await,
+            AnyStore::Local(store) => store.inspect(app, look, now, read).await,
+            AnyStore::Redis(store) => store.inspect(app, look, now, read).await,
         }
     }
 
-    async fn apply(&self, app: &App, change: Change, now: SystemTime) -> Result<(), StoreError> {
+    async fn apply(
+        &self,
+        app: &App,
+        change: Change,
+        now: SystemTime,
+    ) -> Result<Applied, StoreError> {
         match self {
             AnyStore::Local(store) => store.apply(app, change, now).await,
             AnyStore::Redis(store) => store.apply(app, change, now).await,

@@ -13,16 +13,6 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::engine::{Answer, Customer};
 
-/// A live assignment: the answer a retry of the same session replays, and when the seat it
-/// holds is released.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AssignmentRecord {
-    /// The answer given.
-    pub answer: AnswerRecord,
-    /// When the assignment expires, Unix milliseconds.
-    pub expires_at_ms: u64,
-}
-
 /// An [`Answer`] as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AnswerRecord {
@@ -33,6 +23,18 @@ pub struct AnswerRecord {
     strategy: Option<Strategy>,
     fallback: bool,
     reason: String,
+}
+
+impl AnswerRecord {
+    /// The agent whose seat the answer reserved.
+    pub fn reserved(&self) -> Option<&AgentId> {
+        self.reserved.as_ref()
+    }
+
+    /// The rule that produced the answer.
+    pub fn rule(&self) -> &str {
+        &self.rule
+    }
 }
 
 impl From<&Answer> for AnswerRecord {
@@ -68,8 +70,19 @@ impl From<AnswerRecord> for Answer {
 pub struct HistoryRecord {
     /// The agent last assigned to the customer.
     pub agent: AgentId,
-    /// When, Unix milliseconds.
+    /// When it was recorded, by the router's clock: what `sticky_ttl` counts from.
     pub at_ms: u64,
+    /// When it happened, by the reporter's clock: what decides which link is the latest.
+    /// Absent in records written before session events (then `at_ms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_ms: Option<u64>,
+}
+
+impl HistoryRecord {
+    /// Whether a link that happened at `event_ms` is at least as recent as this one.
+    pub fn superseded_by(&self, event_ms: u64) -> bool {
+        self.event_ms.unwrap_or(self.at_ms) <= event_ms
+    }
 }
 
 /// A [`Customer`] as stored.
@@ -119,8 +132,38 @@ impl From<CustomerRecord> for Customer {
 /// documented and versioned with it), or `None` when the agent was removed.
 pub type RosterRecord = Option<AgentConfig>;
 
-/// A live status is stored as the config file spells it (`"away"`).
-pub type StatusRecord = AgentStatus;
+/// A live status, and when it was set by the reporter's clock (a report older than that is
+/// stale). Records written before statuses had a time are the bare status (`"away"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum StatusRecord {
+    /// A status and when it was set, Unix milliseconds.
+    Timed {
+        /// The status, as the config file spells it.
+        status: AgentStatus,
+        /// When it was set.
+        at_ms: u64,
+    },
+    /// A status from before statuses had a time.
+    Bare(AgentStatus),
+}
+
+impl StatusRecord {
+    /// The status.
+    pub fn status(self) -> AgentStatus {
+        match self {
+            StatusRecord::Timed { status, .. } | StatusRecord::Bare(status) => status,
+        }
+    }
+
+    /// When it was set; 0 for a bare one.
+    pub fn at_ms(self) -> u64 {
+        match self {
+            StatusRecord::Timed { at_ms, .. } => at_ms,
+            StatusRecord::Bare(_) => 0,
+        }
+    }
+}
 
 /// The JSON text of a record. Records are plain data, so this cannot fail.
 pub fn encode(record: &impl Serialize) -> String {
@@ -147,23 +190,32 @@ pub fn from_ms(ms: u64) -> SystemTime {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::session::SessionRecord;
 
     /// What a record written before this module existed looks like (the engine types were
     /// serialized directly then); it must still read.
-    const EARLIER_ASSIGNMENT: &str = r#"{"answer":{"group":6521,"agents":["ann@example.com","bob@example.com"],"reserved":"ann@example.com","rule":"default","strategy":"least_loaded","fallback":false,"reason":"rule \"default\""},"expires_at_ms":1700000000000}"#;
+    const EARLIER_SESSION: &str = r#"{"answer":{"group":6521,"agents":["ann@example.com","bob@example.com"],"reserved":"ann@example.com","rule":"default","strategy":"least_loaded","fallback":false,"reason":"rule \"default\""},"expires_at_ms":1700000000000}"#;
     const EARLIER_CUSTOMER: &str = r#"{"id":"c-1","known":true,"tier":"vip","language":null,"region":null,"tags":["a"],"owner":"ann@example.com","attributes":{"k":"v"}}"#;
 
     #[test]
     fn records_written_before_keep_reading_and_round_trip() -> Result<(), String> {
-        let record: AssignmentRecord = decode(EARLIER_ASSIGNMENT.as_bytes())?;
-        let answer = Answer::from(record.answer.clone());
+        let record: SessionRecord = decode(EARLIER_SESSION.as_bytes())?;
+        let record = record.normalized();
+        let answer = record.replay().ok_or("an earlier assignment replays")?;
         assert_eq!(answer.strategy, Some(Strategy::LeastLoaded));
-        assert_eq!(
-            answer.reserved.as_ref().map(AgentId::as_str),
-            Some("ann@example.com")
-        );
-        assert_eq!(encode(&record), EARLIER_ASSIGNMENT);
-        assert_eq!(AnswerRecord::from(&answer), record.answer);
+        let ann = AgentId::parse("ann@example.com").map_err(|e| e.to_string())?;
+        assert_eq!(answer.reserved.as_ref(), Some(&ann));
+        assert_eq!(record.held(), Some((ann, false)));
+        assert_eq!(record.expires_at_ms, 1_700_000_000_000);
+        assert_eq!(Some(AnswerRecord::from(&answer)), record.answer);
+
+        let bare: StatusRecord = decode(br#""away""#)?;
+        assert_eq!((bare.status(), bare.at_ms()), (AgentStatus::Away, 0));
+        let timed = StatusRecord::Timed {
+            status: AgentStatus::Offline,
+            at_ms: 5,
+        };
+        assert_eq!(decode::<StatusRecord>(encode(&timed).as_bytes())?, timed);
 
         let customer = Customer::from(decode::<CustomerRecord>(EARLIER_CUSTOMER.as_bytes())?);
         assert_eq!(customer.tier.as_deref(), Some("vip"));

@@ -2,11 +2,16 @@
 //! handoff. All of an app's keys carry the app as a hash tag (`handoff:{<app>}:...`), so they
 //! live in one slot of a Redis Cluster and one Lua script can touch them all.
 //!
-//! A decision takes two round trips: a snapshot script (expire what is due, replay a live
+//! A decision takes two round trips: a snapshot script (release what is due, replay a live
 //! session, else read loads, statuses, roster changes, this customer and their history),
 //! then the engine decides locally, then a reserve script that atomically re-checks each
 //! ranked candidate's load and reserves the first still below capacity. Two replicas
 //! deciding at the same moment therefore never push an agent over capacity.
+//!
+//! A session event reads the session's record, computes its next state with the same
+//! [`session`] rules as the local store, and stores it with a script that applies it only if
+//! the record is still the one read (else it reads again), together with the report's
+//! identity: every event is one atomic step, and replicas never count one twice.
 
 use std::{
     collections::HashMap,
@@ -17,7 +22,7 @@ use std::{
 use chrono_tz::Tz;
 use handoff_core::{
     config::StoreConfig,
-    id::{AgentId, ClientUserId, SdkAppId, SessionId},
+    id::{AgentId, SdkAppId, SessionId},
 };
 use redis::{
     Client, Script, Value,
@@ -28,23 +33,33 @@ use redis::{
 
 mod snapshot;
 
-use snapshot::{Snapshot, into_items, pairs, record, tag, text};
+use snapshot::{Snapshot, into_items, pairs, tag, text};
 
 use super::{
-    Assignment, Change, Store, StoreError,
+    Applied, Assignment, Change, DEDUP_WINDOW, Lifetimes, Look, Store, StoreError,
     record::{
         self, AnswerRecord, CustomerRecord, HistoryRecord, RosterRecord, StatusRecord, from_ms,
         to_ms,
     },
+    session::{self, Effects, SessionEvent, SessionRecord},
 };
-use crate::engine::{Agent, Answer, App, Decision, StateView};
+use crate::engine::{Agent, Answer, App, Decision, Handoff, StateView};
 
-/// Expires due assignments; prepended to both scripts.
+/// Helpers and the release of what is due; prepended to every script.
 const SWEEP: &str = include_str!("sweep.lua");
-/// Expires, then replays a live session or reads the app's state.
+/// Replays a live session or reads the app's state.
 const SNAPSHOT: &str = include_str!("snapshot.lua");
-/// Expires, then replays or reserves the first ranked candidate below capacity.
+/// Replays, or reserves the first ranked candidate below capacity.
 const RESERVE: &str = include_str!("reserve.lua");
+/// Reads one session's record.
+const READ_SESSION: &str = include_str!("read_session.lua");
+/// Stores a session's next state if its record is unchanged.
+const EVENT: &str = include_str!("event.lua");
+/// Sets a status unless a later one is known.
+const STATUS: &str = include_str!("status.lua");
+
+/// How often a session event reads again when another change got there first.
+const EVENT_ATTEMPTS: usize = 8;
 
 /// Agents defined over gRPC, by app and id: the stored definition, the zone it was compiled
 /// in (the app's, which a reload may change), and its compiled form.
@@ -57,13 +72,21 @@ enum Connection {
     Cluster(ClusterConnection),
 }
 
+/// The scripts, each with the sweep in front.
+struct Scripts {
+    snapshot: Script,
+    reserve: Script,
+    read_session: Script,
+    event: Script,
+    status: Script,
+}
+
 /// Router state in Redis.
 pub struct RedisStore {
     connection: Connection,
-    ttl: Duration,
+    lifetimes: Lifetimes,
     timeout: Duration,
-    snapshot: Script,
-    reserve: Script,
+    scripts: Scripts,
     /// Agents added over gRPC, compiled once per definition and zone.
     compiled: Mutex<CompiledAgents>,
 }
@@ -71,7 +94,7 @@ pub struct RedisStore {
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
-            .field("ttl", &self.ttl)
+            .field("lifetimes", &self.lifetimes)
             .finish_non_exhaustive()
     }
 }
@@ -82,7 +105,7 @@ pub(super) fn unavailable(err: impl std::fmt::Display) -> StoreError {
 
 impl RedisStore {
     /// Connects to the server (or cluster) of `config`; fails when it cannot be reached.
-    pub async fn connect(config: &StoreConfig, ttl: Duration) -> Result<Self, StoreError> {
+    pub async fn connect(config: &StoreConfig, lifetimes: Lifetimes) -> Result<Self, StoreError> {
         let url = config
             .url
             .as_ref()
@@ -111,27 +134,43 @@ impl RedisStore {
                     .map_err(unavailable)?,
             )
         };
+        let script = |own: &str| Script::new(&format!("{SWEEP}\n{own}"));
         Ok(Self {
             connection,
-            ttl,
+            lifetimes,
             timeout,
-            snapshot: Script::new(&format!("{SWEEP}{SNAPSHOT}")),
-            reserve: Script::new(&format!("{SWEEP}{RESERVE}")),
+            scripts: Scripts {
+                snapshot: script(SNAPSHOT),
+                reserve: script(RESERVE),
+                read_session: script(READ_SESSION),
+                event: script(EVENT),
+                status: script(STATUS),
+            },
             compiled: Mutex::new(HashMap::new()),
         })
     }
 
-    /// Runs `script` with the app's keys and `args`, bounded by the timeout.
+    /// Runs `script` with the app's keys (and a report's seen-key, when it has an
+    /// identity), `now` and `max_session` and then `args`, bounded by the timeout.
     async fn run(
         &self,
         script: &Script,
         app: SdkAppId,
+        report: Option<&str>,
+        now: SystemTime,
         args: Vec<String>,
     ) -> Result<Value, StoreError> {
         let mut invocation = script.prepare_invoke();
-        for key in Keys::of(app).all() {
+        let keys = Keys::of(app);
+        for key in keys.all() {
             invocation.key(key);
         }
+        // The scripts read a report's seen-key as KEYS[10].
+        if let Some(id) = report {
+            invocation.key(keys.seen(id));
+        }
+        invocation.arg(to_ms(now).to_string());
+        invocation.arg(millis(self.lifetimes.max_session).to_string());
         for arg in args {
             invocation.arg(arg);
         }
@@ -166,18 +205,24 @@ impl RedisStore {
         &self,
         app: &App,
         session: Option<&SessionId>,
-        customer: Option<&ClientUserId>,
+        look: Look<'_>,
         now: SystemTime,
     ) -> Result<Result<Snapshot, Answer>, StoreError> {
         let args = vec![
-            to_ms(now).to_string(),
             session.map(|s| s.as_str().to_owned()).unwrap_or_default(),
-            customer.map(|c| c.as_str().to_owned()).unwrap_or_default(),
+            look.customer
+                .map(|c| c.as_str().to_owned())
+                .unwrap_or_default(),
+            if look.sessions { "1" } else { "0" }.to_owned(),
         ];
-        let reply = self.run(&self.snapshot, app.id, args).await?;
+        let reply = self
+            .run(&self.scripts.snapshot, app.id, None, now, args)
+            .await?;
         let items = into_items(reply)?;
-        if tag(&items)? == 1 {
-            return Ok(Err(assignment(items.get(1))?));
+        if tag(&items)? == 1
+            && let Some(answer) = session_record(items.get(1))?.and_then(|r| r.replay())
+        {
+            return Ok(Err(answer));
         }
         Ok(Ok(self.parse_snapshot(app, &items)?))
     }
@@ -208,7 +253,7 @@ impl RedisStore {
             ) else {
                 continue;
             };
-            snapshot.statuses.insert(agent, status);
+            snapshot.statuses.insert(agent, status.status());
         }
         for (agent, spec) in pairs(items.get(5))? {
             let Ok(id) = AgentId::parse(agent) else {
@@ -223,6 +268,25 @@ impl RedisStore {
                 .ok()
                 .map(Into::into);
         }
+        for (agent, count) in pairs(items.get(7))? {
+            let Ok(agent) = AgentId::parse(agent) else {
+                continue;
+            };
+            snapshot.loads.entry(agent).or_default().confirmed = count.parse().unwrap_or_default();
+        }
+        for (session, raw) in pairs(items.get(8))? {
+            let (Ok(session), Ok(record)) = (
+                SessionId::parse(session),
+                record::decode::<SessionRecord>(raw.as_bytes()),
+            ) else {
+                continue;
+            };
+            let record = record.normalized();
+            if record.state().holds_seat() {
+                snapshot.sessions.push(record.live(&session));
+            }
+        }
+        snapshot.sessions.sort_by(|a, b| a.session.cmp(&b.session));
         Ok(snapshot)
     }
 
@@ -242,27 +306,126 @@ impl RedisStore {
         compiled.insert(key, (spec.to_owned(), app.zone, agent.clone()));
         Some(agent)
     }
+
+    /// Records a session event: read, compute with [`session::report`], store if unchanged.
+    async fn report(
+        &self,
+        app: &App,
+        event: &SessionEvent,
+        now: SystemTime,
+    ) -> Result<Applied, StoreError> {
+        let session_id = event.session.as_str().to_owned();
+        for _ in 0..EVENT_ATTEMPTS {
+            let raw = self
+                .run(
+                    &self.scripts.read_session,
+                    app.id,
+                    None,
+                    now,
+                    vec![session_id.clone()],
+                )
+                .await?;
+            let raw = text(Some(&raw))?;
+            let old = if raw.is_empty() {
+                None
+            } else {
+                let record: SessionRecord = record::decode(raw.as_bytes()).map_err(unavailable)?;
+                Some(record.normalized())
+            };
+            let next = session::report(old, event, now, self.lifetimes.max_session);
+            let (new_raw, deadline, effects) = match &next {
+                Some((record, effects)) => (
+                    record::encode(record),
+                    record.expires_at_ms.to_string(),
+                    effects.clone(),
+                ),
+                None => (String::new(), String::new(), Effects::default()),
+            };
+            let mut args = vec![
+                session_id.clone(),
+                raw,
+                new_raw,
+                deadline,
+                event
+                    .id
+                    .as_ref()
+                    .map(|_| millis(DEDUP_WINDOW).to_string())
+                    .unwrap_or_default(),
+            ];
+            args.extend(effect_args(&effects));
+            let reply = self
+                .run(&self.scripts.event, app.id, event.id.as_deref(), now, args)
+                .await?;
+            match reply {
+                Value::Int(1) => return Ok(Applied::Recorded),
+                Value::Int(2) => return Ok(Applied::Duplicate),
+                Value::Int(3) => return Ok(Applied::Superseded),
+                Value::Int(0) => continue,
+                other => return Err(unavailable(format!("unexpected event reply {other:?}"))),
+            }
+        }
+        Err(unavailable(format!(
+            "session {} kept changing under {EVENT_ATTEMPTS} attempts to record an event",
+            event.session
+        )))
+    }
 }
 
-/// The answer of a stored assignment record.
-fn assignment(value: Option<&Value>) -> Result<Answer, StoreError> {
-    Ok(record(value)?.answer.into())
+/// The event script's arguments for `effects`: seat released, seat taken, idle clock,
+/// previous-agent link.
+fn effect_args(effects: &Effects) -> Vec<String> {
+    let seat = |seat: &Option<(AgentId, bool)>| match seat {
+        Some((agent, confirmed)) => [agent.to_string(), if *confirmed { "1" } else { "0" }.into()],
+        None => [String::new(), "0".into()],
+    };
+    let mut args = Vec::with_capacity(9);
+    args.extend(seat(&effects.released));
+    args.extend(seat(&effects.taken));
+    match &effects.last_assigned {
+        Some((agent, ms)) => args.extend([agent.to_string(), ms.to_string()]),
+        None => args.extend([String::new(), String::new()]),
+    }
+    match &effects.history {
+        Some((customer, agent, ms)) => {
+            args.extend([customer.to_string(), agent.to_string(), ms.to_string()]);
+        }
+        None => args.extend([String::new(), String::new(), String::new()]),
+    }
+    args
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A stored session record, if the reply holds one.
+fn session_record(value: Option<&Value>) -> Result<Option<SessionRecord>, StoreError> {
+    let raw = text(value)?;
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let record: SessionRecord = record::decode(raw.as_bytes()).map_err(unavailable)?;
+    Ok(Some(record.normalized()))
 }
 
 impl Store for RedisStore {
     async fn assign<F>(
         &self,
         app: &App,
-        customer: &ClientUserId,
-        session: &SessionId,
+        handoff: &Handoff,
         now: SystemTime,
         decide: F,
     ) -> Result<Assignment, StoreError>
     where
         F: FnOnce(&dyn StateView) -> Decision + Send,
     {
+        let customer = &handoff.client_user;
+        let look = Look {
+            customer: Some(customer),
+            sessions: false,
+        };
         let snapshot = match self
-            .snapshot(app, Some(session), Some(customer), now)
+            .snapshot(app, Some(&handoff.session), look, now)
             .await?
         {
             Err(replayed) => return Ok(Assignment::Replayed(replayed)),
@@ -274,21 +437,29 @@ impl Store for RedisStore {
         }
         let template = decision.reserve_at(0);
         let mut args = vec![
-            to_ms(now).to_string(),
-            session.as_str().to_owned(),
+            handoff.session.as_str().to_owned(),
             customer.as_str().to_owned(),
-            to_ms(now + self.ttl).to_string(),
+            to_ms(now + self.lifetimes.hold(app)).to_string(),
             record::encode(&AnswerRecord::from(&template)),
             decision.max_agents.to_string(),
+            to_ms(handoff.event_time).to_string(),
         ];
         for candidate in &decision.ranked {
             args.push(candidate.agent.as_str().to_owned());
             args.push(candidate.capacity.to_string());
         }
-        let items = into_items(self.run(&self.reserve, app.id, args).await?)?;
+        let reply = self
+            .run(&self.scripts.reserve, app.id, None, now, args)
+            .await?;
+        let items = into_items(reply)?;
+        let answer = |items: &[Value]| -> Result<Answer, StoreError> {
+            session_record(items.get(1))?
+                .and_then(|record| record.answer.map(Answer::from))
+                .ok_or_else(|| unavailable("a reserved session without its answer"))
+        };
         match tag(&items)? {
-            1 => Ok(Assignment::Replayed(assignment(items.get(1))?)),
-            2 => Ok(Assignment::Fresh(assignment(items.get(1))?)),
+            1 => Ok(Assignment::Replayed(answer(&items)?)),
+            2 => Ok(Assignment::Fresh(answer(&items)?)),
             _ => Ok(Assignment::Fresh(decision.without_reservation())),
         }
     }
@@ -296,7 +467,7 @@ impl Store for RedisStore {
     async fn inspect<F, R>(
         &self,
         app: &App,
-        customer: Option<&ClientUserId>,
+        look: Look<'_>,
         now: SystemTime,
         read: F,
     ) -> Result<R, StoreError>
@@ -306,10 +477,10 @@ impl Store for RedisStore {
     {
         // Without a session there is nothing to replay.
         let snapshot = self
-            .snapshot(app, None, customer, now)
+            .snapshot(app, None, look, now)
             .await?
             .unwrap_or_default();
-        let snapshot = match customer {
+        let snapshot = match look.customer {
             Some(customer) => snapshot.for_customer(customer),
             None => snapshot,
         };
@@ -322,15 +493,44 @@ impl Store for RedisStore {
         self.write(pipe).await
     }
 
-    async fn apply(&self, app: &App, change: Change, _now: SystemTime) -> Result<(), StoreError> {
+    async fn apply(
+        &self,
+        app: &App,
+        change: Change,
+        now: SystemTime,
+    ) -> Result<Applied, StoreError> {
         let keys = Keys::of(app.id);
         let mut pipe = redis::pipe();
         pipe.atomic();
         match change {
-            Change::SetStatus { agent, status } => {
-                pipe.hset(&keys.statuses, agent.as_str(), record::encode(&status))
-                    .ignore();
+            Change::SetStatus {
+                agent,
+                status,
+                at,
+                id,
+            } => {
+                let record = StatusRecord::Timed {
+                    status,
+                    at_ms: to_ms(at),
+                };
+                let window = id.as_ref().map(|_| millis(DEDUP_WINDOW).to_string());
+                let args = vec![
+                    agent.to_string(),
+                    record::encode(&record),
+                    to_ms(at).to_string(),
+                    window.unwrap_or_default(),
+                ];
+                let reply = self
+                    .run(&self.scripts.status, app.id, id.as_deref(), now, args)
+                    .await?;
+                return match reply {
+                    Value::Int(1) => Ok(Applied::Recorded),
+                    Value::Int(2) => Ok(Applied::Duplicate),
+                    Value::Int(3) => Ok(Applied::Superseded),
+                    other => Err(unavailable(format!("unexpected status reply {other:?}"))),
+                };
             }
+            Change::Session(event) => return self.report(app, &event, now).await,
             Change::PutAgent(agent) => {
                 let spec = record::encode(&Some(&agent.spec));
                 pipe.hset(&keys.roster, agent.id.as_str(), spec)
@@ -350,12 +550,14 @@ impl Store for RedisStore {
                     .ignore();
             }
         }
-        self.write(pipe).await
+        self.write(pipe).await?;
+        Ok(Applied::Recorded)
     }
 }
 
 /// The keys of one app, all in the app's hash slot.
 struct Keys {
+    app: SdkAppId,
     sessions: String,
     expiry: String,
     active: String,
@@ -364,12 +566,14 @@ struct Keys {
     statuses: String,
     roster: String,
     customers: String,
+    confirmed: String,
 }
 
 impl Keys {
     fn of(app: SdkAppId) -> Self {
         let key = |name: &str| format!("handoff:{{{app}}}:{name}");
         Self {
+            app,
             sessions: key("sessions"),
             expiry: key("expiry"),
             active: key("active"),
@@ -378,20 +582,27 @@ impl Keys {
             statuses: key("statuses"),
             roster: key("roster"),
             customers: key("customers"),
+            confirmed: key("confirmed"),
         }
     }
 
+    /// The key that remembers a report's identity.
+    fn seen(&self, id: &str) -> String {
+        format!("handoff:{{{}}}:seen:{id}", self.app)
+    }
+
     /// In the scripts' KEYS order.
-    fn all(self) -> [String; 8] {
+    fn all(&self) -> [&str; 9] {
         [
-            self.sessions,
-            self.expiry,
-            self.active,
-            self.last,
-            self.history,
-            self.statuses,
-            self.roster,
-            self.customers,
+            &self.sessions,
+            &self.expiry,
+            &self.active,
+            &self.last,
+            &self.history,
+            &self.statuses,
+            &self.roster,
+            &self.customers,
+            &self.confirmed,
         ]
     }
 }

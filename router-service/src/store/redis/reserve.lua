@@ -1,28 +1,44 @@
--- ARGV: now_ms, session, customer, expires_ms, answer template, limit, then agent and
--- capacity for each ranked candidate. Returns {1, record} to replay, {2, record} when
--- reserved, {0} when every candidate is full.
-sweep(ARGV[1])
-local replay = redis.call('HGET', KEYS[1], ARGV[2])
-if replay then return {1, replay} end
-local limit = tonumber(ARGV[6])
-local count = (#ARGV - 6) / 2
+-- ARGV: 3 session, 4 customer, 5 the seat's deadline (ms), 6 answer template, 7 how many
+-- agents the answer lists, 8 when the user asked (ms), then agent and capacity for each
+-- ranked candidate. Returns {1, record} to replay, {2, record} when reserved, {0} when every
+-- candidate is full. The same rules as session::reserve.
+local old = nil
+local raw = redis.call('HGET', KEYS[1], ARGV[3])
+if raw then
+  old = cjson.decode(raw)
+  if holds_seat(old) and val(old.answer) then return {1, raw} end
+end
+local now = tonumber(ARGV[1])
+local limit = tonumber(ARGV[7])
+local count = (#ARGV - 8) / 2
 for i = 0, count - 1 do
-  local agent = ARGV[7 + 2 * i]
+  local agent = ARGV[9 + 2 * i]
   local active = tonumber(redis.call('HGET', KEYS[3], agent) or '0')
-  if active < tonumber(ARGV[8 + 2 * i]) then
-    local answer = cjson.decode(ARGV[5])
+  if active < tonumber(ARGV[10 + 2 * i]) then
+    local answer = cjson.decode(ARGV[6])
     local agents = {}
     for j = i, math.min(count - 1, i + limit - 1) do
-      table.insert(agents, ARGV[7 + 2 * j])
+      table.insert(agents, ARGV[9 + 2 * j])
     end
     answer.agents = agents
     answer.reserved = agent
-    local record = cjson.encode({answer = answer, expires_at_ms = tonumber(ARGV[4])})
-    redis.call('HINCRBY', KEYS[3], agent, 1)
-    redis.call('HSET', KEYS[4], agent, ARGV[1])
-    redis.call('HSET', KEYS[5], ARGV[3], cjson.encode({agent = agent, at_ms = tonumber(ARGV[1])}))
-    redis.call('HSET', KEYS[1], ARGV[2], record)
-    redis.call('ZADD', KEYS[2], ARGV[4], ARGV[2])
+    local fact = nil
+    local asked = tonumber(ARGV[8])
+    if old then
+      local held, confirmed = seat_of(old)
+      if held then release(held, confirmed) end
+      fact = val(old.fact)
+      if fact and tonumber(fact.event_ms) > asked then asked = tonumber(fact.event_ms) end
+    end
+    local rec = {answer = answer, customer = ARGV[4], fact = fact, seat = agent,
+                 reservation = {agent = agent, event_ms = asked, at_ms = now},
+                 state = 'provisional', since_ms = now, expires_at_ms = tonumber(ARGV[5])}
+    local record = cjson.encode(rec)
+    take(agent, false)
+    touch(agent, now)
+    remember(ARGV[4], agent, asked)
+    redis.call('HSET', KEYS[1], ARGV[3], record)
+    redis.call('ZADD', KEYS[2], ARGV[5], ARGV[3])
     return {2, record}
   end
 end

@@ -11,11 +11,8 @@ use redis::Value;
 
 use super::unavailable;
 use crate::{
-    engine::{AgentLoad, Customer, RosterChanges, StateView},
-    store::{
-        StoreError,
-        record::{self, AssignmentRecord},
-    },
+    engine::{AgentLoad, Customer, LiveSession, RosterChanges, StateView},
+    store::StoreError,
 };
 
 /// One look at an app's state in Redis.
@@ -26,6 +23,7 @@ pub(super) struct Snapshot {
     pub(super) changes: RosterChanges,
     pub(super) customer: Option<Customer>,
     pub(super) history: Option<(AgentId, SystemTime)>,
+    pub(super) sessions: Vec<LiveSession>,
     customer_id: Option<ClientUserId>,
 }
 
@@ -59,6 +57,10 @@ impl StateView for Snapshot {
     fn roster_changes(&self) -> &RosterChanges {
         &self.changes
     }
+
+    fn sessions(&self) -> Vec<LiveSession> {
+        self.sessions.clone()
+    }
 }
 
 pub(super) fn into_items(value: Value) -> Result<Vec<Value>, StoreError> {
@@ -82,10 +84,6 @@ pub(super) fn text(value: Option<&Value>) -> Result<String, StoreError> {
         Some(Value::Nil) | None => Ok(String::new()),
         Some(other) => Err(unavailable(format!("unexpected reply {other:?}"))),
     }
-}
-
-pub(super) fn record(value: Option<&Value>) -> Result<AssignmentRecord, StoreError> {
-    record::decode(text(value)?.as_bytes()).map_err(unavailable)
 }
 
 /// An HGETALL reply as (field, value) pairs.

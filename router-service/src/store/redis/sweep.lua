@@ -1,20 +1,96 @@
--- Expires due assignments; prepended to both scripts.
--- KEYS: 1 sessions, 2 expiry, 3 active (see Keys in mod.rs for all eight).
-local function sweep(now)
+-- Shared by every script: helpers, then releasing what is due.
+-- KEYS: 1 sessions, 2 deadlines, 3 active, 4 last, 5 history, 6 statuses, 7 roster,
+-- 8 customers, 9 confirmed (see Keys in mod.rs); 10 a report's seen-key, when it has one.
+-- ARGV: 1 now_ms, 2 max_session_ms, then the script's own.
+local function val(x)
+  if x == cjson.null then return nil end
+  return x
+end
+
+-- The seat a session record holds: the agent and whether it is confirmed. A record without
+-- a state was written before session events: a provisional reservation.
+local function seat_of(rec)
+  local state = val(rec.state)
+  if state == nil then
+    local answer = val(rec.answer)
+    return answer and val(answer.reserved), false
+  end
+  if state == 'provisional' or state == 'confirmed' then
+    return val(rec.seat), state == 'confirmed'
+  end
+  return nil, false
+end
+
+local function holds_seat(rec)
+  local state = val(rec.state)
+  return state == nil or state == 'provisional' or state == 'confirmed'
+end
+
+local function release(agent, confirmed)
+  if redis.call('HINCRBY', KEYS[3], agent, -1) <= 0 then
+    redis.call('HDEL', KEYS[3], agent)
+  end
+  if confirmed and redis.call('HINCRBY', KEYS[9], agent, -1) <= 0 then
+    redis.call('HDEL', KEYS[9], agent)
+  end
+end
+
+local function take(agent, confirmed)
+  redis.call('HINCRBY', KEYS[3], agent, 1)
+  if confirmed then
+    redis.call('HINCRBY', KEYS[9], agent, 1)
+  end
+end
+
+-- Moves an agent's idle clock forward to at_ms, never back.
+local function touch(agent, at_ms)
+  local last = tonumber(redis.call('HGET', KEYS[4], agent) or '0')
+  if tonumber(at_ms) > last then
+    redis.call('HSET', KEYS[4], agent, at_ms)
+  end
+end
+
+-- Makes agent the customer's previous one, as it happened at event_ms (the reporter's
+-- clock, which orders links) and recorded now (the router's, which sticky_ttl counts from),
+-- unless a later link is known.
+local function remember(customer, agent, event_ms)
+  if customer == nil or customer == '' then return end
+  local raw = redis.call('HGET', KEYS[5], customer)
+  if raw then
+    local known = cjson.decode(raw)
+    local known_ms = val(known.event_ms) or known.at_ms
+    if tonumber(known_ms) > tonumber(event_ms) then return end
+  end
+  local link = {agent = agent, at_ms = tonumber(ARGV[1]), event_ms = tonumber(event_ms)}
+  redis.call('HSET', KEYS[5], customer, cjson.encode(link))
+end
+
+-- Releases the seat of every session whose deadline has passed (the record stays, expired,
+-- for max_session), and forgets ended and expired sessions remembered long enough.
+local function sweep(now, keep)
+  now = tonumber(now)
   local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
   for _, session in ipairs(due) do
     local raw = redis.call('HGET', KEYS[1], session)
-    if raw then
-      local agent = cjson.decode(raw).answer.reserved
-      if type(agent) == 'string' then
-        if redis.call('HINCRBY', KEYS[3], agent, -1) <= 0 then
-          redis.call('HDEL', KEYS[3], agent)
-        end
+    if not raw then
+      redis.call('ZREM', KEYS[2], session)
+    else
+      local rec = cjson.decode(raw)
+      if holds_seat(rec) then
+        local agent, confirmed = seat_of(rec)
+        if agent then release(agent, confirmed) end
+        rec.state = 'expired'
+        rec.seat = nil
+        rec.since_ms = now
+        rec.expires_at_ms = now + tonumber(keep)
+        redis.call('HSET', KEYS[1], session, cjson.encode(rec))
+        redis.call('ZADD', KEYS[2], rec.expires_at_ms, session)
+      else
+        redis.call('HDEL', KEYS[1], session)
+        redis.call('ZREM', KEYS[2], session)
       end
-      redis.call('HDEL', KEYS[1], session)
     end
   end
-  if #due > 0 then
-    redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-  end
 end
+
+sweep(ARGV[1], ARGV[2])

@@ -1,0 +1,350 @@
+//! A session's life as the router sees it, the same in every store: the reservation an
+//! AssignHuman made, then the facts Tencent's (or any channel's) session events report.
+//!
+//! The latest of them decides who holds the session's seat, compared by event time (then
+//! reservation < serving < closed, then agent id), never by arrival: a duplicate or an event
+//! older than what is known changes nothing, so any order and any repetition of the same
+//! events ends in the same state. A reservation is provisional until a serving fact confirms
+//! it (or moves it to the agent Tencent really chose); a closed fact (ended, failed) releases
+//! the seat. Seats also run out: a provisional one after the app's `confirm_timeout` (else
+//! `assignment_ttl`), a confirmed one after `[router] max_session`; an ended or expired
+//! session is remembered for `max_session` more, so that late events find it.
+//!
+//! [`SessionRecord`] is also the stored form (JSON), which the Redis scripts read: its field
+//! names are the format.
+
+use std::time::{Duration, SystemTime};
+
+use handoff_core::id::{AgentId, ClientUserId, SessionId};
+use serde::{Deserialize, Serialize};
+
+use super::record::{AnswerRecord, from_ms, to_ms};
+pub use crate::engine::SessionState;
+use crate::engine::{Answer, LiveSession};
+
+/// What a report says happened to a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SessionEventKind {
+    /// An agent serves the session (took it, or was seen serving it).
+    Assigned,
+    /// The session moved to another agent.
+    Transferred,
+    /// The transfer to a human failed: nobody serves the session.
+    Failed,
+    /// The session is over (closed, or the user stopped replying).
+    Ended,
+}
+
+impl SessionEventKind {
+    /// The name logs and the API use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionEventKind::Assigned => "assigned",
+            SessionEventKind::Transferred => "transferred",
+            SessionEventKind::Failed => "failed",
+            SessionEventKind::Ended => "ended",
+        }
+    }
+}
+
+/// A reported fact about a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionEvent {
+    /// The session.
+    pub session: SessionId,
+    /// What happened.
+    pub kind: SessionEventKind,
+    /// The agent serving the session after it (assigned, transferred).
+    pub agent: Option<AgentId>,
+    /// The agent it came from (transferred), for the record.
+    pub from_agent: Option<AgentId>,
+    /// The customer, when the report names one.
+    pub customer: Option<ClientUserId>,
+    /// When it happened, by the reporter's clock.
+    pub at: SystemTime,
+    /// The report's identity, for recognising retries; `None` when the reporter has none.
+    pub id: Option<String>,
+}
+
+/// The reservation an AssignHuman made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    /// The agent whose seat it took.
+    pub agent: AgentId,
+    /// When the user asked, by the caller's clock (what events are compared with).
+    pub event_ms: u64,
+    /// When it was made, by the router's clock.
+    pub at_ms: u64,
+}
+
+/// The latest fact events reported: who serves the session, or that it is closed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fact {
+    /// The agent serving it; `None` when it is closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving: Option<AgentId>,
+    /// When, by the reporter's clock.
+    pub event_ms: u64,
+}
+
+/// One session, stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// The answer given, which a retried AssignHuman replays while the seat is held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<AnswerRecord>,
+    /// The customer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer: Option<ClientUserId>,
+    /// The latest reservation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reservation: Option<Reservation>,
+    /// The latest fact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fact: Option<Fact>,
+    /// The agent whose seat the session holds now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seat: Option<AgentId>,
+    /// Where it stands; absent in records written before session events (provisional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<SessionState>,
+    /// When it came to stand there, by the router's clock.
+    #[serde(default)]
+    pub since_ms: u64,
+    /// When the seat runs out, or (ended, expired) when the record is forgotten.
+    pub expires_at_ms: u64,
+}
+
+/// What a change to a session does to the rest of the app's state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Effects {
+    /// The seat the session held before: the agent, and whether it was confirmed.
+    pub released: Option<(AgentId, bool)>,
+    /// The seat it holds after.
+    pub taken: Option<(AgentId, bool)>,
+    /// An agent whose idle clock moves forward to this time (if it is later).
+    pub last_assigned: Option<(AgentId, u64)>,
+    /// The customer's previous agent, and since when, if that is later than what is known.
+    pub history: Option<(ClientUserId, AgentId, u64)>,
+}
+
+impl Effects {
+    /// Whether the seat moved (or changed between provisional and confirmed).
+    pub fn moves_seat(&self) -> bool {
+        self.released != self.taken
+    }
+}
+
+/// The order of what is known of a session: by time, then reservation < serving < closed,
+/// then agent id, so that every store and every arrival order picks the same latest.
+type Rank<'a> = (u64, u8, Option<&'a str>);
+
+fn reservation_rank(reservation: &Reservation) -> Rank<'_> {
+    (reservation.event_ms, 0, Some(reservation.agent.as_str()))
+}
+
+fn fact_rank(fact: &Fact) -> Rank<'_> {
+    match &fact.serving {
+        Some(agent) => (fact.event_ms, 1, Some(agent.as_str())),
+        None => (fact.event_ms, 2, None),
+    }
+}
+
+impl SessionRecord {
+    /// Reads records written before session events (an answer and an expiry only) as the
+    /// provisional reservations they were.
+    pub fn normalized(mut self) -> Self {
+        if self.state.is_none() {
+            let agent = self
+                .answer
+                .as_ref()
+                .and_then(AnswerRecord::reserved)
+                .cloned();
+            self.state = Some(SessionState::Provisional);
+            self.reservation = agent.clone().map(|agent| Reservation {
+                agent,
+                event_ms: 0,
+                at_ms: 0,
+            });
+            self.seat = agent;
+        }
+        self
+    }
+
+    /// Where the session stands.
+    pub fn state(&self) -> SessionState {
+        self.state.unwrap_or(SessionState::Provisional)
+    }
+
+    /// The seat held now: the agent, and whether it is confirmed.
+    pub fn held(&self) -> Option<(AgentId, bool)> {
+        self.seat
+            .clone()
+            .map(|agent| (agent, self.state() == SessionState::Confirmed))
+    }
+
+    /// The answer to replay to a retried AssignHuman: only while the seat it took is held.
+    pub fn replay(&self) -> Option<Answer> {
+        match self.state() {
+            SessionState::Provisional | SessionState::Confirmed => {
+                self.answer.clone().map(Answer::from)
+            }
+            SessionState::Ended | SessionState::Expired => None,
+        }
+    }
+
+    /// When the seat runs out or the record is forgotten.
+    pub fn expires_at(&self) -> SystemTime {
+        from_ms(self.expires_at_ms)
+    }
+
+    /// The session as the API shows it.
+    pub fn live(&self, session: &SessionId) -> LiveSession {
+        LiveSession {
+            session: session.clone(),
+            state: self.state(),
+            agent: self.seat.clone(),
+            customer: self.customer.clone(),
+            since: from_ms(self.since_ms),
+            expires_at: from_ms(self.expires_at_ms),
+            rule: self.answer.as_ref().map(|answer| answer.rule().to_owned()),
+        }
+    }
+
+    fn latest(&self) -> Option<Rank<'_>> {
+        let reservation = self.reservation.as_ref().map(reservation_rank);
+        let fact = self.fact.as_ref().map(fact_rank);
+        reservation.max(fact)
+    }
+}
+
+/// The record after AssignHuman reserved `answer`'s agent for `customer` at `now` (the user
+/// asked at `asked`), holding the seat for `hold`, and what that does. A reservation
+/// supersedes whatever the session had before: the user asked again.
+pub fn reserve(
+    old: Option<SessionRecord>,
+    answer: &Answer,
+    customer: &ClientUserId,
+    asked: SystemTime,
+    now: SystemTime,
+    hold: Duration,
+) -> (SessionRecord, Effects) {
+    let released = old.as_ref().and_then(SessionRecord::held);
+    let fact = old.and_then(|old| old.fact);
+    let taken = answer.reserved.clone();
+    let event_ms = to_ms(asked).max(fact.as_ref().map_or(0, |fact| fact.event_ms));
+    let reservation = taken.clone().map(|agent| Reservation {
+        agent,
+        event_ms,
+        at_ms: to_ms(now),
+    });
+    let record = SessionRecord {
+        answer: Some(answer.into()),
+        customer: Some(customer.clone()),
+        reservation,
+        fact,
+        seat: taken.clone(),
+        state: Some(SessionState::Provisional),
+        since_ms: to_ms(now),
+        expires_at_ms: to_ms(now + hold),
+    };
+    let effects = Effects {
+        released,
+        taken: taken.clone().map(|agent| (agent, false)),
+        last_assigned: taken.clone().map(|agent| (agent, to_ms(now))),
+        history: taken.map(|agent| (customer.clone(), agent, event_ms)),
+    };
+    (record, effects)
+}
+
+/// The record after `event`, at `now`, and what that does; `None` when the event changes
+/// nothing (a duplicate, or older than what is known).
+pub fn report(
+    old: Option<SessionRecord>,
+    event: &SessionEvent,
+    now: SystemTime,
+    max_session: Duration,
+) -> Option<(SessionRecord, Effects)> {
+    let serving = match event.kind {
+        SessionEventKind::Assigned | SessionEventKind::Transferred => Some(event.agent.clone()?),
+        SessionEventKind::Failed | SessionEventKind::Ended => None,
+    };
+    let fact = Fact {
+        serving,
+        event_ms: to_ms(event.at),
+    };
+    let mut record = old.unwrap_or(SessionRecord {
+        answer: None,
+        customer: None,
+        reservation: None,
+        fact: None,
+        seat: None,
+        state: None,
+        since_ms: 0,
+        expires_at_ms: 0,
+    });
+    let latest_before = record
+        .latest()
+        .map(|(ms, rank, agent)| (ms, rank, agent.map(str::to_owned)));
+    if record
+        .fact
+        .as_ref()
+        .is_some_and(|known| fact_rank(known) >= fact_rank(&fact))
+    {
+        return None;
+    }
+    let released = record.held();
+    let beaten = latest_before
+        .as_ref()
+        .is_some_and(|(ms, rank, agent)| (*ms, *rank, agent.as_deref()) > fact_rank(&fact));
+    if record.customer.is_none() {
+        record.customer = event.customer.clone();
+    }
+    record.fact = Some(fact.clone());
+    if beaten {
+        // A reservation made after this fact still decides; the fact is kept for later
+        // comparisons but moves no seat.
+        return Some((record, Effects::default()));
+    }
+    let mut effects = Effects {
+        released,
+        ..Effects::default()
+    };
+    record.since_ms = to_ms(now);
+    record.expires_at_ms = to_ms(now + max_session);
+    match fact.serving {
+        Some(agent) => {
+            record.state = Some(SessionState::Confirmed);
+            record.seat = Some(agent.clone());
+            effects.taken = Some((agent.clone(), true));
+            effects.last_assigned = Some((agent.clone(), fact.event_ms));
+            if let Some(customer) = &record.customer {
+                effects.history = Some((customer.clone(), agent.clone(), fact.event_ms));
+            }
+        }
+        None => {
+            record.state = Some(SessionState::Ended);
+            record.seat = None;
+        }
+    }
+    Some((record, effects))
+}
+
+/// The record once its deadline has passed at `now`: a held seat is released (the record
+/// stays, expired, for `max_session`); an ended or expired record is forgotten (`None`).
+pub fn expire(
+    mut record: SessionRecord,
+    now: SystemTime,
+    max_session: Duration,
+) -> Option<SessionRecord> {
+    match record.state() {
+        SessionState::Provisional | SessionState::Confirmed => {
+            record.state = Some(SessionState::Expired);
+            record.seat = None;
+            record.since_ms = to_ms(now);
+            record.expires_at_ms = to_ms(now + max_session);
+            Some(record)
+        }
+        SessionState::Ended | SessionState::Expired => None,
+    }
+}
