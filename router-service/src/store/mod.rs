@@ -15,6 +15,8 @@ mod local;
 mod record;
 mod redis;
 pub mod session;
+#[cfg(test)]
+mod session_tests;
 
 use std::{
     future::Future,

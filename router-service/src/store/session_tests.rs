@@ -1,0 +1,504 @@
+//! Sessions through a store's one way in: reservations confirmed, moved and released by
+//! events, deadlines, retries, and any order of delivery giving the same state.
+
+use std::{
+    collections::BTreeMap,
+    path::Path,
+    time::{Duration, SystemTime},
+};
+
+use handoff_core::{
+    config::AgentStatus,
+    id::{AgentId, ClientUserId, SessionId},
+};
+use proptest::prelude::*;
+
+use super::{
+    Applied, Change, LocalStore, Look, SessionEvent, SessionEventKind, Store, record::to_ms,
+};
+use crate::{
+    engine::{self, App, Catalog, SessionState},
+    testing::{self, Error, TWO_AGENTS, app_id, handoff, lifetimes},
+};
+
+type TestResult = Result<(), Error>;
+
+/// Ten o'clock on the test's day, by every clock.
+fn t(secs: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs)
+}
+
+fn app_with(extra: &str) -> Result<(Catalog, std::sync::Arc<App>), Error> {
+    let text = TWO_AGENTS.replacen(
+        "sdk_app_id = 1400000001\n",
+        &format!("sdk_app_id = 1400000001\n{extra}\n"),
+        1,
+    );
+    let config = handoff_core::config::parse(&text, Path::new("t.toml"), Vec::new())?;
+    let catalog = Catalog::from_config(&config, Path::new("t.toml"))?;
+    let app = catalog.app(app_id()?).ok_or("no app")?.clone();
+    Ok((catalog, app))
+}
+
+fn agent(name: &str) -> Result<AgentId, Error> {
+    Ok(AgentId::parse(format!("{name}@example.com"))?)
+}
+
+/// AssignHuman for `session` asked at `at`; the agent reserved.
+async fn reserve(
+    store: &impl Store,
+    app: &App,
+    session: &str,
+    at: SystemTime,
+) -> Result<Option<String>, Error> {
+    let handoff = handoff(session, at)?;
+    let assignment = store
+        .assign(app, &handoff, at, |state| {
+            engine::decide(app, &handoff, state, at)
+        })
+        .await?;
+    Ok(assignment
+        .answer()
+        .reserved
+        .as_ref()
+        .map(|a| a.as_str().to_owned()))
+}
+
+fn event(
+    session: &str,
+    kind: SessionEventKind,
+    agent_name: Option<&str>,
+    at: SystemTime,
+    id: Option<&str>,
+) -> Result<Change, Error> {
+    Ok(Change::Session(SessionEvent {
+        session: SessionId::parse(session)?,
+        kind,
+        agent: agent_name.map(agent).transpose()?,
+        from_agent: None,
+        customer: Some(ClientUserId::parse(format!("customer-of-{session}"))?),
+        at,
+        id: id.map(str::to_owned),
+    }))
+}
+
+/// What ListAgents and ListSessions would show: each agent's (active, confirmed), and each
+/// session holding a seat with its state and agent.
+type Picture = (
+    BTreeMap<String, (u32, u32)>,
+    Vec<(String, SessionState, String)>,
+);
+
+async fn picture(store: &impl Store, app: &App, now: SystemTime) -> Result<Picture, Error> {
+    let look = Look {
+        customer: None,
+        sessions: true,
+    };
+    let picture = store
+        .inspect(app, look, now, |state| {
+            let loads = ["ann", "bob"]
+                .into_iter()
+                .filter_map(|name| agent(name).ok())
+                .map(|id| {
+                    let load = state.load(&id);
+                    (id.to_string(), (load.active, load.confirmed))
+                })
+                .collect();
+            let sessions = state
+                .sessions()
+                .into_iter()
+                .map(|s| {
+                    let agent = s.agent.map(|a| a.to_string()).unwrap_or_default();
+                    (s.session.to_string(), s.state, agent)
+                })
+                .collect();
+            (loads, sessions)
+        })
+        .await?;
+    Ok(picture)
+}
+
+fn loads(pairs: &[(&str, (u32, u32))]) -> BTreeMap<String, (u32, u32)> {
+    pairs
+        .iter()
+        .map(|(name, load)| (format!("{name}@example.com"), *load))
+        .collect()
+}
+
+fn store() -> LocalStore {
+    LocalStore::in_memory(lifetimes(Duration::from_secs(1800)))
+}
+
+#[tokio::test]
+async fn a_reservation_is_confirmed_moved_to_tencents_choice_and_released() -> TestResult {
+    let (store, (_, app)) = (store(), app_with("")?);
+    use SessionEventKind::*;
+    assert_eq!(
+        reserve(&store, &app, "s1", t(0)).await?.as_deref(),
+        Some("ann@example.com")
+    );
+    assert_eq!(
+        picture(&store, &app, t(1)).await?.0,
+        loads(&[("ann", (1, 0)), ("bob", (0, 0))])
+    );
+
+    // Tencent gave it to ann: confirmed.
+    assert_eq!(
+        store
+            .apply(&app, event("s1", Assigned, Some("ann"), t(2), None)?, t(2))
+            .await?,
+        Applied::Recorded
+    );
+    let (loads_now, sessions) = picture(&store, &app, t(3)).await?;
+    assert_eq!(loads_now, loads(&[("ann", (1, 1)), ("bob", (0, 0))]));
+    assert_eq!(
+        sessions,
+        [(
+            "s1".into(),
+            SessionState::Confirmed,
+            "ann@example.com".into()
+        )]
+    );
+
+    // s2 is reserved on ann (1/2 < 0/3? no: bob 0/3 ranks first), Tencent picks ann instead.
+    assert_eq!(
+        reserve(&store, &app, "s2", t(4)).await?.as_deref(),
+        Some("bob@example.com")
+    );
+    store
+        .apply(&app, event("s2", Assigned, Some("ann"), t(5), None)?, t(5))
+        .await?;
+    assert_eq!(
+        picture(&store, &app, t(6)).await?.0,
+        loads(&[("ann", (2, 2)), ("bob", (0, 0))])
+    );
+
+    // A transfer moves the seat; an end releases it; a failure releases a reservation.
+    store
+        .apply(
+            &app,
+            event("s2", Transferred, Some("bob"), t(7), None)?,
+            t(7),
+        )
+        .await?;
+    assert_eq!(
+        picture(&store, &app, t(8)).await?.0,
+        loads(&[("ann", (1, 1)), ("bob", (1, 1))])
+    );
+    store
+        .apply(&app, event("s1", Ended, None, t(9), None)?, t(9))
+        .await?;
+    reserve(&store, &app, "s3", t(10)).await?;
+    store
+        .apply(&app, event("s3", Failed, None, t(11), None)?, t(11))
+        .await?;
+    let (loads_now, sessions) = picture(&store, &app, t(12)).await?;
+    assert_eq!(loads_now, loads(&[("ann", (0, 0)), ("bob", (1, 1))]));
+    assert_eq!(
+        sessions,
+        [(
+            "s2".into(),
+            SessionState::Confirmed,
+            "bob@example.com".into()
+        )]
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn late_duplicate_and_out_of_order_events_change_nothing() -> TestResult {
+    let (store, (_, app)) = (store(), app_with("")?);
+    use SessionEventKind::*;
+    // The end arrives before the assignment it follows: no phantom load.
+    store
+        .apply(&app, event("s9", Ended, None, t(20), Some("r-2"))?, t(21))
+        .await?;
+    let late = store
+        .apply(
+            &app,
+            event("s9", Assigned, Some("ann"), t(10), Some("r-1"))?,
+            t(22),
+        )
+        .await?;
+    assert_eq!(late, Applied::Superseded);
+    // A retry of the end by its RequestID is recognised.
+    let again = store
+        .apply(&app, event("s9", Ended, None, t(20), Some("r-2"))?, t(23))
+        .await?;
+    assert_eq!(again, Applied::Duplicate);
+    assert_eq!(
+        picture(&store, &app, t(24)).await?,
+        (loads(&[("ann", (0, 0)), ("bob", (0, 0))]), vec![])
+    );
+
+    // A status reported earlier than the one known is superseded.
+    let bob = agent("bob")?;
+    let status = |status, at| Change::SetStatus {
+        agent: bob.clone(),
+        status,
+        at,
+        id: None,
+    };
+    store
+        .apply(&app, status(AgentStatus::Away, t(30)), t(31))
+        .await?;
+    let stale = store
+        .apply(&app, status(AgentStatus::Available, t(29)), t(32))
+        .await?;
+    assert_eq!(stale, Applied::Superseded);
+    let away = store
+        .inspect(&app, Look::default(), t(33), |state| state.status(&bob))
+        .await?;
+    assert_eq!(away, Some(AgentStatus::Away));
+    Ok(())
+}
+
+#[tokio::test]
+async fn seats_run_out_unconfirmed_after_confirm_timeout_and_confirmed_after_max_session()
+-> TestResult {
+    let (store, (_, app)) = (store(), app_with("confirm_timeout = \"2m\"")?);
+    use SessionEventKind::*;
+    reserve(&store, &app, "queued", t(0)).await?;
+    reserve(&store, &app, "served", t(0)).await?;
+    store
+        .apply(
+            &app,
+            event("served", Assigned, Some("bob"), t(5), None)?,
+            t(5),
+        )
+        .await?;
+    assert_eq!(
+        picture(&store, &app, t(119)).await?.0,
+        loads(&[("ann", (1, 0)), ("bob", (1, 1))])
+    );
+    // Two minutes on, the unconfirmed reservation is gone; the confirmed one stays.
+    assert_eq!(
+        picture(&store, &app, t(121)).await?.0,
+        loads(&[("ann", (0, 0)), ("bob", (1, 1))])
+    );
+    // After max_session (8 h) with no end, the confirmed one goes too.
+    assert_eq!(
+        picture(&store, &app, t(5 + 8 * 3600 + 1)).await?.0,
+        loads(&[("ann", (0, 0)), ("bob", (0, 0))])
+    );
+    // A late confirmation of the expired reservation does seat it, on the agent named.
+    store
+        .apply(
+            &app,
+            event("queued", Assigned, Some("bob"), t(200), None)?,
+            t(8 * 3600 + 10),
+        )
+        .await?;
+    assert_eq!(
+        picture(&store, &app, t(8 * 3600 + 11)).await?.0,
+        loads(&[("ann", (0, 0)), ("bob", (1, 1))])
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_session_that_ended_decides_afresh_when_it_asks_again() -> TestResult {
+    let (store, (_, app)) = (store(), app_with("")?);
+    assert_eq!(
+        reserve(&store, &app, "s1", t(0)).await?.as_deref(),
+        Some("ann@example.com")
+    );
+    assert_eq!(
+        reserve(&store, &app, "s1", t(1)).await?.as_deref(),
+        Some("ann@example.com"),
+        "a retry replays"
+    );
+    assert_eq!(
+        picture(&store, &app, t(2)).await?.0,
+        loads(&[("ann", (1, 0)), ("bob", (0, 0))])
+    );
+    store
+        .apply(
+            &app,
+            event("s1", SessionEventKind::Ended, None, t(3), None)?,
+            t(3),
+        )
+        .await?;
+    // ann is idle longer now than bob? No: ann was assigned at 0, bob never: bob ranks first
+    // among equals by load; the point is that it decides and reserves again.
+    let again = reserve(&store, &app, "s1", t(4)).await?;
+    assert!(again.is_some());
+    let (loads_now, sessions) = picture(&store, &app, t(5)).await?;
+    assert_eq!(loads_now.values().map(|(active, _)| active).sum::<u32>(), 1);
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0].1, SessionState::Provisional);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_embedded_store_reads_sessions_back_after_a_restart() -> TestResult {
+    let dir = std::env::temp_dir().join(format!(
+        "handoff-sessions-{}-{}",
+        std::process::id(),
+        to_ms(SystemTime::now())
+    ));
+    let path = dir.join("state.redb");
+    let (catalog, app) = app_with("")?;
+    let lifetimes = lifetimes(Duration::from_secs(1800));
+    use SessionEventKind::*;
+    let before = {
+        let store = LocalStore::embedded(&path, lifetimes, &catalog, t(0))?;
+        reserve(&store, &app, "s1", t(0)).await?;
+        reserve(&store, &app, "s2", t(0)).await?;
+        store
+            .apply(
+                &app,
+                event("s1", Assigned, Some("bob"), t(1), Some("r-1"))?,
+                t(1),
+            )
+            .await?;
+        picture(&store, &app, t(2)).await?
+    };
+    let store = LocalStore::embedded(&path, lifetimes, &catalog, t(2))?;
+    let after = picture(&store, &app, t(2)).await?;
+    let retry = store
+        .apply(
+            &app,
+            event("s1", Assigned, Some("bob"), t(1), Some("r-1"))?,
+            t(3),
+        )
+        .await?;
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(after, before);
+    assert_eq!(after.0, loads(&[("ann", (0, 0)), ("bob", (2, 1))]));
+    assert_eq!(
+        retry,
+        Applied::Duplicate,
+        "report identities survive the restart"
+    );
+    Ok(())
+}
+
+/// One session's life, as a channel would report it, after AssignHuman reserved it.
+#[derive(Debug, Clone)]
+struct Life {
+    /// Who takes it first (0 ann, 1 bob), or nobody (the transfer failed).
+    taken_by: Option<usize>,
+    /// Who it is transferred to afterwards, if anyone.
+    transferred_to: Option<usize>,
+    /// Whether it ends.
+    ends: bool,
+}
+
+fn life() -> impl Strategy<Value = Life> {
+    (
+        proptest::option::of(0usize..2),
+        proptest::option::of(0usize..2),
+        any::<bool>(),
+    )
+        .prop_map(|(taken_by, transferred_to, ends)| Life {
+            taken_by,
+            transferred_to: taken_by.and(transferred_to),
+            ends,
+        })
+}
+
+/// The events of `lives`, each session's in the order they happened, with ids.
+fn events(lives: &[Life]) -> Result<Vec<Change>, Error> {
+    use SessionEventKind::*;
+    let names = ["ann", "bob"];
+    let mut all = Vec::new();
+    for (n, life) in lives.iter().enumerate() {
+        let session = format!("p{n}");
+        let at = |step: u64| t(100 + n as u64 * 10 + step);
+        let id = |step: u64| format!("{session}-{step}");
+        match life.taken_by {
+            None => all.push(event(&session, Failed, None, at(1), Some(&id(1)))?),
+            Some(first) => {
+                all.push(event(
+                    &session,
+                    Assigned,
+                    Some(names[first]),
+                    at(1),
+                    Some(&id(1)),
+                )?);
+                if let Some(next) = life.transferred_to {
+                    all.push(event(
+                        &session,
+                        Transferred,
+                        Some(names[next]),
+                        at(2),
+                        Some(&id(2)),
+                    )?);
+                }
+            }
+        }
+        if life.ends {
+            all.push(event(&session, Ended, None, at(3), Some(&id(3)))?);
+        }
+    }
+    Ok(all)
+}
+
+proptest! {
+    /// However the events of a day are shuffled and repeated, the loads and sessions end
+    /// the same as when each arrived once and in order.
+    #[test]
+    fn any_order_and_any_repetition_end_in_the_same_state(
+        lives in proptest::collection::vec(life(), 1..5),
+        order in proptest::collection::vec(any::<proptest::sample::Index>(), 0..40),
+        repeats in proptest::collection::vec(any::<proptest::sample::Index>(), 0..6),
+    ) {
+        let fail = |e: Error| TestCaseError::fail(e.to_string());
+        let runtime = tokio::runtime::Builder::new_current_thread().build().map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let (in_order, shuffled) = runtime.block_on(async {
+            let (_, app) = app_with("").map_err(fail)?;
+            let in_order = events(&lives).map_err(fail)?;
+            let mut shuffled = in_order.clone();
+            for (n, swap) in order.iter().enumerate() {
+                let len = shuffled.len();
+                shuffled.swap(n % len, swap.index(len));
+            }
+            for repeat in &repeats {
+                let again = shuffled[repeat.index(shuffled.len())].clone();
+                shuffled.push(again);
+            }
+            let mut pictures = Vec::new();
+            for stream in [in_order, shuffled] {
+                let store = store();
+                for n in 0..lives.len() {
+                    reserve(&store, &app, &format!("p{n}"), t(50)).await.map_err(fail)?;
+                }
+                for change in stream {
+                    store.apply(&app, change, t(500)).await.map_err(|e| fail(e.into()))?;
+                }
+                pictures.push(picture(&store, &app, t(501)).await.map_err(fail)?);
+            }
+            Ok::<_, TestCaseError>((pictures[0].clone(), pictures[1].clone()))
+        })?;
+        prop_assert_eq!(in_order, shuffled);
+    }
+}
+
+#[test]
+fn the_fixture_days_cover_every_kind_of_event() -> TestResult {
+    let lives = [
+        Life {
+            taken_by: Some(0),
+            transferred_to: Some(1),
+            ends: true,
+        },
+        Life {
+            taken_by: None,
+            transferred_to: None,
+            ends: false,
+        },
+    ];
+    let kinds: Vec<SessionEventKind> = events(&lives)?
+        .into_iter()
+        .filter_map(|change| match change {
+            Change::Session(event) => Some(event.kind),
+            _ => None,
+        })
+        .collect();
+    use SessionEventKind::*;
+    assert_eq!(kinds, [Assigned, Transferred, Ended, Failed]);
+    let _ = testing::catalog()?;
+    Ok(())
+}
