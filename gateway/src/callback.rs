@@ -1,32 +1,49 @@
-//! One callback, start to finish: who is calling, what they sent, what the router says, and
-//! the fallback when the router cannot say in time.
+//! One callback, start to finish: who is calling, what they sent, and then, by command,
+//! what the router says (with the fallback when it cannot say in time) or what the router
+//! records (acknowledged only once it has).
 
-use std::time::{Duration, Instant, SystemTime};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
 
 use arc_swap::ArcSwap;
 use axum::body::Body;
-use handoff_core::{Config, config::ConfigError};
+use handoff_core::{
+    Config,
+    config::ConfigError,
+    id::{AgentId, SdkAppId},
+};
+use handoff_proto::router::v1::ReportOutcome;
 use http::{HeaderMap, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tonic::Code;
 
 use crate::{
-    auth::Apps,
+    auth::{AppPolicy, Apps},
     error::GatewayError,
+    events::{self, EventNames},
+    metrics::{Command, Counters, Outcome},
     router_client::RouterClient,
-    tencent::{self, CallbackQuery, CallbackResponse},
+    tencent::{
+        self, AssignHuman, Callback, CallbackQuery, CallbackResponse, MEMBER_STATUS_CHANGE,
+        MemberEventNotify, SessionEventNotify,
+    },
     translate,
 };
 
 /// How long a callback body may take to arrive: Tencent gives up after 2 s anyway.
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The gateway: the apps it serves and the router it asks.
+/// The gateway: the apps it serves, the router it asks, and what it has counted.
 #[derive(Debug)]
 pub struct Gateway {
     apps: ArcSwap<Apps>,
+    names: ArcSwap<EventNames>,
     router: RouterClient,
     path: String,
     max_body_bytes: usize,
+    counters: Counters,
 }
 
 impl Gateway {
@@ -35,17 +52,21 @@ impl Gateway {
         let gateway = &config.gateway;
         Ok(Self {
             apps: ArcSwap::from_pointee(Apps::from_config(config)),
+            names: ArcSwap::from_pointee(EventNames::from_config(&gateway.session_events)),
             router: RouterClient::new(&gateway.router_url, gateway.router_timeout.get())?,
             path: gateway.path.clone(),
             max_body_bytes: gateway.max_body_bytes,
+            counters: Counters::default(),
         })
     }
 
-    /// Takes the apps (tokens, fallback groups, clock skew) of a reloaded `config`; the
-    /// listener, path and router settings keep their values until the next start.
+    /// Takes the apps (tokens, fallback groups, clock skew) and the session event names of
+    /// a reloaded `config`; the listener, path and router settings keep their values until
+    /// the next start.
     pub fn reload(&self, config: &Config) -> Result<(), ConfigError> {
-        self.apps
-            .store(std::sync::Arc::new(Apps::from_config(config)));
+        self.apps.store(Arc::new(Apps::from_config(config)));
+        let names = EventNames::from_config(&config.gateway.session_events);
+        self.names.store(Arc::new(names));
         Ok(())
     }
 
@@ -59,6 +80,11 @@ impl Gateway {
         &self.router
     }
 
+    /// What the gateway has counted.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
     /// Answers one callback.
     pub async fn on_callback(
         &self,
@@ -66,21 +92,46 @@ impl Gateway {
         headers: &HeaderMap,
         body: Body,
     ) -> Result<CallbackResponse, GatewayError> {
-        let started = Instant::now();
         let query = CallbackQuery::parse(raw_query);
         let apps = self.apps.load();
-        let app = apps.authenticate(&query, SystemTime::now())?;
-        let body = self.read_body(headers, body).await?;
-        let callback = tencent::parse_assign_human(&query, &body)?;
+        let checked = async {
+            let app = apps.authenticate(&query, SystemTime::now())?;
+            let body = self.read_body(headers, body).await?;
+            Ok::<_, GatewayError>((app, tencent::parse(&query, &body)?))
+        };
+        let (app, callback) = match checked.await {
+            Ok(checked) => checked,
+            Err(err) => {
+                self.counters.count(Command::Unknown, Outcome::Refused);
+                return Err(err);
+            }
+        };
+        match callback {
+            Callback::AssignHuman(callback) => Ok(self.assign_human(app, &query, callback).await?),
+            Callback::SessionEvent(event) => self.session_event(app.id, &query, event).await,
+            Callback::MemberEvent(event) => self.member_event(app.id, &query, event).await,
+        }
+    }
+
+    /// Asks the router who takes the session; when it cannot say in time, the app's
+    /// fallback group answers.
+    async fn assign_human(
+        &self,
+        app: &AppPolicy,
+        query: &CallbackQuery,
+        callback: AssignHuman,
+    ) -> Result<CallbackResponse, GatewayError> {
+        let started = Instant::now();
         let session = callback.session_id.clone();
-        let request = translate::to_request(app, &query, callback);
+        let request = translate::to_request(app, query, callback);
         let answer = match self.router.assign_human(request).await {
             Ok(response) => translate::from_response(response),
-            Err(err) => Err(err),
+            Err(status) => Err(self.router.error(&status)),
         };
         let elapsed_ms = started.elapsed().as_millis();
         match answer {
             Ok(response) => {
+                self.counters.count(Command::AssignHuman, Outcome::Answered);
                 tracing::info!(
                     app = %app.id,
                     %session,
@@ -93,6 +144,12 @@ impl Gateway {
             }
             Err(err) => {
                 let answer = translate::fallback(app, err.clone());
+                let outcome = if answer.is_ok() {
+                    Outcome::Fallback
+                } else {
+                    Outcome::RouterFailed
+                };
+                self.counters.count(Command::AssignHuman, outcome);
                 tracing::warn!(
                     app = %app.id,
                     %session,
@@ -104,6 +161,94 @@ impl Gateway {
                 answer
             }
         }
+    }
+
+    /// Hands a session event to the router and acknowledges it once recorded; an event
+    /// without routing meaning is acknowledged at once.
+    async fn session_event(
+        &self,
+        app: SdkAppId,
+        query: &CallbackQuery,
+        event: SessionEventNotify,
+    ) -> Result<CallbackResponse, GatewayError> {
+        let Some(kind) = self.names.load().meaning(&event) else {
+            self.counters.count(Command::SessionEvent, Outcome::Ignored);
+            tracing::debug!(%app, session = %event.session_id, event = event.event, "session event without routing meaning");
+            return Ok(CallbackResponse::ok());
+        };
+        let (session, name) = (event.session_id.clone(), event.event.clone());
+        let request = events::session_request(app, query, event, kind);
+        match self.router.report_session_event(request).await {
+            Ok(response) => {
+                let outcome = report_outcome(response.outcome());
+                self.counters.count(Command::SessionEvent, outcome);
+                tracing::info!(%app, %session, event = name, kind = kind.as_str_name(), ?outcome, "session event");
+                Ok(CallbackResponse::ok())
+            }
+            Err(status) => Err(self.not_recorded(Command::SessionEvent, app, &status)),
+        }
+    }
+
+    /// Hands an agent's new status to the router and acknowledges it once recorded; other
+    /// member events, unknown members and unknown statuses are acknowledged and counted.
+    async fn member_event(
+        &self,
+        app: SdkAppId,
+        query: &CallbackQuery,
+        event: MemberEventNotify,
+    ) -> Result<CallbackResponse, GatewayError> {
+        if !event.event.eq_ignore_ascii_case(MEMBER_STATUS_CHANGE) {
+            self.counters.count(Command::MemberEvent, Outcome::Ignored);
+            return Ok(CallbackResponse::ok());
+        }
+        let (Some(member), Some(raw_status)) = (&event.member_id, &event.status) else {
+            self.counters.count(Command::MemberEvent, Outcome::Refused);
+            return Err(GatewayError::BadRequest(
+                "Member.StatusChange needs MemberId and Status".into(),
+            ));
+        };
+        let Some(status) = events::status(raw_status) else {
+            self.counters
+                .count(Command::MemberEvent, Outcome::UnknownStatus);
+            tracing::warn!(%app, member, status = raw_status, "member status in an unknown spelling, acknowledged");
+            return Ok(CallbackResponse::ok());
+        };
+        let Ok(agent) = AgentId::parse(member.as_str()) else {
+            return Ok(self.unknown_member(app, member));
+        };
+        let request = events::status_request(app, query, &agent, status, event.event_time_ms);
+        match self.router.set_agent_status(request).await {
+            Ok(response) => {
+                let outcome = report_outcome(response.outcome());
+                self.counters.count(Command::MemberEvent, outcome);
+                tracing::info!(%app, %agent, status = status.as_str_name(), ?outcome, "member status");
+                Ok(CallbackResponse::ok())
+            }
+            Err(status) if status.code() == Code::NotFound => {
+                Ok(self.unknown_member(app, agent.as_str()))
+            }
+            Err(status) => Err(self.not_recorded(Command::MemberEvent, app, &status)),
+        }
+    }
+
+    fn unknown_member(&self, app: SdkAppId, member: &str) -> CallbackResponse {
+        self.counters
+            .count(Command::MemberEvent, Outcome::UnknownMember);
+        tracing::info!(%app, member, "status of a member the router does not know, acknowledged");
+        CallbackResponse::ok()
+    }
+
+    /// The FAIL an event the router did not record gets, so that Tencent delivers it again.
+    fn not_recorded(
+        &self,
+        command: Command,
+        app: SdkAppId,
+        status: &tonic::Status,
+    ) -> GatewayError {
+        self.counters.count(command, Outcome::RouterFailed);
+        let err = self.router.error(status);
+        tracing::warn!(%app, error = %err, "event not recorded, answered FAIL for Tencent to retry");
+        err
     }
 
     /// Reads the body, refusing it once it passes `max_body_bytes` or takes too long.
@@ -129,5 +274,14 @@ impl Gateway {
             ))),
             Err(_) => Err(GatewayError::BodyTimeout(BODY_READ_TIMEOUT)),
         }
+    }
+}
+
+/// How an event the router took is counted.
+fn report_outcome(outcome: ReportOutcome) -> Outcome {
+    match outcome {
+        ReportOutcome::Duplicate => Outcome::Duplicate,
+        ReportOutcome::Superseded => Outcome::Superseded,
+        ReportOutcome::Recorded | ReportOutcome::Unspecified => Outcome::Recorded,
     }
 }

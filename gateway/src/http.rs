@@ -44,6 +44,7 @@ pub fn routes(gateway: Arc<Gateway>) -> Router {
         .route(&path, post(callback))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(gateway)
@@ -76,6 +77,12 @@ async fn readyz(State(gateway): State<Arc<Gateway>>) -> Response {
         Ok(()) => CallbackResponse::ok().into_response(),
         Err(err) => err.into_response(),
     }
+}
+
+/// The gateway's counters, in Prometheus text.
+async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {
+    let content_type = [(header::CONTENT_TYPE, "text/plain; version=0.0.4")];
+    (content_type, gateway.counters().exposition()).into_response()
 }
 
 async fn not_found(uri: Uri) -> Response {

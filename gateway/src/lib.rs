@@ -12,7 +12,9 @@
 pub mod auth;
 pub mod callback;
 pub mod error;
+pub mod events;
 pub mod http;
+pub mod metrics;
 pub mod router_client;
 pub mod server;
 pub mod tencent;

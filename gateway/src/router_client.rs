@@ -3,8 +3,11 @@
 
 use std::time::Duration;
 
+use std::future::Future;
+
 use handoff_proto::router::v1::{
-    AssignHumanRequest, AssignHumanResponse, router_service_client::RouterServiceClient,
+    AssignHumanRequest, AssignHumanResponse, ReportSessionEventRequest, ReportSessionEventResponse,
+    SetAgentStatusRequest, SetAgentStatusResponse, router_service_client::RouterServiceClient,
     router_service_server::SERVICE_NAME,
 };
 use tonic::{
@@ -43,18 +46,59 @@ impl RouterClient {
         })
     }
 
-    /// Asks the router, giving up after the deadline whatever the connection is doing.
+    /// Asks the router who should take a session.
     pub async fn assign_human(
         &self,
         message: AssignHumanRequest,
-    ) -> Result<AssignHumanResponse, GatewayError> {
+    ) -> Result<AssignHumanResponse, tonic::Status> {
+        let mut router = self.router.clone();
+        self.bounded(router.assign_human(self.request(message)))
+            .await
+    }
+
+    /// Tells the router what happened to a session.
+    pub async fn report_session_event(
+        &self,
+        message: ReportSessionEventRequest,
+    ) -> Result<ReportSessionEventResponse, tonic::Status> {
+        let mut router = self.router.clone();
+        self.bounded(router.report_session_event(self.request(message)))
+            .await
+    }
+
+    /// Tells the router an agent's new status.
+    pub async fn set_agent_status(
+        &self,
+        message: SetAgentStatusRequest,
+    ) -> Result<SetAgentStatusResponse, tonic::Status> {
+        let mut router = self.router.clone();
+        self.bounded(router.set_agent_status(self.request(message)))
+            .await
+    }
+
+    /// How the gateway reads a failed call: unavailable, too slow, or refused.
+    pub fn error(&self, status: &tonic::Status) -> GatewayError {
+        translate::from_status(status, self.timeout)
+    }
+
+    fn request<T>(&self, message: T) -> Request<T> {
         let mut request = Request::new(message);
         request.set_timeout(self.timeout);
-        let mut router = self.router.clone();
-        match tokio::time::timeout(self.timeout, router.assign_human(request)).await {
+        request
+    }
+
+    /// Awaits `call`, giving up after the deadline whatever the connection is doing.
+    async fn bounded<T>(
+        &self,
+        call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    ) -> Result<T, tonic::Status> {
+        match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(response)) => Ok(response.into_inner()),
-            Ok(Err(status)) => Err(translate::from_status(&status, self.timeout)),
-            Err(_) => Err(GatewayError::RouterTimeout(self.timeout)),
+            Ok(Err(status)) => Err(status),
+            Err(_) => Err(tonic::Status::deadline_exceeded(format!(
+                "no answer within {:?}",
+                self.timeout
+            ))),
         }
     }
 

@@ -1,12 +1,13 @@
-//! Tencent's callback wire format (CONTRACT.md §1-2): the query string, the
-//! `ChatBot.OnAssignHuman` body, and the JSON every answer takes.
+//! Tencent's callback wire format (see `docs/tencent-contract.md`): the query string, the
+//! bodies of `ChatBot.OnAssignHuman`, `Desk.SessionEventNotify` and `Member.EventNotify`,
+//! and the JSON every answer takes.
 //!
 //! Parsing is lenient where Tencent's pages disagree (command case, `EventTime` as a number
 //! or a numeric string, `OptPlatform` in any case) and strict where it matters (required
 //! fields, identifiers). Unknown fields are ignored. Plain data and parsing only: how an
 //! answer goes out over HTTP is `http`'s business, what a [`Rejection`] costs `error`'s.
 
-use handoff_core::id::{ClientUserId, SessionId};
+use handoff_core::id::{AgentId, ClientUserId, IdError, SessionId};
 use serde::{Deserialize, Deserializer, Serialize, de};
 
 /// Why a callback's body was refused.
@@ -24,7 +25,9 @@ pub enum Rejection {
         body: String,
     },
     /// A well-formed callback this endpoint does not answer.
-    #[error("unsupported CallbackCommand {0:?}")]
+    #[error(
+        "unsupported CallbackCommand {0:?}: this endpoint answers ChatBot.OnAssignHuman, Desk.SessionEventNotify and Member.EventNotify"
+    )]
     Unsupported(String),
 }
 
@@ -32,6 +35,12 @@ pub enum Rejection {
 pub const ASSIGN_HUMAN: &str = "ChatBot.OnAssignHuman";
 /// The same callback as Tencent's Chat documentation names it.
 pub const ASSIGN_AGENT: &str = "ChatBot.OnAssignAgent";
+/// Desk's session events: transfers, ends, every message.
+pub const SESSION_EVENT_NOTIFY: &str = "Desk.SessionEventNotify";
+/// Desk's member events (Advanced edition, enabled by Tencent on request).
+pub const MEMBER_EVENT_NOTIFY: &str = "Member.EventNotify";
+/// The member event that reports an agent's new status.
+pub const MEMBER_STATUS_CHANGE: &str = "Member.StatusChange";
 
 /// The query parameters Tencent appends to the callback URL.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -88,6 +97,57 @@ struct RawBody {
     event_time: Option<u64>,
     #[serde(rename = "CustomerServiceId", default)]
     customer_service_id: Option<String>,
+    #[serde(rename = "Event", default)]
+    event: Option<String>,
+    #[serde(rename = "AgentId", default)]
+    agent_id: Option<String>,
+    #[serde(rename = "ForwardFromAgentId", default)]
+    forward_from_agent_id: Option<String>,
+    #[serde(rename = "MemberId", default)]
+    member_id: Option<String>,
+    #[serde(rename = "Status", default)]
+    status: Option<String>,
+}
+
+/// A validated callback of one of the three commands the endpoint answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Callback {
+    /// `ChatBot.OnAssignHuman`: who should take this session?
+    AssignHuman(AssignHuman),
+    /// `Desk.SessionEventNotify`: what happened to a session.
+    SessionEvent(SessionEventNotify),
+    /// `Member.EventNotify`: what happened to an agent.
+    MemberEvent(MemberEventNotify),
+}
+
+/// A validated `Desk.SessionEventNotify`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionEventNotify {
+    /// The Desk session.
+    pub session_id: SessionId,
+    /// Tencent's name for what happened (`SessionBegin`, `ChatBot.UserSendMsg`, ...).
+    pub event: String,
+    /// When, in Unix milliseconds.
+    pub event_time_ms: u64,
+    /// The end user, when the event names one.
+    pub client_user_id: Option<ClientUserId>,
+    /// The human agent, when the session has one (empty in the bot phase).
+    pub agent_id: Option<AgentId>,
+    /// On a reassignment, the agent the session came from.
+    pub forward_from_agent_id: Option<AgentId>,
+}
+
+/// A validated `Member.EventNotify`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberEventNotify {
+    /// Tencent's name for what happened (`Member.StatusChange`).
+    pub event: String,
+    /// When, in Unix milliseconds.
+    pub event_time_ms: u64,
+    /// The agent's e-mail as sent (an unknown or malformed one is acknowledged, not refused).
+    pub member_id: Option<String>,
+    /// The status as sent, in whichever of Tencent's spellings.
+    pub status: Option<String>,
 }
 
 /// A validated `ChatBot.OnAssignHuman` callback.
@@ -117,7 +177,7 @@ fn same_command(a: &str, b: &str) -> bool {
 }
 
 /// Parses and validates a callback body against the query's command.
-pub fn parse_assign_human(query: &CallbackQuery, body: &[u8]) -> Result<AssignHuman, Rejection> {
+pub fn parse(query: &CallbackQuery, body: &[u8]) -> Result<Callback, Rejection> {
     let raw: RawBody = serde_json::from_slice(body)
         .map_err(|err| Rejection::Malformed(format!("body is not a valid callback: {err}")))?;
     let command = match (&query.command, raw.command) {
@@ -131,27 +191,68 @@ pub fn parse_assign_human(query: &CallbackQuery, body: &[u8]) -> Result<AssignHu
         (Some(query), None) => query.clone(),
         (None, None) => return Err(Rejection::Malformed("CallbackCommand is required".into())),
     };
-    if !is_assign_human(&command) {
-        return Err(Rejection::Unsupported(command));
-    }
     let required = |field: &str| Rejection::Malformed(format!("{field} is required"));
-    let invalid = |field: &str, err: handoff_core::id::IdError| {
-        Rejection::Malformed(format!("{field} {err}"))
-    };
-    let session_id = SessionId::parse(raw.session_id.ok_or_else(|| required("SessionId"))?)
-        .map_err(|err| invalid("SessionId", err))?;
-    let client_user_id =
-        ClientUserId::parse(raw.client_user_id.ok_or_else(|| required("ClientUserId"))?)
-            .map_err(|err| invalid("ClientUserId", err))?;
     let event_time_ms = raw.event_time.ok_or_else(|| required("EventTime"))?;
-    let customer_service_id = raw.customer_service_id.filter(|id| !id.is_empty());
-    Ok(AssignHuman {
-        command,
-        session_id,
-        client_user_id,
-        event_time_ms,
-        customer_service_id,
-    })
+    if is_assign_human(&command) {
+        let session_id = id(
+            "SessionId",
+            raw.session_id.ok_or_else(|| required("SessionId"))?,
+        )?;
+        let user = raw.client_user_id.ok_or_else(|| required("ClientUserId"))?;
+        let client_user_id = id("ClientUserId", user)?;
+        let customer_service_id = raw.customer_service_id.filter(|id| !id.is_empty());
+        return Ok(Callback::AssignHuman(AssignHuman {
+            command,
+            session_id,
+            client_user_id,
+            event_time_ms,
+            customer_service_id,
+        }));
+    }
+    if command.eq_ignore_ascii_case(SESSION_EVENT_NOTIFY) {
+        let session_id = id(
+            "SessionId",
+            raw.session_id.ok_or_else(|| required("SessionId"))?,
+        )?;
+        let event = raw.event.filter(|event| !event.trim().is_empty());
+        return Ok(Callback::SessionEvent(SessionEventNotify {
+            session_id,
+            event: event.ok_or_else(|| required("Event"))?,
+            event_time_ms,
+            client_user_id: optional("ClientUserId", raw.client_user_id)?,
+            agent_id: optional("AgentId", raw.agent_id)?,
+            forward_from_agent_id: optional("ForwardFromAgentId", raw.forward_from_agent_id)?,
+        }));
+    }
+    if command.eq_ignore_ascii_case(MEMBER_EVENT_NOTIFY) {
+        let event = raw.event.filter(|event| !event.trim().is_empty());
+        return Ok(Callback::MemberEvent(MemberEventNotify {
+            event: event.ok_or_else(|| required("Event"))?,
+            event_time_ms,
+            member_id: raw.member_id.filter(|id| !id.trim().is_empty()),
+            status: raw.status.filter(|status| !status.trim().is_empty()),
+        }));
+    }
+    Err(Rejection::Unsupported(command))
+}
+
+/// A required identifier, parsed.
+fn id<T>(field: &str, value: String) -> Result<T, Rejection>
+where
+    T: TryFrom<String, Error = IdError>,
+{
+    T::try_from(value).map_err(|err| Rejection::Malformed(format!("{field} {err}")))
+}
+
+/// An identifier Tencent may leave out or send empty.
+fn optional<T>(field: &str, value: Option<String>) -> Result<Option<T>, Rejection>
+where
+    T: TryFrom<String, Error = IdError>,
+{
+    value
+        .filter(|value| !value.is_empty())
+        .map(|value| id(field, value))
+        .transpose()
 }
 
 /// `EventTime`: milliseconds as a JSON integer, an integral float, or a numeric string.
@@ -251,6 +352,63 @@ mod tests {
 
     const BODY: &str = r#"{"CallbackCommand":"ChatBot.OnAssignHuman","SessionId":"aa-bb-cc-dd","ClientUserId":"123","EventTime":1670574414123}"#;
 
+    /// Tencent's own sample of a session event.
+    const SESSION_EVENT: &str = r#"{"CallbackCommand": "Desk.SessionEventNotify", "SessionId": "2baf4d84-beb4-4607-a1ea-6ebcaef3e0e6", "Event": "ChatBot.UserSendMsg", "EventTime": 1725540020017, "ChannelType": "SDK", "ClientUserId": "your_user_id", "CustomerServiceId": "@customer_service_account", "AgentId": "test@qq.com", "MsgKey": "152_1600012345_abcdefg", "MsgBody": [{"MsgType": "TIMTextElem", "MsgContent": {"Text": "..."}}], "CloudCustomData": "...", "IsContactUser": false, "SatisfactionSelected": 5, "ForwardFromAgentId": ""}"#;
+
+    /// Tencent's own sample of a member event.
+    const MEMBER_EVENT: &str = r#"{"CallbackCommand": "Member.EventNotify", "Event": "Member.StatusChange", "MemberId": "test@qq.com", "Status": "free", "EventTime": 1725540020017, "ClientInfo": [{"ClientType": "Web", "IsConnected": true}], "RestReason": ""}"#;
+
+    fn parse_assign_human(query: &CallbackQuery, body: &[u8]) -> Result<AssignHuman, Rejection> {
+        match parse(query, body)? {
+            Callback::AssignHuman(callback) => Ok(callback),
+            other => Err(Rejection::Malformed(format!(
+                "not an assign-human: {other:?}"
+            ))),
+        }
+    }
+
+    #[test]
+    fn reads_tencents_session_and_member_event_samples() -> Result<(), Rejection> {
+        let Callback::SessionEvent(event) = parse(&query(None), SESSION_EVENT.as_bytes())? else {
+            panic!("not a session event");
+        };
+        assert_eq!(
+            event.session_id.as_str(),
+            "2baf4d84-beb4-4607-a1ea-6ebcaef3e0e6"
+        );
+        assert_eq!(event.event, "ChatBot.UserSendMsg");
+        assert_eq!(event.event_time_ms, 1_725_540_020_017);
+        assert_eq!(
+            event.client_user_id.as_ref().map(ClientUserId::as_str),
+            Some("your_user_id")
+        );
+        assert_eq!(
+            event.agent_id.as_ref().map(AgentId::as_str),
+            Some("test@qq.com")
+        );
+        assert_eq!(
+            event.forward_from_agent_id, None,
+            "an empty ForwardFromAgentId is none"
+        );
+
+        let Callback::MemberEvent(member) = parse(&query(None), MEMBER_EVENT.as_bytes())? else {
+            panic!("not a member event");
+        };
+        assert_eq!(member.event, "Member.StatusChange");
+        assert_eq!(member.member_id.as_deref(), Some("test@qq.com"));
+        assert_eq!(member.status.as_deref(), Some("free"));
+
+        let bad_agent = SESSION_EVENT.replace("test@qq.com", "not an email");
+        assert!(
+            matches!(parse(&query(None), bad_agent.as_bytes()), Err(Rejection::Malformed(m)) if m.contains("AgentId"))
+        );
+        let no_event = SESSION_EVENT.replace("\"Event\": \"ChatBot.UserSendMsg\", ", "");
+        assert!(
+            matches!(parse(&query(None), no_event.as_bytes()), Err(Rejection::Malformed(m)) if m.contains("Event is required"))
+        );
+        Ok(())
+    }
+
     #[test]
     fn reads_the_documented_query() {
         let q = CallbackQuery::parse(
@@ -338,8 +496,8 @@ mod tests {
                 "does not match",
             ),
             (
-                query(Some("Desk.SessionEventNotify")),
-                BODY.replace(ASSIGN_HUMAN, "Desk.SessionEventNotify"),
+                query(Some("Desk.SomethingElse")),
+                BODY.replace(ASSIGN_HUMAN, "Desk.SomethingElse"),
                 "unsupported",
                 "unsupported CallbackCommand",
             ),

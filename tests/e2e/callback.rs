@@ -88,7 +88,7 @@ async fn every_bad_callback_gets_its_status_and_a_tencent_shaped_error() -> Test
     let unknown_app = good.replace("SdkAppid=1400000001", "SdkAppid=1400000099");
     let no_app = good.replace("SdkAppid=1400000001&", "");
     let unsigned = "/tencent/callback?SdkAppid=1400000001&CallbackCommand=ChatBot.OnAssignHuman";
-    let other_command = good.replace("ChatBot.OnAssignHuman", "Desk.SessionEventNotify");
+    let other_command = good.replace("ChatBot.OnAssignHuman", "Desk.SomethingElse");
     let huge = format!(r#"{{"Padding":"{}"}}"#, "x".repeat(65 * 1024));
     let cases: Vec<(&str, String, String, u16, u64)> = vec![
         ("POST", unknown_app, body("b"), 403, 2001),
@@ -137,7 +137,7 @@ async fn every_bad_callback_gets_its_status_and_a_tencent_shaped_error() -> Test
         (
             "POST",
             other_command.clone(),
-            body("b").replace("ChatBot.OnAssignHuman", "Desk.SessionEventNotify"),
+            body("b").replace("ChatBot.OnAssignHuman", "Desk.SomethingElse"),
             200,
             1003,
         ),

@@ -17,7 +17,7 @@ type Fault = (String, String);
 const TENCENT_CALLBACK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Paths the gateway serves itself, which the callback path may not take.
-const RESERVED_PATHS: [&str; 2] = ["/healthz", "/readyz"];
+const RESERVED_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
 
 pub(super) fn config(config: &Config) -> Result<(), Fault> {
     router(&config.router)?;

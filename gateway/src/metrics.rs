@@ -1,0 +1,175 @@
+//! What the gateway counts: each callback by command and outcome, exposed as Prometheus
+//! text on `GET /metrics`. Plain atomics on the hot path; nothing here decides anything.
+
+use std::{
+    fmt::Write,
+    sync::atomic::{AtomicU64, Ordering},
+};
+
+/// The callback, as counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// `ChatBot.OnAssignHuman`.
+    AssignHuman,
+    /// `Desk.SessionEventNotify`.
+    SessionEvent,
+    /// `Member.EventNotify`.
+    MemberEvent,
+    /// Refused before its command was known.
+    Unknown,
+}
+
+impl Command {
+    const ALL: [Command; 4] = [
+        Command::AssignHuman,
+        Command::SessionEvent,
+        Command::MemberEvent,
+        Command::Unknown,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Command::AssignHuman => "assign_human",
+            Command::SessionEvent => "session_event",
+            Command::MemberEvent => "member_event",
+            Command::Unknown => "unknown",
+        }
+    }
+}
+
+/// How a callback ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answered with the router's routing answer.
+    Answered,
+    /// Answered with the app's fallback group because the router failed.
+    Fallback,
+    /// An event the router recorded.
+    Recorded,
+    /// An event the router had recorded before (a retry).
+    Duplicate,
+    /// An event older than what the router knows: acknowledged, nothing changed.
+    Superseded,
+    /// An event without routing meaning: acknowledged, not sent on.
+    Ignored,
+    /// A member event for an agent the router does not know: acknowledged.
+    UnknownMember,
+    /// A status in a spelling the gateway does not know: acknowledged.
+    UnknownStatus,
+    /// The router failed or was too slow: answered FAIL so that Tencent retries.
+    RouterFailed,
+    /// Refused: malformed, unauthenticated, oversized.
+    Refused,
+}
+
+impl Outcome {
+    const ALL: [Outcome; 10] = [
+        Outcome::Answered,
+        Outcome::Fallback,
+        Outcome::Recorded,
+        Outcome::Duplicate,
+        Outcome::Superseded,
+        Outcome::Ignored,
+        Outcome::UnknownMember,
+        Outcome::UnknownStatus,
+        Outcome::RouterFailed,
+        Outcome::Refused,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::Answered => "answered",
+            Outcome::Fallback => "fallback",
+            Outcome::Recorded => "recorded",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Superseded => "superseded",
+            Outcome::Ignored => "ignored",
+            Outcome::UnknownMember => "unknown_member",
+            Outcome::UnknownStatus => "unknown_status",
+            Outcome::RouterFailed => "router_failed",
+            Outcome::Refused => "refused",
+        }
+    }
+}
+
+const CELLS: usize = Command::ALL.len() * Outcome::ALL.len();
+
+/// The gateway's counters.
+#[derive(Debug)]
+pub struct Counters {
+    callbacks: [AtomicU64; CELLS],
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Self {
+            callbacks: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+fn cell(command: Command, outcome: Outcome) -> usize {
+    let row = Command::ALL.iter().position(|c| *c == command).unwrap_or(0);
+    let column = Outcome::ALL.iter().position(|o| *o == outcome).unwrap_or(0);
+    row * Outcome::ALL.len() + column
+}
+
+impl Counters {
+    /// Counts one callback.
+    pub fn count(&self, command: Command, outcome: Outcome) {
+        if let Some(counter) = self.callbacks.get(cell(command, outcome)) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// How many callbacks of `command` ended in `outcome`.
+    pub fn get(&self, command: Command, outcome: Outcome) -> u64 {
+        self.callbacks
+            .get(cell(command, outcome))
+            .map_or(0, |counter| counter.load(Ordering::Relaxed))
+    }
+
+    /// The Prometheus text exposition of every counter.
+    pub fn exposition(&self) -> String {
+        let mut text = String::from(
+            "# HELP handoff_gateway_callbacks_total Tencent callbacks by command and outcome.\n\
+             # TYPE handoff_gateway_callbacks_total counter\n",
+        );
+        for command in Command::ALL {
+            for outcome in Outcome::ALL {
+                let _ = writeln!(
+                    text,
+                    "handoff_gateway_callbacks_total{{command=\"{}\",outcome=\"{}\"}} {}",
+                    command.label(),
+                    outcome.label(),
+                    self.get(command, outcome)
+                );
+            }
+        }
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_cell_counts_on_its_own_and_shows_in_the_exposition() {
+        let counters = Counters::default();
+        counters.count(Command::SessionEvent, Outcome::Duplicate);
+        counters.count(Command::SessionEvent, Outcome::Duplicate);
+        counters.count(Command::MemberEvent, Outcome::UnknownMember);
+        assert_eq!(counters.get(Command::SessionEvent, Outcome::Duplicate), 2);
+        assert_eq!(counters.get(Command::SessionEvent, Outcome::Recorded), 0);
+        assert_eq!(
+            counters.get(Command::MemberEvent, Outcome::UnknownMember),
+            1
+        );
+        let text = counters.exposition();
+        assert!(text.contains(
+            "handoff_gateway_callbacks_total{command=\"session_event\",outcome=\"duplicate\"} 2\n"
+        ));
+        assert_eq!(text.lines().count(), 2 + CELLS);
+    }
+}
