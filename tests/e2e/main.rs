@@ -3,6 +3,7 @@
 
 mod binary;
 mod callback;
+mod day;
 mod grpc;
 mod manage;
 mod redis;

@@ -22,7 +22,7 @@ use tonic_health::pb::{
 use crate::support::{Error, Running, TestResult, launch, on_shift_across_a_zone_reload};
 
 /// A `redis-server` of the test's own, on a free loopback port, keeping nothing on disk.
-struct RedisServer {
+pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     dir: PathBuf,
@@ -30,7 +30,7 @@ struct RedisServer {
 
 impl RedisServer {
     /// Starts one, or says why the test cannot run (`None` only outside CI).
-    fn start() -> Result<Option<Self>, Error> {
+    pub fn start() -> Result<Option<Self>, Error> {
         if Command::new("redis-server")
             .arg("--version")
             .output()
@@ -79,7 +79,7 @@ impl RedisServer {
         Err(format!("redis-server on port {} never answered PING", self.port).into())
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 

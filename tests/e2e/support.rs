@@ -102,29 +102,39 @@ impl Stack {
         path_and_query: &str,
         body: String,
     ) -> Result<Reply, Error> {
-        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-        let request = http::Request::builder()
-            .method(method)
-            .uri(format!("http://{}{path_and_query}", self.http))
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body)))?;
-        let response = client.request(request).await?;
-        let status = response.status().as_u16();
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let bytes = response.into_body().collect().await?.to_bytes();
-        let json = serde_json::from_slice(&bytes)
-            .map_err(|err| format!("not JSON ({err}): {}", String::from_utf8_lossy(&bytes)))?;
-        Ok(Reply {
-            status,
-            content_type,
-            json,
-        })
+        request(self.http, method, path_and_query, body).await
     }
+}
+
+/// Sends a request to the gateway at `http` and reads its JSON answer.
+pub async fn request(
+    http: SocketAddr,
+    method: &str,
+    path_and_query: &str,
+    body: String,
+) -> Result<Reply, Error> {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let request = http::Request::builder()
+        .method(method)
+        .uri(format!("http://{http}{path_and_query}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))?;
+    let response = client.request(request).await?;
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let bytes = response.into_body().collect().await?.to_bytes();
+    let json = serde_json::from_slice(&bytes)
+        .map_err(|err| format!("not JSON ({err}): {}", String::from_utf8_lossy(&bytes)))?;
+    Ok(Reply {
+        status,
+        content_type,
+        json,
+    })
 }
 
 impl Drop for Stack {
@@ -143,6 +153,17 @@ pub struct Running {
     pub reloader: Reloader,
     /// Stops them.
     pub stop: Stop,
+    /// The run, which ends once they have stopped.
+    pub run: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops the parts and waits until they have let go of their listeners and store.
+    pub async fn shutdown(self) -> Result<(), Error> {
+        self.stop.stop();
+        self.run.await?;
+        Ok(())
+    }
 }
 
 /// Builds the parts asked for over `config` (with `env`'s overrides) on port-0 listeners
@@ -169,18 +190,20 @@ pub async fn launch(
     };
     let app = Application::build(config, Path::new(ORIGIN), listeners).await?;
     let stop = Stop::new();
-    let running = Running {
-        router: app.router_addr(),
-        gateway: app.gateway_addr(),
-        reloader: app.reloader(),
-        stop: stop.clone(),
-    };
-    tokio::spawn(async move {
-        if let Err(err) = app.run(stop.stopped()).await {
+    let (router, gateway, reloader) = (app.router_addr(), app.gateway_addr(), app.reloader());
+    let stopped = stop.stopped();
+    let run = tokio::spawn(async move {
+        if let Err(err) = app.run(stopped).await {
             eprintln!("handoff: {err}");
         }
     });
-    Ok(running)
+    Ok(Running {
+        router,
+        gateway,
+        reloader,
+        stop,
+        run,
+    })
 }
 
 /// The file name the tests' configs are reported under.
