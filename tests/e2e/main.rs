@@ -7,4 +7,5 @@ mod day;
 mod grpc;
 mod manage;
 mod redis;
+mod shuffle;
 mod support;
