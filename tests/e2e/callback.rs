@@ -185,6 +185,36 @@ async fn router_down_answers_the_fallback_group_or_a_clear_failure() -> TestResu
         .request("GET", "/readyz", String::new())
         .await?
         .assert_fail(503, 3001);
+
+    // Events are never acknowledged unless the router recorded them, fallback group or not:
+    // Tencent's retry delivers them again.
+    let time = now_secs().to_string();
+    let signed = |command: &str| {
+        format!(
+            "/tencent/callback?SdkAppid=1400000001&CallbackCommand={command}&Sign={}&RequestTime={time}&RequestID=r-1",
+            sign("xxxxyyyy", &time)
+        )
+    };
+    let session_event = r#"{"CallbackCommand":"Desk.SessionEventNotify","SessionId":"s-1","Event":"SessionEnd","EventTime":1725540020017}"#;
+    stack
+        .post(&signed("Desk.SessionEventNotify"), session_event)
+        .await?
+        .assert_fail(503, 3001);
+    let member_event = r#"{"CallbackCommand":"Member.EventNotify","Event":"Member.StatusChange","MemberId":"ann@example.com","Status":"rest","EventTime":1725540020017}"#;
+    stack
+        .post(&signed("Member.EventNotify"), member_event)
+        .await?
+        .assert_fail(503, 3001);
+    // What has no routing meaning needs no router: acknowledged.
+    let begin = session_event.replace("SessionEnd", "SessionBegin");
+    let reply = stack
+        .post(&signed("Desk.SessionEventNotify"), &begin)
+        .await?;
+    assert_eq!(
+        (reply.status, &reply.json["ActionStatus"]),
+        (200, &"OK".into()),
+        "{reply:?}"
+    );
     Ok(())
 }
 

@@ -95,6 +95,40 @@ async fn explain_agrees_with_assign_and_changes_nothing() -> TestResult {
             "round {n}"
         );
     }
+    // Where the candidates' load comes from: the three sessions just reserved.
+    let explained = router
+        .explain_assignment(explain("s-next", "c-next"))
+        .await?
+        .into_inner();
+    let mut sources: Vec<(String, String, i32)> = explained
+        .load_sessions
+        .iter()
+        .map(|s| (s.session_id.clone(), s.agent_id.clone(), s.state))
+        .collect();
+    sources.sort();
+    let provisional = handoff_proto::router::v1::SessionState::Provisional as i32;
+    assert_eq!(sources.len(), 3, "{sources:?}");
+    assert!(
+        sources.iter().all(|(_, _, state)| *state == provisional),
+        "{sources:?}"
+    );
+    let candidates: Vec<&str> = explained
+        .candidates
+        .iter()
+        .map(|c| c.agent_id.as_str())
+        .collect();
+    for (session, agent, _) in &sources {
+        let load = explained.candidates.iter().find(|c| &c.agent_id == agent);
+        let at_capacity = explained
+            .targets
+            .iter()
+            .flat_map(|t| &t.excluded)
+            .any(|e| &e.agent_id == agent);
+        assert!(
+            load.is_some() || at_capacity,
+            "{session} on {agent}, not among {candidates:?}"
+        );
+    }
     Ok(())
 }
 
