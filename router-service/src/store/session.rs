@@ -4,7 +4,8 @@
 //! The latest of them decides who holds the session's seat, compared by event time (then
 //! reservation < serving < closed, then agent id), never by arrival: a duplicate or an event
 //! older than what is known changes nothing, so any order and any repetition of the same
-//! events ends in the same state. A reservation is provisional until a serving fact confirms
+//! events ends in the same state. One exception makes clock skew harmless: a fact naming
+//! the reserved agent confirms the reservation even if its clock puts it earlier. A reservation is provisional until a serving fact confirms
 //! it (or moves it to the agent Tencent really chose); a closed fact (ended, failed) releases
 //! the seat. Seats also run out: a provisional one after the app's `confirm_timeout` (else
 //! `assignment_ttl`), a confirmed one after `[router] max_session`; an ended or expired
@@ -75,6 +76,10 @@ pub struct Reservation {
     pub event_ms: u64,
     /// When it was made, by the router's clock.
     pub at_ms: u64,
+    /// When its seat runs out unconfirmed, by the router's clock (0 in records written
+    /// before it was kept: the record's own deadline then).
+    #[serde(default)]
+    pub until_ms: u64,
 }
 
 /// The latest fact events reported: who serves the session, or that it is closed.
@@ -165,6 +170,7 @@ impl SessionRecord {
                 agent,
                 event_ms: 0,
                 at_ms: 0,
+                until_ms: self.expires_at_ms,
             });
             self.seat = agent;
         }
@@ -210,12 +216,6 @@ impl SessionRecord {
             rule: self.answer.as_ref().map(|answer| answer.rule().to_owned()),
         }
     }
-
-    fn latest(&self) -> Option<Rank<'_>> {
-        let reservation = self.reservation.as_ref().map(reservation_rank);
-        let fact = self.fact.as_ref().map(fact_rank);
-        reservation.max(fact)
-    }
 }
 
 /// The record after AssignHuman reserved `answer`'s agent for `customer` at `now` (the user
@@ -237,6 +237,7 @@ pub fn reserve(
         agent,
         event_ms,
         at_ms: to_ms(now),
+        until_ms: to_ms(now + hold),
     });
     let record = SessionRecord {
         answer: Some(answer.into()),
@@ -283,9 +284,6 @@ pub fn report(
         since_ms: 0,
         expires_at_ms: 0,
     });
-    let latest_before = record
-        .latest()
-        .map(|(ms, rank, agent)| (ms, rank, agent.map(str::to_owned)));
     if record
         .fact
         .as_ref()
@@ -293,41 +291,85 @@ pub fn report(
     {
         return None;
     }
-    let released = record.held();
-    let beaten = latest_before
-        .as_ref()
-        .is_some_and(|(ms, rank, agent)| (*ms, *rank, agent.as_deref()) > fact_rank(&fact));
+    let before = record.standing();
     if record.customer.is_none() {
         record.customer = event.customer.clone();
     }
     record.fact = Some(fact.clone());
-    if beaten {
-        // A reservation made after this fact still decides; the fact is kept for later
-        // comparisons but moves no seat.
+    let after = record.standing();
+    let reseats =
+        record.state() == SessionState::Expired && matches!(after, Standing::Confirmed(_));
+    if after == before && !reseats {
+        // The fact is kept for later comparisons but changes who holds the seat not at all.
         return Some((record, Effects::default()));
     }
     let mut effects = Effects {
-        released,
+        released: record.held(),
         ..Effects::default()
     };
     record.since_ms = to_ms(now);
     record.expires_at_ms = to_ms(now + max_session);
-    match fact.serving {
-        Some(agent) => {
+    match after {
+        Standing::Confirmed(agent) => {
             record.state = Some(SessionState::Confirmed);
             record.seat = Some(agent.clone());
             effects.taken = Some((agent.clone(), true));
             effects.last_assigned = Some((agent.clone(), fact.event_ms));
             if let Some(customer) = &record.customer {
-                effects.history = Some((customer.clone(), agent.clone(), fact.event_ms));
+                effects.history = Some((customer.clone(), agent, fact.event_ms));
             }
         }
-        None => {
+        Standing::Provisional(agent) => {
+            // Only a fact older than the reservation can lead back here: the reservation's
+            // own deadline stands.
+            record.state = Some(SessionState::Provisional);
+            record.seat = Some(agent.clone());
+            record.expires_at_ms = record
+                .reservation
+                .as_ref()
+                .map_or(record.expires_at_ms, |reservation| reservation.until_ms);
+            effects.taken = Some((agent, false));
+        }
+        Standing::Ended | Standing::Unknown => {
             record.state = Some(SessionState::Ended);
             record.seat = None;
         }
     }
     Some((record, effects))
+}
+
+/// Who the reservation and the latest fact, together, say holds the session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Standing {
+    Provisional(AgentId),
+    Confirmed(AgentId),
+    Ended,
+    Unknown,
+}
+
+impl SessionRecord {
+    /// The reservation and the latest fact, weighed: a fact naming the reserved agent
+    /// confirms it whatever the clocks say (the two agree); otherwise the later of the two
+    /// decides. Depends only on what is known, never on the order it was learnt in.
+    fn standing(&self) -> Standing {
+        let from_fact = |fact: &Fact| match &fact.serving {
+            Some(agent) => Standing::Confirmed(agent.clone()),
+            None => Standing::Ended,
+        };
+        match (&self.reservation, &self.fact) {
+            (Some(reservation), Some(fact))
+                if fact.serving.as_ref() == Some(&reservation.agent) =>
+            {
+                Standing::Confirmed(reservation.agent.clone())
+            }
+            (Some(reservation), Some(fact)) if fact_rank(fact) > reservation_rank(reservation) => {
+                from_fact(fact)
+            }
+            (Some(reservation), _) => Standing::Provisional(reservation.agent.clone()),
+            (None, Some(fact)) => from_fact(fact),
+            (None, None) => Standing::Unknown,
+        }
+    }
 }
 
 /// The record once its deadline has passed at `now`: a held seat is released (the record

@@ -297,6 +297,47 @@ async fn seats_run_out_unconfirmed_after_confirm_timeout_and_confirmed_after_max
 }
 
 #[tokio::test]
+async fn a_confirmation_of_the_reserved_agent_counts_whatever_the_clocks_say() -> TestResult {
+    let (store, (_, app)) = (store(), app_with("")?);
+    use SessionEventKind::*;
+    // The channel's clock runs a little behind the time the user asked by.
+    assert_eq!(
+        reserve(&store, &app, "s1", t(10)).await?.as_deref(),
+        Some("ann@example.com")
+    );
+    store
+        .apply(&app, event("s1", Assigned, Some("ann"), t(9), None)?, t(11))
+        .await?;
+    assert_eq!(
+        picture(&store, &app, t(12)).await?.1,
+        [(
+            "s1".into(),
+            SessionState::Confirmed,
+            "ann@example.com".into()
+        )]
+    );
+    // Another agent reported as earlier than the ask does not move it: the ask came after.
+    reserve(&store, &app, "s2", t(20)).await?;
+    store
+        .apply(
+            &app,
+            event("s2", Assigned, Some("ann"), t(19), None)?,
+            t(21),
+        )
+        .await?;
+    let (_, sessions) = picture(&store, &app, t(22)).await?;
+    assert_eq!(
+        sessions[1],
+        (
+            "s2".into(),
+            SessionState::Provisional,
+            "bob@example.com".into()
+        )
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_session_that_ended_decides_afresh_when_it_asks_again() -> TestResult {
     let (store, (_, app)) = (store(), app_with("")?);
     assert_eq!(
@@ -384,6 +425,9 @@ struct Life {
     transferred_to: Option<usize>,
     /// Whether it ends.
     ends: bool,
+    /// How far the channel's clock runs behind (seconds): enough puts events before the
+    /// reservation.
+    skew: u64,
 }
 
 fn life() -> impl Strategy<Value = Life> {
@@ -391,11 +435,13 @@ fn life() -> impl Strategy<Value = Life> {
         proptest::option::of(0usize..2),
         proptest::option::of(0usize..2),
         any::<bool>(),
+        0u64..80,
     )
-        .prop_map(|(taken_by, transferred_to, ends)| Life {
+        .prop_map(|(taken_by, transferred_to, ends, skew)| Life {
             taken_by,
             transferred_to: taken_by.and(transferred_to),
             ends,
+            skew,
         })
 }
 
@@ -406,7 +452,7 @@ fn events(lives: &[Life]) -> Result<Vec<Change>, Error> {
     let mut all = Vec::new();
     for (n, life) in lives.iter().enumerate() {
         let session = format!("p{n}");
-        let at = |step: u64| t(100 + n as u64 * 10 + step);
+        let at = |step: u64| t(100 + n as u64 * 10 + step - life.skew);
         let id = |step: u64| format!("{session}-{step}");
         match life.taken_by {
             None => all.push(event(&session, Failed, None, at(1), Some(&id(1)))?),
@@ -483,11 +529,13 @@ fn the_fixture_days_cover_every_kind_of_event() -> TestResult {
             taken_by: Some(0),
             transferred_to: Some(1),
             ends: true,
+            skew: 0,
         },
         Life {
             taken_by: None,
             transferred_to: None,
             ends: false,
+            skew: 70,
         },
     ];
     let kinds: Vec<SessionEventKind> = events(&lives)?

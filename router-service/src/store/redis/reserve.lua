@@ -31,7 +31,8 @@ for i = 0, count - 1 do
       if fact and tonumber(fact.event_ms) > asked then asked = tonumber(fact.event_ms) end
     end
     local rec = {answer = answer, customer = ARGV[4], fact = fact, seat = agent,
-                 reservation = {agent = agent, event_ms = asked, at_ms = now},
+                 reservation = {agent = agent, event_ms = asked, at_ms = now,
+                                  until_ms = tonumber(ARGV[5])},
                  state = 'provisional', since_ms = now, expires_at_ms = tonumber(ARGV[5])}
     local record = cjson.encode(rec)
     take(agent, false)
