@@ -56,7 +56,10 @@ pub async fn serve<S: Store>(
         grace,
     )
     .await;
+    // Wait for the watcher to be gone, not just told to go: it holds the router, and with it
+    // the store (the embedded file is locked until the last holder lets go).
     health_watch.abort();
+    let _ = health_watch.await;
     result
 }
 
