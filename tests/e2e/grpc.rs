@@ -52,7 +52,9 @@ async fn internal_callers_get_an_explained_answer() -> TestResult {
     assert_eq!(decision.reserved_agent_id, "ann@example.com");
     assert!(!decision.fallback && !decision.replayed);
     assert!(
-        decision.reason.contains("2 of 3 agents eligible"),
+        decision
+            .reason
+            .contains("group 6521 (general) of 3 agents, ranked least_loaded"),
         "{}",
         decision.reason
     );

@@ -51,13 +51,51 @@ pub struct TargetTrace {
     pub strategy: Strategy,
     /// How it fared.
     pub outcome: TargetOutcome,
-    /// Agents of the target left out, with the reason.
-    pub excluded: Vec<Excluded>,
-    /// How many agents were eligible.
+    /// How many agents the target has.
+    pub members: usize,
+    /// How many eligible agents the search found: all of them when explaining; when
+    /// assigning, the search stops once it has enough.
     pub eligible: usize,
+    /// How many agents were left out for each reason, as far as the search looked.
+    pub left_out: Tally,
+    /// Agents of the target left out, with the reason; filled only when explaining.
+    pub excluded: Vec<Excluded>,
 }
 
-/// Why an agent of a target was not offered.
+/// How many agents were left out for each kind of [`Exclusion`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally([usize; Exclusion::KINDS]);
+
+impl Tally {
+    /// Counts one agent left out for `reason`.
+    pub fn add(&mut self, reason: &Exclusion) {
+        self.add_many(reason.kind(), 1);
+    }
+
+    /// Counts `count` agents left out for the kind of exclusion numbered `kind`.
+    pub(crate) fn add_many(&mut self, kind: usize, count: usize) {
+        if let Some(slot) = self.0.get_mut(kind) {
+            *slot += count;
+        }
+    }
+
+    /// Every kind with a count, in the order eligibility is checked: `(label, count)`.
+    pub fn counts(&self) -> impl Iterator<Item = (&'static str, usize)> + '_ {
+        Exclusion::LABELS
+            .iter()
+            .zip(self.0)
+            .filter(|(_, count)| *count > 0)
+            .map(|(label, count)| (*label, count))
+    }
+
+    /// How many were left out in all.
+    pub fn total(&self) -> usize {
+        self.0.iter().sum()
+    }
+}
+
+/// Why an agent of a target was not offered, in the order eligibility is checked: the
+/// first that applies is the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Exclusion {
     /// The target's group is outside business hours.
@@ -66,8 +104,6 @@ pub enum Exclusion {
     Away,
     /// Signed out.
     Offline,
-    /// Outside the agent's own shift.
-    OffShift,
     /// Already carrying as many sessions as allowed.
     AtCapacity {
         /// Sessions the agent has.
@@ -75,6 +111,8 @@ pub enum Exclusion {
         /// Sessions the agent may have.
         capacity: u32,
     },
+    /// Outside the agent's own shift.
+    OffShift,
     /// The target's agent filter is false for the agent.
     FilterFalse,
     /// The target's agent filter failed for the agent.
@@ -82,17 +120,35 @@ pub enum Exclusion {
 }
 
 impl Exclusion {
+    /// How many kinds there are.
+    pub const KINDS: usize = 7;
+    /// Each kind's label, in checking order.
+    const LABELS: [&'static str; Self::KINDS] = [
+        "group closed",
+        "away",
+        "offline",
+        "at capacity",
+        "off shift",
+        "filter false",
+        "filter failed",
+    ];
+
+    /// The kind's number, in checking order.
+    pub(crate) fn kind(&self) -> usize {
+        match self {
+            Exclusion::GroupClosed => 0,
+            Exclusion::Away => 1,
+            Exclusion::Offline => 2,
+            Exclusion::AtCapacity { .. } => 3,
+            Exclusion::OffShift => 4,
+            Exclusion::FilterFalse => 5,
+            Exclusion::FilterFailed(_) => 6,
+        }
+    }
+
     /// A short label: `offline`, `at capacity`, ...
     pub fn label(&self) -> &'static str {
-        match self {
-            Exclusion::GroupClosed => "group closed",
-            Exclusion::Away => "away",
-            Exclusion::Offline => "offline",
-            Exclusion::OffShift => "off shift",
-            Exclusion::AtCapacity { .. } => "at capacity",
-            Exclusion::FilterFalse => "filter false",
-            Exclusion::FilterFailed(_) => "filter failed",
-        }
+        Self::LABELS[self.kind()]
     }
 }
 

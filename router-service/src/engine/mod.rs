@@ -32,7 +32,7 @@ pub use catalog::{
     Agent, AgentFault, AgentField, App, Catalog, ConditionalRule, DEFAULT_RULE, Group, Rule, Target,
 };
 pub use decision::{
-    Answer, Candidate, Decision, Excluded, Exclusion, RuleOutcome, RuleTrace, Sticky,
+    Answer, Candidate, Decision, Excluded, Exclusion, RuleOutcome, RuleTrace, Sticky, Tally,
     TargetOutcome, TargetTrace,
 };
 pub use handoff_core::config::Strategy;
@@ -177,6 +177,8 @@ impl Search<'_> {
             .is_some_and(|hours| !hours.is_open(self.now));
         let mut ranked = Vec::new();
         let mut excluded = Vec::new();
+        let mut left_out = Tally::default();
+        let mut members = 0;
         let mut pivot: Option<(SystemTime, usize)> = None;
         for (position, agent) in self.roster.iter().enumerate() {
             if target
@@ -185,6 +187,7 @@ impl Search<'_> {
             {
                 continue;
             }
+            members += 1;
             let load = self.state.load(&agent.id);
             if let Some(at) = load.last_assigned
                 && pivot.is_none_or(|(latest, _)| at > latest)
@@ -201,10 +204,13 @@ impl Search<'_> {
                     sticky: None,
                     position,
                 }),
-                Err(reason) => excluded.push(Excluded {
-                    agent: agent.id.clone(),
-                    reason,
-                }),
+                Err(reason) => {
+                    left_out.add(&reason);
+                    excluded.push(Excluded {
+                        agent: agent.id.clone(),
+                        reason,
+                    });
+                }
             }
         }
         let skill_of = |candidate: &Candidate| -> u32 {
@@ -233,7 +239,9 @@ impl Search<'_> {
             group: target.group,
             strategy: target.strategy,
             outcome,
+            members,
             eligible: ranked.len(),
+            left_out,
             excluded,
         };
         (trace, ranked)
@@ -255,6 +263,12 @@ impl Search<'_> {
             AgentStatus::Away => return Err(Exclusion::Away),
             AgentStatus::Offline => return Err(Exclusion::Offline),
         }
+        if load.active >= agent.capacity {
+            return Err(Exclusion::AtCapacity {
+                active: load.active,
+                capacity: agent.capacity,
+            });
+        }
         if agent
             .shift
             .as_ref()
@@ -268,12 +282,6 @@ impl Search<'_> {
                 Ok(false) => return Err(Exclusion::FilterFalse),
                 Err(error) => return Err(Exclusion::FilterFailed(error)),
             }
-        }
-        if load.active >= agent.capacity {
-            return Err(Exclusion::AtCapacity {
-                active: load.active,
-                capacity: agent.capacity,
-            });
         }
         Ok(())
     }

@@ -56,11 +56,10 @@ fn describe_target(app: &App, trace: &TargetTrace) -> String {
         },
         None => "all agents".to_owned(),
     };
-    let total = trace.eligible + trace.excluded.len();
     match trace.outcome {
         TargetOutcome::Chosen => format!(
-            "{place}: {} of {total} agents eligible, ranked {}",
-            trace.eligible,
+            "{place} of {} agents, ranked {}",
+            trace.members,
             trace.strategy.as_str()
         ),
         TargetOutcome::Closed => format!("{place}: closed"),
@@ -73,24 +72,13 @@ fn short_outcome(trace: &TargetTrace) -> String {
     if trace.outcome == TargetOutcome::Closed {
         return "closed".to_owned();
     }
-    if trace.excluded.is_empty() && trace.eligible == 0 {
+    if trace.members == 0 {
         return "has no agents".to_owned();
     }
-    let mut counts: Vec<(&str, usize)> = Vec::new();
-    for excluded in &trace.excluded {
-        let label = excluded.reason.label();
-        match counts.iter_mut().find(|(l, _)| *l == label) {
-            Some((_, n)) => *n += 1,
-            None => counts.push((label, 1)),
-        }
-    }
-    let parts: Vec<String> = counts
-        .iter()
+    let parts: Vec<String> = trace
+        .left_out
+        .counts()
         .map(|(label, n)| format!("{n} {label}"))
         .collect();
-    format!(
-        "none of {} eligible ({})",
-        trace.excluded.len() + trace.eligible,
-        parts.join(", ")
-    )
+    format!("none of {} eligible ({})", trace.members, parts.join(", "))
 }
