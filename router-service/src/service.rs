@@ -163,7 +163,10 @@ impl<S: Store> Router<S> {
         let (decision, sessions) = self
             .store
             .inspect(&app, look, now, |state| {
-                (engine::decide(&app, handoff, state, now), state.sessions())
+                (
+                    engine::decide_fully(&app, handoff, state, now),
+                    state.sessions(),
+                )
             })
             .await?;
         // Within one look at the state every candidate is below capacity, so AssignHuman

@@ -71,7 +71,15 @@ pub struct App {
     default_rule: Rule,
     fallback_group: Option<GroupId>,
     cel: Cel,
+    version: u64,
 }
+
+/// Each compiled app's number: a store's ranked floor is only good for the app it was
+/// built for.
+static VERSIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// The most sessions one agent may take at once (ranking keys rely on it being below 2^16).
+pub const MAX_CAPACITY: u32 = 10_000;
 
 impl App {
     fn compile(config: &AppConfig, cel: &Cel) -> Result<Self, Fault> {
@@ -144,6 +152,7 @@ impl App {
             default_rule,
             fallback_group: config.fallback_group_id,
             cel: cel.clone(),
+            version: VERSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     }
 
@@ -181,6 +190,11 @@ impl App {
     /// The group answered when nobody can be chosen.
     pub fn fallback_group(&self) -> Option<GroupId> {
         self.fallback_group
+    }
+
+    /// This compilation's number, unique in the process.
+    pub fn version(&self) -> u64 {
+        self.version
     }
 
     /// The CEL environment the app's expressions were compiled in.
@@ -278,8 +292,11 @@ impl Agent {
     /// the app, named skills, and a shift that compiles (`app_zone` stands in for a shift
     /// without a zone of its own).
     pub fn check(config: &AgentConfig, app_zone: Tz, groups: &[Group]) -> Result<Self, AgentFault> {
-        if config.capacity == 0 {
-            return Err(AgentFault::new(AgentField::Capacity, "must be at least 1"));
+        if config.capacity == 0 || config.capacity > MAX_CAPACITY {
+            return Err(AgentFault::new(
+                AgentField::Capacity,
+                format!("must be from 1 to {MAX_CAPACITY}"),
+            ));
         }
         if config.groups.is_empty() {
             return Err(AgentFault::new(

@@ -16,25 +16,29 @@
 mod catalog;
 mod decision;
 pub mod expr;
+mod floor;
 mod rank;
 mod reason;
 pub mod schedule;
 mod state;
 
-use std::{collections::BTreeMap, sync::Arc, time::SystemTime};
+use std::{cell::OnceCell, collections::BTreeMap, sync::Arc, time::SystemTime};
 
 use handoff_core::{
     config::AgentStatus,
-    id::{ClientUserId, SdkAppId, SessionId},
+    id::{AgentId, ClientUserId, SdkAppId, SessionId},
 };
 
 pub use catalog::{
-    Agent, AgentFault, AgentField, App, Catalog, ConditionalRule, DEFAULT_RULE, Group, Rule, Target,
+    Agent, AgentFault, AgentField, App, Catalog, ConditionalRule, DEFAULT_RULE, Group,
+    MAX_CAPACITY, Rule, Target,
 };
 pub use decision::{
     Answer, Candidate, Decision, Excluded, Exclusion, RuleOutcome, RuleTrace, Sticky, Tally,
     TargetOutcome, TargetTrace,
 };
+pub use floor::Floor;
+use floor::Ranking;
 pub use handoff_core::config::Strategy;
 pub use state::{AgentLoad, Customer, LiveSession, RosterChanges, SessionState, StateView, roster};
 
@@ -60,7 +64,36 @@ pub struct Handoff {
 }
 
 /// Decides who should take `handoff` among `app`'s agents, given the live `state`, at `now`.
+///
+/// Over a [`Floor`] the state keeps ranked for `app`, each target is walked in rank order
+/// until the rule has its agents (twice its `candidates`, so that a store racing another
+/// replica can still move down the list); otherwise every agent of each target is examined.
+/// Both give the same answer.
 pub fn decide(app: &App, handoff: &Handoff, state: &dyn StateView, now: SystemTime) -> Decision {
+    let floor = state
+        .floor()
+        .filter(|floor| floor.app_version() == app.version());
+    decide_over(app, handoff, state, now, floor)
+}
+
+/// The same decision as [`decide`], examining every agent of every target tried and saying
+/// why each left out was: what ExplainAssignment shows.
+pub fn decide_fully(
+    app: &App,
+    handoff: &Handoff,
+    state: &dyn StateView,
+    now: SystemTime,
+) -> Decision {
+    decide_over(app, handoff, state, now, None)
+}
+
+fn decide_over(
+    app: &App,
+    handoff: &Handoff,
+    state: &dyn StateView,
+    now: SystemTime,
+    floor: Option<&Floor>,
+) -> Decision {
     let unknown;
     let customer = match state
         .customer(&handoff.client_user)
@@ -75,14 +108,21 @@ pub fn decide(app: &App, handoff: &Handoff, state: &dyn StateView, now: SystemTi
     // Each CEL variable is built the first time an expression reads it.
     let scope = app.cel().scope(handoff, customer, now, app.zone);
     let (rule, rules) = match_rule(app, &scope);
-    let roster = roster(app, state.roster_changes());
+    let sticky = if rule.sticky {
+        sticky_agents(customer, state, app.sticky_ttl, now)
+    } else {
+        Vec::new()
+    };
     let search = Search {
         app,
-        roster: &roster,
+        roster: OnceCell::new(),
+        floor,
         state,
         scope: &scope,
         session: &handoff.session,
         now,
+        need: rule.max_agents.saturating_mul(2),
+        sticky: &sticky,
     };
     let mut targets = Vec::with_capacity(rule.targets.len());
     let mut chosen = None;
@@ -100,9 +140,7 @@ pub fn decide(app: &App, handoff: &Handoff, state: &dyn StateView, now: SystemTi
     }
     let (strategy, group, ranked, fallback, reason) = match chosen {
         Some((target, mut ranked)) => {
-            if rule.sticky {
-                put_sticky_first(&mut ranked, customer, state, app.sticky_ttl, now);
-            }
+            put_sticky_first(&mut ranked, &sticky);
             let reason = reason::chosen(app, rule, &targets, &ranked);
             (Some(target.strategy), target.group, ranked, false, reason)
         }
@@ -156,31 +194,158 @@ fn match_rule<'a>(app: &'a App, scope: &Scope<'_>) -> (&'a Rule, Vec<RuleTrace>)
     (rule, traces)
 }
 
-/// What searching any target of one decision needs: the app, its roster as it stands, the
-/// live state, the CEL scope of this handoff, and the time.
+/// What searching any target of one decision needs: the app, its roster (ranked, or built
+/// when a target must be scanned), the live state, the CEL scope of this handoff, the time,
+/// how many agents a ranked walk collects, and the customer's sticky agents.
 struct Search<'a> {
     app: &'a App,
-    roster: &'a [&'a Arc<Agent>],
+    roster: OnceCell<Vec<&'a Arc<Agent>>>,
+    floor: Option<&'a Floor>,
     state: &'a dyn StateView,
     scope: &'a Scope<'a>,
     session: &'a SessionId,
     now: SystemTime,
+    need: usize,
+    sticky: &'a [(AgentId, Sticky)],
 }
 
 impl Search<'_> {
-    /// Finds and ranks the eligible agents of `target`.
+    /// Finds and ranks the eligible agents of `target`: walking its ranking when the floor
+    /// keeps one, else examining all its agents.
     fn target(&self, target: &Target, label: String) -> (TargetTrace, Vec<Candidate>) {
-        let closed = target
+        match self
+            .floor
+            .and_then(|floor| Some((floor, floor.ranking(target)?)))
+        {
+            Some((floor, ranking)) => self.walk(floor, ranking, target, label),
+            None => self.scan(target, label),
+        }
+    }
+
+    fn closed(&self, target: &Target) -> bool {
+        target
             .group
             .and_then(|id| self.app.group(id))
             .and_then(|group| group.hours.as_ref())
-            .is_some_and(|hours| !hours.is_open(self.now));
+            .is_some_and(|hours| !hours.is_open(self.now))
+    }
+
+    /// Walks `ranking` in `target`'s order until it has `need` eligible agents besides the
+    /// customer's sticky ones, which are checked first wherever they rank.
+    fn walk(
+        &self,
+        floor: &Floor,
+        ranking: &Ranking,
+        target: &Target,
+        label: String,
+    ) -> (TargetTrace, Vec<Candidate>) {
+        let members = ranking.members.len();
+        let mut left_out = Tally::default();
+        let mut ranked = Vec::new();
+        let closed = self.closed(target);
+        if closed {
+            left_out.add_many(Exclusion::GroupClosed.kind(), members);
+        } else {
+            left_out.add_many(Exclusion::Away.kind(), ranking.away);
+            left_out.add_many(Exclusion::Offline.kind(), ranking.offline);
+            let full = Exclusion::AtCapacity {
+                active: 0,
+                capacity: 0,
+            };
+            left_out.add_many(full.kind(), ranking.full);
+            let mut sticky_positions = Vec::new();
+            for (agent, _) in self.sticky {
+                let Some(position) = floor.position(agent) else {
+                    continue;
+                };
+                if ranking.members.binary_search(&position).is_err()
+                    || sticky_positions.contains(&position)
+                {
+                    continue;
+                }
+                sticky_positions.push(position);
+                let Some((agent, load)) = floor.agent(position) else {
+                    continue;
+                };
+                match self.eligibility(agent, load, false, target) {
+                    Ok(()) => ranked.push(self.candidate(agent, load, position, target, 0)),
+                    // Status and capacity are counted with the ranking already.
+                    Err(Exclusion::Away | Exclusion::Offline | Exclusion::AtCapacity { .. }) => {}
+                    Err(reason) => left_out.add(&reason),
+                }
+            }
+            let wanted = self.need + ranked.len();
+            if let Some(order) = ranking.order(target.strategy) {
+                for (turn, position) in order.enumerate() {
+                    if ranked.len() >= wanted {
+                        break;
+                    }
+                    if sticky_positions.contains(&position) {
+                        continue;
+                    }
+                    let Some((agent, load)) = floor.agent(position) else {
+                        continue;
+                    };
+                    match self.eligibility(agent, load, false, target) {
+                        Ok(()) => ranked.push(self.candidate(agent, load, position, target, turn)),
+                        Err(reason) => left_out.add(&reason),
+                    }
+                }
+            }
+        }
+        let trace = TargetTrace {
+            label,
+            group: target.group,
+            strategy: target.strategy,
+            outcome: outcome(closed, &ranked),
+            members,
+            eligible: ranked.len(),
+            left_out,
+            excluded: Vec::new(),
+        };
+        (trace, ranked)
+    }
+
+    fn candidate(
+        &self,
+        agent: &Agent,
+        load: AgentLoad,
+        position: floor::Position,
+        target: &Target,
+        turn: usize,
+    ) -> Candidate {
+        let mut candidate = Candidate {
+            agent: agent.id.clone(),
+            capacity: agent.capacity,
+            active: load.active,
+            last_assigned: load.last_assigned,
+            score: 0.0,
+            sticky: None,
+            position: position as usize,
+        };
+        candidate.score = rank::score(
+            target,
+            &candidate,
+            floor::skill_total(agent, &target.skills),
+            self.session,
+            turn,
+            self.now,
+        );
+        candidate
+    }
+
+    /// Examines every agent of `target`, saying why each one left out was.
+    fn scan(&self, target: &Target, label: String) -> (TargetTrace, Vec<Candidate>) {
+        let roster = self
+            .roster
+            .get_or_init(|| roster(self.app, self.state.roster_changes()));
+        let closed = self.closed(target);
         let mut ranked = Vec::new();
         let mut excluded = Vec::new();
         let mut left_out = Tally::default();
         let mut members = 0;
         let mut pivot: Option<(SystemTime, usize)> = None;
-        for (position, agent) in self.roster.iter().enumerate() {
+        for (position, agent) in roster.iter().enumerate() {
             if target
                 .group
                 .is_some_and(|group| !agent.groups.contains(&group))
@@ -214,9 +379,9 @@ impl Search<'_> {
             }
         }
         let skill_of = |candidate: &Candidate| -> u32 {
-            self.roster
+            roster
                 .get(candidate.position)
-                .map(|agent| target.skills.iter().map(|skill| agent.skill(skill)).sum())
+                .map(|agent| floor::skill_total(agent, &target.skills))
                 .unwrap_or_default()
         };
         rank::rank(
@@ -227,18 +392,11 @@ impl Search<'_> {
             pivot.map(|(_, p)| p),
             self.now,
         );
-        let outcome = if closed {
-            TargetOutcome::Closed
-        } else if ranked.is_empty() {
-            TargetOutcome::NoEligible
-        } else {
-            TargetOutcome::Chosen
-        };
         let trace = TargetTrace {
             label,
             group: target.group,
             strategy: target.strategy,
-            outcome,
+            outcome: outcome(closed, &ranked),
             members,
             eligible: ranked.len(),
             left_out,
@@ -287,32 +445,49 @@ impl Search<'_> {
     }
 }
 
-/// Moves the customer's owner, then their previous agent (within `ttl`), to the front when
-/// they are among the candidates.
-fn put_sticky_first(
-    ranked: &mut Vec<Candidate>,
+/// The customer's previous agent (within `ttl`) and owner, in the order stickiness puts
+/// them first (each moved to the front in turn, so the owner ends up first).
+fn sticky_agents(
     customer: &Customer,
     state: &dyn StateView,
     ttl: std::time::Duration,
     now: SystemTime,
-) {
+) -> Vec<(AgentId, Sticky)> {
     let previous = state
         .last_agent(&customer.id)
         .filter(|(_, at)| now.duration_since(*at).unwrap_or_default() <= ttl)
         .map(|(agent, _)| agent.clone());
-    let picks = [
+    [
         (previous, Sticky::Previous),
         (customer.owner.clone(), Sticky::Owner),
-    ];
-    for (agent, why) in picks {
-        let Some(agent) = agent else { continue };
-        if let Some(index) = ranked.iter().position(|c| c.agent == agent) {
+    ]
+    .into_iter()
+    .filter_map(|(agent, why)| agent.map(|agent| (agent, why)))
+    .collect()
+}
+
+/// Moves the sticky agents that are among the candidates to the front.
+fn put_sticky_first(ranked: &mut Vec<Candidate>, sticky: &[(AgentId, Sticky)]) {
+    for (agent, why) in sticky {
+        if let Some(index) = ranked.iter().position(|c| &c.agent == agent) {
             let mut candidate = ranked.remove(index);
-            candidate.sticky.get_or_insert(why);
+            candidate.sticky.get_or_insert(*why);
             ranked.insert(0, candidate);
         }
     }
 }
 
+fn outcome(closed: bool, ranked: &[Candidate]) -> TargetOutcome {
+    if closed {
+        TargetOutcome::Closed
+    } else if ranked.is_empty() {
+        TargetOutcome::NoEligible
+    } else {
+        TargetOutcome::Chosen
+    }
+}
+
+#[cfg(test)]
+mod floor_tests;
 #[cfg(test)]
 mod tests;

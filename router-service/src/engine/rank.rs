@@ -82,6 +82,29 @@ pub(super) fn rank(
     }
 }
 
+/// The score `strategy` gives `candidate` (shown by ExplainAssignment): its load ratio,
+/// idle seconds, turn, skill total (`skill`), position or shuffle key.
+pub(super) fn score(
+    target: &Target,
+    candidate: &Candidate,
+    skill: u32,
+    session: &SessionId,
+    turn: usize,
+    now: SystemTime,
+) -> f64 {
+    match target.strategy {
+        Strategy::LeastLoaded => f64::from(candidate.active) / f64::from(candidate.capacity.max(1)),
+        Strategy::LongestIdle => idle_seconds(candidate.last_assigned, now),
+        Strategy::RoundRobin => turn as f64,
+        Strategy::MostSkilled => f64::from(skill),
+        Strategy::FixedOrder => candidate.position as f64,
+        Strategy::Random => {
+            shuffle_key(target.seed, session.as_str(), candidate.agent.as_str()) as f64
+                / u64::MAX as f64
+        }
+    }
+}
+
 /// Compares `a.active / a.capacity` with `b.active / b.capacity` exactly, in integers.
 fn load_ratio(a: &Candidate, b: &Candidate) -> Ordering {
     let left = u64::from(a.active) * u64::from(b.capacity);

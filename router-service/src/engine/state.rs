@@ -95,6 +95,10 @@ pub trait StateView {
     fn sessions(&self) -> Vec<LiveSession> {
         Vec::new()
     }
+    /// The app's agents ranked ahead of time, when the store keeps them so.
+    fn floor(&self) -> Option<&super::Floor> {
+        None
+    }
 }
 
 /// What is known of a customer: pushed over gRPC, listed in the config, or nothing.

@@ -636,7 +636,7 @@ fn bad_rules_and_schedules_are_refused_with_the_key() -> TestResult {
         (
             FLOOR.replace("capacity = 4", "capacity = 0"),
             "apps[0].agents[1].capacity",
-            "must be at least 1",
+            "must be from 1 to 10000",
         ),
         (
             FLOOR.replace(

@@ -25,7 +25,7 @@ use super::{
     session::{self, Effects, SessionRecord},
 };
 use crate::engine::{
-    Agent, AgentLoad, App, Catalog, Customer, Decision, Handoff, LiveSession, RosterChanges,
+    Agent, AgentLoad, App, Catalog, Customer, Decision, Floor, Handoff, LiveSession, RosterChanges,
     StateView,
 };
 
@@ -87,6 +87,7 @@ impl LocalStore {
         let mut writes = Writes(self.journal.as_ref().map(|_| Vec::new()));
         state.expire(app.id, now, self.lifetimes, &mut writes);
         state.pending.extend(writes.0.unwrap_or_default());
+        state.rank(app);
         read(state)
     }
 
@@ -114,6 +115,7 @@ impl LocalStore {
                     .map(|_| std::mem::take(&mut state.pending)),
             );
             state.expire(app.id, now, self.lifetimes, &mut writes);
+            state.rank(app);
             let result = change(state, &mut writes);
             // Queued under the lock, so the file sees changes in the order memory did.
             let committed = match (&self.journal, writes.0) {
@@ -240,7 +242,8 @@ impl Store for LocalStore {
                             status,
                             at_ms: to_ms(at),
                         };
-                        state.statuses.insert(agent, record);
+                        state.statuses.insert(agent.clone(), record);
+                        state.rerank(&agent);
                         Applied::Recorded
                     }
                 }
@@ -248,12 +251,14 @@ impl Store for LocalStore {
                     writes.record(|| embedded::ops(app.id, &Change::PutAgent(agent.clone())));
                     state.statuses.remove(&agent.id);
                     state.changes.insert(agent.id.clone(), Some(agent));
+                    state.roster_version += 1;
                     Applied::Recorded
                 }
                 Change::RemoveAgent(agent) => {
                     writes.record(|| embedded::ops(app.id, &Change::RemoveAgent(agent.clone())));
                     state.statuses.remove(&agent);
                     state.changes.insert(agent, None);
+                    state.roster_version += 1;
                     Applied::Recorded
                 }
                 Change::PutCustomer(customer) => {
@@ -312,6 +317,11 @@ struct AppState {
     seen_order: VecDeque<(SystemTime, String)>,
     /// Whether the current look asked for sessions.
     list_sessions: bool,
+    /// The agents ranked for the app's targets, kept in step with every change of load,
+    /// status or roster; rebuilt after a roster change or a reload.
+    floor: Option<Floor>,
+    /// How many times the roster changed (agents put or removed, recompiled in a new zone).
+    roster_version: u64,
     /// Journal writes of what time released during looks, for the next write.
     pending: Vec<Op>,
 }
@@ -330,7 +340,32 @@ impl AppState {
             seen: HashMap::new(),
             seen_order: VecDeque::new(),
             list_sessions: false,
+            floor: None,
+            roster_version: 0,
             pending: Vec::new(),
+        }
+    }
+
+    /// Builds the floor again if the app was recompiled or the roster changed since.
+    fn rank(&mut self, app: &App) {
+        if self
+            .floor
+            .as_ref()
+            .is_some_and(|floor| floor.is_for(app, self.roster_version))
+        {
+            return;
+        }
+        self.floor = None;
+        let floor = Floor::build(app, self.roster_version, self);
+        self.floor = Some(floor);
+    }
+
+    /// Tells the floor `agent`'s load and status as they are now.
+    fn rerank(&mut self, agent: &AgentId) {
+        let load = self.loads.get(agent).copied().unwrap_or_default();
+        let status = self.statuses.get(agent).map(|record| record.status());
+        if let Some(floor) = &mut self.floor {
+            floor.update(agent, load, status);
         }
     }
 
@@ -399,6 +434,7 @@ impl AppState {
             }
         }
         self.zone = app.zone;
+        self.roster_version += 1;
     }
 
     /// Stores `session`'s new `record` and what it does to loads, idle clocks and the
@@ -446,6 +482,14 @@ impl AppState {
             };
             writes.record(|| [embedded::history(app, customer, &record)]);
             self.history.insert(customer.clone(), record);
+        }
+        for agent in [&effects.released, &effects.taken]
+            .into_iter()
+            .flatten()
+            .map(|(agent, _)| agent)
+            .chain(effects.last_assigned.as_ref().map(|(agent, _)| agent))
+        {
+            self.rerank(agent);
         }
         writes.record(|| [embedded::session(app, session, Some(&record))]);
         self.deadlines
@@ -540,6 +584,10 @@ impl StateView for AppState {
 
     fn roster_changes(&self) -> &RosterChanges {
         &self.changes
+    }
+
+    fn floor(&self) -> Option<&Floor> {
+        self.floor.as_ref()
     }
 
     fn sessions(&self) -> Vec<LiveSession> {

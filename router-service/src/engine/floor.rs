@@ -1,0 +1,321 @@
+//! An app's floor ranked ahead of time, so that a decision costs what the agents it looks at
+//! cost, not the size of the floor.
+//!
+//! For every target the app's rules name (a group, or all agents; with its skills for
+//! `most_skilled`), a [`Ranking`] keeps the available agents below capacity in each
+//! strategy's order, and counts the others by why they are left out. A store that keeps a
+//! [`Floor`] tells it every change of an agent's load or status ([`Floor::update`]) and
+//! builds a new one when the roster or the config changes; a decision then walks a target
+//! in rank order and stops once it has what the rule asks for, checking hours, shifts and
+//! filters only on the agents it looks at.
+//!
+//! The orders are exactly the ones `rank` sorts by (the tests hold the two against each
+//! other on random floors), so a decision over a floor answers what a full scan answers.
+
+use std::{
+    cmp::Reverse,
+    collections::{BTreeSet, HashMap},
+    sync::Arc,
+    time::SystemTime,
+};
+
+use handoff_core::{
+    config::{AgentStatus, Strategy},
+    id::{AgentId, GroupId},
+};
+
+use super::{Agent, AgentLoad, App, StateView, Target, roster};
+
+/// An agent's place in the roster.
+pub(super) type Position = u32;
+
+/// What the strategies order an agent on, and whether it can be offered at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Standing {
+    active: u32,
+    capacity: u32,
+    last: Option<SystemTime>,
+    status: AgentStatus,
+}
+
+impl Standing {
+    /// `active / capacity` as a key that orders exactly like the fraction: capacities are at
+    /// most [`super::catalog::MAX_CAPACITY`] (< 2^16), so two different fractions differ by
+    /// more than 2^-32 and never share a key.
+    fn ratio(&self) -> u64 {
+        (u64::from(self.active) << 32) / u64::from(self.capacity.max(1))
+    }
+
+    fn is_full(&self) -> bool {
+        self.active >= self.capacity
+    }
+}
+
+/// Which target a ranking serves: its group (`None`, every agent) and, for `most_skilled`,
+/// the skills it ranks on.
+type TargetKey = (Option<GroupId>, Vec<String>);
+
+/// One target's agents in every strategy's order.
+#[derive(Debug, Default)]
+pub(super) struct Ranking {
+    /// Every agent of the target, by position.
+    pub(super) members: Vec<Position>,
+    skills: Vec<String>,
+    by_load: BTreeSet<(u64, Option<SystemTime>, Position)>,
+    by_idle: BTreeSet<(Option<SystemTime>, u64, Position)>,
+    by_position: BTreeSet<Position>,
+    by_skill: BTreeSet<(Reverse<u32>, u64, Option<SystemTime>, Position)>,
+    /// Members ever assigned, by when: the latest is where `round_robin` continues from.
+    latest: BTreeSet<(SystemTime, Reverse<Position>)>,
+    /// Members left out before any search looks: away, offline, available but full.
+    pub(super) away: usize,
+    pub(super) offline: usize,
+    pub(super) full: usize,
+}
+
+impl Ranking {
+    fn add(&mut self, position: Position, standing: Standing, skill: u32) {
+        if let Some(at) = standing.last {
+            self.latest.insert((at, Reverse(position)));
+        }
+        match standing.status {
+            AgentStatus::Away => self.away += 1,
+            AgentStatus::Offline => self.offline += 1,
+            AgentStatus::Available if standing.is_full() => self.full += 1,
+            AgentStatus::Available => {
+                let ratio = standing.ratio();
+                self.by_load.insert((ratio, standing.last, position));
+                self.by_idle.insert((standing.last, ratio, position));
+                self.by_position.insert(position);
+                if !self.skills.is_empty() {
+                    self.by_skill
+                        .insert((Reverse(skill), ratio, standing.last, position));
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, position: Position, standing: Standing, skill: u32) {
+        if let Some(at) = standing.last {
+            self.latest.remove(&(at, Reverse(position)));
+        }
+        match standing.status {
+            AgentStatus::Away => self.away = self.away.saturating_sub(1),
+            AgentStatus::Offline => self.offline = self.offline.saturating_sub(1),
+            AgentStatus::Available if standing.is_full() => self.full = self.full.saturating_sub(1),
+            AgentStatus::Available => {
+                let ratio = standing.ratio();
+                self.by_load.remove(&(ratio, standing.last, position));
+                self.by_idle.remove(&(standing.last, ratio, position));
+                self.by_position.remove(&position);
+                self.by_skill
+                    .remove(&(Reverse(skill), ratio, standing.last, position));
+            }
+        }
+    }
+
+    /// The ranked agents in `strategy`'s order; `None` for `random`, which depends on the
+    /// session and cannot be kept ranked.
+    pub(super) fn order(
+        &self,
+        strategy: Strategy,
+    ) -> Option<Box<dyn Iterator<Item = Position> + '_>> {
+        Some(match strategy {
+            Strategy::LeastLoaded => Box::new(self.by_load.iter().map(|key| key.2)),
+            Strategy::LongestIdle => Box::new(self.by_idle.iter().map(|key| key.2)),
+            Strategy::FixedOrder => Box::new(self.by_position.iter().copied()),
+            Strategy::MostSkilled => Box::new(self.by_skill.iter().map(|key| key.3)),
+            Strategy::RoundRobin => match self.pivot() {
+                Some(pivot) => Box::new(
+                    self.by_position
+                        .range(pivot + 1..)
+                        .chain(self.by_position.range(..=pivot))
+                        .copied(),
+                ),
+                None => Box::new(self.by_position.iter().copied()),
+            },
+            Strategy::Random => return None,
+        })
+    }
+
+    /// The member assigned most recently (the first listed among equals), where
+    /// `round_robin` continues from.
+    pub(super) fn pivot(&self) -> Option<Position> {
+        self.latest.last().map(|(_, Reverse(position))| *position)
+    }
+}
+
+/// An app's agents, ranked for every target of its rules.
+#[derive(Debug)]
+pub struct Floor {
+    app_version: u64,
+    roster_version: u64,
+    agents: Vec<Arc<Agent>>,
+    positions: HashMap<AgentId, Position>,
+    standings: Vec<Standing>,
+    rankings: Vec<Ranking>,
+    targets: HashMap<TargetKey, usize>,
+    /// For each agent, the rankings it is a member of.
+    memberships: Vec<Vec<usize>>,
+}
+
+impl Floor {
+    /// Ranks `app`'s roster (with `state`'s run-time changes, loads and statuses) for every
+    /// target of its rules; `roster_version` is the store's count of roster changes.
+    pub fn build(app: &App, roster_version: u64, state: &dyn StateView) -> Self {
+        let agents: Vec<Arc<Agent>> = roster(app, state.roster_changes())
+            .into_iter()
+            .cloned()
+            .collect();
+        let positions = agents
+            .iter()
+            .enumerate()
+            .filter_map(|(n, agent)| Position::try_from(n).ok().map(|p| (agent.id.clone(), p)))
+            .collect();
+        let standings: Vec<Standing> = agents
+            .iter()
+            .map(|agent| standing(agent, state.load(&agent.id), state.status(&agent.id)))
+            .collect();
+        let mut floor = Self {
+            app_version: app.version(),
+            roster_version,
+            memberships: vec![Vec::new(); agents.len()],
+            agents,
+            positions,
+            standings,
+            rankings: Vec::new(),
+            targets: HashMap::new(),
+        };
+        let targets = app
+            .rules()
+            .iter()
+            .map(|conditional| &conditional.rule)
+            .chain(std::iter::once(app.default_rule()))
+            .flat_map(|rule| &rule.targets);
+        for target in targets {
+            floor.add_target(target);
+        }
+        floor
+    }
+
+    fn add_target(&mut self, target: &Target) {
+        let key = target_key(target);
+        if target.strategy == Strategy::Random || self.targets.contains_key(&key) {
+            return;
+        }
+        let index = self.rankings.len();
+        let mut ranking = Ranking {
+            skills: key.1.clone(),
+            ..Ranking::default()
+        };
+        for (n, agent) in self.agents.iter().enumerate() {
+            let Ok(position) = Position::try_from(n) else {
+                break;
+            };
+            if key.0.is_some_and(|group| !agent.groups.contains(&group)) {
+                continue;
+            }
+            ranking.members.push(position);
+            let skill = skill_total(agent, &ranking.skills);
+            ranking.add(position, self.standings[n], skill);
+            self.memberships[n].push(index);
+        }
+        self.rankings.push(ranking);
+        self.targets.insert(key, index);
+    }
+
+    /// The compiled app the floor was built for.
+    pub fn app_version(&self) -> u64 {
+        self.app_version
+    }
+
+    /// Whether this floor was built for `app` as compiled now and the roster as it is.
+    pub fn is_for(&self, app: &App, roster_version: u64) -> bool {
+        self.app_version == app.version() && self.roster_version == roster_version
+    }
+
+    /// Takes `agent`'s new load and live status (`None`: its definition's).
+    pub fn update(&mut self, agent: &AgentId, load: AgentLoad, status: Option<AgentStatus>) {
+        let Some(&position) = self.positions.get(agent) else {
+            return;
+        };
+        let n = position as usize;
+        let (Some(definition), Some(old)) = (self.agents.get(n), self.standings.get(n).copied())
+        else {
+            return;
+        };
+        let new = standing(definition, load, status);
+        if new == old {
+            return;
+        }
+        for &index in &self.memberships[n] {
+            if let Some(ranking) = self.rankings.get_mut(index) {
+                let skill = skill_total(definition, &ranking.skills);
+                ranking.remove(position, old, skill);
+                ranking.add(position, new, skill);
+            }
+        }
+        self.standings[n] = new;
+    }
+
+    /// The ranking of `target`, unless it is `random` (or not a target of the rules).
+    pub(super) fn ranking(&self, target: &Target) -> Option<&Ranking> {
+        if target.strategy == Strategy::Random {
+            return None;
+        }
+        self.targets
+            .get(&target_key(target))
+            .and_then(|index| self.rankings.get(*index))
+    }
+
+    /// The agent at `position`, its load and its live status.
+    pub(super) fn agent(&self, position: Position) -> Option<(&Arc<Agent>, AgentLoad)> {
+        let n = position as usize;
+        let agent = self.agents.get(n)?;
+        let standing = self.standings.get(n)?;
+        let load = AgentLoad {
+            active: standing.active,
+            confirmed: 0,
+            last_assigned: standing.last,
+        };
+        Some((agent, load))
+    }
+
+    /// The position of `agent`, if it is on the roster.
+    pub(super) fn position(&self, agent: &AgentId) -> Option<Position> {
+        self.positions.get(agent).copied()
+    }
+
+    /// How many agents the floor holds.
+    pub fn len(&self) -> usize {
+        self.agents.len()
+    }
+
+    /// Whether the floor holds no agent.
+    pub fn is_empty(&self) -> bool {
+        self.agents.is_empty()
+    }
+}
+
+fn standing(agent: &Agent, load: AgentLoad, status: Option<AgentStatus>) -> Standing {
+    Standing {
+        active: load.active,
+        capacity: agent.capacity,
+        last: load.last_assigned,
+        status: status.unwrap_or(agent.status),
+    }
+}
+
+fn target_key(target: &Target) -> TargetKey {
+    let skills = if target.strategy == Strategy::MostSkilled {
+        target.skills.clone()
+    } else {
+        Vec::new()
+    };
+    (target.group, skills)
+}
+
+/// An agent's proficiency summed over `skills`, what `most_skilled` ranks on.
+pub(super) fn skill_total(agent: &Agent, skills: &[String]) -> u32 {
+    skills.iter().map(|skill| agent.skill(skill)).sum()
+}
