@@ -111,12 +111,12 @@ pub enum Exclusion {
         /// Sessions the agent may have.
         capacity: u32,
     },
-    /// Outside the agent's own shift.
-    OffShift,
     /// The target's agent filter is false for the agent.
     FilterFalse,
     /// The target's agent filter failed for the agent.
     FilterFailed(String),
+    /// Outside the agent's own shift.
+    OffShift,
 }
 
 impl Exclusion {
@@ -128,9 +128,9 @@ impl Exclusion {
         "away",
         "offline",
         "at capacity",
-        "off shift",
         "filter false",
         "filter failed",
+        "off shift",
     ];
 
     /// The kind's number, in checking order.
@@ -140,9 +140,9 @@ impl Exclusion {
             Exclusion::Away => 1,
             Exclusion::Offline => 2,
             Exclusion::AtCapacity { .. } => 3,
-            Exclusion::OffShift => 4,
-            Exclusion::FilterFalse => 5,
-            Exclusion::FilterFailed(_) => 6,
+            Exclusion::FilterFalse => 4,
+            Exclusion::FilterFailed(_) => 5,
+            Exclusion::OffShift => 6,
         }
     }
 

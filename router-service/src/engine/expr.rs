@@ -61,6 +61,20 @@ pub enum Kind {
 pub struct Expression {
     source: String,
     program: Program,
+    agent_only: bool,
+}
+
+impl Expression {
+    /// Whether the expression reads `agent` and nothing else, so that its verdict on an
+    /// agent is the same in every decision.
+    pub fn agent_only(&self) -> bool {
+        self.agent_only
+    }
+
+    /// The expression as written.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
 }
 
 impl std::fmt::Debug for Expression {
@@ -91,10 +105,28 @@ impl Cel {
                 allowed.join(", ")
             ));
         }
+        let agent_only = references
+            .variables()
+            .into_iter()
+            .all(|name| name == "agent");
         Ok(Expression {
             source: source.to_owned(),
             program,
+            agent_only,
         })
+    }
+
+    /// Evaluates an agent filter that reads nothing but `agent` ([`Expression::agent_only`]),
+    /// outside any decision: its verdict on an agent holds until the config changes.
+    pub fn admits_agent(
+        &self,
+        expression: &Expression,
+        agent: &AgentValue,
+    ) -> Result<bool, String> {
+        let lender = AgentLender(&*agent.0);
+        let mut context = Context::with_env(self.env.clone());
+        context.set_variable_resolver(&lender);
+        expect_bool(expression, expression.program.execute(&context))
     }
 
     /// The variables of one decision; each is built the first time an expression reads it.

@@ -51,9 +51,10 @@ impl Standing {
     }
 }
 
-/// Which target a ranking serves: its group (`None`, every agent) and, for `most_skilled`,
-/// the skills it ranks on.
-type TargetKey = (Option<GroupId>, Vec<String>);
+/// Which target a ranking serves: its group (`None`, every agent), for `most_skilled` the
+/// skills it ranks on, and its agent filter when the filter reads nothing but the agent
+/// (its verdicts are then known ahead).
+type TargetKey = (Option<GroupId>, Vec<String>, Option<String>);
 
 /// One target's agents in every strategy's order.
 #[derive(Debug, Default)]
@@ -67,10 +68,16 @@ pub(super) struct Ranking {
     by_skill: BTreeSet<(Reverse<u32>, u64, Option<SystemTime>, Position)>,
     /// Members ever assigned, by when: the latest is where `round_robin` continues from.
     latest: BTreeSet<(SystemTime, Reverse<Position>)>,
-    /// Members left out before any search looks: away, offline, available but full.
+    /// Members the target's agent-only filter refuses (`true`: the filter failed on them).
+    rejected: HashMap<Position, bool>,
+    filtered: bool,
+    /// Members left out before any search looks: away, offline, available but full, and
+    /// (available, below capacity) refused by the filter.
     pub(super) away: usize,
     pub(super) offline: usize,
     pub(super) full: usize,
+    pub(super) filter_false: usize,
+    pub(super) filter_failed: usize,
 }
 
 impl Ranking {
@@ -82,16 +89,22 @@ impl Ranking {
             AgentStatus::Away => self.away += 1,
             AgentStatus::Offline => self.offline += 1,
             AgentStatus::Available if standing.is_full() => self.full += 1,
-            AgentStatus::Available => {
-                let ratio = standing.ratio();
-                self.by_load.insert((ratio, standing.last, position));
-                self.by_idle.insert((standing.last, ratio, position));
-                self.by_position.insert(position);
-                if !self.skills.is_empty() {
-                    self.by_skill
-                        .insert((Reverse(skill), ratio, standing.last, position));
-                }
-            }
+            AgentStatus::Available => match self.rejected.get(&position) {
+                Some(false) => self.filter_false += 1,
+                Some(true) => self.filter_failed += 1,
+                None => self.rank(position, standing, skill),
+            },
+        }
+    }
+
+    fn rank(&mut self, position: Position, standing: Standing, skill: u32) {
+        let ratio = standing.ratio();
+        self.by_load.insert((ratio, standing.last, position));
+        self.by_idle.insert((standing.last, ratio, position));
+        self.by_position.insert(position);
+        if !self.skills.is_empty() {
+            self.by_skill
+                .insert((Reverse(skill), ratio, standing.last, position));
         }
     }
 
@@ -103,6 +116,12 @@ impl Ranking {
             AgentStatus::Away => self.away = self.away.saturating_sub(1),
             AgentStatus::Offline => self.offline = self.offline.saturating_sub(1),
             AgentStatus::Available if standing.is_full() => self.full = self.full.saturating_sub(1),
+            AgentStatus::Available if self.rejected.contains_key(&position) => {
+                match self.rejected.get(&position) {
+                    Some(true) => self.filter_failed = self.filter_failed.saturating_sub(1),
+                    _ => self.filter_false = self.filter_false.saturating_sub(1),
+                }
+            }
             AgentStatus::Available => {
                 let ratio = standing.ratio();
                 self.by_load.remove(&(ratio, standing.last, position));
@@ -112,6 +131,11 @@ impl Ranking {
                     .remove(&(Reverse(skill), ratio, standing.last, position));
             }
         }
+    }
+
+    /// Whether the ranking keeps the target's agent filter's refusals out already.
+    pub(super) fn filters(&self) -> bool {
+        self.filtered
     }
 
     /// The ranked agents in `strategy`'s order; `None` for `random`, which depends on the
@@ -193,19 +217,21 @@ impl Floor {
             .chain(std::iter::once(app.default_rule()))
             .flat_map(|rule| &rule.targets);
         for target in targets {
-            floor.add_target(target);
+            floor.add_target(app, target);
         }
         floor
     }
 
-    fn add_target(&mut self, target: &Target) {
+    fn add_target(&mut self, app: &App, target: &Target) {
         let key = target_key(target);
         if target.strategy == Strategy::Random || self.targets.contains_key(&key) {
             return;
         }
         let index = self.rankings.len();
+        let filter = target.filter.as_ref().filter(|filter| filter.agent_only());
         let mut ranking = Ranking {
             skills: key.1.clone(),
+            filtered: filter.is_some(),
             ..Ranking::default()
         };
         for (n, agent) in self.agents.iter().enumerate() {
@@ -216,6 +242,17 @@ impl Floor {
                 continue;
             }
             ranking.members.push(position);
+            if let Some(filter) = filter {
+                match app.cel().admits_agent(filter, agent.cel_value()) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        ranking.rejected.insert(position, false);
+                    }
+                    Err(_) => {
+                        ranking.rejected.insert(position, true);
+                    }
+                }
+            }
             let skill = skill_total(agent, &ranking.skills);
             ranking.add(position, self.standings[n], skill);
             self.memberships[n].push(index);
@@ -312,7 +349,12 @@ fn target_key(target: &Target) -> TargetKey {
     } else {
         Vec::new()
     };
-    (target.group, skills)
+    let filter = target
+        .filter
+        .as_ref()
+        .filter(|filter| filter.agent_only())
+        .map(|filter| filter.source().to_owned());
+    (target.group, skills, filter)
 }
 
 /// An agent's proficiency summed over `skills`, what `most_skilled` ranks on.

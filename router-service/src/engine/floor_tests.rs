@@ -75,7 +75,9 @@ const STRATEGIES: [&str; 6] = [
 
 /// A config with `agents`, whose default rule targets group `group` (0: every agent) with
 /// `strategy`, maybe an agent filter, and an overflow to group 3.
-fn config(agents: &[Spec], strategy: &str, group: u64, filter: bool, candidates: u32) -> String {
+/// `filter`: 0 none, 1 one that reads only the agent (its verdicts known ahead), 2 one that
+/// also reads the customer (evaluated as the walk goes).
+fn config(agents: &[Spec], strategy: &str, group: u64, filter: u8, candidates: u32) -> String {
     let mut text = String::from(
         "[[apps]]\nsdk_app_id = 1400000001\ntime_zone = \"UTC\"\n\
          [[apps.groups]]\nid = 1\nname = \"one\"\n[[apps.groups]]\nid = 2\nname = \"two\"\n\
@@ -105,8 +107,12 @@ fn config(agents: &[Spec], strategy: &str, group: u64, filter: bool, candidates:
     if strategy == "most_skilled" {
         text.push_str("skills = [\"zh\"]\n");
     }
-    if filter {
-        text.push_str("agents = 'agent.attributes.seniority == \"senior\"'\n");
+    match filter {
+        1 => text.push_str("agents = 'agent.attributes.seniority == \"senior\"'\n"),
+        2 => text.push_str(
+            "agents = 'agent.attributes.seniority == \"senior\" || customer.tier == \"vip\"'\n",
+        ),
+        _ => {}
     }
     text.push_str("overflow = [{ group = 3, strategy = \"longest_idle\" }]\n");
     text
@@ -215,7 +221,7 @@ proptest! {
         changes in proptest::collection::vec((0usize..160, live()), 0..40),
         strategy in 0usize..STRATEGIES.len(),
         group in 0u64..4,
-        filter in any::<bool>(),
+        filter in 0u8..3,
         candidates in 1u32..6,
         hour in 0u64..24,
         sticky in proptest::option::of((0usize..160, 0usize..160)),
@@ -273,7 +279,7 @@ fn the_floor_is_what_the_decision_walks() {
             senior: true,
         })
         .collect();
-    let text = config(&agents, "least_loaded", 1, false, 3);
+    let text = config(&agents, "least_loaded", 1, 0, 3);
     let parsed = handoff_core::config::parse(&text, Path::new("f.toml"), Vec::new()).unwrap();
     let catalog = Catalog::from_config(&parsed, Path::new("f.toml")).unwrap();
     let app = catalog

@@ -253,6 +253,9 @@ impl Search<'_> {
                 capacity: 0,
             };
             left_out.add_many(full.kind(), ranking.full);
+            left_out.add_many(Exclusion::FilterFalse.kind(), ranking.filter_false);
+            let failed = Exclusion::FilterFailed(String::new());
+            left_out.add_many(failed.kind(), ranking.filter_failed);
             let mut sticky_positions = Vec::new();
             for (agent, _) in self.sticky {
                 let Some(position) = floor.position(agent) else {
@@ -267,10 +270,12 @@ impl Search<'_> {
                 let Some((agent, load)) = floor.agent(position) else {
                     continue;
                 };
-                match self.eligibility(agent, load, false, target) {
+                match self.eligibility(agent, load, false, target, false) {
                     Ok(()) => ranked.push(self.candidate(agent, load, position, target, 0)),
-                    // Status and capacity are counted with the ranking already.
+                    // Status, capacity and an agent-only filter are counted by the ranking.
                     Err(Exclusion::Away | Exclusion::Offline | Exclusion::AtCapacity { .. }) => {}
+                    Err(Exclusion::FilterFalse | Exclusion::FilterFailed(_))
+                        if ranking.filters() => {}
                     Err(reason) => left_out.add(&reason),
                 }
             }
@@ -286,7 +291,7 @@ impl Search<'_> {
                     let Some((agent, load)) = floor.agent(position) else {
                         continue;
                     };
-                    match self.eligibility(agent, load, false, target) {
+                    match self.eligibility(agent, load, false, target, ranking.filters()) {
                         Ok(()) => ranked.push(self.candidate(agent, load, position, target, turn)),
                         Err(reason) => left_out.add(&reason),
                     }
@@ -359,7 +364,7 @@ impl Search<'_> {
             {
                 pivot = Some((at, position));
             }
-            match self.eligibility(agent, load, closed, target) {
+            match self.eligibility(agent, load, closed, target, false) {
                 Ok(()) => ranked.push(Candidate {
                     agent: agent.id.clone(),
                     capacity: agent.capacity,
@@ -406,12 +411,14 @@ impl Search<'_> {
     }
 
     /// Whether `agent` may be offered a session of `target`; the first reason it may not.
+    /// `filter_known`: the floor already kept the agents the target's filter refuses out.
     fn eligibility(
         &self,
         agent: &Agent,
         load: AgentLoad,
         group_closed: bool,
         target: &Target,
+        filter_known: bool,
     ) -> Result<(), Exclusion> {
         if group_closed {
             return Err(Exclusion::GroupClosed);
@@ -427,19 +434,19 @@ impl Search<'_> {
                 capacity: agent.capacity,
             });
         }
+        if let Some(filter) = target.filter.as_ref().filter(|_| !filter_known) {
+            match self.scope.admits(filter, agent.cel_value()) {
+                Ok(true) => {}
+                Ok(false) => return Err(Exclusion::FilterFalse),
+                Err(error) => return Err(Exclusion::FilterFailed(error)),
+            }
+        }
         if agent
             .shift
             .as_ref()
             .is_some_and(|shift| !shift.is_open(self.now))
         {
             return Err(Exclusion::OffShift);
-        }
-        if let Some(filter) = &target.filter {
-            match self.scope.admits(filter, agent.cel_value()) {
-                Ok(true) => {}
-                Ok(false) => return Err(Exclusion::FilterFalse),
-                Err(error) => return Err(Exclusion::FilterFailed(error)),
-            }
         }
         Ok(())
     }
