@@ -1,6 +1,11 @@
-//! How long the engine takes to decide, on the example config's scenarios and on a large
-//! floor, against a baseline measured in the same run: one rule, no CEL, least_loaded over
+//! How long the engine takes to decide, on the example config's scenarios and on large
+//! floors, against a baseline measured in the same run: one rule, no CEL, least_loaded over
 //! the same agents. Read the results as ratios to the baseline.
+//!
+//! The `floor` group decides over 100 to 100,000 agents in the target group, ranked ahead
+//! (what AssignHuman does) and examined one by one (what ExplainAssignment does), with and
+//! without an agent filter and with 10,000 agents outside the group; `store` runs the local
+//! store's AssignHuman with seats taken and released as it goes.
 //!
 //! `cargo bench -p handoff-router --bench decide`
 
@@ -17,14 +22,20 @@ use handoff_core::{
     config::AgentStatus,
     id::{AgentId, ClientUserId, SdkAppId, SessionId},
 };
-use handoff_router::engine::{
-    AgentLoad, App, Catalog, Customer, Handoff, RosterChanges, StateView, decide,
+use handoff_router::{
+    engine::{
+        AgentLoad, App, Catalog, Customer, Floor, Handoff, RosterChanges, StateView, decide,
+        decide_fully,
+    },
+    store::{Change, Lifetimes, LocalStore, SessionEvent, SessionEventKind, Store},
 };
 
-/// A state where every agent carries some load and was assigned at some point.
+/// A state where every agent carries some load and was assigned at some point, with the
+/// floor a store would keep ranked.
 struct Loaded {
     loads: HashMap<AgentId, AgentLoad>,
     changes: RosterChanges,
+    floor: Option<Floor>,
 }
 
 impl StateView for Loaded {
@@ -42,6 +53,9 @@ impl StateView for Loaded {
     }
     fn roster_changes(&self) -> &RosterChanges {
         &self.changes
+    }
+    fn floor(&self) -> Option<&Floor> {
+        self.floor.as_ref()
     }
 }
 
@@ -61,10 +75,13 @@ fn loaded(app: &App) -> Loaded {
             (agent.id.clone(), load)
         })
         .collect();
-    Loaded {
+    let mut state = Loaded {
         loads,
         changes: RosterChanges::new(),
-    }
+        floor: None,
+    };
+    state.floor = Some(Floor::build(app, 0, &state));
+    state
 }
 
 fn app(text: &str) -> Arc<App> {
@@ -151,5 +168,110 @@ fn decisions(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decisions);
+/// `agents` agents in group 1 and `outside` in group 2; the rule targets group 1 with
+/// least_loaded, filtered on the agent's seniority when `filter`.
+fn scaled_floor(agents: usize, outside: usize, filter: bool) -> String {
+    let mut text = String::from(
+        "[[apps]]\nsdk_app_id = 1400000001\n[[apps.groups]]\nid = 1\nname = \"floor\"\n\
+         [[apps.groups]]\nid = 2\nname = \"elsewhere\"\n\
+         [[apps.rules]]\nname = \"default\"\ngroup = 1\n",
+    );
+    if filter {
+        text.push_str("agents = 'agent.attributes.seniority == \"senior\"'\n");
+    }
+    for n in 0..agents + outside {
+        let (group, seniority) = (if n < agents { 1 } else { 2 }, ["junior", "senior"][n % 2]);
+        text.push_str(&format!(
+            "[[apps.agents]]\nid = \"agent{n}@example.com\"\ngroups = [{group}]\ncapacity = 4\n\
+             attributes = {{ seniority = \"{seniority}\" }}\n"
+        ));
+    }
+    text
+}
+
+fn floors(c: &mut Criterion) {
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_572_000);
+    let mut group = c.benchmark_group("floor");
+    group.sample_size(30);
+    let cases: [(usize, usize, bool); 7] = [
+        (100, 0, false),
+        (1_000, 0, false),
+        (10_000, 0, false),
+        (100_000, 0, false),
+        (10_000, 0, true),
+        (100, 10_000, false),
+        (10_000, 10_000, true),
+    ];
+    for (agents, outside, filter) in cases {
+        let app = app(&scaled_floor(agents, outside, filter));
+        let state = loaded(&app);
+        let handoff = handoff("walk-in", &[]);
+        let name = format!(
+            "{agents} agents{}{}",
+            if filter { ", agent filter" } else { "" },
+            if outside > 0 {
+                format!(", {outside} outside the group")
+            } else {
+                String::new()
+            }
+        );
+        group.bench_function(format!("ranked: {name}"), |b| {
+            b.iter(|| decide(black_box(&app), &handoff, &state, now))
+        });
+        if agents <= 10_000 {
+            group.bench_function(format!("examined one by one: {name}"), |b| {
+                b.iter(|| decide_fully(black_box(&app), &handoff, &state, now))
+            });
+        }
+    }
+    group.finish();
+}
+
+/// The local store's AssignHuman over 10,000 agents, each call a new session, with the
+/// session of 1,000 calls before ended, so loads stay level and seats move both ways.
+fn store(c: &mut Criterion) {
+    let app = app(&scaled_floor(10_000, 0, false));
+    let lifetimes = Lifetimes {
+        assignment_ttl: Duration::from_secs(3600),
+        max_session: Duration::from_secs(8 * 3600),
+    };
+    let store = LocalStore::in_memory(lifetimes);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_572_000);
+    let mut n: u64 = 0;
+    let mut group = c.benchmark_group("store");
+    group.bench_function("memory store: AssignHuman + an end, 10000 agents", |b| {
+        b.iter(|| {
+            n += 1;
+            let mut handoff = handoff("walk-in", &[]);
+            handoff.session = SessionId::parse(format!("s{n}")).unwrap_or_else(|e| panic!("{e}"));
+            runtime.block_on(async {
+                let assigned = store
+                    .assign(&app, &handoff, now, |state| {
+                        decide(&app, &handoff, state, now)
+                    })
+                    .await;
+                black_box(assigned).ok();
+                if n > 1_000 {
+                    let ended = SessionEvent {
+                        session: SessionId::parse(format!("s{}", n - 1_000))
+                            .unwrap_or_else(|e| panic!("{e}")),
+                        kind: SessionEventKind::Ended,
+                        agent: None,
+                        from_agent: None,
+                        customer: None,
+                        at: now + Duration::from_secs(1),
+                        id: None,
+                    };
+                    black_box(store.apply(&app, Change::Session(ended), now).await).ok();
+                }
+            })
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, decisions, floors, store);
 criterion_main!(benches);
