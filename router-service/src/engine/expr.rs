@@ -294,7 +294,10 @@ fn customer_value(customer: &Customer) -> Value {
                     .unwrap_or_default(),
             ),
         ),
-        ("attributes", text_map(&customer.attributes)),
+        (
+            "attributes",
+            text_map(customer.attributes.iter().map(|(key, value)| (key, value))),
+        ),
     ]);
     Value::from(fields)
 }
@@ -325,9 +328,9 @@ fn clock_value(now: DateTime<Utc>, zone: Tz) -> Value {
     Value::from(fields)
 }
 
-fn text_map(map: &std::collections::BTreeMap<String, String>) -> Value {
+fn text_map<'a>(map: impl IntoIterator<Item = (&'a String, &'a String)>) -> Value {
     let entries: HashMap<String, Value> = map
-        .iter()
+        .into_iter()
         .map(|(key, value)| (key.clone(), Value::from(value.as_str())))
         .collect();
     Value::from(entries)

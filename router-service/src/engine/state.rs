@@ -118,8 +118,9 @@ pub struct Customer {
     pub tags: Vec<String>,
     /// The agent who owns the relationship.
     pub owner: Option<AgentId>,
-    /// Free attributes.
-    pub attributes: BTreeMap<String, String>,
+    /// Free attributes, sorted by key: a list rather than a map, since a million known
+    /// customers with a few attributes each should not cost a tree node apiece.
+    pub attributes: Vec<(String, String)>,
 }
 
 impl Customer {
@@ -133,7 +134,7 @@ impl Customer {
             region: None,
             tags: Vec::new(),
             owner: None,
-            attributes: BTreeMap::new(),
+            attributes: Vec::new(),
         }
     }
 
@@ -147,7 +148,11 @@ impl Customer {
             region: config.region.clone(),
             tags: config.tags.clone(),
             owner: config.owner.clone(),
-            attributes: config.attributes.clone(),
+            attributes: config
+                .attributes
+                .iter()
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect(),
         }
     }
 }

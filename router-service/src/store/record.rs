@@ -108,7 +108,7 @@ impl From<&Customer> for CustomerRecord {
             region: customer.region.clone(),
             tags: customer.tags.clone(),
             owner: customer.owner.clone(),
-            attributes: customer.attributes.clone(),
+            attributes: customer.attributes.iter().cloned().collect(),
         }
     }
 }
@@ -123,7 +123,7 @@ impl From<CustomerRecord> for Customer {
             region: record.region,
             tags: record.tags,
             owner: record.owner,
-            attributes: record.attributes,
+            attributes: record.attributes.into_iter().collect(),
         }
     }
 }
