@@ -520,6 +520,47 @@ async fn a_redis_cluster_serves_replicas_too() -> TestResult {
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_replica_decides_over_what_the_others_did_even_after_the_change_stream_is_lost()
+-> TestResult {
+    let Some(redis) = RedisServer::start()? else {
+        return Ok(());
+    };
+    let replicas = [Replica::start(&redis).await?, Replica::start(&redis).await?];
+    let mut clients = [replicas[0].client().await?, replicas[1].client().await?];
+    let mut reserved = Vec::new();
+    for (n, replica) in [0, 1, 0, 1, 0, 1].into_iter().enumerate() {
+        if n == 4 {
+            // The app's change stream disappears: each replica must notice it cannot catch
+            // up from where it was and read the app whole.
+            let deleted = Command::new("redis-cli")
+                .args([
+                    "-p",
+                    &redis.port.to_string(),
+                    "DEL",
+                    "handoff:{1400000001}:changes",
+                ])
+                .output()?;
+            assert!(deleted.status.success(), "{deleted:?}");
+        }
+        let answer = clients[replica]
+            .assign_human(handoff(&format!("v-{n}")))
+            .await?
+            .into_inner();
+        reserved.push(
+            answer
+                .decision
+                .map(|d| d.reserved_agent_id)
+                .unwrap_or_default(),
+        );
+    }
+    // least_loaded, whichever replica took the previous handoff: first everyone once
+    // (capacities 3, 3, 2, 4), then dee (1/4), then ann (1/3, idle longer than bob).
+    let expected = ["ann", "bob", "cy", "dee", "dee", "ann"].map(|a| format!("{a}@example.com"));
+    assert_eq!(reserved, expected);
+    Ok(())
+}
+
 #[tokio::test]
 async fn agents_added_at_run_time_follow_a_reloaded_time_zone() -> TestResult {
     let Some(redis) = RedisServer::start()? else {

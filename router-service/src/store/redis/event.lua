@@ -2,11 +2,11 @@
 -- that record is still what is stored (else returns 0: read again and recompute).
 -- ARGV: 3 session, 4 the record read ('' for none), 5 the new record ('' when the event
 -- changes nothing), 6 its deadline, 7 how long to remember the report's identity ('' when
--- it has none; KEYS[10] is then absent), 8/9 the seat released (agent or '', '1' when
+-- it has none; KEYS[11] is then absent), 8/9 the seat released (agent or '', '1' when
 -- confirmed), 10/11 the seat taken, 12/13 an idle clock to move (agent or '', ms),
 -- 14/15/16 a previous-agent link (customer or '', agent, ms).
 -- Returns 1 recorded, 2 duplicate, 3 superseded (nothing to change).
-if ARGV[7] ~= '' and redis.call('EXISTS', KEYS[10]) == 1 then return 2 end
+if ARGV[7] ~= '' and redis.call('EXISTS', KEYS[11]) == 1 then return 2 end
 local current = redis.call('HGET', KEYS[1], ARGV[3]) or ''
 if current ~= ARGV[4] then return 0 end
 local outcome = 3
@@ -21,5 +21,5 @@ if ARGV[5] ~= '' then
   redis.call('ZADD', KEYS[2], ARGV[6], ARGV[3])
   outcome = 1
 end
-if ARGV[7] ~= '' then redis.call('SET', KEYS[10], '1', 'PX', ARGV[7]) end
+if ARGV[7] ~= '' then redis.call('SET', KEYS[11], '1', 'PX', ARGV[7]) end
 return outcome

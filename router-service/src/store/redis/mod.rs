@@ -22,7 +22,7 @@ use std::{
 use chrono_tz::Tz;
 use handoff_core::{
     config::StoreConfig,
-    id::{AgentId, SdkAppId, SessionId},
+    id::{AgentId, ClientUserId, SdkAppId, SessionId},
 };
 use redis::{
     Client, Script, Value,
@@ -32,8 +32,10 @@ use redis::{
 };
 
 mod snapshot;
+mod view;
 
-use snapshot::{Snapshot, into_items, pairs, tag, text};
+use snapshot::{into_items, pairs, tag, text};
+use view::{Looked, Update, View};
 
 use super::{
     Applied, Assignment, Change, DEDUP_WINDOW, Lifetimes, Look, Store, StoreError,
@@ -43,7 +45,7 @@ use super::{
     },
     session::{self, Effects, SessionEvent, SessionRecord},
 };
-use crate::engine::{Agent, Answer, App, Decision, Handoff, StateView};
+use crate::engine::{Agent, Answer, App, Customer, Decision, Handoff, LiveSession, StateView};
 
 /// Helpers and the release of what is due; prepended to every script.
 const SWEEP: &str = include_str!("sweep.lua");
@@ -89,6 +91,16 @@ pub struct RedisStore {
     scripts: Scripts,
     /// Agents added over gRPC, compiled once per definition and zone.
     compiled: Mutex<CompiledAgents>,
+    /// This replica's view of each app, kept fresh from the app's changes stream.
+    views: Mutex<HashMap<SdkAppId, View>>,
+}
+
+/// What a snapshot read besides the agents' state: for the customer and the sessions.
+struct Fetched {
+    update: Update,
+    customer: Option<Customer>,
+    history: Option<(AgentId, SystemTime)>,
+    sessions: Vec<LiveSession>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -147,6 +159,7 @@ impl RedisStore {
                 status: script(STATUS),
             },
             compiled: Mutex::new(HashMap::new()),
+            views: Mutex::new(HashMap::new()),
         })
     }
 
@@ -165,7 +178,7 @@ impl RedisStore {
         for key in keys.all() {
             invocation.key(key);
         }
-        // The scripts read a report's seen-key as KEYS[10].
+        // The scripts read a report's seen-key as KEYS[11].
         if let Some(id) = report {
             invocation.key(keys.seen(id));
         }
@@ -200,81 +213,56 @@ impl RedisStore {
             .map_err(unavailable)
     }
 
-    /// The state of `app` as the snapshot script returned it, or a session to replay.
-    async fn snapshot(
+    /// What changed in `app` since this replica's view last looked (or everything), and
+    /// what `look` asks for; or the answer to replay for `session`.
+    async fn fetch(
         &self,
         app: &App,
         session: Option<&SessionId>,
         look: Look<'_>,
         now: SystemTime,
-    ) -> Result<Result<Snapshot, Answer>, StoreError> {
+    ) -> Result<Result<Fetched, Answer>, StoreError> {
+        let seen = self
+            .views
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&app.id)
+            .map(View::seen)
+            .unwrap_or_default();
         let args = vec![
             session.map(|s| s.as_str().to_owned()).unwrap_or_default(),
             look.customer
                 .map(|c| c.as_str().to_owned())
                 .unwrap_or_default(),
             if look.sessions { "1" } else { "0" }.to_owned(),
+            seen,
         ];
         let reply = self
             .run(&self.scripts.snapshot, app.id, None, now, args)
             .await?;
         let items = into_items(reply)?;
-        if tag(&items)? == 1
-            && let Some(answer) = session_record(items.get(1))?.and_then(|r| r.replay())
-        {
-            return Ok(Err(answer));
-        }
-        Ok(Ok(self.parse_snapshot(app, &items)?))
-    }
-
-    fn parse_snapshot(&self, app: &App, items: &[Value]) -> Result<Snapshot, StoreError> {
-        let mut snapshot = Snapshot::default();
-        for (agent, count) in pairs(items.get(1))? {
-            let Ok(agent) = AgentId::parse(agent) else {
-                continue;
+        if tag(&items)? == 1 {
+            return match session_record(items.get(1))?.and_then(|r| r.replay()) {
+                Some(answer) => Ok(Err(answer)),
+                None => Err(unavailable("a session to replay without its answer")),
             };
-            snapshot.loads.entry(agent).or_default().active = count.parse().unwrap_or_default();
         }
-        for (agent, ms) in pairs(items.get(2))? {
-            let Ok(agent) = AgentId::parse(agent) else {
-                continue;
-            };
-            snapshot.loads.entry(agent).or_default().last_assigned = ms.parse().ok().map(from_ms);
-        }
+        let mode = text(items.get(1))?;
+        let last = text(items.get(2))?;
         let history = text(items.get(3))?;
-        if !history.is_empty() {
+        let history = if history.is_empty() {
+            None
+        } else {
             let history: HistoryRecord = record::decode(history.as_bytes()).map_err(unavailable)?;
-            snapshot.history = Some((history.agent, from_ms(history.at_ms)));
-        }
-        for (agent, status) in pairs(items.get(4))? {
-            let (Ok(agent), Ok(status)) = (
-                AgentId::parse(agent),
-                record::decode::<StatusRecord>(status.as_bytes()),
-            ) else {
-                continue;
-            };
-            snapshot.statuses.insert(agent, status.status());
-        }
-        for (agent, spec) in pairs(items.get(5))? {
-            let Ok(id) = AgentId::parse(agent) else {
-                continue;
-            };
-            let change = self.compile(app, &id, &spec);
-            snapshot.changes.insert(id, change);
-        }
-        let customer = text(items.get(6))?;
-        if !customer.is_empty() {
-            snapshot.customer = record::decode::<CustomerRecord>(customer.as_bytes())
-                .ok()
-                .map(Into::into);
-        }
-        for (agent, count) in pairs(items.get(7))? {
-            let Ok(agent) = AgentId::parse(agent) else {
-                continue;
-            };
-            snapshot.loads.entry(agent).or_default().confirmed = count.parse().unwrap_or_default();
-        }
-        for (session, raw) in pairs(items.get(8))? {
+            Some((history.agent, from_ms(history.at_ms)))
+        };
+        let customer = text(items.get(4))?;
+        let customer = (!customer.is_empty())
+            .then(|| record::decode::<CustomerRecord>(customer.as_bytes()).ok())
+            .flatten()
+            .map(Into::into);
+        let mut sessions = Vec::new();
+        for (session, raw) in pairs(items.get(5))? {
             let (Ok(session), Ok(record)) = (
                 SessionId::parse(session),
                 record::decode::<SessionRecord>(raw.as_bytes()),
@@ -283,11 +271,38 @@ impl RedisStore {
             };
             let record = record.normalized();
             if record.state().holds_seat() {
-                snapshot.sessions.push(record.live(&session));
+                sessions.push(record.live(&session));
             }
         }
-        snapshot.sessions.sort_by(|a, b| a.session.cmp(&b.session));
-        Ok(snapshot)
+        sessions.sort_by(|a, b| a.session.cmp(&b.session));
+        let update = Update::parse(&mode, &last, items.get(6..).unwrap_or_default())?;
+        Ok(Ok(Fetched {
+            update,
+            customer,
+            history,
+            sessions,
+        }))
+    }
+
+    /// Brings this replica's view of `app` up to date with `fetched` and runs `read` over it.
+    fn over_view<R>(
+        &self,
+        app: &App,
+        fetched: Fetched,
+        customer: Option<&ClientUserId>,
+        read: impl FnOnce(&dyn StateView) -> R,
+    ) -> R {
+        let mut views = self.views.lock().unwrap_or_else(PoisonError::into_inner);
+        let view = views.entry(app.id).or_default();
+        view.apply(app, fetched.update, |id, spec| self.compile(app, id, spec));
+        let looked = Looked {
+            view,
+            customer: fetched.customer,
+            history: fetched.history,
+            customer_id: customer.cloned(),
+            sessions: fetched.sessions,
+        };
+        read(&looked)
     }
 
     /// The compiled agent for a stored definition, compiled in `app`'s zone once per
@@ -371,6 +386,24 @@ impl RedisStore {
     }
 }
 
+/// Appends a roster change (which also drops the agent's live status) to the app's changes
+/// stream, in the same transaction as the change.
+fn announce(pipe: &mut redis::Pipeline, keys: &Keys, agent: &str, spec: &str) {
+    pipe.cmd("XADD")
+        .arg(&keys.changes)
+        .arg("MAXLEN")
+        .arg("~")
+        .arg(20_000)
+        .arg("*")
+        .arg("agent")
+        .arg(agent)
+        .arg("status")
+        .arg("")
+        .arg("roster")
+        .arg(spec)
+        .ignore();
+}
+
 /// The event script's arguments for `effects`: seat released, seat taken, idle clock,
 /// previous-agent link.
 fn effect_args(effects: &Effects) -> Vec<String> {
@@ -424,14 +457,11 @@ impl Store for RedisStore {
             customer: Some(customer),
             sessions: false,
         };
-        let snapshot = match self
-            .snapshot(app, Some(&handoff.session), look, now)
-            .await?
-        {
+        let fetched = match self.fetch(app, Some(&handoff.session), look, now).await? {
             Err(replayed) => return Ok(Assignment::Replayed(replayed)),
-            Ok(snapshot) => snapshot.for_customer(customer),
+            Ok(fetched) => fetched,
         };
-        let decision = decide(&snapshot);
+        let decision = self.over_view(app, fetched, Some(customer), decide);
         if !decision.wants_reservation() {
             return Ok(Assignment::Fresh(decision.without_reservation()));
         }
@@ -476,15 +506,10 @@ impl Store for RedisStore {
         R: Send,
     {
         // Without a session there is nothing to replay.
-        let snapshot = self
-            .snapshot(app, None, look, now)
-            .await?
-            .unwrap_or_default();
-        let snapshot = match look.customer {
-            Some(customer) => snapshot.for_customer(customer),
-            None => snapshot,
-        };
-        Ok(read(&snapshot))
+        match self.fetch(app, None, look, now).await? {
+            Ok(fetched) => Ok(self.over_view(app, fetched, look.customer, read)),
+            Err(_) => Err(unavailable("a replay without a session")),
+        }
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -533,16 +558,19 @@ impl Store for RedisStore {
             Change::Session(event) => return self.report(app, &event, now).await,
             Change::PutAgent(agent) => {
                 let spec = record::encode(&Some(&agent.spec));
-                pipe.hset(&keys.roster, agent.id.as_str(), spec)
+                pipe.hset(&keys.roster, agent.id.as_str(), &spec)
                     .ignore()
                     .hdel(&keys.statuses, agent.id.as_str())
                     .ignore();
+                announce(&mut pipe, &keys, agent.id.as_str(), &spec);
             }
             Change::RemoveAgent(agent) => {
-                pipe.hset(&keys.roster, agent.as_str(), record::encode(&None::<()>))
+                let spec = record::encode(&None::<()>);
+                pipe.hset(&keys.roster, agent.as_str(), &spec)
                     .ignore()
                     .hdel(&keys.statuses, agent.as_str())
                     .ignore();
+                announce(&mut pipe, &keys, agent.as_str(), &spec);
             }
             Change::PutCustomer(customer) => {
                 let json = record::encode(&CustomerRecord::from(&customer));
@@ -567,6 +595,7 @@ struct Keys {
     roster: String,
     customers: String,
     confirmed: String,
+    changes: String,
 }
 
 impl Keys {
@@ -583,6 +612,7 @@ impl Keys {
             roster: key("roster"),
             customers: key("customers"),
             confirmed: key("confirmed"),
+            changes: key("changes"),
         }
     }
 
@@ -592,7 +622,7 @@ impl Keys {
     }
 
     /// In the scripts' KEYS order.
-    fn all(&self) -> [&str; 9] {
+    fn all(&self) -> [&str; 10] {
         [
             &self.sessions,
             &self.expiry,
@@ -603,6 +633,7 @@ impl Keys {
             &self.roster,
             &self.customers,
             &self.confirmed,
+            &self.changes,
         ]
     }
 }

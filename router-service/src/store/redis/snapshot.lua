@@ -1,6 +1,9 @@
--- ARGV: 3 session ('' for none), 4 customer ('' for none), 5 '1' to include the sessions.
--- Returns {1, record} to replay, or {0, active, last, history, statuses, roster, customer,
--- confirmed, sessions}.
+-- ARGV: 3 session ('' for none), 4 customer ('' for none), 5 '1' to include the sessions,
+-- 6 the last change this replica has seen ('' for none).
+-- Returns {1, record} to replay; else {0, mode, last change, history, customer, sessions,
+-- ...} where mode 'delta' is followed by the changes since ARGV[6] (as XRANGE gives them)
+-- and mode 'full' by the app's active, last, statuses, roster and confirmed hashes, when
+-- the replica has seen nothing yet or the stream no longer reaches back to what it saw.
 if ARGV[3] ~= '' then
   local raw = redis.call('HGET', KEYS[1], ARGV[3])
   if raw then
@@ -15,6 +18,18 @@ if ARGV[4] ~= '' then
 end
 local sessions = {}
 if ARGV[5] == '1' then sessions = redis.call('HGETALL', KEYS[1]) end
-return {0, redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[4]), history,
-        redis.call('HGETALL', KEYS[6]), redis.call('HGETALL', KEYS[7]), customer,
-        redis.call('HGETALL', KEYS[9]), sessions}
+local newest = redis.call('XREVRANGE', KEYS[10], '+', '-', 'COUNT', 1)
+local last = '0-0'
+if #newest > 0 then last = newest[1][1] end
+if ARGV[6] ~= '' then
+  local oldest = redis.call('XRANGE', KEYS[10], '-', '+', 'COUNT', 1)
+  -- Incremental only while the stream still holds what came right after ARGV[6].
+  if #oldest > 0 and redis.call('XRANGE', KEYS[10], '-', ARGV[6], 'COUNT', 1)[1] then
+    return {0, 'delta', last, history, customer, sessions,
+            redis.call('XRANGE', KEYS[10], '(' .. ARGV[6], '+')}
+  end
+end
+return {0, 'full', last, history, customer, sessions,
+        redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[4]),
+        redis.call('HGETALL', KEYS[6]), redis.call('HGETALL', KEYS[7]),
+        redis.call('HGETALL', KEYS[9])}

@@ -1,67 +1,9 @@
-//! Reading the scripts' replies: the snapshot of an app's state the engine decides over,
-//! and the plain values it is made of.
+//! Reading the scripts' replies: the plain values they are made of.
 
-use std::{collections::HashMap, time::SystemTime};
-
-use handoff_core::{
-    config::AgentStatus,
-    id::{AgentId, ClientUserId},
-};
 use redis::Value;
 
 use super::unavailable;
-use crate::{
-    engine::{AgentLoad, Customer, LiveSession, RosterChanges, StateView},
-    store::StoreError,
-};
-
-/// One look at an app's state in Redis.
-#[derive(Default)]
-pub(super) struct Snapshot {
-    pub(super) loads: HashMap<AgentId, AgentLoad>,
-    pub(super) statuses: HashMap<AgentId, AgentStatus>,
-    pub(super) changes: RosterChanges,
-    pub(super) customer: Option<Customer>,
-    pub(super) history: Option<(AgentId, SystemTime)>,
-    pub(super) sessions: Vec<LiveSession>,
-    customer_id: Option<ClientUserId>,
-}
-
-impl Snapshot {
-    pub(super) fn for_customer(mut self, customer: &ClientUserId) -> Self {
-        self.customer_id = Some(customer.clone());
-        self
-    }
-}
-
-impl StateView for Snapshot {
-    fn load(&self, agent: &AgentId) -> AgentLoad {
-        self.loads.get(agent).copied().unwrap_or_default()
-    }
-
-    fn status(&self, agent: &AgentId) -> Option<AgentStatus> {
-        self.statuses.get(agent).copied()
-    }
-
-    fn customer(&self, id: &ClientUserId) -> Option<&Customer> {
-        self.customer.as_ref().filter(|customer| &customer.id == id)
-    }
-
-    fn last_agent(&self, customer: &ClientUserId) -> Option<(&AgentId, SystemTime)> {
-        if self.customer_id.as_ref() != Some(customer) {
-            return None;
-        }
-        self.history.as_ref().map(|(agent, at)| (agent, *at))
-    }
-
-    fn roster_changes(&self) -> &RosterChanges {
-        &self.changes
-    }
-
-    fn sessions(&self) -> Vec<LiveSession> {
-        self.sessions.clone()
-    }
-}
+use crate::store::StoreError;
 
 pub(super) fn into_items(value: Value) -> Result<Vec<Value>, StoreError> {
     match value {

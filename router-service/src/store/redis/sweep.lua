@@ -1,7 +1,12 @@
 -- Shared by every script: helpers, then releasing what is due.
 -- KEYS: 1 sessions, 2 deadlines, 3 active, 4 last, 5 history, 6 statuses, 7 roster,
--- 8 customers, 9 confirmed (see Keys in mod.rs); 10 a report's seen-key, when it has one.
+-- 8 customers, 9 confirmed, 10 changes (see Keys in mod.rs); 11 a report's seen-key, when
+-- it has one.
 -- ARGV: 1 now_ms, 2 max_session_ms, then the script's own.
+--
+-- Every change of an agent's load, idle clock or status is appended to the changes stream
+-- (KEYS[10]), with the agent's new values, so that each router replica keeps its own view
+-- of the app fresh by reading what came since it last looked.
 local function val(x)
   if x == cjson.null then return nil end
   return x
@@ -26,6 +31,14 @@ local function holds_seat(rec)
   return state == nil or state == 'provisional' or state == 'confirmed'
 end
 
+-- Appends an agent's load and idle clock as they are now to the changes stream.
+local function announce(agent)
+  redis.call('XADD', KEYS[10], 'MAXLEN', '~', 20000, '*', 'agent', agent,
+    'active', redis.call('HGET', KEYS[3], agent) or '0',
+    'confirmed', redis.call('HGET', KEYS[9], agent) or '0',
+    'last', redis.call('HGET', KEYS[4], agent) or '')
+end
+
 local function release(agent, confirmed)
   if redis.call('HINCRBY', KEYS[3], agent, -1) <= 0 then
     redis.call('HDEL', KEYS[3], agent)
@@ -33,6 +46,7 @@ local function release(agent, confirmed)
   if confirmed and redis.call('HINCRBY', KEYS[9], agent, -1) <= 0 then
     redis.call('HDEL', KEYS[9], agent)
   end
+  announce(agent)
 end
 
 local function take(agent, confirmed)
@@ -40,6 +54,7 @@ local function take(agent, confirmed)
   if confirmed then
     redis.call('HINCRBY', KEYS[9], agent, 1)
   end
+  announce(agent)
 end
 
 -- Moves an agent's idle clock forward to at_ms, never back.
@@ -47,6 +62,7 @@ local function touch(agent, at_ms)
   local last = tonumber(redis.call('HGET', KEYS[4], agent) or '0')
   if tonumber(at_ms) > last then
     redis.call('HSET', KEYS[4], agent, at_ms)
+    announce(agent)
   end
 end
 

@@ -1,0 +1,277 @@
+//! Each replica's own view of an app's agents (loads, idle clocks, statuses, run-time roster
+//! changes, and the floor ranked over them), kept fresh from the app's changes stream: a
+//! decision reads only what changed since this replica last looked (or everything, the
+//! first time and whenever the stream no longer reaches back that far). The reserve script
+//! still re-checks capacity in Redis, so a view a moment behind costs at most a move down
+//! the ranked list, never an agent over capacity.
+
+use std::{collections::HashMap, sync::Arc, time::SystemTime};
+
+use handoff_core::{
+    config::AgentStatus,
+    id::{AgentId, ClientUserId},
+};
+use redis::Value;
+
+use super::snapshot::{pairs, text};
+use crate::{
+    engine::{Agent, AgentLoad, App, Customer, Floor, LiveSession, RosterChanges, StateView},
+    store::{
+        StoreError,
+        record::{self, StatusRecord, from_ms},
+    },
+};
+
+/// A position in the changes stream: `<milliseconds>-<sequence>`.
+type StreamId = (u64, u64);
+
+fn stream_id(text: &str) -> Option<StreamId> {
+    let (ms, seq) = text.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
+/// What the snapshot script sent to bring a view up to date.
+pub(super) enum Update {
+    /// Every change since the view's last, in order.
+    Delta {
+        last: Option<StreamId>,
+        entries: Vec<(StreamId, Vec<(String, String)>)>,
+    },
+    /// The whole app: active, last, statuses, roster and confirmed hashes.
+    Full {
+        last: Option<StreamId>,
+        hashes: [Vec<(String, String)>; 5],
+    },
+}
+
+impl Update {
+    /// Reads the script's payload: `mode`, the newest change, then the entries or hashes.
+    pub(super) fn parse(mode: &str, last: &str, payload: &[Value]) -> Result<Self, StoreError> {
+        let last = stream_id(last).filter(|id| *id != (0, 0));
+        if mode == "delta" {
+            let mut entries = Vec::new();
+            if let Some(Value::Array(items)) = payload.first() {
+                for item in items {
+                    let Value::Array(parts) = item else {
+                        continue;
+                    };
+                    let Some(id) = stream_id(&text(parts.first())?) else {
+                        continue;
+                    };
+                    entries.push((id, pairs(parts.get(1))?));
+                }
+            }
+            return Ok(Update::Delta { last, entries });
+        }
+        let hash = |n: usize| pairs(payload.get(n));
+        Ok(Update::Full {
+            last,
+            hashes: [hash(0)?, hash(1)?, hash(2)?, hash(3)?, hash(4)?],
+        })
+    }
+}
+
+/// One replica's view of one app.
+#[derive(Debug, Default)]
+pub(super) struct View {
+    seen: Option<StreamId>,
+    loads: HashMap<AgentId, AgentLoad>,
+    statuses: HashMap<AgentId, AgentStatus>,
+    /// Run-time roster changes as stored, and compiled for the app as it was last used.
+    specs: HashMap<AgentId, String>,
+    changes: RosterChanges,
+    compiled_for: u64,
+    roster_version: u64,
+    floor: Option<Floor>,
+}
+
+impl View {
+    /// Whether the view has looked at the stream yet: where to read it from.
+    pub(super) fn seen(&self) -> String {
+        self.seen
+            .map(|(ms, seq)| format!("{ms}-{seq}"))
+            .unwrap_or_default()
+    }
+
+    /// Brings the view up to date with `update`, then makes sure its roster is compiled and
+    /// its floor ranked for `app` as it is now.
+    pub(super) fn apply(
+        &mut self,
+        app: &App,
+        update: Update,
+        compile: impl Fn(&AgentId, &str) -> Option<Arc<Agent>>,
+    ) {
+        match update {
+            Update::Full { last, hashes } => {
+                // Taken whole even if a concurrent call applied something newer: the view then
+                // reads again from `last`, and what came after is applied once more.
+                let [active, assigned, statuses, roster, confirmed] = hashes;
+                self.loads.clear();
+                for (agent, count) in active {
+                    if let Ok(agent) = AgentId::parse(agent) {
+                        self.loads.entry(agent).or_default().active = count.parse().unwrap_or(0);
+                    }
+                }
+                for (agent, ms) in assigned {
+                    if let Ok(agent) = AgentId::parse(agent) {
+                        self.loads.entry(agent).or_default().last_assigned =
+                            ms.parse().ok().map(from_ms);
+                    }
+                }
+                for (agent, count) in confirmed {
+                    if let Ok(agent) = AgentId::parse(agent) {
+                        self.loads.entry(agent).or_default().confirmed = count.parse().unwrap_or(0);
+                    }
+                }
+                self.statuses.clear();
+                for (agent, status) in statuses {
+                    if let (Ok(agent), Ok(status)) = (
+                        AgentId::parse(agent),
+                        record::decode::<StatusRecord>(status.as_bytes()),
+                    ) {
+                        self.statuses.insert(agent, status.status());
+                    }
+                }
+                self.specs = roster
+                    .into_iter()
+                    .filter_map(|(agent, spec)| Some((AgentId::parse(agent).ok()?, spec)))
+                    .collect();
+                self.compiled_for = 0;
+                self.floor = None;
+                self.seen = last;
+            }
+            Update::Delta { last, entries } => {
+                for (id, fields) in entries {
+                    if self.seen.is_some_and(|seen| id <= seen) {
+                        continue;
+                    }
+                    self.take(fields, app);
+                    self.seen = Some(id);
+                }
+                if last > self.seen {
+                    self.seen = last;
+                }
+            }
+        }
+        self.prepare(app, compile);
+    }
+
+    /// One change from the stream.
+    fn take(&mut self, fields: Vec<(String, String)>, app: &App) {
+        let field = |name: &str| {
+            fields
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.as_str())
+        };
+        let Some(Ok(agent)) = field("agent").map(AgentId::parse) else {
+            return;
+        };
+        if let Some(active) = field("active") {
+            let load = AgentLoad {
+                active: active.parse().unwrap_or(0),
+                confirmed: field("confirmed").and_then(|c| c.parse().ok()).unwrap_or(0),
+                last_assigned: field("last").and_then(|l| l.parse().ok()).map(from_ms),
+            };
+            self.loads.insert(agent.clone(), load);
+        }
+        if let Some(status) = field("status") {
+            match record::decode::<StatusRecord>(status.as_bytes()) {
+                Ok(status) => self.statuses.insert(agent.clone(), status.status()),
+                Err(_) => self.statuses.remove(&agent),
+            };
+        }
+        if let Some(spec) = field("roster") {
+            self.specs.insert(agent.clone(), spec.to_owned());
+            // Recompiled and ranked again before the next decision.
+            self.compiled_for = 0;
+            return;
+        }
+        let load = self.loads.get(&agent).copied().unwrap_or_default();
+        let status = self.statuses.get(&agent).copied();
+        if let Some(floor) = self
+            .floor
+            .as_mut()
+            .filter(|floor| floor.is_for(app, self.roster_version))
+        {
+            floor.update(&agent, load, status);
+        }
+    }
+
+    /// Compiles the roster changes for `app` if the app or the changes are new to the view,
+    /// and ranks the floor again if it is stale.
+    fn prepare(&mut self, app: &App, compile: impl Fn(&AgentId, &str) -> Option<Arc<Agent>>) {
+        if self.compiled_for != app.version() {
+            self.changes = self
+                .specs
+                .iter()
+                .map(|(id, spec)| (id.clone(), compile(id, spec)))
+                .collect();
+            self.compiled_for = app.version();
+            self.roster_version += 1;
+        }
+        if !self
+            .floor
+            .as_ref()
+            .is_some_and(|floor| floor.is_for(app, self.roster_version))
+        {
+            self.floor = None;
+            let floor = Floor::build(app, self.roster_version, &Looked::bare(self));
+            self.floor = Some(floor);
+        }
+    }
+}
+
+/// A decision's look at the state: the view, and what the snapshot read for this customer.
+pub(super) struct Looked<'a> {
+    pub(super) view: &'a View,
+    pub(super) customer: Option<Customer>,
+    pub(super) history: Option<(AgentId, SystemTime)>,
+    pub(super) customer_id: Option<ClientUserId>,
+    pub(super) sessions: Vec<LiveSession>,
+}
+
+impl<'a> Looked<'a> {
+    fn bare(view: &'a View) -> Self {
+        Self {
+            view,
+            customer: None,
+            history: None,
+            customer_id: None,
+            sessions: Vec::new(),
+        }
+    }
+}
+
+impl StateView for Looked<'_> {
+    fn load(&self, agent: &AgentId) -> AgentLoad {
+        self.view.loads.get(agent).copied().unwrap_or_default()
+    }
+
+    fn status(&self, agent: &AgentId) -> Option<AgentStatus> {
+        self.view.statuses.get(agent).copied()
+    }
+
+    fn customer(&self, id: &ClientUserId) -> Option<&Customer> {
+        self.customer.as_ref().filter(|customer| &customer.id == id)
+    }
+
+    fn last_agent(&self, customer: &ClientUserId) -> Option<(&AgentId, SystemTime)> {
+        if self.customer_id.as_ref() != Some(customer) {
+            return None;
+        }
+        self.history.as_ref().map(|(agent, at)| (agent, *at))
+    }
+
+    fn roster_changes(&self) -> &RosterChanges {
+        &self.view.changes
+    }
+
+    fn sessions(&self) -> Vec<LiveSession> {
+        self.sessions.clone()
+    }
+
+    fn floor(&self) -> Option<&Floor> {
+        self.view.floor.as_ref()
+    }
+}
