@@ -17,6 +17,13 @@ if ARGV[5] ~= '' then
   end
   if ARGV[12] ~= '' then touch(ARGV[12], ARGV[13]) end
   if ARGV[14] ~= '' then remember(ARGV[14], ARGV[15], ARGV[16]) end
+  local told = {}
+  for _, agent in ipairs({ARGV[8], ARGV[10], ARGV[12]}) do
+    if agent ~= '' and not told[agent] then
+      announce(agent)
+      told[agent] = true
+    end
+  end
   redis.call('HSET', KEYS[1], ARGV[3], ARGV[5])
   redis.call('ZADD', KEYS[2], ARGV[6], ARGV[3])
   outcome = 1

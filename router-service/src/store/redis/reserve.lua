@@ -26,7 +26,10 @@ for i = 0, count - 1 do
     local asked = tonumber(ARGV[8])
     if old then
       local held, confirmed = seat_of(old)
-      if held then release(held, confirmed) end
+      if held then
+        release(held, confirmed)
+        if held ~= agent then announce(held) end
+      end
       fact = val(old.fact)
       if fact and tonumber(fact.event_ms) > asked then asked = tonumber(fact.event_ms) end
     end
@@ -37,6 +40,7 @@ for i = 0, count - 1 do
     local record = cjson.encode(rec)
     take(agent, false)
     touch(agent, now)
+    announce(agent)
     remember(ARGV[4], agent, asked)
     redis.call('HSET', KEYS[1], ARGV[3], record)
     redis.call('ZADD', KEYS[2], ARGV[5], ARGV[3])

@@ -22,11 +22,15 @@ local newest = redis.call('XREVRANGE', KEYS[10], '+', '-', 'COUNT', 1)
 local last = '0-0'
 if #newest > 0 then last = newest[1][1] end
 if ARGV[6] ~= '' then
-  local oldest = redis.call('XRANGE', KEYS[10], '-', '+', 'COUNT', 1)
-  -- Incremental only while the stream still holds what came right after ARGV[6].
-  if #oldest > 0 and redis.call('XRANGE', KEYS[10], '-', ARGV[6], 'COUNT', 1)[1] then
-    return {0, 'delta', last, history, customer, sessions,
-            redis.call('XRANGE', KEYS[10], '(' .. ARGV[6], '+')}
+  -- Incremental only while the stream still holds what came right after ARGV[6], and
+  -- while what came is less than reading the app whole would be.
+  if redis.call('XRANGE', KEYS[10], '-', ARGV[6], 'COUNT', 1)[1] then
+    local limit = redis.call('HLEN', KEYS[3]) + redis.call('HLEN', KEYS[4])
+      + redis.call('HLEN', KEYS[6]) + redis.call('HLEN', KEYS[7]) + 16
+    local changes = redis.call('XRANGE', KEYS[10], '(' .. ARGV[6], '+', 'COUNT', limit)
+    if #changes < limit then
+      return {0, 'delta', last, history, customer, sessions, changes}
+    end
   end
 end
 return {0, 'full', last, history, customer, sessions,

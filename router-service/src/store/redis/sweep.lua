@@ -31,7 +31,8 @@ local function holds_seat(rec)
   return state == nil or state == 'provisional' or state == 'confirmed'
 end
 
--- Appends an agent's load and idle clock as they are now to the changes stream.
+-- Appends an agent's load and idle clock as they are now to the changes stream; each
+-- script calls it once per agent it changed, after changing it.
 local function announce(agent)
   redis.call('XADD', KEYS[10], 'MAXLEN', '~', 20000, '*', 'agent', agent,
     'active', redis.call('HGET', KEYS[3], agent) or '0',
@@ -46,7 +47,6 @@ local function release(agent, confirmed)
   if confirmed and redis.call('HINCRBY', KEYS[9], agent, -1) <= 0 then
     redis.call('HDEL', KEYS[9], agent)
   end
-  announce(agent)
 end
 
 local function take(agent, confirmed)
@@ -54,7 +54,6 @@ local function take(agent, confirmed)
   if confirmed then
     redis.call('HINCRBY', KEYS[9], agent, 1)
   end
-  announce(agent)
 end
 
 -- Moves an agent's idle clock forward to at_ms, never back.
@@ -62,7 +61,6 @@ local function touch(agent, at_ms)
   local last = tonumber(redis.call('HGET', KEYS[4], agent) or '0')
   if tonumber(at_ms) > last then
     redis.call('HSET', KEYS[4], agent, at_ms)
-    announce(agent)
   end
 end
 
@@ -94,7 +92,10 @@ local function sweep(now, keep)
       local rec = cjson.decode(raw)
       if holds_seat(rec) then
         local agent, confirmed = seat_of(rec)
-        if agent then release(agent, confirmed) end
+        if agent then
+          release(agent, confirmed)
+          announce(agent)
+        end
         rec.state = 'expired'
         rec.seat = nil
         rec.since_ms = now

@@ -106,38 +106,60 @@ impl View {
                 // Taken whole even if a concurrent call applied something newer: the view then
                 // reads again from `last`, and what came after is applied once more.
                 let [active, assigned, statuses, roster, confirmed] = hashes;
-                self.loads.clear();
+                let mut loads: HashMap<AgentId, AgentLoad> = HashMap::new();
                 for (agent, count) in active {
                     if let Ok(agent) = AgentId::parse(agent) {
-                        self.loads.entry(agent).or_default().active = count.parse().unwrap_or(0);
+                        loads.entry(agent).or_default().active = count.parse().unwrap_or(0);
                     }
                 }
                 for (agent, ms) in assigned {
                     if let Ok(agent) = AgentId::parse(agent) {
-                        self.loads.entry(agent).or_default().last_assigned =
+                        loads.entry(agent).or_default().last_assigned =
                             ms.parse().ok().map(from_ms);
                     }
                 }
                 for (agent, count) in confirmed {
                     if let Ok(agent) = AgentId::parse(agent) {
-                        self.loads.entry(agent).or_default().confirmed = count.parse().unwrap_or(0);
+                        loads.entry(agent).or_default().confirmed = count.parse().unwrap_or(0);
                     }
                 }
-                self.statuses.clear();
-                for (agent, status) in statuses {
-                    if let (Ok(agent), Ok(status)) = (
-                        AgentId::parse(agent),
-                        record::decode::<StatusRecord>(status.as_bytes()),
-                    ) {
-                        self.statuses.insert(agent, status.status());
-                    }
-                }
-                self.specs = roster
+                let statuses: HashMap<AgentId, AgentStatus> = statuses
+                    .into_iter()
+                    .filter_map(|(agent, status)| {
+                        let status = record::decode::<StatusRecord>(status.as_bytes()).ok()?;
+                        Some((AgentId::parse(agent).ok()?, status.status()))
+                    })
+                    .collect();
+                let specs: HashMap<AgentId, String> = roster
                     .into_iter()
                     .filter_map(|(agent, spec)| Some((AgentId::parse(agent).ok()?, spec)))
                     .collect();
-                self.compiled_for = 0;
-                self.floor = None;
+                if specs != self.specs {
+                    // A new roster: compiled and ranked again below.
+                    self.specs = specs;
+                    self.compiled_for = 0;
+                }
+                // Only the agents whose load or status may differ are told to the floor.
+                let touched: Vec<AgentId> = self
+                    .loads
+                    .keys()
+                    .chain(loads.keys())
+                    .chain(self.statuses.keys())
+                    .chain(statuses.keys())
+                    .cloned()
+                    .collect();
+                self.loads = loads;
+                self.statuses = statuses;
+                if let Some(floor) = self
+                    .floor
+                    .as_mut()
+                    .filter(|floor| floor.is_for(app, self.roster_version))
+                {
+                    for agent in touched {
+                        let load = self.loads.get(&agent).copied().unwrap_or_default();
+                        floor.update(&agent, load, self.statuses.get(&agent).copied());
+                    }
+                }
                 self.seen = last;
             }
             Update::Delta { last, entries } => {
