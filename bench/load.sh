@@ -4,9 +4,12 @@
 # as a ratio to a ceiling measured in the same run: a bare axum server that parses the same
 # callback and answers a constant JSON (gateway/examples/ceiling.rs).
 #
+# Each floor and store is measured twice: paced at PACE callbacks/s for PACE_SECONDS
+# (examples/pace.rs: latency from when each request was due), then as fast as wrk goes.
+#
 # Needs wrk (apt-get install wrk) and, for STORES with redis, redis-server on PATH.
 # Tunables: FLOORS (24, 24+10000, 1000, 10000, 10000f: a CEL agent filter), STORES (memory,
-# embedded, redis), DURATION (8s), CONNECTIONS (32), THREADS (2).
+# embedded, redis), DURATION (8s), CONNECTIONS (32), THREADS (2), PACE (1000), PACE_SECONDS (5).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${DURATION:-8s}
@@ -14,12 +17,15 @@ connections=${CONNECTIONS:-32}
 threads=${THREADS:-2}
 floors=${FLOORS:-"24 24+10000 1000 10000 10000f"}
 stores=${STORES:-"memory embedded redis"}
+pace=${PACE:-1000}
+pace_seconds=${PACE_SECONDS:-5}
 base=http://127.0.0.1:18080
 ceiling_addr=127.0.0.1:18090
 
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
 cargo build --release --quiet --bin handoff
 cargo build --release --quiet -p handoff-gateway --example ceiling
+cargo build --release --quiet --example pace
 target=$(cargo metadata --no-deps --format-version 1 |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 work=$(mktemp -d)
@@ -105,7 +111,7 @@ if [[ " $stores " == *" redis "* ]]; then
   redis_url="redis://127.0.0.1:$port"
 fi
 
-printf '\n| floor | store | callbacks/s | p50 ms | p99 ms | p99.9 ms | errors | of the ceiling |\n|---|---|---|---|---|---|---|---|\n'
+printf '\n| floor | store | paced: /s | p50 ms | p99 ms | p99.9 ms | errors | flat out: callbacks/s | p50 ms | p99 ms | p99.9 ms | errors | of the ceiling |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n'
 for floor in $floors; do
   floor_config "$floor" >"$work/handoff.toml"
   for store in $stores; do
@@ -116,9 +122,12 @@ for floor in $floors; do
     server=$!
     pids+=("$server")
     wait_for "$base/readyz" handoff "$server"
+    read -r paced q50 q99 q999 qerr < <("$target/release/examples/pace" "$base" "$pace" "$pace_seconds" bench-token |
+      awk '/^PACED/ { print $2, $3, $4, $5, $6 }')
     read -r rps p50 p99 p999 errors < <(measure "$(signed_url "$base")")
     kill "$server"; wait "$server" 2>/dev/null || true
-    awk -v f="$floor" -v s="$store" -v r="$rps" -v a="$p50" -v b="$p99" -v c="$p999" -v e="$errors" -v base="$ceiling" \
-      'BEGIN { printf "| %s | %s | %.0f | %s | %s | %s | %s | %.2f |\n", f, s, r, a, b, c, e, r / base }'
+    printf '| %s | %s | %s | %s | %s | %s | %s | ' "$floor" "$store" "$paced" "$q50" "$q99" "$q999" "$qerr"
+    awk -v r="$rps" -v a="$p50" -v b="$p99" -v c="$p999" -v e="$errors" -v base="$ceiling" \
+      'BEGIN { printf "%.0f | %s | %s | %s | %s | %.2f |\n", r, a, b, c, e, r / base }'
   done
 done
