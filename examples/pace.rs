@@ -36,7 +36,10 @@ async fn main() -> Result<(), Error> {
     for n in 0..total {
         let due = start + Duration::from_micros(n * 1_000_000 / rate);
         tokio::time::sleep_until(due.into()).await;
-        let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs().to_string();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)?
+            .as_secs()
+            .to_string();
         let sign = hex::encode(Sha256::digest(format!("{token}{now}")));
         let url = format!(
             "{base}/?SdkAppid=1400000001&CallbackCommand=ChatBot.OnAssignHuman&contenttype=json&Sign={sign}&RequestTime={now}"
