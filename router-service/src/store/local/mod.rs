@@ -5,29 +5,25 @@
 //! is released before each look or change.
 
 use std::{
-    cmp::Reverse,
-    collections::{BinaryHeap, HashMap, VecDeque},
+    collections::HashMap,
     path::Path,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{Mutex, PoisonError},
     time::SystemTime,
 };
 
-use chrono_tz::Tz;
-use handoff_core::{
-    config::AgentStatus,
-    id::{AgentId, ClientUserId, SdkAppId, SessionId},
-};
+use handoff_core::id::SdkAppId;
+
+mod state;
+
+use state::AppState;
 
 use super::{
     Applied, Assignment, Change, DEDUP_WINDOW, Lifetimes, Look, Store, StoreError,
-    embedded::{self, Journal, LoadedApp, Op},
-    record::{HistoryRecord, StatusRecord, from_ms, to_ms},
-    session::{self, Effects, SessionRecord},
+    embedded::{self, Journal, Op},
+    record::{StatusRecord, to_ms},
+    session::{self, SessionRecord},
 };
-use crate::engine::{
-    Agent, AgentLoad, App, Catalog, Customer, Decision, Floor, Handoff, LiveSession, RosterChanges,
-    StateView,
-};
+use crate::engine::{App, Catalog, Decision, Handoff, StateView};
 
 /// Router state held in this process, optionally journaled to disk.
 #[derive(Debug)]
@@ -299,315 +295,11 @@ impl Store for LocalStore {
     }
 }
 
-/// One app's live state.
-#[derive(Debug)]
-struct AppState {
-    loads: HashMap<AgentId, AgentLoad>,
-    statuses: HashMap<AgentId, StatusRecord>,
-    customers: HashMap<ClientUserId, Customer>,
-    history: HashMap<ClientUserId, HistoryRecord>,
-    changes: RosterChanges,
-    /// The zone `changes` were compiled in: the app's when they were last used.
-    zone: Tz,
-    sessions: HashMap<SessionId, SessionRecord>,
-    /// Each session's deadline; an entry whose time no longer matches its record is stale.
-    deadlines: BinaryHeap<Reverse<(u64, SessionId)>>,
-    /// Report identities recorded, and until when they are remembered, oldest first.
-    seen: HashMap<String, SystemTime>,
-    seen_order: VecDeque<(SystemTime, String)>,
-    /// Whether the current look asked for sessions.
-    list_sessions: bool,
-    /// The agents ranked for the app's targets, kept in step with every change of load,
-    /// status or roster; rebuilt after a roster change or a reload.
-    floor: Option<Floor>,
-    /// How many times the roster changed (agents put or removed, recompiled in a new zone).
-    roster_version: u64,
-    /// Journal writes of what time released during looks, for the next write.
-    pending: Vec<Op>,
-}
-
-impl AppState {
-    fn new(zone: Tz) -> Self {
-        Self {
-            loads: HashMap::new(),
-            statuses: HashMap::new(),
-            customers: HashMap::new(),
-            history: HashMap::new(),
-            changes: RosterChanges::new(),
-            zone,
-            sessions: HashMap::new(),
-            deadlines: BinaryHeap::new(),
-            seen: HashMap::new(),
-            seen_order: VecDeque::new(),
-            list_sessions: false,
-            floor: None,
-            roster_version: 0,
-            pending: Vec::new(),
-        }
-    }
-
-    /// Builds the floor again if the app was recompiled or the roster changed since.
-    fn rank(&mut self, app: &App) {
-        if self
-            .floor
-            .as_ref()
-            .is_some_and(|floor| floor.is_for(app, self.roster_version))
-        {
-            return;
-        }
-        self.floor = None;
-        let floor = Floor::build(app, self.roster_version, self);
-        self.floor = Some(floor);
-    }
-
-    /// Tells the floor `agent`'s load and status as they are now.
-    fn rerank(&mut self, agent: &AgentId) {
-        let load = self.loads.get(agent).copied().unwrap_or_default();
-        let status = self.statuses.get(agent).map(|record| record.status());
-        if let Some(floor) = &mut self.floor {
-            floor.update(agent, load, status);
-        }
-    }
-
-    /// Rebuilds an app's state from the journal, with roster changes compiled in `zone`;
-    /// agents' loads are counted again from the sessions' seats.
-    fn restore(app: SdkAppId, loaded: LoadedApp, zone: Tz) -> Self {
-        let mut state = AppState::new(zone);
-        for (agent, at_ms) in loaded.last_assigned {
-            state.loads.entry(agent).or_default().last_assigned = Some(from_ms(at_ms));
-        }
-        for (session, record) in loaded.sessions {
-            if let Some((agent, confirmed)) = record.held() {
-                let load = state.loads.entry(agent).or_default();
-                load.active += 1;
-                load.confirmed += u32::from(confirmed);
-            }
-            state
-                .deadlines
-                .push(Reverse((record.expires_at_ms, session.clone())));
-            state.sessions.insert(session, record);
-        }
-        state.history.extend(loaded.history);
-        state.statuses.extend(loaded.statuses);
-        for customer in loaded.customers {
-            let customer = Customer::from(customer);
-            state.customers.insert(customer.id.clone(), customer);
-        }
-        let mut seen: Vec<(SystemTime, String)> = loaded
-            .seen
-            .into_iter()
-            .map(|(id, until)| (from_ms(until), id))
-            .collect();
-        seen.sort();
-        for (until, id) in seen {
-            state.remember(id, until);
-        }
-        for (id, spec) in loaded.roster {
-            let change = match spec {
-                None => None,
-                Some(spec) => match Agent::compile(&spec, zone) {
-                    Ok(agent) => Some(Arc::new(agent)),
-                    Err(fault) => {
-                        tracing::warn!(%app, agent = %id, field = fault.field.config_key(), message = fault.message, "dropping a stored agent that no longer compiles");
-                        continue;
-                    }
-                },
-            };
-            state.changes.insert(id, change);
-        }
-        state
-    }
-
-    /// Keeps the agents defined at run time compiled in `app`'s zone, which a reload may
-    /// have changed since they were compiled (their shifts are read in it).
-    fn follow(&mut self, app: &App) {
-        if self.zone == app.zone {
-            return;
-        }
-        for agent in self.changes.values_mut().flatten() {
-            match Agent::compile(&agent.spec, app.zone) {
-                Ok(compiled) => *agent = Arc::new(compiled),
-                // The definition compiled before and zones always parse: keep the old one.
-                Err(fault) => {
-                    tracing::warn!(app = %app.id, agent = %agent.id, message = fault.message, "cannot compile an agent in the app's new zone");
-                }
-            }
-        }
-        self.zone = app.zone;
-        self.roster_version += 1;
-    }
-
-    /// Stores `session`'s new `record` and what it does to loads, idle clocks and the
-    /// customer's previous agent, recording all of it in `writes`.
-    fn put_session(
-        &mut self,
-        app: SdkAppId,
-        session: &SessionId,
-        record: SessionRecord,
-        effects: &Effects,
-        now: SystemTime,
-        writes: &mut Writes,
-    ) {
-        if effects.moves_seat() {
-            if let Some((agent, confirmed)) = &effects.released
-                && let Some(load) = self.loads.get_mut(agent)
-            {
-                load.active = load.active.saturating_sub(1);
-                load.confirmed = load.confirmed.saturating_sub(u32::from(*confirmed));
-            }
-            if let Some((agent, confirmed)) = &effects.taken {
-                let load = self.loads.entry(agent.clone()).or_default();
-                load.active += 1;
-                load.confirmed += u32::from(*confirmed);
-            }
-        }
-        if let Some((agent, at_ms)) = &effects.last_assigned {
-            let at = from_ms(*at_ms);
-            let load = self.loads.entry(agent.clone()).or_default();
-            if load.last_assigned.is_none_or(|known| known < at) {
-                load.last_assigned = Some(at);
-                writes.record(|| [embedded::last_assigned(app, agent, at)]);
-            }
-        }
-        if let Some((customer, agent, event_ms)) = &effects.history
-            && self
-                .history
-                .get(customer)
-                .is_none_or(|known| known.superseded_by(*event_ms))
-        {
-            let record = HistoryRecord {
-                agent: agent.clone(),
-                at_ms: to_ms(now),
-                event_ms: Some(*event_ms),
-            };
-            writes.record(|| [embedded::history(app, customer, &record)]);
-            self.history.insert(customer.clone(), record);
-        }
-        for agent in [&effects.released, &effects.taken]
-            .into_iter()
-            .flatten()
-            .map(|(agent, _)| agent)
-            .chain(effects.last_assigned.as_ref().map(|(agent, _)| agent))
-        {
-            self.rerank(agent);
-        }
-        writes.record(|| [embedded::session(app, session, Some(&record))]);
-        self.deadlines
-            .push(Reverse((record.expires_at_ms, session.clone())));
-        self.sessions.insert(session.clone(), record);
-    }
-
-    /// Releases every seat whose deadline has passed by `now`, and forgets sessions and
-    /// report identities remembered long enough.
-    fn expire(
-        &mut self,
-        app: SdkAppId,
-        now: SystemTime,
-        lifetimes: Lifetimes,
-        writes: &mut Writes,
-    ) {
-        let now_ms = to_ms(now);
-        while let Some(Reverse((due, _))) = self.deadlines.peek() {
-            if *due > now_ms {
-                break;
-            }
-            let Some(Reverse((due, session))) = self.deadlines.pop() else {
-                break;
-            };
-            // Only the deadline the record still has: a later change pushed its own.
-            let Some(record) = self
-                .sessions
-                .get(&session)
-                .filter(|record| record.expires_at_ms == due)
-                .cloned()
-            else {
-                continue;
-            };
-            let released = record.held();
-            match session::expire(record, now, lifetimes.max_session) {
-                Some(record) => {
-                    let effects = Effects {
-                        released,
-                        ..Effects::default()
-                    };
-                    self.put_session(app, &session, record, &effects, now, writes);
-                }
-                None => {
-                    self.sessions.remove(&session);
-                    writes.record(|| [embedded::session(app, &session, None)]);
-                }
-            }
-        }
-        while let Some((until, _)) = self.seen_order.front() {
-            if *until > now {
-                break;
-            }
-            let Some((until, id)) = self.seen_order.pop_front() else {
-                break;
-            };
-            if self.seen.get(&id) == Some(&until) {
-                self.seen.remove(&id);
-                writes.record(|| [embedded::seen(app, &id, None)]);
-            }
-        }
-    }
-
-    /// Whether a report with this identity was recorded within the window.
-    fn seen(&self, id: &str, now: SystemTime) -> bool {
-        self.seen.get(id).is_some_and(|until| *until > now)
-    }
-
-    fn remember(&mut self, id: String, until: SystemTime) {
-        self.seen.insert(id.clone(), until);
-        self.seen_order.push_back((until, id));
-    }
-}
-
-impl StateView for AppState {
-    fn load(&self, agent: &AgentId) -> AgentLoad {
-        self.loads.get(agent).copied().unwrap_or_default()
-    }
-
-    fn status(&self, agent: &AgentId) -> Option<AgentStatus> {
-        self.statuses.get(agent).map(|record| record.status())
-    }
-
-    fn customer(&self, id: &ClientUserId) -> Option<&Customer> {
-        self.customers.get(id)
-    }
-
-    fn last_agent(&self, customer: &ClientUserId) -> Option<(&AgentId, SystemTime)> {
-        self.history
-            .get(customer)
-            .map(|record| (&record.agent, from_ms(record.at_ms)))
-    }
-
-    fn roster_changes(&self) -> &RosterChanges {
-        &self.changes
-    }
-
-    fn floor(&self) -> Option<&Floor> {
-        self.floor.as_ref()
-    }
-
-    fn sessions(&self) -> Vec<LiveSession> {
-        if !self.list_sessions {
-            return Vec::new();
-        }
-        let mut live: Vec<LiveSession> = self
-            .sessions
-            .iter()
-            .filter(|(_, record)| record.state().holds_seat())
-            .map(|(session, record)| record.live(session))
-            .collect();
-        live.sort_by(|a, b| a.session.cmp(&b.session));
-        live
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+    use handoff_core::id::AgentId;
 
     use super::*;
     use crate::{
