@@ -119,6 +119,7 @@ fn config(agents: &[Spec], strategy: &str, group: u64, filter: u8, candidates: u
 }
 
 /// The live state as a test sets it, with the floor a store would keep.
+#[derive(Default)]
 struct Floorful {
     loads: HashMap<AgentId, AgentLoad>,
     statuses: HashMap<AgentId, AgentStatus>,
@@ -232,14 +233,7 @@ proptest! {
         let catalog = Catalog::from_config(&parsed, Path::new("f.toml"))
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         let app: Arc<App> = catalog.app(SdkAppId::new(1_400_000_001).unwrap()).unwrap().clone();
-        let mut state = Floorful {
-            loads: HashMap::new(),
-            statuses: HashMap::new(),
-            history: HashMap::new(),
-            customers: HashMap::new(),
-            changes: RosterChanges::new(),
-            floor: None,
-        };
+        let mut state = Floorful::default();
         for (n, live) in lives.iter().take(agents.len()).enumerate() {
             set(&mut state, n, *live);
         }
@@ -286,14 +280,7 @@ fn the_floor_is_what_the_decision_walks() {
         .app(SdkAppId::new(1_400_000_001).unwrap())
         .unwrap()
         .clone();
-    let mut state = Floorful {
-        loads: HashMap::new(),
-        statuses: HashMap::new(),
-        history: HashMap::new(),
-        customers: HashMap::new(),
-        changes: RosterChanges::new(),
-        floor: None,
-    };
+    let mut state = Floorful::default();
     state.floor = Some(Floor::build(&app, 0, &state));
     // Everyone but a39 gets one session, told only to the floor-keeping path: the decision
     // must follow the floor's order, and looks at no more agents than it needs.

@@ -298,16 +298,15 @@ impl Search<'_> {
                 }
             }
         }
-        let trace = TargetTrace {
+        let trace = trace(
+            target,
             label,
-            group: target.group,
-            strategy: target.strategy,
-            outcome: outcome(closed, &ranked),
+            closed,
+            &ranked,
             members,
-            eligible: ranked.len(),
             left_out,
-            excluded: Vec::new(),
-        };
+            Vec::new(),
+        );
         (trace, ranked)
     }
 
@@ -397,16 +396,7 @@ impl Search<'_> {
             pivot.map(|(_, p)| p),
             self.now,
         );
-        let trace = TargetTrace {
-            label,
-            group: target.group,
-            strategy: target.strategy,
-            outcome: outcome(closed, &ranked),
-            members,
-            eligible: ranked.len(),
-            left_out,
-            excluded,
-        };
+        let trace = trace(target, label, closed, &ranked, members, left_out, excluded);
         (trace, ranked)
     }
 
@@ -481,6 +471,28 @@ fn put_sticky_first(ranked: &mut Vec<Candidate>, sticky: &[(AgentId, Sticky)]) {
             candidate.sticky.get_or_insert(*why);
             ranked.insert(0, candidate);
         }
+    }
+}
+
+/// What a search of `target` found, for the decision's explanation.
+fn trace(
+    target: &Target,
+    label: String,
+    closed: bool,
+    ranked: &[Candidate],
+    members: usize,
+    left_out: Tally,
+    excluded: Vec<Excluded>,
+) -> TargetTrace {
+    TargetTrace {
+        label,
+        group: target.group,
+        strategy: target.strategy,
+        outcome: outcome(closed, ranked),
+        members,
+        eligible: ranked.len(),
+        left_out,
+        excluded,
     }
 }
 
