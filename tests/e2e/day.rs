@@ -67,6 +67,10 @@ fn uri(command: &str, request_id: Option<&str>) -> String {
     )
 }
 
+/// A session event as Tencent reports it: RequestID, session, event name, agent, the agent
+/// it came from, and when (ms).
+type Event<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str, u64);
+
 /// The system under test: the gateway and router of one process, restartable on the same
 /// state.
 struct Day {
@@ -118,15 +122,8 @@ impl Day {
     }
 
     /// Tencent reports a session event; it must be acknowledged.
-    async fn session_event(
-        &self,
-        request_id: &str,
-        session: &str,
-        event: &str,
-        agent: &str,
-        from: &str,
-        at_ms: u64,
-    ) -> Result<(), Error> {
+    async fn session_event(&self, event: Event<'_>) -> Result<(), Error> {
+        let (request_id, session, event, agent, from, at_ms) = event;
         let body = format!(
             r#"{{"CallbackCommand":"Desk.SessionEventNotify","SessionId":"{session}","Event":"{event}","EventTime":{at_ms},"ChannelType":"SDK","ClientUserId":"u-{session}","AgentId":"{agent}","ForwardFromAgentId":"{from}"}}"#
         );
@@ -255,15 +252,15 @@ async fn play(env: Vec<(&'static str, String)>) -> TestResult {
     );
 
     // 2. Tencent gives it to bob, the second of the list: the seat moves to bob, confirmed.
-    day.session_event(
+    let bob_took_s1 = (
         "r-2",
         "s1",
         "TransferToHumanSuccess",
         "bob@example.com",
         "",
         t0 + 10,
-    )
-    .await?;
+    );
+    day.session_event(bob_took_s1).await?;
     let after_bob = expect(
         [("ann", 0, 0, ON), ("bob", 1, 1, ON), ("cy", 0, 0, ON)],
         &[("s1", Confirmed, "bob")],
@@ -271,15 +268,7 @@ async fn play(env: Vec<(&'static str, String)>) -> TestResult {
     assert_eq!(day.picture().await?, after_bob);
 
     // 3. Tencent retries the same callback: nothing changes.
-    day.session_event(
-        "r-2",
-        "s1",
-        "TransferToHumanSuccess",
-        "bob@example.com",
-        "",
-        t0 + 10,
-    )
-    .await?;
+    day.session_event(bob_took_s1).await?;
     assert_eq!(day.picture().await?, after_bob);
 
     // 4. The next handoff follows the loads: cy (never assigned) and ann are free, bob is not.
@@ -289,25 +278,25 @@ async fn play(env: Vec<(&'static str, String)>) -> TestResult {
     );
 
     // 5. cy's first message (an event name handoff does not know) confirms it.
-    day.session_event(
+    day.session_event((
         "r-5",
         "s2",
         "ChatBot.AgentSendMsg",
         "cy@example.com",
         "",
         t0 + 20,
-    )
+    ))
     .await?;
     // 6. s1 moves from bob to ann.
-    day.session_event(
+    let s1_to_ann = (
         "r-6",
         "s1",
         "AgentTransfer",
         "ann@example.com",
         "bob@example.com",
         t0 + 30,
-    )
-    .await?;
+    );
+    day.session_event(s1_to_ann).await?;
     assert_eq!(
         day.picture().await?,
         expect(
@@ -317,21 +306,21 @@ async fn play(env: Vec<(&'static str, String)>) -> TestResult {
     );
 
     // 7. s1 ends; an older message from ann arrives after the end: no phantom load.
-    day.session_event("r-7", "s1", "SessionEnd", "", "", t0 + 50)
+    day.session_event(("r-7", "s1", "SessionEnd", "", "", t0 + 50))
         .await?;
-    day.session_event(
+    day.session_event((
         "r-7b",
         "s1",
         "ChatBot.UserSendMsg",
         "ann@example.com",
         "",
         t0 + 40,
-    )
+    ))
     .await?;
     // 8. Events without routing meaning are acknowledged and change nothing.
-    day.session_event("r-8", "s3", "SessionBegin", "", "", t0 + 55)
+    day.session_event(("r-8", "s3", "SessionBegin", "", "", t0 + 55))
         .await?;
-    day.session_event("r-8b", "s3", "ChatBot.RobotSendMsg", "", "", t0 + 56)
+    day.session_event(("r-8b", "s3", "ChatBot.RobotSendMsg", "", "", t0 + 56))
         .await?;
     assert_eq!(
         day.picture().await?,
@@ -370,20 +359,12 @@ async fn play(env: Vec<(&'static str, String)>) -> TestResult {
         &[("s2", Confirmed, "cy")],
     );
     assert_eq!(day.picture().await?, before_restart);
-    day.session_event(
-        "r-6",
-        "s1",
-        "AgentTransfer",
-        "ann@example.com",
-        "bob@example.com",
-        t0 + 30,
-    )
-    .await?;
+    day.session_event(s1_to_ann).await?;
     assert_eq!(day.picture().await?, before_restart);
 
     // 12. bob is back; the user of s2 stops replying (a user timeout ends it).
     day.status("m-12", "bob@example.com", "STATUS_FREE").await?;
-    day.session_event("r-12", "s2", "UserTimeout", "cy@example.com", "", t0 + 70)
+    day.session_event(("r-12", "s2", "UserTimeout", "cy@example.com", "", t0 + 70))
         .await?;
     assert_eq!(
         day.picture().await?,
@@ -396,7 +377,7 @@ async fn play(env: Vec<(&'static str, String)>) -> TestResult {
     // 13. A transfer that fails (nobody online) releases the new reservation at once.
     let offered_now = day.handoff("s4", "c4").await?;
     assert_eq!(offered_now.len(), 3, "{offered_now:?}");
-    day.session_event("r-13", "s4", "TransferToHumanFail", "", "", now_ms() + 5)
+    day.session_event(("r-13", "s4", "TransferToHumanFail", "", "", now_ms() + 5))
         .await?;
     assert_eq!(
         day.picture().await?,

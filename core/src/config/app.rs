@@ -306,11 +306,6 @@ impl Strategy {
             Strategy::Random => "random",
         }
     }
-
-    /// The strategy named `name` (as [`Strategy::as_str`] spells it).
-    pub fn from_name(name: &str) -> Option<Strategy> {
-        Strategy::ALL.into_iter().find(|s| s.as_str() == name)
-    }
 }
 
 impl std::fmt::Display for Strategy {
@@ -333,9 +328,7 @@ mod tests {
             let name = strategy.as_str();
             let parsed: Wrapper = toml::from_str(&format!("strategy = \"{name}\""))?;
             assert_eq!(parsed.strategy, strategy);
-            assert_eq!(Strategy::from_name(name), Some(strategy));
         }
-        assert_eq!(Strategy::from_name("fastest"), None);
         Ok(())
     }
 }

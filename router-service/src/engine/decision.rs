@@ -87,11 +87,6 @@ impl Tally {
             .filter(|(_, count)| *count > 0)
             .map(|(label, count)| (*label, count))
     }
-
-    /// How many were left out in all.
-    pub fn total(&self) -> usize {
-        self.0.iter().sum()
-    }
 }
 
 /// Why an agent of a target was not offered, in the order eligibility is checked: the

@@ -322,16 +322,6 @@ impl Floor {
     pub(super) fn position(&self, agent: &AgentId) -> Option<Position> {
         self.positions.get(agent).copied()
     }
-
-    /// How many agents the floor holds.
-    pub fn len(&self) -> usize {
-        self.agents.len()
-    }
-
-    /// Whether the floor holds no agent.
-    pub fn is_empty(&self) -> bool {
-        self.agents.is_empty()
-    }
 }
 
 fn standing(agent: &Agent, load: AgentLoad, status: Option<AgentStatus>) -> Standing {

@@ -91,7 +91,8 @@ pub trait StateView {
     fn last_agent(&self, customer: &ClientUserId) -> Option<(&AgentId, SystemTime)>;
     /// Agents added, changed or removed at run time.
     fn roster_changes(&self) -> &RosterChanges;
-    /// The sessions that hold a seat, when the look asked for them (empty otherwise).
+    /// The sessions that hold a seat; a store that must fetch them (Redis) returns them only
+    /// when the look asked for them.
     fn sessions(&self) -> Vec<LiveSession> {
         Vec::new()
     }

@@ -199,11 +199,6 @@ impl SessionRecord {
         }
     }
 
-    /// When the seat runs out or the record is forgotten.
-    pub fn expires_at(&self) -> SystemTime {
-        from_ms(self.expires_at_ms)
-    }
-
     /// The session as the API shows it.
     pub fn live(&self, session: &SessionId) -> LiveSession {
         LiveSession {

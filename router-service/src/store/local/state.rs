@@ -43,8 +43,6 @@ pub(super) struct AppState {
     /// Report identities recorded, and until when they are remembered, oldest first.
     pub(super) seen: HashMap<String, SystemTime>,
     pub(super) seen_order: VecDeque<(SystemTime, String)>,
-    /// Whether the current look asked for sessions.
-    pub(super) list_sessions: bool,
     /// The agents ranked for the app's targets, kept in step with every change of load,
     /// status or roster; rebuilt after a roster change or a reload.
     pub(super) floor: Option<Floor>,
@@ -67,7 +65,6 @@ impl AppState {
             deadlines: BinaryHeap::new(),
             seen: HashMap::new(),
             seen_order: VecDeque::new(),
-            list_sessions: false,
             floor: None,
             roster_version: 0,
             pending: Vec::new(),
@@ -319,9 +316,6 @@ impl StateView for AppState {
     }
 
     fn sessions(&self) -> Vec<LiveSession> {
-        if !self.list_sessions {
-            return Vec::new();
-        }
         let mut live: Vec<LiveSession> = self
             .sessions
             .iter()
