@@ -12,8 +12,8 @@ use std::{
 };
 
 use handoff_core::{Config, config::ConfigError, reload, shutdown::Stop};
-use handoff_gateway::{Gateway, GatewayError};
-use handoff_router::{Router, RouterError, ServeError, engine::Catalog, store::AnyStore};
+use handoff_gateway::{Gateway, GatewayError, router_client::RouterClient};
+use handoff_router::{Router, RouterError, ServeError, Services, engine::Catalog, store::AnyStore};
 use tokio::{net::TcpListener, task::JoinHandle};
 
 /// The listeners the caller has bound, one per part to run; a part without one is not run.
@@ -94,6 +94,7 @@ struct Part<T> {
 /// The router and/or the gateway, built and bound, ready to run.
 pub struct Application {
     router: Option<Part<Router<AnyStore>>>,
+    services: Option<Services<AnyStore>>,
     gateway: Option<Part<Gateway>>,
     router_addr: Option<SocketAddr>,
     gateway_addr: Option<SocketAddr>,
@@ -102,39 +103,52 @@ pub struct Application {
 
 impl Application {
     /// Builds the parts `listeners` has listeners for from `config` (read from `origin`).
-    /// With both, the gateway asks this router over loopback, whatever `[gateway]
-    /// router_url` says.
+    /// With both, the gateway calls this router's gRPC services in process (the same
+    /// generated client and server, without a socket), whatever `[gateway] router_url` says.
     pub async fn build(
-        mut config: Config,
+        config: Config,
         origin: &Path,
         listeners: Listeners,
     ) -> Result<Self, AppError> {
         let router_addr = listeners.router.as_ref().map(local_addr).transpose()?;
         let gateway_addr = listeners.gateway.as_ref().map(local_addr).transpose()?;
-        let router = match listeners.router {
-            Some(listener) => Some(Part {
-                listener,
-                service: Arc::new(Router::open(&config, origin).await?),
-                grace: config.router.shutdown_grace.get(),
-            }),
+        let (router, services) = match listeners.router {
+            Some(listener) => {
+                let router = Arc::new(Router::open(&config, origin).await?);
+                let services = Services::new(router.clone()).await?;
+                let part = Part {
+                    listener,
+                    service: router,
+                    grace: config.router.shutdown_grace.get(),
+                };
+                (Some(part), Some(services))
+            }
             None => {
                 check(&config, origin)?;
-                None
+                (None, None)
             }
         };
-        if let Some(addr) = router_addr {
-            config.gateway.router_url = format!("http://{}", dialable(addr));
-        }
         let gateway = match listeners.gateway {
-            Some(listener) => Some(Part {
-                listener,
-                service: Arc::new(Gateway::from_config(&config)?),
-                grace: config.gateway.shutdown_grace.get(),
-            }),
+            Some(listener) => {
+                let gateway = match &services {
+                    Some(services) => {
+                        let timeout = config.gateway.router_timeout.get();
+                        let router = RouterClient::in_process(services.routes(), timeout);
+                        Gateway::with_router(&config, router)
+                    }
+                    None => Gateway::from_config(&config)?,
+                };
+                Some(Part {
+                    listener,
+                    service: Arc::new(gateway),
+                    grace: config.gateway.shutdown_grace.get(),
+                })
+            }
             None => None,
         };
         Ok(Self {
             router,
+            services,
             gateway,
             router_addr,
             gateway_addr,
@@ -155,6 +169,11 @@ impl Application {
     /// The router, when it runs (to look at or change its state in process).
     pub fn router(&self) -> Option<&Arc<Router<AnyStore>>> {
         self.router.as_ref().map(|part| &part.service)
+    }
+
+    /// The gateway, when it runs.
+    pub fn gateway(&self) -> Option<&Arc<Gateway>> {
+        self.gateway.as_ref().map(|part| &part.service)
     }
 
     /// What applies a reloaded config to the parts that run.
@@ -185,10 +204,10 @@ impl Application {
                 move |config, origin| reloader.apply(config, origin),
             ))
         });
-        let mut router = self.router.map(|part| {
+        let mut router = self.router.zip(self.services).map(|(part, services)| {
             let stop = router_stop.clone();
             tokio::spawn(async move {
-                handoff_router::serve(part.listener, part.service, stop, part.grace)
+                handoff_router::serve(part.listener, services, stop, part.grace)
                     .await
                     .map_err(AppError::from)
             })
@@ -271,19 +290,6 @@ fn local_addr(listener: &TcpListener) -> Result<SocketAddr, AppError> {
         what: "reading a listener's address".into(),
         source,
     })
-}
-
-/// The address to dial for a listener: loopback when it is bound to every interface.
-fn dialable(addr: SocketAddr) -> SocketAddr {
-    match addr {
-        SocketAddr::V4(v4) if v4.ip().is_unspecified() => {
-            SocketAddr::from(([127, 0, 0, 1], v4.port()))
-        }
-        SocketAddr::V6(v6) if v6.ip().is_unspecified() => {
-            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, v6.port()))
-        }
-        other => other,
-    }
 }
 
 #[cfg(test)]
@@ -465,6 +471,30 @@ mod tests {
         assert_eq!(group, Some(7000), "the watcher never reloaded");
         stop.stop();
         running.await??;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn the_all_in_one_gateway_calls_its_router_in_process() -> TestResult {
+        let scratch = Scratch::new("in-process")?;
+        let path = scratch.0.join("handoff.toml");
+        // A router_url nothing listens on: the all-in-one must not dial it.
+        let config = config_with_group(6521).replace(
+            "[router.store]",
+            "[gateway]\nrouter_url = \"http://127.0.0.1:1\"\n[router.store]",
+        );
+        std::fs::write(&path, config)?;
+        let both = build(&path, true, true).await?;
+        let client = both.gateway().ok_or("no gateway")?.router().clone();
+        assert!(client.is_in_process());
+        client.ready().await?;
+        let separate = build(&path, false, true).await?;
+        let client = separate.gateway().ok_or("no gateway")?.router().clone();
+        assert!(!client.is_in_process());
+        assert!(
+            client.ready().await.is_err(),
+            "a gateway alone reached a router at port 1"
+        );
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! `handoff --config FILE`: the router and the gateway in one process, for trying handoff
-//! out and for small deployments. The gateway asks its own router over loopback, whatever
-//! `[gateway] router_url` says. On SIGINT or SIGTERM the gateway stops first and drains,
+//! out and for small deployments. The gateway calls its own router's gRPC services in
+//! process, whatever `[gateway] router_url` says; the router still serves gRPC on `[router]
+//! listen` for everyone else. On SIGINT or SIGTERM the gateway stops first and drains,
 //! then the router.
 
 use std::process::ExitCode;

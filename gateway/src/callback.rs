@@ -50,14 +50,21 @@ impl Gateway {
     /// A gateway for `config`'s apps, asking the router at `[gateway] router_url`.
     pub fn from_config(config: &Config) -> Result<Self, GatewayError> {
         let gateway = &config.gateway;
-        Ok(Self {
+        let router = RouterClient::new(&gateway.router_url, gateway.router_timeout.get())?;
+        Ok(Self::with_router(config, router))
+    }
+
+    /// A gateway for `config`'s apps, asking `router` (`[gateway] router_url` unused).
+    pub fn with_router(config: &Config, router: RouterClient) -> Self {
+        let gateway = &config.gateway;
+        Self {
             apps: ArcSwap::from_pointee(Apps::from_config(config)),
             names: ArcSwap::from_pointee(EventNames::from_config(&gateway.session_events)),
-            router: RouterClient::new(&gateway.router_url, gateway.router_timeout.get())?,
+            router,
             path: gateway.path.clone(),
             max_body_bytes: gateway.max_body_bytes,
             counters: Counters::default(),
-        })
+        }
     }
 
     /// Takes the apps (tokens, fallback groups, clock skew) and the session event names of

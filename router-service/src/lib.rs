@@ -17,5 +17,5 @@ pub mod store;
 mod testing;
 
 pub use error::{ErrorKind, RouterError};
-pub use server::{SERVICE_NAME, ServeError, serve};
+pub use server::{SERVICE_NAME, ServeError, Services, serve};
 pub use service::{Clock, Router, SystemClock};

@@ -1,5 +1,7 @@
 //! The gRPC server: the router service, `grpc.health.v1`, and server reflection (v1 and
-//! v1alpha, which grpcurl 1.8 needs) on a listener the caller has already bound.
+//! v1alpha, which grpcurl 1.8 needs). [`Services`] is built once; [`serve`] puts it on a
+//! listener the caller has already bound, and [`Services::routes`] hands the very same
+//! services to a caller in this process (the all-in-one gateway), without a socket.
 
 use std::{sync::Arc, time::Duration};
 
@@ -7,8 +9,11 @@ use handoff_core::shutdown::{Stop, drain};
 use handoff_proto::router::v1::router_service_server::RouterServiceServer;
 pub use handoff_proto::router::v1::router_service_server::SERVICE_NAME;
 use tokio::net::TcpListener;
-use tonic::transport::{Server, server::TcpIncoming};
-use tonic_health::ServingStatus;
+use tonic::{
+    service::Routes,
+    transport::{Server, server::TcpIncoming},
+};
+use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::{grpc::RouterGrpc, service::Router, store::Store};
 
@@ -17,37 +22,69 @@ use crate::{grpc::RouterGrpc, service::Router, store::Store};
 #[error("grpc server: {0}")]
 pub struct ServeError(String);
 
-/// Serves `router` on `listener` until `stop` is requested, then reports NOT_SERVING and
+/// Everything the router serves over gRPC, health and reflection included, for one router.
+pub struct Services<S: Store> {
+    router: Arc<Router<S>>,
+    routes: Routes,
+    health: HealthReporter,
+}
+
+impl<S: Store> Services<S> {
+    /// The services for `router`, its health reported SERVING.
+    pub async fn new(router: Arc<Router<S>>) -> Result<Self, ServeError> {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_service_status(SERVICE_NAME, ServingStatus::Serving)
+            .await;
+        let routes = Routes::new(health_service)
+            .add_service(reflection().build_v1().map_err(serve_error)?)
+            .add_service(reflection().build_v1alpha().map_err(serve_error)?)
+            .add_service(RouterServiceServer::new(RouterGrpc::new(router.clone())))
+            .prepare();
+        Ok(Self {
+            router,
+            routes,
+            health,
+        })
+    }
+
+    /// The services as one tower service answering gRPC requests by path: what the
+    /// listener serves, for a client in this process. Health follows the server's: it says
+    /// NOT_SERVING once the server is stopping or the store cannot be reached.
+    pub fn routes(&self) -> Routes {
+        self.routes.clone()
+    }
+}
+
+/// Serves `services` on `listener` until `stop` is requested, then reports NOT_SERVING and
 /// drains in-flight calls for at most `grace` before dropping them.
 pub async fn serve<S: Store>(
     listener: TcpListener,
-    router: Arc<Router<S>>,
+    services: Services<S>,
     stop: Stop,
     grace: Duration,
 ) -> Result<(), ServeError> {
-    let (reporter, health) = tonic_health::server::health_reporter();
-    reporter
-        .set_service_status(SERVICE_NAME, ServingStatus::Serving)
-        .await;
+    let Services {
+        router,
+        routes,
+        health,
+    } = services;
     let stopping = {
-        let (stopped, reporter) = (stop.stopped(), reporter.clone());
+        let (stopped, health) = (stop.stopped(), health.clone());
         async move {
             stopped.await;
-            reporter
+            health
                 .set_service_status("", ServingStatus::NotServing)
                 .await;
-            reporter
+            health
                 .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
                 .await;
         }
     };
-    let health_watch = tokio::spawn(watch_store(router.clone(), reporter.clone()));
+    let health_watch = tokio::spawn(watch_store(router, health));
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let server = Server::builder()
-        .add_service(health)
-        .add_service(reflection().build_v1().map_err(serve_error)?)
-        .add_service(reflection().build_v1alpha().map_err(serve_error)?)
-        .add_service(RouterServiceServer::new(RouterGrpc::new(router)))
+        .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, stopping);
     let result = drain(
         "router",
@@ -62,16 +99,12 @@ pub async fn serve<S: Store>(
     let _ = health_watch.await;
     result
 }
-
 /// How often the store's reachability is checked for the health service.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Reports the router service NOT_SERVING while its store cannot be reached, and SERVING
 /// again once it can.
-async fn watch_store<S: Store>(
-    router: Arc<Router<S>>,
-    reporter: tonic_health::server::HealthReporter,
-) {
+async fn watch_store<S: Store>(router: Arc<Router<S>>, reporter: HealthReporter) {
     let mut serving = true;
     let mut ticks = tokio::time::interval(HEALTH_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
