@@ -10,6 +10,7 @@
 pub mod engine;
 pub mod error;
 pub mod grpc;
+mod hash;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -2,7 +2,7 @@
 //! (skills, attributes, shifts), known customers and rules (CEL compiled), checked and
 //! indexed once so that deciding never parses or re-validates.
 
-use std::{collections::HashMap, path::Path, sync::Arc};
+use std::{path::Path, sync::Arc};
 
 use chrono_tz::Tz;
 use handoff_core::{
@@ -12,6 +12,8 @@ use handoff_core::{
     },
     id::{AgentId, ClientUserId, GroupId, SdkAppId},
 };
+
+use crate::hash::FastMap;
 
 use super::{
     Customer,
@@ -25,7 +27,7 @@ pub const DEFAULT_RULE: &str = "default";
 /// Every app the router serves.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
-    apps: HashMap<SdkAppId, Arc<App>>,
+    apps: FastMap<SdkAppId, Arc<App>>,
 }
 
 impl Catalog {
@@ -33,7 +35,7 @@ impl Catalog {
     /// the key at fault.
     pub fn from_config(config: &Config, origin: &Path) -> Result<Self, ConfigError> {
         let cel = Cel::default();
-        let mut apps = HashMap::new();
+        let mut apps = FastMap::default();
         for (index, app) in config.apps.iter().enumerate() {
             let compiled = App::compile(app, &cel).map_err(|(key, message)| {
                 ConfigError::new(origin, format!("apps[{index}].{key}"), message)
@@ -66,7 +68,7 @@ pub struct App {
     pub confirm_timeout: Option<std::time::Duration>,
     groups: Vec<Group>,
     agents: Vec<Arc<Agent>>,
-    customers: HashMap<ClientUserId, Customer>,
+    customers: FastMap<ClientUserId, Customer>,
     rules: Vec<ConditionalRule>,
     default_rule: Rule,
     fallback_group: Option<GroupId>,

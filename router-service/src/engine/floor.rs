@@ -12,17 +12,14 @@
 //! The orders are exactly the ones `rank` sorts by (the tests hold the two against each
 //! other on random floors), so a decision over a floor answers what a full scan answers.
 
-use std::{
-    cmp::Reverse,
-    collections::{BTreeSet, HashMap},
-    sync::Arc,
-    time::SystemTime,
-};
+use std::{cmp::Reverse, collections::BTreeSet, sync::Arc, time::SystemTime};
 
 use handoff_core::{
     config::{AgentStatus, Strategy},
     id::{AgentId, GroupId},
 };
+
+use crate::hash::FastMap;
 
 use super::{Agent, AgentLoad, App, StateView, Target, roster};
 
@@ -69,7 +66,7 @@ pub(super) struct Ranking {
     /// Members ever assigned, by when: the latest is where `round_robin` continues from.
     latest: BTreeSet<(SystemTime, Reverse<Position>)>,
     /// Members the target's agent-only filter refuses (`true`: the filter failed on them).
-    rejected: HashMap<Position, bool>,
+    rejected: FastMap<Position, bool>,
     filtered: bool,
     /// Members left out before any search looks: away, offline, available but full, and
     /// (available, below capacity) refused by the filter.
@@ -175,10 +172,10 @@ pub struct Floor {
     app_version: u64,
     roster_version: u64,
     agents: Vec<Arc<Agent>>,
-    positions: HashMap<AgentId, Position>,
+    positions: FastMap<AgentId, Position>,
     standings: Vec<Standing>,
     rankings: Vec<Ranking>,
-    targets: HashMap<TargetKey, usize>,
+    targets: FastMap<TargetKey, usize>,
     /// For each agent, the rankings it is a member of.
     memberships: Vec<Vec<usize>>,
 }
@@ -208,7 +205,7 @@ impl Floor {
             positions,
             standings,
             rankings: Vec::new(),
-            targets: HashMap::new(),
+            targets: FastMap::default(),
         };
         let targets = app
             .rules()

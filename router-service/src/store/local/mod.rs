@@ -5,7 +5,6 @@
 //! is released before each look or change.
 
 use std::{
-    collections::HashMap,
     path::Path,
     sync::{Mutex, PoisonError},
     time::SystemTime,
@@ -23,13 +22,16 @@ use super::{
     record::{StatusRecord, to_ms},
     session::{self, SessionRecord},
 };
-use crate::engine::{App, Catalog, Decision, Handoff, StateView};
+use crate::{
+    engine::{App, Catalog, Decision, Handoff, StateView},
+    hash::FastMap,
+};
 
 /// Router state held in this process, optionally journaled to disk.
 #[derive(Debug)]
 pub struct LocalStore {
     lifetimes: Lifetimes,
-    apps: Mutex<HashMap<SdkAppId, AppState>>,
+    apps: Mutex<FastMap<SdkAppId, AppState>>,
     journal: Option<Journal>,
 }
 
@@ -38,7 +40,7 @@ impl LocalStore {
     pub fn in_memory(lifetimes: Lifetimes) -> Self {
         Self {
             lifetimes,
-            apps: Mutex::new(HashMap::new()),
+            apps: Mutex::new(FastMap::default()),
             journal: None,
         }
     }
@@ -52,7 +54,7 @@ impl LocalStore {
         now: SystemTime,
     ) -> Result<Self, StoreError> {
         let (journal, loaded) = Journal::open(path)?;
-        let mut apps = HashMap::new();
+        let mut apps = FastMap::default();
         let mut due = Vec::new();
         for (app, loaded) in loaded {
             let zone = catalog.app(app).map_or(chrono_tz::UTC, |app| app.zone);

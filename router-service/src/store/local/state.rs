@@ -5,7 +5,7 @@
 
 use std::{
     cmp::Reverse,
-    collections::{BinaryHeap, HashMap, VecDeque},
+    collections::{BinaryHeap, VecDeque},
     sync::Arc,
     time::SystemTime,
 };
@@ -19,6 +19,7 @@ use handoff_core::{
 use super::Writes;
 use crate::{
     engine::{Agent, AgentLoad, App, Customer, Floor, LiveSession, RosterChanges, StateView},
+    hash::FastMap,
     store::{
         Lifetimes,
         embedded::{self, LoadedApp, Op},
@@ -30,18 +31,18 @@ use crate::{
 /// One app's live state.
 #[derive(Debug)]
 pub(super) struct AppState {
-    pub(super) loads: HashMap<AgentId, AgentLoad>,
-    pub(super) statuses: HashMap<AgentId, StatusRecord>,
-    pub(super) customers: HashMap<ClientUserId, Customer>,
-    pub(super) history: HashMap<ClientUserId, HistoryRecord>,
+    pub(super) loads: FastMap<AgentId, AgentLoad>,
+    pub(super) statuses: FastMap<AgentId, StatusRecord>,
+    pub(super) customers: FastMap<ClientUserId, Customer>,
+    pub(super) history: FastMap<ClientUserId, HistoryRecord>,
     pub(super) changes: RosterChanges,
     /// The zone `changes` were compiled in: the app's when they were last used.
     pub(super) zone: Tz,
-    pub(super) sessions: HashMap<SessionId, SessionRecord>,
+    pub(super) sessions: FastMap<SessionId, SessionRecord>,
     /// Each session's deadline; an entry whose time no longer matches its record is stale.
     pub(super) deadlines: BinaryHeap<Reverse<(u64, SessionId)>>,
     /// Report identities recorded, and until when they are remembered, oldest first.
-    pub(super) seen: HashMap<String, SystemTime>,
+    pub(super) seen: FastMap<String, SystemTime>,
     pub(super) seen_order: VecDeque<(SystemTime, String)>,
     /// The agents ranked for the app's targets, kept in step with every change of load,
     /// status or roster; rebuilt after a roster change or a reload.
@@ -55,15 +56,15 @@ pub(super) struct AppState {
 impl AppState {
     pub(super) fn new(zone: Tz) -> Self {
         Self {
-            loads: HashMap::new(),
-            statuses: HashMap::new(),
-            customers: HashMap::new(),
-            history: HashMap::new(),
+            loads: FastMap::default(),
+            statuses: FastMap::default(),
+            customers: FastMap::default(),
+            history: FastMap::default(),
             changes: RosterChanges::new(),
             zone,
-            sessions: HashMap::new(),
+            sessions: FastMap::default(),
             deadlines: BinaryHeap::new(),
-            seen: HashMap::new(),
+            seen: FastMap::default(),
             seen_order: VecDeque::new(),
             floor: None,
             roster_version: 0,
@@ -240,12 +241,11 @@ impl AppState {
                 break;
             };
             // Only the deadline the record still has: a later change pushed its own.
-            let Some(record) = self
-                .sessions
-                .get(&session)
-                .filter(|record| record.expires_at_ms == due)
-                .cloned()
-            else {
+            let current = self.sessions.get(&session);
+            if current.is_none_or(|record| record.expires_at_ms != due) {
+                continue;
+            }
+            let Some(record) = self.sessions.remove(&session) else {
                 continue;
             };
             let released = record.held();
@@ -257,10 +257,7 @@ impl AppState {
                     };
                     self.put_session(app, &session, record, &effects, now, writes);
                 }
-                None => {
-                    self.sessions.remove(&session);
-                    writes.record(|| [embedded::session(app, &session, None)]);
-                }
+                None => writes.record(|| [embedded::session(app, &session, None)]),
             }
         }
         while let Some((until, _)) = self.seen_order.front() {

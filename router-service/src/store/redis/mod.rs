@@ -14,7 +14,6 @@
 //! identity: every event is one atomic step, and replicas never count one twice.
 
 use std::{
-    collections::HashMap,
     sync::{Arc, Mutex, PoisonError},
     time::{Duration, SystemTime},
 };
@@ -45,7 +44,10 @@ use super::{
     },
     session::{self, Effects, SessionEvent, SessionRecord},
 };
-use crate::engine::{Agent, Answer, App, Customer, Decision, Handoff, LiveSession, StateView};
+use crate::{
+    engine::{Agent, Answer, App, Customer, Decision, Handoff, LiveSession, StateView},
+    hash::FastMap,
+};
 
 /// Helpers and the release of what is due; prepended to every script.
 const SWEEP: &str = include_str!("sweep.lua");
@@ -65,7 +67,7 @@ const EVENT_ATTEMPTS: usize = 8;
 
 /// Agents defined over gRPC, by app and id: the stored definition, the zone it was compiled
 /// in (the app's, which a reload may change), and its compiled form.
-type CompiledAgents = HashMap<(SdkAppId, AgentId), (String, Tz, Arc<Agent>)>;
+type CompiledAgents = FastMap<(SdkAppId, AgentId), (String, Tz, Arc<Agent>)>;
 
 /// The connection: one server, or a cluster.
 #[derive(Clone)]
@@ -92,7 +94,7 @@ pub struct RedisStore {
     /// Agents added over gRPC, compiled once per definition and zone.
     compiled: Mutex<CompiledAgents>,
     /// This replica's view of each app, kept fresh from the app's changes stream.
-    views: Mutex<HashMap<SdkAppId, View>>,
+    views: Mutex<FastMap<SdkAppId, View>>,
 }
 
 /// What a snapshot read besides the agents' state: for the customer and the sessions.
@@ -158,8 +160,8 @@ impl RedisStore {
                 event: script(EVENT),
                 status: script(STATUS),
             },
-            compiled: Mutex::new(HashMap::new()),
-            views: Mutex::new(HashMap::new()),
+            compiled: Mutex::new(FastMap::default()),
+            views: Mutex::new(FastMap::default()),
         })
     }
 

@@ -5,7 +5,7 @@
 //! still re-checks capacity in Redis, so a view a moment behind costs at most a move down
 //! the ranked list, never an agent over capacity.
 
-use std::{collections::HashMap, sync::Arc, time::SystemTime};
+use std::{sync::Arc, time::SystemTime};
 
 use handoff_core::{
     config::AgentStatus,
@@ -16,6 +16,7 @@ use redis::Value;
 use super::snapshot::{pairs, text};
 use crate::{
     engine::{Agent, AgentLoad, App, Customer, Floor, LiveSession, RosterChanges, StateView},
+    hash::FastMap,
     store::{
         StoreError,
         record::{self, StatusRecord, from_ms},
@@ -75,10 +76,10 @@ impl Update {
 #[derive(Debug, Default)]
 pub(super) struct View {
     seen: Option<StreamId>,
-    loads: HashMap<AgentId, AgentLoad>,
-    statuses: HashMap<AgentId, AgentStatus>,
+    loads: FastMap<AgentId, AgentLoad>,
+    statuses: FastMap<AgentId, AgentStatus>,
     /// Run-time roster changes as stored, and compiled for the app as it was last used.
-    specs: HashMap<AgentId, String>,
+    specs: FastMap<AgentId, String>,
     changes: RosterChanges,
     compiled_for: u64,
     roster_version: u64,
@@ -106,7 +107,7 @@ impl View {
                 // Taken whole even if a concurrent call applied something newer: the view then
                 // reads again from `last`, and what came after is applied once more.
                 let [active, assigned, statuses, roster, confirmed] = hashes;
-                let mut loads: HashMap<AgentId, AgentLoad> = HashMap::new();
+                let mut loads: FastMap<AgentId, AgentLoad> = FastMap::default();
                 for (agent, count) in active {
                     if let Ok(agent) = AgentId::parse(agent) {
                         loads.entry(agent).or_default().active = count.parse().unwrap_or(0);
@@ -123,14 +124,14 @@ impl View {
                         loads.entry(agent).or_default().confirmed = count.parse().unwrap_or(0);
                     }
                 }
-                let statuses: HashMap<AgentId, AgentStatus> = statuses
+                let statuses: FastMap<AgentId, AgentStatus> = statuses
                     .into_iter()
                     .filter_map(|(agent, status)| {
                         let status = record::decode::<StatusRecord>(status.as_bytes()).ok()?;
                         Some((AgentId::parse(agent).ok()?, status.status()))
                     })
                     .collect();
-                let specs: HashMap<AgentId, String> = roster
+                let specs: FastMap<AgentId, String> = roster
                     .into_iter()
                     .filter_map(|(agent, spec)| Some((AgentId::parse(agent).ok()?, spec)))
                     .collect();
