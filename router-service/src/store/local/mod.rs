@@ -4,13 +4,10 @@
 //! Sessions follow [`session`]'s rules; their deadlines sit in a heap, and whatever is due
 //! is released before each look or change.
 
-use std::{
-    path::Path,
-    sync::{Mutex, PoisonError},
-    time::SystemTime,
-};
+use std::{path::Path, time::SystemTime};
 
 use handoff_core::id::SdkAppId;
+use parking_lot::Mutex;
 
 mod state;
 
@@ -77,7 +74,7 @@ impl LocalStore {
 
     /// Runs `read` over `app`'s state at `now`, changing nothing but what time released.
     fn with_app<R>(&self, app: &App, now: SystemTime, read: impl FnOnce(&mut AppState) -> R) -> R {
-        let mut apps = self.apps.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut apps = self.apps.lock();
         let state = apps
             .entry(app.id)
             .or_insert_with(|| AppState::new(app.zone));
@@ -102,7 +99,7 @@ impl LocalStore {
         change: impl FnOnce(&mut AppState, &mut Writes) -> R,
     ) -> Result<R, StoreError> {
         let (result, committed) = {
-            let mut apps = self.apps.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut apps = self.apps.lock();
             let state = apps
                 .entry(app.id)
                 .or_insert_with(|| AppState::new(app.zone));
