@@ -97,6 +97,22 @@ pub struct RedisStore {
     views: Mutex<FastMap<SdkAppId, View>>,
 }
 
+/// A decision's claim on reading the changes stream for its app's view, given up when it
+/// drops: once the view took what was read, or when the read failed or was cancelled.
+struct Claim<'a> {
+    views: &'a Mutex<FastMap<SdkAppId, View>>,
+    app: SdkAppId,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        let mut views = self.views.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(view) = views.get_mut(&self.app) {
+            view.refreshed();
+        }
+    }
+}
+
 /// What a snapshot read besides the agents' state: for the customer and the sessions.
 struct Fetched {
     update: Update,
@@ -223,14 +239,8 @@ impl RedisStore {
         session: Option<&SessionId>,
         look: Look<'_>,
         now: SystemTime,
+        seen: String,
     ) -> Result<Result<Fetched, Answer>, StoreError> {
-        let seen = self
-            .views
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&app.id)
-            .map(View::seen)
-            .unwrap_or_default();
         let args = vec![
             session.map(|s| s.as_str().to_owned()).unwrap_or_default(),
             look.customer
@@ -284,6 +294,35 @@ impl RedisStore {
             history,
             sessions,
         }))
+    }
+
+    /// Where this replica's view of `app` should read the changes stream from, for a look
+    /// that must see everything up to now (Explain, ListAgents, ...).
+    fn seen(&self, app: SdkAppId) -> String {
+        self.views
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&app)
+            .map(View::seen)
+            .unwrap_or_default()
+    }
+
+    /// What a decision passes the snapshot script for the changes stream: where to read it
+    /// from, with the claim on reading it, or `-` (no reading) when another decision of
+    /// this replica is reading it already. Under load, one call in flight at a time carries
+    /// what changed, instead of every call carrying it all again.
+    fn claim(&self, app: SdkAppId) -> (String, Option<Claim<'_>>) {
+        let mut views = self.views.lock().unwrap_or_else(PoisonError::into_inner);
+        match views.entry(app).or_default().claim() {
+            Some(seen) => {
+                let claim = Claim {
+                    views: &self.views,
+                    app,
+                };
+                (seen, Some(claim))
+            }
+            None => ("-".to_owned(), None),
+        }
     }
 
     /// Brings this replica's view of `app` up to date with `fetched` and runs `read` over it.
@@ -459,11 +498,16 @@ impl Store for RedisStore {
             customer: Some(customer),
             sessions: false,
         };
-        let fetched = match self.fetch(app, Some(&handoff.session), look, now).await? {
+        let (seen, claim) = self.claim(app.id);
+        let fetched = self
+            .fetch(app, Some(&handoff.session), look, now, seen)
+            .await?;
+        let fetched = match fetched {
             Err(replayed) => return Ok(Assignment::Replayed(replayed)),
             Ok(fetched) => fetched,
         };
         let decision = self.over_view(app, fetched, Some(customer), decide);
+        drop(claim);
         if !decision.wants_reservation() {
             return Ok(Assignment::Fresh(decision.without_reservation()));
         }
@@ -508,7 +552,8 @@ impl Store for RedisStore {
         R: Send,
     {
         // Without a session there is nothing to replay.
-        match self.fetch(app, None, look, now).await? {
+        let seen = self.seen(app.id);
+        match self.fetch(app, None, look, now, seen).await? {
             Ok(fetched) => Ok(self.over_view(app, fetched, look.customer, read)),
             Err(_) => Err(unavailable("a replay without a session")),
         }

@@ -1,9 +1,10 @@
 //! Each replica's own view of an app's agents (loads, idle clocks, statuses, run-time roster
 //! changes, and the floor ranked over them), kept fresh from the app's changes stream: a
 //! decision reads only what changed since this replica last looked (or everything, the
-//! first time and whenever the stream no longer reaches back that far). The reserve script
-//! still re-checks capacity in Redis, so a view a moment behind costs at most a move down
-//! the ranked list, never an agent over capacity.
+//! first time and whenever the stream no longer reaches back that far), and while one
+//! decision is reading it the others in flight take the view as it is (one round trip
+//! behind at most). The reserve script still re-checks capacity in Redis, so a view a
+//! moment behind costs at most a move down the ranked list, never an agent over capacity.
 
 use std::{sync::Arc, time::SystemTime};
 
@@ -33,6 +34,8 @@ fn stream_id(text: &str) -> Option<StreamId> {
 
 /// What the snapshot script sent to bring a view up to date.
 pub(super) enum Update {
+    /// Nothing: another call of this replica was reading the stream.
+    None,
     /// Every change since the view's last, in order.
     Delta {
         last: Option<StreamId>,
@@ -48,6 +51,9 @@ pub(super) enum Update {
 impl Update {
     /// Reads the script's payload: `mode`, the newest change, then the entries or hashes.
     pub(super) fn parse(mode: &str, last: &str, payload: &[Value]) -> Result<Self, StoreError> {
+        if mode == "none" {
+            return Ok(Update::None);
+        }
         let last = stream_id(last).filter(|id| *id != (0, 0));
         if mode == "delta" {
             let mut entries = Vec::new();
@@ -76,6 +82,8 @@ impl Update {
 #[derive(Debug, Default)]
 pub(super) struct View {
     seen: Option<StreamId>,
+    /// Whether a decision of this replica is reading the stream for the view now.
+    refreshing: bool,
     loads: FastMap<AgentId, AgentLoad>,
     statuses: FastMap<AgentId, AgentStatus>,
     /// Run-time roster changes as stored, and compiled for the app as it was last used.
@@ -87,11 +95,29 @@ pub(super) struct View {
 }
 
 impl View {
-    /// Whether the view has looked at the stream yet: where to read it from.
+    /// Where to read the stream from for this view: `''` from nothing (the app whole).
     pub(super) fn seen(&self) -> String {
         self.seen
             .map(|(ms, seq)| format!("{ms}-{seq}"))
             .unwrap_or_default()
+    }
+
+    /// Where a decision should read the stream from, or `None` when another decision of
+    /// this replica is reading it already and the view has been filled once (the decision
+    /// then takes the view as it is, at most one round trip behind, and the reserve script
+    /// still has the last word on capacity). A `Some` claims the reading until
+    /// [`View::refreshed`].
+    pub(super) fn claim(&mut self) -> Option<String> {
+        if self.refreshing && self.seen.is_some() {
+            return None;
+        }
+        self.refreshing = true;
+        Some(self.seen())
+    }
+
+    /// Ends a reading claimed by [`View::claim`], whether or not it came back.
+    pub(super) fn refreshed(&mut self) {
+        self.refreshing = false;
     }
 
     /// Brings the view up to date with `update`, then makes sure its roster is compiled and
@@ -103,6 +129,7 @@ impl View {
         compile: impl Fn(&AgentId, &str) -> Option<Arc<Agent>>,
     ) {
         match update {
+            Update::None => {}
             Update::Full { last, hashes } => {
                 // Taken whole even if a concurrent call applied something newer: the view then
                 // reads again from `last`, and what came after is applied once more.
@@ -296,5 +323,46 @@ impl StateView for Looked<'_> {
 
     fn floor(&self) -> Option<&Floor> {
         self.view.floor.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{self, app_id};
+
+    fn delta(last: StreamId) -> Update {
+        Update::Delta {
+            last: Some(last),
+            entries: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn one_decision_at_a_time_reads_the_stream_once_the_view_is_filled()
+    -> Result<(), testing::Error> {
+        let catalog = testing::catalog()?;
+        let app = catalog.app(app_id()?).ok_or("no app")?;
+        let mut view = View::default();
+
+        // Never filled: every decision reads the app whole, claimed or not.
+        assert_eq!(view.claim().as_deref(), Some(""));
+        assert_eq!(view.claim().as_deref(), Some(""));
+        view.apply(app, delta((5, 0)), |_, _| None);
+        view.refreshed();
+
+        // Filled: the first decision reads from where the view is, the next ones in flight
+        // with it read nothing, until the first is done.
+        assert_eq!(view.claim().as_deref(), Some("5-0"));
+        assert_eq!(view.claim(), None);
+        assert_eq!(view.claim(), None);
+        view.apply(app, delta((7, 1)), |_, _| None);
+        view.refreshed();
+        assert_eq!(view.claim().as_deref(), Some("7-1"));
+
+        // A read that came back with nothing leaves the view where it was.
+        view.apply(app, Update::None, |_, _| None);
+        assert_eq!(view.seen(), "7-1");
+        Ok(())
     }
 }
