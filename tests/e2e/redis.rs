@@ -363,13 +363,19 @@ async fn replicas_sharing_redis_never_overbook_and_replay_each_others_answers() 
             .collect();
         assert_eq!(active, expected);
     }
+    // All retried at once on the full floor: decisions in flight together leave the changes
+    // stream to one of them and read the session plainly, and must replay all the same.
+    let retries: Vec<_> = answers
+        .keys()
+        .map(|n| {
+            let mut other = clients[(n + 1) % 2].clone();
+            let session = format!("s-{n}");
+            tokio::spawn(async move { other.assign_human(handoff(&session)).await })
+        })
+        .collect();
     let mut reserved_sessions = HashSet::new();
-    for (n, earlier) in &answers {
-        let mut other = clients[(n + 1) % 2].clone();
-        let again = other
-            .assign_human(handoff(&format!("s-{n}")))
-            .await?
-            .into_inner();
+    for ((n, earlier), retry) in answers.iter().zip(retries) {
+        let again = retry.await??.into_inner();
         let reserved = earlier
             .decision
             .as_ref()

@@ -219,10 +219,18 @@ impl RedisStore {
 
     /// Runs a plain command pipeline atomically.
     async fn write(&self, pipe: redis::Pipeline) -> Result<(), StoreError> {
+        self.query(pipe).await
+    }
+
+    /// Runs a plain command pipeline, bounded by the timeout.
+    async fn query<T: redis::FromRedisValue>(
+        &self,
+        pipe: redis::Pipeline,
+    ) -> Result<T, StoreError> {
         let call = async {
             match self.connection.clone() {
-                Connection::Single(mut conn) => pipe.query_async::<()>(&mut conn).await,
-                Connection::Cluster(mut conn) => pipe.query_async::<()>(&mut conn).await,
+                Connection::Single(mut conn) => pipe.query_async::<T>(&mut conn).await,
+                Connection::Cluster(mut conn) => pipe.query_async::<T>(&mut conn).await,
             }
         };
         tokio::time::timeout(self.timeout, call)
@@ -241,6 +249,10 @@ impl RedisStore {
         now: SystemTime,
         seen: String,
     ) -> Result<Result<Fetched, Answer>, StoreError> {
+        // Only decisions leave the reading to another, and they list no sessions.
+        if seen == NOT_READING {
+            return self.fetch_plain(app, session, look.customer, now).await;
+        }
         let args = vec![
             session.map(|s| s.as_str().to_owned()).unwrap_or_default(),
             look.customer
@@ -261,18 +273,8 @@ impl RedisStore {
         }
         let mode = text(items.get(1))?;
         let last = text(items.get(2))?;
-        let history = text(items.get(3))?;
-        let history = if history.is_empty() {
-            None
-        } else {
-            let history: HistoryRecord = record::decode(history.as_bytes()).map_err(unavailable)?;
-            Some((history.agent, from_ms(history.at_ms)))
-        };
-        let customer = text(items.get(4))?;
-        let customer = (!customer.is_empty())
-            .then(|| record::decode::<CustomerRecord>(customer.as_bytes()).ok())
-            .flatten()
-            .map(Into::into);
+        let history = previous_agent(&text(items.get(3))?)?;
+        let customer = profile(&text(items.get(4))?);
         let mut sessions = Vec::new();
         for (session, raw) in pairs(items.get(5))? {
             let (Ok(session), Ok(record)) = (
@@ -293,6 +295,42 @@ impl RedisStore {
             customer,
             history,
             sessions,
+        }))
+    }
+
+    /// A decision's look while another decision of this replica reads the stream: the
+    /// session's record (to replay its answer while its seat is held), the customer's
+    /// previous agent and profile, as one pipeline of plain reads rather than a script.
+    async fn fetch_plain(
+        &self,
+        app: &App,
+        session: Option<&SessionId>,
+        customer: Option<&ClientUserId>,
+        now: SystemTime,
+    ) -> Result<Result<Fetched, Answer>, StoreError> {
+        let keys = Keys::of(app.id);
+        let customer = customer.map_or("", ClientUserId::as_str);
+        let mut pipe = redis::pipe();
+        pipe.hget(&keys.sessions, session.map_or("", SessionId::as_str))
+            .hget(&keys.history, customer)
+            .hget(&keys.customers, customer);
+        let (record, history, customer): (Option<String>, Option<String>, Option<String>) =
+            self.query(pipe).await?;
+        if let Some(raw) = record {
+            let record: SessionRecord = record::decode(raw.as_bytes()).map_err(unavailable)?;
+            let record = record.normalized();
+            // A deadline passed but not swept yet: the seat is no longer held.
+            if record.expires_at_ms > to_ms(now)
+                && let Some(answer) = record.replay()
+            {
+                return Ok(Err(answer));
+            }
+        }
+        Ok(Ok(Fetched {
+            update: Update::None,
+            customer: profile(customer.as_deref().unwrap_or_default()),
+            history: previous_agent(history.as_deref().unwrap_or_default())?,
+            sessions: Vec::new(),
         }))
     }
 
@@ -321,7 +359,7 @@ impl RedisStore {
                 };
                 (seen, Some(claim))
             }
-            None => ("-".to_owned(), None),
+            None => (NOT_READING.to_owned(), None),
         }
     }
 
@@ -470,6 +508,26 @@ fn effect_args(effects: &Effects) -> Vec<String> {
 
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Where a decision that leaves the changes stream to another reads it from: nowhere.
+const NOT_READING: &str = "-";
+
+/// A customer's previous agent and when it was linked, from its stored record (`""`: none).
+fn previous_agent(raw: &str) -> Result<Option<(AgentId, SystemTime)>, StoreError> {
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let history: HistoryRecord = record::decode(raw.as_bytes()).map_err(unavailable)?;
+    Ok(Some((history.agent, from_ms(history.at_ms))))
+}
+
+/// A customer's profile from its stored record (`""`: none; unreadable: none).
+fn profile(raw: &str) -> Option<Customer> {
+    (!raw.is_empty())
+        .then(|| record::decode::<CustomerRecord>(raw.as_bytes()).ok())
+        .flatten()
+        .map(Into::into)
 }
 
 /// A stored session record, if the reply holds one.

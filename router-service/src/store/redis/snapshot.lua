@@ -1,11 +1,9 @@
 -- ARGV: 3 session ('' for none), 4 customer ('' for none), 5 '1' to include the sessions,
--- 6 the last change this replica has seen ('' for none, '-' not to read the stream: another
--- call of this replica is reading it).
+-- 6 the last change this replica has seen ('' for none).
 -- Returns {1, record} to replay; else {0, mode, last change, history, customer, sessions,
 -- ...} where mode 'delta' is followed by the changes since ARGV[6] (as XRANGE gives them),
--- mode 'full' by the app's active, last, statuses, roster and confirmed hashes, when
--- the replica has seen nothing yet or the stream no longer reaches back to what it saw,
--- and mode 'none' by nothing.
+-- and mode 'full' by the app's active, last, statuses, roster and confirmed hashes, when
+-- the replica has seen nothing yet or the stream no longer reaches back to what it saw.
 if ARGV[3] ~= '' then
   local raw = redis.call('HGET', KEYS[1], ARGV[3])
   if raw then
@@ -20,7 +18,6 @@ if ARGV[4] ~= '' then
 end
 local sessions = {}
 if ARGV[5] == '1' then sessions = redis.call('HGETALL', KEYS[1]) end
-if ARGV[6] == '-' then return {0, 'none', '', history, customer, sessions} end
 local newest = redis.call('XREVRANGE', KEYS[10], '+', '-', 'COUNT', 1)
 local last = '0-0'
 if #newest > 0 then last = newest[1][1] end

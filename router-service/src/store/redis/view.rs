@@ -34,7 +34,7 @@ fn stream_id(text: &str) -> Option<StreamId> {
 
 /// What the snapshot script sent to bring a view up to date.
 pub(super) enum Update {
-    /// Nothing: another call of this replica was reading the stream.
+    /// Nothing: another decision of this replica was reading the stream.
     None,
     /// Every change since the view's last, in order.
     Delta {
@@ -51,9 +51,6 @@ pub(super) enum Update {
 impl Update {
     /// Reads the script's payload: `mode`, the newest change, then the entries or hashes.
     pub(super) fn parse(mode: &str, last: &str, payload: &[Value]) -> Result<Self, StoreError> {
-        if mode == "none" {
-            return Ok(Update::None);
-        }
         let last = stream_id(last).filter(|id| *id != (0, 0));
         if mode == "delta" {
             let mut entries = Vec::new();
