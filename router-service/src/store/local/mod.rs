@@ -154,7 +154,10 @@ impl Store for LocalStore {
     {
         let hold = self.lifetimes.hold(app);
         self.mutate(app, now, |state, writes| {
-            let old = state.sessions.get(&handoff.session).cloned();
+            let old = state
+                .sessions
+                .get(&handoff.session)
+                .map(|record| (**record).clone());
             if let Some(answer) = old.as_ref().and_then(SessionRecord::replay) {
                 return Assignment::Replayed(answer);
             }
@@ -258,7 +261,10 @@ impl Store for LocalStore {
                     Applied::Recorded
                 }
                 Change::Session(event) => {
-                    let old = state.sessions.get(&event.session).cloned();
+                    let old = state
+                        .sessions
+                        .get(&event.session)
+                        .map(|record| (**record).clone());
                     match session::report(old, &event, now, max_session) {
                         None => Applied::Superseded,
                         Some((record, effects)) => {

@@ -38,7 +38,9 @@ pub(super) struct AppState {
     pub(super) changes: RosterChanges,
     /// The zone `changes` were compiled in: the app's when they were last used.
     pub(super) zone: Tz,
-    pub(super) sessions: FastMap<SessionId, SessionRecord>,
+    /// Boxed: a table of hundreds of thousands of sessions then grows by moving pointers,
+    /// not whole records, under the lock every decision waits on.
+    pub(super) sessions: FastMap<SessionId, Box<SessionRecord>>,
     /// Each session's deadline; an entry whose time no longer matches its record is stale.
     pub(super) deadlines: BinaryHeap<Reverse<(u64, SessionId)>>,
     /// Report identities recorded, and until when they are remembered, oldest first.
@@ -111,7 +113,7 @@ impl AppState {
             state
                 .deadlines
                 .push(Reverse((record.expires_at_ms, session.clone())));
-            state.sessions.insert(session, record);
+            state.sessions.insert(session, Box::new(record));
         }
         state.history.extend(loaded.history);
         state.statuses.extend(loaded.statuses);
@@ -220,7 +222,7 @@ impl AppState {
         writes.record(|| [embedded::session(app, session, Some(&record))]);
         self.deadlines
             .push(Reverse((record.expires_at_ms, session.clone())));
-        self.sessions.insert(session.clone(), record);
+        self.sessions.insert(session.clone(), Box::new(record));
     }
 
     /// Releases every seat whose deadline has passed by `now`, and forgets sessions and
@@ -245,7 +247,7 @@ impl AppState {
             if current.is_none_or(|record| record.expires_at_ms != due) {
                 continue;
             }
-            let Some(record) = self.sessions.remove(&session) else {
+            let Some(record) = self.sessions.remove(&session).map(|record| *record) else {
                 continue;
             };
             let released = record.held();
