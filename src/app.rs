@@ -103,8 +103,8 @@ pub struct Application {
 
 impl Application {
     /// Builds the parts `listeners` has listeners for from `config` (read from `origin`).
-    /// With both, the gateway calls this router's gRPC services in process (the same
-    /// generated client and server, without a socket), whatever `[gateway] router_url` says.
+    /// With both, the gateway calls this router's gRPC service implementation in process,
+    /// whatever `[gateway] router_url` says.
     pub async fn build(
         config: Config,
         origin: &Path,
@@ -133,7 +133,11 @@ impl Application {
                 let gateway = match &services {
                     Some(services) => {
                         let timeout = config.gateway.router_timeout.get();
-                        let router = RouterClient::in_process(services.routes(), timeout);
+                        let router = RouterClient::in_process(
+                            services.router_service(),
+                            services.health_service(),
+                            timeout,
+                        );
                         Gateway::with_router(&config, router)
                     }
                     None => Gateway::from_config(&config)?,

@@ -1,60 +1,61 @@
 //! The gateway's connection to the router, every call bounded by `[gateway]
 //! router_timeout`: a lazily connected gRPC channel to a router elsewhere, or, in the
-//! all-in-one, the router's own gRPC services called in process. Both go through the same
-//! generated client and server (encoding, decoding, status codes, health); only the bytes
-//! skip HTTP/2 and the loopback socket.
+//! all-in-one, the router's own implementation of the generated service trait, called in
+//! process. Both run the same server-side code (request validation, the router, status
+//! codes, health); the in-process call only skips protobuf encoding, HTTP/2 framing and the
+//! socket, which were most of what a callback cost beyond the decision itself.
 
-use std::{convert::Infallible, future::Future, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use handoff_proto::router::v1::{
     AssignHumanRequest, AssignHumanResponse, ReportSessionEventRequest, ReportSessionEventResponse,
-    SetAgentStatusRequest, SetAgentStatusResponse, router_service_client::RouterServiceClient,
-    router_service_server::SERVICE_NAME,
+    SetAgentStatusRequest, SetAgentStatusResponse,
+    router_service_client::RouterServiceClient,
+    router_service_server::{RouterService, SERVICE_NAME},
 };
-use tonic::{Request, body::Body, transport::Endpoint};
-use tonic_health::pb::{
-    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+use tonic::{
+    Request,
+    transport::{Channel, Endpoint},
 };
-use tower::{BoxError, Service, ServiceExt, util::BoxCloneSyncService};
+use tonic_health::{
+    pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+        health_server::Health,
+    },
+    server::HealthService,
+};
 
 use crate::{error::GatewayError, translate};
 
-/// How gRPC requests reach the router: a channel, or its services in this process.
-type Transport = BoxCloneSyncService<http::Request<Body>, http::Response<Body>, TransportError>;
-
-/// A channel's failure to carry a call (a concrete type: the generated client's bounds
-/// do not hold for a bare boxed error inside an async handler).
-#[derive(Debug)]
-struct TransportError(BoxError);
-
-impl std::fmt::Display for TransportError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::error::Error for TransportError {
-    /// The channel's own error, so that tonic finds a refused connection in the chain and
-    /// says UNAVAILABLE.
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(self.0.as_ref())
-    }
+/// How calls reach the router.
+// One per gateway: the size of the channel variant costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone)]
+enum Transport {
+    /// A gRPC channel to a router elsewhere.
+    Channel {
+        router: RouterServiceClient<Channel>,
+        health: HealthClient<Channel>,
+    },
+    /// The router's gRPC service and health service, in this process.
+    InProcess {
+        router: Arc<dyn RouterService>,
+        health: Arc<HealthService>,
+    },
 }
 
 /// A handle to the router; cheap to clone.
 #[derive(Clone)]
 pub struct RouterClient {
-    router: RouterServiceClient<Transport>,
-    health: HealthClient<Transport>,
+    transport: Transport,
     timeout: Duration,
-    in_process: bool,
 }
 
 impl std::fmt::Debug for RouterClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RouterClient")
             .field("timeout", &self.timeout)
-            .field("in_process", &self.in_process)
+            .field("in_process", &self.is_in_process())
             .finish_non_exhaustive()
     }
 }
@@ -70,37 +71,29 @@ impl RouterClient {
             .keep_alive_timeout(Duration::from_secs(10))
             .keep_alive_while_idle(true)
             .connect_lazy();
-        let transport = BoxCloneSyncService::new(channel.map_err(|err| TransportError(err.into())));
-        Ok(Self::over(transport, timeout, false))
+        let transport = Transport::Channel {
+            router: RouterServiceClient::new(channel.clone()),
+            health: HealthClient::new(channel),
+        };
+        Ok(Self { transport, timeout })
     }
 
-    /// A client calling `services`, the router's gRPC services (the router service and
-    /// `grpc.health.v1` at least) in this process: no socket, no HTTP/2 framing.
-    pub fn in_process<S>(services: S, timeout: Duration) -> Self
-    where
-        S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Future: Send + 'static,
-    {
-        let transport = BoxCloneSyncService::new(services.map_err(|never| match never {}));
-        Self::over(transport, timeout, true)
-    }
-
-    fn over(transport: Transport, timeout: Duration, in_process: bool) -> Self {
+    /// A client calling the router's own service implementation and health service in
+    /// this process (the all-in-one).
+    pub fn in_process(
+        router: Arc<dyn RouterService>,
+        health: Arc<HealthService>,
+        timeout: Duration,
+    ) -> Self {
         Self {
-            router: RouterServiceClient::new(transport.clone()),
-            health: HealthClient::new(transport),
+            transport: Transport::InProcess { router, health },
             timeout,
-            in_process,
         }
     }
 
     /// Whether the router is called in this process rather than over a channel.
     pub fn is_in_process(&self) -> bool {
-        self.in_process
+        matches!(self.transport, Transport::InProcess { .. })
     }
 
     /// Asks the router who should take a session.
@@ -108,9 +101,13 @@ impl RouterClient {
         &self,
         message: AssignHumanRequest,
     ) -> Result<AssignHumanResponse, tonic::Status> {
-        let mut router = self.router.clone();
-        self.bounded(router.assign_human(self.request(message)))
-            .await
+        let request = self.request(message);
+        match &self.transport {
+            Transport::Channel { router, .. } => {
+                self.bounded(router.clone().assign_human(request)).await
+            }
+            Transport::InProcess { router, .. } => self.bounded(router.assign_human(request)).await,
+        }
     }
 
     /// Tells the router what happened to a session.
@@ -118,9 +115,16 @@ impl RouterClient {
         &self,
         message: ReportSessionEventRequest,
     ) -> Result<ReportSessionEventResponse, tonic::Status> {
-        let mut router = self.router.clone();
-        self.bounded(router.report_session_event(self.request(message)))
-            .await
+        let request = self.request(message);
+        match &self.transport {
+            Transport::Channel { router, .. } => {
+                self.bounded(router.clone().report_session_event(request))
+                    .await
+            }
+            Transport::InProcess { router, .. } => {
+                self.bounded(router.report_session_event(request)).await
+            }
+        }
     }
 
     /// Tells the router an agent's new status.
@@ -128,9 +132,15 @@ impl RouterClient {
         &self,
         message: SetAgentStatusRequest,
     ) -> Result<SetAgentStatusResponse, tonic::Status> {
-        let mut router = self.router.clone();
-        self.bounded(router.set_agent_status(self.request(message)))
-            .await
+        let request = self.request(message);
+        match &self.transport {
+            Transport::Channel { router, .. } => {
+                self.bounded(router.clone().set_agent_status(request)).await
+            }
+            Transport::InProcess { router, .. } => {
+                self.bounded(router.set_agent_status(request)).await
+            }
+        }
     }
 
     /// How the gateway reads a failed call: unavailable, too slow, or refused.
@@ -138,13 +148,34 @@ impl RouterClient {
         translate::from_status(status, self.timeout)
     }
 
+    /// Whether the router answers its health check as serving.
+    pub async fn ready(&self) -> Result<(), GatewayError> {
+        let request = self.request(HealthCheckRequest {
+            service: SERVICE_NAME.to_owned(),
+        });
+        let response = match &self.transport {
+            Transport::Channel { health, .. } => self.bounded(health.clone().check(request)).await,
+            Transport::InProcess { health, .. } => self.bounded(health.check(request)).await,
+        };
+        match response.map_err(|status| self.error(&status))?.status() {
+            ServingStatus::Serving => Ok(()),
+            other => Err(GatewayError::RouterUnavailable(format!(
+                "health check says {}",
+                other.as_str_name()
+            ))),
+        }
+    }
+
+    /// The call's request, carrying the deadline for a router elsewhere (`grpc-timeout`).
     fn request<T>(&self, message: T) -> Request<T> {
         let mut request = Request::new(message);
-        request.set_timeout(self.timeout);
+        if !self.is_in_process() {
+            request.set_timeout(self.timeout);
+        }
         request
     }
 
-    /// Awaits `call`, giving up after the deadline whatever the connection is doing.
+    /// Awaits `call`, giving up after the deadline whatever the router is doing.
     async fn bounded<T>(
         &self,
         call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
@@ -155,26 +186,6 @@ impl RouterClient {
             Err(_) => Err(tonic::Status::deadline_exceeded(format!(
                 "no answer within {:?}",
                 self.timeout
-            ))),
-        }
-    }
-
-    /// Whether the router answers its health check as serving.
-    pub async fn ready(&self) -> Result<(), GatewayError> {
-        let mut request = Request::new(HealthCheckRequest {
-            service: SERVICE_NAME.to_owned(),
-        });
-        request.set_timeout(self.timeout);
-        let mut health = self.health.clone();
-        let response = tokio::time::timeout(self.timeout, health.check(request))
-            .await
-            .map_err(|_| GatewayError::RouterTimeout(self.timeout))?
-            .map_err(|status| translate::from_status(&status, self.timeout))?;
-        match response.into_inner().status() {
-            ServingStatus::Serving => Ok(()),
-            other => Err(GatewayError::RouterUnavailable(format!(
-                "health check says {}",
-                other.as_str_name()
             ))),
         }
     }

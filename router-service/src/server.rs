@@ -1,19 +1,23 @@
 //! The gRPC server: the router service, `grpc.health.v1`, and server reflection (v1 and
 //! v1alpha, which grpcurl 1.8 needs). [`Services`] is built once; [`serve`] puts it on a
-//! listener the caller has already bound, and [`Services::routes`] hands the very same
-//! services to a caller in this process (the all-in-one gateway), without a socket.
+//! listener the caller has already bound, and [`Services::router_service`] and
+//! [`Services::health_service`] hand the same implementations to a caller in this process
+//! (the all-in-one gateway).
 
 use std::{sync::Arc, time::Duration};
 
 use handoff_core::shutdown::{Stop, drain};
-use handoff_proto::router::v1::router_service_server::RouterServiceServer;
 pub use handoff_proto::router::v1::router_service_server::SERVICE_NAME;
+use handoff_proto::router::v1::router_service_server::{RouterService, RouterServiceServer};
 use tokio::net::TcpListener;
 use tonic::{
     service::Routes,
     transport::{Server, server::TcpIncoming},
 };
-use tonic_health::{ServingStatus, server::HealthReporter};
+use tonic_health::{
+    ServingStatus,
+    server::{HealthReporter, HealthService},
+};
 
 use crate::{grpc::RouterGrpc, service::Router, store::Store};
 
@@ -48,11 +52,16 @@ impl<S: Store> Services<S> {
         })
     }
 
-    /// The services as one tower service answering gRPC requests by path: what the
-    /// listener serves, for a client in this process. Health follows the server's: it says
+    /// The router service's implementation, for a caller in this process (the
+    /// all-in-one's gateway): what the listener serves, without encoding or framing.
+    pub fn router_service(&self) -> Arc<dyn RouterService> {
+        Arc::new(RouterGrpc::new(self.router.clone()))
+    }
+
+    /// The health service the listener serves, for a caller in this process: it says
     /// NOT_SERVING once the server is stopping or the store cannot be reached.
-    pub fn routes(&self) -> Routes {
-        self.routes.clone()
+    pub fn health_service(&self) -> Arc<HealthService> {
+        Arc::new(HealthService::from_health_reporter(self.health.clone()))
     }
 }
 

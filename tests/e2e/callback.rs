@@ -13,7 +13,54 @@ use crate::support::{CONFIG, Stack, TestResult, body, body_from, now_secs, sign,
 
 #[tokio::test]
 async fn a_signed_callback_gets_a_ranked_agent_list_and_retries_count_once() -> TestResult {
-    let stack = Stack::start(CONFIG).await?;
+    ranked_agent_lists_and_retries(Stack::start(CONFIG).await?).await?;
+    Ok(())
+}
+
+/// The all-in-one calls its router in process; a gateway deployed apart calls it over
+/// gRPC, and must answer the same.
+#[tokio::test]
+async fn a_gateway_apart_from_its_router_answers_the_same_over_grpc() -> TestResult {
+    let stack = Stack::apart(CONFIG).await?;
+    let ready = stack.request("GET", "/readyz", String::new()).await?;
+    assert_eq!(ready.status, 200, "{ready:?}");
+    let stack = ranked_agent_lists_and_retries(stack).await?;
+
+    // Session and member events reach the router over gRPC too: bob's session ends and he
+    // goes on a break (nobody to offer), then comes back (offered again).
+    let event_uri =
+        |command: &str| signed_uri(now_secs()).replace("ChatBot.OnAssignHuman", command);
+    let at = now_secs() * 1000;
+    let ended = format!(
+        r#"{{"CallbackCommand":"Desk.SessionEventNotify","SessionId":"s-2","Event":"SessionEnd","EventTime":{at},"ChannelType":"SDK","ClientUserId":"user-s-2","AgentId":"bob@example.com"}}"#
+    );
+    let status = |status: &str, at: u64| {
+        format!(
+            r#"{{"CallbackCommand":"Member.EventNotify","Event":"Member.StatusChange","MemberId":"bob@example.com","Status":"{status}","EventTime":{at}}}"#
+        )
+    };
+    for (command, body) in [
+        ("Desk.SessionEventNotify", ended),
+        ("Member.EventNotify", status("rest", at + 1)),
+    ] {
+        let ack = stack.post(&event_uri(command), &body).await?;
+        assert_eq!(
+            (ack.status, &ack.json["ActionStatus"]),
+            (200, &"OK".into()),
+            "{ack:?}"
+        );
+    }
+    let resting = stack.post(&signed_uri(now_secs()), &body("s-5")).await?;
+    assert!(resting.agents().is_empty(), "{resting:?}");
+    let back = status("idle", at + 2);
+    let ack = stack.post(&event_uri("Member.EventNotify"), &back).await?;
+    assert_eq!(ack.status, 200, "{ack:?}");
+    let returned = stack.post(&signed_uri(now_secs()), &body("s-6")).await?;
+    assert_eq!(returned.agents(), ["bob@example.com"]);
+    Ok(())
+}
+
+async fn ranked_agent_lists_and_retries(stack: Stack) -> Result<Stack, crate::support::Error> {
     let uri = signed_uri(now_secs());
 
     let first = stack.post(&uri, &body("s-1")).await?;
@@ -40,7 +87,7 @@ async fn a_signed_callback_gets_a_ranked_agent_list_and_retries_count_once() -> 
     assert_eq!(fourth.json["ActionStatus"], "OK");
     assert_eq!(fourth.json["AgentGroupId"], 9000);
     assert!(fourth.agents().is_empty(), "{fourth:?}");
-    Ok(())
+    Ok(stack)
 }
 
 #[tokio::test]

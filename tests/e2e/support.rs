@@ -63,6 +63,8 @@ pub struct Stack {
     /// Applies a changed config to the running parts, as a reload does.
     pub reloader: Reloader,
     stop: Stop,
+    /// The router's own stop, when it runs apart from the gateway.
+    router_stop: Option<Stop>,
 }
 
 impl Stack {
@@ -75,7 +77,20 @@ impl Stack {
             grpc: running.router.ok_or("no router")?,
             reloader: running.reloader,
             stop: running.stop,
+            router_stop: None,
         })
+    }
+
+    /// Router and gateway over `config` as two deployments apart: the router alone (state
+    /// in memory) and a gateway alone asking it over gRPC, as `handoff-router` and
+    /// `handoff-gateway` run.
+    pub async fn apart(config: &str) -> Result<Self, Error> {
+        let env = [("HANDOFF__ROUTER__STORE__KIND", "memory".to_owned())];
+        let router = launch(config, &env, true, false).await?;
+        let grpc = router.router.ok_or("no router")?;
+        let mut stack = Self::gateway_only(config, grpc).await?;
+        stack.router_stop = Some(router.stop);
+        Ok(stack)
     }
 
     /// A gateway alone over `config`, asking the router at `router`.
@@ -87,6 +102,7 @@ impl Stack {
             grpc: router,
             reloader: running.reloader,
             stop: running.stop,
+            router_stop: None,
         })
     }
 
@@ -140,6 +156,9 @@ pub async fn request(
 impl Drop for Stack {
     fn drop(&mut self) {
         self.stop.stop();
+        if let Some(router) = &self.router_stop {
+            router.stop();
+        }
     }
 }
 
