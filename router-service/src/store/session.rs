@@ -367,19 +367,18 @@ impl SessionRecord {
     }
 }
 
-/// The record once its deadline has passed at `now`: a held seat is released (the record
-/// stays, expired, for `max_session`); an ended or expired record is forgotten (`None`).
-pub fn expire(
-    mut record: SessionRecord,
-    now: SystemTime,
-    max_session: Duration,
-) -> Option<SessionRecord> {
+/// The record once its deadline has passed: a held seat is released (the record stays,
+/// expired, for `max_session` from the deadline); an ended or expired record is forgotten
+/// (`None`). Counted from the deadline, not from when it was noticed, so that expiring the
+/// same record again (the embedded store does at every start) always gives the same one.
+pub fn expire(mut record: SessionRecord, max_session: Duration) -> Option<SessionRecord> {
     match record.state() {
         SessionState::Provisional | SessionState::Confirmed => {
+            let deadline = record.expires_at_ms;
             record.state = Some(SessionState::Expired);
             record.seat = None;
-            record.since_ms = to_ms(now);
-            record.expires_at_ms = to_ms(now + max_session);
+            record.since_ms = deadline;
+            record.expires_at_ms = to_ms(from_ms(deadline) + max_session);
             Some(record)
         }
         SessionState::Ended | SessionState::Expired => None,

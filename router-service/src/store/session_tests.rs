@@ -416,6 +416,58 @@ async fn the_embedded_store_reads_sessions_back_after_a_restart() -> TestResult 
     Ok(())
 }
 
+#[tokio::test]
+async fn an_unconfirmed_seat_expires_alike_before_and_after_restarts_and_is_forgotten_on_time()
+-> TestResult {
+    let dir = std::env::temp_dir().join(format!(
+        "handoff-expiry-{}-{}",
+        std::process::id(),
+        to_ms(SystemTime::now())
+    ));
+    let path = dir.join("state.redb");
+    let (catalog, app) = app_with("")?;
+    let lifetimes = lifetimes(Duration::from_secs(10));
+    let open = |at| LocalStore::embedded(&path, lifetimes, &catalog, at);
+    let nobody = loads(&[("ann", (0, 0)), ("bob", (0, 0))]);
+
+    let store = open(t(0))?;
+    reserve(&store, &app, "s1", t(0)).await?;
+    // Expired while running (not written: the file keeps the record whose deadline passed).
+    assert_eq!(
+        picture(&store, &app, t(20)).await?,
+        (nobody.clone(), vec![])
+    );
+    drop(store);
+
+    // Read back at a restart, it expires the same way.
+    let store = open(t(30))?;
+    assert_eq!(
+        picture(&store, &app, t(30)).await?,
+        (nobody.clone(), vec![])
+    );
+    drop(store);
+    let remembered = |at| -> Result<bool, Error> {
+        let store = open(at)?;
+        drop(store);
+        let (journal, loaded) = super::embedded::Journal::open(&path)?;
+        drop(journal);
+        let known = loaded.get(&app_id()?).is_some_and(|app| {
+            app.sessions
+                .iter()
+                .any(|(session, _)| session.as_str() == "s1")
+        });
+        Ok(known)
+    };
+    // Remembered for max_session from its deadline (t(10)), however many restarts noticed it.
+    let max_session = 8 * 3600;
+    let remembered_before = remembered(t(10 + max_session - 5))?;
+    let remembered_after = remembered(t(10 + max_session + 5))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(remembered_before, "forgotten too early");
+    assert!(!remembered_after, "still remembered after max_session");
+    Ok(())
+}
+
 /// One session's life, as a channel would report it, after AssignHuman reserved it.
 #[derive(Debug, Clone)]
 struct Life {

@@ -251,13 +251,16 @@ impl AppState {
                 continue;
             };
             let released = record.held();
-            match session::expire(record, now, lifetimes.max_session) {
+            match session::expire(record, lifetimes.max_session) {
                 Some(record) => {
                     let effects = Effects {
                         released,
                         ..Effects::default()
                     };
-                    self.put_session(app, &session, record, &effects, now, writes);
+                    // Not journaled: the file keeps the record with the deadline that passed,
+                    // and reading it back at start expires it the same way. Every reservation
+                    // nobody confirms would otherwise cost a write of its own.
+                    self.put_session(app, &session, record, &effects, now, &mut Writes(None));
                 }
                 None => writes.record(|| [embedded::session(app, &session, None)]),
             }

@@ -80,7 +80,8 @@ local function remember(customer, agent, event_ms)
 end
 
 -- Releases the seat of every session whose deadline has passed (the record stays, expired,
--- for max_session), and forgets ended and expired sessions remembered long enough.
+-- for max_session from its deadline), and forgets ended and expired sessions remembered long
+-- enough. The same rules as session::expire.
 local function sweep(now, keep)
   now = tonumber(now)
   local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
@@ -96,10 +97,11 @@ local function sweep(now, keep)
           release(agent, confirmed)
           announce(agent)
         end
+        local deadline = tonumber(rec.expires_at_ms) or now
         rec.state = 'expired'
         rec.seat = nil
-        rec.since_ms = now
-        rec.expires_at_ms = now + tonumber(keep)
+        rec.since_ms = deadline
+        rec.expires_at_ms = deadline + tonumber(keep)
         redis.call('HSET', KEYS[1], session, cjson.encode(rec))
         redis.call('ZADD', KEYS[2], rec.expires_at_ms, session)
       else
