@@ -1,6 +1,8 @@
 //! The one-line reasons decisions carry: which rule, which targets were tried and how they
 //! fared, and whether stickiness moved someone first.
 
+use std::fmt::Write;
+
 use handoff_core::id::GroupId;
 
 use super::{App, Candidate, Rule, Sticky, TargetOutcome, TargetTrace};
@@ -11,18 +13,19 @@ pub(super) fn chosen(
     targets: &[TargetTrace],
     ranked: &[Candidate],
 ) -> String {
-    let mut reason = format!("rule {:?}", rule.name);
+    // Written into one buffer: this runs for every AssignHuman, under the store's lock.
+    let mut reason = String::with_capacity(96);
+    let _ = write!(reason, "rule {:?}", rule.name);
     for trace in targets {
-        reason.push_str(&format!(
-            "; {}: {}",
-            trace.label,
-            describe_target(app, trace)
-        ));
+        let _ = write!(reason, "; {}: ", trace.label);
+        describe_target(&mut reason, app, trace);
     }
     match ranked.first().and_then(|c| c.sticky.map(|s| (s, &c.agent))) {
-        Some((Sticky::Owner, agent)) => reason.push_str(&format!("; owner {agent} first")),
+        Some((Sticky::Owner, agent)) => {
+            let _ = write!(reason, "; owner {agent} first");
+        }
         Some((Sticky::Previous, agent)) => {
-            reason.push_str(&format!("; previous agent {agent} first"))
+            let _ = write!(reason, "; previous agent {agent} first");
         }
         None => {}
     }
@@ -48,22 +51,31 @@ pub(super) fn fallback(rule: &Rule, targets: &[TargetTrace], group: Option<Group
     )
 }
 
-fn describe_target(app: &App, trace: &TargetTrace) -> String {
-    let place = match trace.group {
+fn describe_target(out: &mut String, app: &App, trace: &TargetTrace) {
+    match trace.group {
         Some(id) => match app.group(id) {
-            Some(group) => format!("group {id} ({})", group.name),
-            None => format!("group {id}"),
+            Some(group) => {
+                let _ = write!(out, "group {id} ({})", group.name);
+            }
+            None => {
+                let _ = write!(out, "group {id}");
+            }
         },
-        None => "all agents".to_owned(),
-    };
+        None => out.push_str("all agents"),
+    }
     match trace.outcome {
-        TargetOutcome::Chosen => format!(
-            "{place} of {} agents, ranked {}",
-            trace.members,
-            trace.strategy.as_str()
-        ),
-        TargetOutcome::Closed => format!("{place}: closed"),
-        TargetOutcome::NoEligible => format!("{place}: {}", short_outcome(trace)),
+        TargetOutcome::Chosen => {
+            let _ = write!(
+                out,
+                " of {} agents, ranked {}",
+                trace.members,
+                trace.strategy.as_str()
+            );
+        }
+        TargetOutcome::Closed => out.push_str(": closed"),
+        TargetOutcome::NoEligible => {
+            let _ = write!(out, ": {}", short_outcome(trace));
+        }
     }
 }
 
