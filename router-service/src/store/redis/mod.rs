@@ -570,13 +570,17 @@ impl Store for RedisStore {
             return Ok(Assignment::Fresh(decision.without_reservation()));
         }
         let template = decision.reserve_at(0);
+        let hold = self.lifetimes.hold(app);
+        // What the session's record is when it is new and the first candidate takes it.
+        let (first, _) = session::reserve(None, &template, customer, handoff.event_time, now, hold);
         let mut args = vec![
             handoff.session.as_str().to_owned(),
             customer.as_str().to_owned(),
-            to_ms(now + self.lifetimes.hold(app)).to_string(),
+            to_ms(now + hold).to_string(),
             record::encode(&AnswerRecord::from(&template)),
             decision.max_agents.to_string(),
             to_ms(handoff.event_time).to_string(),
+            record::encode(&first),
         ];
         for candidate in &decision.ranked {
             args.push(candidate.agent.as_str().to_owned());

@@ -1,7 +1,9 @@
 -- ARGV: 3 session, 4 customer, 5 the seat's deadline (ms), 6 answer template, 7 how many
--- agents the answer lists, 8 when the user asked (ms), then agent and capacity for each
--- ranked candidate. Returns {1, record} to replay, {2, record} when reserved, {0} when every
--- candidate is full. The same rules as session::reserve.
+-- agents the answer lists, 8 when the user asked (ms), 9 the record to store when the
+-- session is new and the first candidate takes it (built by the router with
+-- session::reserve, the usual case, so that it costs no JSON here), then agent and capacity
+-- for each ranked candidate. Returns {1, record} to replay, {2, record} when reserved, {0}
+-- when every candidate is full. The same rules as session::reserve.
 local old = nil
 local raw = redis.call('HGET', KEYS[1], ARGV[3])
 if raw then
@@ -10,34 +12,37 @@ if raw then
 end
 local now = tonumber(ARGV[1])
 local limit = tonumber(ARGV[7])
-local count = (#ARGV - 8) / 2
+local count = (#ARGV - 9) / 2
 for i = 0, count - 1 do
-  local agent = ARGV[9 + 2 * i]
+  local agent = ARGV[10 + 2 * i]
   local active = tonumber(redis.call('HGET', KEYS[3], agent) or '0')
-  if active < tonumber(ARGV[10 + 2 * i]) then
-    local answer = cjson.decode(ARGV[6])
-    local agents = {}
-    for j = i, math.min(count - 1, i + limit - 1) do
-      table.insert(agents, ARGV[9 + 2 * j])
-    end
-    answer.agents = agents
-    answer.reserved = agent
-    local fact = nil
+  if active < tonumber(ARGV[11 + 2 * i]) then
     local asked = tonumber(ARGV[8])
-    if old then
-      local held, confirmed = seat_of(old)
-      if held then
-        release(held, confirmed)
-        if held ~= agent then announce(held) end
+    local record = ARGV[9]
+    if old or i > 0 then
+      local answer = cjson.decode(ARGV[6])
+      local agents = {}
+      for j = i, math.min(count - 1, i + limit - 1) do
+        table.insert(agents, ARGV[10 + 2 * j])
       end
-      fact = val(old.fact)
-      if fact and tonumber(fact.event_ms) > asked then asked = tonumber(fact.event_ms) end
+      answer.agents = agents
+      answer.reserved = agent
+      local fact = nil
+      if old then
+        local held, confirmed = seat_of(old)
+        if held then
+          release(held, confirmed)
+          if held ~= agent then announce(held) end
+        end
+        fact = val(old.fact)
+        if fact and tonumber(fact.event_ms) > asked then asked = tonumber(fact.event_ms) end
+      end
+      local rec = {answer = answer, customer = ARGV[4], fact = fact, seat = agent,
+                   reservation = {agent = agent, event_ms = asked, at_ms = now,
+                                    until_ms = tonumber(ARGV[5])},
+                   state = 'provisional', since_ms = now, expires_at_ms = tonumber(ARGV[5])}
+      record = cjson.encode(rec)
     end
-    local rec = {answer = answer, customer = ARGV[4], fact = fact, seat = agent,
-                 reservation = {agent = agent, event_ms = asked, at_ms = now,
-                                  until_ms = tonumber(ARGV[5])},
-                 state = 'provisional', since_ms = now, expires_at_ms = tonumber(ARGV[5])}
-    local record = cjson.encode(rec)
     take(agent, false)
     touch(agent, now)
     announce(agent)
