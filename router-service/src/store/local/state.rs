@@ -211,11 +211,19 @@ impl AppState {
             writes.record(|| [embedded::history(app, customer, &record)]);
             self.history.insert(customer.clone(), record);
         }
-        for agent in [&effects.released, &effects.taken]
-            .into_iter()
-            .flatten()
-            .map(|(agent, _)| agent)
-            .chain(effects.last_assigned.as_ref().map(|(agent, _)| agent))
+        // Each agent whose load or idle clock moved, once (a reservation's taken agent is
+        // also the one whose clock moved).
+        let released = effects.released.as_ref().map(|(agent, _)| agent);
+        let taken = effects.taken.as_ref().map(|(agent, _)| agent);
+        let touched = effects.last_assigned.as_ref().map(|(agent, _)| agent);
+        if let Some(agent) = released {
+            self.rerank(agent);
+        }
+        if let Some(agent) = taken.filter(|agent| Some(*agent) != released) {
+            self.rerank(agent);
+        }
+        if let Some(agent) =
+            touched.filter(|agent| Some(*agent) != released && Some(*agent) != taken)
         {
             self.rerank(agent);
         }
