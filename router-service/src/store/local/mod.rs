@@ -358,6 +358,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_session_table_gives_memory_back_once_its_sessions_are_forgotten() -> TestResult {
+        let short = Lifetimes {
+            assignment_ttl: Duration::from_secs(1),
+            max_session: Duration::from_secs(1),
+        };
+        let roomy = testing::TWO_AGENTS
+            .replace("capacity = 2", "capacity = 10000")
+            .replace("capacity = 3", "capacity = 10000");
+        let config = handoff_core::config::parse(&roomy, Path::new("t.toml"), Vec::new())?;
+        let catalog = Catalog::from_config(&config, Path::new("t.toml"))?;
+        let store = LocalStore::in_memory(short);
+        let app = catalog.app(app_id()?).ok_or("no app")?;
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(10);
+        for n in 0..20_000 {
+            assign(&store, &catalog, &format!("s{n}"), start).await?;
+        }
+        let (held, grown) = store.with_app(app, start, |state| {
+            (state.sessions.len(), state.sessions.capacity())
+        });
+        assert_eq!(held, 20_000);
+        // Reservations run out after 1 s, their records are forgotten 1 s later.
+        let later = start + Duration::from_secs(5);
+        let (left, capacity, deadlines) = store.with_app(app, later, |state| {
+            let sessions = &state.sessions;
+            (
+                sessions.len(),
+                sessions.capacity(),
+                state.deadlines.capacity(),
+            )
+        });
+        assert_eq!(left, 0);
+        assert!(
+            capacity < grown / 8 && deadlines < 20_000 / 8,
+            "the tables kept {capacity} and {deadlines} slots of {grown}"
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
     async fn load_spreads_then_fills_then_expires() -> TestResult {
         let (store, catalog) = (
             LocalStore::in_memory(lifetimes(Duration::from_secs(60))),

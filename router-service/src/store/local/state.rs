@@ -273,6 +273,7 @@ impl AppState {
                 None => writes.record(|| [embedded::session(app, &session, None)]),
             }
         }
+        self.shrink();
         while let Some((until, _)) = self.seen_order.front() {
             if *until > now {
                 break;
@@ -284,6 +285,20 @@ impl AppState {
                 self.seen.remove(&id);
                 writes.record(|| [embedded::seen(app, &id, None)]);
             }
+        }
+    }
+
+    /// Gives back what the session table and the deadline heap no longer use once they
+    /// hold less than a quarter of what they grew to (after a peak, or once a day's
+    /// sessions are forgotten): tables never shrink by themselves.
+    fn shrink(&mut self) {
+        const SMALL: usize = 1024;
+        if self.sessions.capacity() > SMALL && self.sessions.len() * 4 < self.sessions.capacity() {
+            self.sessions.shrink_to(self.sessions.len() * 2);
+        }
+        if self.deadlines.capacity() > SMALL && self.deadlines.len() * 4 < self.deadlines.capacity()
+        {
+            self.deadlines.shrink_to(self.deadlines.len() * 2);
         }
     }
 
