@@ -98,11 +98,16 @@ mod tests {
     use std::path::Path;
 
     use axum::{body::Body, http::Request};
+    use handoff_proto::router::v1::{
+        AssignHumanRequest, AssignHumanResponse, router_service_server::RouterService,
+    };
     use http::{StatusCode, header};
     use http_body_util::BodyExt;
+    use tonic_health::server::{HealthReporter, HealthService};
     use tower::ServiceExt;
 
     use super::*;
+    use crate::router_client::RouterClient;
 
     /// The router is never reached in these tests: nothing listens on port 1.
     const CONFIG: &str = r#"
@@ -119,6 +124,80 @@ mod tests {
     "#;
 
     const BODY: &str = r#"{"CallbackCommand":"ChatBot.OnAssignHuman","SessionId":"s-1","ClientUserId":"u-1","EventTime":1670574414123}"#;
+
+    /// A router that panics on every call, as a bug in it would.
+    struct Panics;
+
+    #[tonic::async_trait]
+    impl RouterService for Panics {
+        async fn assign_human(
+            &self,
+            _: tonic::Request<AssignHumanRequest>,
+        ) -> Result<tonic::Response<AssignHumanResponse>, tonic::Status> {
+            panic!("a bug in the router")
+        }
+    }
+
+    #[tokio::test]
+    async fn a_router_panicking_in_process_fails_the_call_not_the_connection()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let config = handoff_core::config::parse(CONFIG, Path::new("t.toml"), Vec::new())?;
+        let health = HealthService::from_health_reporter(HealthReporter::default());
+        let timeout = std::time::Duration::from_millis(300);
+        let router = RouterClient::in_process(Arc::new(Panics), Arc::new(health), timeout);
+        let app = routes(Arc::new(Gateway::with_router(&config, router)));
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri("/tencent/callback?SdkAppid=1400000002&CallbackCommand=ChatBot.OnAssignHuman&contenttype=json")
+            .body(Body::from(BODY))?;
+        let response = app.oneshot(request).await?;
+        assert_eq!(response.status(), StatusCode::OK);
+        let json: serde_json::Value =
+            serde_json::from_slice(&response.into_body().collect().await?.to_bytes())?;
+        assert_eq!(json["ActionStatus"], "OK", "{json}");
+        assert_eq!(
+            json["AgentGroupId"], 6521,
+            "the app's fallback group answers"
+        );
+        Ok(())
+    }
+
+    /// A router that takes longer than any deadline, and says whether it ever finished.
+    struct Slow(Arc<std::sync::atomic::AtomicBool>);
+
+    #[tonic::async_trait]
+    impl RouterService for Slow {
+        async fn assign_human(
+            &self,
+            _: tonic::Request<AssignHumanRequest>,
+        ) -> Result<tonic::Response<AssignHumanResponse>, tonic::Status> {
+            tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(tonic::Response::new(AssignHumanResponse::default()))
+        }
+    }
+
+    #[tokio::test]
+    async fn an_in_process_call_past_its_deadline_is_cancelled()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let health = HealthService::from_health_reporter(HealthReporter::default());
+        let timeout = std::time::Duration::from_millis(50);
+        let slow = Arc::new(Slow(finished.clone()));
+        let router = RouterClient::in_process(slow, Arc::new(health), timeout);
+        let status = router
+            .assign_human(AssignHumanRequest::default())
+            .await
+            .err()
+            .ok_or("answered after its deadline")?;
+        assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
+        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+        assert!(
+            !finished.load(std::sync::atomic::Ordering::SeqCst),
+            "the router went on after the gateway gave up"
+        );
+        Ok(())
+    }
 
     fn app() -> Result<Router, Box<dyn std::error::Error>> {
         let config = handoff_core::config::parse(CONFIG, Path::new("t.toml"), Vec::new())?;

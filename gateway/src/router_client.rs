@@ -44,6 +44,28 @@ enum Transport {
     },
 }
 
+/// Runs an in-process call as a task of its own, so that a panic in the router fails the
+/// call (INTERNAL: the app's fallback answers) as it would over a channel, instead of taking
+/// the callback's connection down. Dropping the returned future (the deadline passed) aborts
+/// the task, as dropping a call over a channel cancels it.
+async fn isolated<T: Send + 'static>(
+    call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>> + Send + 'static,
+) -> Result<tonic::Response<T>, tonic::Status> {
+    /// Aborts the task when the caller stops waiting for it.
+    struct AbortOnDrop(tokio::task::AbortHandle);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let task = tokio::spawn(call);
+    let _abort = AbortOnDrop(task.abort_handle());
+    match task.await {
+        Ok(result) => result,
+        Err(err) => Err(tonic::Status::internal(format!("the router failed: {err}"))),
+    }
+}
+
 /// A handle to the router; cheap to clone.
 #[derive(Clone)]
 pub struct RouterClient {
@@ -106,7 +128,11 @@ impl RouterClient {
             Transport::Channel { router, .. } => {
                 self.bounded(router.clone().assign_human(request)).await
             }
-            Transport::InProcess { router, .. } => self.bounded(router.assign_human(request)).await,
+            Transport::InProcess { router, .. } => {
+                let router = router.clone();
+                self.bounded(isolated(async move { router.assign_human(request).await }))
+                    .await
+            }
         }
     }
 
@@ -122,7 +148,11 @@ impl RouterClient {
                     .await
             }
             Transport::InProcess { router, .. } => {
-                self.bounded(router.report_session_event(request)).await
+                let router = router.clone();
+                self.bounded(isolated(async move {
+                    router.report_session_event(request).await
+                }))
+                .await
             }
         }
     }
@@ -138,7 +168,11 @@ impl RouterClient {
                 self.bounded(router.clone().set_agent_status(request)).await
             }
             Transport::InProcess { router, .. } => {
-                self.bounded(router.set_agent_status(request)).await
+                let router = router.clone();
+                self.bounded(isolated(
+                    async move { router.set_agent_status(request).await },
+                ))
+                .await
             }
         }
     }
