@@ -125,6 +125,15 @@ fn loads(pairs: &[(&str, (u32, u32))]) -> BTreeMap<String, (u32, u32)> {
         .collect()
 }
 
+/// A directory of the test's own under the system's temp dir (the test removes it).
+fn scratch(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!(
+        "handoff-{name}-{}-{}",
+        std::process::id(),
+        to_ms(SystemTime::now())
+    ))
+}
+
 fn store() -> LocalStore {
     LocalStore::in_memory(lifetimes(Duration::from_secs(1800)))
 }
@@ -373,11 +382,7 @@ async fn a_session_that_ended_decides_afresh_when_it_asks_again() -> TestResult 
 
 #[tokio::test]
 async fn the_embedded_store_reads_sessions_back_after_a_restart() -> TestResult {
-    let dir = std::env::temp_dir().join(format!(
-        "handoff-sessions-{}-{}",
-        std::process::id(),
-        to_ms(SystemTime::now())
-    ));
+    let dir = scratch("sessions");
     let path = dir.join("state.redb");
     let (catalog, app) = app_with("")?;
     let lifetimes = lifetimes(Duration::from_secs(1800));
@@ -419,11 +424,7 @@ async fn the_embedded_store_reads_sessions_back_after_a_restart() -> TestResult 
 #[tokio::test]
 async fn an_unconfirmed_seat_expires_alike_before_and_after_restarts_and_is_forgotten_on_time()
 -> TestResult {
-    let dir = std::env::temp_dir().join(format!(
-        "handoff-expiry-{}-{}",
-        std::process::id(),
-        to_ms(SystemTime::now())
-    ));
+    let dir = scratch("expiry");
     let path = dir.join("state.redb");
     let (catalog, app) = app_with("")?;
     let lifetimes = lifetimes(Duration::from_secs(10));
