@@ -105,6 +105,44 @@ impl Ranking {
         }
     }
 
+    /// Whether `standing` puts the member in the ranked orders (available, below capacity,
+    /// and not refused by the target's agent filter).
+    fn ranks(&self, position: Position, standing: Standing) -> bool {
+        standing.status == AgentStatus::Available
+            && !standing.is_full()
+            && !self.rejected.contains_key(&position)
+    }
+
+    /// Moves a member from its `old` standing to its `new` one. A member ranked before and
+    /// after (a seat taken or released below capacity, the usual change) only moves in the
+    /// orders that read its load and idle clock.
+    fn replace(&mut self, position: Position, old: Standing, new: Standing, skill: u32) {
+        if !(self.ranks(position, old) && self.ranks(position, new)) {
+            self.remove(position, old, skill);
+            self.add(position, new, skill);
+            return;
+        }
+        if old.last != new.last {
+            if let Some(at) = old.last {
+                self.latest.remove(&(at, Reverse(position)));
+            }
+            if let Some(at) = new.last {
+                self.latest.insert((at, Reverse(position)));
+            }
+        }
+        let (was, is) = (old.ratio(), new.ratio());
+        self.by_load.remove(&(was, old.last, position));
+        self.by_load.insert((is, new.last, position));
+        self.by_idle.remove(&(old.last, was, position));
+        self.by_idle.insert((new.last, is, position));
+        if !self.skills.is_empty() {
+            self.by_skill
+                .remove(&(Reverse(skill), was, old.last, position));
+            self.by_skill
+                .insert((Reverse(skill), is, new.last, position));
+        }
+    }
+
     fn remove(&mut self, position: Position, standing: Standing, skill: u32) {
         if let Some(at) = standing.last {
             self.latest.remove(&(at, Reverse(position)));
@@ -285,8 +323,7 @@ impl Floor {
         for &index in &self.memberships[n] {
             if let Some(ranking) = self.rankings.get_mut(index) {
                 let skill = skill_total(definition, &ranking.skills);
-                ranking.remove(position, old, skill);
-                ranking.add(position, new, skill);
+                ranking.replace(position, old, new, skill);
             }
         }
         self.standings[n] = new;
