@@ -187,6 +187,21 @@ pub struct Candidate {
     pub position: usize,
 }
 
+impl Candidate {
+    /// `agent` at `position` in the roster with `load`, not scored or moved yet.
+    pub(super) fn unscored(agent: &super::Agent, load: super::AgentLoad, position: usize) -> Self {
+        Self {
+            agent: agent.id.clone(),
+            capacity: agent.capacity,
+            active: load.active,
+            last_assigned: load.last_assigned,
+            score: 0.0,
+            sticky: None,
+            position,
+        }
+    }
+}
+
 /// Why stickiness put an agent first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sticky {

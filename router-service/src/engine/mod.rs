@@ -318,15 +318,7 @@ impl Search<'_> {
         target: &Target,
         turn: usize,
     ) -> Candidate {
-        let mut candidate = Candidate {
-            agent: agent.id.clone(),
-            capacity: agent.capacity,
-            active: load.active,
-            last_assigned: load.last_assigned,
-            score: 0.0,
-            sticky: None,
-            position: position as usize,
-        };
+        let mut candidate = Candidate::unscored(agent, load, position as usize);
         candidate.score = rank::score(
             target,
             &candidate,
@@ -364,15 +356,7 @@ impl Search<'_> {
                 pivot = Some((at, position));
             }
             match self.eligibility(agent, load, closed, target, false) {
-                Ok(()) => ranked.push(Candidate {
-                    agent: agent.id.clone(),
-                    capacity: agent.capacity,
-                    active: load.active,
-                    last_assigned: load.last_assigned,
-                    score: 0.0,
-                    sticky: None,
-                    position,
-                }),
+                Ok(()) => ranked.push(Candidate::unscored(agent, load, position)),
                 Err(reason) => {
                     left_out.add(&reason);
                     excluded.push(Excluded {
