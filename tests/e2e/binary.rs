@@ -35,9 +35,18 @@ impl TempFile {
     }
 }
 
+/// The embedded store's journal directory beside its file.
+fn journal(store: &std::path::Path) -> PathBuf {
+    let mut name = store.as_os_str().to_owned();
+    name.push(".journal");
+    PathBuf::from(name)
+}
+
 impl Drop for TempFile {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(self.store());
+        let store = self.store();
+        let _ = std::fs::remove_file(&store);
+        let _ = std::fs::remove_dir_all(journal(&store));
         let _ = std::fs::remove_file(&self.0);
     }
 }

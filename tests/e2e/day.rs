@@ -408,6 +408,9 @@ struct StateFile(PathBuf);
 impl Drop for StateFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
+        let mut journal = self.0.clone().into_os_string();
+        journal.push(".journal");
+        let _ = std::fs::remove_dir_all(journal);
     }
 }
 

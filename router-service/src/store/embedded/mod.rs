@@ -1,14 +1,23 @@
 //! The embedded store's durability: a journal of every change to the local store's state,
-//! written to a redb file and committed (fsync) before the call that made the change is
-//! answered, and read back when the router starts. The file's layout lives here alone:
-//! [`ops`] says which writes record each [`Change`], [`reserved`] and [`expired`] those of
-//! assignments.
+//! made durable before the call that made the change is answered, kept in a redb file, and
+//! read back when the router starts. The file's layout lives here alone: [`ops`] says which
+//! writes record each [`Change`], [`session`], [`last_assigned`], [`history`] and [`seen`]
+//! those the local store makes as sessions change.
 //!
-//! Changes are queued in the order the in-memory state made them; one writer thread commits
-//! whatever has queued in a single transaction, so concurrent calls share an fsync. A kill
-//! at any point loses only changes that were never acknowledged.
+//! Changes are queued in the order the in-memory state made them; one writer thread appends
+//! whatever has queued as one frame to the journal's [`log`] and syncs it, so concurrent
+//! calls share a sync, then answers them. A second thread folds each full log segment into
+//! the redb file in one transaction and deletes it; at start, segments not yet folded are
+//! folded before the file is read. A kill at any point loses only changes that were never
+//! acknowledged.
 
-use std::{collections::HashMap, path::Path, sync::mpsc, thread::JoinHandle, time::SystemTime};
+use std::{
+    collections::HashMap,
+    path::Path,
+    sync::{Arc, mpsc},
+    thread::JoinHandle,
+    time::SystemTime,
+};
 
 use handoff_core::id::{AgentId, ClientUserId, SdkAppId, SessionId};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -21,10 +30,17 @@ use super::{
     session::SessionRecord,
 };
 
+mod log;
+
 type Table = TableDefinition<'static, (u64, &'static str), &'static [u8]>;
+
+/// The journal's own bookkeeping: `folded_through`, the last log segment the tables hold.
+const META: TableDefinition<'static, &'static str, u64> = TableDefinition::new("journal");
+const FOLDED_THROUGH: &str = "folded_through";
 
 /// The tables, each keyed by (app, id), each value a JSON record of [`record`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub(super) enum Kind {
     /// Sessions: [`SessionRecord`] (the table kept its first name).
     Assignments,
@@ -171,10 +187,11 @@ struct Batch {
     done: oneshot::Sender<Result<(), String>>,
 }
 
-/// The journal: a writer thread over the redb file.
+/// The journal: a writer thread appending to the log, and a folder thread bringing the redb
+/// file up to date from it.
 pub(super) struct Journal {
     queue: Option<mpsc::Sender<Batch>>,
-    writer: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Journal {
@@ -184,7 +201,8 @@ impl std::fmt::Debug for Journal {
 }
 
 impl Journal {
-    /// Opens (or creates) the file at `path` and reads back everything it holds.
+    /// Opens (or creates) the file at `path` and its log, folds what the log holds into
+    /// the file, and reads back everything the file holds.
     pub(super) fn open(path: &Path) -> Result<(Self, HashMap<SdkAppId, LoadedApp>), StoreError> {
         let unavailable = |what: &str, err: &dyn std::fmt::Display| {
             StoreError::Unavailable(format!("embedded store {}: {what}: {err}", path.display()))
@@ -195,22 +213,49 @@ impl Journal {
         }
         let db = Database::create(path).map_err(|e| unavailable("opening", &e))?;
         create_tables(&db).map_err(|e| unavailable("creating tables", &e))?;
+        let directory = log::directory(path);
+        std::fs::create_dir_all(&directory)
+            .map_err(|e| unavailable("creating its journal directory", &e))?;
+        let segments =
+            log::segments(&directory).map_err(|e| unavailable("listing its journal", &e))?;
+        let folded = folded_through(&db).map_err(|e| unavailable("reading", &e))?;
+        let (done, unfolded): (Vec<u64>, Vec<u64>) =
+            segments.iter().partition(|&&number| number <= folded);
+        log::remove(&directory, &done);
+        log::fold(&db, &directory, &unfolded)
+            .map_err(|e| unavailable("folding its journal", &e))?;
         let loaded = load(&db).map_err(|e| unavailable("reading", &e))?;
+        let first = segments.last().map_or(folded, |&last| last.max(folded)) + 1;
+        let segment = log::Segment::create(&directory, first)
+            .map_err(|e| unavailable("starting a journal segment", &e))?;
+
+        let db = Arc::new(db);
         let (queue, batches) = mpsc::channel();
-        let writer = std::thread::Builder::new()
-            .name("handoff-journal".into())
-            .spawn(move || write_batches(db, batches))
-            .map_err(|e| unavailable("starting its writer", &e))?;
+        let (full, fulls) = mpsc::channel();
+        let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(run)
+                .map_err(|e| unavailable("starting its writer", &e))
+        };
+        let writer = spawn(
+            "handoff-journal",
+            Box::new(move || write_batches(segment, batches, full)),
+        )?;
+        let folder = spawn(
+            "handoff-fold",
+            Box::new(move || fold_segments(&db, &directory, fulls)),
+        )?;
         Ok((
             Self {
                 queue: Some(queue),
-                writer: Some(writer),
+                threads: vec![writer, folder],
             },
             loaded,
         ))
     }
 
-    /// Queues `ops`; the receiver resolves once they are committed to disk.
+    /// Queues `ops`; the receiver resolves once they are on disk.
     pub(super) fn submit(&self, ops: Vec<Op>) -> oneshot::Receiver<Result<(), String>> {
         let (done, committed) = oneshot::channel();
         let batch = Batch { ops, done };
@@ -227,10 +272,11 @@ impl Journal {
 
 impl Drop for Journal {
     fn drop(&mut self) {
-        // Closing the queue lets the writer finish what is queued, then release the file.
+        // Closing the queue lets the writer finish what is queued and stop, which stops the
+        // folder once it has folded what it was handed; then the file is released.
         drop(self.queue.take());
-        if let Some(writer) = self.writer.take() {
-            let _ = writer.join();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
         }
     }
 }
@@ -240,12 +286,26 @@ fn create_tables(db: &Database) -> Result<(), redb::Error> {
     for kind in Kind::ALL {
         txn.open_table(kind.table())?;
     }
+    txn.open_table(META)?;
     txn.commit()?;
     Ok(())
 }
 
-/// Commits each run of queued batches in one transaction, then tells their callers.
-fn write_batches(db: Database, batches: mpsc::Receiver<Batch>) {
+/// The last log segment the tables hold (0: none).
+fn folded_through(db: &Database) -> Result<u64, redb::Error> {
+    let txn = db.begin_read()?;
+    let meta = txn.open_table(META)?;
+    Ok(meta.get(FOLDED_THROUGH)?.map_or(0, |value| value.value()))
+}
+
+/// Appends each run of queued batches to the log as one frame, syncs it, then tells their
+/// callers; hands every full segment to the folder.
+fn write_batches(
+    mut segment: log::Segment,
+    batches: mpsc::Receiver<Batch>,
+    full: mpsc::Sender<u64>,
+) {
+    let mut frame = Vec::new();
     while let Ok(first) = batches.recv() {
         let mut run = vec![first];
         while run.len() < 1024 {
@@ -254,27 +314,61 @@ fn write_batches(db: Database, batches: mpsc::Receiver<Batch>) {
                 Err(_) => break,
             }
         }
-        let result = commit(&db, &run).map_err(|err| {
-            tracing::error!(error = %err, "embedded store commit failed");
-            format!("embedded store commit failed: {err}")
+        log::frame(run.iter().flat_map(|batch| &batch.ops), &mut frame);
+        let written = segment.append(&frame);
+        let result = written.as_ref().map(|_| ()).map_err(|err| {
+            tracing::error!(error = %err, "embedded store journal write failed");
+            format!("embedded store journal write failed: {err}")
         });
         for batch in run {
             let _ = batch.done.send(result.clone());
         }
+        // A failed write may have left part of a frame: nothing more goes after it.
+        if written.is_err() || segment.is_full() {
+            match segment.next() {
+                Ok(next) => {
+                    let _ = full.send(segment.number());
+                    segment = next;
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot start a new journal segment");
+                }
+            }
+        }
     }
 }
 
-fn commit(db: &Database, run: &[Batch]) -> Result<(), redb::Error> {
+/// Folds each segment handed over into the redb file, in order; a segment that fails to
+/// fold is tried again with the next (the log keeps it meanwhile, and a restart folds it).
+fn fold_segments(db: &Database, directory: &Path, fulls: mpsc::Receiver<u64>) {
+    let mut waiting = Vec::new();
+    loop {
+        if let Err(err) = log::prepare_spare(directory) {
+            tracing::warn!(error = %err, "cannot prepare the next journal segment; it will start empty");
+        }
+        let Ok(number) = fulls.recv() else { break };
+        waiting.push(number);
+        waiting.extend(fulls.try_iter());
+        match log::fold(db, directory, &waiting) {
+            Ok(()) => waiting.clear(),
+            Err(err) => {
+                tracing::error!(error = %err, "folding the journal into the embedded store failed; it stays in the log")
+            }
+        }
+    }
+}
+
+/// Applies `ops` in order in one transaction, recording `folded` as the last segment the
+/// tables hold.
+fn commit(db: &Database, ops: &[Op], folded: Option<u64>) -> Result<(), redb::Error> {
     let txn = db.begin_write()?;
     {
         let mut tables = Vec::with_capacity(Kind::ALL.len());
         for kind in Kind::ALL {
-            tables.push((kind, txn.open_table(kind.table())?));
+            tables.push(txn.open_table(kind.table())?);
         }
-        for op in run.iter().flat_map(|batch| &batch.ops) {
-            let Some((_, table)) = tables.iter_mut().find(|(kind, _)| *kind == op.kind) else {
-                continue;
-            };
+        for op in ops {
+            let table = &mut tables[op.kind as usize];
             match &op.value {
                 Some(value) => {
                     table.insert((op.app, op.key.as_str()), value.as_slice())?;
@@ -283,6 +377,9 @@ fn commit(db: &Database, run: &[Batch]) -> Result<(), redb::Error> {
                     table.remove((op.app, op.key.as_str()))?;
                 }
             }
+        }
+        if let Some(folded) = folded {
+            txn.open_table(META)?.insert(FOLDED_THROUGH, folded)?;
         }
     }
     txn.commit()?;
