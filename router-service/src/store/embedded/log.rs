@@ -258,8 +258,15 @@ pub(super) fn fold(db: &Database, directory: &Path, numbers: &[u64]) -> Result<(
         }
         ops.extend(segment);
     }
+    let started = std::time::Instant::now();
     super::commit(db, &ops, Some(last)).map_err(|e| e.to_string())?;
     remove(directory, numbers);
+    tracing::debug!(
+        segments = ?numbers,
+        writes = ops.len(),
+        elapsed = ?started.elapsed(),
+        "journal folded into the embedded store"
+    );
     Ok(())
 }
 
