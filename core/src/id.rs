@@ -2,8 +2,12 @@
 //!
 //! The gateway builds them from Tencent's callback, the router from gRPC requests and the
 //! config loader from TOML; past that point they are trusted as they are.
+//!
+//! Text identifiers are shared, not copied: a clone is a reference count, so an agent's id
+//! in a ranking, an answer, a session record and a customer's previous-agent link is the
+//! one string the roster holds.
 
-use std::fmt;
+use std::{fmt, sync::Arc};
 
 use serde::{Deserialize, Serialize};
 
@@ -113,22 +117,22 @@ numeric_id!(
     GroupId
 );
 
-/// Declares a string identifier newtype with a fallible `parse`, serde through that parse,
-/// `Display`, `AsRef<str>` and `as_str`.
+/// Declares a string identifier newtype (shared, immutable text) with a fallible `parse`,
+/// serde through that parse, `Display`, `AsRef<str>` and `as_str`.
 macro_rules! text_id {
     ($(#[$doc:meta])* $name:ident, $check:expr) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
+        pub struct $name(Arc<str>);
 
         impl $name {
             /// Validates `value` and takes it as this identifier.
-            pub fn parse(value: impl Into<String>) -> Result<Self, IdError> {
-                let value = value.into();
+            pub fn parse(value: impl AsRef<str>) -> Result<Self, IdError> {
+                let value = value.as_ref();
                 let check: fn(&str) -> Result<(), IdError> = $check;
-                check(&value)?;
-                Ok(Self(value))
+                check(value)?;
+                Ok(Self(Arc::from(value)))
             }
 
             /// The identifier as text.
@@ -146,7 +150,7 @@ macro_rules! text_id {
 
         impl From<$name> for String {
             fn from(id: $name) -> String {
-                id.0
+                String::from(&*id.0)
             }
         }
 
