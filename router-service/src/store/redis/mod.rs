@@ -38,10 +38,7 @@ use view::{Looked, Update, View};
 
 use super::{
     Applied, Assignment, Change, DEDUP_WINDOW, Lifetimes, Look, Store, StoreError,
-    record::{
-        self, AnswerRecord, CustomerRecord, HistoryRecord, RosterRecord, StatusRecord, from_ms,
-        to_ms,
-    },
+    record::{self, CustomerRecord, HistoryRecord, RosterRecord, StatusRecord, from_ms, to_ms},
     session::{self, Effects, SessionEvent, SessionRecord},
 };
 use crate::{
@@ -95,6 +92,8 @@ pub struct RedisStore {
     compiled: Mutex<CompiledAgents>,
     /// This replica's view of each app, kept fresh from the app's changes stream.
     views: Mutex<FastMap<SdkAppId, View>>,
+    /// Each app's keys, formatted once.
+    keys: parking_lot::Mutex<FastMap<SdkAppId, Arc<Keys>>>,
 }
 
 /// A decision's claim on reading the changes stream for its app's view, given up when it
@@ -178,43 +177,56 @@ impl RedisStore {
             },
             compiled: Mutex::new(FastMap::default()),
             views: Mutex::new(FastMap::default()),
+            keys: parking_lot::Mutex::new(FastMap::default()),
         })
     }
 
     /// Runs `script` with the app's keys (and a report's seen-key, when it has an
-    /// identity), `now` and `max_session` and then `args`, bounded by the timeout.
+    /// identity), `now` and `max_session` and then what `args` adds, bounded by the timeout.
+    ///
+    /// One `EVALSHA` command is built in place (redis' `ScriptInvocation` would copy every
+    /// key and argument into a buffer of its own first); a server that does not know the
+    /// script yet is sent it once, and the call is repeated.
     async fn run(
         &self,
         script: &Script,
         app: SdkAppId,
         report: Option<&str>,
         now: SystemTime,
-        args: Vec<String>,
+        args: impl FnOnce(&mut redis::Cmd),
     ) -> Result<Value, StoreError> {
-        let mut invocation = script.prepare_invoke();
-        let keys = Keys::of(app);
+        let keys = self.keys(app);
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(script.get_hash())
+            .arg(10 + usize::from(report.is_some()));
         for key in keys.all() {
-            invocation.key(key);
+            cmd.arg(key);
         }
         // The scripts read a report's seen-key as KEYS[11].
         if let Some(id) = report {
-            invocation.key(keys.seen(id));
+            cmd.arg(keys.seen(id));
         }
-        invocation.arg(to_ms(now).to_string());
-        invocation.arg(millis(self.lifetimes.max_session).to_string());
-        for arg in args {
-            invocation.arg(arg);
-        }
+        cmd.arg(to_ms(now)).arg(millis(self.lifetimes.max_session));
+        args(&mut cmd);
         let call = async {
             match self.connection.clone() {
-                Connection::Single(mut conn) => invocation.invoke_async::<Value>(&mut conn).await,
-                Connection::Cluster(mut conn) => invocation.invoke_async::<Value>(&mut conn).await,
+                Connection::Single(mut conn) => evalsha(script, &cmd, &mut conn).await,
+                Connection::Cluster(mut conn) => evalsha(script, &cmd, &mut conn).await,
             }
         };
         tokio::time::timeout(self.timeout, call)
             .await
             .map_err(|_| unavailable(format!("no answer within {:?}", self.timeout)))?
             .map_err(unavailable)
+    }
+
+    /// The app's keys, formatted once.
+    fn keys(&self, app: SdkAppId) -> Arc<Keys> {
+        self.keys
+            .lock()
+            .entry(app)
+            .or_insert_with(|| Arc::new(Keys::of(app)))
+            .clone()
     }
 
     /// Runs a plain command pipeline atomically.
@@ -253,16 +265,13 @@ impl RedisStore {
         if seen == NOT_READING {
             return self.fetch_plain(app, session, look.customer, now).await;
         }
-        let args = vec![
-            session.map(|s| s.as_str().to_owned()).unwrap_or_default(),
-            look.customer
-                .map(|c| c.as_str().to_owned())
-                .unwrap_or_default(),
-            if look.sessions { "1" } else { "0" }.to_owned(),
-            seen,
-        ];
         let reply = self
-            .run(&self.scripts.snapshot, app.id, None, now, args)
+            .run(&self.scripts.snapshot, app.id, None, now, |cmd| {
+                cmd.arg(session.map_or("", SessionId::as_str))
+                    .arg(look.customer.map_or("", ClientUserId::as_str))
+                    .arg(if look.sessions { "1" } else { "0" })
+                    .arg(seen);
+            })
             .await?;
         let items = into_items(reply)?;
         if tag(&items)? == 1 {
@@ -308,7 +317,7 @@ impl RedisStore {
         customer: Option<&ClientUserId>,
         now: SystemTime,
     ) -> Result<Result<Fetched, Answer>, StoreError> {
-        let keys = Keys::of(app.id);
+        let keys = self.keys(app.id);
         let customer = customer.map_or("", ClientUserId::as_str);
         let mut pipe = redis::pipe();
         pipe.hget(&keys.sessions, session.map_or("", SessionId::as_str))
@@ -411,13 +420,9 @@ impl RedisStore {
         let session_id = event.session.as_str().to_owned();
         for _ in 0..EVENT_ATTEMPTS {
             let raw = self
-                .run(
-                    &self.scripts.read_session,
-                    app.id,
-                    None,
-                    now,
-                    vec![session_id.clone()],
-                )
+                .run(&self.scripts.read_session, app.id, None, now, |cmd| {
+                    cmd.arg(&session_id);
+                })
                 .await?;
             let raw = text(Some(&raw))?;
             let old = if raw.is_empty() {
@@ -448,7 +453,15 @@ impl RedisStore {
             ];
             args.extend(effect_args(&effects));
             let reply = self
-                .run(&self.scripts.event, app.id, event.id.as_deref(), now, args)
+                .run(
+                    &self.scripts.event,
+                    app.id,
+                    event.id.as_deref(),
+                    now,
+                    |cmd| {
+                        cmd.arg(args);
+                    },
+                )
                 .await?;
             match reply {
                 Value::Int(1) => return Ok(Applied::Recorded),
@@ -573,21 +586,18 @@ impl Store for RedisStore {
         let hold = self.lifetimes.hold(app);
         // What the session's record is when it is new and the first candidate takes it.
         let (first, _) = session::reserve(None, &template, customer, handoff.event_time, now, hold);
-        let mut args = vec![
-            handoff.session.as_str().to_owned(),
-            customer.as_str().to_owned(),
-            to_ms(now + hold).to_string(),
-            record::encode(&AnswerRecord::from(&template)),
-            decision.max_agents.to_string(),
-            to_ms(handoff.event_time).to_string(),
-            record::encode(&first),
-        ];
-        for candidate in &decision.ranked {
-            args.push(candidate.agent.as_str().to_owned());
-            args.push(candidate.capacity.to_string());
-        }
         let reply = self
-            .run(&self.scripts.reserve, app.id, None, now, args)
+            .run(&self.scripts.reserve, app.id, None, now, |cmd| {
+                cmd.arg(handoff.session.as_str())
+                    .arg(customer.as_str())
+                    .arg(to_ms(now + hold))
+                    .arg(decision.max_agents)
+                    .arg(to_ms(handoff.event_time))
+                    .arg(record::encode(&first));
+                for candidate in &decision.ranked {
+                    cmd.arg(candidate.agent.as_str()).arg(candidate.capacity);
+                }
+            })
             .await?;
         let items = into_items(reply)?;
         let answer = |items: &[Value]| -> Result<Answer, StoreError> {
@@ -598,6 +608,8 @@ impl Store for RedisStore {
         match tag(&items)? {
             1 => Ok(Assignment::Replayed(answer(&items)?)),
             2 => Ok(Assignment::Fresh(answer(&items)?)),
+            // Stored as built: the answer is the template's.
+            3 => Ok(Assignment::Fresh(template)),
             _ => Ok(Assignment::Fresh(decision.without_reservation())),
         }
     }
@@ -633,7 +645,7 @@ impl Store for RedisStore {
         change: Change,
         now: SystemTime,
     ) -> Result<Applied, StoreError> {
-        let keys = Keys::of(app.id);
+        let keys = self.keys(app.id);
         let mut pipe = redis::pipe();
         pipe.atomic();
         match change {
@@ -655,7 +667,9 @@ impl Store for RedisStore {
                     window.unwrap_or_default(),
                 ];
                 let reply = self
-                    .run(&self.scripts.status, app.id, id.as_deref(), now, args)
+                    .run(&self.scripts.status, app.id, id.as_deref(), now, |cmd| {
+                        cmd.arg(args);
+                    })
                     .await?;
                 return match reply {
                     Value::Int(1) => Ok(Applied::Recorded),
@@ -689,6 +703,21 @@ impl Store for RedisStore {
         }
         self.write(pipe).await?;
         Ok(Applied::Recorded)
+    }
+}
+
+/// Runs an `EVALSHA` of `script`, loading the script first if the server lacks it.
+async fn evalsha(
+    script: &Script,
+    cmd: &redis::Cmd,
+    conn: &mut impl redis::aio::ConnectionLike,
+) -> redis::RedisResult<Value> {
+    match cmd.query_async(conn).await {
+        Err(err) if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+            script.load_async(conn).await?;
+            cmd.query_async(conn).await
+        }
+        result => result,
     }
 }
 

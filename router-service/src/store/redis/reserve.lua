@@ -1,9 +1,10 @@
--- ARGV: 3 session, 4 customer, 5 the seat's deadline (ms), 6 answer template, 7 how many
--- agents the answer lists, 8 when the user asked (ms), 9 the record to store when the
--- session is new and the first candidate takes it (built by the router with
--- session::reserve, the usual case, so that it costs no JSON here), then agent and capacity
--- for each ranked candidate. Returns {1, record} to replay, {2, record} when reserved, {0}
--- when every candidate is full. The same rules as session::reserve.
+-- ARGV: 3 session, 4 customer, 5 the seat's deadline (ms), 6 how many agents the answer
+-- lists, 7 when the user asked (ms), 8 the record to store when the session is new and the
+-- first candidate takes it (built by the router with session::reserve, the usual case, so
+-- that it costs no JSON here), then agent and capacity for each ranked candidate. Returns
+-- {1, record} to replay, {3} when it reserved the first candidate with ARGV[8] as it is,
+-- {2, record} when it reserved with another record, {0} when every candidate is full. The
+-- same rules as session::reserve.
 local old = nil
 local raw = redis.call('HGET', KEYS[1], ARGV[3])
 if raw then
@@ -11,19 +12,21 @@ if raw then
   if holds_seat(old) and val(old.answer) then return {1, raw} end
 end
 local now = tonumber(ARGV[1])
-local limit = tonumber(ARGV[7])
-local count = (#ARGV - 9) / 2
+local limit = tonumber(ARGV[6])
+local count = (#ARGV - 8) / 2
 for i = 0, count - 1 do
-  local agent = ARGV[10 + 2 * i]
+  local agent = ARGV[9 + 2 * i]
   local active = tonumber(redis.call('HGET', KEYS[3], agent) or '0')
-  if active < tonumber(ARGV[11 + 2 * i]) then
-    local asked = tonumber(ARGV[8])
-    local record = ARGV[9]
+  if active < tonumber(ARGV[10 + 2 * i]) then
+    local asked = tonumber(ARGV[7])
+    local record = ARGV[8]
+    local tag = 3
     if old or i > 0 then
-      local answer = cjson.decode(ARGV[6])
+      -- The answer as the router built it for the first candidate, from this one on.
+      local answer = cjson.decode(ARGV[8]).answer
       local agents = {}
       for j = i, math.min(count - 1, i + limit - 1) do
-        table.insert(agents, ARGV[10 + 2 * j])
+        table.insert(agents, ARGV[9 + 2 * j])
       end
       answer.agents = agents
       answer.reserved = agent
@@ -42,6 +45,7 @@ for i = 0, count - 1 do
                                     until_ms = tonumber(ARGV[5])},
                    state = 'provisional', since_ms = now, expires_at_ms = tonumber(ARGV[5])}
       record = cjson.encode(rec)
+      tag = 2
     end
     take(agent, false)
     touch(agent, now)
@@ -49,6 +53,7 @@ for i = 0, count - 1 do
     remember(ARGV[4], agent, asked)
     redis.call('HSET', KEYS[1], ARGV[3], record)
     redis.call('ZADD', KEYS[2], ARGV[5], ARGV[3])
+    if tag == 3 then return {3} end
     return {2, record}
   end
 end
