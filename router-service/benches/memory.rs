@@ -1,7 +1,8 @@
 //! Resident memory of the local store with 100,000 agents on the floor and 1,000,000
 //! customers known (pushed as UpsertCustomer would, each with a tier, a language, a tag, an
-//! owner and an attribute, and each with a previous agent from one assignment), reported
-//! per customer. Printed figures, not a test.
+//! owner and an attribute, and each with a previous agent from one session), reported per
+//! customer; then what sessions cost while they are remembered, per session. Printed
+//! figures, not a test.
 //!
 //! `cargo bench -p handoff-router --bench memory`
 
@@ -19,6 +20,7 @@ use handoff_router::{
 
 const AGENTS: usize = 100_000;
 const CUSTOMERS: usize = 1_000_000;
+const SESSIONS: usize = 100_000;
 
 /// Resident set size in bytes, from /proc.
 fn resident() -> u64 {
@@ -65,7 +67,7 @@ fn main() {
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
     // The floor is built on the first look.
     runtime.block_on(async {
-        let handoff = handoff(0, now);
+        let handoff = handoff(0, "s-first", now);
         let _ = store
             .assign(&app, &handoff, now, |state| {
                 decide(&app, &handoff, state, now)
@@ -88,27 +90,36 @@ fn main() {
         }
     });
     let customers = resident();
-    // One assignment each, a minute later: every reservation has expired by then (so the
-    // load comes back down), and what stays is each customer's previous agent.
+    // One session each, spread over a day and a bit (one every 100 ms), as a day's traffic
+    // comes: each is released a minute after it was reserved and forgotten a minute later,
+    // so what stays is each customer's previous agent, not a million sessions at once
+    // (those are measured apart below).
     runtime.block_on(async {
         for n in 0..CUSTOMERS {
-            let at = now + Duration::from_secs(120) + Duration::from_micros(n as u64);
-            let handoff = handoff(n, at);
+            let at = now + Duration::from_secs(120) + Duration::from_millis(100 * n as u64);
+            let handoff = handoff(n, &format!("s-{n}"), at);
             let _ = store
                 .assign(&app, &handoff, at, |state| {
                     decide(&app, &handoff, state, at)
                 })
                 .await;
         }
-        let later = now + Duration::from_secs(3600);
-        let probe = handoff(0, later);
-        let _ = store
-            .assign(&app, &probe, later, |state| {
-                decide(&app, &probe, state, later)
-            })
-            .await;
     });
+    let later = now + Duration::from_secs(120) + Duration::from_millis(100 * CUSTOMERS as u64);
     let history = resident();
+    // Sessions remembered at once: each is kept until max_session after its seat runs out.
+    runtime.block_on(async {
+        for n in 0..SESSIONS {
+            let at = later + Duration::from_secs(3600);
+            let handoff = handoff(n, &format!("t-{n}"), at);
+            let _ = store
+                .assign(&app, &handoff, at, |state| {
+                    decide(&app, &handoff, state, at)
+                })
+                .await;
+        }
+    });
+    let sessions = resident();
     println!("resident memory, local store ({AGENTS} agents, {CUSTOMERS} customers):");
     println!(
         "  the floor of {AGENTS} agents, compiled and ranked: {:.1} MiB",
@@ -120,7 +131,7 @@ fn main() {
         customers.saturating_sub(floor) as f64 / CUSTOMERS as f64
     );
     println!(
-        "  and a previous agent each (after a session each, expired and forgotten; the allocator keeps some of what they freed): {:.1} MiB more, {:.0} bytes per customer",
+        "  and a previous agent each (after a session each over a day): {:.1} MiB more, {:.0} bytes per customer",
         mib(history.saturating_sub(customers)),
         history.saturating_sub(customers) as f64 / CUSTOMERS as f64
     );
@@ -128,12 +139,17 @@ fn main() {
         "  in all, per customer known: {:.0} bytes",
         history.saturating_sub(floor) as f64 / CUSTOMERS as f64
     );
+    println!(
+        "  {SESSIONS} sessions held at once: {:.1} MiB, {:.0} bytes per session",
+        mib(sessions.saturating_sub(history)),
+        sessions.saturating_sub(history) as f64 / SESSIONS as f64
+    );
 }
 
-fn handoff(n: usize, at: SystemTime) -> Handoff {
+fn handoff(n: usize, session: &str, at: SystemTime) -> Handoff {
     Handoff {
         app: SdkAppId::new(1_400_000_001).unwrap_or_else(|e| panic!("{e}")),
-        session: SessionId::parse(format!("s-{n}")).unwrap_or_else(|e| panic!("{e}")),
+        session: SessionId::parse(session).unwrap_or_else(|e| panic!("{e}")),
         client_user: ClientUserId::parse(format!("customer-{n:07}"))
             .unwrap_or_else(|e| panic!("{e}")),
         event_time: at,

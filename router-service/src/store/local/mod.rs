@@ -257,7 +257,9 @@ impl Store for LocalStore {
                 }
                 Change::PutCustomer(customer) => {
                     writes.record(|| embedded::ops(app.id, &Change::PutCustomer(customer.clone())));
-                    state.customers.insert(customer.id.clone(), customer);
+                    state
+                        .customers
+                        .insert(customer.id.clone(), Box::new(customer));
                     Applied::Recorded
                 }
                 Change::Session(event) => {
