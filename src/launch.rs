@@ -47,7 +47,7 @@ async fn serve(program: &'static str, about: &str, parts: Parts) -> Result<(), L
     let Some(started) = cli::start(program, about, check)? else {
         return Ok(());
     };
-    telemetry::init();
+    let telemetry = telemetry::init(program, started.log_format);
     let config = started.config;
     let listeners = Listeners {
         router: match parts {
@@ -74,6 +74,7 @@ async fn serve(program: &'static str, about: &str, parts: Parts) -> Result<(), L
     );
     app.run(shutdown::signal()).await?;
     tracing::info!("{program} stopped");
+    drop(telemetry);
     Ok(())
 }
 

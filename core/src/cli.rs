@@ -1,6 +1,9 @@
-//! The command line shared by the three binaries: `[check] --config FILE`.
+//! The command line shared by the three binaries: `[check] --config FILE [--log-format
+//! text|json]`.
 
 use std::path::PathBuf;
+
+use crate::telemetry::LogFormat;
 
 /// What a binary was asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,36 +18,67 @@ pub enum Command {
     Version,
 }
 
-/// Reads `args` (without the program name): `[check] --config FILE`, `--help`, `--version`.
+/// What the command line asks for, and how to write logs meanwhile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    /// What to do.
+    pub command: Command,
+    /// `--log-format` (or `HANDOFF_LOG_FORMAT`); text by default.
+    pub log_format: LogFormat,
+}
+
+/// Reads `args` (without the program name): `[check] --config FILE [--log-format
+/// text|json]`, `--help`, `--version`.
 ///
-/// `HANDOFF_CONFIG` stands in for `--config` when given in `env_config`.
+/// `HANDOFF_CONFIG` stands in for `--config` when given in `env_config`, and
+/// `HANDOFF_LOG_FORMAT` for `--log-format` in `env_log_format`.
 pub fn parse(
     args: impl IntoIterator<Item = String>,
     env_config: Option<String>,
-) -> Result<Command, String> {
+    env_log_format: Option<String>,
+) -> Result<Invocation, String> {
     let mut check = false;
     let mut config = env_config.map(PathBuf::from);
+    let mut log_format = env_log_format;
     let mut args = args.into_iter();
+    let done = |command| {
+        Ok(Invocation {
+            command,
+            log_format: LogFormat::Text,
+        })
+    };
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "-h" | "--help" => return Ok(Command::Help),
-            "-V" | "--version" => return Ok(Command::Version),
+            "-h" | "--help" => return done(Command::Help),
+            "-V" | "--version" => return done(Command::Version),
             "check" => check = true,
             "-c" | "--config" => {
                 let path = args.next().ok_or("--config needs a file")?;
                 config = Some(PathBuf::from(path));
             }
-            other => match other.strip_prefix("--config=") {
-                Some(path) => config = Some(PathBuf::from(path)),
-                None => return Err(format!("unexpected argument {other:?}")),
-            },
+            "--log-format" => {
+                log_format = Some(args.next().ok_or("--log-format needs text or json")?);
+            }
+            other => {
+                if let Some(path) = other.strip_prefix("--config=") {
+                    config = Some(PathBuf::from(path));
+                } else if let Some(format) = other.strip_prefix("--log-format=") {
+                    log_format = Some(format.to_owned());
+                } else {
+                    return Err(format!("unexpected argument {other:?}"));
+                }
+            }
         }
     }
     let config = config.ok_or("missing --config FILE (or HANDOFF_CONFIG)")?;
-    Ok(if check {
-        Command::Check(config)
-    } else {
-        Command::Serve(config)
+    let log_format = log_format.map_or(Ok(LogFormat::Text), |format| format.parse())?;
+    Ok(Invocation {
+        command: if check {
+            Command::Check(config)
+        } else {
+            Command::Serve(config)
+        },
+        log_format,
     })
 }
 
@@ -52,10 +86,11 @@ pub fn parse(
 pub fn usage(program: &str, about: &str) -> String {
     format!(
         "{program}: {about}\n\n\
-         usage: {program} --config FILE       serve\n       \
-         {program} check --config FILE validate the config and exit\n\n\
-         HANDOFF_CONFIG may stand in for --config; HANDOFF__SECTION__KEY variables\n\
-         override keys of the file; RUST_LOG sets the log filter.\n"
+         usage: {program} --config FILE [--log-format text|json]   serve\n       \
+         {program} check --config FILE                          validate the config and exit\n\n\
+         HANDOFF_CONFIG may stand in for --config and HANDOFF_LOG_FORMAT for --log-format;\n\
+         HANDOFF__SECTION__KEY variables override keys of the file; RUST_LOG sets the log\n\
+         filter; the standard OTEL_* variables configure trace export (see README).\n"
     )
 }
 
@@ -67,29 +102,48 @@ mod tests {
         list.iter().map(|s| (*s).to_owned()).collect()
     }
 
+    fn command(list: &[&str], env_config: Option<&str>) -> Result<Command, String> {
+        parse(args(list), env_config.map(str::to_owned), None).map(|i| i.command)
+    }
+
     #[test]
     fn reads_serve_check_and_help() {
         let path = PathBuf::from("a.toml");
         assert_eq!(
-            parse(args(&["--config", "a.toml"]), None),
+            command(&["--config", "a.toml"], None),
             Ok(Command::Serve(path.clone()))
         );
         assert_eq!(
-            parse(args(&["--config=a.toml"]), None),
+            command(&["--config=a.toml"], None),
             Ok(Command::Serve(path.clone()))
         );
         assert_eq!(
-            parse(args(&["check", "-c", "a.toml"]), None),
+            command(&["check", "-c", "a.toml"], None),
             Ok(Command::Check(path.clone()))
         );
+        assert_eq!(command(&[], Some("a.toml")), Ok(Command::Serve(path)));
+        assert_eq!(command(&["--help"], None), Ok(Command::Help));
+        assert!(command(&[], None).is_err());
+        assert!(command(&["--config"], None).is_err());
+        assert!(command(&["serve-all"], None).is_err());
+    }
+
+    #[test]
+    fn reads_the_log_format_from_the_flag_or_the_environment() {
+        let format = |list: &[&str], env: Option<&str>| {
+            parse(args(list), Some("a.toml".into()), env.map(str::to_owned)).map(|i| i.log_format)
+        };
+        assert_eq!(format(&[], None), Ok(LogFormat::Text));
+        assert_eq!(format(&["--log-format", "json"], None), Ok(LogFormat::Json));
+        assert_eq!(format(&["--log-format=json"], None), Ok(LogFormat::Json));
+        assert_eq!(format(&[], Some("json")), Ok(LogFormat::Json));
         assert_eq!(
-            parse(args(&[]), Some("a.toml".into())),
-            Ok(Command::Serve(path))
+            format(&["--log-format", "text"], Some("json")),
+            Ok(LogFormat::Text),
+            "the flag wins"
         );
-        assert_eq!(parse(args(&["--help"]), None), Ok(Command::Help));
-        assert!(parse(args(&[]), None).is_err());
-        assert!(parse(args(&["--config"]), None).is_err());
-        assert!(parse(args(&["serve-all"]), None).is_err());
+        assert!(format(&["--log-format", "yaml"], None).is_err());
+        assert!(format(&["--log-format"], None).is_err());
     }
 }
 
@@ -120,6 +174,8 @@ pub struct Started {
     pub path: PathBuf,
     /// The environment its overrides came from, for reloading it the same way.
     pub env: Vec<(String, String)>,
+    /// How to write logs.
+    pub log_format: LogFormat,
 }
 
 /// Reads the process's arguments and environment: prints help, the version or a `check`
@@ -131,9 +187,13 @@ pub fn start(
     about: &str,
     compile: impl Fn(&crate::Config, &std::path::Path) -> Result<(), crate::config::ConfigError>,
 ) -> Result<Option<Started>, StartError> {
-    let command = parse(
+    let Invocation {
+        command,
+        log_format,
+    } = parse(
         std::env::args().skip(1),
         std::env::var("HANDOFF_CONFIG").ok(),
+        std::env::var("HANDOFF_LOG_FORMAT").ok(),
     )
     .map_err(StartError::Usage)?;
     let env: Vec<(String, String)> = std::env::vars().collect();
@@ -155,7 +215,12 @@ pub fn start(
         Command::Serve(path) => {
             let config = crate::config::load(&path, env.iter().cloned())?;
             compile(&config, &path)?;
-            Ok(Some(Started { config, path, env }))
+            Ok(Some(Started {
+                config,
+                path,
+                env,
+                log_format,
+            }))
         }
     }
 }

@@ -6,6 +6,7 @@ use std::{
     sync::Arc,
     time::{Duration, Instant, SystemTime},
 };
+use tracing::Instrument as _;
 
 use arc_swap::ArcSwap;
 use axum::body::Body;
@@ -99,6 +100,35 @@ impl Gateway {
         headers: &HeaderMap,
         body: Body,
     ) -> Result<CallbackResponse, GatewayError> {
+        let span = tracing::info_span!(
+            "callback",
+            otel.name = "Tencent callback",
+            otel.kind = "server",
+            app = tracing::field::Empty,
+            command = tracing::field::Empty,
+            session = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        handoff_core::telemetry::adopt(&span, |name| {
+            headers.get(name).and_then(|value| value.to_str().ok())
+        });
+        let answered = self
+            .dispatch(raw_query, headers, body)
+            .instrument(span.clone())
+            .await;
+        if answered.is_err() {
+            span.record("otel.status_code", "ERROR");
+        }
+        answered
+    }
+
+    async fn dispatch(
+        &self,
+        raw_query: &str,
+        headers: &HeaderMap,
+        body: Body,
+    ) -> Result<CallbackResponse, GatewayError> {
         let query = CallbackQuery::parse(raw_query);
         let apps = self.apps.load();
         let checked = async {
@@ -113,9 +143,17 @@ impl Gateway {
                 return Err(err);
             }
         };
+        let span = tracing::Span::current();
+        span.record("app", app.id.get());
         match callback {
-            Callback::AssignHuman(callback) => Ok(self.assign_human(app, &query, callback).await?),
-            Callback::SessionEvent(event) => self.session_event(app.id, &query, event).await,
+            Callback::AssignHuman(callback) => {
+                span.record("session", callback.session_id.as_str());
+                Ok(self.assign_human(app, &query, callback).await?)
+            }
+            Callback::SessionEvent(event) => {
+                span.record("session", event.session_id.as_str());
+                self.session_event(app.id, &query, event).await
+            }
             Callback::MemberEvent(event) => self.member_event(app.id, &query, event).await,
         }
     }

@@ -116,10 +116,14 @@ fn cell(command: Command, outcome: Outcome) -> usize {
 
 impl Counters {
     /// Counts one callback.
+    /// Also notes them on the callback's span, when traces are exported.
     pub fn count(&self, command: Command, outcome: Outcome) {
         if let Some(counter) = self.callbacks.get(cell(command, outcome)) {
             counter.fetch_add(1, Ordering::Relaxed);
         }
+        tracing::Span::current()
+            .record("command", command.label())
+            .record("outcome", outcome.label());
     }
 
     /// How many callbacks of `command` ended in `outcome`.

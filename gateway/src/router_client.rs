@@ -15,6 +15,7 @@ use handoff_proto::router::v1::{
 };
 use tonic::{
     Request,
+    metadata::{MetadataKey, MetadataValue},
     transport::{Channel, Endpoint},
 };
 use tonic_health::{
@@ -24,6 +25,7 @@ use tonic_health::{
     },
     server::HealthService,
 };
+use tracing::{Instrument as _, Span};
 
 use crate::{error::GatewayError, translate};
 
@@ -123,14 +125,17 @@ impl RouterClient {
         &self,
         message: AssignHumanRequest,
     ) -> Result<AssignHumanResponse, tonic::Status> {
-        let request = self.request(message);
+        let (request, span) = self.call("AssignHuman", message);
         match &self.transport {
             Transport::Channel { router, .. } => {
-                self.bounded(router.clone().assign_human(request)).await
+                self.bounded(router.clone().assign_human(request))
+                    .instrument(span)
+                    .await
             }
             Transport::InProcess { router, .. } => {
                 let router = router.clone();
                 self.bounded(isolated(async move { router.assign_human(request).await }))
+                    .instrument(span)
                     .await
             }
         }
@@ -141,10 +146,11 @@ impl RouterClient {
         &self,
         message: ReportSessionEventRequest,
     ) -> Result<ReportSessionEventResponse, tonic::Status> {
-        let request = self.request(message);
+        let (request, span) = self.call("ReportSessionEvent", message);
         match &self.transport {
             Transport::Channel { router, .. } => {
                 self.bounded(router.clone().report_session_event(request))
+                    .instrument(span)
                     .await
             }
             Transport::InProcess { router, .. } => {
@@ -152,6 +158,7 @@ impl RouterClient {
                 self.bounded(isolated(async move {
                     router.report_session_event(request).await
                 }))
+                .instrument(span)
                 .await
             }
         }
@@ -162,16 +169,19 @@ impl RouterClient {
         &self,
         message: SetAgentStatusRequest,
     ) -> Result<SetAgentStatusResponse, tonic::Status> {
-        let request = self.request(message);
+        let (request, span) = self.call("SetAgentStatus", message);
         match &self.transport {
             Transport::Channel { router, .. } => {
-                self.bounded(router.clone().set_agent_status(request)).await
+                self.bounded(router.clone().set_agent_status(request))
+                    .instrument(span)
+                    .await
             }
             Transport::InProcess { router, .. } => {
                 let router = router.clone();
                 self.bounded(isolated(
                     async move { router.set_agent_status(request).await },
                 ))
+                .instrument(span)
                 .await
             }
         }
@@ -198,6 +208,32 @@ impl RouterClient {
                 other.as_str_name()
             ))),
         }
+    }
+
+    /// A call to the router's `method`: its client span, and its request carrying the
+    /// span's trace context, so that the router's span of the call is its child.
+    fn call<T>(&self, method: &'static str, message: T) -> (Request<T>, Span) {
+        let span = tracing::info_span!(
+            "router call",
+            otel.name = method,
+            otel.kind = "client",
+            rpc.system = "grpc",
+            rpc.service = SERVICE_NAME,
+            rpc.method = method,
+            in_process = self.is_in_process(),
+        );
+        let mut request = self.request(message);
+        span.in_scope(|| {
+            for (name, value) in handoff_core::telemetry::outgoing() {
+                if let (Ok(name), Ok(value)) = (
+                    MetadataKey::from_bytes(name.as_bytes()),
+                    MetadataValue::try_from(value.as_str()),
+                ) {
+                    request.metadata_mut().insert(name, value);
+                }
+            }
+        });
+        (request, span)
     }
 
     /// The call's request, carrying the deadline for a router elsewhere (`grpc-timeout`).

@@ -9,3 +9,4 @@ mod manage;
 mod redis;
 mod shuffle;
 mod support;
+mod traces;

@@ -14,13 +14,81 @@ use handoff_proto::router::v1::{
     ListAgentsRequest, ListAgentsResponse, ListSessionsRequest, ListSessionsResponse,
     RemoveAgentRequest, RemoveAgentResponse, ReportSessionEventRequest, ReportSessionEventResponse,
     SetAgentStatusRequest, SetAgentStatusResponse, UpsertAgentRequest, UpsertAgentResponse,
-    UpsertCustomerRequest, UpsertCustomerResponse, router_service_server::RouterService,
+    UpsertCustomerRequest, UpsertCustomerResponse,
+    router_service_server::{RouterService, SERVICE_NAME},
 };
 use tonic::{Request, Response, Status};
+use tracing::{Instrument as _, Span, field::Empty};
 
 pub use request::parse_request;
 
-use crate::{error::RouterError, service::Router, store::Store};
+use crate::{
+    error::RouterError,
+    service::Router,
+    store::{Assignment, Store},
+};
+
+/// The server span of a call to `method`: the child of the caller's span when the request
+/// carries a trace context (the gateway's, or any internal caller's).
+fn server_span<T>(method: &'static str, request: &Request<T>) -> Span {
+    let span = tracing::info_span!(
+        "rpc",
+        otel.name = method,
+        otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.service = SERVICE_NAME,
+        rpc.method = method,
+        app = Empty,
+        session = Empty,
+        rule = Empty,
+        strategy = Empty,
+        candidates = Empty,
+        reserved = Empty,
+        fallback = Empty,
+        outcome = Empty,
+        otel.status_code = Empty,
+        otel.status_message = Empty,
+    );
+    handoff_core::telemetry::adopt(&span, |name| {
+        request
+            .metadata()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+    });
+    span
+}
+
+/// Runs a call's `handler` in `span`, noting a failure on it.
+async fn traced<R>(
+    span: Span,
+    handler: impl Future<Output = Result<R, Status>>,
+) -> Result<R, Status> {
+    let result = handler.instrument(span.clone()).await;
+    if let Err(status) = &result {
+        span.record("otel.status_code", "ERROR");
+        span.record("otel.status_message", status.message());
+    }
+    result
+}
+
+/// Notes a decision on the current call's span.
+fn note(assignment: &Assignment) {
+    let (answer, outcome) = match assignment {
+        Assignment::Fresh(answer) => (answer, "decided"),
+        Assignment::Replayed(answer) => (answer, "replayed"),
+    };
+    let span = Span::current();
+    span.record("rule", answer.rule.as_str());
+    span.record("candidates", answer.agents.len());
+    span.record("fallback", answer.fallback);
+    span.record("outcome", outcome);
+    if let Some(strategy) = answer.strategy {
+        span.record("strategy", strategy.as_str());
+    }
+    if let Some(reserved) = &answer.reserved {
+        span.record("reserved", reserved.as_str());
+    }
+}
 
 /// `handoff.router.v1.RouterService` over a [`Router`].
 pub struct RouterGrpc<S> {
@@ -40,129 +108,170 @@ impl<S: Store> RouterService for RouterGrpc<S> {
         &self,
         request: Request<AssignHumanRequest>,
     ) -> Result<Response<AssignHumanResponse>, Status> {
-        let handoff = parse_request(request.into_inner(), self.router.now())?;
-        let assignment = self.router.assign(&handoff).await?;
-        Ok(Response::new(convert::assignment(assignment)))
+        let span = server_span("AssignHuman", &request);
+        traced(span, async move {
+            let handoff = parse_request(request.into_inner(), self.router.now())?;
+            let span = Span::current();
+            span.record("app", handoff.app.get());
+            span.record("session", handoff.session.as_str());
+            let assignment = self.router.assign(&handoff).await?;
+            note(&assignment);
+            Ok(Response::new(convert::assignment(assignment)))
+        })
+        .await
     }
 
     async fn explain_assignment(
         &self,
         request: Request<ExplainAssignmentRequest>,
     ) -> Result<Response<ExplainAssignmentResponse>, Status> {
-        let handoff = request
-            .into_inner()
-            .handoff
-            .ok_or_else(|| RouterError::invalid("handoff", "is required"))?;
-        let handoff = parse_request(handoff, self.router.now())?;
-        let explained = self.router.explain(&handoff).await?;
-        Ok(Response::new(convert::explanation(explained)))
+        let span = server_span("ExplainAssignment", &request);
+        traced(span, async move {
+            let handoff = request
+                .into_inner()
+                .handoff
+                .ok_or_else(|| RouterError::invalid("handoff", "is required"))?;
+            let handoff = parse_request(handoff, self.router.now())?;
+            let explained = self.router.explain(&handoff).await?;
+            Ok(Response::new(convert::explanation(explained)))
+        })
+        .await
     }
 
     async fn upsert_agent(
         &self,
         request: Request<UpsertAgentRequest>,
     ) -> Result<Response<UpsertAgentResponse>, Status> {
-        let request = request.into_inner();
-        let app = convert::app_id(request.sdk_app_id)?;
-        let agent = request
-            .agent
-            .ok_or_else(|| RouterError::invalid("agent", "is required"))?;
-        let config = convert::agent_config(agent)?;
-        let agent = self.router.upsert_agent(app, config).await?;
-        Ok(Response::new(UpsertAgentResponse {
-            agent: Some(convert::agent(&agent, agent.status)),
-        }))
+        let span = server_span("UpsertAgent", &request);
+        traced(span, async move {
+            let request = request.into_inner();
+            let app = convert::app_id(request.sdk_app_id)?;
+            let agent = request
+                .agent
+                .ok_or_else(|| RouterError::invalid("agent", "is required"))?;
+            let config = convert::agent_config(agent)?;
+            let agent = self.router.upsert_agent(app, config).await?;
+            Ok(Response::new(UpsertAgentResponse {
+                agent: Some(convert::agent(&agent, agent.status)),
+            }))
+        })
+        .await
     }
 
     async fn remove_agent(
         &self,
         request: Request<RemoveAgentRequest>,
     ) -> Result<Response<RemoveAgentResponse>, Status> {
-        let request = request.into_inner();
-        let app = convert::app_id(request.sdk_app_id)?;
-        let agent =
-            AgentId::parse(request.agent_id).map_err(|e| RouterError::invalid("agent_id", e))?;
-        self.router.remove_agent(app, &agent).await?;
-        Ok(Response::new(RemoveAgentResponse {}))
+        let span = server_span("RemoveAgent", &request);
+        traced(span, async move {
+            let request = request.into_inner();
+            let app = convert::app_id(request.sdk_app_id)?;
+            let agent = AgentId::parse(request.agent_id)
+                .map_err(|e| RouterError::invalid("agent_id", e))?;
+            self.router.remove_agent(app, &agent).await?;
+            Ok(Response::new(RemoveAgentResponse {}))
+        })
+        .await
     }
 
     async fn set_agent_status(
         &self,
         request: Request<SetAgentStatusRequest>,
     ) -> Result<Response<SetAgentStatusResponse>, Status> {
-        let request = request.into_inner();
-        let app = convert::app_id(request.sdk_app_id)?;
-        let agent =
-            AgentId::parse(request.agent_id).map_err(|e| RouterError::invalid("agent_id", e))?;
-        let status = convert::status(request.status)
-            .ok_or_else(|| RouterError::invalid("status", "must be AVAILABLE, AWAY or OFFLINE"))?;
-        let report = convert::status_report(request.event_time, request.event_id)?;
-        let applied = self.router.set_status(app, &agent, status, report).await?;
-        Ok(Response::new(SetAgentStatusResponse {
-            outcome: convert::outcome(applied).into(),
-        }))
+        let span = server_span("SetAgentStatus", &request);
+        traced(span, async move {
+            let request = request.into_inner();
+            let app = convert::app_id(request.sdk_app_id)?;
+            let agent = AgentId::parse(request.agent_id)
+                .map_err(|e| RouterError::invalid("agent_id", e))?;
+            let status = convert::status(request.status).ok_or_else(|| {
+                RouterError::invalid("status", "must be AVAILABLE, AWAY or OFFLINE")
+            })?;
+            let report = convert::status_report(request.event_time, request.event_id)?;
+            let applied = self.router.set_status(app, &agent, status, report).await?;
+            Ok(Response::new(SetAgentStatusResponse {
+                outcome: convert::outcome(applied).into(),
+            }))
+        })
+        .await
     }
 
     async fn upsert_customer(
         &self,
         request: Request<UpsertCustomerRequest>,
     ) -> Result<Response<UpsertCustomerResponse>, Status> {
-        let request = request.into_inner();
-        let app = convert::app_id(request.sdk_app_id)?;
-        let customer = request
-            .customer
-            .ok_or_else(|| RouterError::invalid("customer", "is required"))?;
-        let config = convert::customer_config(customer)?;
-        let customer = self.router.upsert_customer(app, config).await?;
-        Ok(Response::new(UpsertCustomerResponse {
-            customer: Some(convert::customer(&customer)),
-        }))
+        let span = server_span("UpsertCustomer", &request);
+        traced(span, async move {
+            let request = request.into_inner();
+            let app = convert::app_id(request.sdk_app_id)?;
+            let customer = request
+                .customer
+                .ok_or_else(|| RouterError::invalid("customer", "is required"))?;
+            let config = convert::customer_config(customer)?;
+            let customer = self.router.upsert_customer(app, config).await?;
+            Ok(Response::new(UpsertCustomerResponse {
+                customer: Some(convert::customer(&customer)),
+            }))
+        })
+        .await
     }
 
     async fn list_agents(
         &self,
         request: Request<ListAgentsRequest>,
     ) -> Result<Response<ListAgentsResponse>, Status> {
-        let request = request.into_inner();
-        let app = convert::app_id(request.sdk_app_id)?;
-        let group = request
-            .group_id
-            .map(GroupId::new)
-            .transpose()
-            .map_err(|e| RouterError::invalid("group_id", e))?;
-        let listings = self.router.list_agents(app, group).await?;
-        Ok(Response::new(ListAgentsResponse {
-            agents: listings.iter().map(convert::listing).collect(),
-        }))
+        let span = server_span("ListAgents", &request);
+        traced(span, async move {
+            let request = request.into_inner();
+            let app = convert::app_id(request.sdk_app_id)?;
+            let group = request
+                .group_id
+                .map(GroupId::new)
+                .transpose()
+                .map_err(|e| RouterError::invalid("group_id", e))?;
+            let listings = self.router.list_agents(app, group).await?;
+            Ok(Response::new(ListAgentsResponse {
+                agents: listings.iter().map(convert::listing).collect(),
+            }))
+        })
+        .await
     }
 
     async fn report_session_event(
         &self,
         request: Request<ReportSessionEventRequest>,
     ) -> Result<Response<ReportSessionEventResponse>, Status> {
-        let request = request.into_inner();
-        let app = convert::app_id(request.sdk_app_id)?;
-        let event = convert::session_event(request)?;
-        let applied = self.router.report_session(app, event).await?;
-        Ok(Response::new(ReportSessionEventResponse {
-            outcome: convert::outcome(applied).into(),
-        }))
+        let span = server_span("ReportSessionEvent", &request);
+        traced(span, async move {
+            let request = request.into_inner();
+            let app = convert::app_id(request.sdk_app_id)?;
+            let event = convert::session_event(request)?;
+            let applied = self.router.report_session(app, event).await?;
+            Ok(Response::new(ReportSessionEventResponse {
+                outcome: convert::outcome(applied).into(),
+            }))
+        })
+        .await
     }
 
     async fn list_sessions(
         &self,
         request: Request<ListSessionsRequest>,
     ) -> Result<Response<ListSessionsResponse>, Status> {
-        let request = request.into_inner();
-        let app = convert::app_id(request.sdk_app_id)?;
-        let agent = Some(request.agent_id)
-            .filter(|id| !id.is_empty())
-            .map(AgentId::parse)
-            .transpose()
-            .map_err(|e| RouterError::invalid("agent_id", e))?;
-        let sessions = self.router.list_sessions(app, agent.as_ref()).await?;
-        Ok(Response::new(ListSessionsResponse {
-            sessions: sessions.iter().map(convert::live_session).collect(),
-        }))
+        let span = server_span("ListSessions", &request);
+        traced(span, async move {
+            let request = request.into_inner();
+            let app = convert::app_id(request.sdk_app_id)?;
+            let agent = Some(request.agent_id)
+                .filter(|id| !id.is_empty())
+                .map(AgentId::parse)
+                .transpose()
+                .map_err(|e| RouterError::invalid("agent_id", e))?;
+            let sessions = self.router.list_sessions(app, agent.as_ref()).await?;
+            Ok(Response::new(ListSessionsResponse {
+                sessions: sessions.iter().map(convert::live_session).collect(),
+            }))
+        })
+        .await
     }
 }

@@ -1,0 +1,316 @@
+//! Traces: the gateway and the router, run apart as their own binaries, export one trace
+//! per callback over OTLP (gRPC and HTTP) to a receiver running in this test, the router's
+//! span a child of the gateway's call; with the SDK disabled nothing is sent.
+
+use std::{
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use opentelemetry_proto::tonic::{
+    collector::trace::v1::{
+        ExportTraceServiceRequest, ExportTraceServiceResponse,
+        trace_service_server::{TraceService, TraceServiceServer},
+    },
+    common::v1::any_value::Value,
+    trace::v1::{Span, span::SpanKind},
+};
+use prost::Message as _;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::support::{CONFIG, Error, TestResult, body, now_secs, request, signed_uri};
+
+/// Every span received, with the service that sent it.
+#[derive(Clone, Default)]
+struct Received(Arc<Mutex<Vec<(String, Span)>>>);
+
+impl Received {
+    fn add(&self, export: ExportTraceServiceRequest) {
+        let mut spans = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for resource in export.resource_spans {
+            let service = resource
+                .resource
+                .iter()
+                .flat_map(|r| &r.attributes)
+                .find(|kv| kv.key == "service.name")
+                .and_then(|kv| text(kv.value.as_ref()?.value.as_ref()?))
+                .unwrap_or_default();
+            for scope in resource.scope_spans {
+                for span in scope.spans {
+                    spans.push((service.clone(), span));
+                }
+            }
+        }
+    }
+
+    fn spans(&self) -> Vec<(String, Span)> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::StringValue(text) => Some(text.clone()),
+        Value::IntValue(n) => Some(n.to_string()),
+        Value::BoolValue(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn attribute(span: &Span, key: &str) -> Option<String> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| text(kv.value.as_ref()?.value.as_ref()?))
+}
+
+#[tonic::async_trait]
+impl TraceService for Received {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.add(request.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+/// An OTLP receiver on a port of its own: gRPC, or HTTP with protobuf bodies.
+async fn receiver(grpc: bool) -> Result<(SocketAddr, Received), Error> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let received = Received::default();
+    if grpc {
+        let service = TraceServiceServer::new(received.clone());
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(TcpListenerStream::new(listener)),
+        );
+    } else {
+        let sink = received.clone();
+        let app = axum::Router::new().route(
+            "/v1/traces",
+            axum::routing::post(move |body: axum::body::Bytes| async move {
+                match ExportTraceServiceRequest::decode(body) {
+                    Ok(export) => {
+                        sink.add(export);
+                        (
+                            http::StatusCode::OK,
+                            ExportTraceServiceResponse::default().encode_to_vec(),
+                        )
+                    }
+                    Err(_) => (http::StatusCode::BAD_REQUEST, Vec::new()),
+                }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+    }
+    Ok((addr, received))
+}
+
+/// A binary serving the test config, killed on drop.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `binary` with `env`, and returns it with the address it logged under `field`.
+fn spawn(
+    binary: &str,
+    config: &PathBuf,
+    env: &[(&str, String)],
+    field: &str,
+) -> Result<(Process, String), Error> {
+    let mut command = Command::new(binary);
+    command
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .env_remove("OTEL_SERVICE_NAME")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = Process(command.spawn()?);
+    let stderr = child.0.stderr.take().ok_or("no stderr")?;
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines.next().ok_or("exited before listening")??;
+        if let Some(rest) = line.split(&format!("{field}=")).nth(1)
+            && line.contains("listening")
+        {
+            break rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    Ok((child, addr))
+}
+
+/// Router and gateway apart, both exporting to `otlp` with `protocol`, plus `extra`.
+async fn callback_through(
+    otlp: SocketAddr,
+    protocol: &str,
+    extra: &[(&str, String)],
+    name: &str,
+) -> Result<(), Error> {
+    let config =
+        std::env::temp_dir().join(format!("handoff-traces-{name}-{}.toml", std::process::id()));
+    std::fs::write(
+        &config,
+        format!("[router.store]\nkind = \"memory\"\n{CONFIG}"),
+    )?;
+    let mut env = vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}")),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol.to_owned()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "50".to_owned()),
+        ("HANDOFF__ROUTER__LISTEN", "127.0.0.1:0".to_owned()),
+        ("HANDOFF__GATEWAY__LISTEN", "127.0.0.1:0".to_owned()),
+    ];
+    env.extend(extra.iter().cloned());
+    let result = async {
+        let (_router, router) = spawn(
+            env!("CARGO_BIN_EXE_handoff-router"),
+            &config,
+            &env,
+            "router",
+        )?;
+        env.push(("HANDOFF__GATEWAY__ROUTER_URL", format!("http://{router}")));
+        let (_gateway, gateway) = spawn(
+            env!("CARGO_BIN_EXE_handoff-gateway"),
+            &config,
+            &env,
+            "gateway",
+        )?;
+        let reply = request(
+            gateway.parse()?,
+            "POST",
+            &signed_uri(now_secs()),
+            body("traced-1"),
+        )
+        .await?;
+        assert_eq!(reply.status, 200, "{:?}", reply.json);
+        assert_eq!(reply.json["ActionStatus"], "OK");
+        // Long enough for a batch (50 ms here) to be sent; the processes stay up meanwhile.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        Ok::<_, Error>(())
+    }
+    .await;
+    let _ = std::fs::remove_file(&config);
+    result
+}
+
+/// Waits until `received` holds the three spans of one callback, or a few seconds.
+async fn one_trace(received: &Received) -> Vec<(String, Span)> {
+    for _ in 0..50 {
+        let spans = received.spans();
+        if spans.len() >= 3 {
+            return spans;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    received.spans()
+}
+
+fn find<'a>(
+    spans: &'a [(String, Span)],
+    service: &str,
+    name: &str,
+    kind: SpanKind,
+) -> Result<&'a Span, Error> {
+    spans
+        .iter()
+        .find(|(s, span)| s == service && span.name == name && span.kind == kind as i32)
+        .map(|(_, span)| span)
+        .ok_or_else(|| {
+            let seen: Vec<_> = spans
+                .iter()
+                .map(|(s, span)| (s.as_str(), span.name.as_str(), span.kind))
+                .collect();
+            format!("no {kind:?} span {name:?} from {service}; got {seen:?}").into()
+        })
+}
+
+async fn a_callback_is_one_trace_across_gateway_and_router(protocol: &str) -> TestResult {
+    let (otlp, received) = receiver(protocol == "grpc").await?;
+    callback_through(otlp, protocol, &[], protocol.replace('/', "-").as_str()).await?;
+    let spans = one_trace(&received).await;
+    let callback = find(
+        &spans,
+        "handoff-gateway",
+        "Tencent callback",
+        SpanKind::Server,
+    )?;
+    let call = find(&spans, "handoff-gateway", "AssignHuman", SpanKind::Client)?;
+    let served = find(&spans, "handoff-router", "AssignHuman", SpanKind::Server)?;
+    assert_eq!(call.trace_id, callback.trace_id, "one trace");
+    assert_eq!(
+        served.trace_id, callback.trace_id,
+        "the router's span is in the same trace"
+    );
+    assert_eq!(call.parent_span_id, callback.span_id);
+    assert_eq!(
+        served.parent_span_id, call.span_id,
+        "the router's span is the call's child"
+    );
+    assert_eq!(attribute(callback, "app").as_deref(), Some("1400000001"));
+    assert_eq!(attribute(callback, "session").as_deref(), Some("traced-1"));
+    assert_eq!(attribute(callback, "outcome").as_deref(), Some("answered"));
+    assert_eq!(attribute(served, "session").as_deref(), Some("traced-1"));
+    assert_eq!(attribute(served, "rule").as_deref(), Some("default"));
+    assert_eq!(
+        attribute(served, "reserved").as_deref(),
+        Some("ann@example.com")
+    );
+    assert_eq!(attribute(served, "fallback").as_deref(), Some("false"));
+    // Nothing secret travels: not the token, not the signature.
+    let everything = format!("{spans:?}");
+    assert!(
+        !everything.contains("xxxxyyyy"),
+        "the app's token was exported"
+    );
+    assert!(!everything.contains("Sign="), "the signed URL was exported");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_callback_is_one_trace_across_gateway_and_router_over_otlp_grpc() -> TestResult {
+    a_callback_is_one_trace_across_gateway_and_router("grpc").await
+}
+
+#[tokio::test]
+async fn a_callback_is_one_trace_across_gateway_and_router_over_otlp_http() -> TestResult {
+    a_callback_is_one_trace_across_gateway_and_router("http/protobuf").await
+}
+
+#[tokio::test]
+async fn with_the_sdk_disabled_nothing_is_sent() -> TestResult {
+    let (otlp, received) = receiver(true).await?;
+    callback_through(
+        otlp,
+        "grpc",
+        &[("OTEL_SDK_DISABLED", "true".to_owned())],
+        "disabled",
+    )
+    .await?;
+    assert!(
+        received.spans().is_empty(),
+        "spans were sent: {:?}",
+        received.spans().len()
+    );
+    Ok(())
+}
