@@ -59,7 +59,18 @@ async fn serve(program: &'static str, about: &str, parts: Parts) -> Result<(), L
             Parts::Router => None,
         },
     };
-    let (path, apps) = (config.gateway.path.clone(), config.apps.len());
+    let (path, store, state) = (
+        config.gateway.path.clone(),
+        config.router.store.kind(),
+        config.router.store.location(),
+    );
+    let apps = config
+        .apps
+        .iter()
+        .map(|app| app.sdk_app_id.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let file = started.path.display().to_string();
     let router_url = (parts == Parts::Gateway).then(|| config.gateway.router_url.clone());
     let app = Application::build(config, &started.path, listeners)
         .await?
@@ -69,6 +80,11 @@ async fn serve(program: &'static str, about: &str, parts: Parts) -> Result<(), L
         gateway = app.gateway_addr().map(display),
         router_url,
         path = app.gateway_addr().map(|_| path),
+        config = file,
+        store = app
+            .router_addr()
+            .map(|_| format!("{store:?}").to_lowercase()),
+        state = app.router_addr().map(|_| state),
         apps,
         "{program} listening"
     );

@@ -18,14 +18,15 @@ use crate::config::{self, Config, ConfigError};
 /// How long to wait for a burst of file events to settle before reloading.
 pub const SETTLE: Duration = Duration::from_millis(200);
 
-/// Reads `path` (with `env`'s overrides) and hands it to `apply`.
+/// Reads `path` (with `env`'s overrides) and hands it to `apply`; returns what it applied.
 pub fn reload_now(
     path: &Path,
     env: &[(String, String)],
     apply: &impl Fn(&Config, &Path) -> Result<(), ConfigError>,
-) -> Result<(), ConfigError> {
+) -> Result<Config, ConfigError> {
     let config = config::load(path, env.iter().cloned())?;
-    apply(&config, path)
+    apply(&config, path)?;
+    Ok(config)
 }
 
 /// Watches `path` and SIGHUP until `shutdown` resolves, reloading through `apply` on each.
@@ -44,6 +45,8 @@ pub async fn watch(
         }
     };
     let mut hangups = hangups();
+    // What the binary started with, for naming the settings a reload cannot change.
+    let started = config::load(&path, env.iter().cloned()).ok();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -55,7 +58,20 @@ pub async fn watch(
             Some(()) = recv(&mut hangups) => {}
         }
         match reload_now(&path, &env, &apply) {
-            Ok(()) => tracing::info!(file = %path.display(), "config reloaded"),
+            Ok(config) => {
+                tracing::info!(file = %path.display(), "config reloaded");
+                let pending = started
+                    .as_ref()
+                    .map(|started| config.needs_restart(started))
+                    .unwrap_or_default();
+                if !pending.is_empty() {
+                    tracing::warn!(
+                        file = %path.display(),
+                        keys = %pending.join(", "),
+                        "these settings changed but take effect only after a restart"
+                    );
+                }
+            }
             Err(err) => {
                 tracing::error!(error = %err, "config reload refused, keeping the running config")
             }

@@ -127,12 +127,14 @@ impl<S: Store> Router<S> {
     pub async fn assign(&self, handoff: &Handoff) -> Result<Assignment, RouterError> {
         let app = self.app(handoff.app)?;
         let now = self.clock.now();
+        let started = std::time::Instant::now();
         let assignment = self
             .store
             .assign(&app, handoff, now, |state| {
                 engine::decide(&app, handoff, state, now)
             })
             .await?;
+        let elapsed_us = started.elapsed().as_micros();
         let answer = assignment.answer();
         if answer.group.is_none() && answer.agents.is_empty() {
             return Err(RouterError::NoRoute(handoff.app));
@@ -141,11 +143,13 @@ impl<S: Store> Router<S> {
             app = %handoff.app,
             session = %handoff.session,
             rule = %answer.rule,
+            strategy = answer.strategy.map(|s| s.as_str()),
             group = answer.group.map(|g| g.get()),
             agents = answer.agents.len(),
             reserved = answer.reserved.as_ref().map(|a| a.as_str()),
             fallback = answer.fallback,
             replayed = matches!(assignment, Assignment::Replayed(_)),
+            elapsed_us,
             "assigned"
         );
         Ok(assignment)

@@ -182,6 +182,49 @@ mod tests {
         parse(text, Path::new("handoff.toml"), env)
     }
 
+    #[test]
+    fn the_store_location_is_logged_without_credentials() -> Result<(), ConfigError> {
+        let redis = parse_with(
+            FILE,
+            &[
+                (
+                    "HANDOFF__ROUTER__STORE__URL",
+                    "redis://:hunter2@a:6379,rediss://user:pw@b:6380/0",
+                ),
+                ("HANDOFF__ROUTER__STORE__CLUSTER", "true"),
+            ],
+        )?;
+        assert_eq!(
+            redis.router.store.location(),
+            "redis://a:6379,rediss://b:6380/0"
+        );
+        let file = parse_with(FILE, &[])?;
+        assert_eq!(file.router.store.location(), "handoff.redb");
+        Ok(())
+    }
+
+    #[test]
+    fn a_reload_names_the_settings_only_a_restart_applies() -> Result<(), ConfigError> {
+        let running = parse_with(FILE, &[])?;
+        let same = parse_with(&FILE.replace("capacity = 3", "capacity = 5"), &[])?;
+        assert!(
+            same.needs_restart(&running).is_empty(),
+            "apps reload in place"
+        );
+        let moved = parse_with(
+            FILE,
+            &[
+                ("HANDOFF__GATEWAY__LISTEN", "127.0.0.1:9090"),
+                ("HANDOFF__ROUTER__STORE__URL", "redis://:hunter2@cache:6379"),
+            ],
+        )?;
+        assert_eq!(
+            moved.needs_restart(&running),
+            vec!["router.store.url", "gateway.listen"]
+        );
+        Ok(())
+    }
+
     fn error_of(text: &str, env: &[(&str, &str)]) -> String {
         match parse_with(text, env) {
             Ok(_) => panic!("accepted a bad config"),

@@ -41,6 +41,65 @@ pub struct Config {
 }
 
 impl Config {
+    /// The settings read only when a binary starts, by key: what a reload of the file
+    /// cannot change (the secret in a Redis URL compared, never shown).
+    pub fn startup_settings(&self) -> Vec<(&'static str, String)> {
+        let (router, gateway, store) = (&self.router, &self.gateway, &self.router.store);
+        vec![
+            ("router.listen", router.listen.to_string()),
+            (
+                "router.assignment_ttl",
+                format!("{:?}", router.assignment_ttl.get()),
+            ),
+            (
+                "router.max_session",
+                format!("{:?}", router.max_session.get()),
+            ),
+            (
+                "router.shutdown_grace",
+                format!("{:?}", router.shutdown_grace.get()),
+            ),
+            ("router.store.kind", format!("{:?}", store.kind)),
+            ("router.store.path", store.path.display().to_string()),
+            (
+                "router.store.url",
+                store
+                    .url
+                    .as_ref()
+                    .map(|url| url.expose().to_owned())
+                    .unwrap_or_default(),
+            ),
+            ("router.store.cluster", store.cluster.to_string()),
+            ("router.store.timeout", format!("{:?}", store.timeout.get())),
+            ("gateway.listen", gateway.listen.to_string()),
+            ("gateway.router_url", gateway.router_url.clone()),
+            ("gateway.path", gateway.path.clone()),
+            (
+                "gateway.router_timeout",
+                format!("{:?}", gateway.router_timeout.get()),
+            ),
+            ("gateway.max_body_bytes", gateway.max_body_bytes.to_string()),
+            (
+                "gateway.max_clock_skew",
+                format!("{:?}", gateway.max_clock_skew.get()),
+            ),
+            (
+                "gateway.shutdown_grace",
+                format!("{:?}", gateway.shutdown_grace.get()),
+            ),
+        ]
+    }
+
+    /// The keys of [`Config::startup_settings`] that differ between `self` and `running`.
+    pub fn needs_restart(&self, running: &Config) -> Vec<&'static str> {
+        self.startup_settings()
+            .into_iter()
+            .zip(running.startup_settings())
+            .filter(|((_, new), (_, old))| new != old)
+            .map(|((key, _), _)| key)
+            .collect()
+    }
+
     /// Finds the app configured for `id`.
     pub fn app(&self, id: SdkAppId) -> Option<&AppConfig> {
         self.apps.iter().find(|app| app.sdk_app_id == id)
@@ -117,6 +176,32 @@ impl StoreConfig {
             (Some(kind), _) => kind,
             (None, Some(_)) => StoreKind::Redis,
             (None, None) => StoreKind::Embedded,
+        }
+    }
+
+    /// Where the state lives, for logs: the file, the Redis nodes without credentials, or
+    /// `memory`.
+    pub fn location(&self) -> String {
+        match self.kind() {
+            StoreKind::Embedded => self.path.display().to_string(),
+            StoreKind::Memory => "memory".to_owned(),
+            StoreKind::Redis => self
+                .url
+                .as_ref()
+                .map(|url| {
+                    url.expose()
+                        .split(',')
+                        .map(|node| match node.split_once("://") {
+                            Some((scheme, rest)) => {
+                                let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+                                format!("{scheme}://{host}")
+                            }
+                            None => node.rsplit_once('@').map_or(node, |(_, h)| h).to_owned(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default(),
         }
     }
 }
