@@ -370,7 +370,7 @@ mod tests {
             channel: String::new(),
             attributes: BTreeMap::new(),
         };
-        let answer = router.explain(&handoff).await?.answer;
+        let answer = router.explain(&handoff, None).await?.answer;
         Ok(answer.group.map(|g| g.get()))
     }
 

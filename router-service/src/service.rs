@@ -155,11 +155,17 @@ impl<S: Store> Router<S> {
         Ok(assignment)
     }
 
-    /// The decision AssignHuman would make now, its answer, and the sessions that hold
+    /// The decision AssignHuman would make now (or at `at`: the clock rules, hours and
+    /// shifts read; the state is as it is now), its answer, and the sessions that hold
     /// seats (where agents' load comes from), changing nothing.
-    pub async fn explain(&self, handoff: &Handoff) -> Result<Explanation, RouterError> {
+    pub async fn explain(
+        &self,
+        handoff: &Handoff,
+        at: Option<SystemTime>,
+    ) -> Result<Explanation, RouterError> {
         let app = self.app(handoff.app)?;
         let now = self.clock.now();
+        let at = at.unwrap_or(now);
         let look = Look {
             customer: Some(&handoff.client_user),
             sessions: true,
@@ -168,7 +174,7 @@ impl<S: Store> Router<S> {
             .store
             .inspect(&app, look, now, |state| {
                 (
-                    engine::decide_fully(&app, handoff, state, now),
+                    engine::decide_fully(&app, handoff, state, at),
                     state.sessions(),
                 )
             })
@@ -425,7 +431,7 @@ mod tests {
                     router.set_status(app, &AgentId::parse(agent)?, statuses[status], report).await?;
                 }
                 let probe = handoff("probe")?;
-                let predicted = router.explain(&probe).await?.answer;
+                let predicted = router.explain(&probe, None).await?.answer;
                 let assigned = router.assign(&probe).await;
                 Ok((predicted, assigned.map_err(|e| e.kind())))
             })?;

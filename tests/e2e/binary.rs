@@ -162,6 +162,7 @@ async fn explained_group(router: &str) -> Result<Option<u64>, Error> {
             client_user_id: "probe".into(),
             ..AssignHumanRequest::default()
         }),
+        at: None,
     };
     let answer = client
         .explain_assignment(request)
@@ -377,6 +378,7 @@ async fn the_embedded_store_keeps_every_acknowledged_write_across_sigkill() -> T
     let explained = client
         .explain_assignment(ExplainAssignmentRequest {
             handoff: Some(assign("after", "vip")),
+            at: None,
         })
         .await?
         .into_inner();
@@ -396,6 +398,7 @@ async fn the_embedded_store_keeps_every_acknowledged_write_across_sigkill() -> T
     let explained = client
         .explain_assignment(ExplainAssignmentRequest {
             handoff: Some(assign("later", "c-0")),
+            at: None,
         })
         .await?
         .into_inner();

@@ -60,6 +60,7 @@ fn handoff(session: &str, customer: &str) -> AssignHumanRequest {
 fn explain(session: &str, customer: &str) -> ExplainAssignmentRequest {
     ExplainAssignmentRequest {
         handoff: Some(handoff(session, customer)),
+        at: None,
     }
 }
 
@@ -373,5 +374,49 @@ async fn management_calls_are_validated() -> TestResult {
         .err()
         .ok_or("listed an unknown app")?;
     assert_eq!(status.code(), Code::NotFound);
+    Ok(())
+}
+
+#[tokio::test]
+async fn explain_decides_at_the_moment_it_is_asked_about() -> TestResult {
+    let config = CONFIG.replacen(
+        "[[apps.agents]]",
+        "[[apps.groups]]\nid = 6599\nname = \"night desk\"\n\
+         [[apps.rules]]\nname = \"night\"\nwhen = 'clock.hour >= 22 || clock.hour < 8'\ngroup = 6599\n\
+         [[apps.agents]]\nid = \"owl@example.com\"\ngroups = [6599]\n\
+         [[apps.agents]]",
+        1,
+    );
+    let stack = Stack::start(&config).await?;
+    let mut router = client(&stack).await?;
+    let day = 1_800_000_000 - 1_800_000_000 % 86_400; // a midnight, UTC
+    let at = |hour: i64| {
+        let mut request = explain("probe", "c-night");
+        request.at = Some(prost_types::Timestamp {
+            seconds: day + hour * 3600,
+            nanos: 0,
+        });
+        request
+    };
+    let noon = router.explain_assignment(at(12)).await?.into_inner();
+    let night = router.explain_assignment(at(23)).await?.into_inner();
+    let rule = |r: &handoff_proto::router::v1::ExplainAssignmentResponse| {
+        r.answer
+            .as_ref()
+            .and_then(|a| a.decision.as_ref())
+            .map(|d| d.rule.clone())
+    };
+    assert_eq!(rule(&night).as_deref(), Some("night"));
+    assert_ne!(rule(&noon).as_deref(), Some("night"));
+    let bad = router
+        .explain_assignment(ExplainAssignmentRequest {
+            at: Some(prost_types::Timestamp {
+                seconds: day,
+                nanos: -1,
+            }),
+            ..explain("probe", "c-night")
+        })
+        .await;
+    assert_eq!(bad.err().map(|s| s.code()), Some(Code::InvalidArgument));
     Ok(())
 }

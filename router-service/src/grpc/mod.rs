@@ -127,12 +127,13 @@ impl<S: Store> RouterService for RouterGrpc<S> {
     ) -> Result<Response<ExplainAssignmentResponse>, Status> {
         let span = server_span("ExplainAssignment", &request);
         traced(span, async move {
+            let request = request.into_inner();
+            let at = request::time("at", request.at)?;
             let handoff = request
-                .into_inner()
                 .handoff
                 .ok_or_else(|| RouterError::invalid("handoff", "is required"))?;
             let handoff = parse_request(handoff, self.router.now())?;
-            let explained = self.router.explain(&handoff).await?;
+            let explained = self.router.explain(&handoff, at).await?;
             Ok(Response::new(convert::explanation(explained)))
         })
         .await
