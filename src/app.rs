@@ -23,6 +23,8 @@ pub struct Listeners {
     pub router: Option<TcpListener>,
     /// Where the gateway serves Tencent's callbacks.
     pub gateway: Option<TcpListener>,
+    /// Where the router serves its metrics (`[router] metrics_listen`), when it runs.
+    pub metrics: Option<TcpListener>,
 }
 
 /// Why the application could not be built, or stopped with an error.
@@ -98,6 +100,8 @@ pub struct Application {
     gateway: Option<Part<Gateway>>,
     router_addr: Option<SocketAddr>,
     gateway_addr: Option<SocketAddr>,
+    metrics: Option<TcpListener>,
+    metrics_addr: Option<SocketAddr>,
     watch: Option<(PathBuf, Vec<(String, String)>)>,
 }
 
@@ -112,6 +116,8 @@ impl Application {
     ) -> Result<Self, AppError> {
         let router_addr = listeners.router.as_ref().map(local_addr).transpose()?;
         let gateway_addr = listeners.gateway.as_ref().map(local_addr).transpose()?;
+        let metrics = listeners.metrics.filter(|_| listeners.router.is_some());
+        let metrics_addr = metrics.as_ref().map(local_addr).transpose()?;
         let (router, services) = match listeners.router {
             Some(listener) => {
                 let router = Arc::new(Router::open(&config, origin).await?);
@@ -156,6 +162,8 @@ impl Application {
             gateway,
             router_addr,
             gateway_addr,
+            metrics,
+            metrics_addr,
             watch: None,
         })
     }
@@ -168,6 +176,11 @@ impl Application {
     /// Where the gateway listens, when it runs.
     pub fn gateway_addr(&self) -> Option<SocketAddr> {
         self.gateway_addr
+    }
+
+    /// Where the router serves its metrics, when it does.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The router, when it runs (to look at or change its state in process).
@@ -208,6 +221,17 @@ impl Application {
                 move |config, origin| reloader.apply(config, origin),
             ))
         });
+        let metrics = self
+            .metrics
+            .zip(self.router.as_ref().map(|part| part.service.clone()))
+            .map(|(listener, router)| {
+                let stop = router_stop.clone();
+                tokio::spawn(async move {
+                    if let Err(err) = handoff_router::serve_metrics(listener, router, stop).await {
+                        tracing::error!(error = %err, "the router's metrics listener failed");
+                    }
+                })
+            });
         let mut router = self.router.zip(self.services).map(|(part, services)| {
             let stop = router_stop.clone();
             tokio::spawn(async move {
@@ -248,6 +272,9 @@ impl Application {
             }
         };
         watch_stop.stop();
+        if let Some(metrics) = metrics {
+            let _ = metrics.await;
+        }
         if let Some(watcher) = watcher {
             let _ = watcher.await;
         }
@@ -350,6 +377,7 @@ mod tests {
         let listeners = Listeners {
             router: if router { Some(bind().await?) } else { None },
             gateway: if gateway { Some(bind().await?) } else { None },
+            metrics: None,
         };
         Application::build(config, path, listeners).await
     }

@@ -58,6 +58,10 @@ async fn serve(program: &'static str, about: &str, parts: Parts) -> Result<(), L
             Parts::All | Parts::Gateway => Some(bind("gateway", config.gateway.listen).await?),
             Parts::Router => None,
         },
+        metrics: match (parts, config.router.metrics_listen) {
+            (Parts::All | Parts::Router, Some(addr)) => Some(bind("router metrics", addr).await?),
+            _ => None,
+        },
     };
     let (path, store, state) = (
         config.gateway.path.clone(),
@@ -78,6 +82,7 @@ async fn serve(program: &'static str, about: &str, parts: Parts) -> Result<(), L
     tracing::info!(
         router = app.router_addr().map(display),
         gateway = app.gateway_addr().map(display),
+        metrics = app.metrics_addr().map(display),
         router_url,
         path = app.gateway_addr().map(|_| path),
         config = file,

@@ -113,10 +113,12 @@ impl Gateway {
         handoff_core::telemetry::adopt(&span, |name| {
             headers.get(name).and_then(|value| value.to_str().ok())
         });
-        let answered = self
+        let started = Instant::now();
+        let (command, answered) = self
             .dispatch(raw_query, headers, body)
             .instrument(span.clone())
             .await;
+        self.counters.observe(command, started.elapsed());
         if answered.is_err() {
             span.record("otel.status_code", "ERROR");
         }
@@ -128,7 +130,7 @@ impl Gateway {
         raw_query: &str,
         headers: &HeaderMap,
         body: Body,
-    ) -> Result<CallbackResponse, GatewayError> {
+    ) -> (Command, Result<CallbackResponse, GatewayError>) {
         let query = CallbackQuery::parse(raw_query);
         let apps = self.apps.load();
         let checked = async {
@@ -140,7 +142,8 @@ impl Gateway {
             Ok(checked) => checked,
             Err(err) => {
                 self.counters.count(Command::Unknown, Outcome::Refused);
-                return Err(err);
+                self.counters.refused(err.reason());
+                return (Command::Unknown, Err(err));
             }
         };
         let span = tracing::Span::current();
@@ -148,13 +151,18 @@ impl Gateway {
         match callback {
             Callback::AssignHuman(callback) => {
                 span.record("session", callback.session_id.as_str());
-                Ok(self.assign_human(app, &query, callback).await?)
+                let answer = self.assign_human(app, &query, callback).await;
+                (Command::AssignHuman, answer)
             }
             Callback::SessionEvent(event) => {
                 span.record("session", event.session_id.as_str());
-                self.session_event(app.id, &query, event).await
+                let answer = self.session_event(app.id, &query, event).await;
+                (Command::SessionEvent, answer)
             }
-            Callback::MemberEvent(event) => self.member_event(app.id, &query, event).await,
+            Callback::MemberEvent(event) => {
+                let answer = self.member_event(app.id, &query, event).await;
+                (Command::MemberEvent, answer)
+            }
         }
     }
 
@@ -189,6 +197,9 @@ impl Gateway {
             }
             Err(err) => {
                 let answer = translate::fallback(app, err.clone());
+                if answer.is_ok() {
+                    self.counters.fell_back(err.reason());
+                }
                 let outcome = if answer.is_ok() {
                     Outcome::Fallback
                 } else {

@@ -62,6 +62,27 @@ pub enum GatewayError {
 }
 
 impl GatewayError {
+    /// A short name for metrics: a refusal's or a fallback's reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            GatewayError::BadRequest(_) => "bad_request",
+            GatewayError::CommandMismatch { .. } => "command_mismatch",
+            GatewayError::UnsupportedCommand(_) => "unsupported_command",
+            GatewayError::BodyTooLarge(_) => "body_too_large",
+            GatewayError::BodyTimeout(_) => "body_timeout",
+            GatewayError::NotFound(_) => "not_found",
+            GatewayError::MethodNotAllowed(_) => "method_not_allowed",
+            GatewayError::UnknownApp(_) => "unknown_app",
+            GatewayError::MissingAuth(_) => "missing_auth",
+            GatewayError::StaleRequest(_) => "stale_request",
+            GatewayError::BadSignature => "bad_signature",
+            GatewayError::RouterUnavailable(_) => "router_unavailable",
+            GatewayError::RouterTimeout(_) => "router_timeout",
+            GatewayError::RouterFailed(_) => "router_failed",
+            GatewayError::Internal(_) => "internal",
+        }
+    }
+
     /// The HTTP status the error is answered with.
     pub fn status(&self) -> StatusCode {
         match self {

@@ -1,10 +1,32 @@
-//! What the gateway counts: each callback by command and outcome, exposed as Prometheus
-//! text on `GET /metrics`. Plain atomics on the hot path; nothing here decides anything.
+//! What the gateway counts: each callback by command and outcome, how long callbacks took
+//! by command, refusals and fallbacks by reason, exposed as Prometheus text on
+//! `GET /metrics`. Plain atomics on the hot path; nothing here decides anything.
 
 use std::{
+    collections::BTreeMap,
     fmt::Write,
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
 };
+
+/// Upper bounds of the latency histogram's buckets, seconds (Tencent allows 2 s).
+const BUCKETS: [f64; 12] = [
+    0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0,
+];
+
+/// One command's latency histogram.
+#[derive(Debug, Default)]
+struct Latency {
+    /// Callbacks at or under each bucket's bound (not cumulative; summed when shown).
+    buckets: [AtomicU64; BUCKETS.len()],
+    /// All callbacks, the ones over the last bound included.
+    count: AtomicU64,
+    /// Their total time, microseconds.
+    sum_us: AtomicU64,
+}
 
 /// The callback, as counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,14 +120,29 @@ const CELLS: usize = Command::ALL.len() * Outcome::ALL.len();
 #[derive(Debug)]
 pub struct Counters {
     callbacks: [AtomicU64; CELLS],
+    latency: [Latency; Command::ALL.len()],
+    /// Refusals by reason (not the hot path).
+    refusals: Mutex<BTreeMap<&'static str, u64>>,
+    /// Fallback answers by the router's failure.
+    fallbacks: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Default for Counters {
     fn default() -> Self {
         Self {
             callbacks: std::array::from_fn(|_| AtomicU64::new(0)),
+            latency: std::array::from_fn(|_| Latency::default()),
+            refusals: Mutex::default(),
+            fallbacks: Mutex::default(),
         }
     }
+}
+
+fn bump(map: &Mutex<BTreeMap<&'static str, u64>>, reason: &'static str) {
+    *map.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .entry(reason)
+        .or_default() += 1;
 }
 
 fn cell(command: Command, outcome: Outcome) -> usize {
@@ -124,6 +161,35 @@ impl Counters {
         tracing::Span::current()
             .record("command", command.label())
             .record("outcome", outcome.label());
+    }
+
+    /// Notes how long a callback of `command` took, answered or not.
+    pub fn observe(&self, command: Command, elapsed: Duration) {
+        let row = Command::ALL.iter().position(|c| *c == command).unwrap_or(0);
+        let Some(latency) = self.latency.get(row) else {
+            return;
+        };
+        let seconds = elapsed.as_secs_f64();
+        if let Some(bucket) = BUCKETS
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .and_then(|i| latency.buckets.get(i))
+        {
+            bucket.fetch_add(1, Ordering::Relaxed);
+        }
+        latency.count.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        latency.sum_us.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// Counts a refused callback by why.
+    pub fn refused(&self, reason: &'static str) {
+        bump(&self.refusals, reason);
+    }
+
+    /// Counts a fallback answer by the router's failure.
+    pub fn fell_back(&self, reason: &'static str) {
+        bump(&self.fallbacks, reason);
     }
 
     /// How many callbacks of `command` ended in `outcome`.
@@ -148,6 +214,49 @@ impl Counters {
                     outcome.label(),
                     self.get(command, outcome)
                 );
+            }
+        }
+        text.push_str(
+            "# HELP handoff_gateway_callback_seconds How long callbacks took, by command.\n\
+             # TYPE handoff_gateway_callback_seconds histogram\n",
+        );
+        for (command, latency) in Command::ALL.iter().zip(&self.latency) {
+            let label = command.label();
+            let mut cumulative = 0;
+            for (bound, bucket) in BUCKETS.iter().zip(&latency.buckets) {
+                cumulative += bucket.load(Ordering::Relaxed);
+                let _ = writeln!(
+                    text,
+                    "handoff_gateway_callback_seconds_bucket{{command=\"{label}\",le=\"{bound}\"}} {cumulative}"
+                );
+            }
+            let count = latency.count.load(Ordering::Relaxed);
+            let sum = latency.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+            let _ = writeln!(
+                text,
+                "handoff_gateway_callback_seconds_bucket{{command=\"{label}\",le=\"+Inf\"}} {count}\n\
+                 handoff_gateway_callback_seconds_sum{{command=\"{label}\"}} {sum}\n\
+                 handoff_gateway_callback_seconds_count{{command=\"{label}\"}} {count}"
+            );
+        }
+        for (name, help, map) in [
+            (
+                "handoff_gateway_refusals_total",
+                "Callbacks refused, by reason.",
+                &self.refusals,
+            ),
+            (
+                "handoff_gateway_fallbacks_total",
+                "Callbacks answered with the app's fallback group, by the router's failure.",
+                &self.fallbacks,
+            ),
+        ] {
+            let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} counter");
+            let map = map
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for (reason, count) in map.iter() {
+                let _ = writeln!(text, "{name}{{reason=\"{reason}\"}} {count}");
             }
         }
         text

@@ -11,6 +11,7 @@ pub mod engine;
 pub mod error;
 pub mod grpc;
 mod hash;
+pub mod metrics;
 pub mod server;
 pub mod service;
 pub mod store;
@@ -18,5 +19,5 @@ pub mod store;
 mod testing;
 
 pub use error::{ErrorKind, RouterError};
-pub use server::{SERVICE_NAME, ServeError, Services, serve};
+pub use server::{SERVICE_NAME, ServeError, Services, serve, serve_metrics};
 pub use service::{Clock, Router, SystemClock};

@@ -151,3 +151,30 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
 fn serve_error(err: impl std::fmt::Display) -> ServeError {
     ServeError(err.to_string())
 }
+
+/// Serves the router's Prometheus metrics (`GET /metrics`) on `listener` until `stop`.
+pub async fn serve_metrics<S: Store>(
+    listener: TcpListener,
+    router: Arc<Router<S>>,
+    stop: Stop,
+) -> Result<(), ServeError> {
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let router = router.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    router.metrics_text().await,
+                )
+            }
+        }),
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stop.stopped().await })
+        .await
+        .map_err(serve_error)
+}

@@ -4,6 +4,11 @@
 
 use std::{path::Path, sync::Arc, time::SystemTime};
 
+use crate::{
+    engine::StateView,
+    metrics::{DecisionLabels, EventLabels, FallbackLabels, GroupLabels, Metrics},
+};
+
 use arc_swap::ArcSwap;
 use handoff_core::{
     Config,
@@ -17,7 +22,7 @@ use crate::{
         LiveSession,
     },
     error::RouterError,
-    store::{AnyStore, Applied, Assignment, Change, Look, SessionEvent, Store},
+    store::{AnyStore, Applied, Assignment, Change, Look, SessionEvent, Store, StoreError},
 };
 
 /// When and under which identity a caller reports a change, for ordering and retries.
@@ -74,6 +79,7 @@ pub struct Router<S> {
     catalog: ArcSwap<Catalog>,
     store: S,
     clock: Arc<dyn Clock>,
+    metrics: Metrics,
 }
 
 impl Router<AnyStore> {
@@ -93,7 +99,52 @@ impl<S: Store> Router<S> {
             catalog: ArcSwap::from_pointee(catalog),
             store,
             clock,
+            metrics: Metrics::new(),
         }
+    }
+
+    /// What the router has counted.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The router's metrics as Prometheus text, each group's agents and seats read now.
+    pub async fn metrics_text(&self) -> String {
+        let catalog = self.catalog.load_full();
+        for app in catalog.apps() {
+            let Ok(listings) = self.list_agents(app.id, None).await else {
+                continue;
+            };
+            for group in app.groups() {
+                let labels = GroupLabels {
+                    app: app.id.get(),
+                    group: group.id.get(),
+                };
+                let (mut available, mut in_use, mut free) = (0i64, 0i64, 0i64);
+                for listing in listings
+                    .iter()
+                    .filter(|listing| listing.agent.groups.contains(&group.id))
+                {
+                    let active = i64::from(listing.load.active);
+                    let capacity = i64::from(listing.agent.capacity);
+                    in_use += active;
+                    if listing.status == AgentStatus::Available
+                        && listing.on_shift
+                        && active < capacity
+                    {
+                        available += 1;
+                        free += capacity - active;
+                    }
+                }
+                self.metrics
+                    .agents_available
+                    .get_or_create(&labels)
+                    .set(available);
+                self.metrics.seats_in_use.get_or_create(&labels).set(in_use);
+                self.metrics.seats_free.get_or_create(&labels).set(free);
+            }
+        }
+        self.metrics.encode()
     }
 
     /// The router's current time.
@@ -133,8 +184,11 @@ impl<S: Store> Router<S> {
             .assign(&app, handoff, now, |state| {
                 engine::decide(&app, handoff, state, now)
             })
-            .await?;
-        let elapsed_us = started.elapsed().as_micros();
+            .await;
+        let elapsed = started.elapsed();
+        self.metrics.store("assign", elapsed, assignment.is_ok());
+        let assignment = assignment?;
+        let elapsed_us = elapsed.as_micros();
         let answer = assignment.answer();
         if answer.group.is_none() && answer.agents.is_empty() {
             return Err(RouterError::NoRoute(handoff.app));
@@ -152,6 +206,30 @@ impl<S: Store> Router<S> {
             elapsed_us,
             "assigned"
         );
+        let outcome = match (&assignment, answer.fallback) {
+            (Assignment::Replayed(_), _) => "replayed",
+            (_, true) => "fallback",
+            (_, false) => "decided",
+        };
+        self.metrics
+            .decisions
+            .get_or_create(&DecisionLabels {
+                app: app.id.get(),
+                rule: answer.rule.clone(),
+                strategy: answer.strategy.map_or("none", |s| s.as_str()),
+                outcome,
+            })
+            .inc();
+        if outcome == "fallback" {
+            self.metrics
+                .fallbacks
+                .get_or_create(&FallbackLabels {
+                    app: app.id.get(),
+                    rule: answer.rule.clone(),
+                    reason: "no_eligible_agent",
+                })
+                .inc();
+        }
         Ok(assignment)
     }
 
@@ -171,7 +249,6 @@ impl<S: Store> Router<S> {
             sessions: true,
         };
         let (decision, sessions) = self
-            .store
             .inspect(&app, look, now, |state| {
                 (
                     engine::decide_fully(&app, handoff, state, at),
@@ -236,6 +313,14 @@ impl<S: Store> Router<S> {
         };
         let applied = self.apply(&app, change).await?;
         tracing::info!(app = %app.id, %agent, ?status, ?applied, "agent status");
+        self.metrics
+            .status_reports
+            .get_or_create(&EventLabels {
+                app: app.id.get(),
+                kind: status.as_str(),
+                outcome: applied.as_str(),
+            })
+            .inc();
         Ok(applied)
     }
 
@@ -258,6 +343,14 @@ impl<S: Store> Router<S> {
             ?applied,
             "session event"
         );
+        self.metrics
+            .session_events
+            .get_or_create(&EventLabels {
+                app: app.id.get(),
+                kind: kind.as_str(),
+                outcome: applied.as_str(),
+            })
+            .inc();
         Ok(applied)
     }
 
@@ -273,7 +366,6 @@ impl<S: Store> Router<S> {
             sessions: true,
         };
         let sessions = self
-            .store
             .inspect(&app, look, self.clock.now(), |state| state.sessions())
             .await?;
         Ok(sessions
@@ -309,8 +401,31 @@ impl<S: Store> Router<S> {
     }
 
     /// Makes `change` through the store, now.
+    /// Reads `app`'s state through the store, timed.
+    async fn inspect<F, R>(
+        &self,
+        app: &App,
+        look: Look<'_>,
+        now: SystemTime,
+        read: F,
+    ) -> Result<R, StoreError>
+    where
+        F: FnOnce(&dyn StateView) -> R + Send,
+        R: Send,
+    {
+        let started = std::time::Instant::now();
+        let result = self.store.inspect(app, look, now, read).await;
+        self.metrics
+            .store("inspect", started.elapsed(), result.is_ok());
+        result
+    }
+
     async fn apply(&self, app: &App, change: Change) -> Result<Applied, RouterError> {
-        Ok(self.store.apply(app, change, self.clock.now()).await?)
+        let started = std::time::Instant::now();
+        let applied = self.store.apply(app, change, self.clock.now()).await;
+        self.metrics
+            .store("apply", started.elapsed(), applied.is_ok());
+        Ok(applied?)
     }
 
     /// The agents of `app` (of `group`, when given) with their live state.
@@ -328,7 +443,6 @@ impl<S: Store> Router<S> {
         }
         let now = self.clock.now();
         let listings = self
-            .store
             .inspect(&app, Look::default(), now, |state| {
                 engine::roster(&app, state.roster_changes())
                     .into_iter()
@@ -348,7 +462,6 @@ impl<S: Store> Router<S> {
     /// Fails with [`RouterError::UnknownAgent`] unless `agent` is one of `app`'s now.
     async fn require_agent(&self, app: &App, agent: &AgentId) -> Result<(), RouterError> {
         let known = self
-            .store
             .inspect(app, Look::default(), self.clock.now(), |state| {
                 engine::roster(app, state.roster_changes())
                     .iter()

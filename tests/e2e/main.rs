@@ -6,6 +6,7 @@ mod callback;
 mod day;
 mod grpc;
 mod manage;
+mod metrics;
 mod redis;
 mod shuffle;
 mod support;

@@ -206,6 +206,7 @@ pub async fn launch(
         } else {
             None
         },
+        metrics: None,
     };
     let app = Application::build(config, Path::new(ORIGIN), listeners).await?;
     let stop = Stop::new();

@@ -115,7 +115,7 @@ async fn receiver(grpc: bool) -> Result<(SocketAddr, Received), Error> {
 }
 
 /// A binary serving the test config, killed on drop.
-struct Process(Child);
+pub(crate) struct Process(Child);
 
 impl Drop for Process {
     fn drop(&mut self) {
@@ -124,12 +124,12 @@ impl Drop for Process {
     }
 }
 
-/// Starts `binary` with `env`, and returns it with the address it logged under `field`.
-fn spawn(
+/// Starts `binary` with `env`, and returns it with the line it logged when it started
+/// listening.
+pub(crate) fn spawn(
     binary: &str,
     config: &PathBuf,
     env: &[(&str, String)],
-    field: &str,
 ) -> Result<(Process, String), Error> {
     let mut command = Command::new(binary);
     command
@@ -145,20 +145,23 @@ fn spawn(
     let mut child = Process(command.spawn()?);
     let stderr = child.0.stderr.take().ok_or("no stderr")?;
     let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
+    let listening = loop {
         let line = lines.next().ok_or("exited before listening")??;
-        if let Some(rest) = line.split(&format!("{field}=")).nth(1)
-            && line.contains("listening")
-        {
-            break rest
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_owned();
+        if line.contains(" listening") {
+            break line;
         }
     };
     std::thread::spawn(move || lines.for_each(drop));
-    Ok((child, addr))
+    Ok((child, listening))
+}
+
+/// The value of `name=` in a text log line.
+pub(crate) fn field(line: &str, name: &str) -> Result<String, Error> {
+    line.split(&format!(" {name}="))
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(|value| value.trim_matches('"').to_owned())
+        .ok_or_else(|| format!("no {name}= in {line}").into())
 }
 
 /// Router and gateway apart, both exporting to `otlp` with `protocol`, plus `extra`.
@@ -183,19 +186,11 @@ async fn callback_through(
     ];
     env.extend(extra.iter().cloned());
     let result = async {
-        let (_router, router) = spawn(
-            env!("CARGO_BIN_EXE_handoff-router"),
-            &config,
-            &env,
-            "router",
-        )?;
+        let (_router, line) = spawn(env!("CARGO_BIN_EXE_handoff-router"), &config, &env)?;
+        let router = field(&line, "router")?;
         env.push(("HANDOFF__GATEWAY__ROUTER_URL", format!("http://{router}")));
-        let (_gateway, gateway) = spawn(
-            env!("CARGO_BIN_EXE_handoff-gateway"),
-            &config,
-            &env,
-            "gateway",
-        )?;
+        let (_gateway, line) = spawn(env!("CARGO_BIN_EXE_handoff-gateway"), &config, &env)?;
+        let gateway = field(&line, "gateway")?;
         let reply = request(
             gateway.parse()?,
             "POST",

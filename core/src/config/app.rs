@@ -145,6 +145,17 @@ pub enum AgentStatus {
     Offline,
 }
 
+impl AgentStatus {
+    /// The name the config file and logs use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentStatus::Available => "available",
+            AgentStatus::Away => "away",
+            AgentStatus::Offline => "offline",
+        }
+    }
+}
+
 /// `[[apps.customers]]`: what internal systems know of a customer.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

@@ -121,6 +121,9 @@ pub struct RouterConfig {
     pub max_session: ConfigDuration,
     /// How long in-flight calls may take to finish after a shutdown signal.
     pub shutdown_grace: ConfigDuration,
+    /// Where the router serves its Prometheus metrics over HTTP (`GET /metrics`); none
+    /// when unset.
+    pub metrics_listen: Option<SocketAddr>,
     /// `[router.store]`: where the router keeps its state.
     pub store: StoreConfig,
 }
@@ -132,6 +135,7 @@ impl Default for RouterConfig {
             assignment_ttl: ConfigDuration::from_secs(30 * 60),
             max_session: ConfigDuration::from_secs(8 * 3600),
             shutdown_grace: ConfigDuration::from_secs(10),
+            metrics_listen: None,
             store: StoreConfig::default(),
         }
     }

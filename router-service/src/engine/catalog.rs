@@ -49,6 +49,11 @@ impl Catalog {
     pub fn app(&self, id: SdkAppId) -> Option<&Arc<App>> {
         self.apps.get(&id)
     }
+
+    /// Every app.
+    pub fn apps(&self) -> impl Iterator<Item = &Arc<App>> {
+        self.apps.values()
+    }
 }
 
 /// A key inside the app and what is wrong with it.
@@ -156,6 +161,11 @@ impl App {
             cel: cel.clone(),
             version: VERSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
+    }
+
+    /// The app's groups, as configured.
+    pub fn groups(&self) -> &[Group] {
+        &self.groups
     }
 
     /// The group with this id.

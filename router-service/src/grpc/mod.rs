@@ -24,6 +24,7 @@ pub use request::parse_request;
 
 use crate::{
     error::RouterError,
+    metrics::{Metrics, RejectionLabels},
     service::Router,
     store::{Assignment, Store},
 };
@@ -58,8 +59,10 @@ fn server_span<T>(method: &'static str, request: &Request<T>) -> Span {
     span
 }
 
-/// Runs a call's `handler` in `span`, noting a failure on it.
+/// Runs a call's `handler` in `span`, noting a failure on it and counting it.
 async fn traced<R>(
+    metrics: &Metrics,
+    method: &'static str,
     span: Span,
     handler: impl Future<Output = Result<R, Status>>,
 ) -> Result<R, Status> {
@@ -67,8 +70,39 @@ async fn traced<R>(
     if let Err(status) = &result {
         span.record("otel.status_code", "ERROR");
         span.record("otel.status_message", status.message());
+        metrics
+            .rejections
+            .get_or_create(&RejectionLabels {
+                method,
+                code: code_name(status.code()),
+            })
+            .inc();
     }
     result
+}
+
+/// A gRPC code as its name.
+fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "CANCELLED",
+        Unknown => "UNKNOWN",
+        InvalidArgument => "INVALID_ARGUMENT",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        PermissionDenied => "PERMISSION_DENIED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        Aborted => "ABORTED",
+        OutOfRange => "OUT_OF_RANGE",
+        Unimplemented => "UNIMPLEMENTED",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
+        DataLoss => "DATA_LOSS",
+        Unauthenticated => "UNAUTHENTICATED",
+    }
 }
 
 /// Notes a decision on the current call's span.
@@ -109,7 +143,7 @@ impl<S: Store> RouterService for RouterGrpc<S> {
         request: Request<AssignHumanRequest>,
     ) -> Result<Response<AssignHumanResponse>, Status> {
         let span = server_span("AssignHuman", &request);
-        traced(span, async move {
+        traced(self.router.metrics(), "AssignHuman", span, async move {
             let handoff = parse_request(request.into_inner(), self.router.now())?;
             let span = Span::current();
             span.record("app", handoff.app.get());
@@ -126,16 +160,21 @@ impl<S: Store> RouterService for RouterGrpc<S> {
         request: Request<ExplainAssignmentRequest>,
     ) -> Result<Response<ExplainAssignmentResponse>, Status> {
         let span = server_span("ExplainAssignment", &request);
-        traced(span, async move {
-            let request = request.into_inner();
-            let at = request::time("at", request.at)?;
-            let handoff = request
-                .handoff
-                .ok_or_else(|| RouterError::invalid("handoff", "is required"))?;
-            let handoff = parse_request(handoff, self.router.now())?;
-            let explained = self.router.explain(&handoff, at).await?;
-            Ok(Response::new(convert::explanation(explained)))
-        })
+        traced(
+            self.router.metrics(),
+            "ExplainAssignment",
+            span,
+            async move {
+                let request = request.into_inner();
+                let at = request::time("at", request.at)?;
+                let handoff = request
+                    .handoff
+                    .ok_or_else(|| RouterError::invalid("handoff", "is required"))?;
+                let handoff = parse_request(handoff, self.router.now())?;
+                let explained = self.router.explain(&handoff, at).await?;
+                Ok(Response::new(convert::explanation(explained)))
+            },
+        )
         .await
     }
 
@@ -144,7 +183,7 @@ impl<S: Store> RouterService for RouterGrpc<S> {
         request: Request<UpsertAgentRequest>,
     ) -> Result<Response<UpsertAgentResponse>, Status> {
         let span = server_span("UpsertAgent", &request);
-        traced(span, async move {
+        traced(self.router.metrics(), "UpsertAgent", span, async move {
             let request = request.into_inner();
             let app = convert::app_id(request.sdk_app_id)?;
             let agent = request
@@ -164,7 +203,7 @@ impl<S: Store> RouterService for RouterGrpc<S> {
         request: Request<RemoveAgentRequest>,
     ) -> Result<Response<RemoveAgentResponse>, Status> {
         let span = server_span("RemoveAgent", &request);
-        traced(span, async move {
+        traced(self.router.metrics(), "RemoveAgent", span, async move {
             let request = request.into_inner();
             let app = convert::app_id(request.sdk_app_id)?;
             let agent = AgentId::parse(request.agent_id)
@@ -180,7 +219,7 @@ impl<S: Store> RouterService for RouterGrpc<S> {
         request: Request<SetAgentStatusRequest>,
     ) -> Result<Response<SetAgentStatusResponse>, Status> {
         let span = server_span("SetAgentStatus", &request);
-        traced(span, async move {
+        traced(self.router.metrics(), "SetAgentStatus", span, async move {
             let request = request.into_inner();
             let app = convert::app_id(request.sdk_app_id)?;
             let agent = AgentId::parse(request.agent_id)
@@ -202,7 +241,7 @@ impl<S: Store> RouterService for RouterGrpc<S> {
         request: Request<UpsertCustomerRequest>,
     ) -> Result<Response<UpsertCustomerResponse>, Status> {
         let span = server_span("UpsertCustomer", &request);
-        traced(span, async move {
+        traced(self.router.metrics(), "UpsertCustomer", span, async move {
             let request = request.into_inner();
             let app = convert::app_id(request.sdk_app_id)?;
             let customer = request
@@ -222,7 +261,7 @@ impl<S: Store> RouterService for RouterGrpc<S> {
         request: Request<ListAgentsRequest>,
     ) -> Result<Response<ListAgentsResponse>, Status> {
         let span = server_span("ListAgents", &request);
-        traced(span, async move {
+        traced(self.router.metrics(), "ListAgents", span, async move {
             let request = request.into_inner();
             let app = convert::app_id(request.sdk_app_id)?;
             let group = request
@@ -243,15 +282,20 @@ impl<S: Store> RouterService for RouterGrpc<S> {
         request: Request<ReportSessionEventRequest>,
     ) -> Result<Response<ReportSessionEventResponse>, Status> {
         let span = server_span("ReportSessionEvent", &request);
-        traced(span, async move {
-            let request = request.into_inner();
-            let app = convert::app_id(request.sdk_app_id)?;
-            let event = convert::session_event(request)?;
-            let applied = self.router.report_session(app, event).await?;
-            Ok(Response::new(ReportSessionEventResponse {
-                outcome: convert::outcome(applied).into(),
-            }))
-        })
+        traced(
+            self.router.metrics(),
+            "ReportSessionEvent",
+            span,
+            async move {
+                let request = request.into_inner();
+                let app = convert::app_id(request.sdk_app_id)?;
+                let event = convert::session_event(request)?;
+                let applied = self.router.report_session(app, event).await?;
+                Ok(Response::new(ReportSessionEventResponse {
+                    outcome: convert::outcome(applied).into(),
+                }))
+            },
+        )
         .await
     }
 
@@ -260,7 +304,7 @@ impl<S: Store> RouterService for RouterGrpc<S> {
         request: Request<ListSessionsRequest>,
     ) -> Result<Response<ListSessionsResponse>, Status> {
         let span = server_span("ListSessions", &request);
-        traced(span, async move {
+        traced(self.router.metrics(), "ListSessions", span, async move {
             let request = request.into_inner();
             let app = convert::app_id(request.sdk_app_id)?;
             let agent = Some(request.agent_id)

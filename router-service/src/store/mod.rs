@@ -135,6 +135,17 @@ pub enum Applied {
     Superseded,
 }
 
+impl Applied {
+    /// The name logs and metrics use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Applied::Recorded => "recorded",
+            Applied::Duplicate => "duplicate",
+            Applied::Superseded => "superseded",
+        }
+    }
+}
+
 /// The router's mutable state. Every method takes the app as the catalog has it now, so a
 /// store never keeps its own copy of anything a reload can change.
 pub trait Store: Send + Sync + 'static {

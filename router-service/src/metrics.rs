@@ -1,0 +1,213 @@
+//! What the router counts, as Prometheus text: decisions, fallbacks, rejected calls,
+//! session events and status reports, the store's latency and errors, and (read at each
+//! scrape) each group's agents and seats. Every label set is bounded by the config (apps,
+//! rules, groups) or by an enum; no session or customer id is ever a label.
+
+use std::{sync::atomic::AtomicI64, time::Duration};
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+
+/// A decision's labels.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct DecisionLabels {
+    /// The app.
+    pub app: u64,
+    /// The rule that decided.
+    pub rule: String,
+    /// Its strategy (`none` for a fallback).
+    pub strategy: &'static str,
+    /// `decided`, `replayed` or `fallback`.
+    pub outcome: &'static str,
+}
+
+/// A fallback's labels.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct FallbackLabels {
+    /// The app.
+    pub app: u64,
+    /// The rule whose targets had nobody.
+    pub rule: String,
+    /// Why: `no_eligible_agent` (every agent of every target was excluded or full).
+    pub reason: &'static str,
+}
+
+/// A rejected call's labels.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RejectionLabels {
+    /// The gRPC method.
+    pub method: &'static str,
+    /// The gRPC status code.
+    pub code: &'static str,
+}
+
+/// A reported event's labels (session events and status reports).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct EventLabels {
+    /// The app.
+    pub app: u64,
+    /// The event (`assigned`, `transferred`, `failed`, `ended`, or a status).
+    pub kind: &'static str,
+    /// `recorded`, `duplicate` or `superseded`.
+    pub outcome: &'static str,
+}
+
+/// A store operation's labels.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct StoreLabels {
+    /// `assign`, `inspect` or `apply`.
+    pub operation: &'static str,
+}
+
+/// A group's labels.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct GroupLabels {
+    /// The app.
+    pub app: u64,
+    /// The group.
+    pub group: u64,
+}
+
+/// The router's metrics.
+pub struct Metrics {
+    registry: Registry,
+    /// Decisions made.
+    pub decisions: Family<DecisionLabels, Counter>,
+    /// Decisions that fell back to a group alone.
+    pub fallbacks: Family<FallbackLabels, Counter>,
+    /// Calls refused or failed.
+    pub rejections: Family<RejectionLabels, Counter>,
+    /// Session events reported.
+    pub session_events: Family<EventLabels, Counter>,
+    /// Agent status reports.
+    pub status_reports: Family<EventLabels, Counter>,
+    /// How long the store took, seconds.
+    pub store_seconds: Family<StoreLabels, Histogram>,
+    /// Store operations that failed.
+    pub store_errors: Family<StoreLabels, Counter>,
+    /// Agents of the group available now and below capacity.
+    pub agents_available: Family<GroupLabels, Gauge<i64, AtomicI64>>,
+    /// Seats of the group's agents held by sessions now.
+    pub seats_in_use: Family<GroupLabels, Gauge<i64, AtomicI64>>,
+    /// Seats left below capacity on the group's available agents.
+    pub seats_free: Family<GroupLabels, Gauge<i64, AtomicI64>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Every metric, registered under `handoff_router_`.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("handoff_router");
+        let decisions = Family::default();
+        let fallbacks = Family::default();
+        let rejections = Family::default();
+        let session_events = Family::default();
+        let status_reports = Family::default();
+        let store_seconds = Family::<StoreLabels, Histogram>::new_with_constructor(|| {
+            // 50 us to about 1.6 s.
+            Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                0.000_05, 2.0, 16,
+            ))
+        });
+        let store_errors = Family::default();
+        let agents_available = Family::default();
+        let seats_in_use = Family::default();
+        let seats_free = Family::default();
+        registry.register(
+            "decisions",
+            "AssignHuman decisions, by app, rule, strategy and outcome",
+            decisions.clone(),
+        );
+        registry.register(
+            "fallbacks",
+            "Decisions that found no agent and answered a group alone, by app, rule and reason",
+            fallbacks.clone(),
+        );
+        registry.register(
+            "rejections",
+            "Calls refused or failed, by method and gRPC code",
+            rejections.clone(),
+        );
+        registry.register(
+            "session_events",
+            "Session events reported, by app, kind and outcome",
+            session_events.clone(),
+        );
+        registry.register(
+            "status_reports",
+            "Agent status reports, by app, status and outcome",
+            status_reports.clone(),
+        );
+        registry.register(
+            "store_seconds",
+            "Time the state store took, by operation",
+            store_seconds.clone(),
+        );
+        registry.register(
+            "store_errors",
+            "State store operations that failed, by operation",
+            store_errors.clone(),
+        );
+        registry.register(
+            "group_agents_available",
+            "Agents of the group available now and below capacity",
+            agents_available.clone(),
+        );
+        registry.register(
+            "group_seats_in_use",
+            "Seats of the group's agents held by sessions now",
+            seats_in_use.clone(),
+        );
+        registry.register(
+            "group_seats_free",
+            "Seats left below capacity on the group's available agents",
+            seats_free.clone(),
+        );
+        Self {
+            registry,
+            decisions,
+            fallbacks,
+            rejections,
+            session_events,
+            status_reports,
+            store_seconds,
+            store_errors,
+            agents_available,
+            seats_in_use,
+            seats_free,
+        }
+    }
+
+    /// Notes one store operation that took `elapsed` and succeeded or not.
+    pub fn store(&self, operation: &'static str, elapsed: Duration, ok: bool) {
+        let labels = StoreLabels { operation };
+        self.store_seconds
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+        if !ok {
+            self.store_errors.get_or_create(&labels).inc();
+        }
+    }
+
+    /// The metrics as Prometheus text.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = text::encode(&mut out, &self.registry);
+        out
+    }
+}
