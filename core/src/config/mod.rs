@@ -80,10 +80,6 @@ impl Config {
             ),
             ("gateway.max_body_bytes", gateway.max_body_bytes.to_string()),
             (
-                "gateway.max_clock_skew",
-                format!("{:?}", gateway.max_clock_skew.get()),
-            ),
-            (
                 "gateway.shutdown_grace",
                 format!("{:?}", gateway.shutdown_grace.get()),
             ),
