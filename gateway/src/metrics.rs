@@ -283,6 +283,34 @@ mod tests {
         assert!(text.contains(
             "handoff_gateway_callbacks_total{command=\"session_event\",outcome=\"duplicate\"} 2\n"
         ));
-        assert_eq!(text.lines().count(), 2 + CELLS);
+        assert_eq!(
+            text.lines()
+                .filter(|line| line.starts_with("handoff_gateway_callbacks_total{"))
+                .count(),
+            CELLS
+        );
+    }
+
+    #[test]
+    fn latency_lands_in_its_bucket_and_buckets_add_up() {
+        let counters = Counters::default();
+        counters.observe(Command::AssignHuman, Duration::from_micros(300));
+        counters.observe(Command::AssignHuman, Duration::from_millis(30));
+        counters.observe(Command::AssignHuman, Duration::from_secs(3));
+        counters.refused("bad_signature");
+        counters.fell_back("router_timeout");
+        let text = counters.exposition();
+        for line in [
+            "handoff_gateway_callback_seconds_bucket{command=\"assign_human\",le=\"0.0005\"} 1\n",
+            "handoff_gateway_callback_seconds_bucket{command=\"assign_human\",le=\"0.025\"} 1\n",
+            "handoff_gateway_callback_seconds_bucket{command=\"assign_human\",le=\"0.05\"} 2\n",
+            "handoff_gateway_callback_seconds_bucket{command=\"assign_human\",le=\"2\"} 2\n",
+            "handoff_gateway_callback_seconds_bucket{command=\"assign_human\",le=\"+Inf\"} 3\n",
+            "handoff_gateway_callback_seconds_count{command=\"assign_human\"} 3\n",
+            "handoff_gateway_refusals_total{reason=\"bad_signature\"} 1\n",
+            "handoff_gateway_fallbacks_total{reason=\"router_timeout\"} 1\n",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
     }
 }
