@@ -7,6 +7,7 @@
 
 #![warn(missing_docs)]
 
+pub mod decision_log;
 pub mod engine;
 pub mod error;
 pub mod grpc;

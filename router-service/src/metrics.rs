@@ -94,6 +94,10 @@ pub struct Metrics {
     pub seats_in_use: Family<GroupLabels, Gauge<i64, AtomicI64>>,
     /// Seats left below capacity on the group's available agents.
     pub seats_free: Family<GroupLabels, Gauge<i64, AtomicI64>>,
+    /// Decision log entries written.
+    pub decision_log_written: Counter,
+    /// Decision log entries dropped because the writer fell behind.
+    pub decision_log_dropped: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -127,6 +131,18 @@ impl Metrics {
         let agents_available = Family::default();
         let seats_in_use = Family::default();
         let seats_free = Family::default();
+        let decision_log_written = Counter::default();
+        let decision_log_dropped = Counter::default();
+        registry.register(
+            "decision_log_written",
+            "Decision log entries written",
+            decision_log_written.clone(),
+        );
+        registry.register(
+            "decision_log_dropped",
+            "Decision log entries dropped because its writer fell behind (callbacks never wait for it)",
+            decision_log_dropped.clone(),
+        );
         registry.register(
             "decisions",
             "AssignHuman decisions, by app, rule, strategy and outcome",
@@ -189,6 +205,8 @@ impl Metrics {
             agents_available,
             seats_in_use,
             seats_free,
+            decision_log_written,
+            decision_log_dropped,
         }
     }
 

@@ -5,6 +5,7 @@
 use std::{path::Path, sync::Arc, time::SystemTime};
 
 use crate::{
+    decision_log::{Considered, DecisionLog, Entry},
     engine::StateView,
     metrics::{DecisionLabels, EventLabels, FallbackLabels, GroupLabels, Metrics},
 };
@@ -80,6 +81,7 @@ pub struct Router<S> {
     store: S,
     clock: Arc<dyn Clock>,
     metrics: Metrics,
+    decision_log: Option<DecisionLog>,
 }
 
 impl Router<AnyStore> {
@@ -88,7 +90,20 @@ impl Router<AnyStore> {
     pub async fn open(config: &Config, origin: &Path) -> Result<Self, RouterError> {
         let catalog = Catalog::from_config(config, origin)?;
         let store = AnyStore::open(&config.router, &catalog, SystemTime::now()).await?;
-        Ok(Router::new(catalog, store, Arc::new(SystemClock)))
+        let mut router = Router::new(catalog, store, Arc::new(SystemClock));
+        router.decision_log = DecisionLog::open(
+            &config.router.decision_log,
+            router.metrics.decision_log_written.clone(),
+            router.metrics.decision_log_dropped.clone(),
+        )
+        .map_err(|err| {
+            ConfigError::new(
+                origin,
+                "router.decision_log.path",
+                format!("cannot open the decision log: {err}"),
+            )
+        })?;
+        Ok(router)
     }
 }
 
@@ -100,6 +115,7 @@ impl<S: Store> Router<S> {
             store,
             clock,
             metrics: Metrics::new(),
+            decision_log: None,
         }
     }
 
@@ -179,10 +195,16 @@ impl<S: Store> Router<S> {
         let app = self.app(handoff.app)?;
         let now = self.clock.now();
         let started = std::time::Instant::now();
+        let logging = self.decision_log.is_some();
+        let mut considered = Vec::new();
         let assignment = self
             .store
             .assign(&app, handoff, now, |state| {
-                engine::decide(&app, handoff, state, now)
+                let decision = engine::decide(&app, handoff, state, now);
+                if logging {
+                    considered = Considered::of(&decision);
+                }
+                decision
             })
             .await;
         let elapsed = started.elapsed();
@@ -206,6 +228,9 @@ impl<S: Store> Router<S> {
             elapsed_us,
             "assigned"
         );
+        if let Some(log) = &self.decision_log {
+            log.record(Entry::decision(handoff, now, &assignment, considered));
+        }
         let outcome = match (&assignment, answer.fallback) {
             (Assignment::Replayed(_), _) => "replayed",
             (_, true) => "fallback",
@@ -422,10 +447,19 @@ impl<S: Store> Router<S> {
 
     async fn apply(&self, app: &App, change: Change) -> Result<Applied, RouterError> {
         let started = std::time::Instant::now();
-        let applied = self.store.apply(app, change, self.clock.now()).await;
+        let now = self.clock.now();
+        let entry = self
+            .decision_log
+            .as_ref()
+            .map(|_| (change.clone(), app.id.get()));
+        let applied = self.store.apply(app, change, now).await;
         self.metrics
             .store("apply", started.elapsed(), applied.is_ok());
-        Ok(applied?)
+        let applied = applied?;
+        if let (Some(log), Some((change, app))) = (&self.decision_log, entry) {
+            log.record(Entry::change(app, now, &change, applied));
+        }
+        Ok(applied)
     }
 
     /// The agents of `app` (of `group`, when given) with their live state.

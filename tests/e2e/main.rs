@@ -4,6 +4,7 @@
 mod binary;
 mod callback;
 mod day;
+mod decision_log;
 mod grpc;
 mod manage;
 mod metrics;

@@ -59,6 +59,11 @@ impl Config {
                 "router.shutdown_grace",
                 format!("{:?}", router.shutdown_grace.get()),
             ),
+            (
+                "router.metrics_listen",
+                format!("{:?}", router.metrics_listen),
+            ),
+            ("router.decision_log", format!("{:?}", router.decision_log)),
             ("router.store.kind", format!("{:?}", store.kind)),
             ("router.store.path", store.path.display().to_string()),
             (
@@ -122,6 +127,33 @@ pub struct RouterConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// `[router.store]`: where the router keeps its state.
     pub store: StoreConfig,
+    /// `[router.decision_log]`: every decision and state change, as JSON lines.
+    pub decision_log: DecisionLogConfig,
+}
+
+/// `[router.decision_log]`: every AssignHuman decision (its inputs, the agents it
+/// considered as it saw them, its answer and explanation) and every state change, in
+/// order, as JSON lines, written off the hot path and rotated by size.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecisionLogConfig {
+    /// The file; rotated files sit beside it as `FILE.1` (the newest) to `FILE.<keep>`.
+    /// None: no log.
+    pub path: Option<std::path::PathBuf>,
+    /// The size at which the file is rotated.
+    pub max_bytes: u64,
+    /// How many rotated files are kept.
+    pub keep: usize,
+}
+
+impl Default for DecisionLogConfig {
+    fn default() -> Self {
+        Self {
+            path: None,
+            max_bytes: 64 << 20,
+            keep: 5,
+        }
+    }
 }
 
 impl Default for RouterConfig {
@@ -133,6 +165,7 @@ impl Default for RouterConfig {
             shutdown_grace: ConfigDuration::from_secs(10),
             metrics_listen: None,
             store: StoreConfig::default(),
+            decision_log: DecisionLogConfig::default(),
         }
     }
 }

@@ -12,7 +12,7 @@
 
 mod embedded;
 mod local;
-mod record;
+pub mod record;
 mod redis;
 pub mod session;
 #[cfg(test)]
