@@ -103,6 +103,8 @@ pub struct Application {
     metrics: Option<TcpListener>,
     metrics_addr: Option<SocketAddr>,
     watch: Option<(PathBuf, Vec<(String, String)>)>,
+    /// The config built with: what a reload is compared with.
+    started: Config,
 }
 
 impl Application {
@@ -165,6 +167,7 @@ impl Application {
             metrics,
             metrics_addr,
             watch: None,
+            started: config,
         })
     }
 
@@ -217,6 +220,7 @@ impl Application {
             tokio::spawn(reload::watch(
                 path,
                 env,
+                self.started,
                 watch_stop.stopped(),
                 move |config, origin| reloader.apply(config, origin),
             ))

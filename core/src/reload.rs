@@ -29,10 +29,13 @@ pub fn reload_now(
     Ok(config)
 }
 
-/// Watches `path` and SIGHUP until `shutdown` resolves, reloading through `apply` on each.
+/// Watches `path` and SIGHUP until `shutdown` resolves, reloading through `apply` on each;
+/// a reload that changes a setting of `started` (what the binary started with) that only a
+/// restart applies is named in a warning.
 pub async fn watch(
     path: PathBuf,
     env: Vec<(String, String)>,
+    started: Config,
     shutdown: impl Future<Output = ()>,
     apply: impl Fn(&Config, &Path) -> Result<(), ConfigError>,
 ) {
@@ -45,8 +48,6 @@ pub async fn watch(
         }
     };
     let mut hangups = hangups();
-    // What the binary started with, for naming the settings a reload cannot change.
-    let started = config::load(&path, env.iter().cloned()).ok();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -60,10 +61,7 @@ pub async fn watch(
         match reload_now(&path, &env, &apply) {
             Ok(config) => {
                 tracing::info!(file = %path.display(), "config reloaded");
-                let pending = started
-                    .as_ref()
-                    .map(|started| config.needs_restart(started))
-                    .unwrap_or_default();
+                let pending = config.needs_restart(&started);
                 if !pending.is_empty() {
                     tracing::warn!(
                         file = %path.display(),

@@ -445,3 +445,58 @@ fn json_logs_are_one_object_per_line_with_the_fields_as_keys() -> TestResult {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_reload_that_changes_a_startup_setting_names_it() -> TestResult {
+    let text = |limit: u32| {
+        format!(
+            "[gateway]\nmax_body_bytes = {limit}\n[router.store]\nkind = \"memory\"\n\
+             [[apps]]\nsdk_app_id = 1400000001\ntoken = \"t\"\n[[apps.groups]]\nid = 1\nname = \"g\"\n\
+             [[apps.agents]]\nid = \"ann@example.com\"\ngroups = [1]\n"
+        )
+    };
+    let file = TempFile::new("restart-keys.toml", &text(16384))?;
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&file.0)
+        .env("HANDOFF__ROUTER__LISTEN", "127.0.0.1:0")
+        .env("HANDOFF__GATEWAY__LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()?;
+    let stderr = child.stderr.take().ok_or("no stderr")?;
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let wait_for = |needle: &str| -> Option<String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match received.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return Some(line),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+        None
+    };
+    let started = wait_for("handoff listening");
+    std::fs::write(&file.0, text(32768))?;
+    let signal = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status();
+    let warned = wait_for("take effect only after a restart");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(started.is_some(), "never started");
+    assert!(signal?.success());
+    let warned = warned.ok_or("no warning about a setting that needs a restart")?;
+    assert!(warned.contains("gateway.max_body_bytes"), "{warned}");
+    assert!(!warned.contains("gateway.listen"), "{warned}");
+    Ok(())
+}
