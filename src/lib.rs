@@ -11,6 +11,7 @@
 
 mod app;
 mod launch;
+pub mod replay;
 
 pub use app::{AppError, Application, Listeners, Reloader, check};
 pub use launch::{Parts, launch};

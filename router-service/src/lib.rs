@@ -13,6 +13,7 @@ pub mod error;
 pub mod grpc;
 mod hash;
 pub mod metrics;
+pub mod replay;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -95,3 +95,135 @@ async fn decisions_and_changes_are_logged_in_order_as_json_lines() -> TestResult
     );
     Ok(())
 }
+
+/// Runs `handoff replay` with `args`; its stdout.
+fn replay(args: &[&std::ffi::OsStr]) -> Result<String, crate::support::Error> {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .arg("replay")
+        .args(args)
+        .output()?;
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned().into());
+    }
+    Ok(String::from_utf8(output.stdout)?)
+}
+
+#[tokio::test]
+async fn replay_reports_nothing_under_the_same_config_and_exactly_what_a_new_rule_changes()
+-> TestResult {
+    let dir = std::env::temp_dir().join(format!("handoff-replay-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let (config, renamed, desk, log, html) = (
+        dir.join("handoff.toml"),
+        dir.join("renamed.toml"),
+        dir.join("desk.toml"),
+        dir.join("decisions.jsonl"),
+        dir.join("report.html"),
+    );
+    let text = format!("[router.store]\nkind = \"memory\"\n{CONFIG}");
+    std::fs::write(&config, &text)?;
+    // One customer gets a rule of their own: routed the same way (only the rule's name
+    // changes), or answered with the group alone (no seat reserved for them).
+    let rule = |extra: &str| {
+        text.replacen(
+            "[[apps.agents]]",
+            &format!(
+                "[[apps.rules]]\nname = \"r2-desk\"\nwhen = 'customer.id == \"user-r-2\"'\ngroup = 6521\n{extra}[[apps.agents]]"
+            ),
+            1,
+        )
+    };
+    std::fs::write(&renamed, rule(""))?;
+    std::fs::write(&desk, rule("group_only = true\n"))?;
+    let env = [
+        ("HANDOFF__ROUTER__LISTEN", "127.0.0.1:0".to_owned()),
+        ("HANDOFF__GATEWAY__LISTEN", "127.0.0.1:0".to_owned()),
+        (
+            "HANDOFF__ROUTER__DECISION_LOG__PATH",
+            log.display().to_string(),
+        ),
+    ];
+    let result = async {
+        {
+            let (_running, line) = spawn(env!("CARGO_BIN_EXE_handoff"), &config, &env)?;
+            let gateway = field(&line, "gateway")?.parse()?;
+            for session in ["r-1", "r-2", "r-3"] {
+                request(gateway, "POST", &signed_uri(now_secs()), body(session)).await?;
+            }
+            let mut lines = 0;
+            for _ in 0..50 {
+                lines = std::fs::read_to_string(&log)
+                    .unwrap_or_default()
+                    .lines()
+                    .count();
+                if lines >= 3 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert_eq!(lines, 3, "three decisions logged");
+        }
+        let same = replay(&[
+            "--config".as_ref(),
+            config.as_os_str(),
+            "--log".as_ref(),
+            log.as_os_str(),
+        ])?;
+        let renamed = replay(&[
+            "--config".as_ref(),
+            renamed.as_os_str(),
+            "--log".as_ref(),
+            log.as_os_str(),
+            "--format".as_ref(),
+            "json".as_ref(),
+        ])?;
+        let json = replay(&[
+            "--config".as_ref(),
+            desk.as_os_str(),
+            "--log".as_ref(),
+            log.as_os_str(),
+            "--format".as_ref(),
+            "json".as_ref(),
+            "--html".as_ref(),
+            html.as_os_str(),
+        ])?;
+        let page = std::fs::read_to_string(&html)?;
+        Ok::<_, crate::support::Error>((same, renamed, json, page))
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let (same, renamed, json, page) = result?;
+
+    assert!(
+        same.starts_with("3 decisions replayed (0 state changes); 0 decided differently"),
+        "{same}"
+    );
+    // A rule that routes one customer as before changes exactly that decision.
+    let report: serde_json::Value = serde_json::from_str(&renamed)?;
+    assert_eq!(report["changed_total"], 1, "{renamed}");
+    assert_eq!(report["changed"][0]["session"], "r-2");
+    assert_eq!(report["changed"][0]["after"]["rule"], "r2-desk");
+    assert_eq!(
+        report["changed"][0]["after"]["agents"],
+        report["changed"][0]["before"]["agents"]
+    );
+    // One that answers them with the group alone changes theirs, and, since no seat is
+    // reserved for them, the next customer's too: load evolves as the new decisions make it.
+    let report: serde_json::Value = serde_json::from_str(&json)?;
+    assert_eq!(report["decisions"], 3);
+    assert_eq!(report["changed_total"], 2, "{json}");
+    assert_eq!(report["changed_by_rule"]["default"], 2);
+    let change = &report["changed"][0];
+    assert_eq!(change["session"], "r-2");
+    assert_eq!(change["before"]["rule"], "default");
+    assert_eq!(change["after"]["rule"], "r2-desk");
+    assert_eq!(change["after"]["agents"], serde_json::json!([]));
+    assert_eq!(report["changed"][1]["session"], "r-3");
+    assert_eq!(report["changed"][1]["after"]["rule"], "default");
+    // Seats: the new rule reserves nobody for r-2, so the group holds one seat fewer.
+    let group = &report["groups"]["1400000001/6521"];
+    assert_eq!(group[0]["peak"], 3);
+    assert_eq!(group[1]["peak"], 2);
+    assert!(page.contains("<h1>handoff replay</h1>") && page.contains("1400000001/6521"));
+    Ok(())
+}

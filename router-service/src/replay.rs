@@ -1,0 +1,357 @@
+//! Replay: a decision log run again through the engine under another config, to see what a
+//! rule change would have done to yesterday's traffic.
+//!
+//! Two stores in memory follow the log in order: one takes the answers the log records
+//! (so its seats evolve as they did), the other decides each handoff afresh under the new
+//! config (so its seats evolve as the new decisions would have made them); both take every
+//! logged state change. The log is assumed to start with the router (an empty live state).
+
+use std::collections::BTreeMap;
+
+use handoff_core::{
+    config::{AgentConfig, AgentStatus, Strategy},
+    id::{AgentId, ClientUserId, GroupId, SdkAppId, SessionId},
+};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::{
+    engine::{self, Candidate, Catalog, Customer, Decision, Handoff},
+    store::{
+        Assignment, Change, Lifetimes, LocalStore, Look, SessionEvent, SessionEventKind, Store,
+        record::{CustomerRecord, from_ms},
+    },
+};
+
+/// What one decision was, or became.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Outcome {
+    /// The rule that decided.
+    pub rule: String,
+    /// The group answered.
+    pub group: Option<u64>,
+    /// The agents answered.
+    pub agents: Vec<String>,
+    /// Whether no agent could be ranked.
+    pub fallback: bool,
+    /// The explanation.
+    pub reason: String,
+}
+
+/// A decision the new config makes differently.
+#[derive(Debug, Clone, Serialize)]
+pub struct Changed {
+    /// The app.
+    pub app: u64,
+    /// The session.
+    pub session: String,
+    /// As logged.
+    pub before: Outcome,
+    /// Under the new config.
+    pub after: Outcome,
+}
+
+/// Seats in use over the replay: peak and average over the samples.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Seats {
+    /// The most at once.
+    pub peak: u32,
+    /// The average over the samples taken after each logged entry.
+    pub average: f64,
+    #[serde(skip)]
+    total: u64,
+    #[serde(skip)]
+    samples: u64,
+}
+
+impl Seats {
+    fn add(&mut self, seats: u32) {
+        self.peak = self.peak.max(seats);
+        self.total += u64::from(seats);
+        self.samples += 1;
+        self.average = self.total as f64 / self.samples as f64;
+    }
+}
+
+/// What a replay found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    /// Decisions replayed.
+    pub decisions: usize,
+    /// State changes applied.
+    pub changes: usize,
+    /// Decisions made differently, by the rule that made them as logged.
+    pub changed_by_rule: BTreeMap<String, usize>,
+    /// The decisions made differently (the first [`Report::SHOWN`] in full).
+    pub changed: Vec<Changed>,
+    /// How many decisions were made differently in all.
+    pub changed_total: usize,
+    /// Fallbacks as logged.
+    pub fallbacks_before: usize,
+    /// Fallbacks under the new config.
+    pub fallbacks_after: usize,
+    /// Seats in use per group (`app/group`), as logged and under the new config.
+    pub groups: BTreeMap<String, (Seats, Seats)>,
+    /// The busiest agents under the new config (peak seats), as logged beside.
+    pub busiest: Vec<(String, u32, u32)>,
+}
+
+impl Report {
+    /// How many changed decisions are kept in full.
+    pub const SHOWN: usize = 20;
+}
+
+/// Replays `entries` (decision log lines, oldest first) under `catalog`.
+pub async fn replay(
+    catalog: &Catalog,
+    lifetimes: Lifetimes,
+    entries: impl IntoIterator<Item = Value>,
+) -> Result<Report, String> {
+    let (logged, fresh) = (
+        LocalStore::in_memory(lifetimes),
+        LocalStore::in_memory(lifetimes),
+    );
+    let mut report = Report::default();
+    let mut agent_peaks: BTreeMap<String, (u32, u32)> = BTreeMap::new();
+    for (line, entry) in entries.into_iter().enumerate() {
+        let fail = |what: &str| format!("log entry {}: {what}", line + 1);
+        let app_id = entry["app"]
+            .as_u64()
+            .and_then(|id| SdkAppId::new(id).ok())
+            .ok_or_else(|| fail("no app"))?;
+        let Some(app) = catalog.app(app_id) else {
+            continue;
+        };
+        let at = from_ms(entry["at_ms"].as_u64().ok_or_else(|| fail("no at_ms"))?);
+        match entry["kind"].as_str() {
+            Some("decision") => {
+                let handoff =
+                    handoff(app_id, &entry).ok_or_else(|| fail("a malformed decision"))?;
+                let before = outcome(&entry);
+                let forced = forced(app, &entry);
+                let _ = logged
+                    .assign(app, &handoff, at, |_| forced)
+                    .await
+                    .map_err(|e| fail(&e.to_string()))?;
+                let after = match fresh
+                    .assign(app, &handoff, at, |state| {
+                        engine::decide(app, &handoff, state, at)
+                    })
+                    .await
+                    .map_err(|e| fail(&e.to_string()))?
+                {
+                    Assignment::Fresh(answer) | Assignment::Replayed(answer) => Outcome {
+                        rule: answer.rule,
+                        group: answer.group.map(GroupId::get),
+                        agents: answer
+                            .agents
+                            .iter()
+                            .map(|a| a.as_str().to_owned())
+                            .collect(),
+                        fallback: answer.fallback,
+                        reason: answer.reason,
+                    },
+                };
+                report.decisions += 1;
+                report.fallbacks_before += usize::from(before.fallback);
+                report.fallbacks_after += usize::from(after.fallback);
+                if (&before.rule, before.group, &before.agents)
+                    != (&after.rule, after.group, &after.agents)
+                {
+                    report.changed_total += 1;
+                    *report
+                        .changed_by_rule
+                        .entry(before.rule.clone())
+                        .or_default() += 1;
+                    if report.changed.len() < Report::SHOWN {
+                        report.changed.push(Changed {
+                            app: app_id.get(),
+                            session: handoff.session.as_str().to_owned(),
+                            before,
+                            after,
+                        });
+                    }
+                }
+            }
+            Some(_) => {
+                let Some(change) = change(app, &entry) else {
+                    continue;
+                };
+                for store in [&logged, &fresh] {
+                    store
+                        .apply(app, change.clone(), at)
+                        .await
+                        .map_err(|e| fail(&e.to_string()))?;
+                }
+                report.changes += 1;
+            }
+            None => return Err(fail("no kind")),
+        }
+        // Seats per group and agent, as logged and as the new config would have had them.
+        let seats = |state: &dyn engine::StateView| {
+            engine::roster(app, state.roster_changes())
+                .iter()
+                .map(|agent| (std::sync::Arc::clone(agent), state.load(&agent.id).active))
+                .collect::<Vec<_>>()
+        };
+        let before = logged
+            .inspect(app, Look::default(), at, seats)
+            .await
+            .map_err(|e| fail(&e.to_string()))?;
+        let after = fresh
+            .inspect(app, Look::default(), at, seats)
+            .await
+            .map_err(|e| fail(&e.to_string()))?;
+        for group in app.groups() {
+            let sum = |loads: &[(std::sync::Arc<engine::Agent>, u32)]| {
+                loads
+                    .iter()
+                    .filter(|(agent, _)| agent.groups.contains(&group.id))
+                    .map(|(_, active)| *active)
+                    .sum::<u32>()
+            };
+            let seats = report
+                .groups
+                .entry(format!("{}/{}", app_id, group.id))
+                .or_default();
+            seats.0.add(sum(&before));
+            seats.1.add(sum(&after));
+        }
+        for ((agent, old), (_, new)) in before.iter().zip(&after) {
+            let peak = agent_peaks.entry(agent.id.as_str().to_owned()).or_default();
+            peak.0 = peak.0.max(*old);
+            peak.1 = peak.1.max(*new);
+        }
+    }
+    let mut busiest: Vec<(String, u32, u32)> = agent_peaks
+        .into_iter()
+        .map(|(agent, (old, new))| (agent, new, old))
+        .collect();
+    busiest.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    busiest.truncate(10);
+    report.busiest = busiest;
+    Ok(report)
+}
+
+fn handoff(app: SdkAppId, entry: &Value) -> Option<Handoff> {
+    Some(Handoff {
+        app,
+        session: SessionId::parse(entry["session"].as_str()?).ok()?,
+        client_user: ClientUserId::parse(entry["customer"].as_str()?).ok()?,
+        event_time: from_ms(entry["event_time_ms"].as_u64()?),
+        platform: entry["platform"].as_str().unwrap_or_default().to_owned(),
+        channel: entry["channel"].as_str().unwrap_or_default().to_owned(),
+        attributes: serde_json::from_value(entry["attributes"].clone()).unwrap_or_default(),
+    })
+}
+
+fn outcome(entry: &Value) -> Outcome {
+    Outcome {
+        rule: entry["rule"].as_str().unwrap_or_default().to_owned(),
+        group: entry["group"].as_u64(),
+        agents: strings(&entry["agents"]),
+        fallback: entry["fallback"].as_bool().unwrap_or_default(),
+        reason: entry["reason"].as_str().unwrap_or_default().to_owned(),
+    }
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|item| item.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The logged answer as a decision the store reserves as it did: its agents ranked as
+/// answered, the reserved one first.
+fn forced(app: &engine::App, entry: &Value) -> Decision {
+    let reserved = entry["reserved"].as_str();
+    let fallback = entry["fallback"].as_bool().unwrap_or_default();
+    let ranked: Vec<Candidate> = reserved
+        .map(|_| strings(&entry["agents"]))
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .filter_map(|(position, id)| {
+            let agent = AgentId::parse(id).ok()?;
+            let capacity = app
+                .agents()
+                .iter()
+                .find(|a| a.id == agent)
+                .map_or(u32::MAX, |a| a.capacity);
+            Some(Candidate {
+                agent,
+                capacity,
+                active: 0,
+                last_assigned: None,
+                score: 0.0,
+                sticky: None,
+                position,
+            })
+        })
+        .collect();
+    Decision {
+        rule: entry["rule"].as_str().unwrap_or_default().to_owned(),
+        rules: Vec::new(),
+        targets: Vec::new(),
+        strategy: entry["strategy"]
+            .as_str()
+            .and_then(|s| serde_json::from_value::<Strategy>(Value::String(s.to_owned())).ok()),
+        group: entry["group"].as_u64().and_then(|g| GroupId::new(g).ok()),
+        max_agents: ranked.len().max(1),
+        group_only: reserved.is_none() && !fallback,
+        fallback,
+        reason: entry["reason"].as_str().unwrap_or_default().to_owned(),
+        ranked,
+    }
+}
+
+/// A logged state change as the store takes it.
+fn change(app: &engine::App, entry: &Value) -> Option<Change> {
+    let agent = || AgentId::parse(entry["agent"].as_str()?).ok();
+    let at = from_ms(entry["event_time_ms"].as_u64().unwrap_or_default());
+    let id = entry["id"].as_str().map(str::to_owned);
+    match entry["kind"].as_str()? {
+        "session_event" => Some(Change::Session(SessionEvent {
+            session: SessionId::parse(entry["session"].as_str()?).ok()?,
+            kind: match entry["event"].as_str()? {
+                "assigned" => SessionEventKind::Assigned,
+                "transferred" => SessionEventKind::Transferred,
+                "failed" => SessionEventKind::Failed,
+                "ended" => SessionEventKind::Ended,
+                _ => return None,
+            },
+            agent: agent(),
+            from_agent: entry["from_agent"]
+                .as_str()
+                .and_then(|a| AgentId::parse(a).ok()),
+            customer: entry["customer"]
+                .as_str()
+                .and_then(|c| ClientUserId::parse(c).ok()),
+            at,
+            id,
+        })),
+        "status" => Some(Change::SetStatus {
+            agent: agent()?,
+            status: serde_json::from_value::<AgentStatus>(entry["status"].clone()).ok()?,
+            at,
+            id,
+        }),
+        "agent_put" => {
+            let config: AgentConfig = serde_json::from_value(entry["agent"].clone()).ok()?;
+            let agent = app.check_agent(&config).ok()?;
+            Some(Change::PutAgent(std::sync::Arc::new(agent)))
+        }
+        "agent_removed" => Some(Change::RemoveAgent(agent()?)),
+        "customer" => {
+            let record: CustomerRecord = serde_json::from_value(entry["customer"].clone()).ok()?;
+            Some(Change::PutCustomer(Customer::from(record)))
+        }
+        _ => None,
+    }
+}
