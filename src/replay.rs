@@ -146,36 +146,55 @@ fn text(report: &Report) -> String {
     out
 }
 
-/// A self-contained HTML page of the report.
+/// A self-contained HTML page of the report: the text, and per group a chart of seats in
+/// use over time, as logged (grey) against new (green).
 fn page(report: &Report) -> String {
     let escape = |s: &str| {
         s.replace('&', "&amp;")
             .replace('<', "&lt;")
             .replace('>', "&gt;")
     };
-    let mut rows = String::new();
-    for (group, (before, after)) in &report.groups {
-        let width = |v: f64| (v * 20.0).min(600.0);
+    let (width, height) = (720.0, 180.0);
+    let mut charts = String::new();
+    for (group, series) in &report.series {
+        let points = &series.points;
+        let (Some(first), Some(last)) = (points.first(), points.last()) else {
+            continue;
+        };
+        let span = (last.0.saturating_sub(first.0)).max(1) as f64;
+        let top = points
+            .iter()
+            .map(|p| p.1.max(p.2))
+            .max()
+            .unwrap_or(0)
+            .max(1) as f64;
+        let line = |pick: fn(&(u64, u32, u32)) -> u32| {
+            points
+                .iter()
+                .map(|p| {
+                    let x = (p.0 - first.0) as f64 / span * width;
+                    let y = height - f64::from(pick(p)) / top * (height - 10.0);
+                    format!("{x:.1},{y:.1}")
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
         let _ = write!(
-            rows,
-            "<tr><td>{}</td><td>{} / {:.1}</td><td>{} / {:.1}</td><td><svg width=\"620\" height=\"30\">\
-             <rect x=\"0\" y=\"2\" height=\"12\" width=\"{:.0}\" fill=\"#999\"/>\
-             <rect x=\"0\" y=\"16\" height=\"12\" width=\"{:.0}\" fill=\"#2a7\"/></svg></td></tr>",
+            charts,
+            "<h3>{}</h3><svg width=\"{width}\" height=\"{height}\" style=\"border:1px solid #ccc\">\
+             <polyline fill=\"none\" stroke=\"#999\" stroke-width=\"2\" points=\"{}\"/>\
+             <polyline fill=\"none\" stroke=\"#2a7\" stroke-width=\"2\" points=\"{}\"/>\
+             <text x=\"4\" y=\"14\" font-size=\"12\">{top} seats</text></svg>",
             escape(group),
-            before.peak,
-            before.average,
-            after.peak,
-            after.average,
-            width(before.average),
-            width(after.average),
+            line(|p| p.1),
+            line(|p| p.2),
         );
     }
     format!(
         "<!doctype html><meta charset=\"utf-8\"><title>handoff replay</title>\
-         <style>body{{font-family:sans-serif}}td,th{{padding:4px 8px;text-align:left}}</style>\
+         <style>body{{font-family:sans-serif}}</style>\
          <h1>handoff replay</h1><pre>{}</pre>\
-         <h2>Seats in use per group (average: grey as logged, green new)</h2>\
-         <table><tr><th>app/group</th><th>as logged: peak / avg</th><th>new: peak / avg</th><th></th></tr>{rows}</table>",
+         <h2>Seats in use per group over time: grey as logged, green under the new config</h2>{charts}",
         escape(&text(report))
     )
 }

@@ -19,7 +19,7 @@ use crate::{
     engine::{self, Candidate, Catalog, Customer, Decision, Handoff},
     store::{
         Assignment, Change, Lifetimes, LocalStore, Look, SessionEvent, SessionEventKind, Store,
-        record::{CustomerRecord, from_ms},
+        record::{CustomerRecord, from_ms, to_ms},
     },
 };
 
@@ -73,6 +73,43 @@ impl Seats {
     }
 }
 
+/// Seats in use over time for one group: `(at_ms, as logged, new)` after each entry,
+/// thinned to at most about a thousand points for long logs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Series {
+    /// The points, oldest first.
+    pub points: Vec<(u64, u32, u32)>,
+    #[serde(skip)]
+    stride: usize,
+    #[serde(skip)]
+    seen: usize,
+}
+
+impl Default for Series {
+    fn default() -> Self {
+        Self {
+            points: Vec::new(),
+            stride: 1,
+            seen: 0,
+        }
+    }
+}
+
+impl Series {
+    const MAX: usize = 1_000;
+
+    fn add(&mut self, point: (u64, u32, u32)) {
+        if self.seen.is_multiple_of(self.stride) {
+            self.points.push(point);
+            if self.points.len() > Self::MAX {
+                self.points = self.points.iter().copied().step_by(2).collect();
+                self.stride *= 2;
+            }
+        }
+        self.seen += 1;
+    }
+}
+
 /// What a replay found.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
@@ -92,6 +129,8 @@ pub struct Report {
     pub fallbacks_after: usize,
     /// Seats in use per group (`app/group`), as logged and under the new config.
     pub groups: BTreeMap<String, (Seats, Seats)>,
+    /// The same over time, per group.
+    pub series: BTreeMap<String, Series>,
     /// The busiest agents under the new config (peak seats), as logged beside.
     pub busiest: Vec<(String, u32, u32)>,
 }
@@ -210,12 +249,16 @@ pub async fn replay(
                     .map(|(_, active)| *active)
                     .sum::<u32>()
             };
-            let seats = report
-                .groups
-                .entry(format!("{}/{}", app_id, group.id))
-                .or_default();
-            seats.0.add(sum(&before));
-            seats.1.add(sum(&after));
+            let key = format!("{}/{}", app_id, group.id);
+            let (old, new) = (sum(&before), sum(&after));
+            let seats = report.groups.entry(key.clone()).or_default();
+            seats.0.add(old);
+            seats.1.add(new);
+            report
+                .series
+                .entry(key)
+                .or_default()
+                .add((to_ms(at), old, new));
         }
         for ((agent, old), (_, new)) in before.iter().zip(&after) {
             let peak = agent_peaks.entry(agent.id.as_str().to_owned()).or_default();
@@ -353,5 +396,27 @@ fn change(app: &engine::App, entry: &Value) -> Option<Change> {
             Some(Change::PutCustomer(Customer::from(record)))
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_series_is_thinned_evenly_and_keeps_its_start() {
+        let mut series = Series::default();
+        for n in 0..5_000u64 {
+            series.add((n, 1, 2));
+        }
+        let times: Vec<u64> = series.points.iter().map(|p| p.0).collect();
+        assert!(times.len() <= Series::MAX, "{}", times.len());
+        assert!(times.len() >= Series::MAX / 2, "{}", times.len());
+        assert_eq!(times[0], 0);
+        let step = times[1] - times[0];
+        assert!(
+            times.windows(2).all(|w| w[1] - w[0] == step),
+            "evenly spaced"
+        );
     }
 }

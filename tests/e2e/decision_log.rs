@@ -225,5 +225,23 @@ async fn replay_reports_nothing_under_the_same_config_and_exactly_what_a_new_rul
     assert_eq!(group[0]["peak"], 3);
     assert_eq!(group[1]["peak"], 2);
     assert!(page.contains("<h1>handoff replay</h1>") && page.contains("1400000001/6521"));
+    assert_eq!(
+        page.matches("<polyline").count(),
+        2,
+        "old and new seats over time"
+    );
+    let series = report["series"]["1400000001/6521"]["points"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let seats: Vec<(u64, u64)> = series
+        .iter()
+        .map(|p| (p[1].as_u64().unwrap_or(99), p[2].as_u64().unwrap_or(99)))
+        .collect();
+    assert_eq!(
+        seats,
+        [(1, 1), (2, 1), (3, 2)],
+        "after each logged decision"
+    );
     Ok(())
 }
