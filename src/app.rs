@@ -86,6 +86,13 @@ impl Reloader {
     }
 }
 
+/// What reloads the config: the file, the environment its overrides came from, and SIGHUP.
+struct Watch {
+    path: PathBuf,
+    env: Vec<(String, String)>,
+    hangups: reload::Hangups,
+}
+
 /// A part ready to serve.
 struct Part<T> {
     listener: TcpListener,
@@ -102,7 +109,7 @@ pub struct Application {
     gateway_addr: Option<SocketAddr>,
     metrics: Option<TcpListener>,
     metrics_addr: Option<SocketAddr>,
-    watch: Option<(PathBuf, Vec<(String, String)>)>,
+    watch: Option<Watch>,
     /// The config built with: what a reload is compared with.
     started: Config,
 }
@@ -207,7 +214,12 @@ impl Application {
     /// Reloads the config from `path` (with `env`'s overrides) when the file changes or on
     /// SIGHUP, for as long as the application runs.
     pub fn reload_on_change(mut self, path: PathBuf, env: Vec<(String, String)>) -> Self {
-        self.watch = Some((path, env));
+        // Listening from now: a SIGHUP before the watcher runs is kept, not fatal.
+        self.watch = Some(Watch {
+            path,
+            env,
+            hangups: reload::hangups(),
+        });
         self
     }
 
@@ -216,10 +228,11 @@ impl Application {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
         let (router_stop, gateway_stop, watch_stop) = (Stop::new(), Stop::new(), Stop::new());
         let reloader = self.reloader();
-        let watcher = self.watch.map(|(path, env)| {
+        let watcher = self.watch.map(|watch| {
             tokio::spawn(reload::watch(
-                path,
-                env,
+                watch.path,
+                watch.env,
+                watch.hangups,
                 self.started,
                 watch_stop.stopped(),
                 move |config, origin| reloader.apply(config, origin),

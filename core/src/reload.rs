@@ -35,6 +35,7 @@ pub fn reload_now(
 pub async fn watch(
     path: PathBuf,
     env: Vec<(String, String)>,
+    mut hangups: Hangups,
     started: Config,
     shutdown: impl Future<Output = ()>,
     apply: impl Fn(&Config, &Path) -> Result<(), ConfigError>,
@@ -47,7 +48,6 @@ pub async fn watch(
             None
         }
     };
-    let mut hangups = hangups();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -101,21 +101,26 @@ fn file_watcher(
     Ok(watcher)
 }
 
+/// SIGHUP, listened for: from the moment it exists a SIGHUP is kept for [`watch`] instead
+/// of ending the process (the signal's default), so a binary takes it before it serves.
 #[cfg(unix)]
-type Hangups = Option<tokio::signal::unix::Signal>;
+pub type Hangups = Option<tokio::signal::unix::Signal>;
+/// SIGHUP, listened for (none on this platform).
 #[cfg(not(unix))]
-type Hangups = Option<()>;
+pub type Hangups = Option<()>;
 
+/// Starts listening for SIGHUP (inside the tokio runtime).
 #[cfg(unix)]
-fn hangups() -> Hangups {
+pub fn hangups() -> Hangups {
     use tokio::signal::unix::{SignalKind, signal};
     signal(SignalKind::hangup())
         .map_err(|err| tracing::warn!(error = %err, "cannot listen for sighup"))
         .ok()
 }
 
+/// Starts listening for SIGHUP (none on this platform).
 #[cfg(not(unix))]
-fn hangups() -> Hangups {
+pub fn hangups() -> Hangups {
     None
 }
 
