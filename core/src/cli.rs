@@ -84,10 +84,23 @@ pub fn parse(
 
 /// Usage text for `program`.
 pub fn usage(program: &str, about: &str) -> String {
+    let serve = format!("{program} --config FILE [--log-format text|json]");
+    let check = format!("{program} check --config FILE");
+    let width = serve.len();
+    let replay = if program == "handoff" {
+        format!(
+            "       handoff replay --config NEW.toml --log FILE... [--format text|json] [--html OUT]\n\
+             {:width$}          run a decision log again under NEW.toml\n",
+            ""
+        )
+    } else {
+        String::new()
+    };
     format!(
         "{program}: {about}\n\n\
-         usage: {program} --config FILE [--log-format text|json]   serve\n       \
-         {program} check --config FILE                          validate the config and exit\n\n\
+         usage: {serve}   serve\n       \
+         {check:<width$}   validate the config and exit\n\
+         {replay}\n\
          HANDOFF_CONFIG may stand in for --config and HANDOFF_LOG_FORMAT for --log-format;\n\
          HANDOFF__SECTION__KEY variables override keys of the file; RUST_LOG sets the log\n\
          filter; the standard OTEL_* variables configure trace export (see README).\n"
