@@ -411,26 +411,12 @@ async fn the_embedded_store_keeps_every_acknowledged_write_across_sigkill() -> T
 
 #[test]
 fn json_logs_are_one_object_per_line_with_the_fields_as_keys() -> TestResult {
-    let store = std::env::temp_dir().join(format!("handoff-json-{}.redb", std::process::id()));
-    let mut child = Command::new(BIN)
-        .args(["--config"])
-        .arg(example())
-        .args(["--log-format", "json"])
-        .env("HANDOFF__ROUTER__STORE__KIND", "memory")
-        .env("HANDOFF__ROUTER__STORE__PATH", &store)
-        .env("HANDOFF__ROUTER__LISTEN", "127.0.0.1:0")
-        .env("HANDOFF__GATEWAY__LISTEN", "127.0.0.1:0")
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()?;
-    let stderr = child.stderr.take().ok_or("no stderr")?;
-    let first = BufReader::new(stderr)
-        .lines()
-        .next()
-        .ok_or("no log line")??;
-    let _ = child.kill();
-    let _ = child.wait();
+    let env = crate::traces::own_ports(&[
+        ("HANDOFF__ROUTER__STORE__KIND", "memory".to_owned()),
+        ("HANDOFF_LOG_FORMAT", "json".to_owned()),
+    ]);
+    // The listening line is the first one, and the one `spawn` waits for.
+    let (_running, first) = crate::traces::spawn(BIN, &example(), &env)?;
     let line: serde_json::Value =
         serde_json::from_str(&first).map_err(|err| format!("not a JSON line ({err}): {first}"))?;
     assert_eq!(line["message"], "handoff listening", "{first}");

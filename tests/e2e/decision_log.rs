@@ -4,9 +4,17 @@
 use std::time::Duration;
 
 use crate::{
-    support::{CONFIG, TestResult, body, now_secs, request, signed_uri},
-    traces::{field, spawn},
+    support::{TestResult, body, now_secs, request, signed_uri},
+    traces::{field, memory_config, own_ports, spawn},
 };
+
+/// A binary's listeners on ports of their own, and its decision log at `log`.
+fn logging_to(log: &std::path::Path) -> Vec<(&'static str, String)> {
+    own_ports(&[(
+        "HANDOFF__ROUTER__DECISION_LOG__PATH",
+        log.display().to_string(),
+    )])
+}
 
 #[tokio::test]
 async fn decisions_and_changes_are_logged_in_order_as_json_lines() -> TestResult {
@@ -14,18 +22,8 @@ async fn decisions_and_changes_are_logged_in_order_as_json_lines() -> TestResult
     std::fs::create_dir_all(&dir)?;
     let config = dir.join("handoff.toml");
     let log = dir.join("decisions.jsonl");
-    std::fs::write(
-        &config,
-        format!("[router.store]\nkind = \"memory\"\n{CONFIG}"),
-    )?;
-    let env = [
-        ("HANDOFF__ROUTER__LISTEN", "127.0.0.1:0".to_owned()),
-        ("HANDOFF__GATEWAY__LISTEN", "127.0.0.1:0".to_owned()),
-        (
-            "HANDOFF__ROUTER__DECISION_LOG__PATH",
-            log.display().to_string(),
-        ),
-    ];
+    std::fs::write(&config, memory_config())?;
+    let env = logging_to(&log);
     let result = async {
         let (_running, line) = spawn(env!("CARGO_BIN_EXE_handoff"), &config, &env)?;
         let gateway = field(&line, "gateway")?.parse()?;
@@ -120,7 +118,7 @@ async fn replay_reports_nothing_under_the_same_config_and_exactly_what_a_new_rul
         dir.join("decisions.jsonl"),
         dir.join("report.html"),
     );
-    let text = format!("[router.store]\nkind = \"memory\"\n{CONFIG}");
+    let text = memory_config();
     std::fs::write(&config, &text)?;
     // One customer gets a rule of their own: routed the same way (only the rule's name
     // changes), or answered with the group alone (no seat reserved for them).
@@ -135,14 +133,7 @@ async fn replay_reports_nothing_under_the_same_config_and_exactly_what_a_new_rul
     };
     std::fs::write(&renamed, rule(""))?;
     std::fs::write(&desk, rule("group_only = true\n"))?;
-    let env = [
-        ("HANDOFF__ROUTER__LISTEN", "127.0.0.1:0".to_owned()),
-        ("HANDOFF__GATEWAY__LISTEN", "127.0.0.1:0".to_owned()),
-        (
-            "HANDOFF__ROUTER__DECISION_LOG__PATH",
-            log.display().to_string(),
-        ),
-    ];
+    let env = logging_to(&log);
     let result = async {
         {
             let (_running, line) = spawn(env!("CARGO_BIN_EXE_handoff"), &config, &env)?;

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use prometheus_parse::{Scrape, Value};
 
 use crate::{
-    support::{CONFIG, Error, TestResult, body, now_secs, request, signed_uri},
-    traces::{field, spawn},
+    support::{Error, TestResult, body, now_secs, request, signed_uri},
+    traces::{field, memory_config, own_ports, spawn},
 };
 
 /// GETs `url` and parses it as Prometheus text.
@@ -48,21 +48,14 @@ fn value(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
 #[tokio::test]
 async fn metrics_parse_and_move_with_callbacks_and_events() -> TestResult {
     let config = std::env::temp_dir().join(format!("handoff-metrics-{}.toml", std::process::id()));
-    std::fs::write(
-        &config,
-        format!("[router.store]\nkind = \"memory\"\n{CONFIG}"),
-    )?;
+    std::fs::write(&config, memory_config())?;
     let result = observe(&config).await;
     let _ = std::fs::remove_file(&config);
     result
 }
 
 async fn observe(config: &PathBuf) -> TestResult {
-    let env = [
-        ("HANDOFF__ROUTER__LISTEN", "127.0.0.1:0".to_owned()),
-        ("HANDOFF__GATEWAY__LISTEN", "127.0.0.1:0".to_owned()),
-        ("HANDOFF__ROUTER__METRICS_LISTEN", "127.0.0.1:0".to_owned()),
-    ];
+    let env = own_ports(&[("HANDOFF__ROUTER__METRICS_LISTEN", "127.0.0.1:0".to_owned())]);
     let (_running, line) = spawn(env!("CARGO_BIN_EXE_handoff"), config, &env)?;
     let (gateway, router) = (field(&line, "gateway")?, field(&line, "metrics")?);
     let assigned = [("command", "assign_human"), ("outcome", "answered")];

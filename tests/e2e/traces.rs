@@ -155,6 +155,21 @@ pub(crate) fn spawn(
     Ok((child, listening))
 }
 
+/// The tests' config on the memory store, for a binary that reads it from a file.
+pub(crate) fn memory_config() -> String {
+    format!("[router.store]\nkind = \"memory\"\n{CONFIG}")
+}
+
+/// A binary's listeners on ports of their own, and `extra`.
+pub(crate) fn own_ports(extra: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+    let mut env = vec![
+        ("HANDOFF__ROUTER__LISTEN", "127.0.0.1:0".to_owned()),
+        ("HANDOFF__GATEWAY__LISTEN", "127.0.0.1:0".to_owned()),
+    ];
+    env.extend_from_slice(extra);
+    env
+}
+
 /// The value of `name=` in a text log line.
 pub(crate) fn field(line: &str, name: &str) -> Result<String, Error> {
     line.split(&format!(" {name}="))
@@ -173,17 +188,12 @@ async fn callback_through(
 ) -> Result<(), Error> {
     let config =
         std::env::temp_dir().join(format!("handoff-traces-{name}-{}.toml", std::process::id()));
-    std::fs::write(
-        &config,
-        format!("[router.store]\nkind = \"memory\"\n{CONFIG}"),
-    )?;
-    let mut env = vec![
+    std::fs::write(&config, memory_config())?;
+    let mut env = own_ports(&[
         ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}")),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol.to_owned()),
         ("OTEL_BSP_SCHEDULE_DELAY", "50".to_owned()),
-        ("HANDOFF__ROUTER__LISTEN", "127.0.0.1:0".to_owned()),
-        ("HANDOFF__GATEWAY__LISTEN", "127.0.0.1:0".to_owned()),
-    ];
+    ]);
     env.extend(extra.iter().cloned());
     let result = async {
         let (_router, line) = spawn(env!("CARGO_BIN_EXE_handoff-router"), &config, &env)?;
