@@ -107,6 +107,12 @@ fn text(report: &Report) -> String {
         "{} decisions replayed ({} state changes); {} decided differently",
         report.decisions, report.changes, report.changed_total
     );
+    if report.states == 0 {
+        let _ = writeln!(
+            out,
+            "  (the log does not begin with a state entry: replayed from no seats held)"
+        );
+    }
     for (rule, count) in &report.changed_by_rule {
         let _ = writeln!(out, "  rule {rule:?}: {count} changed");
     }

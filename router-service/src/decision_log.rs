@@ -6,15 +6,28 @@
 //! thread serializes and appends, flushing whenever the queue runs dry, and rotates the
 //! file by size (`FILE` -> `FILE.1` -> ... -> `FILE.<keep>`). When the queue is full the
 //! entry is counted as dropped, never waited for.
+//!
+//! Every file begins with a `state` entry (and the router's start writes one where it
+//! begins in a file): the seats held, live statuses, run-time roster changes and idle
+//! clocks as the store had them, so a file replays on its own even after older ones are
+//! gone or the router restarted with state it kept. When a file is full the writer raises
+//! [`DecisionLog::state_wanted`]; the router's next call reads the state through the store
+//! like any other read and records it, and the writer rotates on it.
+//! Customers and their previous agents are not in it (there may be millions): each
+//! decision carries what it saw of its own customer.
 
 use std::{
     collections::BTreeMap,
     fs::{File, OpenOptions},
     io::{self, BufWriter, Write},
     path::{Path, PathBuf},
-    sync::mpsc::{self, Receiver, SyncSender, TrySendError},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+        mpsc::{self, Receiver, SyncSender, TrySendError},
+    },
     thread::JoinHandle,
-    time::SystemTime,
+    time::{Duration, Instant, SystemTime},
 };
 
 use handoff_core::{
@@ -22,10 +35,11 @@ use handoff_core::{
     id::{AgentId, ClientUserId, SessionId},
 };
 use prometheus_client::metrics::counter::Counter;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+pub use crate::store::snapshot::AppSnapshot;
 use crate::{
-    engine::{Decision, Handoff},
+    engine::{Decision, Handoff, StateView},
     store::{
         Applied, Assignment, Change,
         record::{CustomerRecord, to_ms},
@@ -34,6 +48,48 @@ use crate::{
 
 /// How many entries may wait for the writer.
 const QUEUE: usize = 65_536;
+
+/// How long a new file waits for its state before it is written without one.
+const STATE_WAIT: Duration = Duration::from_secs(5);
+
+/// A customer's previous agent as a decision saw it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Previous {
+    /// The agent.
+    pub agent: AgentId,
+    /// When the link was made, Unix milliseconds.
+    pub at_ms: u64,
+}
+
+/// What a decision saw of its customer, besides the handoff itself: the pushed profile
+/// and the previous agent.
+#[derive(Debug, Clone, Default)]
+pub struct Seen {
+    /// The agents it considered.
+    pub considered: Vec<Considered>,
+    /// The customer's pushed profile.
+    pub profile: Option<Box<CustomerRecord>>,
+    /// The customer's previous agent.
+    pub previous: Option<Previous>,
+}
+
+impl Seen {
+    /// What `decision`, made over `state` for `handoff`, saw.
+    pub fn of(decision: &Decision, handoff: &Handoff, state: &dyn StateView) -> Self {
+        Self {
+            considered: Considered::of(decision),
+            profile: state
+                .customer(&handoff.client_user)
+                .map(|customer| Box::new(CustomerRecord::from(customer))),
+            previous: state
+                .last_agent(&handoff.client_user)
+                .map(|(agent, at)| Previous {
+                    agent: agent.clone(),
+                    at_ms: to_ms(at),
+                }),
+        }
+    }
+}
 
 /// An agent a decision considered, as it saw it.
 #[derive(Debug, Clone, Serialize)]
@@ -114,6 +170,21 @@ pub enum Entry {
         reason: String,
         /// The agents the decision considered, as it saw them (none when replayed).
         considered: Vec<Considered>,
+        /// The customer's pushed profile, as the decision saw it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        profile: Option<Box<CustomerRecord>>,
+        /// The customer's previous agent, as the decision saw it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        previous: Option<Previous>,
+    },
+    /// The live state a file starts with.
+    State {
+        /// When it was read, by the router's clock.
+        at_ms: u64,
+        /// Why a file starts here: `start` (the router started) or `rotation`.
+        reason: &'static str,
+        /// Each app's state.
+        apps: Vec<AppSnapshot>,
     },
     /// A session event.
     SessionEvent {
@@ -195,7 +266,7 @@ impl Entry {
         handoff: &Handoff,
         now: SystemTime,
         assignment: &Assignment,
-        considered: Vec<Considered>,
+        seen: Seen,
     ) -> Self {
         let (answer, replayed) = match assignment {
             Assignment::Fresh(answer) => (answer, false),
@@ -218,7 +289,18 @@ impl Entry {
             fallback: answer.fallback,
             replayed,
             reason: answer.reason.clone(),
-            considered,
+            considered: seen.considered,
+            profile: seen.profile,
+            previous: seen.previous,
+        }
+    }
+
+    /// A `state` entry for a new file, read at `now` (the writer says why it starts).
+    pub fn state(now: SystemTime, apps: Vec<AppSnapshot>) -> Self {
+        Entry::State {
+            at_ms: to_ms(now),
+            reason: "",
+            apps,
         }
     }
 
@@ -276,6 +358,8 @@ pub struct DecisionLog {
     queue: Option<SyncSender<Entry>>,
     writer: Option<JoinHandle<()>>,
     dropped: Counter,
+    /// Raised by the writer when a file begins and waits for its state.
+    wanted: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for DecisionLog {
@@ -297,14 +381,28 @@ impl DecisionLog {
         };
         let file = Rotating::open(path.clone(), config.max_bytes, config.keep)?;
         let (queue, entries) = mpsc::sync_channel(QUEUE);
+        let wanted = Arc::new(AtomicBool::new(true));
+        let writer = Writer::new(file, written, Arc::clone(&wanted));
         let writer = std::thread::Builder::new()
             .name("handoff-decision-log".into())
-            .spawn(move || write(file, entries, written))?;
+            .spawn(move || writer.run(entries))?;
         Ok(Some(Self {
             queue: Some(queue),
             writer: Some(writer),
             dropped,
+            wanted,
         }))
+    }
+
+    /// Whether a new file waits for its state: true once per file, for the caller that
+    /// then reads the state and records [`Entry::state`].
+    pub fn state_wanted(&self) -> bool {
+        self.wanted.load(Ordering::Relaxed) && self.wanted.swap(false, Ordering::AcqRel)
+    }
+
+    /// Asks again for the state (reading it failed; the next caller tries).
+    pub fn want_state(&self) {
+        self.wanted.store(true, Ordering::Release);
     }
 
     /// Hands `entry` to the writer, or counts it as dropped when the queue is full.
@@ -328,30 +426,125 @@ impl Drop for DecisionLog {
     }
 }
 
-fn write(mut file: Rotating, entries: Receiver<Entry>, written: Counter) {
-    let mut line = Vec::new();
-    while let Ok(entry) = entries.recv() {
-        let mut next = Some(entry);
-        while let Some(entry) = next {
-            line.clear();
-            if serde_json::to_writer(&mut line, &entry).is_ok() {
-                line.push(b'\n');
-                match file.append(&line) {
-                    Ok(()) => {
-                        written.inc();
-                    }
-                    Err(err) => {
-                        tracing::error!(error = %err, "decision log write failed");
-                    }
-                }
-            }
-            next = entries.try_recv().ok();
-        }
-        if let Err(err) = file.flush() {
-            tracing::error!(error = %err, "decision log flush failed");
+/// A state the writer has asked for and not yet written.
+struct Asked {
+    /// `start`: the state goes into the file as it is; `rotation`: it begins the next one.
+    reason: &'static str,
+    since: Instant,
+}
+
+/// The writer thread's side: serializes entries, and begins each file with its state.
+///
+/// A full file is not rotated at once: the writer asks for the state and goes on writing
+/// to it, and rotates when the state comes, making it the new file's first line. Whatever
+/// was recorded before the state was read is in the old file, so the state already holds
+/// its effects and nothing is counted twice. If no state comes within [`STATE_WAIT`] (the
+/// store is down), the file rotates without one.
+struct Writer {
+    file: Rotating,
+    written: Counter,
+    wanted: Arc<AtomicBool>,
+    line: Vec<u8>,
+    asked: Option<Asked>,
+    wait: Duration,
+}
+
+impl Writer {
+    fn new(file: Rotating, written: Counter, wanted: Arc<AtomicBool>) -> Self {
+        wanted.store(true, Ordering::Release);
+        Self {
+            file,
+            written,
+            wanted,
+            line: Vec::new(),
+            asked: Some(Asked {
+                reason: "start",
+                since: Instant::now(),
+            }),
+            wait: STATE_WAIT,
         }
     }
-    let _ = file.flush();
+
+    fn run(mut self, entries: Receiver<Entry>) {
+        while let Ok(entry) = entries.recv() {
+            let mut next = Some(entry);
+            while let Some(entry) = next {
+                self.take(entry);
+                next = entries.try_recv().ok();
+            }
+            if let Err(err) = self.file.flush() {
+                tracing::error!(error = %err, "decision log flush failed");
+            }
+        }
+        let _ = self.file.flush();
+    }
+
+    fn take(&mut self, mut entry: Entry) {
+        if let Entry::State { reason, .. } = &mut entry {
+            // A state nobody asked for (a retry that came late) is not written.
+            let Some(asked) = self.asked.take() else {
+                return;
+            };
+            *reason = asked.reason;
+            if asked.reason != "start" {
+                self.rotate();
+            }
+            if self.serialize(&entry) {
+                self.write();
+                self.file.base += self.line.len() as u64;
+            }
+            return;
+        }
+        if !self.serialize(&entry) {
+            return;
+        }
+        if self.file.full_for(self.line.len()) {
+            match &self.asked {
+                None => {
+                    self.asked = Some(Asked {
+                        reason: "rotation",
+                        since: Instant::now(),
+                    });
+                    self.wanted.store(true, Ordering::Release);
+                }
+                Some(asked) if asked.since.elapsed() >= self.wait => {
+                    tracing::warn!(
+                        path = %self.file.path.display(),
+                        "the decision log's state did not come in time: the next file starts without it, and replaying it alone assumes no seats held"
+                    );
+                    self.asked = None;
+                    self.wanted.store(false, Ordering::Release);
+                    self.rotate();
+                }
+                Some(_) => {}
+            }
+        }
+        self.write();
+    }
+
+    fn rotate(&mut self) {
+        if let Err(err) = self.file.rotate() {
+            tracing::error!(error = %err, "decision log rotation failed");
+        }
+    }
+
+    fn serialize(&mut self, entry: &Entry) -> bool {
+        self.line.clear();
+        if serde_json::to_writer(&mut self.line, entry).is_err() {
+            return false;
+        }
+        self.line.push(b'\n');
+        true
+    }
+
+    /// Appends the serialized line.
+    fn write(&mut self) {
+        if let Err(err) = self.file.append(&self.line) {
+            tracing::error!(error = %err, "decision log write failed");
+        } else {
+            self.written.inc();
+        }
+    }
 }
 
 /// A file rotated by size.
@@ -361,6 +554,8 @@ struct Rotating {
     keep: usize,
     file: BufWriter<File>,
     len: u64,
+    /// Where the file's entries begin (after its state, which `max_bytes` does not count).
+    base: u64,
 }
 
 impl Rotating {
@@ -376,15 +571,18 @@ impl Rotating {
             keep,
             file: BufWriter::new(file),
             len,
+            base: 0,
         })
     }
 
-    fn append(&mut self, line: &[u8]) -> io::Result<()> {
-        if self.len > 0 && self.len + line.len() as u64 > self.max_bytes {
-            self.rotate()?;
-        }
-        self.file.write_all(line)?;
-        self.len += line.len() as u64;
+    /// Whether `line` no longer fits after the file's entries so far.
+    fn full_for(&self, line: usize) -> bool {
+        self.len > self.base && self.len - self.base + line as u64 > self.max_bytes
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.file.write_all(bytes)?;
+        self.len += bytes.len() as u64;
         Ok(())
     }
 
@@ -412,6 +610,7 @@ impl Rotating {
             .open(&self.path)?;
         self.file = BufWriter::new(file);
         self.len = 0;
+        self.base = 0;
         Ok(())
     }
 }
@@ -426,6 +625,7 @@ pub fn rotated(path: &Path, n: usize) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::record::from_ms;
 
     fn scratch(name: &str) -> PathBuf {
         std::env::temp_dir().join(format!(
@@ -451,22 +651,33 @@ mod tests {
             .collect()
     }
 
+    /// A writer over `path`, driven by hand.
+    fn writer(path: &Path, max_bytes: u64, keep: usize) -> io::Result<(Writer, Counter)> {
+        let file = Rotating::open(path.to_path_buf(), max_bytes, keep)?;
+        let written = Counter::default();
+        let writer = Writer::new(file, written.clone(), Arc::new(AtomicBool::new(false)));
+        Ok((writer, written))
+    }
+
+    /// Gives `writer` the state it asks for, as the router's next call would.
+    fn answer(writer: &mut Writer, at_ms: u64) {
+        if writer.wanted.swap(false, Ordering::AcqRel) {
+            writer.take(Entry::state(from_ms(at_ms), Vec::new()));
+        }
+    }
+
     #[test]
-    fn entries_are_json_lines_in_order_rotated_by_size_keeping_keep_files()
+    fn entries_are_json_lines_in_order_rotated_by_size_each_file_starting_with_the_state()
     -> Result<(), Box<dyn std::error::Error>> {
         let dir = scratch("rotate");
         let path = dir.join("decisions.jsonl");
-        let config = DecisionLogConfig {
-            path: Some(path.clone()),
-            max_bytes: 1_000,
-            keep: 2,
-        };
-        let (written, dropped) = (Counter::default(), Counter::default());
-        let log = DecisionLog::open(&config, written.clone(), dropped.clone())?.ok_or("no log")?;
+        let (mut writer, written) = writer(&path, 1_000, 2)?;
+        answer(&mut writer, 0);
         for n in 0..60 {
-            log.record(removal(n)?);
+            writer.take(removal(n)?);
+            answer(&mut writer, n);
         }
-        drop(log);
+        writer.file.flush()?;
         let files = [path.clone(), rotated(&path, 1), rotated(&path, 2)];
         let kept: Vec<Vec<serde_json::Value>> = files.iter().map(|f| lines(f)).collect();
         let third = rotated(&path, 3).exists();
@@ -476,20 +687,93 @@ mod tests {
             .collect();
         std::fs::remove_dir_all(&dir)?;
 
-        assert_eq!(written.get(), 60);
-        assert_eq!(dropped.get(), 0);
         assert!(!third, "only `keep` rotated files are kept");
-        assert!(sizes.iter().all(|size| *size <= 1_000), "{sizes:?}");
+        // A file may pass its size by the entry that filled it, and its state.
+        assert!(sizes.iter().all(|size| *size <= 1_200), "{sizes:?}");
+        for file in &kept {
+            assert_eq!(file[0]["kind"], "state", "{file:?}");
+            assert_eq!(file[0]["reason"], "rotation");
+        }
         // Oldest first: FILE.2, FILE.1, FILE, each in order, ending with the last entry.
         let at: Vec<u64> = kept
             .iter()
             .rev()
             .flatten()
+            .filter(|line| line["kind"] == "agent_removed")
             .filter_map(|line| line["at_ms"].as_u64())
             .collect();
         assert!(at.windows(2).all(|w| w[1] == w[0] + 1), "{at:?}");
         assert_eq!(at.last(), Some(&59));
-        assert_eq!(kept[0][0]["kind"], "agent_removed");
+        // Each state follows the entry that filled the file before it: it holds its effects.
+        let first = at.first().copied().ok_or("no entries")?;
+        assert_eq!(kept[2][0]["at_ms"], first - 1);
+        assert!(
+            written.get() > 60 + 3,
+            "the entries and their states are counted"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn the_start_state_goes_where_the_file_ends_and_a_state_nobody_asked_for_is_not_written()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = scratch("start");
+        let path = dir.join("decisions.jsonl");
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(&path, "{\"kind\":\"agent_removed\",\"at_ms\":1}\n")?;
+        let (mut writer, _) = writer(&path, 1_000_000, 2)?;
+        answer(&mut writer, 2);
+        writer.take(removal(3)?);
+        writer.take(Entry::state(from_ms(4), Vec::new()));
+        writer.file.flush()?;
+        let file = lines(&path);
+        let rotated = rotated(&path, 1).exists();
+        std::fs::remove_dir_all(&dir)?;
+
+        assert!(!rotated);
+        let kinds: Vec<(&str, u64)> = file
+            .iter()
+            .map(|l| {
+                (
+                    l["kind"].as_str().unwrap_or(""),
+                    l["at_ms"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [("agent_removed", 1), ("state", 2), ("agent_removed", 3)]
+        );
+        assert_eq!(file[1]["reason"], "start");
+        Ok(())
+    }
+
+    #[test]
+    fn a_full_file_rotates_without_its_state_when_none_comes()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = scratch("nostate");
+        let path = dir.join("decisions.jsonl");
+        let (mut writer, _) = writer(&path, 100, 2)?;
+        writer.wait = Duration::ZERO;
+        answer(&mut writer, 0);
+        // Fills the file and asks; nobody answers; the next entry rotates without a state.
+        for n in 1..=3 {
+            writer.take(removal(n)?);
+        }
+        writer.take(Entry::state(from_ms(9), Vec::new()));
+        writer.file.flush()?;
+        let (old, new) = (lines(&rotated(&path, 1)), lines(&path));
+        std::fs::remove_dir_all(&dir)?;
+
+        let at = |file: &[serde_json::Value]| -> Vec<u64> {
+            file.iter().filter_map(|l| l["at_ms"].as_u64()).collect()
+        };
+        assert_eq!(
+            at(&old),
+            [0, 1, 2],
+            "the start state and the entries that filled it"
+        );
+        assert_eq!(at(&new), [3], "no state, and a late one is not written");
         Ok(())
     }
 
@@ -503,6 +787,7 @@ mod tests {
             queue: Some(queue),
             writer: None,
             dropped: dropped.clone(),
+            wanted: Arc::default(),
         };
         for n in 0..5 {
             log.record(removal(n)?);

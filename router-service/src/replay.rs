@@ -4,7 +4,10 @@
 //! Two stores in memory follow the log in order: one takes the answers the log records
 //! (so its seats evolve as they did), the other decides each handoff afresh under the new
 //! config (so its seats evolve as the new decisions would have made them); both take every
-//! logged state change. The log is assumed to start with the router (an empty live state).
+//! logged state change. Both start from the `state` entry the log begins with (each file
+//! starts with one); a `state` written when the router started again resets both, as the
+//! router itself started again from it. A decision brings what it saw of its customer, so a
+//! pushed profile or previous agent from before the log began is known to both.
 
 use std::collections::BTreeMap;
 
@@ -19,7 +22,8 @@ use crate::{
     engine::{self, Candidate, Catalog, Customer, Decision, Handoff},
     store::{
         Assignment, Change, Lifetimes, LocalStore, Look, SessionEvent, SessionEventKind, Store,
-        record::{CustomerRecord, from_ms, to_ms},
+        record::{CustomerRecord, HistoryRecord, from_ms, to_ms},
+        snapshot::AppSnapshot,
     },
 };
 
@@ -115,6 +119,8 @@ impl Series {
 pub struct Report {
     /// Decisions replayed.
     pub decisions: usize,
+    /// The `state` entries the stores were set to (the first, and each restart).
+    pub states: usize,
     /// State changes applied.
     pub changes: usize,
     /// Decisions made differently, by the rule that made them as logged.
@@ -152,8 +158,31 @@ pub async fn replay(
     );
     let mut report = Report::default();
     let mut agent_peaks: BTreeMap<String, (u32, u32)> = BTreeMap::new();
+    // Links to previous agents made before this are taken from the decisions that saw them.
+    let mut since_ms: Option<u64> = None;
     for (line, entry) in entries.into_iter().enumerate() {
         let fail = |what: &str| format!("log entry {}: {what}", line + 1);
+        if entry["kind"] == "state" {
+            let at_ms = entry["at_ms"].as_u64().ok_or_else(|| fail("no at_ms"))?;
+            // The first state sets both stores; a later one only when the router started
+            // again (a rotation's state is what the replay has been following).
+            if since_ms.is_none() || entry["reason"] == "start" {
+                let apps: Vec<AppSnapshot> = serde_json::from_value(entry["apps"].clone())
+                    .map_err(|err| fail(&format!("a malformed state: {err}")))?;
+                for snapshot in &apps {
+                    let app = SdkAppId::new(snapshot.app)
+                        .ok()
+                        .and_then(|id| catalog.app(id));
+                    if let Some(app) = app {
+                        logged.restore(app, snapshot, from_ms(at_ms));
+                        fresh.restore(app, snapshot, from_ms(at_ms));
+                    }
+                }
+                report.states += 1;
+                since_ms = Some(at_ms);
+            }
+            continue;
+        }
         let app_id = entry["app"]
             .as_u64()
             .and_then(|id| SdkAppId::new(id).ok())
@@ -161,11 +190,20 @@ pub async fn replay(
         let Some(app) = catalog.app(app_id) else {
             continue;
         };
-        let at = from_ms(entry["at_ms"].as_u64().ok_or_else(|| fail("no at_ms"))?);
+        let at_ms = entry["at_ms"].as_u64().ok_or_else(|| fail("no at_ms"))?;
+        let at = from_ms(at_ms);
+        let since_ms = *since_ms.get_or_insert(at_ms);
         match entry["kind"].as_str() {
             Some("decision") => {
                 let handoff =
                     handoff(app_id, &entry).ok_or_else(|| fail("a malformed decision"))?;
+                let profile = serde_json::from_value::<CustomerRecord>(entry["profile"].clone())
+                    .ok()
+                    .map(Customer::from);
+                let previous = previous(&entry).filter(|link| link.at_ms < since_ms);
+                for store in [&logged, &fresh] {
+                    store.adopt(app, &handoff.client_user, profile.clone(), previous.clone());
+                }
                 let before = outcome(&entry);
                 let forced = forced(app, &entry);
                 let _ = logged
@@ -288,6 +326,16 @@ fn handoff(app: SdkAppId, entry: &Value) -> Option<Handoff> {
     })
 }
 
+/// The previous agent a decision saw.
+fn previous(entry: &Value) -> Option<HistoryRecord> {
+    let previous = &entry["previous"];
+    Some(HistoryRecord {
+        agent: AgentId::parse(previous["agent"].as_str()?).ok()?,
+        at_ms: previous["at_ms"].as_u64()?,
+        event_ms: None,
+    })
+}
+
 fn outcome(entry: &Value) -> Outcome {
     Outcome {
         rule: entry["rule"].as_str().unwrap_or_default().to_owned(),
@@ -402,6 +450,55 @@ fn change(app: &engine::App, entry: &Value) -> Option<Change> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing;
+    use serde_json::json;
+
+    /// A logged decision for `customer` that reserved bob, with what it saw of them.
+    fn to_bob(session: &str, customer: &str, at_ms: u64, seen: Value) -> Value {
+        let mut entry = json!({
+            "kind": "decision", "at_ms": at_ms, "app": 1_400_000_001u64,
+            "session": session, "customer": customer, "event_time_ms": at_ms,
+            "rule": "default", "strategy": "least_loaded", "group": 6521,
+            "agents": ["bob@example.com", "ann@example.com"],
+            "reserved": "bob@example.com", "fallback": false, "replayed": false,
+            "reason": "as logged", "considered": [],
+        });
+        if let (Some(entry), Some(seen)) = (entry.as_object_mut(), seen.as_object()) {
+            entry.extend(seen.clone());
+        }
+        entry
+    }
+
+    #[tokio::test]
+    async fn what_a_decision_saw_of_its_customer_before_the_log_began_is_decided_with_again()
+    -> Result<(), testing::Error> {
+        let catalog = testing::catalog()?;
+        let lifetimes = testing::lifetimes(std::time::Duration::from_secs(60));
+        let entries = vec![
+            json!({"kind": "state", "reason": "rotation", "at_ms": 2_000, "apps": []}),
+            // Bob served this customer before the log began: sticky, he goes first.
+            to_bob(
+                "s-1",
+                "c-1",
+                3_000,
+                json!({"previous": {"agent": "bob@example.com", "at_ms": 1_000}}),
+            ),
+            // This one's pushed profile names bob their owner, though he is busier now.
+            to_bob(
+                "s-2",
+                "c-2",
+                4_000,
+                json!({"profile": {
+                    "id": "c-2", "known": true, "tier": null, "language": null,
+                    "region": null, "tags": [], "owner": "bob@example.com", "attributes": {}
+                }}),
+            ),
+        ];
+        let report = replay(&catalog, lifetimes, entries).await?;
+        assert_eq!(report.decisions, 2);
+        assert_eq!(report.changed_total, 0, "{:?}", report.changed);
+        Ok(())
+    }
 
     #[test]
     fn a_long_series_is_thinned_evenly_and_keeps_its_start() {

@@ -5,7 +5,7 @@
 use std::{path::Path, sync::Arc, time::SystemTime};
 
 use crate::{
-    decision_log::{Considered, DecisionLog, Entry},
+    decision_log::{AppSnapshot, DecisionLog, Entry, Seen},
     engine::StateView,
     metrics::{DecisionLabels, EventLabels, FallbackLabels, GroupLabels, Metrics},
 };
@@ -103,6 +103,7 @@ impl Router<AnyStore> {
                 format!("cannot open the decision log: {err}"),
             )
         })?;
+        router.log_state().await;
         Ok(router)
     }
 }
@@ -196,13 +197,13 @@ impl<S: Store> Router<S> {
         let now = self.clock.now();
         let started = std::time::Instant::now();
         let logging = self.decision_log.is_some();
-        let mut considered = Vec::new();
+        let mut seen = Seen::default();
         let assignment = self
             .store
             .assign(&app, handoff, now, |state| {
                 let decision = engine::decide(&app, handoff, state, now);
                 if logging {
-                    considered = Considered::of(&decision);
+                    seen = Seen::of(&decision, handoff, state);
                 }
                 decision
             })
@@ -229,7 +230,8 @@ impl<S: Store> Router<S> {
             "assigned"
         );
         if let Some(log) = &self.decision_log {
-            log.record(Entry::decision(handoff, now, &assignment, considered));
+            log.record(Entry::decision(handoff, now, &assignment, seen));
+            self.log_state().await;
         }
         let outcome = match (&assignment, answer.fallback) {
             (Assignment::Replayed(_), _) => "replayed",
@@ -445,6 +447,39 @@ impl<S: Store> Router<S> {
         result
     }
 
+    /// Records the live state of every app when the decision log starts a file and waits
+    /// for it (at start and after each rotation); otherwise does nothing.
+    async fn log_state(&self) {
+        let Some(log) = &self.decision_log else {
+            return;
+        };
+        if !log.state_wanted() {
+            return;
+        }
+        let now = self.clock.now();
+        let catalog = self.catalog.load_full();
+        let mut apps = Vec::new();
+        for app in catalog.apps() {
+            let look = Look {
+                customer: None,
+                sessions: true,
+            };
+            match self
+                .inspect(app, look, now, |state| AppSnapshot::of(app, state))
+                .await
+            {
+                Ok(snapshot) => apps.push(snapshot),
+                Err(err) => {
+                    tracing::warn!(app = %app.id, error = %err, "cannot read the state a new decision log file starts with; trying again with the next entry");
+                    log.want_state();
+                    return;
+                }
+            }
+        }
+        apps.sort_by_key(|snapshot| snapshot.app);
+        log.record(Entry::state(now, apps));
+    }
+
     async fn apply(&self, app: &App, change: Change) -> Result<Applied, RouterError> {
         let started = std::time::Instant::now();
         let now = self.clock.now();
@@ -458,6 +493,7 @@ impl<S: Store> Router<S> {
         let applied = applied?;
         if let (Some(log), Some((change, app))) = (&self.decision_log, entry) {
             log.record(Entry::change(app, now, &change, applied));
+            self.log_state().await;
         }
         Ok(applied)
     }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::{
-    support::{TestResult, body, now_secs, request, signed_uri},
+    support::{TestResult, body, body_from, now_secs, request, signed_uri},
     traces::{field, memory_config, own_ports, spawn},
 };
 
@@ -14,6 +14,24 @@ fn logging_to(log: &std::path::Path) -> Vec<(&'static str, String)> {
         "HANDOFF__ROUTER__DECISION_LOG__PATH",
         log.display().to_string(),
     )])
+}
+
+/// The lines of `log` once it has at least `count` (written off the hot path, so this
+/// waits a little), or as many as it has after a few seconds.
+async fn lines_of(log: &std::path::Path, count: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    for _ in 0..100 {
+        lines = std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        if lines.len() >= count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    lines
 }
 
 #[tokio::test]
@@ -40,19 +58,7 @@ async fn decisions_and_changes_are_logged_in_order_as_json_lines() -> TestResult
             at + 1
         );
         request(gateway, "POST", &uri("Member.EventNotify"), away).await?;
-        // Written off the hot path: give the writer a moment.
-        let mut lines = Vec::new();
-        for _ in 0..50 {
-            lines = std::fs::read_to_string(&log)
-                .unwrap_or_default()
-                .lines()
-                .map(str::to_owned)
-                .collect();
-            if lines.len() >= 3 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let lines = lines_of(&log, 4).await;
         Ok::<_, crate::support::Error>((lines, reserved))
     }
     .await;
@@ -64,7 +70,20 @@ async fn decisions_and_changes_are_logged_in_order_as_json_lines() -> TestResult
         .map(|line| serde_json::from_str(line))
         .collect::<Result<_, _>>()?;
     let kinds: Vec<&str> = entries.iter().filter_map(|e| e["kind"].as_str()).collect();
-    assert_eq!(kinds, ["decision", "session_event", "status"], "{lines:?}");
+    assert_eq!(
+        kinds,
+        ["state", "decision", "session_event", "status"],
+        "{lines:?}"
+    );
+    // The state the router started with: both apps, nothing held yet.
+    assert_eq!(entries[0]["reason"], "start");
+    let apps: Vec<u64> = entries[0]["apps"]
+        .as_array()
+        .map(|apps| apps.iter().filter_map(|a| a["app"].as_u64()).collect())
+        .unwrap_or_default();
+    assert_eq!(apps, [1_400_000_001, 1_400_000_002]);
+    assert_eq!(entries[0]["apps"][0]["seats"], serde_json::json!([]));
+    let entries = &entries[1..];
     let decision = &entries[0];
     assert_eq!(decision["app"], 1_400_000_001);
     assert_eq!(decision["session"], "d-1");
@@ -141,18 +160,8 @@ async fn replay_reports_nothing_under_the_same_config_and_exactly_what_a_new_rul
             for session in ["r-1", "r-2", "r-3"] {
                 request(gateway, "POST", &signed_uri(now_secs()), body(session)).await?;
             }
-            let mut lines = 0;
-            for _ in 0..50 {
-                lines = std::fs::read_to_string(&log)
-                    .unwrap_or_default()
-                    .lines()
-                    .count();
-                if lines >= 3 {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            assert_eq!(lines, 3, "three decisions logged");
+            let lines = lines_of(&log, 4).await.len();
+            assert_eq!(lines, 4, "the state and three decisions logged");
         }
         let same = replay(&[
             "--config".as_ref(),
@@ -233,6 +242,85 @@ async fn replay_reports_nothing_under_the_same_config_and_exactly_what_a_new_rul
         seats,
         [(1, 1), (2, 1), (3, 2)],
         "after each logged decision"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_log_that_begins_after_a_restart_replays_from_the_state_it_begins_with() -> TestResult {
+    let dir = std::env::temp_dir().join(format!("handoff-restart-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let (config, before, after) = (
+        dir.join("handoff.toml"),
+        dir.join("before.jsonl"),
+        dir.join("after.jsonl"),
+    );
+    std::fs::write(&config, memory_config())?;
+    let on_disk = |log: &std::path::Path| {
+        let mut env = logging_to(log);
+        env.push(("HANDOFF__ROUTER__STORE__KIND", "embedded".to_owned()));
+        env.push((
+            "HANDOFF__ROUTER__STORE__PATH",
+            dir.join("state.redb").display().to_string(),
+        ));
+        env
+    };
+    let result = async {
+        // Three customers take every seat (ann's two, bob's one); the router stops.
+        {
+            let (_running, line) =
+                spawn(env!("CARGO_BIN_EXE_handoff"), &config, &on_disk(&before))?;
+            let gateway = field(&line, "gateway")?.parse()?;
+            for session in ["s-1", "s-2", "s-3"] {
+                request(gateway, "POST", &signed_uri(now_secs()), body(session)).await?;
+            }
+            assert_eq!(lines_of(&before, 4).await.len(), 4);
+        }
+        // It starts again from its file, with another log: the first customer, back in a
+        // new session, finds nobody free.
+        let (_running, line) = spawn(env!("CARGO_BIN_EXE_handoff"), &config, &on_disk(&after))?;
+        let gateway = field(&line, "gateway")?.parse()?;
+        let again = body_from("s-4", "user-s-1");
+        let reply = request(gateway, "POST", &signed_uri(now_secs()), again).await?;
+        let lines = lines_of(&after, 2).await;
+        let report = replay(&[
+            "--config".as_ref(),
+            config.as_os_str(),
+            "--log".as_ref(),
+            after.as_os_str(),
+            "--format".as_ref(),
+            "json".as_ref(),
+        ])?;
+        Ok::<_, crate::support::Error>((reply.agents(), lines, report))
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let (agents, lines, report) = result?;
+
+    assert!(agents.is_empty(), "every seat was taken: {agents:?}");
+    let state: serde_json::Value = serde_json::from_str(lines.first().ok_or("no state")?)?;
+    assert_eq!(state["kind"], "state");
+    let seats: Vec<&str> = state["apps"][0]["seats"]
+        .as_array()
+        .map(|seats| seats.iter().filter_map(|s| s["session"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(seats, ["s-1", "s-2", "s-3"], "{state}");
+    // The decision carries what it saw of its customer: the agent who had them before.
+    let decision: serde_json::Value = serde_json::from_str(lines.get(1).ok_or("no decision")?)?;
+    assert_eq!(
+        decision["previous"]["agent"],
+        state["apps"][0]["seats"][0]["agent"]
+    );
+    // Replayed alone, the second log starts from the seats the router restarted with: the
+    // fourth customer finds nobody free under the same config, as they did.
+    let report: serde_json::Value = serde_json::from_str(&report)?;
+    assert_eq!(report["states"], 1);
+    assert_eq!(report["decisions"], 1);
+    assert_eq!(report["changed_total"], 0, "{report}");
+    let group = &report["groups"]["1400000001/6521"];
+    assert_eq!(
+        (&group[0]["peak"], &group[1]["peak"]),
+        (&3.into(), &3.into())
     );
     Ok(())
 }

@@ -17,6 +17,7 @@ mod redis;
 pub mod session;
 #[cfg(test)]
 mod session_tests;
+pub mod snapshot;
 
 use std::{
     future::Future,

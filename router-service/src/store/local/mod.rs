@@ -6,7 +6,7 @@
 
 use std::{path::Path, time::SystemTime};
 
-use handoff_core::id::SdkAppId;
+use handoff_core::id::{ClientUserId, SdkAppId};
 use parking_lot::Mutex;
 
 mod state;
@@ -16,11 +16,12 @@ use state::AppState;
 use super::{
     Applied, Assignment, Change, DEDUP_WINDOW, Lifetimes, Look, Store, StoreError,
     embedded::{self, Journal, Op},
-    record::{StatusRecord, to_ms},
+    record::{HistoryRecord, StatusRecord, to_ms},
     session::{self, SessionRecord},
+    snapshot::AppSnapshot,
 };
 use crate::{
-    engine::{App, Catalog, Decision, Handoff, StateView},
+    engine::{App, Catalog, Customer, Decision, Handoff, StateView},
     hash::FastMap,
 };
 
@@ -126,6 +127,65 @@ impl LocalStore {
                 .map_err(StoreError::Unavailable)?;
         }
         Ok(result)
+    }
+}
+
+/// For replay: a memory store set to a logged state.
+impl LocalStore {
+    /// Replaces `app`'s state with `snapshot` (its customers and previous agents too are
+    /// forgotten: each logged decision brings its own, see [`LocalStore::adopt`]).
+    pub fn restore(&self, app: &App, snapshot: &AppSnapshot, now: SystemTime) {
+        let loaded = embedded::LoadedApp {
+            sessions: snapshot
+                .seats
+                .iter()
+                .map(|seat| (seat.session.clone(), seat.record()))
+                .collect(),
+            last_assigned: snapshot
+                .last_assigned
+                .iter()
+                .map(|idle| (idle.agent.clone(), idle.at_ms))
+                .collect(),
+            // A bare status: any report after the snapshot supersedes it.
+            statuses: snapshot
+                .statuses
+                .iter()
+                .map(|live| (live.agent.clone(), StatusRecord::Bare(live.status)))
+                .collect(),
+            roster: snapshot
+                .roster
+                .iter()
+                .map(|change| (change.agent.clone(), change.definition.clone()))
+                .collect(),
+            ..embedded::LoadedApp::default()
+        };
+        let mut state = AppState::restore(app.id, loaded, app.zone);
+        state.expire(app.id, now, self.lifetimes, &mut Writes(None));
+        self.apps.lock().insert(app.id, state);
+    }
+
+    /// Takes what a logged decision saw of its customer (pushed profile, previous agent)
+    /// where this store knows nothing of them yet: what happened before the log began.
+    pub fn adopt(
+        &self,
+        app: &App,
+        customer: &ClientUserId,
+        profile: Option<Customer>,
+        previous: Option<HistoryRecord>,
+    ) {
+        let mut apps = self.apps.lock();
+        let state = apps
+            .entry(app.id)
+            .or_insert_with(|| AppState::new(app.zone));
+        if let Some(profile) = profile {
+            state
+                .customers
+                .entry(customer.clone())
+                .or_insert_with(|| Box::new(profile));
+        }
+        if let Some(previous) = previous {
+            state.history.entry(customer.clone()).or_insert(previous);
+        }
     }
 }
 
