@@ -129,7 +129,7 @@ impl Application {
         let metrics_addr = metrics.as_ref().map(local_addr).transpose()?;
         let (router, services) = match listeners.router {
             Some(listener) => {
-                let router = Arc::new(Router::open(&config, origin).await?);
+                let router = Router::open(&config, origin).await?;
                 let services = Services::new(router.clone()).await?;
                 let part = Part {
                     listener,

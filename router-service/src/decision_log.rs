@@ -11,7 +11,7 @@
 //! begins in a file): the seats held, live statuses, run-time roster changes and idle
 //! clocks as the store had them, so a file replays on its own even after older ones are
 //! gone or the router restarted with state it kept. When a file is full the writer raises
-//! [`DecisionLog::state_wanted`]; the router's next call reads the state through the store
+//! [`DecisionLog::state_wanted`]; a task of the router's reads the state through the store
 //! like any other read and records it, and the writer rotates on it.
 //! Customers and their previous agents are not in it (there may be millions): each
 //! decision carries what it saw of its own customer.
@@ -23,7 +23,6 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
         mpsc::{self, Receiver, SyncSender, TrySendError},
     },
     thread::JoinHandle,
@@ -36,6 +35,7 @@ use handoff_core::{
 };
 use prometheus_client::metrics::counter::Counter;
 use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
 
 pub use crate::store::snapshot::AppSnapshot;
 use crate::{
@@ -358,8 +358,8 @@ pub struct DecisionLog {
     queue: Option<SyncSender<Entry>>,
     writer: Option<JoinHandle<()>>,
     dropped: Counter,
-    /// Raised by the writer when a file begins and waits for its state.
-    wanted: Arc<AtomicBool>,
+    /// Notified by the writer when a full file waits for its state.
+    wanted: Arc<Notify>,
 }
 
 impl std::fmt::Debug for DecisionLog {
@@ -381,7 +381,7 @@ impl DecisionLog {
         };
         let file = Rotating::open(path.clone(), config.max_bytes, config.keep)?;
         let (queue, entries) = mpsc::sync_channel(QUEUE);
-        let wanted = Arc::new(AtomicBool::new(true));
+        let wanted = Arc::new(Notify::new());
         let writer = Writer::new(file, written, Arc::clone(&wanted));
         let writer = std::thread::Builder::new()
             .name("handoff-decision-log".into())
@@ -394,15 +394,11 @@ impl DecisionLog {
         }))
     }
 
-    /// Whether a new file waits for its state: true once per file, for the caller that
-    /// then reads the state and records [`Entry::state`].
-    pub fn state_wanted(&self) -> bool {
-        self.wanted.load(Ordering::Relaxed) && self.wanted.swap(false, Ordering::AcqRel)
-    }
-
-    /// Asks again for the state (reading it failed; the next caller tries).
-    pub fn want_state(&self) {
-        self.wanted.store(true, Ordering::Release);
+    /// What the writer notifies when a full file waits for its state: whoever waits on it
+    /// reads the state and records [`Entry::state`]. The router's start records one
+    /// without being asked.
+    pub fn state_wanted(&self) -> Arc<Notify> {
+        Arc::clone(&self.wanted)
     }
 
     /// Hands `entry` to the writer, or counts it as dropped when the queue is full.
@@ -443,15 +439,14 @@ struct Asked {
 struct Writer {
     file: Rotating,
     written: Counter,
-    wanted: Arc<AtomicBool>,
+    wanted: Arc<Notify>,
     line: Vec<u8>,
     asked: Option<Asked>,
     wait: Duration,
 }
 
 impl Writer {
-    fn new(file: Rotating, written: Counter, wanted: Arc<AtomicBool>) -> Self {
-        wanted.store(true, Ordering::Release);
+    fn new(file: Rotating, written: Counter, wanted: Arc<Notify>) -> Self {
         Self {
             file,
             written,
@@ -505,7 +500,7 @@ impl Writer {
                         reason: "rotation",
                         since: Instant::now(),
                     });
-                    self.wanted.store(true, Ordering::Release);
+                    self.wanted.notify_one();
                 }
                 Some(asked) if asked.since.elapsed() >= self.wait => {
                     tracing::warn!(
@@ -513,7 +508,6 @@ impl Writer {
                         "the decision log's state did not come in time: the next file starts without it, and replaying it alone assumes no seats held"
                     );
                     self.asked = None;
-                    self.wanted.store(false, Ordering::Release);
                     self.rotate();
                 }
                 Some(_) => {}
@@ -655,13 +649,13 @@ mod tests {
     fn writer(path: &Path, max_bytes: u64, keep: usize) -> io::Result<(Writer, Counter)> {
         let file = Rotating::open(path.to_path_buf(), max_bytes, keep)?;
         let written = Counter::default();
-        let writer = Writer::new(file, written.clone(), Arc::new(AtomicBool::new(false)));
+        let writer = Writer::new(file, written.clone(), Arc::new(Notify::new()));
         Ok((writer, written))
     }
 
-    /// Gives `writer` the state it asks for, as the router's next call would.
+    /// Gives `writer` the state it waits for, as the router would.
     fn answer(writer: &mut Writer, at_ms: u64) {
-        if writer.wanted.swap(false, Ordering::AcqRel) {
+        if writer.asked.is_some() {
             writer.take(Entry::state(from_ms(at_ms), Vec::new()));
         }
     }

@@ -86,8 +86,9 @@ pub struct Router<S> {
 
 impl Router<AnyStore> {
     /// A router over `config` (read from `origin`) with the store `[router.store]` names and
-    /// the system clock.
-    pub async fn open(config: &Config, origin: &Path) -> Result<Self, RouterError> {
+    /// the system clock; with a decision log, its state is logged before the router serves
+    /// and whenever the log starts a new file (by a task that ends with the router).
+    pub async fn open(config: &Config, origin: &Path) -> Result<Arc<Self>, RouterError> {
         let catalog = Catalog::from_config(config, origin)?;
         let store = AnyStore::open(&config.router, &catalog, SystemTime::now()).await?;
         let mut router = Router::new(catalog, store, Arc::new(SystemClock));
@@ -104,6 +105,23 @@ impl Router<AnyStore> {
             )
         })?;
         router.log_state().await;
+        let router = Arc::new(router);
+        if let Some(log) = &router.decision_log {
+            let (wanted, router) = (log.state_wanted(), Arc::downgrade(&router));
+            tokio::spawn(async move {
+                loop {
+                    wanted.notified().await;
+                    let Some(router) = router.upgrade() else {
+                        return;
+                    };
+                    if !router.log_state().await {
+                        // The store cannot be read now: try again in a moment.
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                        wanted.notify_one();
+                    }
+                }
+            });
+        }
         Ok(router)
     }
 }
@@ -231,7 +249,6 @@ impl<S: Store> Router<S> {
         );
         if let Some(log) = &self.decision_log {
             log.record(Entry::decision(handoff, now, &assignment, seen));
-            self.log_state().await;
         }
         let outcome = match (&assignment, answer.fallback) {
             (Assignment::Replayed(_), _) => "replayed",
@@ -447,15 +464,12 @@ impl<S: Store> Router<S> {
         result
     }
 
-    /// Records the live state of every app when the decision log starts a file and waits
-    /// for it (at start and after each rotation); otherwise does nothing.
-    async fn log_state(&self) {
+    /// Records the live state of every app in the decision log (which starts each file
+    /// with it); false when the store could not be read.
+    async fn log_state(&self) -> bool {
         let Some(log) = &self.decision_log else {
-            return;
+            return true;
         };
-        if !log.state_wanted() {
-            return;
-        }
         let now = self.clock.now();
         let catalog = self.catalog.load_full();
         let mut apps = Vec::new();
@@ -470,14 +484,14 @@ impl<S: Store> Router<S> {
             {
                 Ok(snapshot) => apps.push(snapshot),
                 Err(err) => {
-                    tracing::warn!(app = %app.id, error = %err, "cannot read the state a new decision log file starts with; trying again with the next entry");
-                    log.want_state();
-                    return;
+                    tracing::warn!(app = %app.id, error = %err, "cannot read the state a new decision log file starts with");
+                    return false;
                 }
             }
         }
         apps.sort_by_key(|snapshot| snapshot.app);
         log.record(Entry::state(now, apps));
+        true
     }
 
     async fn apply(&self, app: &App, change: Change) -> Result<Applied, RouterError> {
@@ -493,7 +507,6 @@ impl<S: Store> Router<S> {
         let applied = applied?;
         if let (Some(log), Some((change, app))) = (&self.decision_log, entry) {
             log.record(Entry::change(app, now, &change, applied));
-            self.log_state().await;
         }
         Ok(applied)
     }

@@ -324,3 +324,84 @@ async fn a_log_that_begins_after_a_restart_replays_from_the_state_it_begins_with
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn every_rotated_file_begins_with_the_state_and_replays_alone_without_change() -> TestResult {
+    let dir = std::env::temp_dir().join(format!("handoff-rotate-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let (config, log) = (dir.join("handoff.toml"), dir.join("decisions.jsonl"));
+    std::fs::write(&config, memory_config())?;
+    // Every line fills the file: each decision's file is rotated for the next.
+    let mut env = logging_to(&log);
+    env.push(("HANDOFF__ROUTER__DECISION_LOG__MAX_BYTES", "1".to_owned()));
+    env.push(("HANDOFF__ROUTER__DECISION_LOG__KEEP", "20".to_owned()));
+    let files = |log: &std::path::Path| -> Vec<std::path::PathBuf> {
+        let mut files: Vec<_> = (1..=20)
+            .rev()
+            .map(|n| std::path::PathBuf::from(format!("{}.{n}", log.display())))
+            .filter(|file| file.exists())
+            .collect();
+        files.push(log.to_path_buf());
+        files
+    };
+    let result = async {
+        let (_running, line) = spawn(env!("CARGO_BIN_EXE_handoff"), &config, &env)?;
+        let gateway = field(&line, "gateway")?.parse()?;
+        for session in ["f-1", "f-2", "f-3", "f-4"] {
+            request(gateway, "POST", &signed_uri(now_secs()), body(session)).await?;
+            // Let the writer ask for the state and start the next file.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut texts = Vec::new();
+        for _ in 0..100 {
+            texts = files(&log)
+                .iter()
+                .map(std::fs::read_to_string)
+                .collect::<Result<Vec<_>, _>>()?;
+            if texts
+                .iter()
+                .map(|t| t.matches("\"decision\"").count())
+                .sum::<usize>()
+                == 4
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut replays = Vec::new();
+        for file in files(&log) {
+            let report = replay(&[
+                "--config".as_ref(),
+                config.as_os_str(),
+                "--log".as_ref(),
+                file.as_os_str(),
+                "--format".as_ref(),
+                "json".as_ref(),
+            ])?;
+            replays.push(serde_json::from_str::<serde_json::Value>(&report)?);
+        }
+        Ok::<_, crate::support::Error>((texts, replays))
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let (texts, replays) = result?;
+
+    assert!(texts.len() >= 3, "the log rotated: {texts:?}");
+    let mut held = Vec::new();
+    for text in &texts {
+        let first: serde_json::Value =
+            serde_json::from_str(text.lines().next().ok_or("an empty file")?)?;
+        assert_eq!(first["kind"], "state", "{text}");
+        held.push(first["apps"][0]["seats"].as_array().map_or(0, Vec::len));
+    }
+    // The states follow the seats as they filled: none at start, all three at the end.
+    assert_eq!(held.first(), Some(&0), "{held:?}");
+    assert_eq!(held.last(), Some(&3), "{held:?}");
+    assert!(held.windows(2).all(|w| w[0] <= w[1]), "{held:?}");
+    // Each file alone replays as it happened, from the seats it begins with.
+    for report in &replays {
+        assert_eq!(report["states"], 1, "{report}");
+        assert_eq!(report["changed_total"], 0, "{report}");
+    }
+    Ok(())
+}
