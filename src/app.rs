@@ -157,9 +157,11 @@ impl Application {
                     }
                     None => Gateway::from_config(&config)?,
                 };
+                let gateway = Arc::new(gateway);
+                gateway.export_metrics();
                 Some(Part {
                     listener,
-                    service: Arc::new(gateway),
+                    service: gateway,
                     grace: config.gateway.shutdown_grace.get(),
                 })
             }

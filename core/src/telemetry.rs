@@ -15,17 +15,32 @@
 //! A trace crosses services as W3C trace context (`traceparent`, `tracestate`) in request
 //! headers: [`outgoing`] gives the current span's for a request being sent, [`adopt`] makes
 //! a server span the child of what a request carried.
+//!
+//! Metrics: every service keeps its Prometheus metrics as it does anyway, and when the
+//! `OTEL_*` variables ask (an endpoint set, `OTEL_METRICS_EXPORTER` not `none`) they are
+//! also exported over OTLP every `OTEL_METRIC_EXPORT_INTERVAL` (60 s by default): counters
+//! and gauges by [`mirror`], which observes them from the service's own Prometheus text at
+//! each export, and latency histograms recorded natively on the [`meter`]'s histograms.
 
 use std::{
     collections::HashMap,
     io::IsTerminal,
-    sync::atomic::{AtomicBool, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
-use opentelemetry::{propagation::TextMapPropagator, trace::TracerProvider as _};
-use opentelemetry_otlp::{SpanExporter, WithExportConfig as _};
+use opentelemetry::{
+    KeyValue,
+    metrics::{Meter, MeterProvider as _},
+    propagation::TextMapPropagator,
+    trace::TracerProvider as _,
+};
+use opentelemetry_otlp::{MetricExporter, SpanExporter, WithExportConfig as _};
 use opentelemetry_sdk::{
     Resource,
+    metrics::{SdkMeterProvider, periodic_reader_with_async_runtime::PeriodicReader},
     propagation::TraceContextPropagator,
     runtime,
     trace::{SdkTracerProvider, span_processor_with_async_runtime::BatchSpanProcessor},
@@ -64,10 +79,14 @@ impl std::str::FromStr for LogFormat {
 /// Whether spans are exported: nothing is propagated otherwise.
 static TRACING: AtomicBool = AtomicBool::new(false);
 
-/// The installed telemetry; flushes what is left of the traces when dropped.
+/// The meter metrics are exported through, when they are.
+static METER: std::sync::OnceLock<Meter> = std::sync::OnceLock::new();
+
+/// The installed telemetry; flushes what is left of the traces and metrics when dropped.
 #[derive(Debug)]
 pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
+    meters: Option<SdkMeterProvider>,
 }
 
 impl Telemetry {
@@ -84,10 +103,34 @@ impl Drop for Telemetry {
         {
             eprintln!("telemetry: flushing spans at exit: {err}");
         }
+        if let Some(meters) = self.meters.take()
+            && let Err(err) = meters.shutdown()
+        {
+            eprintln!("telemetry: exporting metrics at exit: {err}");
+        }
     }
 }
 
-/// Where spans go, as the `OTEL_*` variables in `env` say: `None` to export nothing.
+/// Which kind of telemetry an exporter sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// Spans.
+    Traces,
+    /// Metrics.
+    Metrics,
+}
+
+impl Signal {
+    /// The signal's part of its `OTEL_*` variables' names.
+    fn key(self) -> &'static str {
+        match self {
+            Signal::Traces => "TRACES",
+            Signal::Metrics => "METRICS",
+        }
+    }
+}
+
+/// Where a signal goes, as the `OTEL_*` variables in `env` say: `None` to export nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Export {
     /// OTLP over gRPC.
@@ -96,20 +139,24 @@ pub enum Export {
     HttpProtobuf,
 }
 
-/// Reads the export settings from `env` (the process environment, or a test's).
-pub fn export(env: impl Fn(&str) -> Option<String>) -> Result<Option<Export>, String> {
+/// Reads `signal`'s export settings from `env` (the process environment, or a test's).
+pub fn export(
+    signal: Signal,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Option<Export>, String> {
     let set = |name: &str| env(name).filter(|value| !value.trim().is_empty());
+    let key = signal.key();
     if set("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"))
-        || set("OTEL_TRACES_EXPORTER").is_some_and(|v| v.eq_ignore_ascii_case("none"))
+        || set(&format!("OTEL_{key}_EXPORTER")).is_some_and(|v| v.eq_ignore_ascii_case("none"))
     {
         return Ok(None);
     }
     if set("OTEL_EXPORTER_OTLP_ENDPOINT").is_none()
-        && set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_none()
+        && set(&format!("OTEL_EXPORTER_OTLP_{key}_ENDPOINT")).is_none()
     {
         return Ok(None);
     }
-    let protocol = set("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+    let protocol = set(&format!("OTEL_EXPORTER_OTLP_{key}_PROTOCOL"))
         .or_else(|| set("OTEL_EXPORTER_OTLP_PROTOCOL"))
         .unwrap_or_else(|| "http/protobuf".to_owned());
     match protocol.as_str() {
@@ -144,10 +191,19 @@ pub fn init(program: &'static str, format: LogFormat) -> Telemetry {
             .with_filter(filter.and(events))
             .boxed(),
     };
-    let (provider, problem) = match export(|name| std::env::var(name).ok()) {
+    let env = |name: &str| std::env::var(name).ok();
+    let (provider, problem) = match export(Signal::Traces, env) {
         Ok(None) => (None, None),
         Ok(Some(export)) => match provider(program, &export) {
             Ok(provider) => (Some(provider), None),
+            Err(err) => (None, Some(err)),
+        },
+        Err(err) => (None, Some(err)),
+    };
+    let (meters, metrics_problem) = match export(Signal::Metrics, env) {
+        Ok(None) => (None, None),
+        Ok(Some(export)) => match meter_provider(program, &export) {
+            Ok(meters) => (Some(meters), None),
             Err(err) => (None, Some(err)),
         },
         Err(err) => (None, Some(err)),
@@ -174,8 +230,125 @@ pub fn init(program: &'static str, format: LogFormat) -> Telemetry {
     if let Some(problem) = problem {
         tracing::warn!(error = %problem, "not exporting traces");
     }
+    if let Some(problem) = metrics_problem {
+        tracing::warn!(error = %problem, "not exporting metrics");
+    }
+    let meters = meters.filter(|meters| installed && METER.set(meters.meter(program)).is_ok());
     Telemetry {
         provider: provider.filter(|_| installed),
+        meters,
+    }
+}
+
+/// The meter metrics are exported through: `None` unless the `OTEL_*` variables asked
+/// for OTLP metrics, so that a service builds no measurement for nobody.
+pub fn meter() -> Option<&'static Meter> {
+    METER.get()
+}
+
+/// How often metrics are exported (`OTEL_METRIC_EXPORT_INTERVAL`, milliseconds; 60 s by
+/// default, as the SDK reads it).
+pub fn export_interval() -> std::time::Duration {
+    std::env::var("OTEL_METRIC_EXPORT_INTERVAL")
+        .ok()
+        .and_then(|ms| ms.trim().parse().ok())
+        .filter(|ms| *ms > 0)
+        .map_or(
+            std::time::Duration::from_secs(60),
+            std::time::Duration::from_millis,
+        )
+}
+
+/// A Prometheus family [`mirror`] observes.
+#[derive(Debug, Clone, Copy)]
+pub struct Mirrored {
+    /// The samples' name in the Prometheus text (`handoff_router_decisions_total`); the
+    /// OTLP metric is named without `_total`.
+    pub name: &'static str,
+    /// A gauge (else a counter).
+    pub gauge: bool,
+    /// What it counts.
+    pub help: &'static str,
+}
+
+/// Observes `families` on `meter` from the Prometheus text `text` renders, read once per
+/// export (the text of the moment, shared by the families observed together).
+pub fn mirror(
+    meter: &Meter,
+    families: &[Mirrored],
+    text: impl Fn() -> Option<String> + Send + Sync + 'static,
+) {
+    let scrape = Arc::new(Scraped {
+        text: Box::new(text),
+        last: std::sync::Mutex::new(None),
+    });
+    for family in families {
+        let (scrape, name) = (Arc::clone(&scrape), family.name);
+        let otel_name = name.strip_suffix("_total").unwrap_or(name);
+        if family.gauge {
+            meter
+                .f64_observable_gauge(otel_name)
+                .with_description(family.help)
+                .with_callback(move |observer| {
+                    scrape.each(name, |value, labels| observer.observe(value, labels));
+                })
+                .build();
+        } else {
+            meter
+                .f64_observable_counter(otel_name)
+                .with_description(family.help)
+                .with_callback(move |observer| {
+                    scrape.each(name, |value, labels| observer.observe(value, labels));
+                })
+                .build();
+        }
+    }
+}
+
+/// A service's Prometheus text, parsed at most once per export.
+struct Scraped {
+    text: Box<dyn Fn() -> Option<String> + Send + Sync>,
+    last: std::sync::Mutex<Option<(std::time::Instant, Arc<prometheus_parse::Scrape>)>>,
+}
+
+impl Scraped {
+    /// Calls `observe` with each sample of `name` and its labels.
+    fn each(&self, name: &str, mut observe: impl FnMut(f64, &[KeyValue])) {
+        let Some(scrape) = self.scrape() else {
+            return;
+        };
+        for sample in scrape.samples.iter().filter(|s| s.metric == name) {
+            let value = match sample.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => continue,
+            };
+            let mut labels: Vec<KeyValue> = sample
+                .labels
+                .iter()
+                .map(|(key, value)| KeyValue::new(key.clone(), value.clone()))
+                .collect();
+            labels.sort_by(|a, b| a.key.cmp(&b.key));
+            observe(value, &labels);
+        }
+    }
+
+    fn scrape(&self) -> Option<Arc<prometheus_parse::Scrape>> {
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((at, scrape)) = last.as_ref()
+            && at.elapsed() < std::time::Duration::from_millis(100)
+        {
+            return Some(Arc::clone(scrape));
+        }
+        let text = (self.text)()?;
+        let lines = text.lines().map(|line| Ok(line.to_owned()));
+        let scrape = Arc::new(prometheus_parse::Scrape::parse(lines).ok()?);
+        *last = Some((std::time::Instant::now(), Arc::clone(&scrape)));
+        Some(scrape)
     }
 }
 
@@ -206,15 +379,36 @@ fn provider(program: &'static str, export: &Export) -> Result<SdkTracerProvider,
             .build(),
     }
     .map_err(|err| format!("the OTLP exporter: {err}"))?;
+    let processor = BatchSpanProcessor::builder(exporter, runtime::Tokio).build();
+    Ok(SdkTracerProvider::builder()
+        .with_resource(resource(program))
+        .with_span_processor(processor)
+        .build())
+}
+
+fn meter_provider(program: &'static str, export: &Export) -> Result<SdkMeterProvider, String> {
+    let exporter = match export {
+        Export::Grpc => MetricExporter::builder().with_tonic().build(),
+        Export::HttpProtobuf => MetricExporter::builder()
+            .with_http()
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .build(),
+    }
+    .map_err(|err| format!("the OTLP metric exporter: {err}"))?;
+    let reader = PeriodicReader::builder(exporter, runtime::Tokio).build();
+    Ok(SdkMeterProvider::builder()
+        .with_resource(resource(program))
+        .with_reader(reader)
+        .build())
+}
+
+/// The service's resource: its name, unless `OTEL_SERVICE_NAME` gives one.
+fn resource(program: &'static str) -> Resource {
     let mut resource = Resource::builder();
     if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
         resource = resource.with_service_name(program);
     }
-    let processor = BatchSpanProcessor::builder(exporter, runtime::Tokio).build();
-    Ok(SdkTracerProvider::builder()
-        .with_resource(resource.build())
-        .with_span_processor(processor)
-        .build())
+    resource.build()
 }
 
 /// The current span's trace context as headers for a request being sent (none when spans
@@ -253,6 +447,36 @@ mod tests {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         move |name| vars.get(name).cloned()
+    }
+
+    fn export(vars: impl Fn(&str) -> Option<String>) -> Result<Option<Export>, String> {
+        super::export(Signal::Traces, vars)
+    }
+
+    #[test]
+    fn metrics_are_exported_by_the_same_rules_with_their_own_variables() {
+        let endpoint = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317");
+        let grpc = ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "grpc");
+        let metrics = |vars: &[(&str, &str)]| super::export(Signal::Metrics, env(vars));
+        assert_eq!(metrics(&[]), Ok(None));
+        assert_eq!(metrics(&[endpoint, grpc]), Ok(Some(Export::Grpc)));
+        assert_eq!(
+            metrics(&[("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://c:4318")]),
+            Ok(Some(Export::HttpProtobuf))
+        );
+        assert_eq!(
+            metrics(&[endpoint, ("OTEL_METRICS_EXPORTER", "none")]),
+            Ok(None)
+        );
+        // Turning traces off leaves metrics on, and the other way round.
+        assert_eq!(
+            metrics(&[endpoint, ("OTEL_TRACES_EXPORTER", "none")]),
+            Ok(Some(Export::HttpProtobuf))
+        );
+        assert_eq!(
+            export(env(&[endpoint, ("OTEL_METRICS_EXPORTER", "none")])),
+            Ok(Some(Export::HttpProtobuf))
+        );
     }
 
     #[test]

@@ -93,6 +93,19 @@ impl Gateway {
         &self.counters
     }
 
+    /// Exports the gateway's counters over OTLP when the `OTEL_*` variables ask for it,
+    /// for as long as the gateway lives.
+    pub fn export_metrics(self: &Arc<Self>) {
+        if let Some(meter) = handoff_core::telemetry::meter() {
+            let gateway = Arc::downgrade(self);
+            handoff_core::telemetry::mirror(meter, crate::metrics::MIRRORED, move || {
+                gateway
+                    .upgrade()
+                    .map(|gateway| gateway.counters.exposition())
+            });
+        }
+    }
+
     /// Answers one callback.
     pub async fn on_callback(
         &self,

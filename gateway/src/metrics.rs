@@ -12,6 +12,29 @@ use std::{
     time::Duration,
 };
 
+use handoff_core::telemetry::{self, Mirrored};
+use opentelemetry::{KeyValue, metrics::Histogram};
+
+/// What the gateway exports over OTLP from its Prometheus text (latency goes as a
+/// histogram of its own).
+pub const MIRRORED: &[Mirrored] = &[
+    Mirrored {
+        name: "handoff_gateway_callbacks_total",
+        gauge: false,
+        help: "Tencent callbacks by command and outcome",
+    },
+    Mirrored {
+        name: "handoff_gateway_refusals_total",
+        gauge: false,
+        help: "Callbacks refused, by reason",
+    },
+    Mirrored {
+        name: "handoff_gateway_fallbacks_total",
+        gauge: false,
+        help: "Callbacks answered with the app's fallback group, by the router's failure",
+    },
+];
+
 /// Upper bounds of the latency histogram's buckets, seconds (Tencent allows 2 s).
 const BUCKETS: [f64; 12] = [
     0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0,
@@ -125,15 +148,26 @@ pub struct Counters {
     refusals: Mutex<BTreeMap<&'static str, u64>>,
     /// Fallback answers by the router's failure.
     fallbacks: Mutex<BTreeMap<&'static str, u64>>,
+    /// Latency as an OTLP histogram, when metrics are exported.
+    otel_latency: Option<Histogram<f64>>,
 }
 
 impl Default for Counters {
     fn default() -> Self {
+        let otel_latency = telemetry::meter().map(|meter| {
+            meter
+                .f64_histogram("handoff_gateway_callback_seconds")
+                .with_unit("s")
+                .with_description("How long callbacks took, by command")
+                .with_boundaries(BUCKETS.to_vec())
+                .build()
+        });
         Self {
             callbacks: std::array::from_fn(|_| AtomicU64::new(0)),
             latency: std::array::from_fn(|_| Latency::default()),
             refusals: Mutex::default(),
             fallbacks: Mutex::default(),
+            otel_latency,
         }
     }
 }
@@ -180,6 +214,9 @@ impl Counters {
         latency.count.fetch_add(1, Ordering::Relaxed);
         let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         latency.sum_us.fetch_add(micros, Ordering::Relaxed);
+        if let Some(histogram) = &self.otel_latency {
+            histogram.record(seconds, &[KeyValue::new("command", command.label())]);
+        }
     }
 
     /// Counts a refused callback by why.

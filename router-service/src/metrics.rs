@@ -5,6 +5,9 @@
 
 use std::{sync::atomic::AtomicI64, time::Duration};
 
+use handoff_core::telemetry::{self, Mirrored};
+use opentelemetry::{KeyValue, metrics::Histogram as OtelHistogram};
+
 use prometheus_client::{
     encoding::{EncodeLabelSet, text},
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
@@ -98,6 +101,73 @@ pub struct Metrics {
     pub decision_log_written: Counter,
     /// Decision log entries dropped because the writer fell behind.
     pub decision_log_dropped: Counter,
+    /// The store's latency as an OTLP histogram, when metrics are exported.
+    otel_store_seconds: Option<OtelHistogram<f64>>,
+}
+
+/// What the router exports over OTLP from its Prometheus text (the store's latency goes as
+/// a histogram of its own).
+pub const MIRRORED: &[Mirrored] = &[
+    Mirrored {
+        name: "handoff_router_decisions_total",
+        gauge: false,
+        help: "AssignHuman decisions, by app, rule, strategy and outcome",
+    },
+    Mirrored {
+        name: "handoff_router_fallbacks_total",
+        gauge: false,
+        help: "Decisions that found no agent and answered a group alone",
+    },
+    Mirrored {
+        name: "handoff_router_rejections_total",
+        gauge: false,
+        help: "Calls refused or failed, by method and gRPC code",
+    },
+    Mirrored {
+        name: "handoff_router_session_events_total",
+        gauge: false,
+        help: "Session events reported, by app, kind and outcome",
+    },
+    Mirrored {
+        name: "handoff_router_status_reports_total",
+        gauge: false,
+        help: "Agent status reports, by app, status and outcome",
+    },
+    Mirrored {
+        name: "handoff_router_store_errors_total",
+        gauge: false,
+        help: "State store operations that failed, by operation",
+    },
+    Mirrored {
+        name: "handoff_router_group_agents_available",
+        gauge: true,
+        help: "Agents of the group available now and below capacity",
+    },
+    Mirrored {
+        name: "handoff_router_group_seats_in_use",
+        gauge: true,
+        help: "Seats of the group's agents held by sessions now",
+    },
+    Mirrored {
+        name: "handoff_router_group_seats_free",
+        gauge: true,
+        help: "Seats left below capacity on the group's available agents",
+    },
+    Mirrored {
+        name: "handoff_router_decision_log_written_total",
+        gauge: false,
+        help: "Decision log entries written",
+    },
+    Mirrored {
+        name: "handoff_router_decision_log_dropped_total",
+        gauge: false,
+        help: "Decision log entries dropped because its writer fell behind",
+    },
+];
+
+/// The store latency histogram's bounds, seconds: 50 us to about 1.6 s.
+fn store_buckets() -> impl Iterator<Item = f64> {
+    prometheus_client::metrics::histogram::exponential_buckets(0.000_05, 2.0, 16)
 }
 
 impl std::fmt::Debug for Metrics {
@@ -122,10 +192,15 @@ impl Metrics {
         let session_events = Family::default();
         let status_reports = Family::default();
         let store_seconds = Family::<StoreLabels, Histogram>::new_with_constructor(|| {
-            // 50 us to about 1.6 s.
-            Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
-                0.000_05, 2.0, 16,
-            ))
+            Histogram::new(store_buckets())
+        });
+        let otel_store_seconds = telemetry::meter().map(|meter| {
+            meter
+                .f64_histogram("handoff_router_store_seconds")
+                .with_unit("s")
+                .with_description("Time the state store took, by operation")
+                .with_boundaries(store_buckets().collect())
+                .build()
         });
         let store_errors = Family::default();
         let agents_available = Family::default();
@@ -207,6 +282,7 @@ impl Metrics {
             seats_free,
             decision_log_written,
             decision_log_dropped,
+            otel_store_seconds,
         }
     }
 
@@ -216,6 +292,12 @@ impl Metrics {
         self.store_seconds
             .get_or_create(&labels)
             .observe(elapsed.as_secs_f64());
+        if let Some(histogram) = &self.otel_store_seconds {
+            histogram.record(
+                elapsed.as_secs_f64(),
+                &[KeyValue::new("operation", operation)],
+            );
+        }
         if !ok {
             self.store_errors.get_or_create(&labels).inc();
         }

@@ -7,7 +7,7 @@ use std::{path::Path, sync::Arc, time::SystemTime};
 use crate::{
     decision_log::{AppSnapshot, DecisionLog, Entry, Seen},
     engine::StateView,
-    metrics::{DecisionLabels, EventLabels, FallbackLabels, GroupLabels, Metrics},
+    metrics::{DecisionLabels, EventLabels, FallbackLabels, GroupLabels, MIRRORED, Metrics},
 };
 
 use arc_swap::ArcSwap;
@@ -15,6 +15,7 @@ use handoff_core::{
     Config,
     config::{AgentConfig, AgentStatus, ConfigError, CustomerConfig},
     id::{AgentId, GroupId, SdkAppId},
+    telemetry,
 };
 
 use crate::{
@@ -122,7 +123,30 @@ impl Router<AnyStore> {
                 }
             });
         }
+        if let Some(meter) = telemetry::meter() {
+            router.export_metrics(meter);
+        }
         Ok(router)
+    }
+
+    /// Exports the router's metrics over OTLP, the group gauges counted once per export
+    /// interval (by a task that ends with the router).
+    fn export_metrics(self: &Arc<Self>, meter: &opentelemetry::metrics::Meter) {
+        let router = Arc::downgrade(self);
+        telemetry::mirror(meter, MIRRORED, move || {
+            router.upgrade().map(|router| router.metrics.encode())
+        });
+        let router = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(telemetry::export_interval());
+            loop {
+                every.tick().await;
+                let Some(router) = router.upgrade() else {
+                    return;
+                };
+                router.count_seats().await;
+            }
+        });
     }
 }
 
@@ -145,6 +169,12 @@ impl<S: Store> Router<S> {
 
     /// The router's metrics as Prometheus text, each group's agents and seats read now.
     pub async fn metrics_text(&self) -> String {
+        self.count_seats().await;
+        self.metrics.encode()
+    }
+
+    /// Sets each group's agents and seats gauges to what the store holds now.
+    async fn count_seats(&self) {
         let catalog = self.catalog.load_full();
         for app in catalog.apps() {
             let Ok(listings) = self.list_agents(app.id, None).await else {
@@ -179,7 +209,6 @@ impl<S: Store> Router<S> {
                 self.metrics.seats_free.get_or_create(&labels).set(free);
             }
         }
-        self.metrics.encode()
     }
 
     /// The router's current time.

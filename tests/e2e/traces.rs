@@ -1,6 +1,7 @@
-//! Traces: the gateway and the router, run apart as their own binaries, export one trace
-//! per callback over OTLP (gRPC and HTTP) to a receiver running in this test, the router's
-//! span a child of the gateway's call; with the SDK disabled nothing is sent.
+//! Traces and OTLP metrics: the gateway and the router, run apart as their own binaries,
+//! export one trace per callback over OTLP (gRPC and HTTP) to a receiver running in this
+//! test, the router's span a child of the gateway's call, and their metrics; with the SDK
+//! disabled nothing is sent.
 
 use std::{
     io::{BufRead, BufReader},
@@ -12,11 +13,18 @@ use std::{
 };
 
 use opentelemetry_proto::tonic::{
-    collector::trace::v1::{
-        ExportTraceServiceRequest, ExportTraceServiceResponse,
-        trace_service_server::{TraceService, TraceServiceServer},
+    collector::{
+        metrics::v1::{
+            ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+            metrics_service_server::{MetricsService, MetricsServiceServer},
+        },
+        trace::v1::{
+            ExportTraceServiceRequest, ExportTraceServiceResponse,
+            trace_service_server::{TraceService, TraceServiceServer},
+        },
     },
-    common::v1::any_value::Value,
+    common::v1::{KeyValue, any_value::Value},
+    metrics::v1::{Metric, metric::Data, number_data_point},
     trace::v1::{Span, span::SpanKind},
 };
 use prost::Message as _;
@@ -25,21 +33,27 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::support::{CONFIG, Error, TestResult, body, now_secs, request, signed_uri};
 
-/// Every span received, with the service that sent it.
+/// Every span and metric received, with the service that sent it.
 #[derive(Clone, Default)]
-struct Received(Arc<Mutex<Vec<(String, Span)>>>);
+struct Received {
+    spans: Arc<Mutex<Vec<(String, Span)>>>,
+    metrics: Arc<Mutex<Vec<(String, Metric)>>>,
+}
+
+/// The `service.name` of a resource's attributes.
+fn service(attributes: &[KeyValue]) -> String {
+    attributes
+        .iter()
+        .find(|kv| kv.key == "service.name")
+        .and_then(|kv| text(kv.value.as_ref()?.value.as_ref()?))
+        .unwrap_or_default()
+}
 
 impl Received {
     fn add(&self, export: ExportTraceServiceRequest) {
-        let mut spans = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut spans = self.spans.lock().unwrap_or_else(|e| e.into_inner());
         for resource in export.resource_spans {
-            let service = resource
-                .resource
-                .iter()
-                .flat_map(|r| &r.attributes)
-                .find(|kv| kv.key == "service.name")
-                .and_then(|kv| text(kv.value.as_ref()?.value.as_ref()?))
-                .unwrap_or_default();
+            let service = service(resource.resource.as_ref().map_or(&[], |r| &r.attributes));
             for scope in resource.scope_spans {
                 for span in scope.spans {
                     spans.push((service.clone(), span));
@@ -48,8 +62,72 @@ impl Received {
         }
     }
 
+    fn add_metrics(&self, export: ExportMetricsServiceRequest) {
+        let mut metrics = self.metrics.lock().unwrap_or_else(|e| e.into_inner());
+        for resource in export.resource_metrics {
+            let service = service(resource.resource.as_ref().map_or(&[], |r| &r.attributes));
+            for scope in resource.scope_metrics {
+                for metric in scope.metrics {
+                    metrics.push((service.clone(), metric));
+                }
+            }
+        }
+    }
+
     fn spans(&self) -> Vec<(String, Span)> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.spans.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn metrics(&self) -> Vec<(String, Metric)> {
+        self.metrics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The latest value `service` exported for `name` with (at least) `labels`: a sum's or
+    /// gauge's value, a histogram's count.
+    fn latest(&self, service: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let matches = |attributes: &[KeyValue]| {
+            labels.iter().all(|(key, value)| {
+                attributes.iter().any(|kv| {
+                    kv.key == *key
+                        && kv
+                            .value
+                            .as_ref()
+                            .and_then(|v| text(v.value.as_ref()?))
+                            .as_deref()
+                            == Some(*value)
+                })
+            })
+        };
+        let number =
+            |point: &opentelemetry_proto::tonic::metrics::v1::NumberDataPoint| match point.value? {
+                number_data_point::Value::AsDouble(v) => Some(v),
+                number_data_point::Value::AsInt(v) => Some(v as f64),
+            };
+        self.metrics()
+            .iter()
+            .rev()
+            .filter(|(s, metric)| s == service && metric.name == name)
+            .find_map(|(_, metric)| match metric.data.as_ref()? {
+                Data::Sum(sum) => sum
+                    .data_points
+                    .iter()
+                    .find(|p| matches(&p.attributes))
+                    .and_then(number),
+                Data::Gauge(gauge) => gauge
+                    .data_points
+                    .iter()
+                    .find(|p| matches(&p.attributes))
+                    .and_then(number),
+                Data::Histogram(histogram) => histogram
+                    .data_points
+                    .iter()
+                    .find(|p| matches(&p.attributes))
+                    .map(|p| p.count as f64),
+                _ => None,
+            })
     }
 }
 
@@ -80,35 +158,62 @@ impl TraceService for Received {
     }
 }
 
+#[tonic::async_trait]
+impl MetricsService for Received {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        self.add_metrics(request.into_inner());
+        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
+    }
+}
+
 /// An OTLP receiver on a port of its own: gRPC, or HTTP with protobuf bodies.
 async fn receiver(grpc: bool) -> Result<(SocketAddr, Received), Error> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let received = Received::default();
     if grpc {
-        let service = TraceServiceServer::new(received.clone());
         tokio::spawn(
             tonic::transport::Server::builder()
-                .add_service(service)
+                .add_service(TraceServiceServer::new(received.clone()))
+                .add_service(MetricsServiceServer::new(received.clone()))
                 .serve_with_incoming(TcpListenerStream::new(listener)),
         );
     } else {
-        let sink = received.clone();
-        let app = axum::Router::new().route(
-            "/v1/traces",
-            axum::routing::post(move |body: axum::body::Bytes| async move {
-                match ExportTraceServiceRequest::decode(body) {
-                    Ok(export) => {
-                        sink.add(export);
-                        (
-                            http::StatusCode::OK,
-                            ExportTraceServiceResponse::default().encode_to_vec(),
-                        )
+        let (traces, metrics) = (received.clone(), received.clone());
+        let app = axum::Router::new()
+            .route(
+                "/v1/traces",
+                axum::routing::post(move |body: axum::body::Bytes| async move {
+                    match ExportTraceServiceRequest::decode(body) {
+                        Ok(export) => {
+                            traces.add(export);
+                            (
+                                http::StatusCode::OK,
+                                ExportTraceServiceResponse::default().encode_to_vec(),
+                            )
+                        }
+                        Err(_) => (http::StatusCode::BAD_REQUEST, Vec::new()),
                     }
-                    Err(_) => (http::StatusCode::BAD_REQUEST, Vec::new()),
-                }
-            }),
-        );
+                }),
+            )
+            .route(
+                "/v1/metrics",
+                axum::routing::post(move |body: axum::body::Bytes| async move {
+                    match ExportMetricsServiceRequest::decode(body) {
+                        Ok(export) => {
+                            metrics.add_metrics(export);
+                            (
+                                http::StatusCode::OK,
+                                ExportMetricsServiceResponse::default().encode_to_vec(),
+                            )
+                        }
+                        Err(_) => (http::StatusCode::BAD_REQUEST, Vec::new()),
+                    }
+                }),
+            );
         tokio::spawn(async move { axum::serve(listener, app).await });
     }
     Ok((addr, received))
@@ -317,5 +422,73 @@ async fn with_the_sdk_disabled_nothing_is_sent() -> TestResult {
         "spans were sent: {:?}",
         received.spans().len()
     );
+    assert!(
+        received.metrics().is_empty(),
+        "metrics were sent: {:?}",
+        received.metrics().len()
+    );
     Ok(())
+}
+
+async fn both_services_export_their_metrics(protocol: &str) -> TestResult {
+    let (otlp, received) = receiver(protocol == "grpc").await?;
+    let every = [("OTEL_METRIC_EXPORT_INTERVAL", "200".to_owned())];
+    let name = format!("metrics-{}", protocol.replace('/', "-"));
+    callback_through(otlp, protocol, &every, &name).await?;
+    let (gateway, router) = ("handoff-gateway", "handoff-router");
+    let answered = [("command", "assign_human"), ("outcome", "answered")];
+    assert_eq!(
+        received.latest(gateway, "handoff_gateway_callbacks", &answered),
+        Some(1.0),
+        "{:?}",
+        received
+            .metrics()
+            .iter()
+            .map(|(s, m)| (s.clone(), m.name.clone()))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        received.latest(
+            gateway,
+            "handoff_gateway_callback_seconds",
+            &[("command", "assign_human")]
+        ),
+        Some(1.0),
+        "one callback's latency, as a histogram"
+    );
+    let decided = [
+        ("app", "1400000001"),
+        ("rule", "default"),
+        ("outcome", "decided"),
+    ];
+    assert_eq!(
+        received.latest(router, "handoff_router_decisions", &decided),
+        Some(1.0)
+    );
+    assert!(
+        received
+            .latest(
+                router,
+                "handoff_router_store_seconds",
+                &[("operation", "assign")]
+            )
+            .is_some_and(|count| count >= 1.0)
+    );
+    // Read from the store once per interval: the callback's reservation holds a seat.
+    let group = [("app", "1400000001"), ("group", "6521")];
+    assert_eq!(
+        received.latest(router, "handoff_router_group_seats_in_use", &group),
+        Some(1.0)
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn both_services_export_their_metrics_over_otlp_grpc() -> TestResult {
+    both_services_export_their_metrics("grpc").await
+}
+
+#[tokio::test]
+async fn both_services_export_their_metrics_over_otlp_http() -> TestResult {
+    both_services_export_their_metrics("http/protobuf").await
 }
