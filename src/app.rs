@@ -230,6 +230,7 @@ impl Application {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
         let (router_stop, gateway_stop, watch_stop) = (Stop::new(), Stop::new(), Stop::new());
         let reloader = self.reloader();
+        let limits = handoff_gateway::Limits::of(&self.started.gateway);
         let watcher = self.watch.map(|watch| {
             tokio::spawn(reload::watch(
                 watch.path,
@@ -262,7 +263,7 @@ impl Application {
         let mut gateway = self.gateway.map(|part| {
             let stop = gateway_stop.clone();
             tokio::spawn(async move {
-                handoff_gateway::serve(part.listener, part.service, stop, part.grace)
+                handoff_gateway::serve(part.listener, part.service, limits, stop, part.grace)
                     .await
                     .map_err(AppError::from)
             })

@@ -33,9 +33,6 @@ use crate::{
     translate,
 };
 
-/// How long a callback body may take to arrive: Tencent gives up after 2 s anyway.
-const BODY_READ_TIMEOUT: Duration = Duration::from_secs(2);
-
 /// The gateway: the apps it serves, the router it asks, and what it has counted.
 #[derive(Debug)]
 pub struct Gateway {
@@ -44,6 +41,8 @@ pub struct Gateway {
     router: RouterClient,
     path: String,
     max_body_bytes: usize,
+    /// Everything a callback may take from its arrival: `[gateway] deadline`.
+    deadline: Duration,
     counters: Counters,
 }
 
@@ -64,6 +63,7 @@ impl Gateway {
             router,
             path: gateway.path.clone(),
             max_body_bytes: gateway.max_body_bytes,
+            deadline: gateway.deadline.get(),
             counters: Counters::default(),
         }
     }
@@ -128,7 +128,7 @@ impl Gateway {
         });
         let started = Instant::now();
         let (command, answered) = self
-            .dispatch(raw_query, headers, body)
+            .dispatch(raw_query, headers, body, started + self.deadline)
             .instrument(span.clone())
             .await;
         self.counters.observe(command, started.elapsed());
@@ -143,12 +143,13 @@ impl Gateway {
         raw_query: &str,
         headers: &HeaderMap,
         body: Body,
+        deadline: Instant,
     ) -> (Command, Result<CallbackResponse, GatewayError>) {
         let query = CallbackQuery::parse(raw_query);
         let apps = self.apps.load();
         let checked = async {
             let app = apps.authenticate(&query, SystemTime::now())?;
-            let body = self.read_body(headers, body).await?;
+            let body = self.read_body(headers, body, deadline).await?;
             Ok::<_, GatewayError>((app, tencent::parse(&query, &body)?))
         };
         let (app, callback) = match checked.await {
@@ -164,16 +165,16 @@ impl Gateway {
         match callback {
             Callback::AssignHuman(callback) => {
                 span.record("session", callback.session_id.as_str());
-                let answer = self.assign_human(app, &query, callback).await;
+                let answer = self.assign_human(app, &query, callback, deadline).await;
                 (Command::AssignHuman, answer)
             }
             Callback::SessionEvent(event) => {
                 span.record("session", event.session_id.as_str());
-                let answer = self.session_event(app.id, &query, event).await;
+                let answer = self.session_event(app.id, &query, event, deadline).await;
                 (Command::SessionEvent, answer)
             }
             Callback::MemberEvent(event) => {
-                let answer = self.member_event(app.id, &query, event).await;
+                let answer = self.member_event(app.id, &query, event, deadline).await;
                 (Command::MemberEvent, answer)
             }
         }
@@ -186,11 +187,12 @@ impl Gateway {
         app: &AppPolicy,
         query: &CallbackQuery,
         callback: AssignHuman,
+        deadline: Instant,
     ) -> Result<CallbackResponse, GatewayError> {
         let started = Instant::now();
         let session = callback.session_id.clone();
         let request = translate::to_request(app, query, callback);
-        let answer = match self.router.assign_human(request).await {
+        let answer = match self.router.assign_human(request, deadline).await {
             Ok(response) => translate::from_response(response),
             Err(status) => Err(self.router.error(&status)),
         };
@@ -239,6 +241,7 @@ impl Gateway {
         app: SdkAppId,
         query: &CallbackQuery,
         event: SessionEventNotify,
+        deadline: Instant,
     ) -> Result<CallbackResponse, GatewayError> {
         let Some(kind) = self.names.load().meaning(&event) else {
             self.counters.count(Command::SessionEvent, Outcome::Ignored);
@@ -247,7 +250,7 @@ impl Gateway {
         };
         let (session, name) = (event.session_id.clone(), event.event.clone());
         let request = events::session_request(app, query, event, kind);
-        match self.router.report_session_event(request).await {
+        match self.router.report_session_event(request, deadline).await {
             Ok(response) => {
                 let outcome = report_outcome(response.outcome());
                 self.counters.count(Command::SessionEvent, outcome);
@@ -265,6 +268,7 @@ impl Gateway {
         app: SdkAppId,
         query: &CallbackQuery,
         event: MemberEventNotify,
+        deadline: Instant,
     ) -> Result<CallbackResponse, GatewayError> {
         if !event.event.eq_ignore_ascii_case(MEMBER_STATUS_CHANGE) {
             self.counters.count(Command::MemberEvent, Outcome::Ignored);
@@ -286,7 +290,7 @@ impl Gateway {
             return Ok(self.unknown_member(app, member));
         };
         let request = events::status_request(app, query, &agent, status, event.event_time_ms);
-        match self.router.set_agent_status(request).await {
+        match self.router.set_agent_status(request, deadline).await {
             Ok(response) => {
                 let outcome = report_outcome(response.outcome());
                 self.counters.count(Command::MemberEvent, outcome);
@@ -320,11 +324,13 @@ impl Gateway {
         err
     }
 
-    /// Reads the body, refusing it once it passes `max_body_bytes` or takes too long.
+    /// Reads the body, refusing it once it passes `max_body_bytes` or the callback's
+    /// deadline.
     async fn read_body(
         &self,
         headers: &HeaderMap,
         body: Body,
+        deadline: Instant,
     ) -> Result<bytes::Bytes, GatewayError> {
         let too_large = GatewayError::BodyTooLarge(self.max_body_bytes);
         let declared = headers
@@ -335,13 +341,13 @@ impl Gateway {
             return Err(too_large);
         }
         let collect = Limited::new(body, self.max_body_bytes).collect();
-        match tokio::time::timeout(BODY_READ_TIMEOUT, collect).await {
+        match tokio::time::timeout_at(deadline.into(), collect).await {
             Ok(Ok(collected)) => Ok(collected.to_bytes()),
             Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => Err(too_large),
             Ok(Err(err)) => Err(GatewayError::BadRequest(format!(
                 "cannot read the body: {err}"
             ))),
-            Err(_) => Err(GatewayError::BodyTimeout(BODY_READ_TIMEOUT)),
+            Err(_) => Err(GatewayError::BodyTimeout(self.deadline)),
         }
     }
 }

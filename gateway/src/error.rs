@@ -29,6 +29,12 @@ pub enum GatewayError {
     /// The body did not arrive in time.
     #[error("request body not received within {0:?}")]
     BodyTimeout(Duration),
+    /// The request target is longer than the gateway reads.
+    #[error("request target exceeds {0} bytes")]
+    UriTooLong(usize),
+    /// The request line and headers are larger than `[gateway] max_header_bytes`.
+    #[error("request headers exceed {0} bytes")]
+    HeadersTooLarge(usize),
     /// Nothing is served at this path.
     #[error("no such endpoint: {0}")]
     NotFound(String),
@@ -70,6 +76,8 @@ impl GatewayError {
             GatewayError::UnsupportedCommand(_) => "unsupported_command",
             GatewayError::BodyTooLarge(_) => "body_too_large",
             GatewayError::BodyTimeout(_) => "body_timeout",
+            GatewayError::UriTooLong(_) => "uri_too_long",
+            GatewayError::HeadersTooLarge(_) => "headers_too_large",
             GatewayError::NotFound(_) => "not_found",
             GatewayError::MethodNotAllowed(_) => "method_not_allowed",
             GatewayError::UnknownApp(_) => "unknown_app",
@@ -92,6 +100,8 @@ impl GatewayError {
             GatewayError::UnsupportedCommand(_) => StatusCode::OK,
             GatewayError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            GatewayError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
+            GatewayError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             GatewayError::NotFound(_) => StatusCode::NOT_FOUND,
             GatewayError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::UnknownApp(_) => StatusCode::FORBIDDEN,
@@ -115,6 +125,8 @@ impl GatewayError {
             GatewayError::BodyTimeout(_) => 1005,
             GatewayError::NotFound(_) => 1006,
             GatewayError::MethodNotAllowed(_) => 1007,
+            GatewayError::UriTooLong(_) => 1008,
+            GatewayError::HeadersTooLarge(_) => 1009,
             GatewayError::UnknownApp(_) => 2001,
             GatewayError::MissingAuth(_) => 2002,
             GatewayError::StaleRequest(_) => 2003,
@@ -154,6 +166,8 @@ mod tests {
             GatewayError::BodyTimeout(Duration::ZERO),
             GatewayError::NotFound(String::new()),
             GatewayError::MethodNotAllowed(String::new()),
+            GatewayError::UriTooLong(1),
+            GatewayError::HeadersTooLarge(1),
             GatewayError::UnknownApp(String::new()),
             GatewayError::MissingAuth("Sign"),
             GatewayError::StaleRequest(String::new()),

@@ -186,7 +186,10 @@ mod tests {
         let slow = Arc::new(Slow(finished.clone()));
         let router = RouterClient::in_process(slow, Arc::new(health), timeout);
         let status = router
-            .assign_human(AssignHumanRequest::default())
+            .assign_human(
+                AssignHumanRequest::default(),
+                std::time::Instant::now() + timeout * 10,
+            )
             .await
             .err()
             .ok_or("answered after its deadline")?;

@@ -22,4 +22,4 @@ pub mod translate;
 
 pub use callback::Gateway;
 pub use error::GatewayError;
-pub use server::serve;
+pub use server::{Limits, serve};

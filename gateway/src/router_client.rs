@@ -1,11 +1,22 @@
 //! The gateway's connection to the router, every call bounded by `[gateway]
-//! router_timeout`: a lazily connected gRPC channel to a router elsewhere, or, in the
+//! router_timeout` and by what is left of the callback's own deadline, behind a circuit
+//! breaker: after [`BREAKER_FAILURES`] calls in a row find the router down or too slow,
+//! calls fail at once for [`BREAKER_COOLDOWN`] (callbacks get the fallback group without
+//! waiting), then one is let through to try again. Readiness is asked at most once a
+//! [`READY_TTL`]. The router is reached over a lazily connected gRPC channel, or, in the
 //! all-in-one, the router's own implementation of the generated service trait, called in
 //! process. Both run the same server-side code (request validation, the router, status
 //! codes, health); the in-process call only skips protobuf encoding, HTTP/2 framing and the
 //! socket, which were most of what a callback cost beyond the decision itself.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use handoff_proto::router::v1::{
     AssignHumanRequest, AssignHumanResponse, ReportSessionEventRequest, ReportSessionEventResponse,
@@ -68,11 +79,72 @@ async fn isolated<T: Send + 'static>(
     }
 }
 
-/// A handle to the router; cheap to clone.
+/// How many calls in a row must find the router down or too slow to open the breaker.
+pub const BREAKER_FAILURES: u32 = 5;
+/// How long an open breaker fails calls at once before letting one through.
+pub const BREAKER_COOLDOWN: Duration = Duration::from_secs(2);
+/// How long a readiness answer is reused.
+pub const READY_TTL: Duration = Duration::from_secs(1);
+
+/// The circuit breaker: consecutive failures, and until when calls fail at once.
+#[derive(Debug, Default)]
+struct Breaker {
+    failures: AtomicU32,
+    open_until: Mutex<Option<Instant>>,
+}
+
+impl Breaker {
+    /// Whether a call may go to the router now; an expired cooldown lets calls through
+    /// (the first to fail again opens it anew).
+    fn allows(&self) -> bool {
+        let open_until = self
+            .open_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        open_until.is_none_or(|until| Instant::now() >= until)
+    }
+
+    fn succeeded(&self) {
+        if self.failures.swap(0, Ordering::Relaxed) >= BREAKER_FAILURES {
+            tracing::info!("the router answers again: circuit closed");
+        }
+        *self
+            .open_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    fn failed(&self) {
+        let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if failures >= BREAKER_FAILURES {
+            let mut open_until = self
+                .open_until
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if open_until.is_none_or(|until| Instant::now() >= until) {
+                if failures == BREAKER_FAILURES {
+                    tracing::warn!(
+                        failures,
+                        cooldown = ?BREAKER_COOLDOWN,
+                        "the router is down or too slow: circuit open, callbacks get the fallback at once"
+                    );
+                }
+                *open_until = Some(Instant::now() + BREAKER_COOLDOWN);
+            }
+        }
+    }
+}
+
+/// The last readiness answer, and when it was asked.
+type Readiness = Option<(Instant, Result<(), GatewayError>)>;
+
+/// A handle to the router; cheap to clone (clones share the breaker and readiness).
 #[derive(Clone)]
 pub struct RouterClient {
     transport: Transport,
     timeout: Duration,
+    breaker: Arc<Breaker>,
+    ready: Arc<Mutex<Readiness>>,
 }
 
 impl std::fmt::Debug for RouterClient {
@@ -99,7 +171,16 @@ impl RouterClient {
             router: RouterServiceClient::new(channel.clone()),
             health: HealthClient::new(channel),
         };
-        Ok(Self { transport, timeout })
+        Ok(Self::over(transport, timeout))
+    }
+
+    fn over(transport: Transport, timeout: Duration) -> Self {
+        Self {
+            transport,
+            timeout,
+            breaker: Arc::default(),
+            ready: Arc::default(),
+        }
     }
 
     /// A client calling the router's own service implementation and health service in
@@ -109,10 +190,7 @@ impl RouterClient {
         health: Arc<HealthService>,
         timeout: Duration,
     ) -> Self {
-        Self {
-            transport: Transport::InProcess { router, health },
-            timeout,
-        }
+        Self::over(Transport::InProcess { router, health }, timeout)
     }
 
     /// Whether the router is called in this process rather than over a channel.
@@ -124,19 +202,23 @@ impl RouterClient {
     pub async fn assign_human(
         &self,
         message: AssignHumanRequest,
+        deadline: Instant,
     ) -> Result<AssignHumanResponse, tonic::Status> {
-        let (request, span) = self.call("AssignHuman", message);
+        let (request, span) = self.call("AssignHuman", message, deadline);
         match &self.transport {
             Transport::Channel { router, .. } => {
-                self.bounded(router.clone().assign_human(request))
+                self.bounded(deadline, router.clone().assign_human(request))
                     .instrument(span)
                     .await
             }
             Transport::InProcess { router, .. } => {
                 let router = router.clone();
-                self.bounded(isolated(async move { router.assign_human(request).await }))
-                    .instrument(span)
-                    .await
+                self.bounded(
+                    deadline,
+                    isolated(async move { router.assign_human(request).await }),
+                )
+                .instrument(span)
+                .await
             }
         }
     }
@@ -145,19 +227,21 @@ impl RouterClient {
     pub async fn report_session_event(
         &self,
         message: ReportSessionEventRequest,
+        deadline: Instant,
     ) -> Result<ReportSessionEventResponse, tonic::Status> {
-        let (request, span) = self.call("ReportSessionEvent", message);
+        let (request, span) = self.call("ReportSessionEvent", message, deadline);
         match &self.transport {
             Transport::Channel { router, .. } => {
-                self.bounded(router.clone().report_session_event(request))
+                self.bounded(deadline, router.clone().report_session_event(request))
                     .instrument(span)
                     .await
             }
             Transport::InProcess { router, .. } => {
                 let router = router.clone();
-                self.bounded(isolated(async move {
-                    router.report_session_event(request).await
-                }))
+                self.bounded(
+                    deadline,
+                    isolated(async move { router.report_session_event(request).await }),
+                )
                 .instrument(span)
                 .await
             }
@@ -168,19 +252,21 @@ impl RouterClient {
     pub async fn set_agent_status(
         &self,
         message: SetAgentStatusRequest,
+        deadline: Instant,
     ) -> Result<SetAgentStatusResponse, tonic::Status> {
-        let (request, span) = self.call("SetAgentStatus", message);
+        let (request, span) = self.call("SetAgentStatus", message, deadline);
         match &self.transport {
             Transport::Channel { router, .. } => {
-                self.bounded(router.clone().set_agent_status(request))
+                self.bounded(deadline, router.clone().set_agent_status(request))
                     .instrument(span)
                     .await
             }
             Transport::InProcess { router, .. } => {
                 let router = router.clone();
-                self.bounded(isolated(
-                    async move { router.set_agent_status(request).await },
-                ))
+                self.bounded(
+                    deadline,
+                    isolated(async move { router.set_agent_status(request).await }),
+                )
                 .instrument(span)
                 .await
             }
@@ -192,27 +278,47 @@ impl RouterClient {
         translate::from_status(status, self.timeout)
     }
 
-    /// Whether the router answers its health check as serving.
+    /// Whether the router answers its health check as serving (asked at most once a
+    /// [`READY_TTL`]; the answer is shared meanwhile).
     pub async fn ready(&self) -> Result<(), GatewayError> {
-        let request = self.request(HealthCheckRequest {
-            service: SERVICE_NAME.to_owned(),
-        });
-        let response = match &self.transport {
-            Transport::Channel { health, .. } => self.bounded(health.clone().check(request)).await,
-            Transport::InProcess { health, .. } => self.bounded(health.check(request)).await,
-        };
-        match response.map_err(|status| self.error(&status))?.status() {
-            ServingStatus::Serving => Ok(()),
-            other => Err(GatewayError::RouterUnavailable(format!(
-                "health check says {}",
-                other.as_str_name()
-            ))),
+        if let Some((at, answer)) = &*self.ready.lock().unwrap_or_else(PoisonError::into_inner)
+            && at.elapsed() < READY_TTL
+        {
+            return answer.clone();
         }
+        let deadline = Instant::now() + self.timeout;
+        let request = self.request(
+            HealthCheckRequest {
+                service: SERVICE_NAME.to_owned(),
+            },
+            deadline,
+        );
+        let response = match &self.transport {
+            Transport::Channel { health, .. } => {
+                self.bounded(deadline, health.clone().check(request)).await
+            }
+            Transport::InProcess { health, .. } => {
+                self.bounded(deadline, health.check(request)).await
+            }
+        };
+        let answer = match response.map_err(|status| self.error(&status)) {
+            Ok(response) => match response.status() {
+                ServingStatus::Serving => Ok(()),
+                other => Err(GatewayError::RouterUnavailable(format!(
+                    "health check says {}",
+                    other.as_str_name()
+                ))),
+            },
+            Err(err) => Err(err),
+        };
+        *self.ready.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((Instant::now(), answer.clone()));
+        answer
     }
 
     /// A call to the router's `method`: its client span, and its request carrying the
     /// span's trace context, so that the router's span of the call is its child.
-    fn call<T>(&self, method: &'static str, message: T) -> (Request<T>, Span) {
+    fn call<T>(&self, method: &'static str, message: T, deadline: Instant) -> (Request<T>, Span) {
         let span = tracing::info_span!(
             "router call",
             otel.name = method,
@@ -222,7 +328,7 @@ impl RouterClient {
             rpc.method = method,
             in_process = self.is_in_process(),
         );
-        let mut request = self.request(message);
+        let mut request = self.request(message, deadline);
         span.in_scope(|| {
             for (name, value) in handoff_core::telemetry::outgoing() {
                 if let (Ok(name), Ok(value)) = (
@@ -236,27 +342,55 @@ impl RouterClient {
         (request, span)
     }
 
-    /// The call's request, carrying the deadline for a router elsewhere (`grpc-timeout`).
-    fn request<T>(&self, message: T) -> Request<T> {
+    /// How long a call may take: `router_timeout`, or what is left until `deadline`.
+    fn budget(&self, deadline: Instant) -> Duration {
+        self.timeout
+            .min(deadline.saturating_duration_since(Instant::now()))
+    }
+
+    /// The call's request, carrying its budget for a router elsewhere (`grpc-timeout`).
+    fn request<T>(&self, message: T, deadline: Instant) -> Request<T> {
         let mut request = Request::new(message);
         if !self.is_in_process() {
-            request.set_timeout(self.timeout);
+            request.set_timeout(self.budget(deadline));
         }
         request
     }
 
-    /// Awaits `call`, giving up after the deadline whatever the router is doing.
+    /// Awaits `call` within its budget, whatever the router is doing, unless the breaker
+    /// is open; counts the outcome for the breaker.
     async fn bounded<T>(
         &self,
+        deadline: Instant,
         call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     ) -> Result<T, tonic::Status> {
-        match tokio::time::timeout(self.timeout, call).await {
+        if !self.breaker.allows() {
+            return Err(tonic::Status::unavailable(
+                "the router is known to be down (circuit open)",
+            ));
+        }
+        let budget = self.budget(deadline);
+        let result = match tokio::time::timeout(budget, call).await {
             Ok(Ok(response)) => Ok(response.into_inner()),
             Ok(Err(status)) => Err(status),
             Err(_) => Err(tonic::Status::deadline_exceeded(format!(
-                "no answer within {:?}",
-                self.timeout
+                "no answer within {budget:?}"
             ))),
+        };
+        match &result {
+            Err(status)
+                // A deadline tonic enforces itself comes back as CANCELLED.
+                if matches!(
+                    status.code(),
+                    tonic::Code::Unavailable
+                        | tonic::Code::DeadlineExceeded
+                        | tonic::Code::Cancelled
+                ) =>
+            {
+                self.breaker.failed();
+            }
+            _ => self.breaker.succeeded(),
         }
+        result
     }
 }

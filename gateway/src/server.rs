@@ -1,31 +1,239 @@
-//! The HTTP server on a listener the caller has already bound, with graceful shutdown.
+//! The HTTP server on a listener the caller has already bound: one hyper HTTP/1.1
+//! connection per client, under limits that keep slow, idle or crowding clients from
+//! holding the gateway, and a shutdown that lets kept-alive clients finish.
+//!
+//! - **Headers**: a request's line and headers must arrive within `header_timeout`, and a
+//!   kept-alive connection is closed after that long without a next request; they may
+//!   take `max_header_bytes` (more is answered 431, Tencent-shaped, up to twice that; past
+//!   it hyper refuses on its own, with an empty 431, so a connection never buffers more).
+//! - **Connections**: at most `max_connections` at once; one more is closed on arrival
+//!   (counted as a refusal, `max_connections`; logged at most once a second), so sockets
+//!   and memory stay bounded whatever clients do.
+//! - **Shutdown**: the listener closes, every response from then on carries
+//!   `Connection: close` so kept-alive clients move elsewhere after their answer, and after
+//!   a short drain window (or once no connection is left) the rest are closed when idle;
+//!   in-flight callbacks get up to `shutdown_grace`.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
-use axum::serve::ListenerExt;
+use axum::{
+    extract::Request,
+    http::{HeaderValue, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+};
 use handoff_core::shutdown::{Stop, drain};
-use tokio::net::TcpListener;
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    service::TowerToHyperService,
+};
+use tokio::{
+    net::TcpListener,
+    sync::{Semaphore, watch},
+    task::JoinSet,
+};
 
 use crate::{callback::Gateway, error::GatewayError, http::routes};
 
-/// Serves `gateway` on `listener` until `stop` is requested, then lets in-flight callbacks
-/// finish for at most `grace`.
+/// How long kept-alive clients get, after a shutdown begins, to send what they were
+/// sending before idle connections are closed.
+const DRAIN_WINDOW: Duration = Duration::from_millis(500);
+
+/// The longest request target accepted (Tencent's query is a few hundred bytes).
+const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// The limits a connection lives under.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// How long a request's headers may take, and how long a connection may sit idle.
+    pub header_timeout: Duration,
+    /// How many connections may be open at once.
+    pub max_connections: usize,
+    /// How many bytes a request's line and headers may take.
+    pub max_header_bytes: usize,
+}
+
+impl Limits {
+    /// The limits `[gateway]` sets.
+    pub fn of(config: &handoff_core::config::GatewayConfig) -> Self {
+        Self {
+            header_timeout: config.header_timeout.get(),
+            max_connections: config.max_connections,
+            max_header_bytes: config.max_header_bytes,
+        }
+    }
+}
+
+/// Serves `gateway` on `listener` under `limits` until `stop` is requested, then drains:
+/// in-flight callbacks get at most `grace`.
 pub async fn serve(
     listener: TcpListener,
     gateway: Arc<Gateway>,
+    limits: Limits,
     stop: Stop,
     grace: Duration,
 ) -> Result<(), GatewayError> {
-    let listener = listener.tap_io(|tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %err, "cannot set tcp_nodelay");
+    let draining = Arc::new(AtomicBool::new(false));
+    let counters = Arc::clone(&gateway);
+    let app = routes(gateway).layer(middleware::from_fn_with_state(
+        (Arc::clone(&draining), limits.max_header_bytes),
+        guard,
+    ));
+    let (closing, close) = watch::channel(false);
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let mut connections = JoinSet::new();
+    let refused = Refused::default();
+    loop {
+        tokio::select! {
+            biased;
+            () = stop.stopped() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => {
+                let (tcp, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(err) => {
+                        // Out of descriptors, usually: wait for some to be given back.
+                        tracing::warn!(error = %err, "cannot accept a connection");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+                    counters.counters().refused("max_connections");
+                    refused.note(peer, limits.max_connections);
+                    drop(tcp);
+                    continue;
+                };
+                if let Err(err) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %err, "cannot set tcp_nodelay");
+                }
+                let (app, close) = (app.clone(), close.clone());
+                connections.spawn(async move {
+                    connection(TokioIo::new(tcp), app, limits, close).await;
+                    drop(permit);
+                });
+            }
         }
-    });
-    let server = axum::serve(listener, routes(gateway)).with_graceful_shutdown(stop.stopped());
-    let server = async {
-        server
-            .await
-            .map_err(|err| GatewayError::Internal(err.to_string()))
+    }
+    drop(listener);
+    draining.store(true, Ordering::Release);
+    let drained = async {
+        // Kept-alive clients get their next answer with `Connection: close`; then whatever
+        // is still open is closed once idle.
+        let window = tokio::time::sleep(DRAIN_WINDOW);
+        tokio::pin!(window);
+        loop {
+            tokio::select! {
+                () = &mut window => break,
+                next = connections.join_next() => if next.is_none() { break },
+            }
+        }
+        let _ = closing.send(true);
+        while connections.join_next().await.is_some() {}
+        Ok::<_, GatewayError>(())
     };
-    drain("gateway", server, &stop, grace).await
+    drain("gateway", drained, &stop, grace).await
+}
+
+/// Serves one connection until it closes, or closes it once idle when `close` says so.
+async fn connection(
+    io: TokioIo<tokio::net::TcpStream>,
+    app: axum::Router,
+    limits: Limits,
+    mut close: watch::Receiver<bool>,
+) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .keep_alive(true)
+        .max_buf_size((limits.max_header_bytes * 2).max(8 * 1024));
+    let service = TowerToHyperService::new(app);
+    let served = http.serve_connection(io, service);
+    tokio::pin!(served);
+    let mut closing = *close.borrow();
+    if closing {
+        served.as_mut().graceful_shutdown();
+    }
+    loop {
+        tokio::select! {
+            result = served.as_mut() => {
+                if let Err(err) = result {
+                    tracing::debug!(error = %err, "connection ended with an error");
+                }
+                return;
+            }
+            changed = close.changed(), if !closing => {
+                if changed.is_err() || *close.borrow() {
+                    closing = true;
+                    served.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+/// Refuses heads over the limit, Tencent-shaped; marks answers `Connection: close` while
+/// the gateway drains.
+async fn guard(
+    axum::extract::State((draining, max_header_bytes)): axum::extract::State<(
+        Arc<AtomicBool>,
+        usize,
+    )>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let uri = request.uri().to_string().len();
+    let head = uri
+        + request
+            .headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum::<usize>();
+    let mut response = if uri > MAX_URI_BYTES {
+        GatewayError::UriTooLong(MAX_URI_BYTES).into_response()
+    } else if head > max_header_bytes {
+        GatewayError::HeadersTooLarge(max_header_bytes).into_response()
+    } else {
+        next.run(request).await
+    };
+    if draining.load(Ordering::Acquire) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// Connections closed on arrival because the gateway held `max_connections`: counted here
+/// for the log (and as refusals, reason `max_connections`), logged at most once a second.
+#[derive(Default)]
+struct Refused {
+    count: AtomicU64,
+    logged: std::sync::Mutex<Option<Instant>>,
+}
+
+impl Refused {
+    fn note(&self, peer: SocketAddr, max: usize) {
+        let count = self.count.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut logged = self
+            .logged
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if logged.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+            *logged = Some(Instant::now());
+            tracing::warn!(
+                %peer,
+                max_connections = max,
+                refused_so_far = count,
+                "connection closed on arrival: the gateway holds as many as it may"
+            );
+        }
+    }
 }

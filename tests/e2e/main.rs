@@ -3,6 +3,7 @@
 
 mod binary;
 mod callback;
+mod connections;
 mod day;
 mod decision_log;
 mod grpc;

@@ -222,6 +222,13 @@ async fn receiver(grpc: bool) -> Result<(SocketAddr, Received), Error> {
 /// A binary serving the test config, killed on drop.
 pub(crate) struct Process(Child);
 
+impl Process {
+    /// The process id.
+    pub(crate) fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
 impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.0.kill();

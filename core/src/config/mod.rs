@@ -88,6 +88,19 @@ impl Config {
                 "gateway.shutdown_grace",
                 format!("{:?}", gateway.shutdown_grace.get()),
             ),
+            ("gateway.deadline", format!("{:?}", gateway.deadline.get())),
+            (
+                "gateway.header_timeout",
+                format!("{:?}", gateway.header_timeout.get()),
+            ),
+            (
+                "gateway.max_connections",
+                gateway.max_connections.to_string(),
+            ),
+            (
+                "gateway.max_header_bytes",
+                gateway.max_header_bytes.to_string(),
+            ),
         ]
     }
 
@@ -269,6 +282,16 @@ pub struct GatewayConfig {
     pub max_clock_skew: ConfigDuration,
     /// How long in-flight callbacks may take to finish after a shutdown signal.
     pub shutdown_grace: ConfigDuration,
+    /// Everything a callback may take, from the moment it arrives to its answer (its body's
+    /// upload and the router's answer included); must stay inside Tencent's 2 s.
+    pub deadline: ConfigDuration,
+    /// How long a connection may take to send a request's headers in full, and how long a
+    /// kept-alive connection may sit idle before its next request.
+    pub header_timeout: ConfigDuration,
+    /// How many connections the gateway holds open at once; more are closed on arrival.
+    pub max_connections: usize,
+    /// The most a request's line and headers may take, in bytes.
+    pub max_header_bytes: usize,
     /// `[gateway.session_events]`: what Tencent's session event names mean for routing.
     pub session_events: SessionEventNames,
 }
@@ -338,6 +361,10 @@ impl Default for GatewayConfig {
             max_body_bytes: 64 * 1024,
             max_clock_skew: ConfigDuration::from_secs(60),
             shutdown_grace: ConfigDuration::from_secs(10),
+            deadline: ConfigDuration::from_millis(1800),
+            header_timeout: ConfigDuration::from_secs(10),
+            max_connections: 4096,
+            max_header_bytes: 16 * 1024,
             session_events: SessionEventNames::default(),
         }
     }

@@ -104,6 +104,31 @@ fn gateway(gateway: &GatewayConfig) -> Result<(), Fault> {
             "must be above zero and below Tencent's 2 s callback timeout",
         );
     }
+    let deadline = gateway.deadline.get();
+    if deadline.is_zero() || deadline >= TENCENT_CALLBACK_TIMEOUT {
+        return fault(
+            "gateway.deadline",
+            "must be above zero and below Tencent's 2 s callback timeout",
+        );
+    }
+    if timeout > deadline {
+        return fault(
+            "gateway.router_timeout",
+            "must not be longer than gateway.deadline, which it is part of",
+        );
+    }
+    if gateway.header_timeout.get().is_zero() {
+        return fault("gateway.header_timeout", "must be longer than zero");
+    }
+    if gateway.max_connections == 0 {
+        return fault("gateway.max_connections", "must be at least 1");
+    }
+    if !(8 * 1024..=1024 * 1024).contains(&gateway.max_header_bytes) {
+        return fault(
+            "gateway.max_header_bytes",
+            "must be between 8192 and 1048576",
+        );
+    }
     if gateway.max_body_bytes < 1024 {
         return fault("gateway.max_body_bytes", "must be at least 1024");
     }

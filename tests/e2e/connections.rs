@@ -1,0 +1,404 @@
+//! The gateway under slow, idle, crowding and oversized clients, and through a shutdown
+//! under keep-alive load: the `handoff` binary, spoken to over raw TCP.
+
+use std::{net::SocketAddr, time::Duration};
+
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+use crate::{
+    support::{Error, TestResult, body, now_secs, request, signed_uri},
+    traces::{Process, field, memory_config, own_ports, spawn},
+};
+
+/// The all-in-one on the tests' config with `extra` settings; its gateway's address.
+fn start(name: &str, extra: &[(&'static str, String)]) -> Result<(Process, SocketAddr), Error> {
+    let config = std::env::temp_dir().join(format!(
+        "handoff-connections-{name}-{}.toml",
+        std::process::id()
+    ));
+    std::fs::write(&config, memory_config())?;
+    let started = spawn(env!("CARGO_BIN_EXE_handoff"), &config, &own_ports(extra));
+    let _ = std::fs::remove_file(&config);
+    let (process, line) = started?;
+    let gateway = field(&line, "gateway")?.parse()?;
+    Ok((process, gateway))
+}
+
+/// A signed callback as raw HTTP/1.1.
+fn callback(session: &str, close: bool) -> Vec<u8> {
+    let body = body(session);
+    let connection = if close { "close" } else { "keep-alive" };
+    format!(
+        "POST {} HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\nConnection: {connection}\r\nContent-Length: {}\r\n\r\n{body}",
+        signed_uri(now_secs()),
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// One response read off `stream`: its head and body; `None` if the connection closed first.
+async fn response(stream: &mut TcpStream) -> Result<Option<(String, Vec<u8>)>, Error> {
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return Ok(None),
+            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
+    let length: usize = head
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
+        })
+        .ok_or_else(|| format!("no content-length in {head:?}"))?;
+    let mut body = buffer[head_end..].to_vec();
+    while body.len() < length {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return Ok(None),
+            Ok(n) => body.extend_from_slice(&chunk[..n]),
+        }
+    }
+    Ok(Some((head, body)))
+}
+
+/// Whether the server closed `stream` within `within` (EOF or reset), reading whatever it
+/// sent first.
+async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+    let mut sink = [0u8; 4096];
+    let read_to_end = async {
+        loop {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(within, read_to_end).await.is_ok()
+}
+
+/// A callback through the gateway answered 200 with `ActionStatus` OK.
+async fn answered(gateway: SocketAddr, session: &str) -> TestResult {
+    let reply = request(gateway, "POST", &signed_uri(now_secs()), body(session)).await?;
+    assert_eq!(reply.status, 200, "{:?}", reply.json);
+    assert_eq!(reply.json["ActionStatus"], "OK", "{:?}", reply.json);
+    Ok(())
+}
+
+#[tokio::test]
+async fn slow_and_idle_connections_are_cut_off_while_valid_callbacks_keep_answering() -> TestResult
+{
+    let (_gateway, addr) = start(
+        "slow",
+        &[("HANDOFF__GATEWAY__HEADER_TIMEOUT", "1s".to_owned())],
+    )?;
+    // 500 clients that never finish their headers, and 20 that never send anything.
+    let mut slow = Vec::new();
+    for n in 0..520 {
+        let mut stream = TcpStream::connect(addr).await?;
+        if n < 500 {
+            stream
+                .write_all(b"POST /tencent/callback HTTP/1.1\r\nHost: gateway\r\nX-Slow: ")
+                .await?;
+        }
+        slow.push(stream);
+    }
+    for n in 0..20 {
+        answered(addr, &format!("slow-{n}")).await?;
+    }
+    let mut waits = tokio::task::JoinSet::new();
+    for mut stream in slow {
+        waits.spawn(async move { closed_within(&mut stream, Duration::from_secs(3)).await });
+    }
+    let mut still_open = 0;
+    while let Some(closed) = waits.join_next().await {
+        still_open += usize::from(!closed.unwrap_or(false));
+    }
+    assert_eq!(still_open, 0, "connections outlived the header timeout");
+    answered(addr, "after").await
+}
+
+#[tokio::test]
+async fn connections_beyond_the_cap_are_closed_on_arrival() -> TestResult {
+    let (_gateway, addr) = start(
+        "cap",
+        &[
+            ("HANDOFF__GATEWAY__MAX_CONNECTIONS", "8".to_owned()),
+            ("HANDOFF__GATEWAY__HEADER_TIMEOUT", "30s".to_owned()),
+        ],
+    )?;
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        held.push(TcpStream::connect(addr).await?);
+    }
+    // Accepted only once the eight are: give the gateway a moment to take them.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut ninth = TcpStream::connect(addr).await?;
+    ninth.write_all(&callback("ninth", true)).await?;
+    assert!(
+        closed_within(&mut ninth, Duration::from_secs(2)).await,
+        "a ninth connection was served"
+    );
+    drop(held);
+    // The eight are given back as the gateway sees them close.
+    let mut served = false;
+    for _ in 0..40 {
+        if answered(addr, "room-again").await.is_ok() {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(served, "no room after the eight closed");
+    let mut stream = TcpStream::connect(addr).await?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\n\r\n")
+        .await?;
+    let (_, metrics) = response(&mut stream).await?.ok_or("no metrics")?;
+    let metrics = String::from_utf8(metrics)?;
+    let refused: u64 = metrics
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("handoff_gateway_refusals_total{reason=\"max_connections\"} ")
+        })
+        .and_then(|count| count.parse().ok())
+        .unwrap_or_default();
+    assert!(refused >= 1, "{metrics}");
+    Ok(())
+}
+
+/// The gateway's resident memory, bytes.
+fn resident(process: &Process) -> Result<u64, Error> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", process.id()))?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .ok_or("no VmRSS")?;
+    Ok(kib * 1024)
+}
+
+#[tokio::test]
+async fn endless_headers_are_cut_off_and_memory_stays_bounded() -> TestResult {
+    let (gateway, addr) = start(
+        "endless",
+        &[("HANDOFF__GATEWAY__HEADER_TIMEOUT", "5s".to_owned())],
+    )?;
+    answered(addr, "warm-up").await?;
+    let before = resident(&gateway)?;
+    // 1,000 clients each try to send 256 KiB of one header, never ending it.
+    let header = format!("X-Endless: {}", "a".repeat(256 * 1024));
+    let mut writers = tokio::task::JoinSet::new();
+    for _ in 0..1_000 {
+        let header = header.clone();
+        writers.spawn(async move {
+            let Ok(mut stream) = TcpStream::connect(addr).await else {
+                return false;
+            };
+            let _ = stream
+                .write_all(b"POST /tencent/callback HTTP/1.1\r\nHost: gateway\r\n")
+                .await;
+            // The gateway stops reading and closes at its limit: the write fails.
+            let cut = stream.write_all(header.as_bytes()).await.is_err();
+            cut || closed_within(&mut stream, Duration::from_secs(3)).await
+        });
+    }
+    let mut cut = 0;
+    while let Some(result) = writers.join_next().await {
+        cut += usize::from(result.unwrap_or(false));
+    }
+    let after = resident(&gateway)?;
+    answered(addr, "after-endless").await?;
+    assert_eq!(cut, 1_000, "every endless header was cut off");
+    // 256 MiB was sent; what may be held is a bounded buffer per connection.
+    let grown = after.saturating_sub(before);
+    assert!(grown < 64 << 20, "the gateway grew by {} MiB", grown >> 20);
+    Ok(())
+}
+
+#[tokio::test]
+async fn oversized_heads_get_tencent_shaped_errors() -> TestResult {
+    let (_gateway, addr) = start("oversized", &[])?;
+    let send = |head: String| async move {
+        let mut stream = TcpStream::connect(addr).await?;
+        stream.write_all(head.as_bytes()).await?;
+        let (head, body) = response(&mut stream).await?.ok_or("closed unanswered")?;
+        let json: serde_json::Value = serde_json::from_slice(&body)?;
+        Ok::<_, Error>((head, json))
+    };
+    let big_header = format!(
+        "POST /tencent/callback HTTP/1.1\r\nHost: gateway\r\nX-Big: {}\r\nContent-Length: 0\r\n\r\n",
+        "b".repeat(20 * 1024)
+    );
+    let (head, json) = send(big_header).await?;
+    assert!(head.starts_with("HTTP/1.1 431"), "{head}");
+    assert_eq!(json["ActionStatus"], "FAIL");
+    assert_eq!(json["ErrorCode"], 1009);
+    let long_uri = format!(
+        "POST /tencent/callback?{} HTTP/1.1\r\nHost: gateway\r\nContent-Length: 0\r\n\r\n",
+        "q=1&".repeat(2_500)
+    );
+    let (head, json) = send(long_uri).await?;
+    assert!(head.starts_with("HTTP/1.1 414"), "{head}");
+    assert_eq!(json["ErrorCode"], 1008);
+    Ok(())
+}
+
+#[tokio::test]
+async fn sigterm_under_keep_alive_load_drops_no_request() -> TestResult {
+    let (gateway, addr) = start("sigterm", &[])?;
+    let mut clients = tokio::task::JoinSet::new();
+    for client in 0..8 {
+        clients.spawn(async move {
+            // (requests written, answered, answers that closed their connection)
+            let (mut sent, mut answered, mut closes) = (0u32, 0u32, 0u32);
+            'connections: while let Ok(mut stream) = TcpStream::connect(addr).await {
+                loop {
+                    let session = format!("ka-{client}-{sent}");
+                    if stream.write_all(&callback(&session, false)).await.is_err() {
+                        continue 'connections;
+                    }
+                    sent += 1;
+                    match response(&mut stream).await {
+                        Ok(Some((head, _))) => {
+                            answered += 1;
+                            if head.to_ascii_lowercase().contains("connection: close") {
+                                closes += 1;
+                                continue 'connections;
+                            }
+                        }
+                        _ => break 'connections,
+                    }
+                }
+            }
+            (sent, answered, closes)
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &gateway.id().to_string()])
+        .status()?;
+    assert!(status.success());
+    let (mut sent, mut answered, mut closes) = (0, 0, 0);
+    while let Some(result) = clients.join_next().await {
+        let (s, a, c) = result?;
+        (sent, answered, closes) = (sent + s, answered + a, closes + c);
+    }
+    assert!(sent > 8, "the clients sent {sent}");
+    assert_eq!(answered, sent, "requests written but never answered");
+    assert!(closes >= 8, "each client was told to close: {closes}");
+    Ok(())
+}
+
+/// A router that takes connections and never answers.
+async fn hung_router() -> Result<SocketAddr, Error> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    Ok(addr)
+}
+
+/// The gateway alone, asking `router`, with `extra` settings.
+fn gateway_asking(
+    name: &str,
+    router: SocketAddr,
+    extra: &[(&'static str, String)],
+) -> Result<(Process, SocketAddr), Error> {
+    let config = std::env::temp_dir().join(format!(
+        "handoff-connections-{name}-{}.toml",
+        std::process::id()
+    ));
+    std::fs::write(&config, memory_config())?;
+    let mut env = own_ports(extra);
+    env.push(("HANDOFF__GATEWAY__ROUTER_URL", format!("http://{router}")));
+    let started = spawn(env!("CARGO_BIN_EXE_handoff-gateway"), &config, &env);
+    let _ = std::fs::remove_file(&config);
+    let (process, line) = started?;
+    Ok((process, field(&line, "gateway")?.parse()?))
+}
+
+#[tokio::test]
+async fn a_slow_upload_and_a_hung_router_are_answered_within_the_deadline() -> TestResult {
+    let router = hung_router().await?;
+    let (_gateway, addr) = gateway_asking(
+        "deadline",
+        router,
+        &[
+            ("HANDOFF__GATEWAY__DEADLINE", "1500ms".to_owned()),
+            ("HANDOFF__GATEWAY__ROUTER_TIMEOUT", "1s".to_owned()),
+        ],
+    )?;
+    let request = callback("uploaded-slowly", true);
+    let split = request
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("no head")?
+        + 4;
+    let mut stream = TcpStream::connect(addr).await?;
+    stream.write_all(&request[..split]).await?;
+    let arrived = std::time::Instant::now();
+    // The body trickles in over 1.2 s; the router then has 0.3 s of the 1.5 s left, not
+    // its own full second.
+    let body = &request[split..];
+    for chunk in body.chunks(body.len().div_ceil(12)) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stream.write_all(chunk).await?;
+    }
+    let (head, body) = response(&mut stream).await?.ok_or("closed unanswered")?;
+    let took = arrived.elapsed();
+    let json: serde_json::Value = serde_json::from_slice(&body)?;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(json["AgentGroupId"], 9000, "the fallback group: {json}");
+    assert!(
+        took < Duration::from_millis(1900),
+        "answered {took:?} after arriving: past the deadline"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn once_the_router_is_known_down_callbacks_get_the_fallback_at_once() -> TestResult {
+    let router = hung_router().await?;
+    let (_gateway, addr) = gateway_asking(
+        "breaker",
+        router,
+        &[("HANDOFF__GATEWAY__ROUTER_TIMEOUT", "400ms".to_owned())],
+    )?;
+    // Five callbacks each wait out the router's timeout...
+    let mut waiting = tokio::task::JoinSet::new();
+    for n in 0..5 {
+        waiting.spawn(request(
+            addr,
+            "POST",
+            signed_uri(now_secs()).leak(),
+            body(&format!("hung-{n}")),
+        ));
+    }
+    while let Some(reply) = waiting.join_next().await {
+        assert_eq!(reply??.json["AgentGroupId"], 9000);
+    }
+    // ...then the next is answered without asking.
+    let started = std::time::Instant::now();
+    let reply = request(addr, "POST", &signed_uri(now_secs()), body("after-five")).await?;
+    let took = started.elapsed();
+    assert_eq!(reply.json["AgentGroupId"], 9000, "{:?}", reply.json);
+    assert!(
+        took < Duration::from_millis(200),
+        "waited {took:?}: the router was asked again"
+    );
+    Ok(())
+}
