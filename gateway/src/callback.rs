@@ -50,7 +50,11 @@ impl Gateway {
     /// A gateway for `config`'s apps, asking the router at `[gateway] router_url`.
     pub fn from_config(config: &Config) -> Result<Self, GatewayError> {
         let gateway = &config.gateway;
-        let router = RouterClient::new(&gateway.router_url, gateway.router_timeout.get())?;
+        let router = RouterClient::new(
+            &gateway.router_url,
+            gateway.router_timeout.get(),
+            gateway.router_token.as_ref(),
+        )?;
         Ok(Self::with_router(config, router))
     }
 

@@ -143,6 +143,8 @@ type Readiness = Option<(Instant, Result<(), GatewayError>)>;
 pub struct RouterClient {
     transport: Transport,
     timeout: Duration,
+    /// `authorization: Bearer <[gateway] router_token>`, for a router elsewhere.
+    bearer: Option<MetadataValue<tonic::metadata::Ascii>>,
     breaker: Arc<Breaker>,
     ready: Arc<Mutex<Readiness>>,
 }
@@ -157,8 +159,23 @@ impl std::fmt::Debug for RouterClient {
 }
 
 impl RouterClient {
-    /// A client for the router at `url` that connects on first use and reconnects by itself.
-    pub fn new(url: &str, timeout: Duration) -> Result<Self, GatewayError> {
+    /// A client for the router at `url` that connects on first use and reconnects by itself,
+    /// presenting `token` (when given) on every call.
+    pub fn new(
+        url: &str,
+        timeout: Duration,
+        token: Option<&handoff_core::config::Secret>,
+    ) -> Result<Self, GatewayError> {
+        let bearer = token
+            .map(|token| {
+                let mut value = MetadataValue::try_from(format!("Bearer {}", token.expose()))
+                    .map_err(|_| {
+                        GatewayError::Internal("gateway.router_token is not plain text".into())
+                    })?;
+                value.set_sensitive(true);
+                Ok::<_, GatewayError>(value)
+            })
+            .transpose()?;
         let channel = Endpoint::from_shared(url.to_owned())
             .map_err(|err| GatewayError::Internal(format!("router_url {url:?}: {err}")))?
             .connect_timeout(timeout)
@@ -171,13 +188,18 @@ impl RouterClient {
             router: RouterServiceClient::new(channel.clone()),
             health: HealthClient::new(channel),
         };
-        Ok(Self::over(transport, timeout))
+        Ok(Self::over(transport, timeout, bearer))
     }
 
-    fn over(transport: Transport, timeout: Duration) -> Self {
+    fn over(
+        transport: Transport,
+        timeout: Duration,
+        bearer: Option<MetadataValue<tonic::metadata::Ascii>>,
+    ) -> Self {
         Self {
             transport,
             timeout,
+            bearer,
             breaker: Arc::default(),
             ready: Arc::default(),
         }
@@ -190,7 +212,7 @@ impl RouterClient {
         health: Arc<HealthService>,
         timeout: Duration,
     ) -> Self {
-        Self::over(Transport::InProcess { router, health }, timeout)
+        Self::over(Transport::InProcess { router, health }, timeout, None)
     }
 
     /// Whether the router is called in this process rather than over a channel.
@@ -348,11 +370,17 @@ impl RouterClient {
             .min(deadline.saturating_duration_since(Instant::now()))
     }
 
-    /// The call's request, carrying its budget for a router elsewhere (`grpc-timeout`).
+    /// The call's request, carrying its budget (`grpc-timeout`) and the gateway's token for
+    /// a router elsewhere.
     fn request<T>(&self, message: T, deadline: Instant) -> Request<T> {
         let mut request = Request::new(message);
         if !self.is_in_process() {
             request.set_timeout(self.budget(deadline));
+            if let Some(bearer) = &self.bearer {
+                request
+                    .metadata_mut()
+                    .insert("authorization", bearer.clone());
+            }
         }
         request
     }

@@ -19,7 +19,11 @@ use tonic_health::{
     server::{HealthReporter, HealthService},
 };
 
-use crate::{grpc::RouterGrpc, service::Router, store::Store};
+use crate::{
+    grpc::{RouterGrpc, auth::GuardLayer},
+    service::Router,
+    store::Store,
+};
 
 /// The gRPC server could not be built or failed while serving.
 #[derive(Debug, thiserror::Error)]
@@ -90,9 +94,16 @@ pub async fn serve<S: Store>(
                 .await;
         }
     };
-    let health_watch = tokio::spawn(watch_store(router, health));
+    let guard = GuardLayer::new(router.access(), router.metrics().rejections.clone());
+    let health_watch = tokio::spawn(watch_store(Arc::clone(&router), health));
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    if router.access().load().is_open() {
+        tracing::warn!(
+            "the router's gRPC port takes calls from anyone who reaches it: list callers in [router.auth] tokens"
+        );
+    }
     let server = Server::builder()
+        .layer(guard)
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, stopping);
     let result = drain(

@@ -7,6 +7,7 @@ use std::{path::Path, sync::Arc, time::SystemTime};
 use crate::{
     decision_log::{AppSnapshot, DecisionLog, Entry, Seen},
     engine::StateView,
+    grpc::auth::Access,
     metrics::{DecisionLabels, EventLabels, FallbackLabels, GroupLabels, MIRRORED, Metrics},
 };
 
@@ -83,6 +84,8 @@ pub struct Router<S> {
     clock: Arc<dyn Clock>,
     metrics: Metrics,
     decision_log: Option<DecisionLog>,
+    /// Who may call the router's gRPC port (`[router.auth]`), swapped by a reload.
+    access: Arc<ArcSwap<Access>>,
 }
 
 impl Router<AnyStore> {
@@ -93,6 +96,9 @@ impl Router<AnyStore> {
         let catalog = Catalog::from_config(config, origin)?;
         let store = AnyStore::open(&config.router, &catalog, SystemTime::now()).await?;
         let mut router = Router::new(catalog, store, Arc::new(SystemClock));
+        router
+            .access
+            .store(Arc::new(Access::from_config(&config.router.auth)));
         router.decision_log = DecisionLog::open(
             &config.router.decision_log,
             router.metrics.decision_log_written.clone(),
@@ -159,12 +165,20 @@ impl<S: Store> Router<S> {
             clock,
             metrics: Metrics::new(),
             decision_log: None,
+            access: Arc::new(ArcSwap::from_pointee(Access::from_config(
+                &Default::default(),
+            ))),
         }
     }
 
     /// What the router has counted.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// Who may call the router's gRPC port, as the config has it now.
+    pub fn access(&self) -> Arc<ArcSwap<Access>> {
+        Arc::clone(&self.access)
     }
 
     /// The router's metrics as Prometheus text, each group's agents and seats read now.
@@ -226,6 +240,8 @@ impl<S: Store> Router<S> {
     pub fn reload(&self, config: &Config, origin: &Path) -> Result<(), ConfigError> {
         let catalog = Catalog::from_config(config, origin)?;
         self.catalog.store(Arc::new(catalog));
+        self.access
+            .store(Arc::new(Access::from_config(&config.router.auth)));
         Ok(())
     }
 

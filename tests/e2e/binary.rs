@@ -153,8 +153,38 @@ impl Drop for Running {
     }
 }
 
+/// The example config's token for operators (`grants = ["all"]`).
+const OPS_TOKEN: &str = "Bearer try-handoff-ops-token";
+
+/// A router client presenting the example config's operator token.
+async fn ops_client(
+    router: &str,
+) -> Result<
+    RouterServiceClient<
+        tonic::service::interceptor::InterceptedService<
+            tonic::transport::Channel,
+            impl tonic::service::Interceptor + use<>,
+        >,
+    >,
+    Error,
+> {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{router}"))?
+        .connect()
+        .await?;
+    let bearer: tonic::metadata::MetadataValue<_> = OPS_TOKEN.parse()?;
+    Ok(RouterServiceClient::with_interceptor(
+        channel,
+        move |mut request: tonic::Request<()>| {
+            request
+                .metadata_mut()
+                .insert("authorization", bearer.clone());
+            Ok(request)
+        },
+    ))
+}
+
 async fn explained_group(router: &str) -> Result<Option<u64>, Error> {
-    let mut client = RouterServiceClient::connect(format!("http://{router}")).await?;
+    let mut client = ops_client(router).await?;
     let request = ExplainAssignmentRequest {
         handoff: Some(AssignHumanRequest {
             sdk_app_id: 1_400_000_001,
@@ -286,7 +316,7 @@ async fn the_embedded_store_keeps_every_acknowledged_write_across_sigkill() -> T
     let mut before = Vec::new();
     {
         let mut running = Running::start(&file)?;
-        let mut client = RouterServiceClient::connect(format!("http://{}", running.router)).await?;
+        let mut client = ops_client(&running.router).await?;
         for n in 0..4 {
             let answer = client
                 .assign_human(assign(&format!("s-{n}"), &format!("c-{n}")))
@@ -329,7 +359,7 @@ async fn the_embedded_store_keeps_every_acknowledged_write_across_sigkill() -> T
     }
 
     let running = Running::start(&file)?;
-    let mut client = RouterServiceClient::connect(format!("http://{}", running.router)).await?;
+    let mut client = ops_client(&running.router).await?;
     // Retries of acknowledged sessions replay the very same answers, counted once.
     for (n, earlier) in before.iter().enumerate() {
         let again = client

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real router and gateway servers on port-0 listeners, driven with
 //! real HTTP and gRPC clients, as Tencent and internal callers would.
 
+mod access;
 mod binary;
 mod callback;
 mod connections;

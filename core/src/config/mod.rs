@@ -142,6 +142,69 @@ pub struct RouterConfig {
     pub store: StoreConfig,
     /// `[router.decision_log]`: every decision and state change, as JSON lines.
     pub decision_log: DecisionLogConfig,
+    /// `[router.auth]`: who may call the router's gRPC port, and what.
+    pub auth: RouterAuth,
+}
+
+/// The router's methods each grant names, by group: `decisions` (what routes a session and
+/// follows it), `management` (what changes or lists the roster and customers).
+pub const METHOD_GROUPS: [(&str, &[&str]); 2] = [
+    (
+        "decisions",
+        &[
+            "AssignHuman",
+            "ExplainAssignment",
+            "ReportSessionEvent",
+            "ListSessions",
+        ],
+    ),
+    (
+        "management",
+        &[
+            "UpsertAgent",
+            "RemoveAgent",
+            "SetAgentStatus",
+            "UpsertCustomer",
+            "ListAgents",
+        ],
+    ),
+];
+
+/// `[router.auth]`: bearer tokens for the router's gRPC port (`authorization: Bearer
+/// <token>`). With none listed the port is open to whoever reaches it, and the router says
+/// so when it starts. The all-in-one's gateway calls its router in process and needs none.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouterAuth {
+    /// `[[router.auth.tokens]]`: each caller's token and what it may call.
+    pub tokens: Vec<RouterToken>,
+    /// Whether `grpc.health.v1` answers callers without a token.
+    pub open_health: bool,
+    /// Whether server reflection answers callers without a token.
+    pub open_reflection: bool,
+}
+
+impl Default for RouterAuth {
+    fn default() -> Self {
+        Self {
+            tokens: Vec::new(),
+            open_health: true,
+            open_reflection: false,
+        }
+    }
+}
+
+/// `[[router.auth.tokens]]`: one caller.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterToken {
+    /// Who it is, for logs and metrics (never the token).
+    pub name: String,
+    /// The bearer token (at least 16 characters).
+    pub token: Secret,
+    /// What it may call: `decisions`, `management`, `all`, or single method names
+    /// (`SetAgentStatus`); health and reflection are always allowed with a valid token.
+    pub grants: Vec<String>,
 }
 
 /// `[router.decision_log]`: every AssignHuman decision (its inputs, the agents it
@@ -179,6 +242,7 @@ impl Default for RouterConfig {
             metrics_listen: None,
             store: StoreConfig::default(),
             decision_log: DecisionLogConfig::default(),
+            auth: RouterAuth::default(),
         }
     }
 }
@@ -292,6 +356,9 @@ pub struct GatewayConfig {
     pub max_connections: usize,
     /// The most a request's line and headers may take, in bytes.
     pub max_header_bytes: usize,
+    /// The token the gateway presents to a router elsewhere (`[router.auth]`); the
+    /// all-in-one calls its router in process and sends none.
+    pub router_token: Option<Secret>,
     /// `[gateway.session_events]`: what Tencent's session event names mean for routing.
     pub session_events: SessionEventNames,
 }
@@ -365,6 +432,7 @@ impl Default for GatewayConfig {
             header_timeout: ConfigDuration::from_secs(10),
             max_connections: 4096,
             max_header_bytes: 16 * 1024,
+            router_token: None,
             session_events: SessionEventNames::default(),
         }
     }

@@ -77,6 +77,37 @@ fn router(router: &RouterConfig) -> Result<(), Fault> {
     if store.timeout.get().is_zero() {
         return fault("router.store.timeout", "must be longer than zero");
     }
+    let mut names = HashSet::new();
+    let mut tokens = HashSet::new();
+    for (index, token) in router.auth.tokens.iter().enumerate() {
+        let key = |field: &str| format!("router.auth.tokens[{index}].{field}");
+        if token.name.trim().is_empty() || !names.insert(token.name.as_str()) {
+            return Err((key("name"), "must be given, once per token".to_owned()));
+        }
+        if token.token.expose().chars().count() < 16 {
+            return Err((key("token"), "must be at least 16 characters".to_owned()));
+        }
+        if !tokens.insert(token.token.expose()) {
+            return Err((key("token"), "is given to another caller too".to_owned()));
+        }
+        if token.grants.is_empty() {
+            return Err((key("grants"), "must grant something".to_owned()));
+        }
+        for grant in &token.grants {
+            let known = grant == "all"
+                || super::METHOD_GROUPS
+                    .iter()
+                    .any(|(group, methods)| group == grant || methods.contains(&grant.as_str()));
+            if !known {
+                return Err((
+                    key("grants"),
+                    format!(
+                        "{grant:?} is neither decisions, management, all nor a method of the router"
+                    ),
+                ));
+            }
+        }
+    }
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 //! [`Router`], and maps answers and errors back ([`status`] holds the code table). Decides
 //! nothing.
 
+pub mod auth;
 mod convert;
 mod request;
 pub mod status;
@@ -82,7 +83,7 @@ async fn traced<R>(
 }
 
 /// A gRPC code as its name.
-fn code_name(code: tonic::Code) -> &'static str {
+pub(crate) fn code_name(code: tonic::Code) -> &'static str {
     use tonic::Code::*;
     match code {
         Ok => "OK",

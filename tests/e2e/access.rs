@@ -1,0 +1,156 @@
+//! Who may call the router: bearer tokens from `[router.auth]`, checked on the router's
+//! own listener (the router and the gateway run apart as their binaries), and the gateway
+//! presenting its own.
+
+use handoff_proto::router::v1::{
+    AssignHumanRequest, ListAgentsRequest, router_service_client::RouterServiceClient,
+};
+use tonic::{Code, Request, metadata::MetadataValue, transport::Channel};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+use crate::{
+    support::{Error, TestResult, body, now_secs, request, signed_uri},
+    traces::{Process, field, memory_config, own_ports, spawn},
+};
+
+const GATEWAY_TOKEN: &str = "gateway-token-0123456789";
+const CRM_TOKEN: &str = "crm-token-0123456789abc";
+
+/// The tests' config with two callers: the gateway (decisions and statuses) and a CRM
+/// (management).
+fn guarded_config() -> String {
+    format!(
+        "{}\n[[router.auth.tokens]]\nname = \"gateway\"\ntoken = \"{GATEWAY_TOKEN}\"\ngrants = [\"decisions\", \"SetAgentStatus\"]\n\n[[router.auth.tokens]]\nname = \"crm\"\ntoken = \"{CRM_TOKEN}\"\ngrants = [\"management\"]\n",
+        memory_config()
+    )
+}
+
+/// `message` carrying `token` as a bearer token.
+fn with_token<T>(message: T, token: Option<&str>) -> Result<Request<T>, Error> {
+    let mut request = Request::new(message);
+    if let Some(token) = token {
+        let value: MetadataValue<_> = format!("Bearer {token}").parse()?;
+        request.metadata_mut().insert("authorization", value);
+    }
+    Ok(request)
+}
+
+/// The code a call failed with, if it did.
+fn code<T>(result: Result<tonic::Response<T>, tonic::Status>) -> Option<Code> {
+    result.err().map(|status| status.code())
+}
+
+fn assign(session: &str) -> AssignHumanRequest {
+    AssignHumanRequest {
+        sdk_app_id: 1_400_000_001,
+        session_id: session.to_owned(),
+        client_user_id: format!("user-{session}"),
+        ..AssignHumanRequest::default()
+    }
+}
+
+/// The router alone on `config`; its gRPC address.
+fn router(name: &str, config: &str) -> Result<(Process, String), Error> {
+    let path =
+        std::env::temp_dir().join(format!("handoff-access-{name}-{}.toml", std::process::id()));
+    std::fs::write(&path, config)?;
+    let started = spawn(env!("CARGO_BIN_EXE_handoff-router"), &path, &own_ports(&[]));
+    let _ = std::fs::remove_file(&path);
+    let (process, line) = started?;
+    Ok((process, field(&line, "router")?))
+}
+
+/// A gateway alone asking `router`, presenting `token` when given; its HTTP address.
+fn gateway(name: &str, router: &str, token: Option<&str>) -> Result<(Process, String), Error> {
+    let path = std::env::temp_dir().join(format!(
+        "handoff-access-gw-{name}-{}.toml",
+        std::process::id()
+    ));
+    std::fs::write(&path, memory_config())?;
+    let mut env = own_ports(&[("HANDOFF__GATEWAY__ROUTER_URL", format!("http://{router}"))]);
+    if let Some(token) = token {
+        env.push(("HANDOFF__GATEWAY__ROUTER_TOKEN", token.to_owned()));
+    }
+    let started = spawn(env!("CARGO_BIN_EXE_handoff-gateway"), &path, &env);
+    let _ = std::fs::remove_file(&path);
+    let (process, line) = started?;
+    Ok((process, field(&line, "gateway")?))
+}
+
+#[tokio::test]
+async fn calls_need_a_token_that_grants_their_method() -> TestResult {
+    let (_router, addr) = router("methods", &guarded_config())?;
+    let channel = Channel::from_shared(format!("http://{addr}"))?
+        .connect()
+        .await?;
+    let mut client = RouterServiceClient::new(channel.clone());
+
+    let none = client.assign_human(with_token(assign("a-1"), None)?).await;
+    assert_eq!(code(none), Some(Code::Unauthenticated));
+    let wrong = client
+        .assign_human(with_token(assign("a-1"), Some("not-a-token-at-all-0000"))?)
+        .await;
+    assert_eq!(code(wrong), Some(Code::Unauthenticated));
+    let crm = client
+        .assign_human(with_token(assign("a-1"), Some(CRM_TOKEN))?)
+        .await;
+    assert_eq!(
+        code(crm),
+        Some(Code::PermissionDenied),
+        "management may not route"
+    );
+    let answered = client
+        .assign_human(with_token(assign("a-1"), Some(GATEWAY_TOKEN))?)
+        .await?
+        .into_inner();
+    assert_eq!(answered.agent_group_id, Some(6521));
+
+    let list = |token| {
+        with_token(
+            ListAgentsRequest {
+                sdk_app_id: 1_400_000_001,
+                ..Default::default()
+            },
+            token,
+        )
+    };
+    let gateway_lists = client.list_agents(list(Some(GATEWAY_TOKEN))?).await;
+    assert_eq!(code(gateway_lists), Some(Code::PermissionDenied));
+    assert!(client.list_agents(list(Some(CRM_TOKEN))?).await.is_ok());
+
+    // Health answers anyone, for load balancers and grpcurl.
+    let health = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(health.status(), ServingStatus::Serving);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_gateway_presents_its_own_token() -> TestResult {
+    let (_router, addr) = router("gateway", &guarded_config())?;
+    let answered = |gateway: String| async move {
+        let reply = request(
+            gateway.parse()?,
+            "POST",
+            &signed_uri(now_secs()),
+            body("g-1"),
+        )
+        .await?;
+        Ok::<_, Error>(reply.json)
+    };
+    let (_with, http) = gateway("with", &addr, Some(GATEWAY_TOKEN))?;
+    let json = answered(http).await?;
+    assert_eq!(json["AgentGroupId"], 6521, "routed by the router: {json}");
+    assert_eq!(json["AgentIdList"][0], "ann@example.com");
+    // Without it the router refuses, and the app's fallback group answers.
+    let (_without, http) = gateway("without", &addr, None)?;
+    let json = answered(http).await?;
+    assert_eq!(json["AgentGroupId"], 9000, "{json}");
+    Ok(())
+}
