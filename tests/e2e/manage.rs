@@ -307,6 +307,22 @@ async fn management_calls_are_validated() -> TestResult {
         ),
         (
             Agent {
+                attributes: (0..65).map(|n| (format!("k{n}"), "v".to_owned())).collect(),
+                ..agent("x@example.com", vec![6521], 1)
+            },
+            Code::InvalidArgument,
+            "agent.attributes: at most 64 entries",
+        ),
+        (
+            Agent {
+                skills: [("s".repeat(100_000), 3)].into_iter().collect(),
+                ..agent("x@example.com", vec![6521], 1)
+            },
+            Code::InvalidArgument,
+            "agent.skills",
+        ),
+        (
+            Agent {
                 shift: Some(handoff_proto::router::v1::Schedule {
                     time_zone: "Mars/Olympus".into(),
                     weekly: vec!["mon 09:00-17:00".into()],
@@ -365,6 +381,26 @@ async fn management_calls_are_validated() -> TestResult {
         .err()
         .ok_or("accepted a ghost owner")?;
     assert_eq!(status.code(), Code::InvalidArgument);
+    // A 3 MB attribute value is refused, and the refusal does not echo it back.
+    let status = router
+        .upsert_customer(UpsertCustomerRequest {
+            sdk_app_id: APP,
+            customer: Some(Customer {
+                id: "c".into(),
+                attributes: [("notes".to_owned(), "n".repeat(3 << 20))].into(),
+                ..Customer::default()
+            }),
+        })
+        .await
+        .err()
+        .ok_or("accepted a 3 MB attribute")?;
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().starts_with("customer.attributes:"),
+        "{}",
+        status.message()
+    );
+    assert!(status.message().len() < 200, "{}", status.message().len());
     let status = router
         .list_agents(ListAgentsRequest {
             sdk_app_id: 42,

@@ -11,7 +11,7 @@ use handoff_proto::router::v1 as pb;
 
 use handoff_core::id::SessionId;
 
-use super::request::{event_id, time};
+use super::request::{check_attributes, check_names, check_text, event_id, time};
 use crate::{
     engine::{
         Agent, Answer, Customer, Exclusion, LiveSession, RuleOutcome, SessionState, Sticky,
@@ -278,6 +278,17 @@ fn exclusion(reason: &Exclusion) -> (pb::Exclusion, String) {
 /// the app as it checks the config file's agents.
 pub fn agent_config(agent: pb::Agent) -> Result<AgentConfig, RouterError> {
     let id = AgentId::parse(agent.id).map_err(|e| RouterError::invalid("agent.id", e))?;
+    check_text("agent.name", &agent.name)?;
+    if agent.group_ids.len() > 64 {
+        return Err(RouterError::invalid("agent.group_ids", "at most 64 groups"));
+    }
+    check_names("agent.skills", agent.skills.keys())?;
+    check_attributes("agent.attributes", &agent.attributes)?;
+    if let Some(shift) = &agent.shift {
+        check_text("agent.shift.time_zone", &shift.time_zone)?;
+        check_names("agent.shift.weekly", &shift.weekly)?;
+        check_names("agent.shift.closed", &shift.closed)?;
+    }
     let groups = agent
         .group_ids
         .into_iter()
@@ -351,6 +362,11 @@ fn status_to_wire(status: AgentStatus) -> pb::AgentStatus {
 pub fn customer_config(customer: pb::Customer) -> Result<CustomerConfig, RouterError> {
     let id =
         ClientUserId::parse(customer.id).map_err(|e| RouterError::invalid("customer.id", e))?;
+    check_text("customer.tier", &customer.tier)?;
+    check_text("customer.language", &customer.language)?;
+    check_text("customer.region", &customer.region)?;
+    check_names("customer.tags", &customer.tags)?;
+    check_attributes("customer.attributes", &customer.attributes)?;
     let owner = Some(customer.owner_agent_id)
         .filter(|owner| !owner.is_empty())
         .map(AgentId::parse)

@@ -27,27 +27,7 @@ pub fn parse_request(request: AssignHumanRequest, now: SystemTime) -> Result<Han
     let platform = platform_name(request.platform).to_owned();
     let channel = request.channel.trim().to_ascii_lowercase();
     check_name("channel", &channel)?;
-    if request.attributes.len() > MAX_ATTRIBUTES {
-        return Err(RouterError::invalid(
-            "attributes",
-            format!(
-                "at most {MAX_ATTRIBUTES} entries, got {}",
-                request.attributes.len()
-            ),
-        ));
-    }
-    for (key, value) in &request.attributes {
-        if key.is_empty() {
-            return Err(RouterError::invalid("attributes", "keys must not be empty"));
-        }
-        check_name("attributes", key)?;
-        if value.len() > MAX_VALUE_BYTES {
-            return Err(RouterError::invalid(
-                "attributes",
-                format!("value of {key:?} is longer than {MAX_VALUE_BYTES} bytes"),
-            ));
-        }
-    }
+    check_attributes("attributes", &request.attributes)?;
     let attributes: BTreeMap<String, String> = request.attributes.into_iter().collect();
     Ok(Handoff {
         app,
@@ -94,11 +74,82 @@ pub fn event_id(field: &'static str, id: String) -> Result<Option<String>, Route
 /// Longest report identity, in bytes.
 const MAX_EVENT_ID_BYTES: usize = 256;
 
+/// Free attributes (a request's, an agent's, a customer's): at most [`MAX_ATTRIBUTES`],
+/// keys names, values at most [`MAX_VALUE_BYTES`].
+pub fn check_attributes<'a>(
+    field: &'static str,
+    attributes: impl IntoIterator<Item = (&'a String, &'a String)>,
+) -> Result<(), RouterError> {
+    for (count, (key, value)) in attributes.into_iter().enumerate() {
+        if count >= MAX_ATTRIBUTES {
+            return Err(RouterError::invalid(
+                field,
+                format!("at most {MAX_ATTRIBUTES} entries"),
+            ));
+        }
+        if key.is_empty() {
+            return Err(RouterError::invalid(field, "keys must not be empty"));
+        }
+        check_name(field, key)?;
+        if value.len() > MAX_VALUE_BYTES {
+            return Err(RouterError::invalid(
+                field,
+                format!(
+                    "value of {} is longer than {MAX_VALUE_BYTES} bytes",
+                    shown(key)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A list of names (tags, skills, schedule entries): at most [`MAX_ATTRIBUTES`] of at most
+/// [`MAX_NAME_BYTES`] each.
+pub fn check_names<'a>(
+    field: &'static str,
+    names: impl IntoIterator<Item = &'a String>,
+) -> Result<(), RouterError> {
+    for (count, name) in names.into_iter().enumerate() {
+        if count >= MAX_ATTRIBUTES {
+            return Err(RouterError::invalid(
+                field,
+                format!("at most {MAX_ATTRIBUTES} entries"),
+            ));
+        }
+        check_name(field, name)?;
+    }
+    Ok(())
+}
+
+/// A short free text (a display name, a tier): at most [`MAX_NAME_BYTES`] * 4 bytes.
+pub fn check_text(field: &'static str, text: &str) -> Result<(), RouterError> {
+    if text.len() > MAX_NAME_BYTES * 4 || text.chars().any(char::is_control) {
+        return Err(RouterError::invalid(
+            field,
+            format!(
+                "must be at most {} bytes without control characters",
+                MAX_NAME_BYTES * 4
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// An untrusted value as an error message shows it: quoted, cut after 64 characters.
+pub fn shown(value: &str) -> String {
+    const SHOWN: usize = 64;
+    match value.char_indices().nth(SHOWN) {
+        Some((cut, _)) => format!("{:?}...", &value[..cut]),
+        None => format!("{value:?}"),
+    }
+}
+
 fn check_name(field: &'static str, name: &str) -> Result<(), RouterError> {
     if name.len() > MAX_NAME_BYTES {
         return Err(RouterError::invalid(
             field,
-            format!("{name:?} is longer than {MAX_NAME_BYTES} bytes"),
+            format!("{} is longer than {MAX_NAME_BYTES} bytes", shown(name)),
         ));
     }
     if name.chars().any(char::is_control) {
