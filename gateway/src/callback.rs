@@ -30,6 +30,7 @@ use crate::{
         self, AssignHuman, Callback, CallbackQuery, CallbackResponse, MEMBER_STATUS_CHANGE,
         MemberEventNotify, SessionEventNotify,
     },
+    throttle::Throttle,
     translate,
 };
 
@@ -225,14 +226,19 @@ impl Gateway {
                     Outcome::RouterFailed
                 };
                 self.counters.count(Command::AssignHuman, outcome);
-                tracing::warn!(
-                    app = %app.id,
-                    %session,
-                    error = %err,
-                    fallback = answer.is_ok(),
-                    elapsed_ms,
-                    "router failed"
-                );
+                /// Failures logged: an outage writes a few lines a second, not one a callback.
+                static FAILURES: Throttle = Throttle::new(10);
+                if let Some(left_out) = FAILURES.admit() {
+                    tracing::warn!(
+                        app = %app.id,
+                        %session,
+                        error = %err,
+                        fallback = answer.is_ok(),
+                        elapsed_ms,
+                        left_out,
+                        "router failed"
+                    );
+                }
                 answer
             }
         }
@@ -324,7 +330,10 @@ impl Gateway {
     ) -> GatewayError {
         self.counters.count(command, Outcome::RouterFailed);
         let err = self.router.error(status);
-        tracing::warn!(%app, error = %err, "event not recorded, answered FAIL for Tencent to retry");
+        static NOT_RECORDED: Throttle = Throttle::new(10);
+        if let Some(left_out) = NOT_RECORDED.admit() {
+            tracing::warn!(%app, error = %err, left_out, "event not recorded, answered FAIL for Tencent to retry");
+        }
         err
     }
 

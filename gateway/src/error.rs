@@ -2,18 +2,34 @@
 //! Tencent `ErrorCode`, in one exhaustive `match` each. The README's table mirrors it.
 //! Knows neither the wire format nor axum: `http` turns an error into Tencent's JSON.
 
-use std::time::Duration;
+use std::{borrow::Cow, time::Duration};
 
 use http::StatusCode;
+
+/// An untrusted value as messages (logs and error bodies) show it: cut after this many
+/// characters, so that a request cannot make either larger than itself.
+const SHOWN: usize = 128;
+
+/// `value`, cut after [`SHOWN`] characters.
+fn shown(value: &str) -> Cow<'_, str> {
+    match value.char_indices().nth(SHOWN) {
+        Some((cut, _)) => Cow::Owned(format!("{}...", &value[..cut])),
+        None => Cow::Borrowed(value),
+    }
+}
 
 /// Everything that stops a callback from getting a routing answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GatewayError {
     /// The query string or the JSON body is malformed or lacks a required field.
-    #[error("bad request: {0}")]
+    #[error("bad request: {}", shown(.0))]
     BadRequest(String),
     /// `CallbackCommand` differs between the query string and the body.
-    #[error("CallbackCommand {query:?} in the query does not match {body:?} in the body")]
+    #[error(
+        "CallbackCommand {:?} in the query does not match {:?} in the body",
+        shown(query),
+        shown(body)
+    )]
     CommandMismatch {
         /// The query string's command.
         query: String,
@@ -21,7 +37,10 @@ pub enum GatewayError {
         body: String,
     },
     /// The callback is well formed but not one this endpoint answers.
-    #[error("unsupported CallbackCommand {0:?}: this endpoint answers ChatBot.OnAssignHuman")]
+    #[error(
+        "unsupported CallbackCommand {:?}: this endpoint answers ChatBot.OnAssignHuman",
+        shown(.0)
+    )]
     UnsupportedCommand(String),
     /// The body is larger than `[gateway] max_body_bytes`.
     #[error("request body exceeds {0} bytes")]
@@ -42,25 +61,25 @@ pub enum GatewayError {
     #[error("method {0} not allowed here")]
     MethodNotAllowed(String),
     /// `SdkAppid` is not one of the configured apps.
-    #[error("SdkAppid {0:?} is not served by this gateway")]
+    #[error("SdkAppid {:?} is not served by this gateway", shown(.0))]
     UnknownApp(String),
     /// The app has a token but the callback lacks `Sign` or `RequestTime`.
     #[error("callback authentication is on for this app: {0} is required")]
     MissingAuth(&'static str),
     /// `RequestTime` is not a timestamp or too far from the gateway's clock.
-    #[error("RequestTime {0}")]
+    #[error("RequestTime {}", shown(.0))]
     StaleRequest(String),
     /// `Sign` does not match the token and `RequestTime`.
     #[error("Sign does not match the app's token and RequestTime")]
     BadSignature,
     /// The router could not be reached.
-    #[error("router unavailable: {0}")]
+    #[error("router unavailable: {}", shown(.0))]
     RouterUnavailable(String),
     /// The router did not answer within `[gateway] router_timeout`.
     #[error("router did not answer within {0:?}")]
     RouterTimeout(Duration),
     /// The router refused the request or failed.
-    #[error("router error: {0}")]
+    #[error("router error: {}", shown(.0))]
     RouterFailed(String),
     /// The gateway itself is misconfigured or failed.
     #[error("internal error: {0}")]
@@ -152,6 +171,31 @@ impl GatewayError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn untrusted_values_are_cut_in_messages() {
+        let huge = "7".repeat(60_000);
+        let messages = [
+            GatewayError::UnknownApp(huge.clone()),
+            GatewayError::BadRequest(huge.clone()),
+            GatewayError::StaleRequest(huge.clone()),
+            GatewayError::UnsupportedCommand(huge.clone()),
+            GatewayError::CommandMismatch {
+                query: huge.clone(),
+                body: huge.clone(),
+            },
+            GatewayError::RouterFailed(huge.clone()),
+        ];
+        for err in messages {
+            let message = err.to_string();
+            assert!(message.len() < 2 * SHOWN + 120, "{}", message.len());
+            assert!(message.contains("7777..."), "{message}");
+        }
+        assert_eq!(
+            GatewayError::UnknownApp("42".into()).to_string(),
+            "SdkAppid \"42\" is not served by this gateway"
+        );
+    }
 
     #[test]
     fn codes_are_unique_and_statuses_match_their_class() {

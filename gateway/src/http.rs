@@ -13,7 +13,9 @@ use axum::{
 };
 use bytes::Bytes;
 
-use crate::{callback::Gateway, error::GatewayError, tencent::CallbackResponse};
+use crate::{
+    callback::Gateway, error::GatewayError, tencent::CallbackResponse, throttle::Throttle,
+};
 
 impl IntoResponse for CallbackResponse {
     fn into_response(self) -> Response {
@@ -60,7 +62,11 @@ async fn callback(
     match gateway.on_callback(&query, &headers, body).await {
         Ok(answer) => answer.into_response(),
         Err(err) => {
-            tracing::info!(error = %err, code = err.error_code(), "callback refused");
+            /// Refusals logged: a flood of bad requests writes a few lines a second.
+            static REFUSALS: Throttle = Throttle::new(10);
+            if let Some(left_out) = REFUSALS.admit() {
+                tracing::info!(error = %err, code = err.error_code(), left_out, "callback refused");
+            }
             err.into_response()
         }
     }

@@ -64,8 +64,17 @@ pub fn parse(
     origin: &Path,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, ConfigError> {
-    let table: Table = toml::from_str(text)
-        .map_err(|err| ConfigError::new(origin, "", err.to_string().trim_end().to_owned()))?;
+    // Syntax errors say where, never quoting the line: it may hold a token.
+    let table: Table = toml::from_str(text).map_err(|err| {
+        let message = match err.span() {
+            Some(span) => {
+                let (line, column) = position(text, span.start);
+                format!("line {line}, column {column}: {}", err.message().trim_end())
+            }
+            None => err.message().trim_end().to_owned(),
+        };
+        ConfigError::new(origin, "", message)
+    })?;
     let mut root = Value::Table(table);
     let mut overrides: Vec<(String, String)> = env
         .into_iter()
@@ -74,8 +83,15 @@ pub fn parse(
     overrides.sort();
     for (name, raw) in &overrides {
         apply_override(&mut root, name, raw)
-            .map_err(|message| ConfigError::new(origin, name.as_str(), message))?;
+            .map_err(|message| ConfigError::new(Path::new(name), "", message))?;
     }
+    // An error in a value an override set names the variable, not the file.
+    let blame = |key: &str| {
+        overrides
+            .iter()
+            .find(|(name, _)| override_key(name) == key)
+            .map_or(origin, |(name, _)| Path::new(name.as_str()))
+    };
     let config: Config = serde_path_to_error::deserialize(root).map_err(|err| {
         let key = err.path().to_string();
         let key = if key == "." { String::new() } else { key };
@@ -86,10 +102,47 @@ pub fn parse(
             .next()
             .unwrap_or_default()
             .trim_end();
-        ConfigError::new(origin, key, message)
+        let message = if is_secret(&key) {
+            "invalid value (not shown: it is a secret)"
+        } else {
+            message
+        };
+        ConfigError::new(blame(&key), key.as_str(), message)
     })?;
-    validate::config(&config).map_err(|(key, message)| ConfigError::new(origin, key, message))?;
+    validate::config(&config)
+        .map_err(|(key, message)| ConfigError::new(blame(&key), key.as_str(), message))?;
     Ok(config)
+}
+
+/// The line and column (from 1) of byte `offset` in `text`.
+fn position(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// Whether the key holds a secret, whose value an error must not show.
+fn is_secret(key: &str) -> bool {
+    let last = key.rsplit('.').next().unwrap_or(key);
+    matches!(last, "token" | "router_token" | "url")
+}
+
+/// The key an override variable sets, as errors name keys (`apps[0].token`).
+fn override_key(name: &str) -> String {
+    let mut key = String::new();
+    for segment in name[ENV_PREFIX.len()..].split("__") {
+        let segment = segment.to_ascii_lowercase();
+        if segment.parse::<usize>().is_ok() {
+            key.push_str(&format!("[{segment}]"));
+        } else {
+            if !key.is_empty() {
+                key.push('.');
+            }
+            key.push_str(&segment);
+        }
+    }
+    key
 }
 
 /// Sets the key that `name` (`HANDOFF__A__B__0__C`) designates to `raw`.
@@ -280,6 +333,28 @@ mod tests {
     }
 
     #[test]
+    fn errors_never_show_a_secret_and_name_the_variable_that_set_a_value() {
+        // A token line broken in the file: where, not the line itself.
+        let broken = FILE.replace("token = \"change-me\"", "token = \"s3cret-token-value");
+        let err = error_of(&broken, &[]);
+        assert!(!err.contains("s3cret"), "{err}");
+        assert!(err.contains("line "), "{err}");
+        // A token of the wrong type: the key, not the value.
+        let typed = FILE.replace("token = \"change-me\"", "token = 987654321");
+        let err = error_of(&typed, &[]);
+        assert!(err.contains("apps[0].token"), "{err}");
+        assert!(!err.contains("987654321"), "{err}");
+        // A bad value from the environment names its variable.
+        let err = error_of(FILE, &[("HANDOFF__GATEWAY__ROUTER_TIMEOUT", "5s")]);
+        assert!(
+            err.starts_with("HANDOFF__GATEWAY__ROUTER_TIMEOUT: gateway.router_timeout: "),
+            "{err}"
+        );
+        let err = error_of(FILE, &[("HANDOFF__APPS__0__TOKEN", "")]);
+        assert!(err.starts_with("HANDOFF__APPS__0__TOKEN: apps[0].token"), "{err}");
+    }
+
+    #[test]
     fn errors_name_the_file_the_key_and_the_problem() {
         let cases = [
             (
@@ -302,7 +377,7 @@ mod tests {
                 FILE.replace("[router]", "[router]\nlisten_typo = 1"),
                 "unknown field `listen_typo`",
             ),
-            (format!("{FILE}\n[router\n"), "TOML parse error at line 20"),
+            (format!("{FILE}\n[router\n"), "line 20, column 8: unclosed table"),
             (
                 FILE.replace("http://127.0.0.1:50051", "127.0.0.1:50051"),
                 "gateway.router_url",
