@@ -153,6 +153,11 @@ impl Gateway {
         let query = CallbackQuery::parse(raw_query);
         let apps = self.apps.load();
         let checked = async {
+            if let Some(name) = query.ambiguous {
+                return Err(GatewayError::BadRequest(format!(
+                    "{name} is given more than once, with different values"
+                )));
+            }
             let app = apps.authenticate(&query, SystemTime::now())?;
             let body = self.read_body(headers, body, deadline).await?;
             Ok::<_, GatewayError>((app, tencent::parse(&query, &body)?))

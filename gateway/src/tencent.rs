@@ -59,25 +59,33 @@ pub struct CallbackQuery {
     pub client_ip: Option<String>,
     /// `OptPlatform`.
     pub platform: Option<String>,
+    /// A parameter that decides who is calling or what (`SdkAppid`, `CallbackCommand`,
+    /// `Sign`, `RequestTime`) given twice with different values: the callback is refused.
+    pub ambiguous: Option<&'static str>,
 }
 
 impl CallbackQuery {
-    /// Reads a raw query string; parameter names match in any case, the first one wins.
+    /// Reads a raw query string; parameter names match in any case, the first one wins,
+    /// and a deciding one given again differently is noted in [`CallbackQuery::ambiguous`].
     pub fn parse(raw: &str) -> Self {
         let mut query = Self::default();
         for (name, value) in form_urlencoded::parse(raw.as_bytes()) {
-            let slot = match name.to_ascii_lowercase().as_str() {
-                "sdkappid" => &mut query.sdk_app_id,
-                "callbackcommand" => &mut query.command,
-                "sign" => &mut query.sign,
-                "requesttime" => &mut query.request_time,
-                "requestid" => &mut query.request_id,
-                "clientip" => &mut query.client_ip,
-                "optplatform" => &mut query.platform,
+            let (slot, deciding) = match name.to_ascii_lowercase().as_str() {
+                "sdkappid" => (&mut query.sdk_app_id, Some("SdkAppid")),
+                "callbackcommand" => (&mut query.command, Some("CallbackCommand")),
+                "sign" => (&mut query.sign, Some("Sign")),
+                "requesttime" => (&mut query.request_time, Some("RequestTime")),
+                "requestid" => (&mut query.request_id, None),
+                "clientip" => (&mut query.client_ip, None),
+                "optplatform" => (&mut query.platform, None),
                 _ => continue,
             };
-            if slot.is_none() {
-                *slot = Some(value.into_owned());
+            match slot {
+                None => *slot = Some(value.into_owned()),
+                Some(first) if *first != value => {
+                    query.ambiguous = query.ambiguous.or(deciding);
+                }
+                Some(_) => {}
             }
         }
         query
@@ -421,6 +429,15 @@ mod tests {
         assert_eq!(q.request_id.as_deref(), Some("r1"));
         assert_eq!(q.client_ip.as_deref(), Some("1.2.3.4"));
         assert_eq!(q.platform.as_deref(), Some("iOS"));
+        // The second SdkAppid differs: the callback is ambiguous about who calls.
+        assert_eq!(q.ambiguous, Some("SdkAppid"));
+        let repeated = CallbackQuery::parse("Sign=a&sign=a&RequestID=1&RequestID=2");
+        assert_eq!(
+            repeated.ambiguous, None,
+            "the same value twice, or a non-deciding key"
+        );
+        let two_signs = CallbackQuery::parse("Sign=a&Sign=b");
+        assert_eq!(two_signs.ambiguous, Some("Sign"));
     }
 
     #[test]

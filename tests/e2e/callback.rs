@@ -167,6 +167,14 @@ async fn every_bad_callback_gets_its_status_and_a_tencent_shaped_error() -> Test
             1001,
         ),
         ("POST", good.clone(), body("has space"), 400, 1001),
+        // Who is calling must not be ambiguous: a second, different SdkAppid is refused.
+        (
+            "POST",
+            format!("{good}&SdkAppid=1400000002"),
+            body("b"),
+            400,
+            1001,
+        ),
         (
             "POST",
             good.clone(),

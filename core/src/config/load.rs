@@ -351,7 +351,10 @@ mod tests {
             "{err}"
         );
         let err = error_of(FILE, &[("HANDOFF__APPS__0__TOKEN", "")]);
-        assert!(err.starts_with("HANDOFF__APPS__0__TOKEN: apps[0].token"), "{err}");
+        assert!(
+            err.starts_with("HANDOFF__APPS__0__TOKEN: apps[0].token"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -377,7 +380,10 @@ mod tests {
                 FILE.replace("[router]", "[router]\nlisten_typo = 1"),
                 "unknown field `listen_typo`",
             ),
-            (format!("{FILE}\n[router\n"), "line 20, column 8: unclosed table"),
+            (
+                format!("{FILE}\n[router\n"),
+                "line 20, column 8: unclosed table",
+            ),
             (
                 FILE.replace("http://127.0.0.1:50051", "127.0.0.1:50051"),
                 "gateway.router_url",
