@@ -61,6 +61,7 @@ pub enum AppError {
 /// Checks everything a binary needs of a config beyond its shape: the router's catalog
 /// (rules, agents, schedules) compiles. Every binary refuses a file that fails it.
 pub fn check(config: &Config, origin: &Path) -> Result<(), ConfigError> {
+    Listening::load(config, origin)?;
     Catalog::from_config(config, origin).map(drop)
 }
 
@@ -112,6 +113,34 @@ pub struct Application {
     watch: Option<Watch>,
     /// The config built with: what a reload is compared with.
     started: Config,
+    /// `[gateway.tls]` and `[router.tls]`, loaded.
+    tls: Listening,
+}
+
+/// The TLS each listener serves, when configured.
+#[derive(Clone, Default)]
+struct Listening {
+    gateway: Option<Arc<rustls::ServerConfig>>,
+    router: Option<Arc<rustls::ServerConfig>>,
+}
+
+impl Listening {
+    /// Loads `config`'s certificates now, so that a bad file stops the start (and
+    /// `check`) naming its key.
+    fn load(config: &Config, origin: &Path) -> Result<Self, ConfigError> {
+        let load = |tls: &Option<handoff_core::config::TlsConfig>, key: &str, alpn: &[&[u8]]| {
+            tls.as_ref()
+                .map(|tls| {
+                    handoff_core::tls::server_config(tls, alpn)
+                        .map_err(|message| ConfigError::new(origin, key, message))
+                })
+                .transpose()
+        };
+        Ok(Self {
+            gateway: load(&config.gateway.tls, "gateway.tls", &[b"http/1.1"])?,
+            router: load(&config.router.tls, "router.tls", &[b"h2"])?,
+        })
+    }
 }
 
 impl Application {
@@ -123,6 +152,7 @@ impl Application {
         origin: &Path,
         listeners: Listeners,
     ) -> Result<Self, AppError> {
+        let tls = Listening::load(&config, origin)?;
         let router_addr = listeners.router.as_ref().map(local_addr).transpose()?;
         let gateway_addr = listeners.gateway.as_ref().map(local_addr).transpose()?;
         let metrics = listeners.metrics.filter(|_| listeners.router.is_some());
@@ -177,6 +207,7 @@ impl Application {
             metrics_addr,
             watch: None,
             started: config,
+            tls,
         })
     }
 
@@ -231,6 +262,10 @@ impl Application {
         let (router_stop, gateway_stop, watch_stop) = (Stop::new(), Stop::new(), Stop::new());
         let reloader = self.reloader();
         let limits = handoff_gateway::Limits::of(&self.started.gateway);
+        let Listening {
+            gateway: gateway_tls,
+            router: router_tls,
+        } = self.tls.clone();
         let watcher = self.watch.map(|watch| {
             tokio::spawn(reload::watch(
                 watch.path,
@@ -255,7 +290,7 @@ impl Application {
         let mut router = self.router.zip(self.services).map(|(part, services)| {
             let stop = router_stop.clone();
             tokio::spawn(async move {
-                handoff_router::serve(part.listener, services, stop, part.grace)
+                handoff_router::serve(part.listener, services, router_tls, stop, part.grace)
                     .await
                     .map_err(AppError::from)
             })
@@ -263,9 +298,16 @@ impl Application {
         let mut gateway = self.gateway.map(|part| {
             let stop = gateway_stop.clone();
             tokio::spawn(async move {
-                handoff_gateway::serve(part.listener, part.service, limits, stop, part.grace)
-                    .await
-                    .map_err(AppError::from)
+                handoff_gateway::serve(
+                    part.listener,
+                    part.service,
+                    limits,
+                    gateway_tls.map(handoff_gateway::TlsAcceptor::from),
+                    stop,
+                    part.grace,
+                )
+                .await
+                .map_err(AppError::from)
             })
         });
 

@@ -15,5 +15,6 @@ pub mod id;
 pub mod reload;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 
 pub use config::Config;

@@ -55,6 +55,7 @@ impl Gateway {
             &gateway.router_url,
             gateway.router_timeout.get(),
             gateway.router_token.as_ref(),
+            router_tls(gateway)?,
         )?;
         Ok(Self::with_router(config, router))
     }
@@ -368,6 +369,28 @@ impl Gateway {
             Err(_) => Err(GatewayError::BodyTimeout(self.deadline)),
         }
     }
+}
+
+/// The TLS settings for an `https://` router: the CA that signs it and the gateway's own
+/// certificate, when configured.
+fn router_tls(
+    gateway: &handoff_core::config::GatewayConfig,
+) -> Result<Option<tonic::transport::ClientTlsConfig>, GatewayError> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path)
+            .map_err(|err| GatewayError::Internal(format!("{}: {err}", path.display())))
+    };
+    let mut tls = tonic::transport::ClientTlsConfig::new();
+    if let Some(ca) = &gateway.router_ca {
+        tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(read(ca)?));
+    }
+    if let (Some(cert), Some(key)) = (&gateway.router_cert, &gateway.router_key) {
+        tls = tls.identity(tonic::transport::Identity::from_pem(
+            read(cert)?,
+            read(key)?,
+        ));
+    }
+    Ok(Some(tls))
 }
 
 /// How an event the router took is counted.

@@ -165,6 +165,7 @@ impl RouterClient {
         url: &str,
         timeout: Duration,
         token: Option<&handoff_core::config::Secret>,
+        tls: Option<tonic::transport::ClientTlsConfig>,
     ) -> Result<Self, GatewayError> {
         let bearer = token
             .map(|token| {
@@ -176,8 +177,16 @@ impl RouterClient {
                 Ok::<_, GatewayError>(value)
             })
             .transpose()?;
-        let channel = Endpoint::from_shared(url.to_owned())
-            .map_err(|err| GatewayError::Internal(format!("router_url {url:?}: {err}")))?
+        let mut endpoint = Endpoint::from_shared(url.to_owned())
+            .map_err(|err| GatewayError::Internal(format!("router_url {url:?}: {err}")))?;
+        if url.starts_with("https://") {
+            // An https:// router is reached over TLS or not at all.
+            let tls = tls.unwrap_or_default().with_webpki_roots();
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|err| GatewayError::Internal(format!("router_url {url:?}: {err}")))?;
+        }
+        let channel = endpoint
             .connect_timeout(timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30))

@@ -1,6 +1,7 @@
-//! The HTTP server on a listener the caller has already bound: one hyper HTTP/1.1
-//! connection per client, under limits that keep slow, idle or crowding clients from
-//! holding the gateway, and a shutdown that lets kept-alive clients finish.
+//! The HTTP(S) server on a listener the caller has already bound: one hyper HTTP/1.1
+//! connection per client (over TLS with `[gateway.tls]`, its certificate reloaded when its
+//! files change), under limits that keep slow, idle or crowding clients from holding the
+//! gateway, and a shutdown that lets kept-alive clients finish.
 //!
 //! - **Headers**: a request's line and headers must arrive within `header_timeout`, and a
 //!   kept-alive connection is closed after that long without a next request; they may
@@ -39,6 +40,7 @@ use tokio::{
     sync::{Semaphore, watch},
     task::JoinSet,
 };
+pub use tokio_rustls::TlsAcceptor;
 
 use crate::{callback::Gateway, error::GatewayError, http::routes};
 
@@ -77,6 +79,7 @@ pub async fn serve(
     listener: TcpListener,
     gateway: Arc<Gateway>,
     limits: Limits,
+    tls: Option<TlsAcceptor>,
     stop: Stop,
     grace: Duration,
 ) -> Result<(), GatewayError> {
@@ -114,9 +117,17 @@ pub async fn serve(
                 if let Err(err) = tcp.set_nodelay(true) {
                     tracing::debug!(error = %err, "cannot set tcp_nodelay");
                 }
-                let (app, close) = (app.clone(), close.clone());
+                let (app, close, tls) = (app.clone(), close.clone(), tls.clone());
                 connections.spawn(async move {
-                    connection(TokioIo::new(tcp), app, limits, close).await;
+                    match tls {
+                        None => connection(TokioIo::new(tcp), app, limits, close).await,
+                        // The handshake counts against the header timeout too.
+                        Some(tls) => match tokio::time::timeout(limits.header_timeout, tls.accept(tcp)).await {
+                            Ok(Ok(stream)) => connection(TokioIo::new(stream), app, limits, close).await,
+                            Ok(Err(err)) => tracing::debug!(%peer, error = %err, "TLS handshake failed"),
+                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        },
+                    }
                     drop(permit);
                 });
             }
@@ -143,12 +154,14 @@ pub async fn serve(
 }
 
 /// Serves one connection until it closes, or closes it once idle when `close` says so.
-async fn connection(
-    io: TokioIo<tokio::net::TcpStream>,
+async fn connection<I>(
+    io: TokioIo<I>,
     app: axum::Router,
     limits: Limits,
     mut close: watch::Receiver<bool>,
-) {
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)

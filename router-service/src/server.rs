@@ -69,11 +69,13 @@ impl<S: Store> Services<S> {
     }
 }
 
-/// Serves `services` on `listener` until `stop` is requested, then reports NOT_SERVING and
-/// drains in-flight calls for at most `grace` before dropping them.
+/// Serves `services` on `listener` (over TLS with `tls`, from `[router.tls]`) until `stop`
+/// is requested, then reports NOT_SERVING and drains in-flight calls for at most `grace`
+/// before dropping them.
 pub async fn serve<S: Store>(
     listener: TcpListener,
     services: Services<S>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     stop: Stop,
     grace: Duration,
 ) -> Result<(), ServeError> {
@@ -96,29 +98,77 @@ pub async fn serve<S: Store>(
     };
     let guard = GuardLayer::new(router.access(), router.metrics().rejections.clone());
     let health_watch = tokio::spawn(watch_store(Arc::clone(&router), health));
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     if router.access().load().is_open() {
         tracing::warn!(
             "the router's gRPC port takes calls from anyone who reaches it: list callers in [router.auth] tokens"
         );
     }
-    let server = Server::builder()
-        .layer(guard)
-        .add_routes(routes)
-        .serve_with_incoming_shutdown(incoming, stopping);
-    let result = drain(
-        "router",
-        async { server.await.map_err(serve_error) },
-        &stop,
-        grace,
-    )
-    .await;
+    let server = Server::builder().layer(guard).add_routes(routes);
+    let served = async {
+        match tls {
+            None => {
+                let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+                server
+                    .serve_with_incoming_shutdown(incoming, stopping)
+                    .await
+            }
+            Some(tls) => {
+                let incoming = tls_incoming(listener, tokio_rustls::TlsAcceptor::from(tls));
+                server
+                    .serve_with_incoming_shutdown(incoming, stopping)
+                    .await
+            }
+        }
+        .map_err(serve_error)
+    };
+    let result = drain("router", served, &stop, grace).await;
     // Wait for the watcher to be gone, not just told to go: it holds the router, and with it
     // the store (the embedded file is locked until the last holder lets go).
     health_watch.abort();
     let _ = health_watch.await;
     result
 }
+/// How long a client may take over its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The connections `listener` accepts, each once its TLS handshake is done (handshakes run
+/// side by side, so a slow client holds up nobody).
+fn tls_incoming(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+) -> tokio_stream::wrappers::ReceiverStream<
+    Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>, std::io::Error>,
+> {
+    let (ready, incoming) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let (acceptor, handed) = (acceptor.clone(), ready.clone());
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(stream)) => {
+                        let _ = handed.send(Ok(stream)).await;
+                    }
+                    Ok(Err(err)) => tracing::debug!(%peer, error = %err, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                }
+            });
+            if ready.is_closed() {
+                return;
+            }
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(incoming)
+}
+
 /// How often the store's reachability is checked for the health service.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 

@@ -28,7 +28,7 @@ fn start(name: &str, extra: &[(&'static str, String)]) -> Result<(Process, Socke
 }
 
 /// A signed callback as raw HTTP/1.1.
-fn callback(session: &str, close: bool) -> Vec<u8> {
+pub(crate) fn callback(session: &str, close: bool) -> Vec<u8> {
     let body = body(session);
     let connection = if close { "close" } else { "keep-alive" };
     format!(
@@ -40,7 +40,9 @@ fn callback(session: &str, close: bool) -> Vec<u8> {
 }
 
 /// One response read off `stream`: its head and body; `None` if the connection closed first.
-async fn response(stream: &mut TcpStream) -> Result<Option<(String, Vec<u8>)>, Error> {
+pub(crate) async fn response(
+    stream: &mut (impl tokio::io::AsyncRead + Unpin),
+) -> Result<Option<(String, Vec<u8>)>, Error> {
     let mut buffer = Vec::new();
     let mut chunk = [0u8; 4096];
     let head_end = loop {

@@ -13,4 +13,5 @@ mod metrics;
 mod redis;
 mod shuffle;
 mod support;
+mod tls;
 mod traces;

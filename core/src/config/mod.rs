@@ -101,6 +101,19 @@ impl Config {
                 "gateway.max_header_bytes",
                 gateway.max_header_bytes.to_string(),
             ),
+            ("gateway.tls", format!("{:?}", gateway.tls)),
+            (
+                "gateway.router_tls",
+                format!(
+                    "{:?}",
+                    (
+                        &gateway.router_ca,
+                        &gateway.router_cert,
+                        &gateway.router_key
+                    )
+                ),
+            ),
+            ("router.tls", format!("{:?}", router.tls)),
         ]
     }
 
@@ -144,6 +157,22 @@ pub struct RouterConfig {
     pub decision_log: DecisionLogConfig,
     /// `[router.auth]`: who may call the router's gRPC port, and what.
     pub auth: RouterAuth,
+    /// `[router.tls]`: serve gRPC over TLS (plaintext when absent).
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[router.tls]` / `[gateway.tls]`: a certificate chain and its key, PEM files read again
+/// when they change, and optionally the CA whose client certificates are required (mTLS).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain, leaf first.
+    pub cert: std::path::PathBuf,
+    /// Its private key.
+    pub key: std::path::PathBuf,
+    /// Clients must present a certificate signed by this CA.
+    #[serde(default)]
+    pub client_ca: Option<std::path::PathBuf>,
 }
 
 /// The router's methods each grant names, by group: `decisions` (what routes a session and
@@ -243,6 +272,7 @@ impl Default for RouterConfig {
             store: StoreConfig::default(),
             decision_log: DecisionLogConfig::default(),
             auth: RouterAuth::default(),
+            tls: None,
         }
     }
 }
@@ -265,6 +295,13 @@ pub struct StoreConfig {
     pub cluster: bool,
     /// How long a Redis command may take before the router answers UNAVAILABLE.
     pub timeout: ConfigDuration,
+    /// For `rediss://`: the CA that signs the server's certificate (the system's roots
+    /// when unset).
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// For `rediss://` servers that require client certificates: the router's.
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// Its private key.
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 impl Default for StoreConfig {
@@ -274,6 +311,9 @@ impl Default for StoreConfig {
             path: std::path::PathBuf::from("handoff.redb"),
             url: None,
             cluster: false,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
             timeout: ConfigDuration::from_millis(500),
         }
     }
@@ -359,6 +399,14 @@ pub struct GatewayConfig {
     /// The token the gateway presents to a router elsewhere (`[router.auth]`); the
     /// all-in-one calls its router in process and sends none.
     pub router_token: Option<Secret>,
+    /// The CA that signs an `https://` router's certificate (public CAs are trusted too).
+    pub router_ca: Option<std::path::PathBuf>,
+    /// The certificate the gateway presents to an `https://` router that requires one.
+    pub router_cert: Option<std::path::PathBuf>,
+    /// Its private key.
+    pub router_key: Option<std::path::PathBuf>,
+    /// `[gateway.tls]`: serve HTTPS (plain HTTP when absent, e.g. behind a TLS proxy).
+    pub tls: Option<TlsConfig>,
     /// `[gateway.session_events]`: what Tencent's session event names mean for routing.
     pub session_events: SessionEventNames,
 }
@@ -433,6 +481,10 @@ impl Default for GatewayConfig {
             max_connections: 4096,
             max_header_bytes: 16 * 1024,
             router_token: None,
+            router_ca: None,
+            router_cert: None,
+            router_key: None,
+            tls: None,
             session_events: SessionEventNames::default(),
         }
     }

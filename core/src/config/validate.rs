@@ -77,6 +77,9 @@ fn router(router: &RouterConfig) -> Result<(), Fault> {
     if store.timeout.get().is_zero() {
         return fault("router.store.timeout", "must be longer than zero");
     }
+    if store.tls_cert.is_some() != store.tls_key.is_some() {
+        return fault("router.store.tls_cert", "tls_cert and tls_key go together");
+    }
     let mut names = HashSet::new();
     let mut tokens = HashSet::new();
     for (index, token) in router.auth.tokens.iter().enumerate() {
@@ -127,6 +130,19 @@ fn gateway(gateway: &GatewayConfig) -> Result<(), Fault> {
         .or_else(|| url.strip_prefix("https://"));
     if host.is_none_or(str::is_empty) {
         return fault("gateway.router_url", "must be an http:// or https:// URL");
+    }
+    let tls_settings = gateway.router_ca.is_some() || gateway.router_cert.is_some();
+    if url.starts_with("http://") && tls_settings {
+        return fault(
+            "gateway.router_url",
+            "is http:// but router_ca or router_cert is set: use https:// for TLS",
+        );
+    }
+    if gateway.router_cert.is_some() != gateway.router_key.is_some() {
+        return fault(
+            "gateway.router_cert",
+            "router_cert and router_key go together",
+        );
     }
     let timeout = gateway.router_timeout.get();
     if timeout.is_zero() || timeout >= TENCENT_CALLBACK_TIMEOUT {

@@ -128,6 +128,27 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
+/// The CA and client certificate `[router.store]` names for `rediss://`, if any.
+fn certificates(config: &StoreConfig) -> Result<Option<redis::TlsCertificates>, StoreError> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|err| unavailable(format!("{}: {err}", path.display())))
+    };
+    if config.tls_ca.is_none() && config.tls_cert.is_none() {
+        return Ok(None);
+    }
+    let client_tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
+            client_cert: read(cert)?,
+            client_key: read(key)?,
+        }),
+        _ => None,
+    };
+    Ok(Some(redis::TlsCertificates {
+        client_tls,
+        root_cert: config.tls_ca.as_deref().map(read).transpose()?,
+    }))
+}
+
 pub(super) fn unavailable(err: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("redis: {err}"))
 }
@@ -141,17 +162,24 @@ impl RedisStore {
             .map(|url| url.expose().to_owned())
             .unwrap_or_default();
         let timeout = config.timeout.get();
+        let certificates = certificates(config)?;
         let connection = if config.cluster {
             let nodes: Vec<String> = url.split(',').map(|node| node.trim().to_owned()).collect();
-            let client = ClusterClientBuilder::new(nodes)
+            let mut builder = ClusterClientBuilder::new(nodes)
                 .connection_timeout(timeout)
                 .response_timeout(timeout)
-                .retries(1)
-                .build()
-                .map_err(unavailable)?;
+                .retries(1);
+            if let Some(certificates) = certificates {
+                builder = builder.certs(certificates);
+            }
+            let client = builder.build().map_err(unavailable)?;
             Connection::Cluster(client.get_async_connection().await.map_err(unavailable)?)
         } else {
-            let client = Client::open(url.as_str()).map_err(unavailable)?;
+            let client = match certificates {
+                Some(certificates) => Client::build_with_tls(url.as_str(), certificates),
+                None => Client::open(url.as_str()),
+            }
+            .map_err(unavailable)?;
             let manager = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(timeout))
                 .set_response_timeout(Some(timeout))
