@@ -249,6 +249,15 @@ pub enum Entry {
         /// The agent.
         agent: AgentId,
     },
+    /// Customers' previous agents linked before a time, forgotten (past `sticky_ttl`).
+    LinksForgotten {
+        /// When, by the router's clock.
+        at_ms: u64,
+        /// The app.
+        app: u64,
+        /// Links recorded before this were forgotten.
+        before_ms: u64,
+    },
     /// What is known of a customer, pushed at run time.
     Customer {
         /// When, by the router's clock.
@@ -336,6 +345,11 @@ impl Entry {
                 at_ms,
                 app,
                 customer: CustomerRecord::from(customer),
+            },
+            Change::ForgetLinks { before } => Entry::LinksForgotten {
+                at_ms,
+                app,
+                before_ms: to_ms(*before),
             },
             Change::Session(event) => Entry::SessionEvent {
                 at_ms,

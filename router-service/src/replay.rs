@@ -439,6 +439,9 @@ fn change(app: &engine::App, entry: &Value) -> Option<Change> {
             Some(Change::PutAgent(std::sync::Arc::new(agent)))
         }
         "agent_removed" => Some(Change::RemoveAgent(agent()?)),
+        "links_forgotten" => Some(Change::ForgetLinks {
+            before: from_ms(entry["before_ms"].as_u64()?),
+        }),
         "customer" => {
             let record: CustomerRecord = serde_json::from_value(entry["customer"].clone()).ok()?;
             Some(Change::PutCustomer(Customer::from(record)))

@@ -132,6 +132,19 @@ impl Router<AnyStore> {
         if let Some(meter) = telemetry::meter() {
             router.export_metrics(meter);
         }
+        let forgetting = Arc::downgrade(&router);
+        tokio::spawn(async move {
+            loop {
+                let Some(pause) = forgetting.upgrade().map(|router| router.forget_every()) else {
+                    return;
+                };
+                tokio::time::sleep(pause).await;
+                let Some(router) = forgetting.upgrade() else {
+                    return;
+                };
+                router.forget_links().await;
+            }
+        });
         Ok(router)
     }
 
@@ -507,6 +520,39 @@ impl<S: Store> Router<S> {
         self.metrics
             .store("inspect", started.elapsed(), result.is_ok());
         result
+    }
+
+    /// How often previous agents past their app's `sticky_ttl` are forgotten: half the
+    /// shortest `sticky_ttl`, between a second and a minute.
+    fn forget_every(&self) -> std::time::Duration {
+        let shortest = self
+            .catalog
+            .load()
+            .apps()
+            .map(|app| app.sticky_ttl)
+            .min()
+            .unwrap_or(std::time::Duration::from_secs(120));
+        (shortest / 2).clamp(
+            std::time::Duration::from_secs(1),
+            std::time::Duration::from_secs(60),
+        )
+    }
+
+    /// Forgets, in every app, the previous agents linked longer ago than its `sticky_ttl`:
+    /// they route nobody any more, and history would otherwise grow with every customer
+    /// ever served.
+    async fn forget_links(&self) {
+        let catalog = self.catalog.load_full();
+        for app in catalog.apps() {
+            let before = self
+                .clock
+                .now()
+                .checked_sub(app.sticky_ttl)
+                .unwrap_or(std::time::UNIX_EPOCH);
+            if let Err(err) = self.apply(app, Change::ForgetLinks { before }).await {
+                tracing::warn!(app = %app.id, error = %err, "cannot forget old previous agents");
+            }
+        }
     }
 
     /// Records the live state of every app in the decision log (which starts each file

@@ -658,3 +658,56 @@ async fn killing_redis_under_load_fails_calls_cleanly_and_loses_no_consistency()
     }
     Ok(())
 }
+
+/// `HLEN key` on the server at `port`, over raw RESP.
+fn hlen(port: u16, key: &str) -> Result<i64, Error> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let command = format!("*2\r\n$4\r\nHLEN\r\n${}\r\n{key}\r\n", key.len());
+    stream.write_all(command.as_bytes())?;
+    let mut reply = [0u8; 32];
+    let n = stream.read(&mut reply)?;
+    let reply = String::from_utf8_lossy(&reply[..n]);
+    Ok(reply
+        .trim()
+        .strip_prefix(':')
+        .and_then(|count| count.parse().ok())
+        .ok_or_else(|| format!("not an integer reply: {reply:?}"))?)
+}
+
+#[tokio::test]
+async fn previous_agents_past_sticky_ttl_are_deleted_from_redis() -> TestResult {
+    let Some(redis) = RedisServer::start()? else {
+        return Ok(());
+    };
+    let mut env = Replica::env(redis.url(), false).to_vec();
+    env.push(("HANDOFF__APPS__0__STICKY_TTL", "1s".to_owned()));
+    let running = launch(FLOOR, &env, true, false).await?;
+    let router = running.router.ok_or("no router")?;
+    let mut client = RouterServiceClient::connect(format!("http://{router}")).await?;
+    client
+        .assign_human(AssignHumanRequest {
+            sdk_app_id: 1_400_000_001,
+            session_id: "linked".into(),
+            client_user_id: "c-linked".into(),
+            ..AssignHumanRequest::default()
+        })
+        .await?;
+    let history = "handoff:{1400000001}:history";
+    let linked = hlen(redis.port, history)?;
+    // The router forgets links past sticky_ttl every half of it.
+    let mut left = linked;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        left = hlen(redis.port, history)?;
+        if left == 0 {
+            break;
+        }
+    }
+    let sessions = hlen(redis.port, "handoff:{1400000001}:sessions")?;
+    running.stop.stop();
+    assert_eq!(linked, 1, "the decision linked the customer to their agent");
+    assert_eq!(left, 0, "the link outlived sticky_ttl in Redis");
+    assert_eq!(sessions, 1, "the session itself is kept");
+    Ok(())
+}

@@ -123,6 +123,13 @@ pub enum Change {
     PutCustomer(Customer),
     /// Records what happened to a session: confirms, moves or releases its seat.
     Session(SessionEvent),
+    /// Forgets customers' previous agents linked before `before` (the router sends it for
+    /// links past the app's `sticky_ttl`, which route nobody any more), so that history
+    /// does not grow with every customer ever served.
+    ForgetLinks {
+        /// Links recorded before this (by the router's clock) are forgotten.
+        before: SystemTime,
+    },
 }
 
 /// What a change did.

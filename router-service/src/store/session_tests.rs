@@ -603,3 +603,57 @@ fn the_fixture_days_cover_every_kind_of_event() -> TestResult {
     let _ = testing::catalog()?;
     Ok(())
 }
+
+/// The previous agent `store` knows for `customer`.
+async fn previous_of(
+    store: &impl Store,
+    app: &App,
+    customer: &str,
+    now: SystemTime,
+) -> Result<Option<String>, Error> {
+    let customer = ClientUserId::parse(customer)?;
+    let look = Look {
+        customer: Some(&customer),
+        sessions: false,
+    };
+    Ok(store
+        .inspect(app, look, now, |state| {
+            state
+                .last_agent(&customer)
+                .map(|(agent, _)| agent.as_str().to_owned())
+        })
+        .await?)
+}
+
+#[tokio::test]
+async fn previous_agents_are_forgotten_once_linked_before_the_cut_and_stay_forgotten() -> TestResult
+{
+    let dir = scratch("links");
+    let path = dir.join("state.redb");
+    let (catalog, app) = app_with("")?;
+    let lifetimes = lifetimes(Duration::from_secs(1800));
+    let (old, new) = ("customer-of-s1", "customer-of-s2");
+    let seen = {
+        let store = LocalStore::embedded(&path, lifetimes, &catalog, t(0))?;
+        reserve(&store, &app, "s1", t(0)).await?;
+        reserve(&store, &app, "s2", t(10)).await?;
+        let cut = Change::ForgetLinks { before: t(5) };
+        assert_eq!(store.apply(&app, cut, t(11)).await?, Applied::Recorded);
+        (
+            previous_of(&store, &app, old, t(11)).await?,
+            previous_of(&store, &app, new, t(11)).await?,
+        )
+    };
+    // Read back after a restart: the forgetting was journaled too.
+    let store = LocalStore::embedded(&path, lifetimes, &catalog, t(12))?;
+    let after = (
+        previous_of(&store, &app, old, t(12)).await?,
+        previous_of(&store, &app, new, t(12)).await?,
+    );
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(seen.0, None, "linked before the cut: forgotten");
+    assert!(seen.1.is_some(), "linked after it: kept");
+    assert_eq!(after, seen);
+    Ok(())
+}

@@ -112,9 +112,9 @@ impl Op {
     }
 }
 
-/// The writes that record `change` to `app`. A session event's writes depend on the
-/// state it meets, so the local store writes its outcome with [`session`], [`last_assigned`]
-/// and [`history`] instead.
+/// The writes that record `change` to `app`. A session event's writes (and which links
+/// are forgotten) depend on the state they meet, so the local store writes their outcome
+/// with [`session`], [`last_assigned`] and [`history`] instead.
 pub(super) fn ops(app: SdkAppId, change: &Change) -> Vec<Op> {
     match change {
         Change::SetStatus {
@@ -140,7 +140,7 @@ pub(super) fn ops(app: SdkAppId, change: &Change) -> Vec<Op> {
             customer.id.as_str(),
             &CustomerRecord::from(customer),
         )],
-        Change::Session(_) => Vec::new(),
+        Change::Session(_) | Change::ForgetLinks { .. } => Vec::new(),
     }
 }
 
@@ -157,9 +157,16 @@ pub(super) fn last_assigned(app: SdkAppId, agent: &AgentId, at: SystemTime) -> O
     Op::put(Kind::LastAssigned, app, agent.as_str(), &to_ms(at))
 }
 
-/// The write of a customer's previous agent.
-pub(super) fn history(app: SdkAppId, customer: &ClientUserId, record: &HistoryRecord) -> Op {
-    Op::put(Kind::History, app, customer.as_str(), record)
+/// The write of a customer's previous agent (or its deletion, `None`).
+pub(super) fn history(
+    app: SdkAppId,
+    customer: &ClientUserId,
+    record: Option<&HistoryRecord>,
+) -> Op {
+    match record {
+        Some(record) => Op::put(Kind::History, app, customer.as_str(), record),
+        None => Op::delete(Kind::History, app, customer.as_str()),
+    }
 }
 
 /// The write that remembers a report's identity until `until` (or forgets it, `None`).

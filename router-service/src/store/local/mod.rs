@@ -183,8 +183,11 @@ impl LocalStore {
                 .entry(customer.clone())
                 .or_insert_with(|| Box::new(profile));
         }
-        if let Some(previous) = previous {
-            state.history.entry(customer.clone()).or_insert(previous);
+        if let Some(previous) = previous
+            && !state.history.contains_key(customer)
+        {
+            state.links.push_back((previous.at_ms, customer.clone()));
+            state.history.insert(customer.clone(), previous);
         }
     }
 }
@@ -320,6 +323,11 @@ impl Store for LocalStore {
                     state
                         .customers
                         .insert(customer.id.clone(), Box::new(customer));
+                    Applied::Recorded
+                }
+                Change::ForgetLinks { before } => {
+                    let forgotten = state.forget_links(app.id, to_ms(before), writes);
+                    tracing::debug!(app = %app.id, forgotten, "previous agents forgotten");
                     Applied::Recorded
                 }
                 Change::Session(event) => {

@@ -37,6 +37,9 @@ pub(super) struct AppState {
     /// up to half empty, rather than a whole profile each.
     pub(super) customers: FastMap<ClientUserId, Box<Customer>>,
     pub(super) history: FastMap<ClientUserId, HistoryRecord>,
+    /// Each link's time and customer, oldest first (as links are made), for forgetting
+    /// them in order; an entry whose time no longer matches its link is stale.
+    pub(super) links: VecDeque<(u64, ClientUserId)>,
     pub(super) changes: RosterChanges,
     /// The zone `changes` were compiled in: the app's when they were last used.
     pub(super) zone: Tz,
@@ -64,6 +67,7 @@ impl AppState {
             statuses: FastMap::default(),
             customers: FastMap::default(),
             history: FastMap::default(),
+            links: VecDeque::new(),
             changes: RosterChanges::new(),
             zone,
             sessions: FastMap::default(),
@@ -117,6 +121,13 @@ impl AppState {
                 .push(Reverse((record.expires_at_ms, session.clone())));
             state.sessions.insert(session, Box::new(record));
         }
+        let mut links: Vec<(u64, ClientUserId)> = loaded
+            .history
+            .iter()
+            .map(|(customer, record)| (record.at_ms, customer.clone()))
+            .collect();
+        links.sort();
+        state.links.extend(links);
         state.history.extend(loaded.history);
         state.statuses.extend(loaded.statuses);
         for customer in loaded.customers {
@@ -212,7 +223,8 @@ impl AppState {
                 at_ms: to_ms(now),
                 event_ms: Some(*event_ms),
             };
-            writes.record(|| [embedded::history(app, customer, &record)]);
+            writes.record(|| [embedded::history(app, customer, Some(&record))]);
+            self.links.push_back((record.at_ms, customer.clone()));
             self.history.insert(customer.clone(), record);
         }
         // Each agent whose load or idle clock moved, once (a reservation's taken agent is
@@ -304,6 +316,38 @@ impl AppState {
         {
             self.deadlines.shrink_to(self.deadlines.len() * 2);
         }
+    }
+
+    /// Forgets the previous agents linked before `before_ms`; how many.
+    pub(super) fn forget_links(
+        &mut self,
+        app: SdkAppId,
+        before_ms: u64,
+        writes: &mut Writes,
+    ) -> usize {
+        let mut forgotten = 0;
+        while let Some((at_ms, _)) = self.links.front() {
+            if *at_ms >= before_ms {
+                break;
+            }
+            let Some((at_ms, customer)) = self.links.pop_front() else {
+                break;
+            };
+            if self
+                .history
+                .get(&customer)
+                .is_some_and(|link| link.at_ms == at_ms)
+            {
+                self.history.remove(&customer);
+                writes.record(|| [embedded::history(app, &customer, None)]);
+                forgotten += 1;
+            }
+        }
+        if self.history.capacity() > 1024 && self.history.len() * 4 < self.history.capacity() {
+            self.history.shrink_to(self.history.len() * 2);
+            self.links.shrink_to_fit();
+        }
+        forgotten
     }
 
     /// Whether a report with this identity was recorded within the window.

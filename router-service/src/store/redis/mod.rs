@@ -58,6 +58,11 @@ const READ_SESSION: &str = include_str!("read_session.lua");
 const EVENT: &str = include_str!("event.lua");
 /// Sets a status unless a later one is known.
 const STATUS: &str = include_str!("status.lua");
+/// Forgets previous agents linked before a time, a slice of the history at a time.
+const FORGET_LINKS: &str = include_str!("forget_links.lua");
+
+/// How many links one call of the forgetting script looks at.
+const FORGET_BATCH: usize = 1_000;
 
 /// How often a session event reads again when another change got there first.
 const EVENT_ATTEMPTS: usize = 8;
@@ -80,6 +85,7 @@ struct Scripts {
     read_session: Script,
     event: Script,
     status: Script,
+    forget_links: Script,
 }
 
 /// Router state in Redis.
@@ -202,6 +208,7 @@ impl RedisStore {
                 read_session: script(READ_SESSION),
                 event: script(EVENT),
                 status: script(STATUS),
+                forget_links: script(FORGET_LINKS),
             },
             compiled: Mutex::new(FastMap::default()),
             views: Mutex::new(FastMap::default()),
@@ -707,6 +714,29 @@ impl Store for RedisStore {
                 };
             }
             Change::Session(event) => return self.report(app, &event, now).await,
+            Change::ForgetLinks { before } => {
+                // A slice per call, so that no script holds Redis for long; every replica
+                // may sweep, and deleting a forgotten link twice changes nothing.
+                let (mut cursor, mut forgotten) = ("0".to_owned(), 0i64);
+                loop {
+                    let reply = self
+                        .run(&self.scripts.forget_links, app.id, None, now, |cmd| {
+                            cmd.arg(to_ms(before)).arg(&cursor).arg(FORGET_BATCH);
+                        })
+                        .await?;
+                    let items = into_items(reply)?;
+                    cursor = text(items.first())?;
+                    forgotten += match items.get(1) {
+                        Some(Value::Int(n)) => *n,
+                        _ => 0,
+                    };
+                    if cursor == "0" {
+                        break;
+                    }
+                }
+                tracing::debug!(app = %app.id, forgotten, "previous agents forgotten");
+                return Ok(Applied::Recorded);
+            }
             Change::PutAgent(agent) => {
                 let spec = record::encode(&Some(&agent.spec));
                 pipe.hset(&keys.roster, agent.id.as_str(), &spec)
