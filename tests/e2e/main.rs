@@ -11,6 +11,7 @@ mod grpc;
 mod manage;
 mod metrics;
 mod redis;
+mod secrets;
 mod shuffle;
 mod support;
 mod tls;
