@@ -62,7 +62,23 @@ pub enum AppError {
 /// (rules, agents, schedules) compiles. Every binary refuses a file that fails it.
 pub fn check(config: &Config, origin: &Path) -> Result<(), ConfigError> {
     Listening::load(config, origin)?;
-    Catalog::from_config(config, origin).map(drop)
+    let catalog = Catalog::from_config(config, origin)?;
+    let problems = catalog.lint(config, std::time::SystemTime::now());
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let listed: Vec<String> = problems
+        .iter()
+        .map(|(key, message)| format!("  {key}: {message}"))
+        .collect();
+    Err(ConfigError::new(
+        origin,
+        "",
+        format!(
+            "expressions that cannot decide anything (they fail, never hold, or do not give a bool):\n{}",
+            listed.join("\n")
+        ),
+    ))
 }
 
 /// Applies a reloaded config to the running parts: the router compiles it first, and the

@@ -77,6 +77,14 @@ pub struct AgentListing {
     pub on_shift: bool,
 }
 
+/// Logs the expressions of `catalog` that cannot decide anything (`handoff check` refuses
+/// them; a running router takes them, as they may be meant for data it has not seen).
+fn warn_lint(catalog: &Catalog, config: &Config) {
+    for (key, message) in catalog.lint(config, SystemTime::now()) {
+        tracing::warn!(key, message, "expression cannot decide anything");
+    }
+}
+
 /// The routing service: catalog, store and clock.
 pub struct Router<S> {
     catalog: ArcSwap<Catalog>,
@@ -94,6 +102,7 @@ impl Router<AnyStore> {
     /// and whenever the log starts a new file (by a task that ends with the router).
     pub async fn open(config: &Config, origin: &Path) -> Result<Arc<Self>, RouterError> {
         let catalog = Catalog::from_config(config, origin)?;
+        warn_lint(&catalog, config);
         let store = AnyStore::open(&config.router, &catalog, SystemTime::now()).await?;
         let mut router = Router::new(catalog, store, Arc::new(SystemClock));
         router
@@ -252,6 +261,7 @@ impl<S: Store> Router<S> {
     /// running catalog stays.
     pub fn reload(&self, config: &Config, origin: &Path) -> Result<(), ConfigError> {
         let catalog = Catalog::from_config(config, origin)?;
+        warn_lint(&catalog, config);
         self.catalog.store(Arc::new(catalog));
         self.access
             .store(Arc::new(Access::from_config(&config.router.auth)));

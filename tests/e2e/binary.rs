@@ -77,6 +77,27 @@ fn check_accepts_the_example_and_names_what_is_wrong_in_a_bad_file() -> TestResu
         stderr.contains("apps[0].rules[0].when: CEL does not compile"),
         "{stderr}"
     );
+
+    // Compiles, but can never decide: a text field against a number, and a text where
+    // `||` needs a bool.
+    let text = std::fs::read_to_string(example())?
+        .replace("customer.tier == \"vip\"", "customer.tier == 3")
+        .replace("customer.language == \"zh\"", "customer.language");
+    let never = TempFile::new("never-check.toml", &text)?;
+    let refused = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&never.0)
+        .output()?;
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8(refused.stderr)?;
+    assert!(
+        stderr.contains("apps[0].rules[0].when: `customer.tier == 3` compares text with a number"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("apps[0].rules[2].when: `customer.language ||"),
+        "{stderr}"
+    );
     Ok(())
 }
 

@@ -31,6 +31,22 @@ pub struct Catalog {
 }
 
 impl Catalog {
+    /// Every app's expressions that cannot decide anything (see [`App::lint`]), keyed
+    /// `apps[N]...` as the config file has them.
+    pub fn lint(&self, config: &Config, now: std::time::SystemTime) -> Vec<(String, String)> {
+        config
+            .apps
+            .iter()
+            .enumerate()
+            .filter_map(|(index, app)| Some((index, self.apps.get(&app.sdk_app_id)?)))
+            .flat_map(|(index, app)| {
+                app.lint(now)
+                    .into_iter()
+                    .map(move |(key, message)| (format!("apps[{index}].{key}"), message))
+            })
+            .collect()
+    }
+
     /// Compiles `config` (read from `origin`), refusing bad CEL, time zones and schedules with
     /// the key at fault.
     pub fn from_config(config: &Config, origin: &Path) -> Result<Self, ConfigError> {
@@ -212,6 +228,70 @@ impl App {
     /// The CEL environment the app's expressions were compiled in.
     pub fn cel(&self) -> &Cel {
         &self.cel
+    }
+
+    /// Expressions that cannot decide anything: every `when` and agent filter evaluated
+    /// at `now` for a synthetic known customer and session (and each agent of the file),
+    /// each one that fails or gives something other than a bool, as (key, what is wrong).
+    /// `customer.tier == 3` (a string against a number) and `when = 'customer.tier'` (not
+    /// a bool) compile, and would never match.
+    pub fn lint(&self, now: std::time::SystemTime) -> Vec<(String, String)> {
+        let (Ok(session), Ok(customer_id)) = (
+            handoff_core::id::SessionId::parse("lint-session"),
+            ClientUserId::parse("lint-customer"),
+        ) else {
+            return Vec::new();
+        };
+        let handoff = super::Handoff {
+            app: self.id,
+            session,
+            client_user: customer_id.clone(),
+            event_time: now,
+            platform: "web".to_owned(),
+            channel: "chat".to_owned(),
+            attributes: [("topic".to_owned(), "lint".to_owned())].into(),
+        };
+        let customer = Customer {
+            id: customer_id,
+            known: true,
+            tier: Some("gold".to_owned()),
+            language: Some("en".to_owned()),
+            region: Some("east".to_owned()),
+            tags: vec!["lint".to_owned()],
+            owner: self.agents.first().map(|agent| agent.id.clone()),
+            attributes: vec![("segment".to_owned(), "lint".to_owned())],
+        };
+        let scope = self.cel.scope(&handoff, &customer, now, self.zone);
+        let mut problems = Vec::new();
+        let rules = self
+            .rules
+            .iter()
+            .map(|conditional| (Some(&conditional.when), &conditional.rule))
+            .chain(std::iter::once((None, &self.default_rule)));
+        for (index, (when, rule)) in rules.enumerate() {
+            if let Some(Err(message)) = when.map(|when| scope.lint_when(when)) {
+                problems.push((format!("rules[{index}].when"), message));
+            }
+            for (position, target) in rule.targets.iter().enumerate() {
+                let Some(filter) = &target.filter else {
+                    continue;
+                };
+                let failed = self.agents.iter().find_map(|agent| {
+                    scope
+                        .lint_filter(filter, agent.cel_value())
+                        .err()
+                        .map(|message| format!("{message} (agent {})", agent.id))
+                });
+                if let Some(message) = failed {
+                    let key = match position {
+                        0 => format!("rules[{index}].agents"),
+                        n => format!("rules[{index}].overflow[{}].agents", n - 1),
+                    };
+                    problems.push((key, message));
+                }
+            }
+        }
+        problems
     }
 }
 

@@ -77,6 +77,115 @@ impl Expression {
     }
 }
 
+/// What a field of the variables holds, for spotting comparisons that can never be true.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Holds {
+    Text,
+    Number,
+}
+
+/// What the field at `expr` (`customer.tier`, `agent.attributes.x`, `clock.hour`, ...)
+/// holds, when it is one of the variables' known fields.
+fn field_kind(expr: &cel::IdedExpr) -> Option<Holds> {
+    use cel::common::ast::Expr;
+    let path = |expr: &cel::IdedExpr| -> Option<Vec<String>> {
+        let mut parts = Vec::new();
+        let mut at = expr;
+        loop {
+            match &at.expr {
+                Expr::Select(select) => {
+                    parts.push(select.field.clone());
+                    at = &select.operand;
+                }
+                Expr::Call(call) if call.func_name == "_[_]" && call.args.len() == 2 => {
+                    if let Expr::Literal(cel::common::ast::LiteralValue::String(key)) =
+                        &call.args[1].expr
+                    {
+                        parts.push(key.inner().to_string());
+                    }
+                    at = &call.args[0];
+                }
+                Expr::Ident(name) => {
+                    parts.push(name.clone());
+                    parts.reverse();
+                    return Some(parts);
+                }
+                _ => return None,
+            }
+        }
+    };
+    let parts = path(expr)?;
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    match parts.as_slice() {
+        ["customer", "id" | "tier" | "language" | "region" | "owner"]
+        | ["session", "id" | "platform" | "channel"]
+        | ["agent", "id" | "name"]
+        | ["clock", "weekday" | "date"]
+        | ["customer" | "session" | "agent", "attributes", _] => Some(Holds::Text),
+        ["clock", "hour" | "minute"] | ["agent", "capacity"] | ["agent", "skills", _] => {
+            Some(Holds::Number)
+        }
+        _ => None,
+    }
+}
+
+/// What a literal is.
+fn literal_kind(expr: &cel::IdedExpr) -> Option<Holds> {
+    use cel::common::ast::{Expr, LiteralValue};
+    match &expr.expr {
+        Expr::Literal(LiteralValue::String(_)) => Some(Holds::Text),
+        Expr::Literal(LiteralValue::Int(_) | LiteralValue::UInt(_) | LiteralValue::Double(_)) => {
+            Some(Holds::Number)
+        }
+        _ => None,
+    }
+}
+
+/// The first `==` or `!=` in `expr` that compares a known field with a literal of another
+/// kind (`customer.tier == 3`): CEL says such values are simply unequal, so it never holds.
+fn mismatched_comparison(expr: &cel::IdedExpr) -> Option<String> {
+    use cel::common::ast::Expr;
+    match &expr.expr {
+        Expr::Call(call) => {
+            if (call.func_name == "_==_" || call.func_name == "_!=_") && call.args.len() == 2 {
+                let (left, right) = (&call.args[0], &call.args[1]);
+                let kinds = [
+                    (field_kind(left), literal_kind(right)),
+                    (field_kind(right), literal_kind(left)),
+                ];
+                if let Some((field, literal)) = kinds
+                    .into_iter()
+                    .find_map(|(field, literal)| Some((field?, literal?)))
+                    .filter(|(field, literal)| field != literal)
+                {
+                    let (field, literal) = match (field, literal) {
+                        (Holds::Text, _) => ("text", "a number"),
+                        (Holds::Number, _) => ("a number", "text"),
+                    };
+                    return Some(format!(
+                        "compares {field} with {literal}: they are never equal"
+                    ));
+                }
+            }
+            call.target
+                .iter()
+                .map(|target| &**target)
+                .chain(call.args.iter())
+                .find_map(mismatched_comparison)
+        }
+        _ => None,
+    }
+}
+
+impl Expression {
+    /// Why the expression can never hold whatever the data, if it cannot (a comparison of
+    /// a text field with a number, or the other way round).
+    pub fn never_equal(&self) -> Option<String> {
+        mismatched_comparison(self.program.expression())
+            .map(|why| format!("`{}` {why}", self.source))
+    }
+}
+
 impl std::fmt::Debug for Expression {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_tuple("Expression").field(&self.source).finish()
@@ -180,6 +289,39 @@ impl Scope<'_> {
         let mut scope = context.new_inner_scope();
         scope.set_variable_resolver(&lender);
         expect_bool(expression, expression.program.execute(&scope))
+    }
+}
+
+impl Scope<'_> {
+    /// Whether a `when` can decide here: a bool, or a failure only on a map key this data
+    /// lacks (other data may have it); a type error or another value is what is wrong.
+    pub fn lint_when(&self, expression: &Expression) -> Result<(), String> {
+        if let Some(why) = expression.never_equal() {
+            return Err(why);
+        }
+        let mut context = Context::with_env(self.env.clone());
+        context.set_variable_resolver(self);
+        lint(expression, expression.program.execute(&context))
+    }
+
+    /// [`Scope::lint_when`] for an agent filter and `agent`.
+    pub fn lint_filter(&self, expression: &Expression, agent: &AgentValue) -> Result<(), String> {
+        if let Some(why) = expression.never_equal() {
+            return Err(why);
+        }
+        let lender = AgentLender(&*agent.0);
+        let mut context = Context::with_env(self.env.clone());
+        context.set_variable_resolver(self);
+        let mut scope = context.new_inner_scope();
+        scope.set_variable_resolver(&lender);
+        lint(expression, expression.program.execute(&scope))
+    }
+}
+
+fn lint(expression: &Expression, result: Result<Value, cel::ExecutionError>) -> Result<(), String> {
+    match result {
+        Err(cel::ExecutionError::NoSuchKey(_)) => Ok(()),
+        other => expect_bool(expression, other).map(drop),
     }
 }
 

@@ -710,3 +710,61 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn lint_names_expressions_that_fail_never_hold_or_are_not_bools() -> Result<(), Error> {
+    let app = app_from(
+        r#"
+[[apps]]
+sdk_app_id = 1400000001
+[[apps.groups]]
+id = 1
+name = "g"
+[[apps.agents]]
+id = "a@example.com"
+groups = [1]
+[apps.agents.attributes]
+seniority = "senior"
+[[apps.agents]]
+id = "b@example.com"
+groups = [1]
+[[apps.rules]]
+name = "number"
+when = 'customer.tier == 3'
+group = 1
+[[apps.rules]]
+name = "text"
+when = 'customer.tier'
+group = 1
+[[apps.rules]]
+name = "fine"
+when = 'customer.attributes.vip == "yes" || session.channel == "email"'
+group = 1
+agents = 'agent.attributes.seniority == "senior"'
+[[apps.rules]]
+name = "filter"
+when = 'clock.hour >= 22'
+group = 1
+agents = 'agent.capacity > "2"'
+[[apps.rules]]
+name = "skills"
+when = 'true'
+group = 1
+agents = 'agent.skills.billing != "3"'
+"#,
+    )?;
+    let problems: Vec<String> = app
+        .lint(SystemTime::now())
+        .into_iter()
+        .map(|(key, message)| format!("{key}: {message}"))
+        .collect();
+    assert_eq!(problems.len(), 4, "{problems:#?}");
+    assert!(problems[0].starts_with("rules[0].when: `customer.tier == 3` compares text"));
+    assert!(problems[1].starts_with("rules[1].when:") && problems[1].contains("not a bool"));
+    // A missing attribute is data that may come: `fine` is fine.
+    assert!(problems[2].starts_with("rules[3].agents:") && problems[2].contains("overload"));
+    assert!(
+        problems[3].starts_with("rules[4].agents:") && problems[3].contains("a number with text")
+    );
+    Ok(())
+}
