@@ -22,6 +22,8 @@ pub struct AppPolicy {
     pub id: SdkAppId,
     /// The callback token, when authentication is on.
     pub token: Option<Secret>,
+    /// A second token accepted during a rotation.
+    pub previous_token: Option<Secret>,
     /// The group answered when the router fails.
     pub fallback_group_id: Option<GroupId>,
 }
@@ -43,6 +45,7 @@ impl Apps {
                 let policy = AppPolicy {
                     id: app.sdk_app_id,
                     token: app.token.clone(),
+                    previous_token: app.previous_token.clone(),
                     fallback_group_id: app.fallback_group_id,
                 };
                 (app.sdk_app_id, policy)
@@ -79,7 +82,13 @@ impl Apps {
             .request_time
             .as_deref()
             .ok_or(GatewayError::MissingAuth("RequestTime"))?;
-        if !signature_matches(token, request_time, sign) {
+        // Both tokens are always tried, so the time taken says nothing of which matched.
+        let current = signature_matches(token, request_time, sign);
+        let previous = app
+            .previous_token
+            .as_ref()
+            .is_some_and(|previous| signature_matches(previous, request_time, sign));
+        if !(current | previous) {
             return Err(GatewayError::BadSignature);
         }
         check_freshness(request_time, now, self.max_clock_skew)?;
@@ -176,6 +185,33 @@ mod tests {
             request_time: time.map(str::to_owned),
             ..CallbackQuery::default()
         }
+    }
+
+    #[test]
+    fn during_a_rotation_either_token_signs() -> Result<(), Box<dyn std::error::Error>> {
+        let text = format!(
+            "[[apps]]\nsdk_app_id = 1400000001\ntoken = \"next-token\"\nprevious_token = \"{TOKEN}\"\n"
+        );
+        let config = handoff_core::config::parse(&text, Path::new("t.toml"), Vec::new())?;
+        let apps = Apps::from_config(&config);
+        let now = UNIX_EPOCH + Duration::from_secs(1_669_872_112);
+        let old = query("1400000001", Some(SIGN), Some(REQUEST_TIME));
+        assert!(
+            apps.authenticate(&old, now).is_ok(),
+            "the token being replaced"
+        );
+        let new_sign = sign("next-token", REQUEST_TIME);
+        let new = query("1400000001", Some(&new_sign), Some(REQUEST_TIME));
+        assert!(apps.authenticate(&new, now).is_ok(), "the new token");
+        let other = sign("some-other-token", REQUEST_TIME);
+        let forged = query("1400000001", Some(&other), Some(REQUEST_TIME));
+        assert_eq!(
+            apps.authenticate(&forged, now)
+                .map(|_| ())
+                .map_err(|e| e.error_code()),
+            Err(2004)
+        );
+        Ok(())
     }
 
     #[test]

@@ -126,6 +126,7 @@ mod tests {
         Ok(AppPolicy {
             id: SdkAppId::new(1_400_000_001)?,
             token: None,
+            previous_token: None,
             fallback_group_id: fallback.map(GroupId::new).transpose()?,
         })
     }

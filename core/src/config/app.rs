@@ -23,6 +23,10 @@ pub struct AppConfig {
     /// must carry a valid `Sign` and a fresh `RequestTime`.
     #[serde(default)]
     pub token: Option<Secret>,
+    /// During a rotation, the token being replaced (or the one coming): callbacks signed
+    /// with either are accepted until it is removed.
+    #[serde(default)]
+    pub previous_token: Option<Secret>,
     /// Group answered when the router cannot decide (down, too slow, nobody eligible).
     #[serde(default)]
     pub fallback_group_id: Option<GroupId>,
