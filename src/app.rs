@@ -278,6 +278,7 @@ impl Application {
         let (router_stop, gateway_stop, watch_stop) = (Stop::new(), Stop::new(), Stop::new());
         let reloader = self.reloader();
         let limits = handoff_gateway::Limits::of(&self.started.gateway);
+        let max_concurrent_calls = self.started.router.max_concurrent_calls;
         let Listening {
             gateway: gateway_tls,
             router: router_tls,
@@ -306,9 +307,16 @@ impl Application {
         let mut router = self.router.zip(self.services).map(|(part, services)| {
             let stop = router_stop.clone();
             tokio::spawn(async move {
-                handoff_router::serve(part.listener, services, router_tls, stop, part.grace)
-                    .await
-                    .map_err(AppError::from)
+                handoff_router::serve(
+                    part.listener,
+                    services,
+                    router_tls,
+                    max_concurrent_calls,
+                    stop,
+                    part.grace,
+                )
+                .await
+                .map_err(AppError::from)
             })
         });
         let mut gateway = self.gateway.map(|part| {

@@ -44,6 +44,9 @@ pub struct Gateway {
     max_body_bytes: usize,
     /// Everything a callback may take from its arrival: `[gateway] deadline`.
     deadline: Duration,
+    /// Room for `[gateway] max_in_flight` callbacks at once.
+    in_flight: Arc<tokio::sync::Semaphore>,
+    max_in_flight: usize,
     counters: Counters,
 }
 
@@ -70,6 +73,8 @@ impl Gateway {
             path: gateway.path.clone(),
             max_body_bytes: gateway.max_body_bytes,
             deadline: gateway.deadline.get(),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(gateway.max_in_flight)),
+            max_in_flight: gateway.max_in_flight,
             counters: Counters::default(),
         }
     }
@@ -173,6 +178,10 @@ impl Gateway {
         };
         let span = tracing::Span::current();
         span.record("app", app.id.get());
+        // Shed what there is no room for, before asking the router anything.
+        let Ok(_room) = self.in_flight.try_acquire() else {
+            return self.shed(app, &callback);
+        };
         match callback {
             Callback::AssignHuman(callback) => {
                 span.record("session", callback.session_id.as_str());
@@ -248,6 +257,35 @@ impl Gateway {
                 answer
             }
         }
+    }
+
+    /// The answer to a callback there is no room for: an AssignHuman gets the app's
+    /// fallback group when it has one, anything else 503 (Tencent delivers events again).
+    fn shed(
+        &self,
+        app: &AppPolicy,
+        callback: &Callback,
+    ) -> (Command, Result<CallbackResponse, GatewayError>) {
+        static SHED: Throttle = Throttle::new(10);
+        if let Some(left_out) = SHED.admit() {
+            tracing::warn!(app = %app.id, max_in_flight = self.max_in_flight, left_out, "callback shed: too many in flight");
+        }
+        let err = GatewayError::Overloaded(self.max_in_flight);
+        let command = match callback {
+            Callback::AssignHuman(_) => Command::AssignHuman,
+            Callback::SessionEvent(_) => Command::SessionEvent,
+            Callback::MemberEvent(_) => Command::MemberEvent,
+        };
+        if command == Command::AssignHuman {
+            let answer = translate::fallback(app, err.clone());
+            if answer.is_ok() {
+                self.counters.fell_back(err.reason());
+                self.counters.count(command, Outcome::Fallback);
+                return (command, answer);
+            }
+        }
+        self.counters.count(command, Outcome::RouterFailed);
+        (command, Err(err))
     }
 
     /// Hands a session event to the router and acknowledges it once recorded; an event

@@ -81,6 +81,9 @@ pub enum GatewayError {
     /// The router refused the request or failed.
     #[error("router error: {}", shown(.0))]
     RouterFailed(String),
+    /// The gateway holds `[gateway] max_in_flight` callbacks already: this one is shed.
+    #[error("overloaded: {0} callbacks in flight")]
+    Overloaded(usize),
     /// The gateway itself is misconfigured or failed.
     #[error("internal error: {0}")]
     Internal(String),
@@ -106,6 +109,7 @@ impl GatewayError {
             GatewayError::RouterUnavailable(_) => "router_unavailable",
             GatewayError::RouterTimeout(_) => "router_timeout",
             GatewayError::RouterFailed(_) => "router_failed",
+            GatewayError::Overloaded(_) => "overloaded",
             GatewayError::Internal(_) => "internal",
         }
     }
@@ -130,6 +134,7 @@ impl GatewayError {
             GatewayError::RouterUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::RouterTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::RouterFailed(_) => StatusCode::BAD_GATEWAY,
+            GatewayError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -153,17 +158,20 @@ impl GatewayError {
             GatewayError::RouterUnavailable(_) => 3001,
             GatewayError::RouterTimeout(_) => 3002,
             GatewayError::RouterFailed(_) => 3003,
+            GatewayError::Overloaded(_) => 3004,
             GatewayError::Internal(_) => 5000,
         }
     }
 
-    /// Whether the router was asked and failed, so that the app's fallback group applies.
+    /// Whether the router failed or could not be asked (the gateway shed the callback),
+    /// so that the app's fallback group applies.
     pub fn is_router_failure(&self) -> bool {
         matches!(
             self,
             GatewayError::RouterUnavailable(_)
                 | GatewayError::RouterTimeout(_)
                 | GatewayError::RouterFailed(_)
+                | GatewayError::Overloaded(_)
         )
     }
 }
@@ -219,6 +227,7 @@ mod tests {
             GatewayError::RouterUnavailable(String::new()),
             GatewayError::RouterTimeout(Duration::ZERO),
             GatewayError::RouterFailed(String::new()),
+            GatewayError::Overloaded(1),
             GatewayError::Internal(String::new()),
         ];
         let mut codes: Vec<u32> = all.iter().map(GatewayError::error_code).collect();

@@ -71,11 +71,13 @@ impl<S: Store> Services<S> {
 
 /// Serves `services` on `listener` (over TLS with `tls`, from `[router.tls]`) until `stop`
 /// is requested, then reports NOT_SERVING and drains in-flight calls for at most `grace`
-/// before dropping them.
+/// before dropping them. A connection's calls beyond `max_concurrent_calls` are refused at
+/// once (UNAVAILABLE: the gateway answers its fallback) instead of queueing.
 pub async fn serve<S: Store>(
     listener: TcpListener,
     services: Services<S>,
     tls: Option<Arc<rustls::ServerConfig>>,
+    max_concurrent_calls: usize,
     stop: Stop,
     grace: Duration,
 ) -> Result<(), ServeError> {
@@ -103,7 +105,11 @@ pub async fn serve<S: Store>(
             "the router's gRPC port takes calls from anyone who reaches it: list callers in [router.auth] tokens"
         );
     }
-    let server = Server::builder().layer(guard).add_routes(routes);
+    let server = Server::builder()
+        .concurrency_limit_per_connection(max_concurrent_calls)
+        .load_shed(true)
+        .layer(guard)
+        .add_routes(routes);
     let served = async {
         match tls {
             None => {

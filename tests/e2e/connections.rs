@@ -404,3 +404,32 @@ async fn once_the_router_is_known_down_callbacks_get_the_fallback_at_once() -> T
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn callbacks_beyond_max_in_flight_are_shed_to_the_fallback_at_once() -> TestResult {
+    let router = hung_router().await?;
+    let (_gateway, addr) = gateway_asking(
+        "shed",
+        router,
+        &[
+            ("HANDOFF__GATEWAY__ROUTER_TIMEOUT", "1s".to_owned()),
+            ("HANDOFF__GATEWAY__MAX_IN_FLIGHT", "1".to_owned()),
+        ],
+    )?;
+    // One callback takes the only room and waits for the hung router...
+    let waiting = tokio::spawn(request(
+        addr,
+        "POST",
+        signed_uri(now_secs()).leak(),
+        body("holds-the-room"),
+    ));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // ...the next is answered with the fallback group without waiting for anything.
+    let started = std::time::Instant::now();
+    let reply = request(addr, "POST", &signed_uri(now_secs()), body("shed")).await?;
+    let took = started.elapsed();
+    assert_eq!(reply.json["AgentGroupId"], 9000, "{:?}", reply.json);
+    assert!(took < Duration::from_millis(500), "waited {took:?}");
+    assert_eq!(waiting.await??.json["AgentGroupId"], 9000);
+    Ok(())
+}

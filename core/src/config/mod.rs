@@ -114,6 +114,11 @@ impl Config {
                 ),
             ),
             ("router.tls", format!("{:?}", router.tls)),
+            (
+                "router.max_concurrent_calls",
+                router.max_concurrent_calls.to_string(),
+            ),
+            ("gateway.max_in_flight", gateway.max_in_flight.to_string()),
         ]
     }
 
@@ -159,6 +164,9 @@ pub struct RouterConfig {
     pub auth: RouterAuth,
     /// `[router.tls]`: serve gRPC over TLS (plaintext when absent).
     pub tls: Option<TlsConfig>,
+    /// How many calls one connection may have in flight; more are refused at once
+    /// (UNAVAILABLE) rather than queued.
+    pub max_concurrent_calls: usize,
 }
 
 /// `[router.tls]` / `[gateway.tls]`: a certificate chain and its key, PEM files read again
@@ -273,6 +281,7 @@ impl Default for RouterConfig {
             decision_log: DecisionLogConfig::default(),
             auth: RouterAuth::default(),
             tls: None,
+            max_concurrent_calls: 1024,
         }
     }
 }
@@ -396,6 +405,9 @@ pub struct GatewayConfig {
     pub max_connections: usize,
     /// The most a request's line and headers may take, in bytes.
     pub max_header_bytes: usize,
+    /// How many callbacks may be in flight at once; more are shed (the fallback group
+    /// answers an AssignHuman, an event gets 503 for Tencent to retry).
+    pub max_in_flight: usize,
     /// The token the gateway presents to a router elsewhere (`[router.auth]`); the
     /// all-in-one calls its router in process and sends none.
     pub router_token: Option<Secret>,
@@ -480,6 +492,7 @@ impl Default for GatewayConfig {
             header_timeout: ConfigDuration::from_secs(10),
             max_connections: 4096,
             max_header_bytes: 16 * 1024,
+            max_in_flight: 2048,
             router_token: None,
             router_ca: None,
             router_cert: None,

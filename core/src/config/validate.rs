@@ -43,6 +43,9 @@ fn router(router: &RouterConfig) -> Result<(), Fault> {
     if router.max_session.get().is_zero() {
         return fault("router.max_session", "must be longer than zero");
     }
+    if router.max_concurrent_calls == 0 {
+        return fault("router.max_concurrent_calls", "must be at least 1");
+    }
     let store = &router.store;
     match store.kind() {
         StoreKind::Redis => {
@@ -169,6 +172,9 @@ fn gateway(gateway: &GatewayConfig) -> Result<(), Fault> {
     }
     if gateway.max_connections == 0 {
         return fault("gateway.max_connections", "must be at least 1");
+    }
+    if gateway.max_in_flight == 0 {
+        return fault("gateway.max_in_flight", "must be at least 1");
     }
     if !(8 * 1024..=1024 * 1024).contains(&gateway.max_header_bytes) {
         return fault(
