@@ -140,6 +140,8 @@ fn check_freshness(
 mod tests {
     use std::path::Path;
 
+    use proptest::prelude::*;
+
     use super::*;
 
     /// CONTRACT.md's test vector.
@@ -267,5 +269,43 @@ mod tests {
             }
         }
         Ok(())
+    }
+
+    proptest! {
+        /// Whatever the token and time, their signature verifies, and changing any one
+        /// character of it (or of the time) does not.
+        #[test]
+        fn a_signature_verifies_and_no_altered_one_does(
+            token in "[ -~]{1,64}",
+            time in "[0-9]{1,12}",
+            at in any::<prop::sample::Index>(),
+        ) {
+            let secret = Secret::new(token.clone());
+            let signed = sign(&token, &time);
+            prop_assert!(signature_matches(&secret, &time, &signed));
+            let mut altered: Vec<char> = signed.chars().collect();
+            let i = at.index(altered.len());
+            altered[i] = if altered[i] == '0' { '1' } else { '0' };
+            let altered: String = altered.into_iter().collect();
+            prop_assert!(!signature_matches(&secret, &time, &altered));
+            let later = format!("{}0", time);
+            prop_assert!(!signature_matches(&secret, &later, &signed));
+        }
+
+        /// Any query, however odd, is answered: an app, or an error with its code.
+        #[test]
+        fn authentication_never_panics(
+            app in prop_oneof![Just("1400000001".to_owned()), "\\PC{0,30}"],
+            sign in proptest::option::of("\\PC{0,80}"),
+            time in proptest::option::of(prop_oneof!["[0-9]{0,25}", "\\PC{0,20}"]),
+            now in any::<u32>(),
+        ) {
+            let apps = apps().map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let q = query(&app, sign.as_deref(), time.as_deref());
+            let at = UNIX_EPOCH + Duration::from_secs(u64::from(now));
+            if let Err(err) = apps.authenticate(&q, at) {
+                prop_assert!((1000..3000).contains(&err.error_code()), "{err}");
+            }
+        }
     }
 }

@@ -550,6 +550,24 @@ mod tests {
         Ok(())
     }
 
+    /// A JSON field as a client might send it: absent, or any of the shapes that matter.
+    fn field() -> impl Strategy<Value = Option<serde_json::Value>> {
+        use serde_json::json;
+        prop_oneof![
+            Just(None),
+            Just(Some(json!(null))),
+            Just(Some(json!(""))),
+            "[ -~]{1,40}".prop_map(|s| Some(json!(s))),
+            "\\PC{1,300}".prop_map(|s| Some(json!(s))),
+            any::<u64>().prop_map(|n| Some(json!(n))),
+            any::<i64>().prop_map(|n| Some(json!(n))),
+            any::<f64>().prop_map(|n| Some(json!(n))),
+            Just(Some(json!({"nested": [1, "two"]}))),
+            Just(Some(json!(["a", 1]))),
+            Just(Some(json!("x".repeat(5_000)))),
+        ]
+    }
+
     proptest! {
         #[test]
         fn never_panics_on_arbitrary_bodies(body in proptest::collection::vec(any::<u8>(), 0..512)) {
@@ -559,6 +577,50 @@ mod tests {
         #[test]
         fn never_panics_on_arbitrary_queries(raw in ".{0,200}") {
             let _ = CallbackQuery::parse(&raw);
+        }
+
+        /// Bodies shaped like Tencent's, each field missing, of another type, empty, huge or
+        /// odd: parsing answers (Ok or a Rejection) and never panics; the well-formed ones
+        /// parse to what they say.
+        #[test]
+        fn structured_bodies_parse_or_are_refused(
+            session in field(),
+            customer in field(),
+            event_time in field(),
+            command in prop_oneof![
+                Just(Some(serde_json::json!(ASSIGN_HUMAN))),
+                Just(Some(serde_json::json!("ChatBot.Other"))),
+                field(),
+            ],
+            extra in proptest::collection::btree_map("[A-Za-z]{1,12}", field(), 0..4),
+        ) {
+            let mut body = serde_json::Map::new();
+            for (name, value) in [
+                ("CallbackCommand", &command),
+                ("SessionId", &session),
+                ("ClientUserId", &customer),
+                ("EventTime", &event_time),
+            ] {
+                if let Some(value) = value {
+                    body.insert(name.to_owned(), value.clone());
+                }
+            }
+            for (name, value) in extra.iter().filter_map(|(k, v)| Some((k, v.as_ref()?))) {
+                body.entry(name.clone()).or_insert_with(|| value.clone());
+            }
+            let bytes = serde_json::to_vec(&body).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let parsed = parse_assign_human(&query(Some(ASSIGN_HUMAN)), &bytes);
+            let text = |value: &Option<serde_json::Value>| {
+                value.as_ref().and_then(|v| v.as_str()).map(str::to_owned)
+            };
+            let well_formed = command.as_ref().and_then(|c| c.as_str()) == Some(ASSIGN_HUMAN)
+                && text(&session).is_some_and(|s| SessionId::parse(s).is_ok())
+                && text(&customer).is_some_and(|c| ClientUserId::parse(c).is_ok())
+                && event_time.as_ref().is_some_and(|t| t.as_u64().is_some());
+            if well_formed {
+                let parsed = parsed.map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(Some(parsed.session_id.as_str().to_owned()), text(&session));
+            }
         }
 
         #[test]

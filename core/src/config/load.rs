@@ -421,4 +421,39 @@ mod tests {
         let err = load(Path::new("/nonexistent/handoff.toml"), Vec::new());
         assert!(err.is_err_and(|e| e.to_string().contains("cannot read the file")));
     }
+
+    proptest::proptest! {
+        /// Any text is read or refused with a message naming the file; never a panic.
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,400}") {
+            if let Err(err) = parse(&text, Path::new("f.toml"), Vec::new()) {
+                proptest::prop_assert!(err.to_string().starts_with("f.toml: "), "{err}");
+            }
+        }
+
+        /// A well-shaped file with odd values in its keys: refused naming the key (or the
+        /// variable that set it), never a panic.
+        #[test]
+        fn odd_values_are_refused_by_key(
+            key in proptest::sample::select(vec![
+                "gateway.router_timeout", "gateway.deadline", "gateway.max_body_bytes",
+                "gateway.header_timeout", "gateway.max_connections", "router.assignment_ttl",
+                "router.max_session", "router.store.timeout", "apps.0.sticky_ttl",
+                "apps.0.time_zone", "apps.0.token", "apps.0.agents.0.capacity",
+            ]),
+            value in proptest::prop_oneof![
+                "-?[0-9]{1,20}", "[0-9]{1,6}(ms|s|m|h|d|x)", "\\PC{0,20}",
+            ],
+        ) {
+            let var = format!("HANDOFF__{}", key.replace('.', "__").to_ascii_uppercase());
+            let env = vec![(var.clone(), value)];
+            if let Err(err) = parse(FILE, Path::new("f.toml"), env) {
+                let text = err.to_string();
+                proptest::prop_assert!(
+                    text.starts_with(&format!("{var}: ")) || text.starts_with("f.toml: "),
+                    "{text}"
+                );
+            }
+        }
+    }
 }
