@@ -279,6 +279,7 @@ impl Application {
         let reloader = self.reloader();
         let limits = handoff_gateway::Limits::of(&self.started.gateway);
         let max_concurrent_calls = self.started.router.max_concurrent_calls;
+        let sources = handoff_gateway::Sources::of(&self.started.gateway);
         let Listening {
             gateway: gateway_tls,
             router: router_tls,
@@ -326,6 +327,7 @@ impl Application {
                     part.listener,
                     part.service,
                     limits,
+                    sources,
                     gateway_tls.map(handoff_gateway::TlsAcceptor::from),
                     stop,
                     part.grace,

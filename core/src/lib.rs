@@ -12,6 +12,7 @@
 pub mod cli;
 pub mod config;
 pub mod id;
+pub mod net;
 pub mod reload;
 pub mod shutdown;
 pub mod telemetry;

@@ -69,6 +69,9 @@ pub enum GatewayError {
     /// `RequestTime` is not a timestamp or too far from the gateway's clock.
     #[error("RequestTime {}", shown(.0))]
     StaleRequest(String),
+    /// The callback comes from outside `[gateway] allow_from`.
+    #[error("callbacks from {} are not allowed", shown(.0))]
+    SourceNotAllowed(String),
     /// `Sign` does not match the token and `RequestTime`.
     #[error("Sign does not match the app's token and RequestTime")]
     BadSignature,
@@ -106,6 +109,7 @@ impl GatewayError {
             GatewayError::MissingAuth(_) => "missing_auth",
             GatewayError::StaleRequest(_) => "stale_request",
             GatewayError::BadSignature => "bad_signature",
+            GatewayError::SourceNotAllowed(_) => "source_not_allowed",
             GatewayError::RouterUnavailable(_) => "router_unavailable",
             GatewayError::RouterTimeout(_) => "router_timeout",
             GatewayError::RouterFailed(_) => "router_failed",
@@ -127,7 +131,9 @@ impl GatewayError {
             GatewayError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             GatewayError::NotFound(_) => StatusCode::NOT_FOUND,
             GatewayError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            GatewayError::UnknownApp(_) => StatusCode::FORBIDDEN,
+            GatewayError::UnknownApp(_) | GatewayError::SourceNotAllowed(_) => {
+                StatusCode::FORBIDDEN
+            }
             GatewayError::MissingAuth(_)
             | GatewayError::StaleRequest(_)
             | GatewayError::BadSignature => StatusCode::UNAUTHORIZED,
@@ -155,6 +161,7 @@ impl GatewayError {
             GatewayError::MissingAuth(_) => 2002,
             GatewayError::StaleRequest(_) => 2003,
             GatewayError::BadSignature => 2004,
+            GatewayError::SourceNotAllowed(_) => 2005,
             GatewayError::RouterUnavailable(_) => 3001,
             GatewayError::RouterTimeout(_) => 3002,
             GatewayError::RouterFailed(_) => 3003,
@@ -224,6 +231,7 @@ mod tests {
             GatewayError::MissingAuth("Sign"),
             GatewayError::StaleRequest(String::new()),
             GatewayError::BadSignature,
+            GatewayError::SourceNotAllowed(String::new()),
             GatewayError::RouterUnavailable(String::new()),
             GatewayError::RouterTimeout(Duration::ZERO),
             GatewayError::RouterFailed(String::new()),

@@ -23,4 +23,4 @@ pub mod translate;
 
 pub use callback::Gateway;
 pub use error::GatewayError;
-pub use server::{Limits, TlsAcceptor, serve};
+pub use server::{Limits, Sources, TlsAcceptor, serve};

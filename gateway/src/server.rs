@@ -16,7 +16,7 @@
 //!   in-flight callbacks get up to `shutdown_grace`.
 
 use std::{
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -30,7 +30,10 @@ use axum::{
     middleware::{self, Next},
     response::{IntoResponse, Response},
 };
-use handoff_core::shutdown::{Stop, drain};
+use handoff_core::{
+    net::Cidr,
+    shutdown::{Stop, drain},
+};
 use hyper_util::{
     rt::{TokioIo, TokioTimer},
     service::TowerToHyperService,
@@ -50,6 +53,77 @@ const DRAIN_WINDOW: Duration = Duration::from_millis(500);
 
 /// The longest request target accepted (Tencent's query is a few hundred bytes).
 const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// Where callbacks may come from: `[gateway] allow_from`, and the proxies whose
+/// `X-Forwarded-For` is believed.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    allow: Vec<Cidr>,
+    proxies: Vec<Cidr>,
+}
+
+impl Sources {
+    /// The sources `[gateway]` sets (validated with the config).
+    pub fn of(config: &handoff_core::config::GatewayConfig) -> Self {
+        let parse = |list: &[String]| list.iter().filter_map(|n| n.parse().ok()).collect();
+        Self {
+            allow: parse(&config.allow_from),
+            proxies: parse(&config.trusted_proxies),
+        }
+    }
+
+    /// The client of a request from `peer` with `headers`: `peer`, unless it is a trusted
+    /// proxy, then the rightmost `X-Forwarded-For` address that is not one; `None` when
+    /// that header cannot be read.
+    fn client(&self, peer: IpAddr, headers: &http::HeaderMap) -> Option<IpAddr> {
+        let trusted = |ip: IpAddr| self.proxies.iter().any(|proxy| proxy.contains(ip));
+        if !trusted(peer) {
+            return Some(peer);
+        }
+        let mut forwarded = Vec::new();
+        for value in headers.get_all("x-forwarded-for") {
+            for hop in value.to_str().ok()?.split(',') {
+                forwarded.push(hop.trim().parse::<IpAddr>().ok()?);
+            }
+        }
+        Some(
+            forwarded
+                .iter()
+                .rev()
+                .copied()
+                .find(|ip| !trusted(*ip))
+                .or(forwarded.first().copied())
+                .unwrap_or(peer),
+        )
+    }
+
+    /// Whether a request from `peer` with `headers` may be served.
+    fn admits(&self, peer: IpAddr, headers: &http::HeaderMap) -> Result<(), GatewayError> {
+        if self.allow.is_empty() {
+            return Ok(());
+        }
+        match self.client(peer, headers) {
+            Some(client) if self.allow.iter().any(|net| net.contains(client)) => Ok(()),
+            Some(client) => Err(GatewayError::SourceNotAllowed(client.to_string())),
+            None => Err(GatewayError::SourceNotAllowed(format!(
+                "{peer} (an unreadable X-Forwarded-For)"
+            ))),
+        }
+    }
+}
+
+/// The address a connection comes from, as a request extension.
+#[derive(Debug, Clone, Copy)]
+struct Peer(IpAddr);
+
+/// What the guard in front of the routes knows.
+#[derive(Clone)]
+struct Guard {
+    draining: Arc<AtomicBool>,
+    max_header_bytes: usize,
+    sources: Arc<Sources>,
+    gateway: Arc<Gateway>,
+}
 
 /// The limits a connection lives under.
 #[derive(Debug, Clone, Copy)]
@@ -75,20 +149,25 @@ impl Limits {
 
 /// Serves `gateway` on `listener` under `limits` until `stop` is requested, then drains:
 /// in-flight callbacks get at most `grace`.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve(
     listener: TcpListener,
     gateway: Arc<Gateway>,
     limits: Limits,
+    sources: Sources,
     tls: Option<TlsAcceptor>,
     stop: Stop,
     grace: Duration,
 ) -> Result<(), GatewayError> {
     let draining = Arc::new(AtomicBool::new(false));
     let counters = Arc::clone(&gateway);
-    let app = routes(gateway).layer(middleware::from_fn_with_state(
-        (Arc::clone(&draining), limits.max_header_bytes),
-        guard,
-    ));
+    let state = Guard {
+        draining: Arc::clone(&draining),
+        max_header_bytes: limits.max_header_bytes,
+        sources: Arc::new(sources),
+        gateway: Arc::clone(&gateway),
+    };
+    let app = routes(gateway).layer(middleware::from_fn_with_state(state, guard));
     let (closing, close) = watch::channel(false);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let mut connections = JoinSet::new();
@@ -118,12 +197,13 @@ pub async fn serve(
                     tracing::debug!(error = %err, "cannot set tcp_nodelay");
                 }
                 let (app, close, tls) = (app.clone(), close.clone(), tls.clone());
+                let peer_ip = peer.ip();
                 connections.spawn(async move {
                     match tls {
-                        None => connection(TokioIo::new(tcp), app, limits, close).await,
+                        None => connection(TokioIo::new(tcp), app, peer_ip, limits, close).await,
                         // The handshake counts against the header timeout too.
                         Some(tls) => match tokio::time::timeout(limits.header_timeout, tls.accept(tcp)).await {
-                            Ok(Ok(stream)) => connection(TokioIo::new(stream), app, limits, close).await,
+                            Ok(Ok(stream)) => connection(TokioIo::new(stream), app, peer_ip, limits, close).await,
                             Ok(Err(err)) => tracing::debug!(%peer, error = %err, "TLS handshake failed"),
                             Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                         },
@@ -157,6 +237,7 @@ pub async fn serve(
 async fn connection<I>(
     io: TokioIo<I>,
     app: axum::Router,
+    peer: IpAddr,
     limits: Limits,
     mut close: watch::Receiver<bool>,
 ) where
@@ -167,7 +248,13 @@ async fn connection<I>(
         .header_read_timeout(limits.header_timeout)
         .keep_alive(true)
         .max_buf_size((limits.max_header_bytes * 2).max(8 * 1024));
-    let service = TowerToHyperService::new(app);
+    let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+        app,
+        move |mut request: http::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(Peer(peer));
+            request
+        },
+    ));
     let served = http.serve_connection(io, service);
     tokio::pin!(served);
     let mut closing = *close.borrow();
@@ -195,13 +282,16 @@ async fn connection<I>(
 /// Refuses heads over the limit, Tencent-shaped; marks answers `Connection: close` while
 /// the gateway drains.
 async fn guard(
-    axum::extract::State((draining, max_header_bytes)): axum::extract::State<(
-        Arc<AtomicBool>,
-        usize,
-    )>,
+    axum::extract::State(guard): axum::extract::State<Guard>,
     request: Request,
     next: Next,
 ) -> Response {
+    let Guard {
+        draining,
+        max_header_bytes,
+        sources,
+        gateway,
+    } = guard;
     let uri = request.uri().to_string().len();
     let head = uri
         + request
@@ -209,10 +299,17 @@ async fn guard(
             .iter()
             .map(|(name, value)| name.as_str().len() + value.len() + 4)
             .sum::<usize>();
+    let source = request
+        .extensions()
+        .get::<Peer>()
+        .map_or(Ok(()), |peer| sources.admits(peer.0, request.headers()));
     let mut response = if uri > MAX_URI_BYTES {
         GatewayError::UriTooLong(MAX_URI_BYTES).into_response()
     } else if head > max_header_bytes {
         GatewayError::HeadersTooLarge(max_header_bytes).into_response()
+    } else if let Err(refused) = source {
+        gateway.counters().refused(refused.reason());
+        refused.into_response()
     } else {
         next.run(request).await
     };

@@ -433,3 +433,63 @@ async fn callbacks_beyond_max_in_flight_are_shed_to_the_fallback_at_once() -> Te
     assert_eq!(waiting.await??.json["AgentGroupId"], 9000);
     Ok(())
 }
+
+/// A callback over raw TCP carrying `X-Forwarded-For: forwarded` when given; the status
+/// line and the answer.
+async fn from(
+    gateway: SocketAddr,
+    forwarded: Option<&str>,
+) -> Result<(String, serde_json::Value), Error> {
+    let mut request = String::from_utf8(callback("forwarded", true))?;
+    if let Some(forwarded) = forwarded {
+        request = request.replacen(
+            "Host: gateway\r\n",
+            &format!("Host: gateway\r\nX-Forwarded-For: {forwarded}\r\n"),
+            1,
+        );
+    }
+    let mut stream = TcpStream::connect(gateway).await?;
+    stream.write_all(request.as_bytes()).await?;
+    let (head, body) = response(&mut stream).await?.ok_or("closed unanswered")?;
+    let status = head.lines().next().unwrap_or_default().to_owned();
+    Ok((status, serde_json::from_slice(&body)?))
+}
+
+#[tokio::test]
+async fn callbacks_come_only_from_allowed_networks_forwarded_only_by_trusted_proxies() -> TestResult
+{
+    let allow = (
+        "HANDOFF__GATEWAY__ALLOW_FROM",
+        r#"["10.0.0.0/8"]"#.to_owned(),
+    );
+    let (_alone, direct) = start("allow", std::slice::from_ref(&allow))?;
+    // From 127.0.0.1 directly: not allowed, whatever it claims to forward.
+    for forwarded in [None, Some("10.1.2.3")] {
+        let (status, json) = from(direct, forwarded).await?;
+        assert!(status.contains(" 403 "), "{status}");
+        assert_eq!(json["ErrorCode"], 2005, "{json}");
+    }
+    let proxy = (
+        "HANDOFF__GATEWAY__TRUSTED_PROXIES",
+        r#"["127.0.0.1/32"]"#.to_owned(),
+    );
+    let (_proxied, behind) = start("proxied", &[allow, proxy])?;
+    let cases = [
+        (Some("10.1.2.3"), true),
+        (Some("8.8.8.8"), false),
+        // The proxy appends the client it saw: what the client wrote before it counts not.
+        (Some("10.9.9.9, 8.8.8.8"), false),
+        (Some("8.8.8.8, 10.1.2.3"), true),
+        (Some("not-an-address"), false),
+        (None, false),
+    ];
+    for (forwarded, allowed) in cases {
+        let (status, json) = from(behind, forwarded).await?;
+        assert_eq!(
+            status.contains(" 200 "),
+            allowed,
+            "{forwarded:?}: {status} {json}"
+        );
+    }
+    Ok(())
+}

@@ -119,6 +119,11 @@ impl Config {
                 router.max_concurrent_calls.to_string(),
             ),
             ("gateway.max_in_flight", gateway.max_in_flight.to_string()),
+            ("gateway.allow_from", format!("{:?}", gateway.allow_from)),
+            (
+                "gateway.trusted_proxies",
+                format!("{:?}", gateway.trusted_proxies),
+            ),
         ]
     }
 
@@ -408,6 +413,11 @@ pub struct GatewayConfig {
     /// How many callbacks may be in flight at once; more are shed (the fallback group
     /// answers an AssignHuman, an event gets 503 for Tencent to retry).
     pub max_in_flight: usize,
+    /// Networks callbacks may come from (`203.0.113.0/24`, `2001:db8::/32`); empty: any.
+    pub allow_from: Vec<String>,
+    /// Proxies whose `X-Forwarded-For` is believed: from one of them, the client is the
+    /// rightmost forwarded address that is not itself one of them.
+    pub trusted_proxies: Vec<String>,
     /// The token the gateway presents to a router elsewhere (`[router.auth]`); the
     /// all-in-one calls its router in process and sends none.
     pub router_token: Option<Secret>,
@@ -493,6 +503,8 @@ impl Default for GatewayConfig {
             max_connections: 4096,
             max_header_bytes: 16 * 1024,
             max_in_flight: 2048,
+            allow_from: Vec::new(),
+            trusted_proxies: Vec::new(),
             router_token: None,
             router_ca: None,
             router_cert: None,

@@ -176,6 +176,16 @@ fn gateway(gateway: &GatewayConfig) -> Result<(), Fault> {
     if gateway.max_in_flight == 0 {
         return fault("gateway.max_in_flight", "must be at least 1");
     }
+    for (name, list) in [
+        ("allow_from", &gateway.allow_from),
+        ("trusted_proxies", &gateway.trusted_proxies),
+    ] {
+        for (index, network) in list.iter().enumerate() {
+            if let Err(message) = network.parse::<crate::net::Cidr>() {
+                return Err((format!("gateway.{name}[{index}]"), message));
+            }
+        }
+    }
     if !(8 * 1024..=1024 * 1024).contains(&gateway.max_header_bytes) {
         return fault(
             "gateway.max_header_bytes",
