@@ -167,6 +167,7 @@ pub async fn serve(
         sources: Arc::new(sources),
         gateway: Arc::clone(&gateway),
     };
+    let screening = !state.sources.allow.is_empty();
     let app = routes(gateway).layer(middleware::from_fn_with_state(state, guard));
     let (closing, close) = watch::channel(false);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
@@ -197,7 +198,8 @@ pub async fn serve(
                     tracing::debug!(error = %err, "cannot set tcp_nodelay");
                 }
                 let (app, close, tls) = (app.clone(), close.clone(), tls.clone());
-                let peer_ip = peer.ip();
+                // Requests learn their peer only when the allowlist asks who it is.
+                let peer_ip = screening.then_some(peer.ip());
                 connections.spawn(async move {
                     match tls {
                         None => connection(TokioIo::new(tcp), app, peer_ip, limits, close).await,
@@ -237,7 +239,7 @@ pub async fn serve(
 async fn connection<I>(
     io: TokioIo<I>,
     app: axum::Router,
-    peer: IpAddr,
+    peer: Option<IpAddr>,
     limits: Limits,
     mut close: watch::Receiver<bool>,
 ) where
@@ -251,7 +253,9 @@ async fn connection<I>(
     let service = TowerToHyperService::new(tower::ServiceExt::map_request(
         app,
         move |mut request: http::Request<hyper::body::Incoming>| {
-            request.extensions_mut().insert(Peer(peer));
+            if let Some(peer) = peer {
+                request.extensions_mut().insert(Peer(peer));
+            }
             request
         },
     ));
@@ -292,7 +296,10 @@ async fn guard(
         sources,
         gateway,
     } = guard;
-    let uri = request.uri().to_string().len();
+    let uri = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |target| target.as_str().len());
     let head = uri
         + request
             .headers()
