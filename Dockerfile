@@ -26,7 +26,7 @@ ENV HANDOFF__ROUTER__LISTEN=0.0.0.0:50051 \
     HANDOFF__GATEWAY__LISTEN=0.0.0.0:8080 \
     HANDOFF__ROUTER__STORE__PATH=/var/lib/handoff/handoff.redb
 WORKDIR /var/lib/handoff
-USER nonroot:nonroot
+USER 65532:65532
 EXPOSE 8080 50051
 ENTRYPOINT ["/usr/local/bin/handoff"]
 CMD ["--config", "/etc/handoff/handoff.toml"]
