@@ -711,3 +711,50 @@ async fn previous_agents_past_sticky_ttl_are_deleted_from_redis() -> TestResult 
     assert_eq!(sessions, 1, "the session itself is kept");
     Ok(())
 }
+
+#[tokio::test]
+async fn session_records_are_deleted_from_redis_once_remembered_long_enough() -> TestResult {
+    let Some(redis) = RedisServer::start()? else {
+        return Ok(());
+    };
+    let mut env = Replica::env(redis.url(), false).to_vec();
+    env.push(("HANDOFF__ROUTER__ASSIGNMENT_TTL", "1s".to_owned()));
+    env.push(("HANDOFF__ROUTER__MAX_SESSION", "1s".to_owned()));
+    let running = launch(FLOOR, &env, true, false).await?;
+    let router = running.router.ok_or("no router")?;
+    let mut client = RouterServiceClient::connect(format!("http://{router}")).await?;
+    let assign = |session: &str| AssignHumanRequest {
+        sdk_app_id: 1_400_000_001,
+        session_id: session.into(),
+        client_user_id: format!("c-{session}"),
+        ..AssignHumanRequest::default()
+    };
+    for session in ["s-1", "s-2", "s-3"] {
+        client.assign_human(assign(session)).await?;
+    }
+    let sessions = "handoff:{1400000001}:sessions";
+    let held = hlen(redis.port, sessions)?;
+    // Each seat runs out after a second, and its record is forgotten a second later; what
+    // is due goes with the next call.
+    let mut left = held;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        client
+            .list_agents(ListAgentsRequest {
+                sdk_app_id: 1_400_000_001,
+                group_id: None,
+            })
+            .await?;
+        left = hlen(redis.port, sessions)?;
+        if left == 0 {
+            break;
+        }
+    }
+    running.stop.stop();
+    assert_eq!(held, 3);
+    assert_eq!(
+        left, 0,
+        "session records outlived their seat and max_session"
+    );
+    Ok(())
+}
