@@ -493,3 +493,41 @@ async fn callbacks_come_only_from_allowed_networks_forwarded_only_by_trusted_pro
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn readiness_asks_the_router_at_most_once_a_second() -> TestResult {
+    let router = hung_router().await?;
+    let (_gateway, addr) = gateway_asking(
+        "ready",
+        router,
+        &[("HANDOFF__GATEWAY__ROUTER_TIMEOUT", "400ms".to_owned())],
+    )?;
+    let ready = || async move {
+        let started = std::time::Instant::now();
+        let mut stream = TcpStream::connect(addr).await?;
+        stream
+            .write_all(b"GET /readyz HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\n\r\n")
+            .await?;
+        let (head, _) = response(&mut stream).await?.ok_or("closed unanswered")?;
+        Ok::<_, Error>((
+            head.lines().next().unwrap_or_default().to_owned(),
+            started.elapsed(),
+        ))
+    };
+    let (first, asked) = ready().await?;
+    let (second, cached) = ready().await?;
+    assert!(
+        first.contains(" 50"),
+        "the hung router is not ready: {first}"
+    );
+    assert_eq!(second, first);
+    assert!(
+        asked >= Duration::from_millis(350),
+        "the first asked the router: {asked:?}"
+    );
+    assert!(
+        cached < Duration::from_millis(200),
+        "the second waited {cached:?}"
+    );
+    Ok(())
+}
