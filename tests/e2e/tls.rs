@@ -342,3 +342,57 @@ async fn the_redis_store_speaks_tls_to_a_rediss_server() -> Result<(), Error> {
     running.stop.stop();
     Ok(())
 }
+
+/// The certificate the server at `addr` shows in a TLS handshake (offering h2, as gRPC does).
+async fn shown_by(pki: &Pki, addr: SocketAddr) -> Result<Vec<u8>, Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from(pki.ca.der().to_vec()))?;
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = TcpStream::connect(addr).await?;
+    let tls = TlsConnector::from(Arc::new(config))
+        .connect(ServerName::IpAddress(addr.ip().into()), tcp)
+        .await?;
+    tls.get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|cert| cert.to_vec())
+        .ok_or_else(|| "no certificate shown".into())
+}
+
+#[tokio::test]
+async fn the_router_takes_a_renewed_certificate_without_a_restart() -> Result<(), Error> {
+    let pki = Pki::new("router-renewal")?;
+    let first = pki.issue("router", false)?;
+    let config = config_file(&pki)?;
+    let env = own_ports(&[
+        (
+            "HANDOFF__ROUTER__TLS__CERT",
+            pki.path("router.pem").display().to_string(),
+        ),
+        (
+            "HANDOFF__ROUTER__TLS__KEY",
+            pki.path("router.key").display().to_string(),
+        ),
+    ]);
+    let (_router, line) = spawn(env!("CARGO_BIN_EXE_handoff-router"), &config, &env)?;
+    let addr: SocketAddr = field(&line, "router")?.parse()?;
+    assert_eq!(shown_by(&pki, addr).await?, first);
+    let renewed = pki.issue("router", false)?;
+    let mut shown = Vec::new();
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        shown = shown_by(&pki, addr).await?;
+        if shown == renewed {
+            break;
+        }
+    }
+    assert_eq!(shown, renewed, "the renewed certificate is served");
+    Ok(())
+}
