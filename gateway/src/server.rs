@@ -5,8 +5,9 @@
 //!
 //! - **Headers**: a request's line and headers must arrive within `header_timeout`, and a
 //!   kept-alive connection is closed after that long without a next request; they may
-//!   take `max_header_bytes` (more is answered 431, Tencent-shaped, up to twice that; past
-//!   it hyper refuses on its own, with an empty 431, so a connection never buffers more).
+//!   take `max_header_bytes` (more is answered 431, Tencent-shaped; past twice that hyper
+//!   refuses on its own, so a connection never buffers more, and `JsonErrors` makes its
+//!   answer, like its 400 for bytes that are not HTTP, Tencent-shaped too).
 //! - **Connections**: at most `max_connections` at once; one more is closed on arrival
 //!   (counted as a refusal, `max_connections`; logged at most once a second), so sockets
 //!   and memory stay bounded whatever clients do.
@@ -202,10 +203,16 @@ pub async fn serve(
                 let peer_ip = screening.then_some(peer.ip());
                 connections.spawn(async move {
                     match tls {
-                        None => connection(TokioIo::new(tcp), app, peer_ip, limits, close).await,
+                        None => {
+                            let io = JsonErrors { io: tcp, pending: None };
+                            connection(TokioIo::new(io), app, peer_ip, limits, close).await;
+                        }
                         // The handshake counts against the header timeout too.
                         Some(tls) => match tokio::time::timeout(limits.header_timeout, tls.accept(tcp)).await {
-                            Ok(Ok(stream)) => connection(TokioIo::new(stream), app, peer_ip, limits, close).await,
+                            Ok(Ok(stream)) => {
+                                let io = JsonErrors { io: stream, pending: None };
+                                connection(TokioIo::new(io), app, peer_ip, limits, close).await;
+                            }
                             Ok(Err(err)) => tracing::debug!(%peer, error = %err, "TLS handshake failed"),
                             Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                         },
@@ -233,6 +240,128 @@ pub async fn serve(
         Ok::<_, GatewayError>(())
     };
     drain("gateway", drained, &stop, grace).await
+}
+
+/// A connection's byte stream, with hyper's own error answers (to a request it could not
+/// read at all: 400, a head past twice `max_header_bytes`: 431, ...) rewritten as
+/// Tencent-shaped JSON. hyper sends those with `connection: close` and an empty body, which
+/// no answer of the gateway's own has; everything else passes as written.
+struct JsonErrors<I> {
+    io: I,
+    /// A rewritten answer, and how much of it is written.
+    pending: Option<(Vec<u8>, usize)>,
+}
+
+impl<I: tokio::io::AsyncWrite + Unpin> JsonErrors<I> {
+    fn poll_pending(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        while let Some((bytes, written)) = &mut self.pending {
+            if *written == bytes.len() {
+                self.pending = None;
+                break;
+            }
+            let n = std::task::ready!(
+                std::pin::Pin::new(&mut self.io).poll_write(cx, &bytes[*written..])
+            )?;
+            if n == 0 {
+                return std::task::Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+            }
+            *written += n;
+        }
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// hyper's own error answer in `bytes`, as JSON; `None` for anything else.
+fn rewritten(bytes: &[u8]) -> Option<Vec<u8>> {
+    let head = bytes.strip_suffix(b"\r\n\r\n")?;
+    let head = std::str::from_utf8(head).ok()?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next()?;
+    let status: u16 = status_line
+        .strip_prefix("HTTP/1.1 ")?
+        .get(..3)?
+        .parse()
+        .ok()?;
+    let headers: Vec<String> = lines.map(str::to_ascii_lowercase).collect();
+    let canned = status >= 400
+        && headers.iter().any(|h| h == "content-length: 0")
+        && headers.iter().any(|h| h == "connection: close");
+    if !canned {
+        return None;
+    }
+    let error = match status {
+        414 => GatewayError::UriTooLong(MAX_URI_BYTES),
+        431 => GatewayError::HeadersTooLarge(0),
+        _ => GatewayError::BadRequest(format!("not a request the gateway can read ({status})")),
+    };
+    let message = match &error {
+        GatewayError::HeadersTooLarge(_) => "request headers too large".to_owned(),
+        other => other.to_string(),
+    };
+    let body = serde_json::to_vec(&crate::tencent::CallbackResponse::fail(
+        error.error_code(),
+        message,
+    ))
+    .ok()?;
+    let mut answer = format!(
+        "{status_line}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    answer.extend_from_slice(&body);
+    Some(answer)
+}
+
+impl<I: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for JsonErrors<I> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        std::task::ready!(this.poll_pending(cx))?;
+        // Only a whole canned answer in one write is rewritten: hyper writes them so.
+        if buf.len() < 256
+            && let Some(answer) = rewritten(buf)
+        {
+            this.pending = Some((answer, 0));
+            // Written now if the socket takes it, else on the next write or flush.
+            let _ = this.poll_pending(cx)?;
+            return std::task::Poll::Ready(Ok(buf.len()));
+        }
+        std::pin::Pin::new(&mut this.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        std::task::ready!(this.poll_pending(cx))?;
+        std::pin::Pin::new(&mut this.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        std::task::ready!(this.poll_pending(cx))?;
+        std::pin::Pin::new(&mut this.io).poll_shutdown(cx)
+    }
+}
+
+impl<I: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for JsonErrors<I> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
 }
 
 /// Serves one connection until it closes, or closes it once idle when `close` says so.

@@ -252,6 +252,19 @@ async fn oversized_heads_get_tencent_shaped_errors() -> TestResult {
     let (head, json) = send(long_uri).await?;
     assert!(head.starts_with("HTTP/1.1 414"), "{head}");
     assert_eq!(json["ErrorCode"], 1008);
+    // Past what the gateway reads at all, and bytes that are not HTTP: hyper refuses them
+    // itself, and the answer is still Tencent-shaped.
+    let endless = format!(
+        "POST /tencent/callback HTTP/1.1\r\nHost: gateway\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(70 * 1024)
+    );
+    let (head, json) = send(endless).await?;
+    assert!(head.starts_with("HTTP/1.1 431"), "{head}");
+    assert_eq!(json["ErrorCode"], 1009, "{json}");
+    let (head, json) = send("GARBAGE\r\n\r\n".to_owned()).await?;
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    assert_eq!(json["ActionStatus"], "FAIL");
+    assert_eq!(json["ErrorCode"], 1001, "{json}");
     Ok(())
 }
 
