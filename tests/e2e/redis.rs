@@ -21,6 +21,23 @@ use tonic_health::pb::{
 
 use crate::support::{Error, Running, TestResult, launch, on_shift_across_a_zone_reload};
 
+/// Whether `redis-server` is on PATH: a test without it says it skipped, except under CI,
+/// where it fails.
+pub fn available() -> Result<bool, Error> {
+    if Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        return Ok(true);
+    }
+    if std::env::var_os("CI").is_some() {
+        return Err("redis-server is not on PATH (.ci/run installs it)".into());
+    }
+    eprintln!("skipped: redis-server not on PATH");
+    Ok(false)
+}
+
 /// A `redis-server` of the test's own, on a free loopback port, keeping nothing on disk.
 pub struct RedisServer {
     child: Option<Child>,
@@ -31,15 +48,7 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts one, or says why the test cannot run (`None` only outside CI).
     pub fn start() -> Result<Option<Self>, Error> {
-        if Command::new("redis-server")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            if std::env::var_os("CI").is_some() {
-                return Err("redis-server is not on PATH (.ci/run installs it)".into());
-            }
-            eprintln!("skipped: redis-server not on PATH");
+        if !available()? {
             return Ok(None);
         }
         let port = StdListener::bind("127.0.0.1:0")?.local_addr()?.port();

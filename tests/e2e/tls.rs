@@ -142,16 +142,29 @@ async fn the_gateway_serves_https_and_takes_a_renewed_certificate_without_a_rest
 
     // Renewed on disk: served from the next handshake on (files are looked at once a second).
     let renewed = pki.issue("gateway", false)?;
+    let shown = until_shown(&renewed, || async {
+        Ok(https_callback(&pki, gateway, "tls-2").await?.0)
+    })
+    .await?;
+    assert_eq!(shown, renewed, "the renewed certificate is served");
+    Ok(())
+}
+
+/// What `handshake` shows once it shows `wanted`, or after six seconds of asking.
+async fn until_shown<F, T>(wanted: &[u8], handshake: F) -> Result<Vec<u8>, Error>
+where
+    F: Fn() -> T,
+    T: std::future::Future<Output = Result<Vec<u8>, Error>>,
+{
     let mut shown = Vec::new();
     for _ in 0..30 {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        (shown, _) = https_callback(&pki, gateway, "tls-2").await?;
-        if shown == renewed {
+        shown = handshake().await?;
+        if shown == wanted {
             break;
         }
     }
-    assert_eq!(shown, renewed, "the renewed certificate is served");
-    Ok(())
+    Ok(shown)
 }
 
 /// The router alone over TLS, requiring client certificates from the test CA.
@@ -239,15 +252,7 @@ impl Drop for TlsRedis {
 
 impl TlsRedis {
     fn start(pki: &Pki) -> Result<Option<Self>, Error> {
-        if std::process::Command::new("redis-server")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            if std::env::var_os("CI").is_some() {
-                return Err("redis-server is not on PATH (.ci/run installs it)".into());
-            }
-            eprintln!("skipped: redis-server not on PATH");
+        if !crate::redis::available()? {
             return Ok(None);
         }
         pki.issue("redis", false)?;
@@ -385,14 +390,7 @@ async fn the_router_takes_a_renewed_certificate_without_a_restart() -> Result<()
     let addr: SocketAddr = field(&line, "router")?.parse()?;
     assert_eq!(shown_by(&pki, addr).await?, first);
     let renewed = pki.issue("router", false)?;
-    let mut shown = Vec::new();
-    for _ in 0..30 {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        shown = shown_by(&pki, addr).await?;
-        if shown == renewed {
-            break;
-        }
-    }
+    let shown = until_shown(&renewed, || shown_by(&pki, addr)).await?;
     assert_eq!(shown, renewed, "the renewed certificate is served");
     Ok(())
 }

@@ -276,50 +276,54 @@ pub struct Scope<'a> {
 impl Scope<'_> {
     /// Evaluates a `when` condition.
     pub fn holds(&self, expression: &Expression) -> Result<bool, String> {
-        let mut context = Context::with_env(self.env.clone());
-        context.set_variable_resolver(self);
-        expect_bool(expression, expression.program.execute(&context))
+        expect_bool(expression, self.run(expression, None))
     }
 
     /// Evaluates an agent filter for `agent`.
     pub fn admits(&self, expression: &Expression, agent: &AgentValue) -> Result<bool, String> {
-        let lender = AgentLender(&*agent.0);
-        let mut context = Context::with_env(self.env.clone());
-        context.set_variable_resolver(self);
-        let mut scope = context.new_inner_scope();
-        scope.set_variable_resolver(&lender);
-        expect_bool(expression, expression.program.execute(&scope))
+        expect_bool(expression, self.run(expression, Some(agent)))
     }
-}
 
-impl Scope<'_> {
     /// Whether a `when` can decide here: a bool, or a failure only on a map key this data
-    /// lacks (other data may have it); a type error or another value is what is wrong.
+    /// lacks (other data may have it); a type error, another value, or a comparison that
+    /// is never true whatever the data ([`Expression::never_equal`]) is what is wrong.
     pub fn lint_when(&self, expression: &Expression) -> Result<(), String> {
-        if let Some(why) = expression.never_equal() {
-            return Err(why);
-        }
-        let mut context = Context::with_env(self.env.clone());
-        context.set_variable_resolver(self);
-        lint(expression, expression.program.execute(&context))
+        lint(expression, || self.run(expression, None))
     }
 
     /// [`Scope::lint_when`] for an agent filter and `agent`.
     pub fn lint_filter(&self, expression: &Expression, agent: &AgentValue) -> Result<(), String> {
-        if let Some(why) = expression.never_equal() {
-            return Err(why);
-        }
-        let lender = AgentLender(&*agent.0);
+        lint(expression, || self.run(expression, Some(agent)))
+    }
+
+    /// Runs `expression` over this decision's variables and, for an agent filter, `agent`.
+    fn run(
+        &self,
+        expression: &Expression,
+        agent: Option<&AgentValue>,
+    ) -> Result<Value, cel::ExecutionError> {
         let mut context = Context::with_env(self.env.clone());
         context.set_variable_resolver(self);
-        let mut scope = context.new_inner_scope();
-        scope.set_variable_resolver(&lender);
-        lint(expression, expression.program.execute(&scope))
+        match agent {
+            None => expression.program.execute(&context),
+            Some(agent) => {
+                let lender = AgentLender(&*agent.0);
+                let mut scope = context.new_inner_scope();
+                scope.set_variable_resolver(&lender);
+                expression.program.execute(&scope)
+            }
+        }
     }
 }
 
-fn lint(expression: &Expression, result: Result<Value, cel::ExecutionError>) -> Result<(), String> {
-    match result {
+fn lint(
+    expression: &Expression,
+    run: impl FnOnce() -> Result<Value, cel::ExecutionError>,
+) -> Result<(), String> {
+    if let Some(why) = expression.never_equal() {
+        return Err(why);
+    }
+    match run() {
         Err(cel::ExecutionError::NoSuchKey(_)) => Ok(()),
         other => expect_bool(expression, other).map(drop),
     }
