@@ -668,12 +668,16 @@ async fn killing_redis_under_load_fails_calls_cleanly_and_loses_no_consistency()
     Ok(())
 }
 
-/// `HLEN key` on the server at `port`, over raw RESP.
-fn hlen(port: u16, key: &str) -> Result<i64, Error> {
+/// A command with an integer reply (`HLEN key`, `PTTL key`) on the server at `port`, over
+/// raw RESP.
+fn integer(port: u16, command: &[&str]) -> Result<i64, Error> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    let command = format!("*2\r\n$4\r\nHLEN\r\n${}\r\n{key}\r\n", key.len());
-    stream.write_all(command.as_bytes())?;
+    let mut request = format!("*{}\r\n", command.len());
+    for part in command {
+        request.push_str(&format!("${}\r\n{part}\r\n", part.len()));
+    }
+    stream.write_all(request.as_bytes())?;
     let mut reply = [0u8; 32];
     let n = stream.read(&mut reply)?;
     let reply = String::from_utf8_lossy(&reply[..n]);
@@ -682,6 +686,11 @@ fn hlen(port: u16, key: &str) -> Result<i64, Error> {
         .strip_prefix(':')
         .and_then(|count| count.parse().ok())
         .ok_or_else(|| format!("not an integer reply: {reply:?}"))?)
+}
+
+/// `HLEN key` on the server at `port`.
+fn hlen(port: u16, key: &str) -> Result<i64, Error> {
+    integer(port, &["HLEN", key])
 }
 
 #[tokio::test]
@@ -714,7 +723,21 @@ async fn previous_agents_past_sticky_ttl_are_deleted_from_redis() -> TestResult 
         }
     }
     let sessions = hlen(redis.port, "handoff:{1400000001}:sessions")?;
+    // The sweeping replica holds the app's lock for most of a round (every half
+    // sticky_ttl, at least a second), so that other replicas skip the round.
+    let mut lock = -2;
+    for _ in 0..20 {
+        lock = integer(redis.port, &["PTTL", "handoff:{1400000001}:forgetting"])?;
+        if lock > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     running.stop.stop();
+    assert!(
+        (1..=900).contains(&lock),
+        "the sweep lock's time to live: {lock}"
+    );
     assert_eq!(linked, 1, "the decision linked the customer to their agent");
     assert_eq!(left, 0, "the link outlived sticky_ttl in Redis");
     assert_eq!(sessions, 1, "the session itself is kept");

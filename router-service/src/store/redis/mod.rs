@@ -715,8 +715,23 @@ impl Store for RedisStore {
             }
             Change::Session(event) => return self.report(app, &event, now).await,
             Change::ForgetLinks { before } => {
-                // A slice per call, so that no script holds Redis for long; every replica
-                // may sweep, and deleting a forgotten link twice changes nothing.
+                // One replica sweeps an app per round (the routers send this every half
+                // sticky_ttl, 1 s to 60 s): the first to take the app's lock. Were two to
+                // sweep, deleting a forgotten link twice would change nothing.
+                let round =
+                    (app.sticky_ttl / 2).clamp(Duration::from_secs(1), Duration::from_secs(60));
+                let mut lock = redis::pipe();
+                lock.cmd("SET")
+                    .arg(format!("handoff:{{{}}}:forgetting", app.id))
+                    .arg(1)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(millis(round * 9 / 10));
+                let (taken,): (Option<String>,) = self.query(lock).await?;
+                if taken.is_none() {
+                    return Ok(Applied::Recorded);
+                }
+                // A slice per call, so that no script holds Redis for long.
                 let (mut cursor, mut forgotten) = ("0".to_owned(), 0i64);
                 loop {
                     let reply = self
