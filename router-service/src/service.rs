@@ -512,7 +512,6 @@ impl<S: Store> Router<S> {
         Ok(customer)
     }
 
-    /// Makes `change` through the store, now.
     /// Reads `app`'s state through the store, timed.
     async fn inspect<F, R>(
         &self,

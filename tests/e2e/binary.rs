@@ -66,13 +66,7 @@ fn check_accepts_the_example_and_names_what_is_wrong_in_a_bad_file() -> TestResu
 
     let text =
         std::fs::read_to_string(example())?.replace("customer.tier == \"vip\"", "customer.tier ==");
-    let bad = TempFile::new("bad-check.toml", &text)?;
-    let refused = Command::new(BIN)
-        .args(["check", "--config"])
-        .arg(&bad.0)
-        .output()?;
-    assert_eq!(refused.status.code(), Some(1));
-    let stderr = String::from_utf8(refused.stderr)?;
+    let stderr = refused_by_check("bad-check.toml", &text)?;
     assert!(
         stderr.contains("apps[0].rules[0].when: CEL does not compile"),
         "{stderr}"
@@ -83,13 +77,7 @@ fn check_accepts_the_example_and_names_what_is_wrong_in_a_bad_file() -> TestResu
     let text = std::fs::read_to_string(example())?
         .replace("customer.tier == \"vip\"", "customer.tier == 3")
         .replace("customer.language == \"zh\"", "customer.language");
-    let never = TempFile::new("never-check.toml", &text)?;
-    let refused = Command::new(BIN)
-        .args(["check", "--config"])
-        .arg(&never.0)
-        .output()?;
-    assert_eq!(refused.status.code(), Some(1));
-    let stderr = String::from_utf8(refused.stderr)?;
+    let stderr = refused_by_check("never-check.toml", &text)?;
     assert!(
         stderr.contains("apps[0].rules[0].when: `customer.tier == 3` compares text with a number"),
         "{stderr}"
@@ -99,6 +87,17 @@ fn check_accepts_the_example_and_names_what_is_wrong_in_a_bad_file() -> TestResu
         "{stderr}"
     );
     Ok(())
+}
+
+/// `check` run on `text` (written as `name`): it must exit 1; what it printed on stderr.
+fn refused_by_check(name: &str, text: &str) -> Result<String, Error> {
+    let file = TempFile::new(name, text)?;
+    let refused = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&file.0)
+        .output()?;
+    assert_eq!(refused.status.code(), Some(1));
+    Ok(String::from_utf8(refused.stderr)?)
 }
 
 /// Removes a directory on drop.
