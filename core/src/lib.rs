@@ -16,6 +16,7 @@ pub mod net;
 pub mod reload;
 pub mod shutdown;
 pub mod telemetry;
+pub mod throttle;
 pub mod tls;
 
 pub use config::Config;

@@ -14,6 +14,7 @@ use handoff_core::{
     Config,
     config::ConfigError,
     id::{AgentId, SdkAppId},
+    throttle::Throttle,
 };
 use handoff_proto::router::v1::ReportOutcome;
 use http::{HeaderMap, header};
@@ -30,7 +31,6 @@ use crate::{
         self, AssignHuman, Callback, CallbackQuery, CallbackResponse, MEMBER_STATUS_CHANGE,
         MemberEventNotify, SessionEventNotify,
     },
-    throttle::Throttle,
     translate,
 };
 
@@ -220,7 +220,8 @@ impl Gateway {
         match answer {
             Ok(response) => {
                 self.counters.count(Command::AssignHuman, Outcome::Answered);
-                tracing::info!(
+                // The router logs the decision: one line per callback at INFO.
+                tracing::debug!(
                     app = %app.id,
                     %session,
                     group = response.agent_group_id,
@@ -308,7 +309,7 @@ impl Gateway {
             Ok(response) => {
                 let outcome = report_outcome(response.outcome());
                 self.counters.count(Command::SessionEvent, outcome);
-                tracing::info!(%app, %session, event = name, kind = kind.as_str_name(), ?outcome, "session event");
+                tracing::debug!(%app, %session, event = name, kind = kind.as_str_name(), ?outcome, "session event");
                 Ok(CallbackResponse::ok())
             }
             Err(status) => Err(self.not_recorded(Command::SessionEvent, app, &status)),
@@ -348,7 +349,7 @@ impl Gateway {
             Ok(response) => {
                 let outcome = report_outcome(response.outcome());
                 self.counters.count(Command::MemberEvent, outcome);
-                tracing::info!(%app, %agent, status = status.as_str_name(), ?outcome, "member status");
+                tracing::debug!(%app, %agent, status = status.as_str_name(), ?outcome, "member status");
                 Ok(CallbackResponse::ok())
             }
             Err(status) if status.code() == Code::NotFound => {
@@ -361,7 +362,10 @@ impl Gateway {
     fn unknown_member(&self, app: SdkAppId, member: &str) -> CallbackResponse {
         self.counters
             .count(Command::MemberEvent, Outcome::UnknownMember);
-        tracing::info!(%app, member, "status of a member the router does not know, acknowledged");
+        static UNKNOWN: Throttle = Throttle::new(1);
+        if let Some(left_out) = UNKNOWN.admit() {
+            tracing::warn!(%app, member, left_out, "status of a member the router does not know, acknowledged");
+        }
         CallbackResponse::ok()
     }
 
@@ -436,6 +440,9 @@ fn report_outcome(outcome: ReportOutcome) -> Outcome {
     match outcome {
         ReportOutcome::Duplicate => Outcome::Duplicate,
         ReportOutcome::Superseded => Outcome::Superseded,
+        ReportOutcome::Implausible => Outcome::Implausible,
+        ReportOutcome::UnknownAgent => Outcome::UnknownAgent,
+        ReportOutcome::OverCapacity => Outcome::OverCapacity,
         ReportOutcome::Recorded | ReportOutcome::Unspecified => Outcome::Recorded,
     }
 }

@@ -12,10 +12,9 @@ use axum::{
     routing::{get, post},
 };
 use bytes::Bytes;
+use handoff_core::throttle::Throttle;
 
-use crate::{
-    callback::Gateway, error::GatewayError, tencent::CallbackResponse, throttle::Throttle,
-};
+use crate::{callback::Gateway, error::GatewayError, tencent::CallbackResponse};
 
 impl IntoResponse for CallbackResponse {
     fn into_response(self) -> Response {

@@ -18,7 +18,6 @@ pub mod metrics;
 pub mod router_client;
 pub mod server;
 pub mod tencent;
-pub mod throttle;
 pub mod translate;
 
 pub use callback::Gateway;

@@ -95,6 +95,14 @@ pub enum Outcome {
     Duplicate,
     /// An event older than what the router knows: acknowledged, nothing changed.
     Superseded,
+    /// An event dated too far from the router's clock: acknowledged, ignored.
+    Implausible,
+    /// A session event naming an agent the router does not know: acknowledged, seats
+    /// nobody.
+    UnknownAgent,
+    /// A session the router did not reserve, past its agent's capacity and margin:
+    /// acknowledged, not counted.
+    OverCapacity,
     /// An event without routing meaning: acknowledged, not sent on.
     Ignored,
     /// A member event for an agent the router does not know: acknowledged.
@@ -108,12 +116,15 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    const ALL: [Outcome; 10] = [
+    const ALL: [Outcome; 13] = [
         Outcome::Answered,
         Outcome::Fallback,
         Outcome::Recorded,
         Outcome::Duplicate,
         Outcome::Superseded,
+        Outcome::Implausible,
+        Outcome::UnknownAgent,
+        Outcome::OverCapacity,
         Outcome::Ignored,
         Outcome::UnknownMember,
         Outcome::UnknownStatus,
@@ -128,6 +139,9 @@ impl Outcome {
             Outcome::Recorded => "recorded",
             Outcome::Duplicate => "duplicate",
             Outcome::Superseded => "superseded",
+            Outcome::Implausible => "implausible",
+            Outcome::UnknownAgent => "unknown_agent",
+            Outcome::OverCapacity => "over_capacity",
             Outcome::Ignored => "ignored",
             Outcome::UnknownMember => "unknown_member",
             Outcome::UnknownStatus => "unknown_status",

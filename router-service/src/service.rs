@@ -17,6 +17,7 @@ use handoff_core::{
     config::{AgentConfig, AgentStatus, ConfigError, CustomerConfig},
     id::{AgentId, GroupId, SdkAppId},
     telemetry,
+    throttle::Throttle,
 };
 
 use crate::{
@@ -281,6 +282,19 @@ impl<S: Store> Router<S> {
     pub async fn assign(&self, handoff: &Handoff) -> Result<Assignment, RouterError> {
         let app = self.app(handoff.app)?;
         let now = self.clock.now();
+        // The user's time orders the reservation against the session's events: one dated
+        // far ahead would outrank every event to come, so it is taken as now. (An old one
+        // is outranked by every event, as it should be.)
+        let plausible;
+        let handoff = if !app.reports.ahead(handoff.event_time, now) {
+            handoff
+        } else {
+            plausible = Handoff {
+                event_time: now,
+                ..handoff.clone()
+            };
+            &plausible
+        };
         let started = std::time::Instant::now();
         let logging = self.decision_log.is_some();
         let mut seen = Seen::default();
@@ -417,13 +431,20 @@ impl<S: Store> Router<S> {
     ) -> Result<Applied, RouterError> {
         let app = self.app(app)?;
         self.require_agent(&app, agent).await?;
-        let change = Change::SetStatus {
-            agent: agent.clone(),
-            status,
-            at: report.at.unwrap_or_else(|| self.clock.now()),
-            id: report.id,
+        let now = self.clock.now();
+        let at = report.at.unwrap_or(now);
+        let applied = if app.reports.plausible(at, now) {
+            let change = Change::SetStatus {
+                agent: agent.clone(),
+                status,
+                at,
+                id: report.id,
+            };
+            self.apply(&app, change).await?
+        } else {
+            implausible(&app, "status", at, now);
+            Applied::Implausible
         };
-        let applied = self.apply(&app, change).await?;
         tracing::info!(app = %app.id, %agent, ?status, ?applied, "agent status");
         self.metrics
             .status_reports
@@ -437,8 +458,8 @@ impl<S: Store> Router<S> {
     }
 
     /// Records what happened to a session of `app`: an agent took it, it moved, it ended.
-    /// The agent need not be on the roster: a session Tencent gave to an agent handoff does
-    /// not route to still counts against that agent if it is added later.
+    /// An event dated implausibly far from the router's clock is ignored; one naming an agent
+    /// the app does not have seats nobody (see [`crate::store::session::weigh`]).
     pub async fn report_session(
         &self,
         app: SdkAppId,
@@ -446,12 +467,25 @@ impl<S: Store> Router<S> {
     ) -> Result<Applied, RouterError> {
         let app = self.app(app)?;
         let (session, kind, agent) = (event.session.clone(), event.kind, event.agent.clone());
-        let applied = self.apply(&app, Change::Session(event)).await?;
+        let now = self.clock.now();
+        let applied = if app.reports.plausible(event.at, now) {
+            self.apply(&app, Change::Session(event)).await?
+        } else {
+            implausible(&app, "session event", event.at, now);
+            Applied::Implausible
+        };
+        let agent = agent.as_ref().map(AgentId::as_str);
+        if applied == Applied::UnknownAgent {
+            static UNKNOWN: Throttle = Throttle::new(1);
+            if let Some(left_out) = UNKNOWN.admit() {
+                tracing::warn!(app = %app.id, %session, agent, left_out, "Tencent assigned an agent handoff does not know: it seats nobody (add the agent to the app)");
+            }
+        }
         tracing::info!(
             app = %app.id,
             %session,
             event = kind.as_str(),
-            agent = agent.as_ref().map(AgentId::as_str),
+            agent,
             ?applied,
             "session event"
         );
@@ -659,6 +693,18 @@ impl<S: Store> Router<S> {
     }
 }
 
+/// Logs, at most once a second, a report ignored for its time.
+fn implausible(app: &App, what: &'static str, at: SystemTime, now: SystemTime) {
+    static IMPLAUSIBLE: Throttle = Throttle::new(1);
+    if let Some(left_out) = IMPLAUSIBLE.admit() {
+        let offset_s = match at.duration_since(now) {
+            Ok(ahead) => i64::try_from(ahead.as_secs()).unwrap_or(i64::MAX),
+            Err(behind) => -i64::try_from(behind.duration().as_secs()).unwrap_or(i64::MAX),
+        };
+        tracing::warn!(app = %app.id, what, offset_s, left_out, "a report dated outside [router] max_event_age / max_clock_skew of the router's clock, ignored");
+    }
+}
+
 /// The name `handoff.router.v1.Agent` gives an agent definition's field.
 fn api_field(field: AgentField) -> &'static str {
     match field {
@@ -733,6 +779,60 @@ mod tests {
             })?;
             prop_assert_eq!(assigned, Ok(Assignment::Fresh(predicted)));
         }
+    }
+
+    #[tokio::test]
+    async fn reports_dated_far_from_the_routers_clock_are_ignored_and_freeze_nothing()
+    -> Result<(), Error> {
+        use crate::store::{SessionEvent, SessionEventKind};
+        use handoff_core::id::SessionId;
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let store = LocalStore::in_memory(testing::lifetimes(Duration::from_secs(60)));
+        let router = Router::new(catalog()?, store, Arc::new(FixedClock(now)));
+        let (app, ann) = (app_id()?, AgentId::parse("ann@example.com")?);
+        let year = Duration::from_secs(366 * 24 * 3600);
+        let report = |at| Report {
+            at: Some(at),
+            id: None,
+        };
+        // Next year, and two days ago: ignored. Within the skew ahead: taken.
+        for (at, expected) in [
+            (now + year, Applied::Implausible),
+            (
+                now - Duration::from_secs(2 * 24 * 3600),
+                Applied::Implausible,
+            ),
+            (now + Duration::from_secs(30), Applied::Recorded),
+        ] {
+            let applied = router
+                .set_status(app, &ann, AgentStatus::Offline, report(at))
+                .await?;
+            assert_eq!(applied, expected, "a status dated {at:?}");
+        }
+        // The far-future report froze nothing: one dated after the last taken counts.
+        let later = now + Duration::from_secs(45);
+        let applied = router
+            .set_status(app, &ann, AgentStatus::Away, report(later))
+            .await?;
+        assert_eq!(applied, Applied::Recorded);
+        // The same for sessions: a far-future end is ignored, the assignment then counts.
+        let session = SessionId::parse("s-1")?;
+        let event = |kind, agent: Option<&AgentId>, at| SessionEvent {
+            session: session.clone(),
+            kind,
+            agent: agent.cloned(),
+            from_agent: None,
+            customer: None,
+            at,
+            id: None,
+        };
+        let end = event(SessionEventKind::Ended, None, now + year);
+        assert_eq!(router.report_session(app, end).await?, Applied::Implausible);
+        let taken = event(SessionEventKind::Assigned, Some(&ann), now);
+        assert_eq!(router.report_session(app, taken).await?, Applied::Recorded);
+        let sessions = router.list_sessions(app, None).await?;
+        assert_eq!(sessions.len(), 1);
+        Ok(())
     }
 
     #[tokio::test]

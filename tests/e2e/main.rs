@@ -7,6 +7,7 @@ mod callback;
 mod connections;
 mod day;
 mod decision_log;
+mod forged;
 mod grpc;
 mod manage;
 mod metrics;

@@ -11,7 +11,7 @@ use crate::{
 };
 
 /// GETs `url` and parses it as Prometheus text.
-async fn scrape(addr: &str) -> Result<Scrape, Error> {
+pub async fn scrape(addr: &str) -> Result<Scrape, Error> {
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Full<bytes::Bytes>>();
     let response = client
@@ -27,7 +27,7 @@ async fn scrape(addr: &str) -> Result<Scrape, Error> {
 
 /// The value of `metric` with every label of `labels`: a counter's or gauge's value, a
 /// histogram's count.
-fn value(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
+pub fn value(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
     scrape
         .samples
         .iter()

@@ -88,6 +88,10 @@ impl RedisServer {
         Err(format!("redis-server on port {} never answered PING", self.port).into())
     }
 
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
@@ -670,7 +674,7 @@ async fn killing_redis_under_load_fails_calls_cleanly_and_loses_no_consistency()
 
 /// A command with an integer reply (`HLEN key`, `PTTL key`) on the server at `port`, over
 /// raw RESP.
-fn integer(port: u16, command: &[&str]) -> Result<i64, Error> {
+pub fn integer(port: u16, command: &[&str]) -> Result<i64, Error> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     let mut request = format!("*{}\r\n", command.len());
@@ -689,7 +693,7 @@ fn integer(port: u16, command: &[&str]) -> Result<i64, Error> {
 }
 
 /// `HLEN key` on the server at `port`.
-fn hlen(port: u16, key: &str) -> Result<i64, Error> {
+pub fn hlen(port: u16, key: &str) -> Result<i64, Error> {
     integer(port, &["HLEN", key])
 }
 

@@ -34,8 +34,15 @@ groups = [1]
 capacity = 4
 "#;
 
-/// When the users asked (seconds), and the events after, in milliseconds.
-const ASKED: i64 = 1_700_000_000;
+/// When the users asked (seconds; ten minutes before the test started, so that the events
+/// after it are within the router's max_event_age and not ahead of its clock).
+fn asked() -> i64 {
+    static ASKED: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *ASKED.get_or_init(|| {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        now.map_or(0, |now| i64::try_from(now.as_secs()).unwrap_or(0)) - 600
+    })
+}
 
 fn event(
     n: usize,
@@ -71,7 +78,7 @@ fn event(
 /// A day of six sessions, each event in the order it happened.
 fn day() -> Vec<ReportSessionEventRequest> {
     use SessionEventKind::*;
-    let t = |s: i64| (ASKED + 10) * 1000 + s;
+    let t = |s: i64| (asked() + 10) * 1000 + s;
     let plan: [(&str, SessionEventKind, &str, &str, i64); 14] = [
         ("d1", Assigned, "bob", "", t(1)),
         ("d1", Transferred, "cy", "bob", t(5)),
@@ -131,7 +138,7 @@ async fn play(grpc: SocketAddr, events: Vec<ReportSessionEventRequest>) -> Resul
                 session_id: session.into(),
                 client_user_id: format!("u-{session}"),
                 event_time: Some(prost_types::Timestamp {
-                    seconds: ASKED,
+                    seconds: asked(),
                     nanos: 0,
                 }),
                 ..AssignHumanRequest::default()

@@ -172,6 +172,15 @@ pub struct RouterConfig {
     /// How many calls one connection may have in flight; more are refused at once
     /// (UNAVAILABLE) rather than queued.
     pub max_concurrent_calls: usize,
+    /// How old a reported event (a session event, a status) may be by the router's clock;
+    /// an older one is acknowledged, counted and ignored.
+    pub max_event_age: ConfigDuration,
+    /// How far ahead of the router's clock a reported event may be dated; a later one is
+    /// acknowledged, counted and ignored, so no fact is ever dated past now plus this.
+    pub max_clock_skew: ConfigDuration,
+    /// How many sessions beyond an agent's capacity the router counts for sessions it did
+    /// not reserve (Tencent's own choices); past it, such sessions are not counted.
+    pub capacity_margin: u32,
 }
 
 /// `[router.tls]` / `[gateway.tls]`: a certificate chain and its key, PEM files read again
@@ -287,6 +296,9 @@ impl Default for RouterConfig {
             auth: RouterAuth::default(),
             tls: None,
             max_concurrent_calls: 1024,
+            max_event_age: ConfigDuration::from_secs(24 * 3600),
+            max_clock_skew: ConfigDuration::from_secs(60),
+            capacity_margin: 2,
         }
     }
 }

@@ -46,6 +46,12 @@ fn router(router: &RouterConfig) -> Result<(), Fault> {
     if router.max_concurrent_calls == 0 {
         return fault("router.max_concurrent_calls", "must be at least 1");
     }
+    if router.max_event_age.get().is_zero() {
+        return fault("router.max_event_age", "must be longer than zero");
+    }
+    if router.capacity_margin > 10_000 {
+        return fault("router.capacity_margin", "must be at most 10000");
+    }
     let store = &router.store;
     match store.kind() {
         StoreKind::Redis => {

@@ -53,9 +53,10 @@ impl Catalog {
         let cel = Cel::default();
         let mut apps = FastMap::default();
         for (index, app) in config.apps.iter().enumerate() {
-            let compiled = App::compile(app, &cel).map_err(|(key, message)| {
+            let mut compiled = App::compile(app, &cel).map_err(|(key, message)| {
                 ConfigError::new(origin, format!("apps[{index}].{key}"), message)
             })?;
+            compiled.reports = Reports::of(&config.router);
             apps.insert(app.sdk_app_id, Arc::new(compiled));
         }
         Ok(Self { apps })
@@ -87,14 +88,62 @@ pub struct App {
     /// How long a reservation waits for a session event to confirm it; `None` holds it for
     /// the router's `assignment_ttl`.
     pub confirm_timeout: Option<std::time::Duration>,
+    /// What the router believes of reported events (`[router]`, the same for every app).
+    pub reports: Reports,
     groups: Vec<Group>,
     agents: Vec<Arc<Agent>>,
+    /// Each agent of the file by id: its index in `agents`.
+    agent_index: FastMap<AgentId, usize>,
     customers: FastMap<ClientUserId, Customer>,
     rules: Vec<ConditionalRule>,
     default_rule: Rule,
     fallback_group: Option<GroupId>,
     cel: Cel,
     version: u64,
+}
+
+/// What the router believes of reported events (session events, statuses): how far from
+/// its own clock they may be dated, and how far past capacity sessions it did not reserve
+/// may load an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reports {
+    /// The oldest an event may be, by the router's clock.
+    pub max_age: std::time::Duration,
+    /// How far ahead of the router's clock an event may be dated.
+    pub max_skew: std::time::Duration,
+    /// Sessions beyond capacity counted for sessions the router did not reserve.
+    pub capacity_margin: u32,
+}
+
+impl Reports {
+    /// The bounds `[router]` sets.
+    pub fn of(config: &handoff_core::config::RouterConfig) -> Self {
+        Self {
+            max_age: config.max_event_age.get(),
+            max_skew: config.max_clock_skew.get(),
+            capacity_margin: config.capacity_margin,
+        }
+    }
+
+    /// Whether an event dated `at` is plausible at `now`: neither older than `max_age`
+    /// nor later than `max_skew` ahead.
+    pub fn plausible(&self, at: std::time::SystemTime, now: std::time::SystemTime) -> bool {
+        let oldest = now
+            .checked_sub(self.max_age)
+            .unwrap_or(std::time::UNIX_EPOCH);
+        at >= oldest && !self.ahead(at, now)
+    }
+
+    /// Whether `at` is later than `max_skew` ahead of `now`.
+    pub fn ahead(&self, at: std::time::SystemTime, now: std::time::SystemTime) -> bool {
+        at > now + self.max_skew
+    }
+}
+
+impl Default for Reports {
+    fn default() -> Self {
+        Self::of(&handoff_core::config::RouterConfig::default())
+    }
 }
 
 /// Each compiled app's number: a store's ranked floor is only good for the app it was
@@ -136,6 +185,11 @@ impl App {
             })?;
             agents.push(Arc::new(compiled));
         }
+        let agent_index = agents
+            .iter()
+            .enumerate()
+            .map(|(index, agent)| (agent.id.clone(), index))
+            .collect();
         let customers = config
             .customers
             .iter()
@@ -168,8 +222,10 @@ impl App {
             zone,
             sticky_ttl: config.sticky_ttl.get(),
             confirm_timeout: config.confirm_timeout.map(|timeout| timeout.get()),
+            reports: Reports::default(),
             groups,
             agents,
+            agent_index,
             customers,
             rules,
             default_rule,
@@ -192,6 +248,11 @@ impl App {
     /// The agents of the config file, in order.
     pub fn agents(&self) -> &[Arc<Agent>] {
         &self.agents
+    }
+
+    /// The agent of the config file with this id.
+    pub fn agent(&self, id: &AgentId) -> Option<&Arc<Agent>> {
+        self.agent_index.get(id).map(|index| &self.agents[*index])
     }
 
     /// A customer the config file knows.

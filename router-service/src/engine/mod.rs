@@ -31,7 +31,7 @@ use handoff_core::{
 
 pub use catalog::{
     Agent, AgentFault, AgentField, App, Catalog, ConditionalRule, DEFAULT_RULE, Group,
-    MAX_CAPACITY, Rule, Target,
+    MAX_CAPACITY, Reports, Rule, Target,
 };
 pub use decision::{
     Answer, Candidate, Decision, Excluded, Exclusion, RuleOutcome, RuleTrace, Sticky, Tally,
@@ -40,7 +40,9 @@ pub use decision::{
 pub use floor::Floor;
 use floor::Ranking;
 pub use handoff_core::config::Strategy;
-pub use state::{AgentLoad, Customer, LiveSession, RosterChanges, SessionState, StateView, roster};
+pub use state::{
+    AgentLoad, Customer, LiveSession, RosterChanges, SessionState, StateView, agent, roster,
+};
 
 use expr::Scope;
 

@@ -158,6 +158,14 @@ impl Customer {
     }
 }
 
+/// The agent `id` of the app as it stands (run-time changes applied), if it is one.
+pub fn agent<'a>(app: &'a App, changes: &'a RosterChanges, id: &AgentId) -> Option<&'a Arc<Agent>> {
+    match changes.get(id) {
+        Some(change) => change.as_ref(),
+        None => app.agent(id),
+    }
+}
+
 /// The app's agents as they stand: the config's, with run-time changes applied, in config
 /// order and then added agents by id. The index is each agent's stable position.
 pub fn roster<'a>(app: &'a App, changes: &'a RosterChanges) -> Vec<&'a Arc<Agent>> {

@@ -257,6 +257,9 @@ pub fn outcome(applied: Applied) -> pb::ReportOutcome {
         Applied::Recorded => pb::ReportOutcome::Recorded,
         Applied::Duplicate => pb::ReportOutcome::Duplicate,
         Applied::Superseded => pb::ReportOutcome::Superseded,
+        Applied::Implausible => pb::ReportOutcome::Implausible,
+        Applied::UnknownAgent => pb::ReportOutcome::UnknownAgent,
+        Applied::OverCapacity => pb::ReportOutcome::OverCapacity,
     }
 }
 

@@ -39,6 +39,11 @@ use crate::engine::{Agent, Answer, App, Catalog, Customer, Decision, Handoff, St
 /// How long a report's identity is remembered to recognise its retries.
 pub const DEDUP_WINDOW: Duration = Duration::from_secs(3600);
 
+/// How many report identities an app remembers at most; past it the oldest is forgotten
+/// first, so a flood of distinct reports costs bounded memory (each is 32 bytes of digest
+/// and its place in the table and the forgetting order).
+pub const MAX_SEEN: usize = 100_000;
+
 /// How long sessions hold seats, from `[router]`; an app's `confirm_timeout` shortens the
 /// first for its own reservations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +137,53 @@ pub enum Change {
     },
 }
 
+impl Change {
+    /// The identity a report is remembered by, to recognise its retries: the reporter's id
+    /// (Tencent's `RequestID`) together with what the report says (kind, session, agent,
+    /// time), digested, so that a different report reusing an id is never taken for a
+    /// retry of the first. `None` for a report without an id and for other changes.
+    pub fn identity(&self) -> Option<String> {
+        use sha2::{Digest, Sha256};
+        let mut digest = Sha256::new();
+        let mut part = |bytes: &[u8]| {
+            digest.update((bytes.len() as u64).to_le_bytes());
+            digest.update(bytes);
+        };
+        match self {
+            Change::SetStatus {
+                agent,
+                status,
+                at,
+                id: Some(id),
+            } => {
+                part(b"status");
+                part(id.as_bytes());
+                part(agent.as_str().as_bytes());
+                part(status.as_str().as_bytes());
+                part(&record::to_ms(*at).to_le_bytes());
+            }
+            Change::Session(event) => {
+                let id = event.id.as_ref()?;
+                part(b"session");
+                part(id.as_bytes());
+                part(event.session.as_str().as_bytes());
+                part(event.kind.as_str().as_bytes());
+                part(event.agent.as_ref().map_or("", AgentId::as_str).as_bytes());
+                part(
+                    event
+                        .from_agent
+                        .as_ref()
+                        .map_or("", AgentId::as_str)
+                        .as_bytes(),
+                );
+                part(&record::to_ms(event.at).to_le_bytes());
+            }
+            _ => return None,
+        }
+        Some(hex::encode(&digest.finalize()[..16]))
+    }
+}
+
 /// What a change did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
@@ -141,6 +193,15 @@ pub enum Applied {
     Duplicate,
     /// Something reported later is already known: nothing changed.
     Superseded,
+    /// The report is dated outside what the router believes (`[router] max_event_age`,
+    /// `max_clock_skew`): ignored.
+    Implausible,
+    /// The report names an agent the app does not have: it seats nobody (a seat the
+    /// session held is released).
+    UnknownAgent,
+    /// A session the router did not reserve would load its agent past capacity plus
+    /// `[router] capacity_margin`: not counted.
+    OverCapacity,
 }
 
 impl Applied {
@@ -150,6 +211,9 @@ impl Applied {
             Applied::Recorded => "recorded",
             Applied::Duplicate => "duplicate",
             Applied::Superseded => "superseded",
+            Applied::Implausible => "implausible",
+            Applied::UnknownAgent => "unknown_agent",
+            Applied::OverCapacity => "over_capacity",
         }
     }
 }

@@ -19,7 +19,10 @@ use std::time::{Duration, SystemTime};
 use handoff_core::id::{AgentId, ClientUserId, SessionId};
 use serde::{Deserialize, Serialize};
 
-use super::record::{AnswerRecord, from_ms, to_ms};
+use super::{
+    Applied,
+    record::{AnswerRecord, from_ms, to_ms},
+};
 pub use crate::engine::SessionState;
 use crate::engine::{Answer, LiveSession};
 
@@ -65,6 +68,105 @@ pub struct SessionEvent {
     pub at: SystemTime,
     /// The report's identity, for recognising retries; `None` when the reporter has none.
     pub id: Option<String>,
+}
+
+impl SessionEvent {
+    /// The agent the event says serves the session after it, if any.
+    fn serving(&self) -> Option<&AgentId> {
+        match self.kind {
+            SessionEventKind::Assigned | SessionEventKind::Transferred => self.agent.as_ref(),
+            SessionEventKind::Failed | SessionEventKind::Ended => None,
+        }
+    }
+
+    /// The event as a fact that nobody the router knows serves the session: what an event
+    /// naming an agent outside the app's roster means for its seats.
+    fn unseated(&self) -> SessionEvent {
+        SessionEvent {
+            kind: SessionEventKind::Failed,
+            agent: None,
+            from_agent: None,
+            ..self.clone()
+        }
+    }
+}
+
+/// How many ended sessions the router did not reserve an app remembers at most (to order
+/// their late events: an assignment arriving after its end seats nobody); past it the
+/// oldest is forgotten first.
+pub const MAX_STRAY_ENDS: usize = 20_000;
+
+/// What a reported session event does, weighed by [`weigh`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Weighed {
+    /// The session's next record and what it does, stored unless `limit` says otherwise.
+    Changes {
+        /// The record to store (boxed: it is the larger by far).
+        record: Box<SessionRecord>,
+        /// What storing it does to loads, idle clocks and links.
+        effects: Effects,
+        /// For a seat the router did not reserve: the agent and the most sessions they may
+        /// hold with it counted (capacity plus `[router] capacity_margin`). A store that
+        /// finds them at it already stores nothing and answers
+        /// [`Applied::OverCapacity`].
+        limit: Option<(AgentId, u32)>,
+        /// What to answer once it is stored.
+        outcome: Applied,
+    },
+    /// Nothing changes; what to answer.
+    Nothing(Applied),
+}
+
+/// What `event` does to the session whose record is `old`, at `now`, in an app whose
+/// agents' capacities `capacity` gives (`None`: not an agent of the app), counting at most
+/// `margin` sessions past capacity for sessions the router did not reserve.
+///
+/// With [`MAX_STRAY_ENDS`], this is what bounds the session table whatever is reported: an
+/// event naming an agent the app does not know seats nobody (it releases a seat the session
+/// held); a session the router did not reserve is counted only for a known agent below
+/// capacity plus the margin, and forgotten with its seat when that runs out.
+pub fn weigh(
+    old: Option<SessionRecord>,
+    event: &SessionEvent,
+    now: SystemTime,
+    max_session: Duration,
+    margin: u32,
+    capacity: impl FnOnce(&AgentId) -> Option<u32>,
+) -> Weighed {
+    let mut outcome = Applied::Recorded;
+    let mut limit = None;
+    let unseated;
+    let mut event = event;
+    if let Some(agent) = event.serving() {
+        match capacity(agent) {
+            None => {
+                if old.is_none() {
+                    return Weighed::Nothing(Applied::UnknownAgent);
+                }
+                outcome = Applied::UnknownAgent;
+                unseated = event.unseated();
+                event = &unseated;
+            }
+            Some(capacity) => {
+                let reserved = old.as_ref().is_some_and(|old| old.reservation.is_some());
+                let holds = old
+                    .as_ref()
+                    .is_some_and(|old| old.seat.as_ref() == Some(agent));
+                if !reserved && !holds {
+                    limit = Some((agent.clone(), capacity.saturating_add(margin)));
+                }
+            }
+        }
+    }
+    match report(old, event, now, max_session) {
+        Some((record, effects)) => Weighed::Changes {
+            record: Box::new(record),
+            effects,
+            limit,
+            outcome,
+        },
+        None => Weighed::Nothing(Applied::Superseded),
+    }
 }
 
 /// The reservation an AssignHuman made.
@@ -175,6 +277,12 @@ impl SessionRecord {
             self.seat = agent;
         }
         self
+    }
+
+    /// Whether this is the end of a session the router did not reserve: kept only to order
+    /// late events about it, at most [`MAX_STRAY_ENDS`] per app.
+    pub fn is_stray_end(&self) -> bool {
+        self.reservation.is_none() && self.state() == SessionState::Ended
     }
 
     /// Where the session stands.
@@ -378,7 +486,13 @@ pub fn expire(mut record: SessionRecord, max_session: Duration) -> Option<Sessio
             record.state = Some(SessionState::Expired);
             record.seat = None;
             record.since_ms = deadline;
-            record.expires_at_ms = to_ms(from_ms(deadline) + max_session);
+            // A session the router did not reserve is forgotten with its seat.
+            let keep = if record.reservation.is_some() {
+                max_session
+            } else {
+                Duration::ZERO
+            };
+            record.expires_at_ms = to_ms(from_ms(deadline) + keep);
             Some(record)
         }
         SessionState::Ended | SessionState::Expired => None,

@@ -657,3 +657,146 @@ async fn previous_agents_are_forgotten_once_linked_before_the_cut_and_stay_forgo
     assert_eq!(after, seen);
     Ok(())
 }
+
+#[tokio::test]
+async fn an_event_naming_an_agent_the_app_does_not_know_seats_nobody() -> TestResult {
+    let (store, (_, app)) = (store(), app_with("")?);
+    use SessionEventKind::*;
+    // A session the router never saw, given to a stranger: nothing is stored.
+    for n in 0..50 {
+        let stranger = event(&format!("x{n}"), Assigned, Some("mallory"), t(2), None)?;
+        assert_eq!(
+            store.apply(&app, stranger, t(2)).await?,
+            Applied::UnknownAgent
+        );
+    }
+    // A reserved session Tencent gave to a stranger: the reservation's seat is released.
+    assert_eq!(
+        reserve(&store, &app, "s1", t(3)).await?.as_deref(),
+        Some("ann@example.com")
+    );
+    let taken = event("s1", Assigned, Some("mallory"), t(4), None)?;
+    assert_eq!(store.apply(&app, taken, t(4)).await?, Applied::UnknownAgent);
+    assert_eq!(
+        picture(&store, &app, t(5)).await?,
+        (loads(&[("ann", (0, 0)), ("bob", (0, 0))]), vec![])
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn sessions_the_router_did_not_reserve_count_only_up_to_capacity_and_margin() -> TestResult {
+    let (store, (_, app)) = (store(), app_with("")?);
+    use SessionEventKind::*;
+    // ann's capacity is 2 and the default margin 2: four of Tencent's own sessions count.
+    let mut outcomes = Vec::new();
+    for n in 0..10 {
+        let own = event(&format!("t{n}"), Assigned, Some("ann"), t(2), None)?;
+        outcomes.push(store.apply(&app, own, t(2)).await?);
+    }
+    let recorded = outcomes.iter().filter(|o| **o == Applied::Recorded).count();
+    let over = outcomes
+        .iter()
+        .filter(|o| **o == Applied::OverCapacity)
+        .count();
+    assert_eq!((recorded, over), (4, 6), "{outcomes:?}");
+    let (loads_now, sessions) = picture(&store, &app, t(3)).await?;
+    assert_eq!(loads_now, loads(&[("ann", (4, 4)), ("bob", (0, 0))]));
+    assert_eq!(sessions.len(), 4);
+    // A session ann already holds may be confirmed again; one the router reserved for her
+    // counts whatever her load.
+    let again = event("t0", Assigned, Some("ann"), t(4), None)?;
+    assert_eq!(store.apply(&app, again, t(4)).await?, Applied::Recorded);
+    // Once one ends, another of Tencent's own fits again.
+    store
+        .apply(&app, event("t0", Ended, None, t(5), None)?, t(5))
+        .await?;
+    let next = event("t9", Assigned, Some("ann"), t(6), None)?;
+    assert_eq!(store.apply(&app, next, t(6)).await?, Applied::Recorded);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_ends_of_sessions_the_router_did_not_reserve_are_remembered_in_bounded_number()
+-> TestResult {
+    let (store, (_, app)) = (store(), app_with("")?);
+    use SessionEventKind::*;
+    let count = super::session::MAX_STRAY_ENDS + 10;
+    for n in 0..count {
+        let end = event(&format!("e{n}"), Ended, None, t(20), None)?;
+        store.apply(&app, end, t(21)).await?;
+    }
+    // The newest ends are remembered: their late assignment seats nobody. The oldest were
+    // forgotten first, so theirs is taken as new.
+    let newest = event(
+        &format!("e{}", count - 1),
+        Assigned,
+        Some("ann"),
+        t(10),
+        None,
+    )?;
+    assert_eq!(store.apply(&app, newest, t(22)).await?, Applied::Superseded);
+    let oldest = event("e0", Assigned, Some("ann"), t(10), None)?;
+    assert_eq!(store.apply(&app, oldest, t(22)).await?, Applied::Recorded);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_reused_report_id_never_swallows_a_different_report() -> TestResult {
+    let (store, (_, app)) = (store(), app_with("")?);
+    use SessionEventKind::*;
+    reserve(&store, &app, "s1", t(1)).await?;
+    reserve(&store, &app, "s2", t(1)).await?;
+    let first = event("s1", Assigned, Some("ann"), t(2), Some("r-1"))?;
+    assert_eq!(
+        store.apply(&app, first.clone(), t(2)).await?,
+        Applied::Recorded
+    );
+    // The same id on another session, another kind or another time is another report.
+    for other in [
+        event("s2", Assigned, Some("bob"), t(2), Some("r-1"))?,
+        event("s1", Ended, None, t(3), Some("r-1"))?,
+    ] {
+        assert_eq!(store.apply(&app, other, t(3)).await?, Applied::Recorded);
+    }
+    // The same report again is a retry.
+    assert_eq!(store.apply(&app, first, t(4)).await?, Applied::Duplicate);
+    let bob = agent("bob")?;
+    let status = |at| Change::SetStatus {
+        agent: bob.clone(),
+        status: AgentStatus::Away,
+        at,
+        id: Some("r-1".into()),
+    };
+    assert_eq!(
+        store.apply(&app, status(t(5)), t(5)).await?,
+        Applied::Recorded
+    );
+    assert_eq!(
+        store.apply(&app, status(t(5)), t(6)).await?,
+        Applied::Duplicate
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn report_identities_are_remembered_in_bounded_number_oldest_forgotten_first() -> TestResult {
+    let (store, (_, app)) = (store(), app_with("")?);
+    let bob = agent("bob")?;
+    let status = |n: usize| Change::SetStatus {
+        agent: bob.clone(),
+        status: AgentStatus::Available,
+        at: t(10),
+        id: Some(format!("r-{n}")),
+    };
+    for n in 0..=super::MAX_SEEN {
+        store.apply(&app, status(n), t(11)).await?;
+    }
+    // The newest is still known; the oldest was forgotten, so it is weighed again (and,
+    // as old as the status known, changes nothing new).
+    let newest = store.apply(&app, status(super::MAX_SEEN), t(12)).await?;
+    assert_eq!(newest, Applied::Duplicate);
+    let oldest = store.apply(&app, status(0), t(12)).await?;
+    assert_eq!(oldest, Applied::Recorded);
+    Ok(())
+}

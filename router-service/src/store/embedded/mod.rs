@@ -93,6 +93,11 @@ pub(super) struct Op {
 }
 
 impl Op {
+    /// Whether the op writes a value (rather than deleting one).
+    pub(super) fn is_put(&self) -> bool {
+        self.value.is_some()
+    }
+
     fn put(kind: Kind, app: SdkAppId, key: &str, value: &impl Serialize) -> Self {
         Self {
             kind,

@@ -17,11 +17,11 @@ use super::{
     Applied, Assignment, Change, DEDUP_WINDOW, Lifetimes, Look, Store, StoreError,
     embedded::{self, Journal, Op},
     record::{HistoryRecord, StatusRecord, to_ms},
-    session::{self, SessionRecord},
+    session::{self, SessionRecord, Weighed},
     snapshot::AppSnapshot,
 };
 use crate::{
-    engine::{App, Catalog, Customer, Decision, Handoff, StateView},
+    engine::{self, App, Catalog, Customer, Decision, Handoff, StateView},
     hash::FastMap,
 };
 
@@ -263,11 +263,7 @@ impl Store for LocalStore {
     ) -> Result<Applied, StoreError> {
         let max_session = self.lifetimes.max_session;
         self.mutate(app, now, |state, writes| {
-            let id = match &change {
-                Change::SetStatus { id, .. } => id.clone(),
-                Change::Session(event) => event.id.clone(),
-                _ => None,
-            };
+            let mut id = change.identity();
             if let Some(id) = &id
                 && state.seen(id, now)
             {
@@ -335,26 +331,46 @@ impl Store for LocalStore {
                         .sessions
                         .get(&event.session)
                         .map(|record| (**record).clone());
-                    match session::report(old, &event, now, max_session) {
-                        None => Applied::Superseded,
-                        Some((record, effects)) => {
+                    let capacity = |agent: &_| {
+                        engine::agent(app, &state.changes, agent).map(|agent| agent.capacity)
+                    };
+                    let margin = app.reports.capacity_margin;
+                    match session::weigh(old, &event, now, max_session, margin, capacity) {
+                        Weighed::Nothing(Applied::Superseded) => Applied::Superseded,
+                        Weighed::Nothing(outcome) => {
+                            // Nothing stored, so nothing to remember: a retry is answered
+                            // alike.
+                            id = None;
+                            outcome
+                        }
+                        Weighed::Changes {
+                            limit: Some((agent, most)),
+                            ..
+                        } if state.load(&agent).active >= most => {
+                            id = None;
+                            Applied::OverCapacity
+                        }
+                        Weighed::Changes {
+                            record,
+                            effects,
+                            outcome,
+                            ..
+                        } => {
                             state.put_session(
                                 app.id,
                                 &event.session,
-                                record,
+                                *record,
                                 &effects,
                                 now,
                                 writes,
                             );
-                            Applied::Recorded
+                            outcome
                         }
                     }
                 }
             };
             if let Some(id) = id {
-                let until = now + DEDUP_WINDOW;
-                state.remember(id.clone(), until);
-                writes.record(|| [embedded::seen(app.id, &id, Some(until))]);
+                state.remember(app.id, id, now + DEDUP_WINDOW, writes);
             }
             applied
         })

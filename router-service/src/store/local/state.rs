@@ -21,10 +21,10 @@ use crate::{
     engine::{Agent, AgentLoad, App, Customer, Floor, LiveSession, RosterChanges, StateView},
     hash::FastMap,
     store::{
-        Lifetimes,
+        Lifetimes, MAX_SEEN,
         embedded::{self, LoadedApp, Op},
         record::{HistoryRecord, StatusRecord, from_ms, to_ms},
-        session::{self, Effects, SessionRecord},
+        session::{self, Effects, MAX_STRAY_ENDS, SessionRecord},
     },
 };
 
@@ -48,6 +48,9 @@ pub(super) struct AppState {
     pub(super) sessions: FastMap<SessionId, Box<SessionRecord>>,
     /// Each session's deadline; an entry whose time no longer matches its record is stale.
     pub(super) deadlines: BinaryHeap<Reverse<(u64, SessionId)>>,
+    /// The ends of sessions the router did not reserve, oldest first, for forgetting the
+    /// oldest past [`MAX_STRAY_ENDS`]; an entry whose record changed since is stale.
+    pub(super) stray_ends: VecDeque<(u64, SessionId)>,
     /// Report identities recorded, and until when they are remembered, oldest first.
     pub(super) seen: FastMap<String, SystemTime>,
     pub(super) seen_order: VecDeque<(SystemTime, String)>,
@@ -72,6 +75,7 @@ impl AppState {
             zone,
             sessions: FastMap::default(),
             deadlines: BinaryHeap::new(),
+            stray_ends: VecDeque::new(),
             seen: FastMap::default(),
             seen_order: VecDeque::new(),
             floor: None,
@@ -110,7 +114,11 @@ impl AppState {
         for (agent, at_ms) in loaded.last_assigned {
             state.loads.entry(agent).or_default().last_assigned = Some(from_ms(at_ms));
         }
+        let mut stray_ends = Vec::new();
         for (session, record) in loaded.sessions {
+            if record.is_stray_end() {
+                stray_ends.push((record.since_ms, session.clone()));
+            }
             if let Some((agent, confirmed)) = record.held() {
                 let load = state.loads.entry(agent).or_default();
                 load.active += 1;
@@ -121,6 +129,8 @@ impl AppState {
                 .push(Reverse((record.expires_at_ms, session.clone())));
             state.sessions.insert(session, Box::new(record));
         }
+        stray_ends.sort();
+        state.stray_ends.extend(stray_ends);
         let mut links: Vec<(u64, ClientUserId)> = loaded
             .history
             .iter()
@@ -142,9 +152,19 @@ impl AppState {
             .map(|(id, until)| (from_ms(until), id))
             .collect();
         seen.sort();
+        // More than an app remembers now (read back from an older version): the oldest are
+        // forgotten, in the file too, with the next write.
+        let mut writes = Writes(Some(Vec::new()));
         for (until, id) in seen {
-            state.remember(id, until);
+            state.remember(app, id, until, &mut writes);
         }
+        state.pending.extend(
+            writes
+                .0
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|op| !op.is_put()),
+        );
         for (id, spec) in loaded.roster {
             let change = match spec {
                 None => None,
@@ -246,7 +266,24 @@ impl AppState {
         writes.record(|| [embedded::session(app, session, Some(&record))]);
         self.deadlines
             .push(Reverse((record.expires_at_ms, session.clone())));
+        if record.is_stray_end() {
+            self.stray_ends
+                .push_back((record.since_ms, session.clone()));
+        }
         self.sessions.insert(session.clone(), Box::new(record));
+        while self.stray_ends.len() > MAX_STRAY_ENDS {
+            let Some((since_ms, stray)) = self.stray_ends.pop_front() else {
+                break;
+            };
+            if self
+                .sessions
+                .get(&stray)
+                .is_some_and(|record| record.is_stray_end() && record.since_ms == since_ms)
+            {
+                self.sessions.remove(&stray);
+                writes.record(|| [embedded::session(app, &stray, None)]);
+            }
+        }
     }
 
     /// Releases every seat whose deadline has passed by `now`, and forgets sessions and
@@ -355,9 +392,27 @@ impl AppState {
         self.seen.get(id).is_some_and(|until| *until > now)
     }
 
-    pub(super) fn remember(&mut self, id: String, until: SystemTime) {
+    /// Remembers a report's identity until `until`, forgetting the oldest first past
+    /// [`MAX_SEEN`], and records both in `writes`.
+    pub(super) fn remember(
+        &mut self,
+        app: SdkAppId,
+        id: String,
+        until: SystemTime,
+        writes: &mut Writes,
+    ) {
+        writes.record(|| [embedded::seen(app, &id, Some(until))]);
         self.seen.insert(id.clone(), until);
         self.seen_order.push_back((until, id));
+        while self.seen.len() > MAX_SEEN {
+            let Some((until, id)) = self.seen_order.pop_front() else {
+                break;
+            };
+            if self.seen.get(&id) == Some(&until) {
+                self.seen.remove(&id);
+                writes.record(|| [embedded::seen(app, &id, None)]);
+            }
+        }
     }
 }
 

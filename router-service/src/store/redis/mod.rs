@@ -37,12 +37,12 @@ use snapshot::{into_items, pairs, tag, text};
 use view::{Looked, Update, View};
 
 use super::{
-    Applied, Assignment, Change, DEDUP_WINDOW, Lifetimes, Look, Store, StoreError,
+    Applied, Assignment, Change, DEDUP_WINDOW, Lifetimes, Look, MAX_SEEN, Store, StoreError,
     record::{self, CustomerRecord, HistoryRecord, RosterRecord, StatusRecord, from_ms, to_ms},
-    session::{self, Effects, SessionEvent, SessionRecord},
+    session::{self, Effects, MAX_STRAY_ENDS, SessionEvent, SessionRecord, Weighed},
 };
 use crate::{
-    engine::{Agent, Answer, App, Customer, Decision, Handoff, LiveSession, StateView},
+    engine::{self, Agent, Answer, App, Customer, Decision, Handoff, LiveSession, StateView},
     hash::FastMap,
 };
 
@@ -216,8 +216,8 @@ impl RedisStore {
         })
     }
 
-    /// Runs `script` with the app's keys (and a report's seen-key, when it has an
-    /// identity), `now` and `max_session` and then what `args` adds, bounded by the timeout.
+    /// Runs `script` with the app's keys, `now` and `max_session` and then what `args`
+    /// adds, bounded by the timeout.
     ///
     /// One `EVALSHA` command is built in place (redis' `ScriptInvocation` would copy every
     /// key and argument into a buffer of its own first); a server that does not know the
@@ -226,20 +226,15 @@ impl RedisStore {
         &self,
         script: &Script,
         app: SdkAppId,
-        report: Option<&str>,
         now: SystemTime,
         args: impl FnOnce(&mut redis::Cmd),
     ) -> Result<Value, StoreError> {
         let keys = self.keys(app);
         let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(script.get_hash())
-            .arg(10 + usize::from(report.is_some()));
-        for key in keys.all() {
+        let all = keys.all();
+        cmd.arg(script.get_hash()).arg(all.len());
+        for key in all {
             cmd.arg(key);
-        }
-        // The scripts read a report's seen-key as KEYS[11].
-        if let Some(id) = report {
-            cmd.arg(keys.seen(id));
         }
         cmd.arg(to_ms(now)).arg(millis(self.lifetimes.max_session));
         args(&mut cmd);
@@ -301,7 +296,7 @@ impl RedisStore {
             return self.fetch_plain(app, session, look.customer, now).await;
         }
         let reply = self
-            .run(&self.scripts.snapshot, app.id, None, now, |cmd| {
+            .run(&self.scripts.snapshot, app.id, now, |cmd| {
                 cmd.arg(session.map_or("", SessionId::as_str))
                     .arg(look.customer.map_or("", ClientUserId::as_str))
                     .arg(if look.sessions { "1" } else { "0" })
@@ -445,17 +440,32 @@ impl RedisStore {
         Some(agent)
     }
 
-    /// Records a session event: read, compute with [`session::report`], store if unchanged.
+    /// Records a session event: read, weigh with [`session::weigh`], store if unchanged.
+    ///
+    /// Whether the event's agent is one of the app's, and their capacity, come from this
+    /// replica's view of the roster, read up to now first; their load is checked by the
+    /// storing script itself.
     async fn report(
         &self,
         app: &App,
         event: &SessionEvent,
+        identity: Option<String>,
         now: SystemTime,
     ) -> Result<Applied, StoreError> {
         let session_id = event.session.as_str().to_owned();
+        let capacity = match event.agent.as_ref() {
+            Some(agent) => {
+                self.inspect(app, Look::default(), now, |state| {
+                    engine::agent(app, state.roster_changes(), agent).map(|agent| agent.capacity)
+                })
+                .await?
+            }
+            None => None,
+        };
+        let identity = identity.unwrap_or_default();
         for _ in 0..EVENT_ATTEMPTS {
             let raw = self
-                .run(&self.scripts.read_session, app.id, None, now, |cmd| {
+                .run(&self.scripts.read_session, app.id, now, |cmd| {
                     cmd.arg(&session_id);
                 })
                 .await?;
@@ -466,42 +476,58 @@ impl RedisStore {
                 let record: SessionRecord = record::decode(raw.as_bytes()).map_err(unavailable)?;
                 Some(record.normalized())
             };
-            let next = session::report(old, event, now, self.lifetimes.max_session);
-            let (new_raw, deadline, effects) = match &next {
-                Some((record, effects)) => (
-                    record::encode(record),
-                    record.expires_at_ms.to_string(),
-                    effects.clone(),
-                ),
-                None => (String::new(), String::new(), Effects::default()),
+            let weighed = session::weigh(
+                old,
+                event,
+                now,
+                self.lifetimes.max_session,
+                app.reports.capacity_margin,
+                |_| capacity,
+            );
+            let (record, effects, limit, outcome) = match weighed {
+                Weighed::Nothing(Applied::Superseded) => {
+                    (None, Effects::default(), None, Applied::Superseded)
+                }
+                // Nothing to store, and no identity to remember: a retry is answered alike.
+                Weighed::Nothing(outcome) => return Ok(outcome),
+                Weighed::Changes {
+                    record,
+                    effects,
+                    limit,
+                    outcome,
+                } => (Some(*record), effects, limit, outcome),
             };
             let mut args = vec![
                 session_id.clone(),
                 raw,
-                new_raw,
-                deadline,
-                event
-                    .id
+                record.as_ref().map(record::encode).unwrap_or_default(),
+                record
                     .as_ref()
-                    .map(|_| millis(DEDUP_WINDOW).to_string())
+                    .map(|record| record.expires_at_ms.to_string())
                     .unwrap_or_default(),
+                identity.clone(),
             ];
             args.extend(effect_args(&effects));
+            args.extend([millis(DEDUP_WINDOW).to_string(), MAX_SEEN.to_string()]);
+            match limit {
+                Some((agent, most)) => args.extend([agent.to_string(), most.to_string()]),
+                None => args.extend([String::new(), String::new()]),
+            }
+            let stray = record.as_ref().is_some_and(SessionRecord::is_stray_end);
+            args.extend([
+                if stray { "1" } else { "0" }.to_owned(),
+                MAX_STRAY_ENDS.to_string(),
+            ]);
             let reply = self
-                .run(
-                    &self.scripts.event,
-                    app.id,
-                    event.id.as_deref(),
-                    now,
-                    |cmd| {
-                        cmd.arg(args);
-                    },
-                )
+                .run(&self.scripts.event, app.id, now, |cmd| {
+                    cmd.arg(args);
+                })
                 .await?;
             match reply {
-                Value::Int(1) => return Ok(Applied::Recorded),
+                Value::Int(1) => return Ok(outcome),
                 Value::Int(2) => return Ok(Applied::Duplicate),
                 Value::Int(3) => return Ok(Applied::Superseded),
+                Value::Int(4) => return Ok(Applied::OverCapacity),
                 Value::Int(0) => continue,
                 other => return Err(unavailable(format!("unexpected event reply {other:?}"))),
             }
@@ -622,7 +648,7 @@ impl Store for RedisStore {
         // What the session's record is when it is new and the first candidate takes it.
         let (first, _) = session::reserve(None, &template, customer, handoff.event_time, now, hold);
         let reply = self
-            .run(&self.scripts.reserve, app.id, None, now, |cmd| {
+            .run(&self.scripts.reserve, app.id, now, |cmd| {
                 cmd.arg(handoff.session.as_str())
                     .arg(customer.as_str())
                     .arg(to_ms(now + hold))
@@ -681,28 +707,27 @@ impl Store for RedisStore {
         now: SystemTime,
     ) -> Result<Applied, StoreError> {
         let keys = self.keys(app.id);
+        let identity = change.identity();
         let mut pipe = redis::pipe();
         pipe.atomic();
         match change {
             Change::SetStatus {
-                agent,
-                status,
-                at,
-                id,
+                agent, status, at, ..
             } => {
                 let record = StatusRecord::Timed {
                     status,
                     at_ms: to_ms(at),
                 };
-                let window = id.as_ref().map(|_| millis(DEDUP_WINDOW).to_string());
                 let args = vec![
                     agent.to_string(),
                     record::encode(&record),
                     to_ms(at).to_string(),
-                    window.unwrap_or_default(),
+                    identity.unwrap_or_default(),
+                    millis(DEDUP_WINDOW).to_string(),
+                    MAX_SEEN.to_string(),
                 ];
                 let reply = self
-                    .run(&self.scripts.status, app.id, id.as_deref(), now, |cmd| {
+                    .run(&self.scripts.status, app.id, now, |cmd| {
                         cmd.arg(args);
                     })
                     .await?;
@@ -713,7 +738,7 @@ impl Store for RedisStore {
                     other => Err(unavailable(format!("unexpected status reply {other:?}"))),
                 };
             }
-            Change::Session(event) => return self.report(app, &event, now).await,
+            Change::Session(event) => return self.report(app, &event, identity, now).await,
             Change::ForgetLinks { before } => {
                 // One replica sweeps an app per round (the routers send this every half
                 // sticky_ttl, 1 s to 60 s): the first to take the app's lock. Were two to
@@ -735,7 +760,7 @@ impl Store for RedisStore {
                 let (mut cursor, mut forgotten) = ("0".to_owned(), 0i64);
                 loop {
                     let reply = self
-                        .run(&self.scripts.forget_links, app.id, None, now, |cmd| {
+                        .run(&self.scripts.forget_links, app.id, now, |cmd| {
                             cmd.arg(to_ms(before)).arg(&cursor).arg(FORGET_BATCH);
                         })
                         .await?;
@@ -796,7 +821,6 @@ async fn evalsha(
 
 /// The keys of one app, all in the app's hash slot.
 struct Keys {
-    app: SdkAppId,
     sessions: String,
     expiry: String,
     active: String,
@@ -807,13 +831,14 @@ struct Keys {
     customers: String,
     confirmed: String,
     changes: String,
+    seen: String,
+    stray_ends: String,
 }
 
 impl Keys {
     fn of(app: SdkAppId) -> Self {
         let key = |name: &str| format!("handoff:{{{app}}}:{name}");
         Self {
-            app,
             sessions: key("sessions"),
             expiry: key("expiry"),
             active: key("active"),
@@ -824,16 +849,13 @@ impl Keys {
             customers: key("customers"),
             confirmed: key("confirmed"),
             changes: key("changes"),
+            seen: key("seen"),
+            stray_ends: key("stray_ends"),
         }
     }
 
-    /// The key that remembers a report's identity.
-    fn seen(&self, id: &str) -> String {
-        format!("handoff:{{{}}}:seen:{id}", self.app)
-    }
-
     /// In the scripts' KEYS order.
-    fn all(&self) -> [&str; 10] {
+    fn all(&self) -> [&str; 12] {
         [
             &self.sessions,
             &self.expiry,
@@ -845,6 +867,8 @@ impl Keys {
             &self.customers,
             &self.confirmed,
             &self.changes,
+            &self.seen,
+            &self.stray_ends,
         ]
     }
 }

@@ -1,7 +1,6 @@
 -- Shared by every script: helpers, then releasing what is due.
 -- KEYS: 1 sessions, 2 deadlines, 3 active, 4 last, 5 history, 6 statuses, 7 roster,
--- 8 customers, 9 confirmed, 10 changes (see Keys in mod.rs); 11 a report's seen-key, when
--- it has one.
+-- 8 customers, 9 confirmed, 10 changes, 11 seen, 12 stray ends (see Keys in mod.rs).
 -- ARGV: 1 now_ms, 2 max_session_ms, then the script's own.
 --
 -- Every change of an agent's load, idle clock or status is appended to the changes stream
@@ -79,6 +78,25 @@ local function remember(customer, agent, event_ms)
   redis.call('HSET', KEYS[5], customer, cjson.encode(link))
 end
 
+-- Report identities are KEYS[11], a sorted set of identity -> until when it is remembered
+-- (ms): whether a report with this identity ('' for none) was recorded within the window.
+local function seen(id)
+  if id == '' then return false end
+  local until_ms = redis.call('ZSCORE', KEYS[11], id)
+  return until_ms ~= false and tonumber(until_ms) > tonumber(ARGV[1])
+end
+
+-- Remembers a report's identity for window_ms, forgetting the expired and, past cap, the
+-- oldest first: the set is bounded in count as well as in time.
+local function remember_report(id, window_ms, cap)
+  if id == '' then return end
+  local now = tonumber(ARGV[1])
+  redis.call('ZADD', KEYS[11], now + tonumber(window_ms), id)
+  redis.call('ZREMRANGEBYSCORE', KEYS[11], '-inf', now)
+  local over = redis.call('ZCARD', KEYS[11]) - tonumber(cap)
+  if over > 0 then redis.call('ZPOPMIN', KEYS[11], over) end
+end
+
 -- Releases the seat of every session whose deadline has passed (the record stays, expired,
 -- for max_session from its deadline), and forgets ended and expired sessions remembered long
 -- enough. The same rules as session::expire.
@@ -98,12 +116,19 @@ local function sweep(now, keep)
           announce(agent)
         end
         local deadline = tonumber(rec.expires_at_ms) or now
-        rec.state = 'expired'
-        rec.seat = nil
-        rec.since_ms = deadline
-        rec.expires_at_ms = deadline + tonumber(keep)
-        redis.call('HSET', KEYS[1], session, cjson.encode(rec))
-        redis.call('ZADD', KEYS[2], rec.expires_at_ms, session)
+        -- A record without a state is a reservation written before session events; a
+        -- session the router did not reserve is forgotten with its seat.
+        if val(rec.reservation) == nil and val(rec.state) ~= nil then
+          redis.call('HDEL', KEYS[1], session)
+          redis.call('ZREM', KEYS[2], session)
+        else
+          rec.state = 'expired'
+          rec.seat = nil
+          rec.since_ms = deadline
+          rec.expires_at_ms = deadline + tonumber(keep)
+          redis.call('HSET', KEYS[1], session, cjson.encode(rec))
+          redis.call('ZADD', KEYS[2], rec.expires_at_ms, session)
+        end
       else
         redis.call('HDEL', KEYS[1], session)
         redis.call('ZREM', KEYS[2], session)
