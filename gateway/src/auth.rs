@@ -96,6 +96,14 @@ impl Apps {
     }
 }
 
+impl Apps {
+    /// How long a signature is remembered by the [`crate::ledger::Ledger`]: as long as its
+    /// `RequestTime` can be fresh, either way of the gateway's clock.
+    pub fn signature_window(&self) -> Duration {
+        self.max_clock_skew * 2
+    }
+}
+
 /// `lowercase hex(SHA-256(token + request_time))`, Tencent's callback signature.
 pub fn sign(token: &str, request_time: &str) -> String {
     let mut hasher = Sha256::new();

@@ -25,6 +25,7 @@ use crate::{
     auth::{AppPolicy, Apps},
     error::GatewayError,
     events::{self, EventNames},
+    ledger::{Ledger, Request},
     metrics::{Command, Counters, Outcome},
     router_client::RouterClient,
     tencent::{
@@ -47,6 +48,8 @@ pub struct Gateway {
     /// Room for `[gateway] max_in_flight` callbacks at once.
     in_flight: Arc<tokio::sync::Semaphore>,
     max_in_flight: usize,
+    /// What each signature was first used for.
+    ledger: Ledger,
     counters: Counters,
 }
 
@@ -75,6 +78,7 @@ impl Gateway {
             deadline: gateway.deadline.get(),
             in_flight: Arc::new(tokio::sync::Semaphore::new(gateway.max_in_flight)),
             max_in_flight: gateway.max_in_flight,
+            ledger: Ledger::default(),
             counters: Counters::default(),
         }
     }
@@ -166,9 +170,15 @@ impl Gateway {
             }
             let app = apps.authenticate(&query, SystemTime::now())?;
             let body = self.read_body(headers, body, deadline).await?;
-            Ok::<_, GatewayError>((app, tencent::parse(&query, &body)?))
+            let callback = tencent::parse(&query, &body)?;
+            // Only a signed request can be played again as Tencent's.
+            let request = app
+                .token
+                .as_ref()
+                .map(|_| Request::of(app.id, raw_query, &body));
+            Ok::<_, GatewayError>((app, callback, request))
         };
-        let (app, callback) = match checked.await {
+        let (app, callback, request) = match checked.await {
             Ok(checked) => checked,
             Err(err) => {
                 self.counters.count(Command::Unknown, Outcome::Refused);
@@ -178,6 +188,46 @@ impl Gateway {
         };
         let span = tracing::Span::current();
         span.record("app", app.id.get());
+        if let Some(answer) =
+            request.and_then(|request| self.ledger.answered(request, Instant::now()))
+        {
+            return self.replayed(&callback, answer);
+        }
+        let (command, answer) = self.route(app, &query, callback, deadline).await;
+        if let (Some(request), Ok(answer)) = (request, &answer) {
+            let window = apps.signature_window();
+            self.ledger
+                .record(request, answer.clone(), Instant::now(), window);
+        }
+        (command, answer)
+    }
+
+    /// A signed request answered before, sent again (Tencent retrying a callback whose
+    /// answer it lost, or someone playing a captured one): the same answer, without asking
+    /// the router again.
+    fn replayed(
+        &self,
+        callback: &Callback,
+        answer: CallbackResponse,
+    ) -> (Command, Result<CallbackResponse, GatewayError>) {
+        let (command, outcome) = match callback {
+            Callback::AssignHuman(_) => (Command::AssignHuman, Outcome::Answered),
+            Callback::SessionEvent(_) => (Command::SessionEvent, Outcome::Duplicate),
+            Callback::MemberEvent(_) => (Command::MemberEvent, Outcome::Duplicate),
+        };
+        self.counters.count(command, outcome);
+        (command, Ok(answer))
+    }
+
+    /// Sends a checked callback where it goes, within room for it.
+    async fn route(
+        &self,
+        app: &AppPolicy,
+        query: &CallbackQuery,
+        callback: Callback,
+        deadline: Instant,
+    ) -> (Command, Result<CallbackResponse, GatewayError>) {
+        let span = tracing::Span::current();
         // Shed what there is no room for, before asking the router anything.
         let Ok(_room) = self.in_flight.try_acquire() else {
             return self.shed(app, &callback);
@@ -185,16 +235,16 @@ impl Gateway {
         match callback {
             Callback::AssignHuman(callback) => {
                 span.record("session", callback.session_id.as_str());
-                let answer = self.assign_human(app, &query, callback, deadline).await;
+                let answer = self.assign_human(app, query, callback, deadline).await;
                 (Command::AssignHuman, answer)
             }
             Callback::SessionEvent(event) => {
                 span.record("session", event.session_id.as_str());
-                let answer = self.session_event(app.id, &query, event, deadline).await;
+                let answer = self.session_event(app.id, query, event, deadline).await;
                 (Command::SessionEvent, answer)
             }
             Callback::MemberEvent(event) => {
-                let answer = self.member_event(app.id, &query, event, deadline).await;
+                let answer = self.member_event(app.id, query, event, deadline).await;
                 (Command::MemberEvent, answer)
             }
         }

@@ -14,6 +14,7 @@ pub mod callback;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod ledger;
 pub mod metrics;
 pub mod router_client;
 pub mod server;

@@ -297,3 +297,23 @@ async fn a_request_id_reused_by_another_event_is_not_taken_for_a_retry() -> Test
     assert_eq!(floor.counted("duplicate").await?, 1.0);
     floor.running.shutdown().await
 }
+
+#[tokio::test]
+async fn a_captured_callback_played_again_gets_its_old_answer_and_changes_nothing() -> TestResult {
+    let mut floor = Floor::start(&[("HANDOFF__ROUTER__STORE__KIND", "memory".to_owned())]).await?;
+    let captured = uri("ChatBot.OnAssignHuman", "c-1");
+    let body = format!(
+        r#"{{"CallbackCommand":"ChatBot.OnAssignHuman","SessionId":"c-1","ClientUserId":"u-c-1","EventTime":{}}}"#,
+        now_ms()
+    );
+    let first = floor.post(&captured, body.clone()).await?;
+    let agent = first.agents().first().cloned().ok_or("nobody offered")?;
+    floor.event("c-1-end", "c-1", "SessionEnd", "", now_ms()).await?;
+    assert_eq!(floor.sessions().await?, []);
+    // Played again after the session ended: the same answer, and no seat reserved for a
+    // session that is over (the router would decide it afresh).
+    let again = floor.post(&captured, body).await?;
+    assert_eq!(again.json, first.json);
+    assert_eq!(floor.sessions().await?, [], "{agent} holds a seat again");
+    floor.running.shutdown().await
+}
