@@ -279,6 +279,8 @@ impl Application {
         let reloader = self.reloader();
         let limits = handoff_gateway::Limits::of(&self.started.gateway);
         let max_concurrent_calls = self.started.router.max_concurrent_calls;
+        let connection_limits =
+            handoff_router::listener::ConnectionLimits::of(&self.started.router);
         let sources = handoff_gateway::Sources::of(&self.started.gateway);
         let Listening {
             gateway: gateway_tls,
@@ -312,6 +314,7 @@ impl Application {
                     part.listener,
                     services,
                     router_tls,
+                    connection_limits,
                     max_concurrent_calls,
                     stop,
                     part.grace,

@@ -8,9 +8,15 @@
 //!   take `max_header_bytes` (more is answered 431, Tencent-shaped; past twice that hyper
 //!   refuses on its own, so a connection never buffers more, and `JsonErrors` makes its
 //!   answer, like its 400 for bytes that are not HTTP, Tencent-shaped too).
-//! - **Connections**: at most `max_connections` at once; one more is closed on arrival
-//!   (counted as a refusal, `max_connections`; logged at most once a second), so sockets
-//!   and memory stay bounded whatever clients do.
+//! - **Sources**: with `allow_from`, a connection from an address outside it (and not a
+//!   trusted proxy) is closed on arrival, before a byte is read (counted as a refusal,
+//!   `source_not_allowed`); what a trusted proxy forwards is checked per request.
+//! - **Connections**: at most `max_connections` at once. When all are taken, the connection
+//!   idle longest (no request in flight: between keep-alive requests, or still waiting for
+//!   its first one) is closed to make room (counted as `idle_evicted`), so one client
+//!   holding idle sockets can never keep others out; only when every connection is busy is
+//!   the newcomer closed on arrival (counted as a refusal, `max_connections`; logged at most
+//!   once a second). Sockets and memory stay bounded whatever clients do.
 //! - **Shutdown**: the listener closes, every response from then on carries
 //!   `Connection: close` so kept-alive clients move elsewhere after their answer, and after
 //!   a short drain window (or once no connection is left) the rest are closed when idle;
@@ -34,6 +40,7 @@ use axum::{
 use handoff_core::{
     net::Cidr,
     shutdown::{Stop, drain},
+    throttle::Throttle,
 };
 use hyper_util::{
     rt::{TokioIo, TokioTimer},
@@ -96,6 +103,14 @@ impl Sources {
                 .or(forwarded.first().copied())
                 .unwrap_or(peer),
         )
+    }
+
+    /// Whether a connection from `peer` is refused on arrival: it is neither in
+    /// `allow_from` nor a trusted proxy (whose clients are checked per request).
+    fn refuses(&self, peer: IpAddr) -> bool {
+        !self.allow.is_empty()
+            && !self.allow.iter().any(|net| net.contains(peer))
+            && !self.proxies.iter().any(|proxy| proxy.contains(peer))
     }
 
     /// Whether a request from `peer` with `headers` may be served.
@@ -169,9 +184,11 @@ pub async fn serve(
         gateway: Arc::clone(&gateway),
     };
     let screening = !state.sources.allow.is_empty();
+    let sources = Arc::clone(&state.sources);
     let app = routes(gateway).layer(middleware::from_fn_with_state(state, guard));
     let (closing, close) = watch::channel(false);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let open = Arc::new(Open::default());
     let mut connections = JoinSet::new();
     let refused = Refused::default();
     loop {
@@ -189,34 +206,64 @@ pub async fn serve(
                         continue;
                     }
                 };
-                let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-                    counters.counters().refused("max_connections");
-                    refused.note(peer, limits.max_connections);
-                    drop(tcp);
+                if sources.refuses(peer.ip()) {
+                    counters.counters().refused("source_not_allowed");
+                    static OUTSIDE: Throttle = Throttle::new(1);
+                    if let Some(left_out) = OUTSIDE.admit() {
+                        tracing::info!(%peer, left_out, "connection from outside allow_from closed on arrival");
+                    }
                     continue;
+                }
+                // No slot: the connection idle longest makes room, if there is one.
+                let permit = match Arc::clone(&permits).try_acquire_owned() {
+                    Ok(permit) => Some(permit),
+                    Err(_) if open.evict_oldest_idle() => {
+                        counters.counters().refused("idle_evicted");
+                        None
+                    }
+                    Err(_) => {
+                        counters.counters().refused("max_connections");
+                        refused.note(peer, limits.max_connections);
+                        continue;
+                    }
                 };
                 if let Err(err) = tcp.set_nodelay(true) {
                     tracing::debug!(error = %err, "cannot set tcp_nodelay");
                 }
                 let (app, close, tls) = (app.clone(), close.clone(), tls.clone());
+                let (permits, open, counted) =
+                    (Arc::clone(&permits), Arc::clone(&open), Arc::clone(&counters));
                 // Requests learn their peer only when the allowlist asks who it is.
                 let peer_ip = screening.then_some(peer.ip());
                 connections.spawn(async move {
+                    let permit = match permit {
+                        Some(permit) => permit,
+                        // The evicted connection gives its slot back as soon as it closes.
+                        None => match tokio::time::timeout(EVICTION_WAIT, permits.acquire_owned()).await {
+                            Ok(Ok(permit)) => permit,
+                            _ => {
+                                counted.counters().refused("max_connections");
+                                return;
+                            }
+                        },
+                    };
+                    let slot = open.enter();
                     match tls {
                         None => {
                             let io = JsonErrors { io: tcp, pending: None };
-                            connection(TokioIo::new(io), app, peer_ip, limits, close).await;
+                            connection(TokioIo::new(io), app, peer_ip, limits, close, &slot).await;
                         }
                         // The handshake counts against the header timeout too.
                         Some(tls) => match tokio::time::timeout(limits.header_timeout, tls.accept(tcp)).await {
                             Ok(Ok(stream)) => {
                                 let io = JsonErrors { io: stream, pending: None };
-                                connection(TokioIo::new(io), app, peer_ip, limits, close).await;
+                                connection(TokioIo::new(io), app, peer_ip, limits, close, &slot).await;
                             }
                             Ok(Err(err)) => tracing::debug!(%peer, error = %err, "TLS handshake failed"),
                             Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                         },
                     }
+                    open.leave(&slot);
                     drop(permit);
                 });
             }
@@ -364,13 +411,112 @@ impl<I: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for JsonErrors<I> {
     }
 }
 
-/// Serves one connection until it closes, or closes it once idle when `close` says so.
+/// How long a connection that evicted an idle one waits for its slot.
+const EVICTION_WAIT: Duration = Duration::from_millis(250);
+
+/// One open connection: the requests in flight on it, and since when it has had none.
+#[derive(Debug)]
+struct Slot {
+    id: u64,
+    busy: AtomicU64,
+    /// Milliseconds after the registry's epoch.
+    idle_since_ms: AtomicU64,
+    evict: tokio::sync::Notify,
+}
+
+/// A request in flight on its connection, until dropped.
+struct Busy(Arc<Slot>, Instant);
+
+impl Busy {
+    fn begin(slot: Arc<Slot>, epoch: Instant) -> Self {
+        slot.busy.fetch_add(1, Ordering::AcqRel);
+        Self(slot, epoch)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let ms = u64::try_from(self.1.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.0.idle_since_ms.store(ms, Ordering::Relaxed);
+        self.0.busy.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The open connections, for finding the one idle longest when slots run out. Touched
+/// when a connection opens and closes, and scanned only when every slot is taken; a
+/// request costs two atomic operations on its own connection's slot.
+#[derive(Debug)]
+struct Open {
+    epoch: Instant,
+    next: AtomicU64,
+    slots: std::sync::Mutex<std::collections::HashMap<u64, Arc<Slot>>>,
+}
+
+impl Default for Open {
+    fn default() -> Self {
+        Self {
+            epoch: Instant::now(),
+            next: AtomicU64::new(0),
+            slots: std::sync::Mutex::default(),
+        }
+    }
+}
+
+impl Open {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, Arc<Slot>>> {
+        self.slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A slot for a connection opening now (idle since now).
+    fn enter(self: &Arc<Self>) -> (Arc<Slot>, Instant) {
+        let slot = Arc::new(Slot {
+            id: self.next.fetch_add(1, Ordering::Relaxed),
+            busy: AtomicU64::new(0),
+            idle_since_ms: AtomicU64::new(
+                u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX),
+            ),
+            evict: tokio::sync::Notify::new(),
+        });
+        self.lock().insert(slot.id, Arc::clone(&slot));
+        (slot, self.epoch)
+    }
+
+    fn leave(&self, (slot, _): &(Arc<Slot>, Instant)) {
+        self.lock().remove(&slot.id);
+    }
+
+    /// Tells the connection idle longest to close; false when every connection is busy.
+    fn evict_oldest_idle(&self) -> bool {
+        let oldest = self
+            .lock()
+            .values()
+            .filter(|slot| slot.busy.load(Ordering::Acquire) == 0)
+            .min_by_key(|slot| slot.idle_since_ms.load(Ordering::Relaxed))
+            .cloned();
+        match oldest {
+            Some(slot) => {
+                // Not idle any more (nor again, until it closes): not chosen twice.
+                slot.idle_since_ms.store(u64::MAX, Ordering::Relaxed);
+                slot.evict.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Serves one connection until it closes, or closes it once idle when `close` says so, or
+/// at once when it is evicted to make room (after its response, if a request came in
+/// meanwhile).
 async fn connection<I>(
     io: TokioIo<I>,
     app: axum::Router,
     peer: Option<IpAddr>,
     limits: Limits,
     mut close: watch::Receiver<bool>,
+    (slot, epoch): &(Arc<Slot>, Instant),
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -379,7 +525,8 @@ async fn connection<I>(
         .header_read_timeout(limits.header_timeout)
         .keep_alive(true)
         .max_buf_size((limits.max_header_bytes * 2).max(8 * 1024));
-    let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+    let (busy, epoch) = (Arc::clone(slot), *epoch);
+    let service = tower::ServiceExt::map_request(
         app,
         move |mut request: http::Request<hyper::body::Incoming>| {
             if let Some(peer) = peer {
@@ -387,7 +534,15 @@ async fn connection<I>(
             }
             request
         },
-    ));
+    );
+    let service = TowerToHyperService::new(tower::ServiceExt::map_future(service, move |answer| {
+        let busy = Busy::begin(Arc::clone(&busy), epoch);
+        async move {
+            let answer = answer.await;
+            drop(busy);
+            answer
+        }
+    }));
     let served = http.serve_connection(io, service);
     tokio::pin!(served);
     let mut closing = *close.borrow();
@@ -407,6 +562,14 @@ async fn connection<I>(
                     closing = true;
                     served.as_mut().graceful_shutdown();
                 }
+            }
+            () = slot.evict.notified(), if !closing => {
+                if slot.busy.load(Ordering::Acquire) == 0 {
+                    // Nothing in flight: closed at once, wherever its next request stands.
+                    return;
+                }
+                closing = true;
+                served.as_mut().graceful_shutdown();
             }
         }
     }

@@ -2,7 +2,8 @@
 //!
 //! Dependencies point one way: [`engine`] (pure decisions) <- [`store`] (mutable state) <-
 //! [`service`] (the router as an application, in domain terms: [`error`]) <- [`grpc`] (the
-//! tonic adapter) <- [`server`] (the listener, health and reflection). The `handoff` crate
+//! tonic adapter) <- [`server`] (health, reflection, and the gRPC server on the
+//! [`listener`]'s connections). The `handoff` crate
 //! wires it with the gateway into the binaries.
 
 #![warn(missing_docs)]
@@ -12,6 +13,7 @@ pub mod engine;
 pub mod error;
 pub mod grpc;
 mod hash;
+pub mod listener;
 pub mod metrics;
 pub mod replay;
 pub mod server;

@@ -65,6 +65,13 @@ pub struct StoreLabels {
     pub operation: &'static str,
 }
 
+/// Labels of what has only a reason.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// Why.
+    pub reason: &'static str,
+}
+
 /// A group's labels.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct GroupLabels {
@@ -101,6 +108,8 @@ pub struct Metrics {
     pub decision_log_written: Counter,
     /// Decision log entries dropped because the writer fell behind.
     pub decision_log_dropped: Counter,
+    /// Connections the gRPC listener refused or closed, by reason.
+    pub connections_closed: Family<ReasonLabels, Counter>,
     /// The store's latency as an OTLP histogram, when metrics are exported.
     otel_store_seconds: Option<OtelHistogram<f64>>,
 }
@@ -159,6 +168,11 @@ pub const MIRRORED: &[Mirrored] = &[
         help: "Decision log entries written",
     },
     Mirrored {
+        name: "handoff_router_connections_closed_total",
+        gauge: false,
+        help: "Connections the gRPC listener refused or closed, by reason",
+    },
+    Mirrored {
         name: "handoff_router_decision_log_dropped_total",
         gauge: false,
         help: "Decision log entries dropped because its writer fell behind",
@@ -208,6 +222,12 @@ impl Metrics {
         let seats_free = Family::default();
         let decision_log_written = Counter::default();
         let decision_log_dropped = Counter::default();
+        let connections_closed = Family::default();
+        registry.register(
+            "connections_closed",
+            "Connections the gRPC listener refused or closed, by reason (max_connections, preface_timeout, bad_preface, idle_timeout)",
+            connections_closed.clone(),
+        );
         registry.register(
             "decision_log_written",
             "Decision log entries written",
@@ -282,6 +302,7 @@ impl Metrics {
             seats_free,
             decision_log_written,
             decision_log_dropped,
+            connections_closed,
             otel_store_seconds,
         }
     }

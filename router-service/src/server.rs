@@ -10,10 +10,7 @@ use handoff_core::shutdown::{Stop, drain};
 pub use handoff_proto::router::v1::router_service_server::SERVICE_NAME;
 use handoff_proto::router::v1::router_service_server::{RouterService, RouterServiceServer};
 use tokio::net::TcpListener;
-use tonic::{
-    service::Routes,
-    transport::{Server, server::TcpIncoming},
-};
+use tonic::{service::Routes, transport::Server};
 use tonic_health::{
     ServingStatus,
     server::{HealthReporter, HealthService},
@@ -21,6 +18,7 @@ use tonic_health::{
 
 use crate::{
     grpc::{RouterGrpc, auth::GuardLayer},
+    listener::{self, ActivityLayer, ConnectionLimits},
     service::Router,
     store::Store,
 };
@@ -71,12 +69,14 @@ impl<S: Store> Services<S> {
 
 /// Serves `services` on `listener` (over TLS with `tls`, from `[router.tls]`) until `stop`
 /// is requested, then reports NOT_SERVING and drains in-flight calls for at most `grace`
-/// before dropping them. A connection's calls beyond `max_concurrent_calls` are refused at
-/// once (UNAVAILABLE: the gateway answers its fallback) instead of queueing.
+/// before dropping them. Connections live under `limits` (see [`crate::listener`]); a
+/// connection's calls beyond `max_concurrent_calls` are refused at once (UNAVAILABLE: the
+/// gateway answers its fallback) instead of queueing.
 pub async fn serve<S: Store>(
     listener: TcpListener,
     services: Services<S>,
     tls: Option<Arc<rustls::ServerConfig>>,
+    limits: ConnectionLimits,
     max_concurrent_calls: usize,
     stop: Stop,
     grace: Duration,
@@ -105,27 +105,23 @@ pub async fn serve<S: Store>(
             "the router's gRPC port takes calls from anyone who reaches it: list callers in [router.auth] tokens"
         );
     }
+    // The guard first: a call it refuses never counts as the connection's activity.
     let server = Server::builder()
         .concurrency_limit_per_connection(max_concurrent_calls)
         .load_shed(true)
+        .http2_keepalive_interval(Some(limits.keepalive))
+        .http2_keepalive_timeout(Some(limits.keepalive.min(Duration::from_secs(20))))
         .layer(guard)
+        .layer(ActivityLayer)
         .add_routes(routes);
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let closed = router.metrics().connections_closed.clone();
+    let incoming = listener::incoming(listener, acceptor, limits, closed);
     let served = async {
-        match tls {
-            None => {
-                let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-                server
-                    .serve_with_incoming_shutdown(incoming, stopping)
-                    .await
-            }
-            Some(tls) => {
-                let incoming = tls_incoming(listener, tokio_rustls::TlsAcceptor::from(tls));
-                server
-                    .serve_with_incoming_shutdown(incoming, stopping)
-                    .await
-            }
-        }
-        .map_err(serve_error)
+        server
+            .serve_with_incoming_shutdown(incoming, stopping)
+            .await
+            .map_err(serve_error)
     };
     let result = drain("router", served, &stop, grace).await;
     // Wait for the watcher to be gone, not just told to go: it holds the router, and with it
@@ -133,46 +129,6 @@ pub async fn serve<S: Store>(
     health_watch.abort();
     let _ = health_watch.await;
     result
-}
-/// How long a client may take over its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The connections `listener` accepts, each once its TLS handshake is done (handshakes run
-/// side by side, so a slow client holds up nobody).
-fn tls_incoming(
-    listener: TcpListener,
-    acceptor: tokio_rustls::TlsAcceptor,
-) -> tokio_stream::wrappers::ReceiverStream<
-    Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>, std::io::Error>,
-> {
-    let (ready, incoming) = tokio::sync::mpsc::channel(64);
-    tokio::spawn(async move {
-        loop {
-            let (tcp, peer) = match listener.accept().await {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    tracing::warn!(error = %err, "cannot accept a connection");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let _ = tcp.set_nodelay(true);
-            let (acceptor, handed) = (acceptor.clone(), ready.clone());
-            tokio::spawn(async move {
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => {
-                        let _ = handed.send(Ok(stream)).await;
-                    }
-                    Ok(Err(err)) => tracing::debug!(%peer, error = %err, "TLS handshake failed"),
-                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                }
-            });
-            if ready.is_closed() {
-                return;
-            }
-        }
-    });
-    tokio_stream::wrappers::ReceiverStream::new(incoming)
 }
 
 /// How often the store's reachability is checked for the health service.

@@ -129,8 +129,24 @@ async fn slow_and_idle_connections_are_cut_off_while_valid_callbacks_keep_answer
     answered(addr, "after").await
 }
 
+/// The gateway's counter of refusals for `reason`, read off `/metrics`.
+async fn refusals(gateway: SocketAddr, reason: &str) -> Result<u64, Error> {
+    let mut stream = TcpStream::connect(gateway).await?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\n\r\n")
+        .await?;
+    let (_, metrics) = response(&mut stream).await?.ok_or("no metrics")?;
+    let metrics = String::from_utf8(metrics)?;
+    let prefix = format!("handoff_gateway_refusals_total{{reason=\"{reason}\"}} ");
+    Ok(metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .and_then(|count| count.parse().ok())
+        .unwrap_or_default())
+}
+
 #[tokio::test]
-async fn connections_beyond_the_cap_are_closed_on_arrival() -> TestResult {
+async fn idle_sockets_holding_every_slot_make_room_oldest_first_busy_ones_do_not() -> TestResult {
     let (_gateway, addr) = start(
         "cap",
         &[
@@ -138,44 +154,71 @@ async fn connections_beyond_the_cap_are_closed_on_arrival() -> TestResult {
             ("HANDOFF__GATEWAY__HEADER_TIMEOUT", "30s".to_owned()),
         ],
     )?;
+    // One client holds every slot with sockets that never send a byte.
     let mut held = Vec::new();
     for _ in 0..8 {
         held.push(TcpStream::connect(addr).await?);
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // Accepted only once the eight are: give the gateway a moment to take them.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut ninth = TcpStream::connect(addr).await?;
-    ninth.write_all(&callback("ninth", true)).await?;
-    assert!(
-        closed_within(&mut ninth, Duration::from_secs(2)).await,
-        "a ninth connection was served"
-    );
-    drop(held);
-    // The eight are given back as the gateway sees them close.
-    let mut served = false;
-    for _ in 0..40 {
-        if answered(addr, "room-again").await.is_ok() {
-            served = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    // Valid callbacks still get in, each on a connection it keeps: each closes the socket
+    // idle longest.
+    let mut kept = Vec::new();
+    for n in 0..3 {
+        let mut stream = TcpStream::connect(addr).await?;
+        stream
+            .write_all(&callback(&format!("room-{n}"), false))
+            .await?;
+        let (head, _) = response(&mut stream).await?.ok_or("closed unanswered")?;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        kept.push(stream);
     }
-    assert!(served, "no room after the eight closed");
-    let mut stream = TcpStream::connect(addr).await?;
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\n\r\n")
-        .await?;
-    let (_, metrics) = response(&mut stream).await?.ok_or("no metrics")?;
-    let metrics = String::from_utf8(metrics)?;
-    let refused: u64 = metrics
-        .lines()
-        .find_map(|line| {
-            line.strip_prefix("handoff_gateway_refusals_total{reason=\"max_connections\"} ")
-        })
-        .and_then(|count| count.parse().ok())
-        .unwrap_or_default();
-    assert!(refused >= 1, "{metrics}");
+    for (n, stream) in held.iter_mut().enumerate() {
+        let closed = closed_within(stream, Duration::from_millis(300)).await;
+        assert_eq!(closed, n < 3, "held socket {n}");
+    }
+    assert!(refusals(addr, "idle_evicted").await? >= 3);
+    drop((held, kept));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // Eight requests whose bodies are still coming: busy, so none makes room, and a ninth
+    // connection is closed on arrival.
+    let mut busy = Vec::new();
+    for n in 0..8 {
+        let mut stream = TcpStream::connect(addr).await?;
+        let head = format!(
+            "POST {} HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\nContent-Length: 4096\r\n\r\n{{",
+            signed_uri(now_secs())
+        );
+        stream.write_all(head.as_bytes()).await?;
+        busy.push(stream);
+        if n == 7 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let refused = refused_on_arrival(addr, &mut busy).await?;
+    assert!(
+        refused,
+        "a ninth connection was served while every slot was busy"
+    );
+    drop(busy);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(refusals(addr, "max_connections").await? >= 1);
     Ok(())
+}
+
+/// Whether a ninth connection is closed unanswered while `busy` hold every slot.
+async fn refused_on_arrival(addr: SocketAddr, busy: &mut [TcpStream]) -> Result<bool, Error> {
+    let mut ninth = TcpStream::connect(addr).await?;
+    // Closed before its request was read, the write may fail too.
+    let _ = ninth.write_all(&callback("ninth", true)).await;
+    let answer = tokio::time::timeout(Duration::from_millis(800), response(&mut ninth)).await;
+    let closed = matches!(answer, Ok(Ok(None)));
+    // The busy ones are still being read (their bodies are due by the deadline).
+    for stream in busy.iter_mut() {
+        let _ = stream.write_all(b" ").await;
+    }
+    Ok(closed)
 }
 
 /// The gateway's resident memory, bytes.
@@ -476,12 +519,14 @@ async fn callbacks_come_only_from_allowed_networks_forwarded_only_by_trusted_pro
         r#"["10.0.0.0/8"]"#.to_owned(),
     );
     let (_alone, direct) = start("allow", std::slice::from_ref(&allow))?;
-    // From 127.0.0.1 directly: not allowed, whatever it claims to forward.
+    // From 127.0.0.1 directly: not allowed, whatever it claims to forward; the connection
+    // is closed on arrival, before a byte of it is read.
     for forwarded in [None, Some("10.1.2.3")] {
-        let (status, json) = from(direct, forwarded).await?;
-        assert!(status.contains(" 403 "), "{status}");
-        assert_eq!(json["ErrorCode"], 2005, "{json}");
+        let refused = from(direct, forwarded).await;
+        assert!(refused.is_err(), "answered: {refused:?}");
     }
+    let mut idle = TcpStream::connect(direct).await?;
+    assert!(closed_within(&mut idle, Duration::from_millis(500)).await);
     let proxy = (
         "HANDOFF__GATEWAY__TRUSTED_PROXIES",
         r#"["127.0.0.1/32"]"#.to_owned(),

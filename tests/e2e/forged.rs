@@ -308,7 +308,9 @@ async fn a_captured_callback_played_again_gets_its_old_answer_and_changes_nothin
     );
     let first = floor.post(&captured, body.clone()).await?;
     let agent = first.agents().first().cloned().ok_or("nobody offered")?;
-    floor.event("c-1-end", "c-1", "SessionEnd", "", now_ms()).await?;
+    floor
+        .event("c-1-end", "c-1", "SessionEnd", "", now_ms())
+        .await?;
     assert_eq!(floor.sessions().await?, []);
     // Played again after the session ended: the same answer, and no seat reserved for a
     // session that is over (the router would decide it afresh).

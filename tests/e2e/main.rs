@@ -12,6 +12,7 @@ mod grpc;
 mod manage;
 mod metrics;
 mod redis;
+mod router_connections;
 mod secrets;
 mod shuffle;
 mod support;

@@ -118,6 +118,16 @@ impl Config {
                 "router.max_concurrent_calls",
                 router.max_concurrent_calls.to_string(),
             ),
+            ("router.max_connections", router.max_connections.to_string()),
+            (
+                "router.preface_timeout",
+                format!("{:?}", router.preface_timeout.get()),
+            ),
+            (
+                "router.idle_timeout",
+                format!("{:?}", router.idle_timeout.get()),
+            ),
+            ("router.keepalive", format!("{:?}", router.keepalive.get())),
             ("gateway.max_in_flight", gateway.max_in_flight.to_string()),
             ("gateway.allow_from", format!("{:?}", gateway.allow_from)),
             (
@@ -181,6 +191,15 @@ pub struct RouterConfig {
     /// How many sessions beyond an agent's capacity the router counts for sessions it did
     /// not reserve (Tencent's own choices); past it, such sessions are not counted.
     pub capacity_margin: u32,
+    /// How many gRPC connections the router holds at once; more are closed on arrival.
+    pub max_connections: usize,
+    /// How long a connection may take to be ready (TLS handshake, HTTP/2 preface) and to
+    /// make its first call the access check lets through.
+    pub preface_timeout: ConfigDuration,
+    /// How long a connection may go without a call in flight before it is closed.
+    pub idle_timeout: ConfigDuration,
+    /// How often the router pings each connection (a peer that does not answer is dropped).
+    pub keepalive: ConfigDuration,
 }
 
 /// `[router.tls]` / `[gateway.tls]`: a certificate chain and its key, PEM files read again
@@ -299,6 +318,10 @@ impl Default for RouterConfig {
             max_event_age: ConfigDuration::from_secs(24 * 3600),
             max_clock_skew: ConfigDuration::from_secs(60),
             capacity_margin: 2,
+            max_connections: 4096,
+            preface_timeout: ConfigDuration::from_secs(10),
+            idle_timeout: ConfigDuration::from_secs(300),
+            keepalive: ConfigDuration::from_secs(30),
         }
     }
 }

@@ -49,6 +49,18 @@ fn router(router: &RouterConfig) -> Result<(), Fault> {
     if router.max_event_age.get().is_zero() {
         return fault("router.max_event_age", "must be longer than zero");
     }
+    if router.max_connections == 0 {
+        return fault("router.max_connections", "must be at least 1");
+    }
+    for (key, value) in [
+        ("router.preface_timeout", router.preface_timeout),
+        ("router.idle_timeout", router.idle_timeout),
+        ("router.keepalive", router.keepalive),
+    ] {
+        if value.get().is_zero() {
+            return fault(key, "must be longer than zero");
+        }
+    }
     if router.capacity_margin > 10_000 {
         return fault("router.capacity_margin", "must be at most 10000");
     }
