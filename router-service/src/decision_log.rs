@@ -7,6 +7,12 @@
 //! file by size (`FILE` -> `FILE.1` -> ... -> `FILE.<keep>`). When the queue is full the
 //! entry is counted as dropped, never waited for.
 //!
+//! A full or failing disk loses lines, never the file's shape: lines are written whole,
+//! in batches; a batch the disk does not take is truncated off again (so no torn line
+//! stays), its lines are counted as dropped (`io`), the failure is logged at most once a
+//! second, and the next batch tries again, so writing resumes by itself once there is
+//! room.
+//!
 //! Every file begins with a `state` entry (and the router's start writes one where it
 //! begins in a file): the seats held, live statuses, run-time roster changes and idle
 //! clocks as the store had them, so a file replays on its own even after older ones are
@@ -19,7 +25,7 @@
 use std::{
     collections::BTreeMap,
     fs::{File, OpenOptions},
-    io::{self, BufWriter, Write},
+    io::{self, Write},
     path::{Path, PathBuf},
     sync::{
         Arc,
@@ -32,14 +38,16 @@ use std::{
 use handoff_core::{
     config::{AgentConfig, AgentStatus, DecisionLogConfig},
     id::{AgentId, ClientUserId, SessionId},
+    throttle::Throttle,
 };
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::{counter::Counter, family::Family};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 pub use crate::store::snapshot::AppSnapshot;
 use crate::{
     engine::{Decision, Handoff, StateView},
+    metrics::ReasonLabels,
     store::{
         Applied, Assignment, Change,
         record::{CustomerRecord, to_ms},
@@ -51,6 +59,9 @@ const QUEUE: usize = 65_536;
 
 /// How long a new file waits for its state before it is written without one.
 const STATE_WAIT: Duration = Duration::from_secs(5);
+
+/// How many bytes of lines are gathered before they are written.
+const BATCH_BYTES: usize = 64 << 10;
 
 /// A customer's previous agent as a decision saw it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -371,6 +382,7 @@ impl Entry {
 pub struct DecisionLog {
     queue: Option<SyncSender<Entry>>,
     writer: Option<JoinHandle<()>>,
+    /// Entries dropped because the queue was full.
     dropped: Counter,
     /// Notified by the writer when a full file waits for its state.
     wanted: Arc<Notify>,
@@ -383,12 +395,13 @@ impl std::fmt::Debug for DecisionLog {
 }
 
 impl DecisionLog {
-    /// Opens the log `config` names (none without a path), counting what it writes and
-    /// drops in `written` and `dropped`.
+    /// Opens the log `config` names (none without a path), counting what it writes in
+    /// `written` and what it drops in `dropped`, by reason (`queue_full`: the writer fell
+    /// behind; `io`: the disk did not take it).
     pub fn open(
         config: &DecisionLogConfig,
         written: Counter,
-        dropped: Counter,
+        dropped: Family<ReasonLabels, Counter>,
     ) -> io::Result<Option<Self>> {
         let Some(path) = &config.path else {
             return Ok(None);
@@ -396,7 +409,15 @@ impl DecisionLog {
         let file = Rotating::open(path.clone(), config.max_bytes, config.keep)?;
         let (queue, entries) = mpsc::sync_channel(QUEUE);
         let wanted = Arc::new(Notify::new());
-        let writer = Writer::new(file, written, Arc::clone(&wanted));
+        let lost = dropped
+            .get_or_create(&ReasonLabels { reason: "io" })
+            .clone();
+        let dropped = dropped
+            .get_or_create(&ReasonLabels {
+                reason: "queue_full",
+            })
+            .clone();
+        let writer = Writer::new(file, written, lost, Arc::clone(&wanted));
         let writer = std::thread::Builder::new()
             .name("handoff-decision-log".into())
             .spawn(move || writer.run(entries))?;
@@ -453,6 +474,8 @@ struct Asked {
 struct Writer {
     file: Rotating,
     written: Counter,
+    /// Lines the disk did not take.
+    lost: Counter,
     wanted: Arc<Notify>,
     line: Vec<u8>,
     asked: Option<Asked>,
@@ -460,10 +483,11 @@ struct Writer {
 }
 
 impl Writer {
-    fn new(file: Rotating, written: Counter, wanted: Arc<Notify>) -> Self {
+    fn new(file: Rotating, written: Counter, lost: Counter, wanted: Arc<Notify>) -> Self {
         Self {
             file,
             written,
+            lost,
             wanted,
             line: Vec::new(),
             asked: Some(Asked {
@@ -481,11 +505,25 @@ impl Writer {
                 self.take(entry);
                 next = entries.try_recv().ok();
             }
-            if let Err(err) = self.file.flush() {
-                tracing::error!(error = %err, "decision log flush failed");
+            self.flush();
+        }
+        self.flush();
+    }
+
+    /// Writes the lines gathered so far, counting them as written or lost.
+    fn flush(&mut self) {
+        match self.file.flush() {
+            Ok(lines) => {
+                self.written.inc_by(lines);
+            }
+            Err((err, lines)) => {
+                self.lost.inc_by(lines);
+                static FAILED: Throttle = Throttle::new(1);
+                if let Some(left_out) = FAILED.admit() {
+                    tracing::error!(path = %self.file.path.display(), error = %err, lines, left_out, "decision log write failed: its lines are dropped (counted), and writing resumes once the disk takes them");
+                }
             }
         }
-        let _ = self.file.flush();
     }
 
     fn take(&mut self, mut entry: Entry) {
@@ -499,8 +537,7 @@ impl Writer {
                 self.rotate();
             }
             if self.serialize(&entry) {
-                self.write();
-                self.file.base += self.line.len() as u64;
+                self.write(false);
             }
             return;
         }
@@ -527,12 +564,16 @@ impl Writer {
                 Some(_) => {}
             }
         }
-        self.write();
+        self.write(true);
     }
 
     fn rotate(&mut self) {
+        self.flush();
         if let Err(err) = self.file.rotate() {
-            tracing::error!(error = %err, "decision log rotation failed");
+            static FAILED: Throttle = Throttle::new(1);
+            if let Some(left_out) = FAILED.admit() {
+                tracing::error!(path = %self.file.path.display(), error = %err, left_out, "decision log rotation failed: writing on to the full file");
+            }
         }
     }
 
@@ -545,25 +586,32 @@ impl Writer {
         true
     }
 
-    /// Appends the serialized line.
-    fn write(&mut self) {
-        if let Err(err) = self.file.append(&self.line) {
-            tracing::error!(error = %err, "decision log write failed");
-        } else {
-            self.written.inc();
+    /// Adds the serialized line (an entry's, or a file's state when not `entry`) to the
+    /// batch, writing the batch once it is large.
+    fn write(&mut self, entry: bool) {
+        self.file.append(&self.line, entry);
+        if self.file.pending.len() >= BATCH_BYTES {
+            self.flush();
         }
     }
 }
 
-/// A file rotated by size.
+/// A file rotated by size, written a batch of whole lines at a time.
 struct Rotating {
     path: PathBuf,
     max_bytes: u64,
     keep: usize,
-    file: BufWriter<File>,
+    file: File,
+    /// The file's length: whole lines only.
     len: u64,
-    /// Where the file's entries begin (after its state, which `max_bytes` does not count).
-    base: u64,
+    /// Whether a failed write may have left part of a batch after `len`.
+    torn: bool,
+    /// Lines not written yet, and how many.
+    pending: Vec<u8>,
+    pending_lines: u64,
+    /// Whether the file holds an entry besides its state (a file is full only then, so a
+    /// state larger than `max_bytes` cannot make every entry a file of its own).
+    has_entries: bool,
 }
 
 impl Rotating {
@@ -577,30 +625,87 @@ impl Rotating {
             path,
             max_bytes,
             keep,
-            file: BufWriter::new(file),
+            file,
             len,
-            base: 0,
+            // A line a crash cut short, if any, is cut off before the next batch.
+            torn: len > 0,
+            pending: Vec::new(),
+            pending_lines: 0,
+            has_entries: len > 0,
         })
     }
 
-    /// Whether `line` no longer fits after the file's entries so far.
+    /// Whether `line` no longer fits in the file (its state counted).
     fn full_for(&self, line: usize) -> bool {
-        self.len > self.base && self.len - self.base + line as u64 > self.max_bytes
+        self.has_entries && self.len + (self.pending.len() + line) as u64 > self.max_bytes
     }
 
-    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.file.write_all(bytes)?;
-        self.len += bytes.len() as u64;
+    /// Adds a whole line to the batch; `entry` is false for the file's state.
+    fn append(&mut self, line: &[u8], entry: bool) {
+        self.pending.extend_from_slice(line);
+        self.pending_lines += 1;
+        self.has_entries |= entry;
+    }
+
+    /// Writes the batch: how many lines were written, or the error and how many were lost
+    /// (cut off the file again, so that it ends with a whole line).
+    fn flush(&mut self) -> Result<u64, (io::Error, u64)> {
+        let lines = std::mem::take(&mut self.pending_lines);
+        if lines == 0 {
+            return Ok(0);
+        }
+        let written = self.write_pending();
+        self.pending.clear();
+        match written {
+            Ok(()) => Ok(lines),
+            Err(err) => Err((err, lines)),
+        }
+    }
+
+    fn write_pending(&mut self) -> io::Result<()> {
+        if self.torn {
+            self.cut_to_whole_lines()?;
+        }
+        if let Err(err) = self.file.write_all(&self.pending) {
+            self.torn = true;
+            // Truncating takes no room: the file ends with a whole line again at once.
+            if self.file.set_len(self.len).is_ok() {
+                self.torn = false;
+            }
+            return Err(err);
+        }
+        self.len += self.pending.len() as u64;
         Ok(())
     }
 
-    fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
+    /// Cuts off whatever follows the file's last newline (a write cut short).
+    fn cut_to_whole_lines(&mut self) -> io::Result<()> {
+        let actual = self.file.metadata()?.len();
+        let mut whole = actual.min(self.len);
+        if whole == actual && whole > 0 {
+            // Opened on a file whose end is not known to be a whole line: find its last
+            // newline.
+            use std::io::{Read, Seek, SeekFrom};
+            let mut reader = File::open(&self.path)?;
+            let from = actual.saturating_sub(64 << 10);
+            reader.seek(SeekFrom::Start(from))?;
+            let mut tail = Vec::new();
+            reader.read_to_end(&mut tail)?;
+            whole = tail
+                .iter()
+                .rposition(|&byte| byte == b'\n')
+                .map_or(from, |at| from + at as u64 + 1);
+        }
+        if whole != actual {
+            self.file.set_len(whole)?;
+        }
+        self.len = whole;
+        self.torn = false;
+        Ok(())
     }
 
     /// `FILE.<keep-1>` -> `FILE.<keep>`, ..., `FILE` -> `FILE.1`, and a new `FILE`.
     fn rotate(&mut self) -> io::Result<()> {
-        self.file.flush()?;
         if self.keep == 0 {
             std::fs::remove_file(&self.path)?;
         } else {
@@ -612,13 +717,13 @@ impl Rotating {
             }
             std::fs::rename(&self.path, rotated(&self.path, 1))?;
         }
-        let file = OpenOptions::new()
+        self.file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.path)?;
-        self.file = BufWriter::new(file);
         self.len = 0;
-        self.base = 0;
+        self.torn = false;
+        self.has_entries = false;
         Ok(())
     }
 }
@@ -663,7 +768,8 @@ mod tests {
     fn writer(path: &Path, max_bytes: u64, keep: usize) -> io::Result<(Writer, Counter)> {
         let file = Rotating::open(path.to_path_buf(), max_bytes, keep)?;
         let written = Counter::default();
-        let writer = Writer::new(file, written.clone(), Arc::new(Notify::new()));
+        let lost = Counter::default();
+        let writer = Writer::new(file, written.clone(), lost, Arc::new(Notify::new()));
         Ok((writer, written))
     }
 
@@ -685,7 +791,7 @@ mod tests {
             writer.take(removal(n)?);
             answer(&mut writer, n);
         }
-        writer.file.flush()?;
+        writer.flush();
         let files = [path.clone(), rotated(&path, 1), rotated(&path, 2)];
         let kept: Vec<Vec<serde_json::Value>> = files.iter().map(|f| lines(f)).collect();
         let third = rotated(&path, 3).exists();
@@ -733,7 +839,7 @@ mod tests {
         answer(&mut writer, 2);
         writer.take(removal(3)?);
         writer.take(Entry::state(from_ms(4), Vec::new()));
-        writer.file.flush()?;
+        writer.flush();
         let file = lines(&path);
         let rotated = rotated(&path, 1).exists();
         std::fs::remove_dir_all(&dir)?;
@@ -769,7 +875,7 @@ mod tests {
             writer.take(removal(n)?);
         }
         writer.take(Entry::state(from_ms(9), Vec::new()));
-        writer.file.flush()?;
+        writer.flush();
         let (old, new) = (lines(&rotated(&path, 1)), lines(&path));
         std::fs::remove_dir_all(&dir)?;
 
@@ -782,6 +888,50 @@ mod tests {
             "the start state and the entries that filled it"
         );
         assert_eq!(at(&new), [3], "no state, and a late one is not written");
+        Ok(())
+    }
+
+    #[test]
+    fn a_full_disk_loses_whole_lines_counted_and_writing_resumes_when_room_returns()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let Some(disk) = crate::testing::SmallDisk::mount("dlog", 256 << 10)? else {
+            return Ok(());
+        };
+        let path = disk.path().join("decisions.jsonl");
+        let file = Rotating::open(path.clone(), 1 << 30, 1)?;
+        let (written, lost) = (Counter::default(), Counter::default());
+        let mut writer = Writer::new(file, written.clone(), lost.clone(), Arc::default());
+        answer(&mut writer, 0);
+        let write = |writer: &mut Writer, from: u64| -> Result<(), Box<dyn std::error::Error>> {
+            for n in from..from + 100 {
+                writer.take(removal(n)?);
+            }
+            writer.flush();
+            Ok(())
+        };
+        write(&mut writer, 1)?;
+        // Room for part of the next batch only: the disk takes some of it, then refuses.
+        disk.leave(4096)?;
+        write(&mut writer, 101)?;
+        let full = (written.get(), lost.get());
+        let during = std::fs::read(&path)?;
+        disk.free()?;
+        write(&mut writer, 201)?;
+        let after = std::fs::read_to_string(&path)?;
+
+        // The state and the first hundred, then a hundred lost, then a hundred again.
+        assert_eq!(full, (101, 100));
+        assert_eq!((written.get(), lost.get()), (201, 100));
+        assert!(during.ends_with(b"\n"), "a torn line was left");
+        let at: Vec<u64> = after
+            .lines()
+            .map(serde_json::from_str::<serde_json::Value>)
+            .collect::<Result<Vec<_>, _>>()?
+            .iter()
+            .filter_map(|line| line["at_ms"].as_u64())
+            .collect();
+        let expected: Vec<u64> = (0..=100).chain(201..301).collect();
+        assert_eq!(at, expected);
         Ok(())
     }
 

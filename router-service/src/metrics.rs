@@ -106,10 +106,13 @@ pub struct Metrics {
     pub seats_free: Family<GroupLabels, Gauge<i64, AtomicI64>>,
     /// Decision log entries written.
     pub decision_log_written: Counter,
-    /// Decision log entries dropped because the writer fell behind.
-    pub decision_log_dropped: Counter,
+    /// Decision log entries dropped, by reason: `queue_full` (the writer fell behind),
+    /// `io` (the disk did not take them).
+    pub decision_log_dropped: Family<ReasonLabels, Counter>,
     /// Connections the gRPC listener refused or closed, by reason.
     pub connections_closed: Family<ReasonLabels, Counter>,
+    /// The embedded store's journal on disk, bytes (read at each scrape).
+    pub journal_bytes: Gauge<i64, AtomicI64>,
     /// The store's latency as an OTLP histogram, when metrics are exported.
     otel_store_seconds: Option<OtelHistogram<f64>>,
 }
@@ -168,6 +171,11 @@ pub const MIRRORED: &[Mirrored] = &[
         help: "Decision log entries written",
     },
     Mirrored {
+        name: "handoff_router_journal_bytes",
+        gauge: true,
+        help: "The embedded store's journal on disk, bytes",
+    },
+    Mirrored {
         name: "handoff_router_connections_closed_total",
         gauge: false,
         help: "Connections the gRPC listener refused or closed, by reason",
@@ -175,7 +183,7 @@ pub const MIRRORED: &[Mirrored] = &[
     Mirrored {
         name: "handoff_router_decision_log_dropped_total",
         gauge: false,
-        help: "Decision log entries dropped because its writer fell behind",
+        help: "Decision log entries dropped, by reason (queue_full, io)",
     },
 ];
 
@@ -221,7 +229,16 @@ impl Metrics {
         let seats_in_use = Family::default();
         let seats_free = Family::default();
         let decision_log_written = Counter::default();
-        let decision_log_dropped = Counter::default();
+        let decision_log_dropped = Family::<ReasonLabels, Counter>::default();
+        for reason in ["queue_full", "io"] {
+            let _ = decision_log_dropped.get_or_create(&ReasonLabels { reason });
+        }
+        let journal_bytes = Gauge::<i64, AtomicI64>::default();
+        registry.register(
+            "journal_bytes",
+            "The embedded store's journal on disk, bytes: what is not folded into its file yet (0 on other stores)",
+            journal_bytes.clone(),
+        );
         let connections_closed = Family::default();
         registry.register(
             "connections_closed",
@@ -235,7 +252,7 @@ impl Metrics {
         );
         registry.register(
             "decision_log_dropped",
-            "Decision log entries dropped because its writer fell behind (callbacks never wait for it)",
+            "Decision log entries dropped, by reason: queue_full (its writer fell behind; callbacks never wait for it), io (the disk did not take them)",
             decision_log_dropped.clone(),
         );
         registry.register(
@@ -303,6 +320,7 @@ impl Metrics {
             decision_log_written,
             decision_log_dropped,
             connections_closed,
+            journal_bytes,
             otel_store_seconds,
         }
     }

@@ -210,8 +210,13 @@ impl<S: Store> Router<S> {
         self.metrics.encode()
     }
 
-    /// Sets each group's agents and seats gauges to what the store holds now.
+    /// Sets each group's agents and seats gauges to what the store holds now, and the
+    /// journal's size.
     async fn count_seats(&self) {
+        let journal = self.store.journal_bytes().unwrap_or(0);
+        self.metrics
+            .journal_bytes
+            .set(i64::try_from(journal).unwrap_or(i64::MAX));
         let catalog = self.catalog.load_full();
         for app in catalog.apps() {
             let Ok(listings) = self.list_agents(app.id, None).await else {

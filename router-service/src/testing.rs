@@ -64,3 +64,86 @@ pub fn lifetimes(ttl: Duration) -> Lifetimes {
         max_session: Duration::from_secs(8 * 3600),
     }
 }
+
+/// A filesystem of its own for a test, small enough to fill: a tmpfs mounted on a directory
+/// under the system's temp dir, unmounted when dropped. Mounting needs root (CI runs as
+/// root); elsewhere the test says it skipped, except under `CI=true`, where it fails.
+pub struct SmallDisk {
+    dir: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    /// A disk of `bytes`, or `None` (outside CI) where mounting is not allowed.
+    pub fn mount(name: &str, bytes: u64) -> Result<Option<Self>, Error> {
+        let dir = std::env::temp_dir().join(format!(
+            "handoff-disk-{name}-{}-{:?}",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&dir)?;
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(&dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        if mounted {
+            return Ok(Some(Self { dir }));
+        }
+        let _ = std::fs::remove_dir(&dir);
+        if std::env::var_os("CI").is_some() {
+            return Err("cannot mount a tmpfs for the full-disk test (CI runs as root)".into());
+        }
+        eprintln!("skipped: cannot mount a tmpfs (needs root)");
+        Ok(None)
+    }
+
+    /// The disk's directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Takes every byte left with a file of its own.
+    pub fn fill(&self) -> Result<(), Error> {
+        use std::io::Write;
+        let mut filler = std::fs::File::create(self.dir.join("filler"))?;
+        let block = vec![0u8; 4096];
+        loop {
+            match filler.write(&block) {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(err) if err.raw_os_error() == Some(28) => return Ok(()),
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+
+    /// Takes every byte left but `room` (rounded to the page the filesystem counts in).
+    pub fn leave(&self, room: u64) -> Result<(), Error> {
+        self.fill()?;
+        let filler = std::fs::OpenOptions::new()
+            .write(true)
+            .open(self.dir.join("filler"))?;
+        let len = filler.metadata()?.len();
+        filler.set_len(len.saturating_sub(room))?;
+        Ok(())
+    }
+
+    /// Gives the bytes `fill` took back.
+    pub fn free(&self) -> Result<(), Error> {
+        Ok(std::fs::remove_file(self.dir.join("filler"))?)
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.dir)
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -258,8 +258,14 @@ pub trait Store: Send + Sync + 'static {
         now: SystemTime,
     ) -> impl Future<Output = Result<Applied, StoreError>> + Send;
 
-    /// Whether the store can serve now (the health check's answer).
+    /// Whether the store can serve now (the health check's answer): it can be reached,
+    /// and what it acknowledges is durable.
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The bytes of the store's journal on disk, for a store that keeps one.
+    fn journal_bytes(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// The store `[router.store]` chose.
@@ -344,6 +350,13 @@ impl Store for AnyStore {
         match self {
             AnyStore::Local(store) => store.ping().await,
             AnyStore::Redis(store) => store.ping().await,
+        }
+    }
+
+    fn journal_bytes(&self) -> Option<u64> {
+        match self {
+            AnyStore::Local(store) => store.journal_bytes(),
+            AnyStore::Redis(store) => store.journal_bytes(),
         }
     }
 }

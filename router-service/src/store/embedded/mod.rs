@@ -10,16 +10,29 @@
 //! the redb file in one transaction and deletes it; at start, segments not yet folded are
 //! folded before the file is read. A kill at any point loses only changes that were never
 //! acknowledged.
+//!
+//! A full or failing disk: a write the log does not take fails its callers (UNAVAILABLE:
+//! nothing is acknowledged that is not on disk), and the journal reports itself unhealthy
+//! ([`Journal::healthy`]) until a write succeeds again, which the store's health check
+//! probes for. A fold that fails reopens the redb file and tries again with backoff, so
+//! the log shrinks again by itself once there is room.
 
 use std::{
     collections::HashMap,
-    path::Path,
-    sync::{Arc, mpsc},
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
     thread::JoinHandle,
-    time::SystemTime,
+    time::{Duration, SystemTime},
 };
 
-use handoff_core::id::{AgentId, ClientUserId, SdkAppId, SessionId};
+use handoff_core::{
+    id::{AgentId, ClientUserId, SdkAppId, SessionId},
+    throttle::Throttle,
+};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 use tokio::sync::oneshot;
@@ -182,6 +195,17 @@ pub(super) fn seen(app: SdkAppId, id: &str, until: Option<SystemTime>) -> Op {
     }
 }
 
+/// A write that changes nothing (deletes a report identity of no app): what the store's
+/// health check writes to learn whether the journal takes writes again.
+pub(super) fn probe() -> Op {
+    Op {
+        kind: Kind::Seen,
+        app: 0,
+        key: String::new(),
+        value: None,
+    }
+}
+
 /// Everything the file held for one app when the router started, as records.
 #[derive(Debug, Default)]
 pub(super) struct LoadedApp {
@@ -204,6 +228,9 @@ struct Batch {
 pub(super) struct Journal {
     queue: Option<mpsc::Sender<Batch>>,
     threads: Vec<JoinHandle<()>>,
+    /// Whether the last write to the log succeeded.
+    healthy: Arc<AtomicBool>,
+    directory: PathBuf,
 }
 
 impl std::fmt::Debug for Journal {
@@ -241,9 +268,11 @@ impl Journal {
         let segment = log::Segment::create(&directory, first)
             .map_err(|e| unavailable("starting a journal segment", &e))?;
 
-        let db = Arc::new(db);
         let (queue, batches) = mpsc::channel();
         let (full, fulls) = mpsc::channel();
+        let healthy = Arc::new(AtomicBool::new(true));
+        let writing = Arc::clone(&healthy);
+        let (file, folding) = (path.to_owned(), directory.clone());
         let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
                 .name(name.into())
@@ -252,19 +281,40 @@ impl Journal {
         };
         let writer = spawn(
             "handoff-journal",
-            Box::new(move || write_batches(segment, batches, full)),
+            Box::new(move || write_batches(segment, batches, full, &writing)),
         )?;
         let folder = spawn(
             "handoff-fold",
-            Box::new(move || fold_segments(&db, &directory, fulls)),
+            Box::new(move || fold_segments(db, &file, &folding, fulls)),
         )?;
         Ok((
             Self {
                 queue: Some(queue),
                 threads: vec![writer, folder],
+                healthy,
+                directory,
             },
             loaded,
         ))
+    }
+
+    /// Whether the last write to the log succeeded: while not, nothing can be acknowledged.
+    pub(super) fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::Acquire)
+    }
+
+    /// The bytes the log's segments take on disk (what is not folded into the file yet,
+    /// and the segment being written).
+    pub(super) fn bytes(&self) -> u64 {
+        let Ok(entries) = std::fs::read_dir(&self.directory) else {
+            return 0;
+        };
+        entries
+            .flatten()
+            .filter(|entry| entry.file_name().to_string_lossy().ends_with(".log"))
+            .filter_map(|entry| entry.metadata().ok())
+            .map(|metadata| metadata.len())
+            .sum()
     }
 
     /// Queues `ops`; the receiver resolves once they are on disk.
@@ -316,6 +366,7 @@ fn write_batches(
     mut segment: log::Segment,
     batches: mpsc::Receiver<Batch>,
     full: mpsc::Sender<u64>,
+    healthy: &AtomicBool,
 ) {
     let mut frame = Vec::new();
     while let Ok(first) = batches.recv() {
@@ -328,8 +379,12 @@ fn write_batches(
         }
         log::frame(run.iter().flat_map(|batch| &batch.ops), &mut frame);
         let written = segment.append(&frame);
+        healthy.store(written.is_ok(), Ordering::Release);
         let result = written.as_ref().map(|_| ()).map_err(|err| {
-            tracing::error!(error = %err, "embedded store journal write failed");
+            static FAILED: Throttle = Throttle::new(1);
+            if let Some(left_out) = FAILED.admit() {
+                tracing::error!(error = %err, left_out, "embedded store journal write failed: its callers get UNAVAILABLE");
+            }
             format!("embedded store journal write failed: {err}")
         });
         for batch in run {
@@ -343,28 +398,76 @@ fn write_batches(
                     segment = next;
                 }
                 Err(err) => {
-                    tracing::error!(error = %err, "cannot start a new journal segment");
+                    static FAILED: Throttle = Throttle::new(1);
+                    if let Some(left_out) = FAILED.admit() {
+                        tracing::error!(error = %err, left_out, "cannot start a new journal segment");
+                    }
                 }
             }
         }
     }
 }
 
-/// Folds each segment handed over into the redb file, in order; a segment that fails to
-/// fold is tried again with the next (the log keeps it meanwhile, and a restart folds it).
-fn fold_segments(db: &Database, directory: &Path, fulls: mpsc::Receiver<u64>) {
+/// The longest the folder waits before trying a failed fold again.
+const FOLD_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Folds each segment handed over into the redb file at `path`, in order. A fold that
+/// fails (a full or failing disk) leaves its segments in the log; the folder then reopens
+/// the file (redb refuses every write after a failed one) and tries again after a backoff
+/// that doubles up to [`FOLD_BACKOFF_MAX`], new segments or not.
+fn fold_segments(db: Database, path: &Path, directory: &Path, fulls: mpsc::Receiver<u64>) {
+    let mut db = Some(db);
     let mut waiting = Vec::new();
+    let mut backoff = Duration::ZERO;
     loop {
         if let Err(err) = log::prepare_spare(directory) {
-            tracing::warn!(error = %err, "cannot prepare the next journal segment; it will start empty");
+            static FAILED: Throttle = Throttle::new(1);
+            if let Some(left_out) = FAILED.admit() {
+                tracing::warn!(error = %err, left_out, "cannot prepare the next journal segment; it will start empty");
+            }
         }
-        let Ok(number) = fulls.recv() else { break };
-        waiting.push(number);
+        let next = if waiting.is_empty() {
+            fulls
+                .recv()
+                .map_err(|_| mpsc::RecvTimeoutError::Disconnected)
+        } else {
+            fulls.recv_timeout(backoff)
+        };
+        match next {
+            Ok(number) => waiting.push(number),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) if waiting.is_empty() => break,
+            // Stopping: one last try, and a restart folds what is left.
+            Err(mpsc::RecvTimeoutError::Disconnected) => backoff = Duration::MAX,
+        }
         waiting.extend(fulls.try_iter());
-        match log::fold(db, directory, &waiting) {
-            Ok(()) => waiting.clear(),
+        if db.is_none() {
+            db = Database::create(path)
+                .inspect_err(|err| {
+                    tracing::warn!(error = %err, "cannot reopen the embedded store's file to fold the journal");
+                })
+                .ok();
+        }
+        let folded = match &db {
+            Some(db) => log::fold(db, directory, &waiting),
+            None => Err("the file is not open".into()),
+        };
+        match folded {
+            Ok(()) => {
+                if !backoff.is_zero() {
+                    tracing::info!("the journal folds into the embedded store again");
+                }
+                waiting.clear();
+                backoff = Duration::ZERO;
+            }
+            Err(_) if backoff == Duration::MAX => break,
             Err(err) => {
-                tracing::error!(error = %err, "folding the journal into the embedded store failed; it stays in the log")
+                static FAILED: Throttle = Throttle::new(1);
+                if let Some(left_out) = FAILED.admit() {
+                    tracing::error!(error = %err, left_out, "folding the journal into the embedded store failed; it stays in the log, and the fold is tried again");
+                }
+                db = None;
+                backoff = (backoff * 2).clamp(Duration::from_millis(250), FOLD_BACKOFF_MAX);
             }
         }
     }

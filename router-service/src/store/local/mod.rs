@@ -377,8 +377,31 @@ impl Store for LocalStore {
         .await
     }
 
+    /// The memory store is always there; the embedded one while its journal takes writes.
+    /// After a failed write the check writes a probe (deleting a report identity nobody
+    /// has), so that it turns healthy again by itself once the disk takes writes, calls
+    /// or none.
     async fn ping(&self) -> Result<(), StoreError> {
-        Ok(())
+        let Some(journal) = &self.journal else {
+            return Ok(());
+        };
+        if journal.healthy() {
+            return Ok(());
+        }
+        let probe = embedded::probe();
+        match journal.submit(vec![probe]).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(StoreError::Unavailable(format!(
+                "acknowledged writes cannot be made durable: {err}"
+            ))),
+            Err(_) => Err(StoreError::Unavailable(
+                "the embedded store's writer stopped".into(),
+            )),
+        }
+    }
+
+    fn journal_bytes(&self) -> Option<u64> {
+        self.journal.as_ref().map(Journal::bytes)
     }
 }
 
@@ -390,7 +413,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        engine::{self, Catalog},
+        engine::{self, Catalog, Customer},
         testing::{self, app_id, catalog, handoff, lifetimes},
     };
 
@@ -515,6 +538,92 @@ mod tests {
         let after = assign(&store, &catalog, "s-later", later).await?;
         assert_eq!(reserved(&after), ann.as_deref());
         assert_eq!(active_total(&store, &catalog, later)?, 1);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_fails_writes_and_health_then_both_recover_and_the_journal_folds_again()
+    -> TestResult {
+        let Some(disk) = testing::SmallDisk::mount("embedded", 48 << 20)? else {
+            return Ok(());
+        };
+        let catalog = catalog()?;
+        let app = catalog.app(app_id()?).ok_or("no app")?;
+        let path = disk.path().join("state.redb");
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(10);
+        let store = LocalStore::embedded(&path, lifetimes(Duration::from_secs(60)), &catalog, now)?;
+        // The folder prepares the next segment ahead: the log's reserve.
+        let spare = path.with_file_name("state.redb.journal").join("spare");
+        for _ in 0..200 {
+            if spare.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let tier = "x".repeat(256 << 10);
+        let customer = |n: usize| -> Result<Change, testing::Error> {
+            let mut customer = Customer::unknown(ClientUserId::parse(format!("c{n}"))?);
+            customer.tier = Some(tier.clone());
+            Ok(Change::PutCustomer(customer))
+        };
+        let mut acknowledged = Vec::new();
+        store.apply(app, customer(0)?, now).await?;
+        acknowledged.push(0);
+        assert!(store.ping().await.is_ok());
+
+        // The disk fills: writes go on into the reserve segment, then fail.
+        disk.fill()?;
+        let mut failures = 0;
+        for n in 1..200 {
+            match store.apply(app, customer(n)?, now).await {
+                Ok(_) => acknowledged.push(n),
+                Err(StoreError::Unavailable(_)) => failures += 1,
+            }
+            if failures >= 3 {
+                break;
+            }
+        }
+        assert!(
+            failures >= 3,
+            "the journal kept taking writes on a full disk"
+        );
+        assert!(
+            store.ping().await.is_err(),
+            "healthy while nothing can be made durable"
+        );
+        let stuck = store.journal_bytes().ok_or("no journal")?;
+
+        // Room again: health turns by itself, writes are taken, and the log folds again.
+        disk.free()?;
+        assert!(store.ping().await.is_ok());
+        store.apply(app, customer(999)?, now).await?;
+        acknowledged.push(999);
+        let mut folded = false;
+        for _ in 0..150 {
+            if store.journal_bytes().is_some_and(|bytes| bytes < stuck) {
+                folded = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(folded, "the journal ({stuck} bytes) never folded again");
+
+        // Every acknowledged write is in the file after a restart.
+        drop(store);
+        let store = LocalStore::embedded(&path, lifetimes(Duration::from_secs(60)), &catalog, now)?;
+        let missing: Vec<usize> = store.with_app(app, now, |state| {
+            acknowledged
+                .iter()
+                .copied()
+                .filter(|n| {
+                    ClientUserId::parse(format!("c{n}"))
+                        .ok()
+                        .and_then(|id| state.customer(&id).map(|c| c.tier.is_some()))
+                        != Some(true)
+                })
+                .collect()
+        });
+        assert_eq!(missing, Vec::<usize>::new());
         Ok(())
     }
 
