@@ -81,6 +81,39 @@ pub fn check(config: &Config, origin: &Path) -> Result<(), ConfigError> {
     ))
 }
 
+/// What `handoff check` says beyond the config itself: for the Redis store, what in the
+/// reachable Redis's own settings puts the router's state at risk (persistence, eviction).
+/// Reads Redis on a thread of its own, at most a few seconds.
+pub fn audit(config: &Config) -> Vec<String> {
+    if config.router.store.kind() != handoff_core::config::StoreKind::Redis {
+        return Vec::new();
+    }
+    let store = config.router.store.clone();
+    let read = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|err| err.to_string())?;
+        runtime.block_on(async {
+            let lifetimes = handoff_router::store::Lifetimes::of(&Default::default());
+            let redis = handoff_router::store::RedisStore::connect(&store, lifetimes)
+                .await
+                .map_err(|err| err.to_string())?;
+            tokio::time::timeout(std::time::Duration::from_secs(3), redis.audit())
+                .await
+                .map_err(|_| "no answer within 3 s".to_owned())?
+                .map_err(|err| err.to_string())
+        })
+    });
+    match read.join() {
+        Ok(Ok(warnings)) => warnings,
+        Ok(Err(err)) => vec![format!(
+            "Redis cannot be reached now ({err}): its persistence and eviction settings were not checked"
+        )],
+        Err(_) => vec!["checking Redis's settings failed".to_owned()],
+    }
+}
+
 /// Applies a reloaded config to the running parts: the router compiles it first, and the
 /// gateway takes it only if it did (a gateway alone still refuses what would not compile).
 #[derive(Clone, Default)]

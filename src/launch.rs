@@ -10,7 +10,7 @@ use handoff_core::{
 };
 use tokio::net::TcpListener;
 
-use crate::app::{AppError, Application, Listeners, check};
+use crate::app::{AppError, Application, Listeners, audit, check};
 
 /// Which parts a binary runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +44,7 @@ pub async fn launch(program: &'static str, about: &str, parts: Parts) -> ExitCod
 }
 
 async fn serve(program: &'static str, about: &str, parts: Parts) -> Result<(), LaunchError> {
-    let Some(started) = cli::start(program, about, check)? else {
+    let Some(started) = cli::start(program, about, check, audit)? else {
         return Ok(());
     };
     let telemetry = telemetry::init(program, started.log_format);

@@ -199,6 +199,7 @@ pub fn start(
     program: &str,
     about: &str,
     compile: impl Fn(&crate::Config, &std::path::Path) -> Result<(), crate::config::ConfigError>,
+    audit: impl Fn(&crate::Config) -> Vec<String>,
 ) -> Result<Option<Started>, StartError> {
     let Invocation {
         command,
@@ -222,6 +223,9 @@ pub fn start(
         Command::Check(path) => {
             let config = crate::config::load(&path, env)?;
             compile(&config, &path)?;
+            for warning in audit(&config) {
+                eprintln!("{program}: warning: {warning}");
+            }
             println!("{}: ok ({} apps)", path.display(), config.apps.len());
             Ok(None)
         }

@@ -113,6 +113,8 @@ pub struct Metrics {
     pub connections_closed: Family<ReasonLabels, Counter>,
     /// The embedded store's journal on disk, bytes (read at each scrape).
     pub journal_bytes: Gauge<i64, AtomicI64>,
+    /// Times the Redis store found Redis had lost handoff's data.
+    pub store_data_lost: Counter,
     /// The store's latency as an OTLP histogram, when metrics are exported.
     otel_store_seconds: Option<OtelHistogram<f64>>,
 }
@@ -169,6 +171,11 @@ pub const MIRRORED: &[Mirrored] = &[
         name: "handoff_router_decision_log_written_total",
         gauge: false,
         help: "Decision log entries written",
+    },
+    Mirrored {
+        name: "handoff_router_store_data_lost_total",
+        gauge: false,
+        help: "Times the Redis store found Redis had lost handoff's state",
     },
     Mirrored {
         name: "handoff_router_journal_bytes",
@@ -238,6 +245,12 @@ impl Metrics {
             "journal_bytes",
             "The embedded store's journal on disk, bytes: what is not folded into its file yet (0 on other stores)",
             journal_bytes.clone(),
+        );
+        let store_data_lost = Counter::default();
+        registry.register(
+            "store_data_lost",
+            "Times the Redis store found Redis had lost handoff's state (its epoch key gone or replaced)",
+            store_data_lost.clone(),
         );
         let connections_closed = Family::default();
         registry.register(
@@ -321,6 +334,7 @@ impl Metrics {
             decision_log_dropped,
             connections_closed,
             journal_bytes,
+            store_data_lost,
             otel_store_seconds,
         }
     }

@@ -106,6 +106,10 @@ impl Router<AnyStore> {
         warn_lint(&catalog, config);
         let store = AnyStore::open(&config.router, &catalog, SystemTime::now()).await?;
         let mut router = Router::new(catalog, store, Arc::new(SystemClock));
+        if let AnyStore::Redis(redis) = &router.store {
+            redis.count_data_lost_in(router.metrics.store_data_lost.clone());
+            audit_redis(redis).await;
+        }
         router
             .access
             .store(Arc::new(Access::from_config(&config.router.auth)));
@@ -694,6 +698,25 @@ impl<S: Store> Router<S> {
             Ok(())
         } else {
             Err(RouterError::UnknownAgent(app.id, agent.clone()))
+        }
+    }
+}
+
+/// Logs what in Redis's settings puts the router's state at risk, and whether handoff's
+/// data is there (writing its epoch on a first start); a Redis that cannot be reached now is
+/// said so, and the router serves on (its health says NOT_SERVING until Redis answers).
+async fn audit_redis(redis: &crate::store::RedisStore) {
+    match redis.audit().await {
+        Ok(warnings) => {
+            for warning in warnings {
+                tracing::warn!("{warning}");
+            }
+            if let Err(err) = redis.ping().await {
+                tracing::warn!(error = %err, "cannot check Redis for handoff's state");
+            }
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "Redis cannot be reached now: the router starts anyway, answers UNAVAILABLE (the gateway its fallback) and connects once Redis is up")
         }
     }
 }

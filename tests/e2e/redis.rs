@@ -96,7 +96,7 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    fn kill(&mut self) {
+    pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -104,7 +104,7 @@ impl RedisServer {
     }
 
     /// Kills and starts it again on the same port, empty.
-    fn restart(&mut self) -> Result<(), Error> {
+    pub fn restart(&mut self) -> Result<(), Error> {
         self.kill();
         self.spawn()
     }
@@ -792,5 +792,188 @@ async fn session_records_are_deleted_from_redis_once_remembered_long_enough() ->
         left, 0,
         "session records outlived their seat and max_session"
     );
+    Ok(())
+}
+
+/// The router's health over gRPC.
+async fn health_of(grpc: SocketAddr) -> Result<ServingStatus, Error> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc}"))?
+        .connect()
+        .await?;
+    let status = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: handoff_router::SERVICE_NAME.into(),
+        })
+        .await?
+        .into_inner()
+        .status();
+    Ok(status)
+}
+
+/// Waits up to five seconds for the router's health to be `wanted`.
+async fn health_becomes(grpc: SocketAddr, wanted: ServingStatus) -> Result<(), Error> {
+    let mut seen = None;
+    for _ in 0..50 {
+        let status = health_of(grpc).await?;
+        if status == wanted {
+            return Ok(());
+        }
+        seen = Some(status);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(format!("health stayed {seen:?}, not {wanted:?}").into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_all_in_one_starts_while_redis_is_down_answers_the_fallback_and_connects_later()
+-> TestResult {
+    let Some(mut redis) = RedisServer::start()? else {
+        return Ok(());
+    };
+    redis.kill();
+    let env = [
+        ("HANDOFF__ROUTER__STORE__KIND", "redis".to_owned()),
+        ("HANDOFF__ROUTER__STORE__URL", redis.url()),
+    ];
+    let running = crate::support::launch(crate::support::CONFIG, &env, true, true).await?;
+    let (grpc, http) = (
+        running.router.ok_or("no router")?,
+        running.gateway.ok_or("no gateway")?,
+    );
+    health_becomes(grpc, ServingStatus::NotServing).await?;
+    // Tencent still gets an answer: the app's fallback group.
+    let uri = crate::support::signed_uri(crate::support::now_secs());
+    let reply = crate::support::request(http, "POST", &uri, crate::support::body("down-1")).await?;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.json["AgentGroupId"], 9000, "{reply:?}");
+
+    redis.restart()?;
+    health_becomes(grpc, ServingStatus::Serving).await?;
+    let uri = crate::support::signed_uri(crate::support::now_secs());
+    let reply = crate::support::request(http, "POST", &uri, crate::support::body("up-1")).await?;
+    assert!(!reply.agents().is_empty(), "{reply:?}");
+    running.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_comes_back_empty_is_noticed_logged_and_counted() -> TestResult {
+    let Some(mut redis) = RedisServer::start()? else {
+        return Ok(());
+    };
+    let env = [
+        ("HANDOFF__ROUTER__STORE__KIND", "redis".to_owned()),
+        ("HANDOFF__ROUTER__STORE__URL", redis.url()),
+    ];
+    let running = crate::support::launch(crate::support::CONFIG, &env, true, false).await?;
+    let grpc = running.router.ok_or("no router")?;
+    let metrics = running.metrics.ok_or("no metrics")?.to_string();
+    let mut client = RouterServiceClient::connect(format!("http://{grpc}")).await?;
+    client.assign_human(handoff("kept-1")).await?;
+    client
+        .set_agent_status(SetAgentStatusRequest {
+            sdk_app_id: 1_400_000_001,
+            agent_id: "bob@example.com".into(),
+            status: AgentStatus::Away.into(),
+            ..SetAgentStatusRequest::default()
+        })
+        .await?;
+    health_becomes(grpc, ServingStatus::Serving).await?;
+    let lost = |scrape: &prometheus_parse::Scrape| {
+        crate::metrics::value(scrape, "handoff_router_store_data_lost_total", &[])
+    };
+    assert_eq!(lost(&crate::metrics::scrape(&metrics).await?), 0.0);
+    // The epoch key handoff wrote at its start.
+    assert_eq!(integer(redis.port(), &["EXISTS", "handoff:epoch"])?, 1);
+
+    // Redis restarts without persistence: everything handoff kept there is gone.
+    redis.restart()?;
+    let mut counted = 0.0;
+    for _ in 0..50 {
+        counted = lost(&crate::metrics::scrape(&metrics).await?);
+        if counted > 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(counted, 1.0, "the loss was not noticed");
+    // A new epoch is written, and the router serves what Redis holds now: bob is back to
+    // the file's status, and the session's seat is gone.
+    assert_eq!(integer(redis.port(), &["EXISTS", "handoff:epoch"])?, 1);
+    let agents = client
+        .list_agents(ListAgentsRequest {
+            sdk_app_id: 1_400_000_001,
+            group_id: None,
+        })
+        .await?
+        .into_inner()
+        .agents;
+    let bob = agents
+        .iter()
+        .filter_map(|row| row.agent.as_ref())
+        .find(|agent| agent.id == "bob@example.com")
+        .ok_or("no bob")?;
+    assert_eq!(bob.status(), AgentStatus::Available);
+    assert!(agents.iter().all(|row| row.active == 0), "{agents:?}");
+    // Noticed once: it is not counted again.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(lost(&crate::metrics::scrape(&metrics).await?), 1.0);
+    running.shutdown().await
+}
+
+#[test]
+fn check_warns_of_a_redis_that_would_lose_or_evict_handoffs_state() -> TestResult {
+    let Some(redis) = RedisServer::start()? else {
+        return Ok(());
+    };
+    let config = std::env::temp_dir().join(format!(
+        "handoff-check-redis-{}-{}.toml",
+        std::process::id(),
+        redis.port()
+    ));
+    std::fs::write(&config, crate::support::CONFIG)?;
+    let check = |url: String| {
+        Command::new(env!("CARGO_BIN_EXE_handoff"))
+            .args(["check", "--config"])
+            .arg(&config)
+            .env("HANDOFF__ROUTER__STORE__URL", url)
+            .output()
+    };
+    // The tests' Redis keeps nothing on disk: a restart would lose handoff's state.
+    let risky = check(redis.url())?;
+    let stderr = String::from_utf8_lossy(&risky.stderr).into_owned();
+    assert!(risky.status.success(), "{stderr}");
+    assert!(stderr.contains("appendonly no"), "{stderr}");
+    // Configured as handoff needs it: no warning.
+    for (key, value) in [
+        ("appendonly", "yes"),
+        ("appendfsync", "everysec"),
+        ("maxmemory-policy", "noeviction"),
+    ] {
+        let mut stream = TcpStream::connect(("127.0.0.1", redis.port()))?;
+        let command = format!(
+            "*4\r\n$6\r\nCONFIG\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${}\r\n{value}\r\n",
+            key.len(),
+            value.len()
+        );
+        stream.write_all(command.as_bytes())?;
+        let mut reply = [0u8; 64];
+        let n = stream.read(&mut reply)?;
+        assert!(reply[..n].starts_with(b"+OK"), "{:?}", &reply[..n]);
+    }
+    let safe = check(redis.url())?;
+    let stderr = String::from_utf8_lossy(&safe.stderr).into_owned();
+    assert!(
+        safe.status.success() && !stderr.contains("warning"),
+        "{stderr}"
+    );
+    // A Redis that cannot be reached is said so; the config itself is still fine.
+    drop(redis);
+    let down = check("redis://127.0.0.1:1".to_owned())?;
+    let stderr = String::from_utf8_lossy(&down.stderr).into_owned();
+    assert!(
+        down.status.success() && stderr.contains("cannot be reached"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_file(&config);
     Ok(())
 }

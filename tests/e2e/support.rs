@@ -168,6 +168,8 @@ pub struct Running {
     pub router: Option<SocketAddr>,
     /// The gateway's HTTP address, when it runs.
     pub gateway: Option<SocketAddr>,
+    /// The router's metrics address, when it runs.
+    pub metrics: Option<SocketAddr>,
     /// Applies a changed config to the running parts, as a reload does.
     pub reloader: Reloader,
     /// Stops them.
@@ -206,8 +208,17 @@ pub async fn launch(
         } else {
             None
         },
-        metrics: None,
+        metrics: if router {
+            Some(TcpListener::bind("127.0.0.1:0").await?)
+        } else {
+            None
+        },
     };
+    let metrics = listeners
+        .metrics
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
     let app = Application::build(config, Path::new(ORIGIN), listeners).await?;
     let stop = Stop::new();
     let (router, gateway, reloader) = (app.router_addr(), app.gateway_addr(), app.reloader());
@@ -220,6 +231,7 @@ pub async fn launch(
     Ok(Running {
         router,
         gateway,
+        metrics,
         reloader,
         stop,
         run,

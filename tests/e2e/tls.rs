@@ -304,9 +304,22 @@ async fn the_redis_store_speaks_tls_to_a_rediss_server() -> Result<(), Error> {
         }
         env
     };
-    // A server whose CA the router was not told of is refused at start.
-    let untrusted = crate::support::launch(crate::support::CONFIG, &env(None), true, false).await;
-    assert!(untrusted.is_err(), "connected to an untrusted server");
+    // A server whose CA the router was not told of is never spoken to: the router starts
+    // (as it does while Redis is down) and answers UNAVAILABLE.
+    let untrusted = crate::support::launch(crate::support::CONFIG, &env(None), true, false).await?;
+    let mut client =
+        RouterServiceClient::connect(format!("http://{}", untrusted.router.ok_or("no router")?))
+            .await?;
+    let refused = client
+        .list_agents(ListAgentsRequest {
+            sdk_app_id: 1_400_000_001,
+            group_id: None,
+        })
+        .await
+        .err()
+        .ok_or("spoke to an untrusted server")?;
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    untrusted.shutdown().await?;
 
     let running =
         crate::support::launch(crate::support::CONFIG, &env(Some(&ca)), true, false).await?;

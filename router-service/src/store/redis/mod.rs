@@ -71,12 +71,35 @@ const EVENT_ATTEMPTS: usize = 8;
 /// in (the app's, which a reload may change), and its compiled form.
 type CompiledAgents = FastMap<(SdkAppId, AgentId), (String, Tz, Arc<Agent>)>;
 
-/// The connection: one server, or a cluster.
+/// The connection: one server (a manager that connects on first use and reconnects by
+/// itself), or a cluster (connected on first use, and again after a failed attempt). The
+/// router starts whether Redis is up or not.
 #[derive(Clone)]
 enum Connection {
     Single(ConnectionManager),
-    Cluster(ClusterConnection),
+    Cluster(Arc<LazyCluster>),
 }
+
+/// A cluster connection made on first use.
+struct LazyCluster {
+    client: redis::cluster::ClusterClient,
+    connection: tokio::sync::OnceCell<ClusterConnection>,
+}
+
+impl LazyCluster {
+    async fn get(&self) -> redis::RedisResult<ClusterConnection> {
+        self.connection
+            .get_or_try_init(|| self.client.get_async_connection())
+            .await
+            .cloned()
+    }
+}
+
+/// The key that says which life of Redis's data this is: written at the first start
+/// (a random id), read at every health check. Missing when it was there before, Redis lost
+/// handoff's data (a restart without persistence, a failover to an empty replica, an
+/// eviction): the replica says so loudly, forgets its views, and writes a new one.
+const EPOCH_KEY: &str = "handoff:epoch";
 
 /// The scripts, each with the sweep in front.
 struct Scripts {
@@ -100,6 +123,10 @@ pub struct RedisStore {
     views: Mutex<FastMap<SdkAppId, View>>,
     /// Each app's keys, formatted once.
     keys: parking_lot::Mutex<FastMap<SdkAppId, Arc<Keys>>>,
+    /// The epoch this replica last saw in Redis.
+    epoch: Mutex<Option<String>>,
+    /// Where this replica counts the times it found Redis had lost handoff's data.
+    data_lost: std::sync::OnceLock<prometheus_client::metrics::counter::Counter>,
 }
 
 /// A decision's claim on reading the changes stream for its app's view, given up when it
@@ -179,7 +206,10 @@ impl RedisStore {
                 builder = builder.certs(certificates);
             }
             let client = builder.build().map_err(unavailable)?;
-            Connection::Cluster(client.get_async_connection().await.map_err(unavailable)?)
+            Connection::Cluster(Arc::new(LazyCluster {
+                client,
+                connection: tokio::sync::OnceCell::new(),
+            }))
         } else {
             let client = match certificates {
                 Some(certificates) => Client::build_with_tls(url.as_str(), certificates),
@@ -192,9 +222,7 @@ impl RedisStore {
                 .set_number_of_retries(1)
                 .set_max_delay(Duration::from_secs(1));
             Connection::Single(
-                ConnectionManager::new_with_config(client, manager)
-                    .await
-                    .map_err(unavailable)?,
+                ConnectionManager::new_lazy_with_config(client, manager).map_err(unavailable)?,
             )
         };
         let script = |own: &str| Script::new(&format!("{SWEEP}\n{own}"));
@@ -213,7 +241,101 @@ impl RedisStore {
             compiled: Mutex::new(FastMap::default()),
             views: Mutex::new(FastMap::default()),
             keys: parking_lot::Mutex::new(FastMap::default()),
+            epoch: Mutex::new(None),
+            data_lost: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Counts each loss of handoff's data this replica finds in `counter` (the router's
+    /// `handoff_router_store_data_lost_total`).
+    pub fn count_data_lost_in(&self, counter: prometheus_client::metrics::counter::Counter) {
+        let _ = self.data_lost.set(counter);
+    }
+
+    /// Checks that Redis still holds handoff's data, by the epoch key: written when there
+    /// is none yet; when one this replica saw is gone or replaced, the data was lost (or
+    /// another replica found so first): the loss is logged and counted, and this replica's
+    /// views are dropped, so that every decision reads what Redis holds now rather than
+    /// what this replica remembers of a state that is gone.
+    async fn check_epoch(&self) -> Result<(), StoreError> {
+        let mut read = redis::pipe();
+        read.get(EPOCH_KEY);
+        let (current,): (Option<String>,) = self.query(read).await?;
+        let known = self
+            .epoch
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let current = match current {
+            Some(current) => current,
+            None => {
+                let fresh = format!("{:x}-{}", std::process::id(), to_ms(SystemTime::now()));
+                let mut write = redis::pipe();
+                write
+                    .cmd("SET")
+                    .arg(EPOCH_KEY)
+                    .arg(&fresh)
+                    .arg("NX")
+                    .ignore();
+                write.get(EPOCH_KEY);
+                let (written,): (Option<String>,) = self.query(write).await?;
+                written.unwrap_or(fresh)
+            }
+        };
+        if known.as_ref().is_some_and(|known| *known != current) {
+            if let Some(counter) = self.data_lost.get() {
+                counter.inc();
+            }
+            tracing::error!(
+                "Redis lost handoff's state (restarted without persistence, failed over to an empty replica, or evicted keys): seats, statuses, agents added over gRPC, pushed customers and previous agents are gone; the config's roster, groups and customers still route. Give Redis persistence (appendonly yes) and maxmemory-policy noeviction"
+            );
+            self.views
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear();
+        }
+        *self.epoch.lock().unwrap_or_else(PoisonError::into_inner) = Some(current);
+        Ok(())
+    }
+
+    /// What in Redis's own settings puts handoff's state at risk (read with `CONFIG GET`;
+    /// managed services that refuse it are named as unread): without an append-only file
+    /// synced every second or better a restart loses state; with an eviction policy other
+    /// than `noeviction` Redis may drop it under memory pressure.
+    pub async fn audit(&self) -> Result<Vec<String>, StoreError> {
+        let mut ping = redis::pipe();
+        ping.cmd("PING").ignore();
+        self.write(ping).await?;
+        let mut pipe = redis::pipe();
+        for key in ["appendonly", "appendfsync", "maxmemory-policy"] {
+            pipe.cmd("CONFIG").arg("GET").arg(key);
+        }
+        let read: Result<(Vec<String>, Vec<String>, Vec<String>), _> = self.query(pipe).await;
+        let Ok((appendonly, appendfsync, policy)) = read else {
+            return Ok(vec![
+                "cannot read Redis's settings (CONFIG GET is refused): make sure it persists with appendonly yes, appendfsync everysec or always, and maxmemory-policy noeviction".to_owned(),
+            ]);
+        };
+        let value = |pair: &[String]| pair.get(1).cloned().unwrap_or_default();
+        let mut warnings = Vec::new();
+        if value(&appendonly) != "yes" {
+            warnings.push(format!(
+                "Redis has appendonly {}: a restart loses handoff's state (seats, statuses, run-time agents, customers); set appendonly yes",
+                value(&appendonly)
+            ));
+        } else if !matches!(value(&appendfsync).as_str(), "everysec" | "always") {
+            warnings.push(format!(
+                "Redis has appendfsync {}: a crash may lose more than a second of handoff's state; set everysec or always",
+                value(&appendfsync)
+            ));
+        }
+        if value(&policy) != "noeviction" {
+            warnings.push(format!(
+                "Redis has maxmemory-policy {}: under memory pressure it may evict handoff's state; set noeviction",
+                value(&policy)
+            ));
+        }
+        Ok(warnings)
     }
 
     /// Runs `script` with the app's keys, `now` and `max_session` and then what `args`
@@ -239,9 +361,9 @@ impl RedisStore {
         cmd.arg(to_ms(now)).arg(millis(self.lifetimes.max_session));
         args(&mut cmd);
         let call = async {
-            match self.connection.clone() {
-                Connection::Single(mut conn) => evalsha(script, &cmd, &mut conn).await,
-                Connection::Cluster(mut conn) => evalsha(script, &cmd, &mut conn).await,
+            match &self.connection {
+                Connection::Single(conn) => evalsha(script, &cmd, &mut conn.clone()).await,
+                Connection::Cluster(lazy) => evalsha(script, &cmd, &mut lazy.get().await?).await,
             }
         };
         tokio::time::timeout(self.timeout, call)
@@ -270,9 +392,9 @@ impl RedisStore {
         pipe: redis::Pipeline,
     ) -> Result<T, StoreError> {
         let call = async {
-            match self.connection.clone() {
-                Connection::Single(mut conn) => pipe.query_async::<T>(&mut conn).await,
-                Connection::Cluster(mut conn) => pipe.query_async::<T>(&mut conn).await,
+            match &self.connection {
+                Connection::Single(conn) => pipe.query_async::<T>(&mut conn.clone()).await,
+                Connection::Cluster(lazy) => pipe.query_async::<T>(&mut lazy.get().await?).await,
             }
         };
         tokio::time::timeout(self.timeout, call)
@@ -694,10 +816,9 @@ impl Store for RedisStore {
         }
     }
 
+    /// Reachable, and still holding handoff's data (see [`RedisStore::check_epoch`]).
     async fn ping(&self) -> Result<(), StoreError> {
-        let mut pipe = redis::pipe();
-        pipe.cmd("PING").ignore();
-        self.write(pipe).await
+        self.check_epoch().await
     }
 
     async fn apply(
