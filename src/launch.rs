@@ -74,6 +74,12 @@ async fn serve(program: &'static str, about: &str, parts: Parts) -> Result<(), L
         .map(|app| app.sdk_app_id.to_string())
         .collect::<Vec<_>>()
         .join(",");
+    let unsigned: Vec<String> = config
+        .apps
+        .iter()
+        .filter(|app| app.token.is_none())
+        .map(|app| app.sdk_app_id.to_string())
+        .collect();
     let file = started.path.display().to_string();
     let router_url = (parts == Parts::Gateway).then(|| config.gateway.router_url.clone());
     let app = Application::build(config, &started.path, listeners)
@@ -93,6 +99,12 @@ async fn serve(program: &'static str, about: &str, parts: Parts) -> Result<(), L
         apps,
         "{program} listening"
     );
+    if app.gateway_addr().is_some() && !unsigned.is_empty() {
+        tracing::warn!(
+            apps = unsigned.join(","),
+            "apps without a callback token: the gateway takes their callbacks unsigned, so anyone who reaches it can route and report for them; set apps[N].token (Tencent's console: callback authentication)"
+        );
+    }
     app.run(shutdown::signal()).await?;
     tracing::info!("{program} stopped");
     drop(telemetry);

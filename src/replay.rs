@@ -74,17 +74,18 @@ async fn run(args: impl IntoIterator<Item = String>) -> Result<(), String> {
     let mut entries = Vec::new();
     for log in &args.logs {
         let text = std::fs::read_to_string(log).map_err(|e| format!("{}: {e}", log.display()))?;
-        for (n, line) in text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-        {
-            let entry = serde_json::from_str(line)
-                .map_err(|e| format!("{}:{}: not a log line: {e}", log.display(), n + 1))?;
-            entries.push(entry);
-        }
+        entries.extend(read_log(&log.display().to_string(), &text)?);
     }
     let report = replay(&catalog, Lifetimes::of(&config.router), entries).await?;
+    for warning in warnings(&report) {
+        eprintln!("handoff replay: warning: {warning}");
+    }
+    if report.decisions == 0 && !report.unknown_apps.is_empty() {
+        return Err(format!(
+            "no decision of the log is of an app of {}: nothing to compare",
+            path.display()
+        ));
+    }
     if args.json {
         println!(
             "{}",
@@ -97,6 +98,47 @@ async fn run(args: impl IntoIterator<Item = String>) -> Result<(), String> {
         std::fs::write(html, page(&report)).map_err(|e| format!("{}: {e}", html.display()))?;
     }
     Ok(())
+}
+
+/// The entries of the log `name` holding `text`. A last line cut short (the router stopped
+/// or the disk filled in the middle of writing it) is skipped with a warning; any other
+/// line that is not an entry is an error.
+fn read_log(name: &str, text: &str) -> Result<Vec<serde_json::Value>, String> {
+    let lines: Vec<(usize, &str)> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .collect();
+    let mut entries = Vec::with_capacity(lines.len());
+    for (at, (n, line)) in lines.iter().enumerate() {
+        match serde_json::from_str(line) {
+            Ok(entry) => entries.push(entry),
+            Err(_) if at + 1 == lines.len() && !text.ends_with('\n') => {
+                eprintln!(
+                    "handoff replay: warning: {name}:{}: the last line is cut short (a write the router did not finish), skipped",
+                    n + 1
+                );
+            }
+            Err(e) => return Err(format!("{name}:{}: not a log line: {e}", n + 1)),
+        }
+    }
+    Ok(entries)
+}
+
+/// What the report says that the reader should know before trusting it.
+fn warnings(report: &Report) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for (app, count) in &report.unknown_apps {
+        warnings.push(format!(
+            "{count} entries of app {app}, which the new config does not have, were skipped"
+        ));
+    }
+    for (rule, count) in &report.unknown_rules {
+        warnings.push(format!(
+            "{count} decisions were made by rule {rule}, which the new config does not have (a log from another config, or a rule renamed or removed)"
+        ));
+    }
+    warnings
 }
 
 /// The report for people.
@@ -112,6 +154,9 @@ fn text(report: &Report) -> String {
             out,
             "  (the log does not begin with a state entry: replayed from no seats held)"
         );
+    }
+    for warning in warnings(report) {
+        let _ = writeln!(out, "  warning: {warning}");
     }
     for (rule, count) in &report.changed_by_rule {
         let _ = writeln!(out, "  rule {rule:?}: {count} changed");
@@ -229,5 +274,35 @@ mod tests {
         assert!(parse(args(&["--log", "d"])).is_err());
         assert!(parse(args(&["--config", "n.toml"])).is_err());
         assert!(parse(args(&["--config", "n.toml", "--log"])).is_err());
+    }
+
+    #[test]
+    fn a_last_line_cut_short_is_skipped_and_any_other_bad_line_refused() {
+        let whole = "{\"kind\":\"state\"}\n{\"kind\":\"decision\"}\n";
+        let torn = format!("{whole}{{\"kind\":\"deci");
+        assert_eq!(read_log("log", &torn).map(|e| e.len()), Ok(2));
+        assert_eq!(read_log("log", whole).map(|e| e.len()), Ok(2));
+        // Cut short but followed by a newline, or in the middle: not a torn write.
+        let ended = format!("{torn}\n");
+        assert!(read_log("log", &ended).is_err());
+        let middle = format!("{{\"kind\":\"deci\n{whole}");
+        assert!(read_log("log", &middle).is_err());
+    }
+
+    #[test]
+    fn entries_of_apps_and_rules_the_new_config_lacks_are_warned_of() {
+        let report = Report {
+            unknown_apps: [(1_400_000_009, 3)].into_iter().collect(),
+            unknown_rules: [("1400000001/night".to_owned(), 2)].into_iter().collect(),
+            ..Report::default()
+        };
+        let warnings = warnings(&report);
+        assert_eq!(warnings.len(), 2);
+        assert!(warnings[0].contains("app 1400000009"), "{warnings:?}");
+        assert!(
+            warnings[1].contains("rule 1400000001/night"),
+            "{warnings:?}"
+        );
+        assert!(text(&report).contains("warning: 3 entries of app 1400000009"));
     }
 }

@@ -139,6 +139,11 @@ pub struct Report {
     pub series: BTreeMap<String, Series>,
     /// The busiest agents under the new config (peak seats), as logged beside.
     pub busiest: Vec<(String, u32, u32)>,
+    /// Entries of apps the new config does not have (skipped), by app.
+    pub unknown_apps: BTreeMap<u64, usize>,
+    /// Decisions made by a rule the new config's app does not have (`app/rule`): a log
+    /// from another config, or a rule renamed or removed.
+    pub unknown_rules: BTreeMap<String, usize>,
 }
 
 impl Report {
@@ -188,6 +193,7 @@ pub async fn replay(
             .and_then(|id| SdkAppId::new(id).ok())
             .ok_or_else(|| fail("no app"))?;
         let Some(app) = catalog.app(app_id) else {
+            *report.unknown_apps.entry(app_id.get()).or_default() += 1;
             continue;
         };
         let at_ms = entry["at_ms"].as_u64().ok_or_else(|| fail("no at_ms"))?;
@@ -205,6 +211,14 @@ pub async fn replay(
                     store.adopt(app, &handoff.client_user, profile.clone(), previous.clone());
                 }
                 let before = outcome(&entry);
+                let known = app.default_rule().name == before.rule
+                    || app.rules().iter().any(|rule| rule.rule.name == before.rule);
+                if !known {
+                    *report
+                        .unknown_rules
+                        .entry(format!("{}/{}", app_id, before.rule))
+                        .or_default() += 1;
+                }
                 let forced = forced(app, &entry);
                 let _ = logged
                     .assign(app, &handoff, at, |_| forced)
@@ -470,6 +484,29 @@ mod tests {
             entry.extend(seen.clone());
         }
         entry
+    }
+
+    #[tokio::test]
+    async fn entries_of_apps_and_rules_the_new_config_lacks_are_counted()
+    -> Result<(), testing::Error> {
+        let catalog = testing::catalog()?;
+        let lifetimes = testing::lifetimes(std::time::Duration::from_secs(60));
+        let mut renamed = to_bob("s-1", "c-1", 3_000, json!({}));
+        renamed["rule"] = json!("night");
+        let mut elsewhere = to_bob("s-2", "c-2", 3_000, json!({}));
+        elsewhere["app"] = json!(1_400_000_009u64);
+        let entries = vec![to_bob("s-0", "c-0", 2_000, json!({})), renamed, elsewhere];
+        let report = replay(&catalog, lifetimes, entries).await?;
+        assert_eq!(report.decisions, 2);
+        assert_eq!(
+            report.unknown_rules.into_iter().collect::<Vec<_>>(),
+            [("1400000001/night".to_owned(), 1)]
+        );
+        assert_eq!(
+            report.unknown_apps.into_iter().collect::<Vec<_>>(),
+            [(1_400_000_009, 1)]
+        );
+        Ok(())
     }
 
     #[tokio::test]

@@ -15,7 +15,7 @@ use arc_swap::ArcSwap;
 use handoff_core::{
     Config,
     config::{AgentConfig, AgentStatus, ConfigError, CustomerConfig},
-    id::{AgentId, GroupId, SdkAppId},
+    id::{AgentId, GroupId, SdkAppId, SessionId},
     telemetry,
     throttle::Throttle,
 };
@@ -36,6 +36,30 @@ pub struct Report {
     pub at: Option<SystemTime>,
     /// The report's identity, so that a retry changes nothing.
     pub id: Option<String>,
+}
+
+/// How many sessions a page of ListSessions holds unless asked otherwise.
+pub const DEFAULT_PAGE: usize = 500;
+
+/// The most sessions a page holds.
+pub const MAX_PAGE: usize = 1000;
+
+/// A page of a listing: at most `size` entries, after `after`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// The most entries.
+    pub size: usize,
+    /// The last session of the previous page; `None` for the first.
+    pub after: Option<SessionId>,
+}
+
+impl Default for Page {
+    fn default() -> Self {
+        Self {
+            size: DEFAULT_PAGE,
+            after: None,
+        }
+    }
 }
 
 /// What ExplainAssignment shows.
@@ -509,12 +533,14 @@ impl<S: Store> Router<S> {
         Ok(applied)
     }
 
-    /// The sessions of `app` that hold seats (of `agent`, when given).
+    /// A page of the sessions of `app` that hold seats (of `agent`, when given), by session
+    /// id, and the last session of the page when more follow.
     pub async fn list_sessions(
         &self,
         app: SdkAppId,
         agent: Option<&AgentId>,
-    ) -> Result<Vec<LiveSession>, RouterError> {
+        page: Page,
+    ) -> Result<(Vec<LiveSession>, Option<SessionId>), RouterError> {
         let app = self.app(app)?;
         let look = Look {
             customer: None,
@@ -523,10 +549,19 @@ impl<S: Store> Router<S> {
         let sessions = self
             .inspect(&app, look, self.clock.now(), |state| state.sessions())
             .await?;
-        Ok(sessions
+        let mut listed = sessions
             .into_iter()
             .filter(|session| agent.is_none_or(|agent| session.agent.as_ref() == Some(agent)))
-            .collect())
+            .filter(|session| {
+                page.after
+                    .as_ref()
+                    .is_none_or(|after| session.session > *after)
+            });
+        let sessions: Vec<LiveSession> = listed.by_ref().take(page.size).collect();
+        let next = listed
+            .next()
+            .and_then(|_| sessions.last().map(|last| last.session.clone()));
+        Ok((sessions, next))
     }
 
     /// Records what is known of a customer.
@@ -858,7 +893,7 @@ mod tests {
         assert_eq!(router.report_session(app, end).await?, Applied::Implausible);
         let taken = event(SessionEventKind::Assigned, Some(&ann), now);
         assert_eq!(router.report_session(app, taken).await?, Applied::Recorded);
-        let sessions = router.list_sessions(app, None).await?;
+        let (sessions, _) = router.list_sessions(app, None, Page::default()).await?;
         assert_eq!(sessions.len(), 1);
         Ok(())
     }

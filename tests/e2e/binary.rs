@@ -539,3 +539,52 @@ async fn a_reload_that_changes_a_startup_setting_names_it() -> TestResult {
     assert!(!warned.contains("gateway.listen"), "{warned}");
     Ok(())
 }
+
+#[test]
+fn an_app_without_a_callback_token_is_warned_of_at_start() -> TestResult {
+    let config = std::env::temp_dir().join(format!("handoff-unsigned-{}.toml", std::process::id()));
+    std::fs::write(&config, crate::traces::memory_config())?;
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .envs(crate::traces::own_ports(&[]))
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    let stderr = child.stderr.take().ok_or("no stderr")?;
+    let (lines, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut warning = None;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        match seen.recv_timeout(std::time::Duration::from_millis(200)) {
+            Ok(line) if line.contains("without a callback token") => {
+                warning = Some(line);
+                break;
+            }
+            Ok(_) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_file(&config);
+    // The tests' config signs app 1400000001, not 1400000002.
+    let warning = warning.ok_or("no warning of the unsigned app")?;
+    assert!(
+        warning.contains("WARN") && warning.contains("1400000002"),
+        "{warning}"
+    );
+    assert!(!warning.contains("1400000001"), "{warning}");
+    Ok(())
+}

@@ -169,6 +169,7 @@ impl Day {
             .list_sessions(ListSessionsRequest {
                 sdk_app_id: 1_400_000_001,
                 agent_id: String::new(),
+                ..ListSessionsRequest::default()
             })
             .await?
             .into_inner()

@@ -238,3 +238,69 @@ async fn grpcurl_lists_describes_and_calls_the_router() -> TestResult {
     assert_eq!(answer["agentIds"][0], "ann@example.com", "{call}");
     Ok(())
 }
+
+#[tokio::test]
+async fn list_sessions_pages_by_session_id() -> TestResult {
+    use handoff_proto::router::v1::{
+        ListSessionsRequest, ReportSessionEventRequest, SessionEventKind,
+    };
+    let stack = Stack::start(CONFIG).await?;
+    let mut client = RouterServiceClient::new(channel(&stack).await?);
+    // Ten sessions Tencent gave out itself: ann 4, bob 3 and cy 3 (capacity plus the margin).
+    let now = prost_types::Timestamp::from(std::time::SystemTime::now());
+    for (n, agent) in [
+        "ann", "ann", "ann", "ann", "bob", "bob", "bob", "cy", "cy", "cy",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        client
+            .report_session_event(ReportSessionEventRequest {
+                sdk_app_id: 1_400_000_001,
+                session_id: format!("p-{n:02}"),
+                kind: SessionEventKind::Assigned.into(),
+                agent_id: format!("{agent}@example.com"),
+                event_time: Some(now),
+                ..ReportSessionEventRequest::default()
+            })
+            .await?;
+    }
+    let list = |page_size: i32, page_token: String| ListSessionsRequest {
+        sdk_app_id: 1_400_000_001,
+        agent_id: String::new(),
+        page_size,
+        page_token,
+    };
+    let (mut token, mut pages) = (String::new(), Vec::new());
+    loop {
+        let page = client.list_sessions(list(4, token)).await?.into_inner();
+        let ids: Vec<String> = page.sessions.into_iter().map(|s| s.session_id).collect();
+        pages.push(ids);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let sizes: Vec<usize> = pages.iter().map(Vec::len).collect();
+    assert_eq!(sizes, [4, 4, 2]);
+    let all: Vec<String> = pages.concat();
+    let expected: Vec<String> = (0..10).map(|n| format!("p-{n:02}")).collect();
+    assert_eq!(all, expected);
+    // The default page holds them all; a token the router did not give is refused.
+    let whole = client
+        .list_sessions(list(0, String::new()))
+        .await?
+        .into_inner();
+    assert_eq!(
+        (whole.sessions.len(), whole.next_page_token.as_str()),
+        (10, "")
+    );
+    let forged = client
+        .list_sessions(list(4, "p-03".into()))
+        .await
+        .err()
+        .ok_or("took a forged token")?;
+    assert_eq!(forged.code(), Code::InvalidArgument);
+    assert!(forged.message().starts_with("page_token"), "{forged:?}");
+    Ok(())
+}

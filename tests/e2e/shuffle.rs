@@ -167,6 +167,7 @@ async fn play(grpc: SocketAddr, events: Vec<ReportSessionEventRequest>) -> Resul
         .list_sessions(ListSessionsRequest {
             sdk_app_id: 1_400_000_001,
             agent_id: String::new(),
+            ..ListSessionsRequest::default()
         })
         .await?
         .into_inner()

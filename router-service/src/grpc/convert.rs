@@ -18,7 +18,7 @@ use crate::{
         Strategy, TargetOutcome,
     },
     error::RouterError,
-    service::{AgentListing, Explanation, Report},
+    service::{AgentListing, DEFAULT_PAGE, Explanation, MAX_PAGE, Page, Report},
     store::{Applied, Assignment, SessionEvent, SessionEventKind},
 };
 
@@ -249,6 +249,36 @@ pub fn status_report(
         at: time("event_time", event_time)?,
         id: event_id("event_id", id)?,
     })
+}
+
+/// How page tokens begin: the session a page ended with follows.
+const PAGE_AFTER: &str = "after:";
+
+/// The page a ListSessions request asks for (AIP-158): `page_size` 0 is 500, more than
+/// 1000 is 1000; `page_token` is empty or one [`page_token`] gave.
+pub fn page(page_size: i32, page_token: &str) -> Result<Page, RouterError> {
+    let size = match page_size {
+        0 => DEFAULT_PAGE,
+        size if size < 0 => {
+            return Err(RouterError::invalid("page_size", "must not be negative"));
+        }
+        size => usize::try_from(size).unwrap_or(MAX_PAGE).min(MAX_PAGE),
+    };
+    let after = if page_token.is_empty() {
+        None
+    } else {
+        let session = page_token
+            .strip_prefix(PAGE_AFTER)
+            .and_then(|session| SessionId::parse(session).ok())
+            .ok_or_else(|| RouterError::invalid("page_token", "is not one this router gave"))?;
+        Some(session)
+    };
+    Ok(Page { size, after })
+}
+
+/// The token of the page that follows the one ending with `last`.
+pub fn page_token(last: &SessionId) -> String {
+    format!("{PAGE_AFTER}{last}")
 }
 
 /// The wire form of what a report did.

@@ -313,9 +313,13 @@ impl<S: Store> RouterService for RouterGrpc<S> {
                 .map(AgentId::parse)
                 .transpose()
                 .map_err(|e| RouterError::invalid("agent_id", e))?;
-            let sessions = self.router.list_sessions(app, agent.as_ref()).await?;
+            let page = convert::page(request.page_size, &request.page_token)?;
+            let (sessions, next) = self.router.list_sessions(app, agent.as_ref(), page).await?;
             Ok(Response::new(ListSessionsResponse {
                 sessions: sessions.iter().map(convert::live_session).collect(),
+                next_page_token: next
+                    .map(|last| convert::page_token(&last))
+                    .unwrap_or_default(),
             }))
         })
         .await
