@@ -29,8 +29,8 @@ use crate::{
     metrics::{Command, Counters, Outcome},
     router_client::RouterClient,
     tencent::{
-        self, AssignHuman, Callback, CallbackQuery, CallbackResponse, MEMBER_STATUS_CHANGE,
-        MemberEventNotify, SessionEventNotify,
+        self, AssignHuman, Callback, CallbackQuery, CallbackResponse, Encoded,
+        MEMBER_STATUS_CHANGE, MemberEventNotify, SessionEventNotify,
     },
     translate,
 };
@@ -121,13 +121,13 @@ impl Gateway {
         }
     }
 
-    /// Answers one callback.
+    /// Answers one callback, its answer encoded as it goes on the wire.
     pub async fn on_callback(
         &self,
         raw_query: &str,
         headers: &HeaderMap,
         body: Body,
-    ) -> Result<CallbackResponse, GatewayError> {
+    ) -> Result<Encoded, GatewayError> {
         let span = tracing::info_span!(
             "callback",
             otel.name = "Tencent callback",
@@ -159,7 +159,7 @@ impl Gateway {
         headers: &HeaderMap,
         body: Body,
         deadline: Instant,
-    ) -> (Command, Result<CallbackResponse, GatewayError>) {
+    ) -> (Command, Result<Encoded, GatewayError>) {
         let query = CallbackQuery::parse(raw_query);
         let apps = self.apps.load();
         let checked = async {
@@ -194,6 +194,7 @@ impl Gateway {
             return self.replayed(&callback, answer);
         }
         let (command, answer) = self.route(app, &query, callback, deadline).await;
+        let answer = answer.map(|answer| Encoded::from(&answer));
         if let (Some(request), Ok(answer)) = (request, &answer) {
             let window = apps.signature_window();
             self.ledger
@@ -208,8 +209,8 @@ impl Gateway {
     fn replayed(
         &self,
         callback: &Callback,
-        answer: CallbackResponse,
-    ) -> (Command, Result<CallbackResponse, GatewayError>) {
+        answer: Encoded,
+    ) -> (Command, Result<Encoded, GatewayError>) {
         let (command, outcome) = match callback {
             Callback::AssignHuman(_) => (Command::AssignHuman, Outcome::Answered),
             Callback::SessionEvent(_) => (Command::SessionEvent, Outcome::Duplicate),

@@ -11,23 +11,23 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use bytes::Bytes;
 use handoff_core::throttle::Throttle;
 
-use crate::{callback::Gateway, error::GatewayError, tencent::CallbackResponse};
+use crate::{
+    callback::Gateway,
+    error::GatewayError,
+    tencent::{CallbackResponse, Encoded},
+};
 
 impl IntoResponse for CallbackResponse {
     fn into_response(self) -> Response {
-        let json = [(header::CONTENT_TYPE, "application/json")];
-        match serde_json::to_vec(&self) {
-            Ok(body) => (json, Bytes::from(body)).into_response(),
-            // Serializing these plain fields cannot fail; answer valid JSON regardless.
-            Err(_) => (
-                json,
-                r#"{"ActionStatus":"FAIL","ErrorInfo":"internal error","ErrorCode":5000}"#,
-            )
-                .into_response(),
-        }
+        Encoded::from(&self).into_response()
+    }
+}
+
+impl IntoResponse for Encoded {
+    fn into_response(self) -> Response {
+        ([(header::CONTENT_TYPE, "application/json")], self.0).into_response()
     }
 }
 

@@ -10,7 +10,10 @@
 //! an AssignHuman whose session has ended since cannot reserve a seat again.
 //!
 //! At most [`MAX_ENTRIES`] are remembered, oldest forgotten first; each is a 16-byte digest
-//! and the answer (a group and a few agent ids: about 300 bytes in all).
+//! and the answer as sent (shared with the response, not copied: about 250 bytes in all).
+//! The digest is two 64-bit hashes keyed with seeds drawn at random when the process
+//! starts: a sender who cannot learn them cannot make a request of its own pass for another
+//! (and a full cryptographic hash would cost a callback more than the rest of the ledger).
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -18,10 +21,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use handoff_core::id::SdkAppId;
-use sha2::{Digest, Sha256};
+use std::hash::{BuildHasher, Hasher};
 
-use crate::tencent::CallbackResponse;
+use handoff_core::id::SdkAppId;
+
+use crate::tencent::Encoded;
 
 /// How many answered requests the ledger remembers at most.
 pub const MAX_ENTRIES: usize = 65_536;
@@ -30,38 +34,69 @@ pub const MAX_ENTRIES: usize = 65_536;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Request([u8; 16]);
 
+/// Hashes a [`Request`] by its first eight bytes: it is a digest already.
+#[derive(Default)]
+struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for (n, byte) in bytes.iter().take(8).enumerate() {
+            self.0 ^= u64::from(*byte) << (8 * n);
+        }
+    }
+}
+
+type Digested = std::hash::BuildHasherDefault<DigestHasher>;
+
+/// The two keys of this process's digests.
+fn keys() -> &'static [foldhash::quality::RandomState; 2] {
+    static KEYS: std::sync::OnceLock<[foldhash::quality::RandomState; 2]> =
+        std::sync::OnceLock::new();
+    KEYS.get_or_init(Default::default)
+}
+
 impl Request {
     /// The request of `app` with this raw query (which holds `RequestTime`, `Sign` and the
     /// command) and body.
     pub fn of(app: SdkAppId, query: &str, body: &[u8]) -> Self {
-        let mut hasher = Sha256::new();
-        for part in [&app.get().to_le_bytes()[..], query.as_bytes(), body] {
-            hasher.update((part.len() as u64).to_le_bytes());
-            hasher.update(part);
-        }
         let mut digest = [0; 16];
-        digest.copy_from_slice(&hasher.finalize()[..16]);
+        for (half, key) in digest.chunks_exact_mut(8).zip(keys()) {
+            let mut hasher = key.build_hasher();
+            hasher.write_u64(app.get());
+            hasher.write_usize(query.len());
+            hasher.write(query.as_bytes());
+            hasher.write(body);
+            half.copy_from_slice(&hasher.finish().to_le_bytes());
+        }
         Self(digest)
     }
 }
 
+/// How many parts the ledger is kept in, each under a lock of its own (a request's part is
+/// chosen by its digest), so that callbacks on different workers seldom wait for each other.
+const SHARDS: usize = 16;
+
 /// Signed requests answered, each until its signature is stale.
 #[derive(Debug, Default)]
 pub struct Ledger {
-    inner: Mutex<Inner>,
+    shards: [Mutex<Shard>; SHARDS],
 }
 
 #[derive(Debug, Default)]
-struct Inner {
-    answered: HashMap<Request, CallbackResponse>,
+struct Shard {
+    answered: HashMap<Request, Encoded, Digested>,
     /// Each request and until when it is remembered, oldest first.
     order: VecDeque<(Instant, Request)>,
 }
 
-impl Inner {
+impl Shard {
     fn forget_until(&mut self, now: Instant) {
         while let Some((until, request)) = self.order.front().copied() {
-            if until > now && self.order.len() <= MAX_ENTRIES {
+            if until > now && self.order.len() <= MAX_ENTRIES / SHARDS {
                 break;
             }
             self.order.pop_front();
@@ -71,35 +106,40 @@ impl Inner {
 }
 
 impl Ledger {
+    fn shard(&self, request: Request) -> std::sync::MutexGuard<'_, Shard> {
+        self.shards[usize::from(request.0[15]) % SHARDS]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The answer `request` got before, if it is still remembered at `now`.
-    pub fn answered(&self, request: Request, now: Instant) -> Option<CallbackResponse> {
-        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        inner.forget_until(now);
-        inner.answered.get(&request).cloned()
+    pub fn answered(&self, request: Request, now: Instant) -> Option<Encoded> {
+        let mut shard = self.shard(request);
+        shard.forget_until(now);
+        shard.answered.get(&request).cloned()
     }
 
     /// Remembers that `request` got `answer` at `now`, for `window`.
-    pub fn record(
-        &self,
-        request: Request,
-        answer: CallbackResponse,
-        now: Instant,
-        window: Duration,
-    ) {
-        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        if inner.answered.insert(request, answer).is_none() {
-            inner.order.push_back((now + window, request));
+    pub fn record(&self, request: Request, answer: Encoded, now: Instant, window: Duration) {
+        let mut shard = self.shard(request);
+        if shard.answered.insert(request, answer).is_none() {
+            shard.order.push_back((now + window, request));
         }
-        inner.forget_until(now);
+        shard.forget_until(now);
     }
 
     /// How many requests are remembered.
     pub fn len(&self) -> usize {
-        self.inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .answered
-            .len()
+        self.shards
+            .iter()
+            .map(|shard| {
+                shard
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .answered
+                    .len()
+            })
+            .sum()
     }
 
     /// Whether none is.
@@ -111,6 +151,11 @@ impl Ledger {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tencent::CallbackResponse;
+
+    fn ok() -> Encoded {
+        Encoded::from(&CallbackResponse::ok())
+    }
 
     fn app() -> SdkAppId {
         SdkAppId::new(1_400_000_001).unwrap_or_else(|_| unreachable!())
@@ -122,12 +167,9 @@ mod tests {
         let query = "SdkAppid=1400000001&CallbackCommand=Member.EventNotify&Sign=ab&RequestTime=1";
         let request = Request::of(app(), query, b"{1}");
         assert_eq!(ledger.answered(request, now), None);
-        ledger.record(request, CallbackResponse::ok(), now, window);
+        ledger.record(request, ok(), now, window);
         let later = now + Duration::from_secs(1);
-        assert_eq!(
-            ledger.answered(request, later),
-            Some(CallbackResponse::ok())
-        );
+        assert_eq!(ledger.answered(request, later), Some(ok()));
         // Another body, another query (another command) or another app is another request.
         assert_eq!(
             ledger.answered(Request::of(app(), query, b"{2}"), now),
@@ -154,11 +196,12 @@ mod tests {
     fn the_ledger_is_bounded_in_count_oldest_forgotten_first() {
         let (ledger, now, window) = (Ledger::default(), Instant::now(), Duration::from_secs(120));
         let request = |n: usize| Request::of(app(), &format!("RequestTime={n}"), b"{}");
-        for n in 0..MAX_ENTRIES + 10 {
-            ledger.record(request(n), CallbackResponse::ok(), now, window);
+        for n in 0..2 * MAX_ENTRIES {
+            ledger.record(request(n), ok(), now, window);
         }
+        // Each part forgets its oldest past its share: the whole never holds more.
         assert_eq!(ledger.len(), MAX_ENTRIES);
         assert_eq!(ledger.answered(request(0), now), None);
-        assert!(ledger.answered(request(MAX_ENTRIES + 9), now).is_some());
+        assert!(ledger.answered(request(2 * MAX_ENTRIES - 1), now).is_some());
     }
 }

@@ -316,6 +316,23 @@ pub struct CallbackResponse {
     pub agent_id_list: Vec<String>,
 }
 
+/// An answer as it goes on the wire: JSON, encoded once (and shared, not copied, by the
+/// ledger that gives it again to a request sent twice).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded(pub bytes::Bytes);
+
+impl From<&CallbackResponse> for Encoded {
+    fn from(response: &CallbackResponse) -> Self {
+        match serde_json::to_vec(response) {
+            Ok(body) => Self(body.into()),
+            // Serializing these plain fields cannot fail; answer valid JSON regardless.
+            Err(_) => Self(bytes::Bytes::from_static(
+                br#"{"ActionStatus":"FAIL","ErrorInfo":"internal error","ErrorCode":5000}"#,
+            )),
+        }
+    }
+}
+
 impl CallbackResponse {
     /// A success carrying a routing answer.
     pub fn route(agent_group_id: Option<u64>, agent_id_list: Vec<String>) -> Self {

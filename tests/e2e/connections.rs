@@ -75,7 +75,7 @@ pub(crate) async fn response(
 
 /// Whether the server closed `stream` within `within` (EOF or reset), reading whatever it
 /// sent first.
-async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+pub(crate) async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
     let mut sink = [0u8; 4096];
     let read_to_end = async {
         loop {

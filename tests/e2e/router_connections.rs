@@ -12,13 +12,13 @@ use std::{
 };
 
 use handoff_proto::router::v1::{ListAgentsRequest, router_service_client::RouterServiceClient};
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
-};
+use tokio::{io::AsyncWriteExt, net::TcpStream};
 use tonic::{Request, transport::Endpoint};
 
-use crate::support::{CONFIG, Error, TestResult, launch};
+use crate::{
+    connections::closed_within,
+    support::{CONFIG, Error, TestResult, launch},
+};
 
 const TOKEN: &str = "crm-token-0123456789abc";
 
@@ -36,20 +36,6 @@ async fn router() -> Result<(crate::support::Running, std::net::SocketAddr), Err
     let running = launch(&config, &env, true, false).await?;
     let grpc = running.router.ok_or("no router")?;
     Ok((running, grpc))
-}
-
-/// Whether the router closed `stream` within `within`.
-async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
-    let mut sink = [0u8; 1024];
-    let closed = async {
-        loop {
-            match stream.read(&mut sink).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    };
-    tokio::time::timeout(within, closed).await.is_ok()
 }
 
 #[tokio::test]
