@@ -188,44 +188,32 @@ impl Gateway {
         };
         let span = tracing::Span::current();
         span.record("app", app.id.get());
-        if let Some(answer) =
-            request.and_then(|request| self.ledger.answered(request, Instant::now()))
-        {
-            return self.replayed(&callback, answer);
+        let again = request.is_some_and(|request| self.ledger.answered(request, Instant::now()));
+        if again && !matches!(callback, Callback::AssignHuman(_)) {
+            // An event answered before was recorded then: acknowledged again, not sent on.
+            let command = match callback {
+                Callback::SessionEvent(_) => Command::SessionEvent,
+                _ => Command::MemberEvent,
+            };
+            self.counters.count(command, Outcome::Duplicate);
+            return (command, Ok(Encoded::from(&CallbackResponse::ok())));
         }
-        let (command, answer) = self.route(app, &query, callback, deadline).await;
-        let answer = answer.map(|answer| Encoded::from(&answer));
-        if let (Some(request), Ok(answer)) = (request, &answer) {
+        let (command, answer) = self.route(app, &query, callback, again, deadline).await;
+        if let (Some(request), Ok(_), false) = (request, &answer, again) {
             let window = apps.signature_window();
-            self.ledger
-                .record(request, answer.clone(), Instant::now(), window);
+            self.ledger.record(request, Instant::now(), window);
         }
-        (command, answer)
+        (command, answer.map(|answer| Encoded::from(&answer)))
     }
 
-    /// A signed request answered before, sent again (Tencent retrying a callback whose
-    /// answer it lost, or someone playing a captured one): the same answer, without asking
-    /// the router again.
-    fn replayed(
-        &self,
-        callback: &Callback,
-        answer: Encoded,
-    ) -> (Command, Result<Encoded, GatewayError>) {
-        let (command, outcome) = match callback {
-            Callback::AssignHuman(_) => (Command::AssignHuman, Outcome::Answered),
-            Callback::SessionEvent(_) => (Command::SessionEvent, Outcome::Duplicate),
-            Callback::MemberEvent(_) => (Command::MemberEvent, Outcome::Duplicate),
-        };
-        self.counters.count(command, outcome);
-        (command, Ok(answer))
-    }
-
-    /// Sends a checked callback where it goes, within room for it.
+    /// Sends a checked callback where it goes, within room for it; `again` for a signed
+    /// AssignHuman answered before (the router then only replays).
     async fn route(
         &self,
         app: &AppPolicy,
         query: &CallbackQuery,
         callback: Callback,
+        again: bool,
         deadline: Instant,
     ) -> (Command, Result<CallbackResponse, GatewayError>) {
         let span = tracing::Span::current();
@@ -236,7 +224,9 @@ impl Gateway {
         match callback {
             Callback::AssignHuman(callback) => {
                 span.record("session", callback.session_id.as_str());
-                let answer = self.assign_human(app, query, callback, deadline).await;
+                let answer = self
+                    .assign_human(app, query, callback, again, deadline)
+                    .await;
                 (Command::AssignHuman, answer)
             }
             Callback::SessionEvent(event) => {
@@ -258,11 +248,13 @@ impl Gateway {
         app: &AppPolicy,
         query: &CallbackQuery,
         callback: AssignHuman,
+        replay_only: bool,
         deadline: Instant,
     ) -> Result<CallbackResponse, GatewayError> {
         let started = Instant::now();
         let session = callback.session_id.clone();
-        let request = translate::to_request(app, query, callback);
+        let mut request = translate::to_request(app, query, callback);
+        request.replay_only = replay_only;
         let answer = match self.router.assign_human(request, deadline).await {
             Ok(response) => translate::from_response(response),
             Err(status) => Err(self.router.error(&status)),

@@ -1,22 +1,23 @@
-//! Signed requests already answered, and their answers. Tencent's `Sign` is SHA-256(token +
+//! Signed requests already answered. Tencent's `Sign` is SHA-256(token +
 //! `RequestTime`): it covers neither the command nor the body, and every callback of the
 //! same second carries the same one, so no receiver can tell a forged body under a captured
 //! signature from a real callback (TLS and `allow_from` are what keep signatures from being
 //! captured). What a receiver can do is never act on the same signed request twice: the
 //! ledger remembers each request answered (its app, `RequestTime`, `Sign`, whole query and
-//! body) with its answer, for as long as its `RequestTime` can be fresh. The same request
-//! again, Tencent retrying a callback whose answer it lost or someone playing a captured
-//! one, gets that answer without reaching the router: an event is not recorded twice, and
-//! an AssignHuman whose session has ended since cannot reserve a seat again.
+//! body), for as long as its `RequestTime` can be fresh. The same request again, Tencent
+//! retrying a callback whose answer it lost or someone playing a captured one, is not
+//! acted on again: an event is acknowledged without reaching the router, and an
+//! AssignHuman is asked of the router as a replay only (its live reservation's answer, or
+//! the group alone), so it cannot reserve a seat for a session that has ended since.
 //!
 //! At most [`MAX_ENTRIES`] are remembered, oldest forgotten first; each is a 16-byte digest
-//! and the answer as sent (shared with the response, not copied: about 250 bytes in all).
+//! and its place in the forgetting order (about 50 bytes in all).
 //! The digest is two 64-bit hashes keyed with seeds drawn at random when the process
 //! starts: a sender who cannot learn them cannot make a request of its own pass for another
 //! (and a full cryptographic hash would cost a callback more than the rest of the ledger).
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{HashSet, VecDeque},
     sync::{Mutex, PoisonError},
     time::{Duration, Instant},
 };
@@ -24,8 +25,6 @@ use std::{
 use std::hash::{BuildHasher, Hasher};
 
 use handoff_core::id::SdkAppId;
-
-use crate::tencent::Encoded;
 
 /// How many answered requests the ledger remembers at most.
 pub const MAX_ENTRIES: usize = 65_536;
@@ -88,7 +87,7 @@ pub struct Ledger {
 
 #[derive(Debug, Default)]
 struct Shard {
-    answered: HashMap<Request, Encoded, Digested>,
+    answered: HashSet<Request, Digested>,
     /// Each request and until when it is remembered, oldest first.
     order: VecDeque<(Instant, Request)>,
 }
@@ -112,17 +111,17 @@ impl Ledger {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The answer `request` got before, if it is still remembered at `now`.
-    pub fn answered(&self, request: Request, now: Instant) -> Option<Encoded> {
+    /// Whether `request` was answered before (and is still remembered) at `now`.
+    pub fn answered(&self, request: Request, now: Instant) -> bool {
         let mut shard = self.shard(request);
         shard.forget_until(now);
-        shard.answered.get(&request).cloned()
+        shard.answered.contains(&request)
     }
 
-    /// Remembers that `request` got `answer` at `now`, for `window`.
-    pub fn record(&self, request: Request, answer: Encoded, now: Instant, window: Duration) {
+    /// Remembers that `request` was answered at `now`, for `window`.
+    pub fn record(&self, request: Request, now: Instant, window: Duration) {
         let mut shard = self.shard(request);
-        if shard.answered.insert(request, answer).is_none() {
+        if shard.answered.insert(request) {
             shard.order.push_back((now + window, request));
         }
         shard.forget_until(now);
@@ -151,11 +150,6 @@ impl Ledger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tencent::CallbackResponse;
-
-    fn ok() -> Encoded {
-        Encoded::from(&CallbackResponse::ok())
-    }
 
     fn app() -> SdkAppId {
         SdkAppId::new(1_400_000_001).unwrap_or_else(|_| unreachable!())
@@ -166,29 +160,18 @@ mod tests {
         let (ledger, now, window) = (Ledger::default(), Instant::now(), Duration::from_secs(120));
         let query = "SdkAppid=1400000001&CallbackCommand=Member.EventNotify&Sign=ab&RequestTime=1";
         let request = Request::of(app(), query, b"{1}");
-        assert_eq!(ledger.answered(request, now), None);
-        ledger.record(request, ok(), now, window);
-        let later = now + Duration::from_secs(1);
-        assert_eq!(ledger.answered(request, later), Some(ok()));
+        assert!(!ledger.answered(request, now));
+        ledger.record(request, now, window);
+        assert!(ledger.answered(request, now + Duration::from_secs(1)));
         // Another body, another query (another command) or another app is another request.
-        assert_eq!(
-            ledger.answered(Request::of(app(), query, b"{2}"), now),
-            None
-        );
+        assert!(!ledger.answered(Request::of(app(), query, b"{2}"), now));
         let other = query.replace("Member.EventNotify", "Desk.SessionEventNotify");
-        assert_eq!(
-            ledger.answered(Request::of(app(), &other, b"{1}"), now),
-            None
-        );
+        assert!(!ledger.answered(Request::of(app(), &other, b"{1}"), now));
         let elsewhere = SdkAppId::new(1_400_000_002).unwrap_or_else(|_| unreachable!());
-        assert_eq!(
-            ledger.answered(Request::of(elsewhere, query, b"{1}"), now),
-            None
-        );
+        assert!(!ledger.answered(Request::of(elsewhere, query, b"{1}"), now));
         // Once the signature is stale the request is forgotten (the gateway refuses it as
         // stale anyway).
-        let stale = now + window + Duration::from_secs(1);
-        assert_eq!(ledger.answered(request, stale), None);
+        assert!(!ledger.answered(request, now + window + Duration::from_secs(1)));
         assert!(ledger.is_empty());
     }
 
@@ -197,11 +180,11 @@ mod tests {
         let (ledger, now, window) = (Ledger::default(), Instant::now(), Duration::from_secs(120));
         let request = |n: usize| Request::of(app(), &format!("RequestTime={n}"), b"{}");
         for n in 0..2 * MAX_ENTRIES {
-            ledger.record(request(n), ok(), now, window);
+            ledger.record(request(n), now, window);
         }
         // Each part forgets its oldest past its share: the whole never holds more.
         assert_eq!(ledger.len(), MAX_ENTRIES);
-        assert_eq!(ledger.answered(request(0), now), None);
-        assert!(ledger.answered(request(2 * MAX_ENTRIES - 1), now).is_some());
+        assert!(!ledger.answered(request(0), now));
+        assert!(ledger.answered(request(2 * MAX_ENTRIES - 1), now));
     }
 }

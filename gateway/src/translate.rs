@@ -63,6 +63,7 @@ pub fn to_request(
         attributes: Default::default(),
         customer_service_id: callback.customer_service_id.unwrap_or_default(),
         request_id,
+        replay_only: false,
     }
 }
 

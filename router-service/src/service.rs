@@ -313,6 +313,22 @@ impl<S: Store> Router<S> {
 
     /// Decides who takes `handoff` and reserves capacity for it.
     pub async fn assign(&self, handoff: &Handoff) -> Result<Assignment, RouterError> {
+        self.assign_with(handoff, false).await
+    }
+
+    /// Answers a retry of `handoff` answered before: its live reservation's answer, or,
+    /// without one (it ran out, the session ended), the group alone, reserving nothing.
+    /// What a signed callback played again gets, so that it cannot reserve a seat for a
+    /// session that is over.
+    pub async fn replay(&self, handoff: &Handoff) -> Result<Assignment, RouterError> {
+        self.assign_with(handoff, true).await
+    }
+
+    async fn assign_with(
+        &self,
+        handoff: &Handoff,
+        replay_only: bool,
+    ) -> Result<Assignment, RouterError> {
         let app = self.app(handoff.app)?;
         let now = self.clock.now();
         // The user's time orders the reservation against the session's events: one dated
@@ -334,7 +350,14 @@ impl<S: Store> Router<S> {
         let assignment = self
             .store
             .assign(&app, handoff, now, |state| {
-                let decision = engine::decide(&app, handoff, state, now);
+                let mut decision = engine::decide(&app, handoff, state, now);
+                if replay_only {
+                    decision.ranked.clear();
+                    decision.fallback = true;
+                    decision
+                        .reason
+                        .push_str("; a request answered before, sent again: not decided again");
+                }
                 if logging {
                     seen = Seen::of(&decision, handoff, state);
                 }

@@ -299,7 +299,7 @@ async fn a_request_id_reused_by_another_event_is_not_taken_for_a_retry() -> Test
 }
 
 #[tokio::test]
-async fn a_captured_callback_played_again_gets_its_old_answer_and_changes_nothing() -> TestResult {
+async fn a_captured_callback_played_again_is_only_replayed_and_reserves_nothing() -> TestResult {
     let mut floor = Floor::start(&[("HANDOFF__ROUTER__STORE__KIND", "memory".to_owned())]).await?;
     let captured = uri("ChatBot.OnAssignHuman", "c-1");
     let body = format!(
@@ -308,14 +308,30 @@ async fn a_captured_callback_played_again_gets_its_old_answer_and_changes_nothin
     );
     let first = floor.post(&captured, body.clone()).await?;
     let agent = first.agents().first().cloned().ok_or("nobody offered")?;
+    // Sent again while its reservation holds (Tencent retrying): the same answer.
+    let retry = floor.post(&captured, body.clone()).await?;
+    assert_eq!(retry.json, first.json);
     floor
         .event("c-1-end", "c-1", "SessionEnd", "", now_ms())
         .await?;
     assert_eq!(floor.sessions().await?, []);
-    // Played again after the session ended: the same answer, and no seat reserved for a
-    // session that is over (the router would decide it afresh).
+    // Played again after the session ended: the group alone, and no seat reserved for a
+    // session that is over (a fresh request would decide it afresh).
     let again = floor.post(&captured, body).await?;
-    assert_eq!(again.json, first.json);
+    assert_eq!(again.json["ActionStatus"], "OK", "{again:?}");
+    assert!(again.agents().is_empty(), "{again:?}");
     assert_eq!(floor.sessions().await?, [], "{agent} holds a seat again");
+    // A captured event played again is acknowledged and not recorded twice.
+    let event = |status: &str| {
+        format!(
+            r#"{{"CallbackCommand":"Member.EventNotify","Event":"Member.StatusChange","MemberId":"bob@example.com","Status":"{status}","EventTime":{}}}"#,
+            now_ms()
+        )
+    };
+    let status_uri = uri("Member.EventNotify", "m-1");
+    let away = event("rest");
+    floor.post(&status_uri, away.clone()).await?;
+    floor.post(&status_uri, away).await?;
+    assert_eq!(floor.counted("duplicate").await?, 1.0);
     floor.running.shutdown().await
 }

@@ -145,11 +145,17 @@ impl<S: Store> RouterService for RouterGrpc<S> {
     ) -> Result<Response<AssignHumanResponse>, Status> {
         let span = server_span("AssignHuman", &request);
         traced(self.router.metrics(), "AssignHuman", span, async move {
-            let handoff = parse_request(request.into_inner(), self.router.now())?;
+            let request = request.into_inner();
+            let replay_only = request.replay_only;
+            let handoff = parse_request(request, self.router.now())?;
             let span = Span::current();
             span.record("app", handoff.app.get());
             span.record("session", handoff.session.as_str());
-            let assignment = self.router.assign(&handoff).await?;
+            let assignment = if replay_only {
+                self.router.replay(&handoff).await?
+            } else {
+                self.router.assign(&handoff).await?
+            };
             note(&assignment);
             Ok(Response::new(convert::assignment(assignment)))
         })
