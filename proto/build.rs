@@ -18,8 +18,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
-        // Fakes in tests implement only the rpcs they exercise.
-        .generate_default_stubs(true)
+        // No default stubs: a new rpc must be implemented to compile (test fakes answer
+        // through `fake::AssignOnly`).
         .compile_fds(descriptors)?;
     Ok(())
 }

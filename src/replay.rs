@@ -5,6 +5,7 @@
 use std::{fmt::Write as _, path::PathBuf, process::ExitCode};
 
 use handoff_router::{
+    decision_log::Entry,
     engine::Catalog,
     replay::{Report, replay},
     store::Lifetimes,
@@ -71,11 +72,12 @@ async fn run(args: impl IntoIterator<Item = String>) -> Result<(), String> {
     let path = args.config.unwrap_or_default();
     let config = handoff_core::config::load(&path, std::env::vars()).map_err(|e| e.to_string())?;
     let catalog = Catalog::from_config(&config, &path).map_err(|e| e.to_string())?;
-    let mut entries = Vec::new();
+    let mut files = Vec::new();
     for log in &args.logs {
         let text = std::fs::read_to_string(log).map_err(|e| format!("{}: {e}", log.display()))?;
-        entries.extend(read_log(&log.display().to_string(), &text)?);
+        files.push(read_log(&log.display().to_string(), &text)?);
     }
+    let entries = oldest_first(files)?;
     let report = replay(&catalog, Lifetimes::of(&config.router), entries).await?;
     for warning in warnings(&report) {
         eprintln!("handoff replay: warning: {warning}");
@@ -100,10 +102,13 @@ async fn run(args: impl IntoIterator<Item = String>) -> Result<(), String> {
     Ok(())
 }
 
+/// A log line: where it was read (`FILE:LINE`) and what it says.
+type Line = (String, Entry);
+
 /// The entries of the log `name` holding `text`. A last line cut short (the router stopped
 /// or the disk filled in the middle of writing it) is skipped with a warning; any other
-/// line that is not an entry is an error.
-fn read_log(name: &str, text: &str) -> Result<Vec<serde_json::Value>, String> {
+/// line that is not an entry is an error naming the file and line.
+fn read_log(name: &str, text: &str) -> Result<Vec<Line>, String> {
     let lines: Vec<(usize, &str)> = text
         .lines()
         .enumerate()
@@ -111,18 +116,56 @@ fn read_log(name: &str, text: &str) -> Result<Vec<serde_json::Value>, String> {
         .collect();
     let mut entries = Vec::with_capacity(lines.len());
     for (at, (n, line)) in lines.iter().enumerate() {
-        match serde_json::from_str(line) {
-            Ok(entry) => entries.push(entry),
-            Err(_) if at + 1 == lines.len() && !text.ends_with('\n') => {
+        let place = format!("{name}:{}", n + 1);
+        match serde_json::from_str::<Entry>(line) {
+            Ok(entry) => entries.push((place, entry)),
+            Err(e) if at + 1 == lines.len() && !text.ends_with('\n') && e.is_eof() => {
                 eprintln!(
-                    "handoff replay: warning: {name}:{}: the last line is cut short (a write the router did not finish), skipped",
-                    n + 1
+                    "handoff replay: warning: {place}: the last line is cut short (a write the router did not finish), skipped"
                 );
             }
-            Err(e) => return Err(format!("{name}:{}: not a log line: {e}", n + 1)),
+            Err(e) => return Err(format!("{place}: not a decision log entry: {e}")),
         }
     }
     Ok(entries)
+}
+
+/// The entries of several files, oldest file first whatever order they were given in (a
+/// rotated log is `FILE.2 FILE.1 FILE`): files are ordered by their first entry's time,
+/// with a warning when that is not the order given. Files whose times overlap are not one
+/// log rotated, and are refused.
+fn oldest_first(mut files: Vec<Vec<Line>>) -> Result<Vec<Line>, String> {
+    let span = |file: &[Line]| {
+        let first = file.first().map(|(_, e)| e.at_ms()).unwrap_or(0);
+        let last = file.last().map(|(_, e)| e.at_ms()).unwrap_or(0);
+        (first, last)
+    };
+    let name = |file: &[Line]| {
+        file.first()
+            .and_then(|(place, _)| place.rsplit_once(':'))
+            .map_or(String::new(), |(name, _)| name.to_owned())
+    };
+    files.retain(|file| !file.is_empty());
+    let given: Vec<String> = files.iter().map(|f| name(f)).collect();
+    files.sort_by_key(|file| span(file));
+    let sorted: Vec<String> = files.iter().map(|f| name(f)).collect();
+    if given != sorted {
+        eprintln!(
+            "handoff replay: warning: the files were given newest first or out of order; replayed oldest first: {}",
+            sorted.join(" ")
+        );
+    }
+    for pair in files.windows(2) {
+        let (before, after) = (span(&pair[0]), span(&pair[1]));
+        if before.1 > after.0 {
+            return Err(format!(
+                "{} and {} overlap in time: they are not files of one rotated log",
+                name(&pair[0]),
+                name(&pair[1])
+            ));
+        }
+    }
+    Ok(files.into_iter().flatten().collect())
 }
 
 /// What the report says that the reader should know before trusting it.
@@ -138,8 +181,18 @@ fn warnings(report: &Report) -> Vec<String> {
             "{count} decisions were made by rule {rule}, which the new config does not have (a log from another config, or a rule renamed or removed)"
         ));
     }
+    if report.refused_total > 0 {
+        warnings.push(format!(
+            "{} state changes the new config refuses were skipped, as: {}",
+            report.refused_total,
+            report.refused.first().map_or("", String::as_str)
+        ));
+    }
     warnings
 }
+
+/// How many changed decisions the text report shows.
+const SHOWN: usize = 5;
 
 /// The report for people.
 fn text(report: &Report) -> String {
@@ -166,7 +219,23 @@ fn text(report: &Report) -> String {
         "fallbacks: {} as logged, {} under the new config",
         report.fallbacks_before, report.fallbacks_after
     );
-    for changed in report.changed.iter().take(5) {
+    let shown = report.changed.len().min(SHOWN);
+    if shown > 0 {
+        let _ = writeln!(
+            out,
+            "\n{}:",
+            if shown < report.changed_total {
+                format!(
+                    "the first {shown} of the {} decided differently (--format json lists up to {})",
+                    report.changed_total,
+                    Report::SHOWN
+                )
+            } else {
+                "decided differently".to_owned()
+            }
+        );
+    }
+    for changed in report.changed.iter().take(SHOWN) {
         let _ = writeln!(out, "\nsession {} (app {}):", changed.session, changed.app);
         for (label, side) in [("before", &changed.before), ("after ", &changed.after)] {
             let _ = writeln!(
@@ -186,8 +255,12 @@ fn text(report: &Report) -> String {
     for (group, (before, after)) in &report.groups {
         let _ = writeln!(
             out,
-            "  {group}: {} / {:.1} -> {} / {:.1}",
-            before.peak, before.average, after.peak, after.average
+            "  {}: {} / {:.1} -> {} / {:.1}",
+            group_label(report, group),
+            before.peak,
+            before.average,
+            after.peak,
+            after.average
         );
     }
     let _ = writeln!(out, "busiest agents (peak seats): new (as logged)");
@@ -197,15 +270,47 @@ fn text(report: &Report) -> String {
     out
 }
 
+/// A group as people read it: `app/group (name)`.
+fn group_label(report: &Report, key: &str) -> String {
+    match report.group_names.get(key) {
+        Some(name) if !name.is_empty() => format!("{key} ({name})"),
+        _ => key.to_owned(),
+    }
+}
+
+/// A Unix-ms time as UTC `YYYY-MM-DD HH:MM:SS`.
+fn utc(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
 /// A self-contained HTML page of the report: the text, and per group a chart of seats in
-/// use over time, as logged (grey) against new (green).
+/// use over time (UTC), as logged (grey) against new (green), its lines broken where the
+/// router started again.
 fn page(report: &Report) -> String {
     let escape = |s: &str| {
         s.replace('&', "&amp;")
             .replace('<', "&lt;")
             .replace('>', "&gt;")
+            .replace('"', "&quot;")
     };
-    let (width, height) = (720.0, 180.0);
+    let (left, width, height, bottom) = (48.0, 720.0, 180.0, 24.0);
     let mut charts = String::new();
     for (group, series) in &report.series {
         let points = &series.points;
@@ -219,33 +324,76 @@ fn page(report: &Report) -> String {
             .max()
             .unwrap_or(0)
             .max(1) as f64;
-        let line = |pick: fn(&(u64, u32, u32)) -> u32| {
-            points
-                .iter()
-                .map(|p| {
-                    let x = (p.0 - first.0) as f64 / span * width;
-                    let y = height - f64::from(pick(p)) / top * (height - 10.0);
-                    format!("{x:.1},{y:.1}")
-                })
-                .collect::<Vec<_>>()
-                .join(" ")
+        let x = |ms: u64| left + (ms - first.0) as f64 / span * width;
+        let y = |seats: u32| height - f64::from(seats) / top * (height - 10.0);
+        // One polyline per stretch between restarts.
+        let lines = |pick: fn(&(u64, u32, u32)) -> u32, colour: &str| {
+            let mut svg = String::new();
+            let mut stretch: Vec<String> = Vec::new();
+            let mut restarts = report.restarts.iter().peekable();
+            for point in points {
+                if restarts.next_if(|at| **at <= point.0).is_some() && !stretch.is_empty() {
+                    let _ = write!(
+                        svg,
+                        "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>",
+                        stretch.join(" ")
+                    );
+                    stretch.clear();
+                }
+                stretch.push(format!("{:.1},{:.1}", x(point.0), y(pick(point))));
+            }
+            let _ = write!(
+                svg,
+                "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>",
+                stretch.join(" ")
+            );
+            svg
         };
+        let restarts: String = report
+            .restarts
+            .iter()
+            .filter(|at| (first.0..=last.0).contains(*at))
+            .map(|at| {
+                format!(
+                    "<line x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"0\" y2=\"{height}\" stroke=\"#c33\" stroke-dasharray=\"4\"><title>router started {1} UTC</title></line>",
+                    x(*at),
+                    utc(*at)
+                )
+            })
+            .collect();
+        let label = group_label(report, group);
         let _ = write!(
             charts,
-            "<h3>{}</h3><svg width=\"{width}\" height=\"{height}\" style=\"border:1px solid #ccc\">\
-             <polyline fill=\"none\" stroke=\"#999\" stroke-width=\"2\" points=\"{}\"/>\
-             <polyline fill=\"none\" stroke=\"#2a7\" stroke-width=\"2\" points=\"{}\"/>\
-             <text x=\"4\" y=\"14\" font-size=\"12\">{top} seats</text></svg>",
-            escape(group),
-            line(|p| p.1),
-            line(|p| p.2),
+            "<figure><figcaption>{label}</figcaption>\
+             <svg role=\"img\" aria-label=\"seats in use in {label} over time\" viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\">\
+             <line x1=\"{left}\" x2=\"{left}\" y1=\"0\" y2=\"{height}\" stroke=\"#666\"/>\
+             <line x1=\"{left}\" x2=\"{right}\" y1=\"{height}\" y2=\"{height}\" stroke=\"#666\"/>\
+             <text x=\"{tx}\" y=\"14\" font-size=\"12\" text-anchor=\"end\">{top}</text>\
+             <text x=\"{tx}\" y=\"{height}\" font-size=\"12\" text-anchor=\"end\">0</text>\
+             <text x=\"{left}\" y=\"{ty}\" font-size=\"12\">{start} UTC</text>\
+             <text x=\"{right}\" y=\"{ty}\" font-size=\"12\" text-anchor=\"end\">{end} UTC</text>\
+             {restarts}{logged}{new}</svg></figure>",
+            label = escape(&label),
+            w = left + width + 8.0,
+            h = height + bottom,
+            right = left + width,
+            tx = left - 4.0,
+            ty = height + 16.0,
+            start = utc(first.0),
+            end = utc(last.0),
+            logged = lines(|p| p.1, "#999"),
+            new = lines(|p| p.2, "#2a7"),
         );
     }
     format!(
-        "<!doctype html><meta charset=\"utf-8\"><title>handoff replay</title>\
-         <style>body{{font-family:sans-serif}}</style>\
+        "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>handoff replay</title>\
+         <style>body{{font-family:sans-serif;max-width:60rem;margin:auto;padding:0 1rem}}\
+         pre{{white-space:pre-wrap;overflow-wrap:anywhere}}svg{{max-width:100%;height:auto}}\
+         figcaption{{font-weight:bold}}</style>\
          <h1>handoff replay</h1><pre>{}</pre>\
-         <h2>Seats in use per group over time: grey as logged, green under the new config</h2>{charts}",
+         <h2>Seats in use per group over time</h2>\
+         <p>Grey: as logged; green: under the new config; dashed red: the router started again \
+         (its state was read anew there).</p>{charts}</html>",
         escape(&text(report))
     )
 }
@@ -276,17 +424,110 @@ mod tests {
         assert!(parse(args(&["--config", "n.toml", "--log"])).is_err());
     }
 
+    /// A line removing an agent at `at_ms`.
+    fn removal(at_ms: u64) -> String {
+        format!(
+            "{{\"kind\":\"agent_removed\",\"at_ms\":{at_ms},\"app\":1400000001,\"agent\":\"ann@example.com\"}}\n"
+        )
+    }
+
     #[test]
-    fn a_last_line_cut_short_is_skipped_and_any_other_bad_line_refused() {
-        let whole = "{\"kind\":\"state\"}\n{\"kind\":\"decision\"}\n";
-        let torn = format!("{whole}{{\"kind\":\"deci");
-        assert_eq!(read_log("log", &torn).map(|e| e.len()), Ok(2));
-        assert_eq!(read_log("log", whole).map(|e| e.len()), Ok(2));
+    fn a_last_line_cut_short_is_skipped_and_any_other_bad_line_refused_with_its_place() {
+        let whole = format!("{}{}", removal(1), removal(2));
+        let torn = format!("{whole}{{\"kind\":\"agent_rem");
+        let read = |text: &str| read_log("d.jsonl", text).map(|e| e.len());
+        assert_eq!(read(&torn), Ok(2));
+        assert_eq!(read(&whole), Ok(2));
         // Cut short but followed by a newline, or in the middle: not a torn write.
         let ended = format!("{torn}\n");
-        assert!(read_log("log", &ended).is_err());
-        let middle = format!("{{\"kind\":\"deci\n{whole}");
-        assert!(read_log("log", &middle).is_err());
+        assert!(
+            read(&ended).is_err_and(|e| e.starts_with("d.jsonl:3: ")),
+            "{:?}",
+            read(&ended)
+        );
+        let middle = format!("{{\"kind\":\"agent_rem\n{whole}");
+        assert!(read(&middle).is_err_and(|e| e.starts_with("d.jsonl:1: ")));
+        // A whole line that is not an entry is no torn write either.
+        let renamed = format!(
+            "{whole}{}",
+            removal(3).replace("at_ms", "when_ms").trim_end()
+        );
+        assert!(read(&renamed).is_err_and(|e| e.contains("d.jsonl:3") && e.contains("at_ms")));
+    }
+
+    #[test]
+    fn files_are_replayed_oldest_first_whatever_order_they_are_given_in() -> Result<(), String> {
+        let newest = read_log("d", &format!("{}{}", removal(30), removal(40)))?;
+        let oldest = read_log("d.1", &format!("{}{}", removal(10), removal(20)))?;
+        let at: Vec<u64> = oldest_first(vec![newest.clone(), oldest.clone()])?
+            .iter()
+            .map(|(_, entry)| entry.at_ms())
+            .collect();
+        assert_eq!(at, [10, 20, 30, 40]);
+        let places: Vec<String> = oldest_first(vec![newest, oldest])?
+            .into_iter()
+            .map(|(place, _)| place)
+            .collect();
+        assert_eq!(places, ["d.1:1", "d.1:2", "d:1", "d:2"]);
+        // Two logs that overlap are not one rotated log.
+        let other = read_log("other", &format!("{}{}", removal(15), removal(35)))?;
+        let oldest = read_log("d.1", &format!("{}{}", removal(10), removal(20)))?;
+        assert!(oldest_first(vec![oldest, other]).is_err_and(|e| e.contains("overlap")));
+        Ok(())
+    }
+
+    #[test]
+    fn the_text_says_when_it_shows_only_some_of_the_changed_decisions() {
+        let side = handoff_router::replay::Outcome {
+            rule: "default".into(),
+            group: Some(6521),
+            agents: vec!["ann@example.com".into()],
+            fallback: false,
+            reason: String::new(),
+        };
+        let changed = handoff_router::replay::Changed {
+            app: 1_400_000_001,
+            session: "s".into(),
+            before: side.clone(),
+            after: side,
+        };
+        let report = Report {
+            changed: vec![changed; 8],
+            changed_total: 15,
+            ..Report::default()
+        };
+        let text = text(&report);
+        assert!(
+            text.contains("the first 5 of the 15 decided differently"),
+            "{text}"
+        );
+        assert_eq!(text.matches("\nsession s (app 1400000001):").count(), 5);
+    }
+
+    #[test]
+    fn charts_have_a_time_axis_group_names_and_break_at_a_restart() {
+        let mut series = handoff_router::replay::Series::default();
+        for at in [1_000, 2_000, 3_000, 4_000] {
+            series.points.push((at, 1, 2));
+        }
+        let report = Report {
+            series: [("1400000001/6521".to_owned(), series)]
+                .into_iter()
+                .collect(),
+            group_names: [("1400000001/6521".to_owned(), "billing".to_owned())]
+                .into_iter()
+                .collect(),
+            restarts: vec![2_500],
+            ..Report::default()
+        };
+        let html = page(&report);
+        assert!(html.contains("1400000001/6521 (billing)"), "{html}");
+        assert!(html.contains("1970-01-01 00:00:01 UTC"), "{html}");
+        assert!(html.contains("1970-01-01 00:00:04 UTC"), "{html}");
+        // Two stretches per line, as logged and new: four polylines.
+        assert_eq!(html.matches("<polyline").count(), 4, "{html}");
+        assert!(html.contains("white-space:pre-wrap"));
+        assert_eq!(utc(1_764_633_600_000 + 3_723_000), "2025-12-02 01:02:03");
     }
 
     #[test]

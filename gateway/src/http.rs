@@ -103,8 +103,9 @@ mod tests {
     use std::path::Path;
 
     use axum::{body::Body, http::Request};
-    use handoff_proto::router::v1::{
-        AssignHumanRequest, AssignHumanResponse, router_service_server::RouterService,
+    use handoff_proto::{
+        fake::{AssignHuman, AssignOnly},
+        router::v1::{AssignHumanRequest, AssignHumanResponse},
     };
     use http::{StatusCode, header};
     use http_body_util::BodyExt;
@@ -134,7 +135,7 @@ mod tests {
     struct Panics;
 
     #[tonic::async_trait]
-    impl RouterService for Panics {
+    impl AssignHuman for Panics {
         async fn assign_human(
             &self,
             _: tonic::Request<AssignHumanRequest>,
@@ -149,7 +150,8 @@ mod tests {
         let config = handoff_core::config::parse(CONFIG, Path::new("t.toml"), Vec::new())?;
         let health = HealthService::from_health_reporter(HealthReporter::default());
         let timeout = std::time::Duration::from_millis(300);
-        let router = RouterClient::in_process(Arc::new(Panics), Arc::new(health), timeout);
+        let router =
+            RouterClient::in_process(Arc::new(AssignOnly(Panics)), Arc::new(health), timeout);
         let app = routes(Arc::new(Gateway::with_router(&config, router)));
         let request = Request::builder()
             .method(Method::POST)
@@ -171,7 +173,7 @@ mod tests {
     struct Slow(Arc<std::sync::atomic::AtomicBool>);
 
     #[tonic::async_trait]
-    impl RouterService for Slow {
+    impl AssignHuman for Slow {
         async fn assign_human(
             &self,
             _: tonic::Request<AssignHumanRequest>,
@@ -188,7 +190,7 @@ mod tests {
         let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let health = HealthService::from_health_reporter(HealthReporter::default());
         let timeout = std::time::Duration::from_millis(50);
-        let slow = Arc::new(Slow(finished.clone()));
+        let slow = Arc::new(AssignOnly(Slow(finished.clone())));
         let router = RouterClient::in_process(slow, Arc::new(health), timeout);
         let status = router
             .assign_human(

@@ -4,15 +4,16 @@
 //! descriptor set that server reflection serves. Nothing here decides anything:
 //! the router owns the logic, this crate only carries the wire types.
 
-#![allow(missing_docs, clippy::all)] // generated code
-
 /// Version 1 of the router API.
+#[allow(missing_docs, clippy::all)] // generated code
 pub mod router {
     /// `handoff.router.v1`.
     pub mod v1 {
         tonic::include_proto!("handoff.router.v1");
     }
 }
+
+pub mod fake;
 
 /// The encoded `FileDescriptorSet` of every handoff proto, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("handoff_descriptor");

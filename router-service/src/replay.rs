@@ -9,21 +9,17 @@
 //! router itself started again from it. A decision brings what it saw of its customer, so a
 //! pushed profile or previous agent from before the log began is known to both.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
-use handoff_core::{
-    config::{AgentConfig, AgentStatus, Strategy},
-    id::{AgentId, ClientUserId, GroupId, SdkAppId, SessionId},
-};
+use handoff_core::id::{GroupId, SdkAppId};
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::{
-    engine::{self, Candidate, Catalog, Customer, Decision, Handoff},
+    decision_log::{Decided, Entry, FORMAT, StateReason},
+    engine::{self, Catalog},
     store::{
-        Assignment, Change, Lifetimes, LocalStore, Look, SessionEvent, SessionEventKind, Store,
-        record::{CustomerRecord, HistoryRecord, from_ms, to_ms},
-        snapshot::AppSnapshot,
+        Lifetimes, LocalStore, Look, Store,
+        record::{from_ms, to_ms},
     },
 };
 
@@ -121,8 +117,16 @@ pub struct Report {
     pub decisions: usize,
     /// The `state` entries the stores were set to (the first, and each restart).
     pub states: usize,
+    /// When the router started again within the log (Unix ms): the state was set anew
+    /// there, so a chart breaks its lines at these.
+    pub restarts: Vec<u64>,
     /// State changes applied.
     pub changes: usize,
+    /// State changes the new config refuses (an agent defined at run time with a group it
+    /// lacks, say): skipped, the first [`Report::SHOWN`] said why.
+    pub refused: Vec<String>,
+    /// How many state changes were refused in all.
+    pub refused_total: usize,
     /// Decisions made differently, by the rule that made them as logged.
     pub changed_by_rule: BTreeMap<String, usize>,
     /// The decisions made differently (the first [`Report::SHOWN`] in full).
@@ -135,6 +139,8 @@ pub struct Report {
     pub fallbacks_after: usize,
     /// Seats in use per group (`app/group`), as logged and under the new config.
     pub groups: BTreeMap<String, (Seats, Seats)>,
+    /// The groups' names in the new config, by `app/group`.
+    pub group_names: BTreeMap<String, String>,
     /// The same over time, per group.
     pub series: BTreeMap<String, Series>,
     /// The busiest agents under the new config (peak seats), as logged beside.
@@ -147,343 +153,329 @@ pub struct Report {
 }
 
 impl Report {
-    /// How many changed decisions are kept in full.
+    /// How many changed decisions (and refused changes) are kept in full.
     pub const SHOWN: usize = 20;
 }
 
-/// Replays `entries` (decision log lines, oldest first) under `catalog`.
-pub async fn replay(
+/// Replays `entries` (decision log lines, oldest first, each with where it was read, for
+/// errors) under `catalog`.
+pub async fn replay<P: std::fmt::Display>(
     catalog: &Catalog,
     lifetimes: Lifetimes,
-    entries: impl IntoIterator<Item = Value>,
+    entries: impl IntoIterator<Item = (P, Entry)>,
 ) -> Result<Report, String> {
-    let (logged, fresh) = (
-        LocalStore::in_memory(lifetimes),
-        LocalStore::in_memory(lifetimes),
-    );
-    let mut report = Report::default();
-    let mut agent_peaks: BTreeMap<String, (u32, u32)> = BTreeMap::new();
-    // Links to previous agents made before this are taken from the decisions that saw them.
-    let mut since_ms: Option<u64> = None;
-    for (line, entry) in entries.into_iter().enumerate() {
-        let fail = |what: &str| format!("log entry {}: {what}", line + 1);
-        if entry["kind"] == "state" {
-            let at_ms = entry["at_ms"].as_u64().ok_or_else(|| fail("no at_ms"))?;
-            // The first state sets both stores; a later one only when the router started
-            // again (a rotation's state is what the replay has been following).
-            if since_ms.is_none() || entry["reason"] == "start" {
-                let apps: Vec<AppSnapshot> = serde_json::from_value(entry["apps"].clone())
-                    .map_err(|err| fail(&format!("a malformed state: {err}")))?;
-                for snapshot in &apps {
-                    let app = SdkAppId::new(snapshot.app)
-                        .ok()
-                        .and_then(|id| catalog.app(id));
-                    if let Some(app) = app {
-                        logged.restore(app, snapshot, from_ms(at_ms));
-                        fresh.restore(app, snapshot, from_ms(at_ms));
-                    }
-                }
-                report.states += 1;
-                since_ms = Some(at_ms);
-            }
-            continue;
+    let mut replay = Replay::new(catalog, lifetimes);
+    for (place, entry) in entries {
+        replay
+            .feed(entry)
+            .await
+            .map_err(|err| format!("{place}: {err}"))?;
+    }
+    Ok(replay.finish())
+}
+
+/// A replay in progress: the two stores and what has been found so far.
+struct Replay<'a> {
+    catalog: &'a Catalog,
+    /// Takes the answers the log records.
+    logged: LocalStore,
+    /// Decides each handoff afresh under the new config.
+    fresh: LocalStore,
+    report: Report,
+    agent_peaks: BTreeMap<String, (u32, u32)>,
+    /// Where the replay begins (Unix ms): links to previous agents made before it are
+    /// taken from the decisions that saw them.
+    since_ms: Option<u64>,
+}
+
+impl<'a> Replay<'a> {
+    fn new(catalog: &'a Catalog, lifetimes: Lifetimes) -> Self {
+        Self {
+            catalog,
+            logged: LocalStore::in_memory(lifetimes),
+            fresh: LocalStore::in_memory(lifetimes),
+            report: Report::default(),
+            agent_peaks: BTreeMap::new(),
+            since_ms: None,
         }
-        let app_id = entry["app"]
-            .as_u64()
-            .and_then(|id| SdkAppId::new(id).ok())
-            .ok_or_else(|| fail("no app"))?;
-        let Some(app) = catalog.app(app_id) else {
-            *report.unknown_apps.entry(app_id.get()).or_default() += 1;
-            continue;
+    }
+
+    async fn feed(&mut self, entry: Entry) -> Result<(), String> {
+        let at_ms = entry.at_ms();
+        let app = match &entry {
+            Entry::State {
+                format,
+                reason,
+                apps,
+                ..
+            } => {
+                if *format > FORMAT {
+                    return Err(format!(
+                        "written in the decision log's format {format}; this handoff reads up to {FORMAT}: replay it with a newer handoff"
+                    ));
+                }
+                // The first state sets both stores; a later one only when the router
+                // started again (a rotation's state is what the replay has been following).
+                if self.since_ms.is_none() || *reason == StateReason::Start {
+                    for snapshot in apps {
+                        let app = SdkAppId::new(snapshot.app)
+                            .ok()
+                            .and_then(|id| self.catalog.app(id));
+                        if let Some(app) = app {
+                            self.logged.restore(app, snapshot, from_ms(at_ms));
+                            self.fresh.restore(app, snapshot, from_ms(at_ms));
+                        }
+                    }
+                    if self.since_ms.is_some() {
+                        self.report.restarts.push(at_ms);
+                    }
+                    self.report.states += 1;
+                    self.since_ms = Some(at_ms);
+                }
+                return Ok(());
+            }
+            other => other.app(),
         };
-        let at_ms = entry["at_ms"].as_u64().ok_or_else(|| fail("no at_ms"))?;
+        let Some(app_id) = app else {
+            return Ok(());
+        };
+        let Some(app) = self.catalog.app(app_id) else {
+            *self.report.unknown_apps.entry(app_id.get()).or_default() += 1;
+            return Ok(());
+        };
         let at = from_ms(at_ms);
-        let since_ms = *since_ms.get_or_insert(at_ms);
-        match entry["kind"].as_str() {
-            Some("decision") => {
-                let handoff =
-                    handoff(app_id, &entry).ok_or_else(|| fail("a malformed decision"))?;
-                let profile = serde_json::from_value::<CustomerRecord>(entry["profile"].clone())
-                    .ok()
-                    .map(Customer::from);
-                let previous = previous(&entry).filter(|link| link.at_ms < since_ms);
-                for store in [&logged, &fresh] {
-                    store.adopt(app, &handoff.client_user, profile.clone(), previous.clone());
+        self.since_ms.get_or_insert(at_ms);
+        match entry {
+            Entry::Decision(decided) => self.decision(app, &decided, at).await?,
+            change => match change.into_change(app) {
+                Ok(Some(change)) => {
+                    for store in [&self.logged, &self.fresh] {
+                        store
+                            .apply(app, change.clone(), at)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    }
+                    self.report.changes += 1;
                 }
-                let before = outcome(&entry);
-                let known = app.default_rule().name == before.rule
-                    || app.rules().iter().any(|rule| rule.rule.name == before.rule);
-                if !known {
-                    *report
-                        .unknown_rules
-                        .entry(format!("{}/{}", app_id, before.rule))
-                        .or_default() += 1;
-                }
-                let forced = forced(app, &entry);
-                let _ = logged
-                    .assign(app, &handoff, at, |_| forced)
-                    .await
-                    .map_err(|e| fail(&e.to_string()))?;
-                let after = match fresh
-                    .assign(app, &handoff, at, |state| {
-                        engine::decide(app, &handoff, state, at)
-                    })
-                    .await
-                    .map_err(|e| fail(&e.to_string()))?
-                {
-                    Assignment::Fresh(answer) | Assignment::Replayed(answer) => Outcome {
-                        rule: answer.rule,
-                        group: answer.group.map(GroupId::get),
-                        agents: answer
-                            .agents
-                            .iter()
-                            .map(|a| a.as_str().to_owned())
-                            .collect(),
-                        fallback: answer.fallback,
-                        reason: answer.reason,
-                    },
-                };
-                report.decisions += 1;
-                report.fallbacks_before += usize::from(before.fallback);
-                report.fallbacks_after += usize::from(after.fallback);
-                if (&before.rule, before.group, &before.agents)
-                    != (&after.rule, after.group, &after.agents)
-                {
-                    report.changed_total += 1;
-                    *report
-                        .changed_by_rule
-                        .entry(before.rule.clone())
-                        .or_default() += 1;
-                    if report.changed.len() < Report::SHOWN {
-                        report.changed.push(Changed {
-                            app: app_id.get(),
-                            session: handoff.session.as_str().to_owned(),
-                            before,
-                            after,
-                        });
+                Ok(None) => {}
+                Err(refused) => {
+                    self.report.refused_total += 1;
+                    if self.report.refused.len() < Report::SHOWN {
+                        self.report.refused.push(refused);
                     }
                 }
-            }
-            Some(_) => {
-                let Some(change) = change(app, &entry) else {
-                    continue;
-                };
-                for store in [&logged, &fresh] {
-                    store
-                        .apply(app, change.clone(), at)
-                        .await
-                        .map_err(|e| fail(&e.to_string()))?;
-                }
-                report.changes += 1;
-            }
-            None => return Err(fail("no kind")),
+            },
         }
-        // Seats per group and agent, as logged and as the new config would have had them.
+        self.sample(app, at).await
+    }
+
+    /// Takes one logged decision: the logged store reserves as it was answered, the fresh
+    /// one decides again.
+    async fn decision(
+        &mut self,
+        app: &engine::App,
+        decided: &Decided,
+        at: std::time::SystemTime,
+    ) -> Result<(), String> {
+        let handoff = decided.handoff();
+        let since_ms = self.since_ms.unwrap_or_default();
+        let previous = decided.previous_link().filter(|link| link.at_ms < since_ms);
+        for store in [&self.logged, &self.fresh] {
+            store.adopt(
+                app,
+                &handoff.client_user,
+                decided.customer(),
+                previous.clone(),
+            );
+        }
+        let before = Outcome::logged(decided);
+        let known = app.default_rule().name == before.rule
+            || app.rules().iter().any(|rule| rule.rule.name == before.rule);
+        if !known {
+            *self
+                .report
+                .unknown_rules
+                .entry(format!("{}/{}", app.id, before.rule))
+                .or_default() += 1;
+        }
+        let forced = decided.forced(app);
+        self.logged
+            .assign(app, &handoff, at, |_| forced)
+            .await
+            .map_err(|e| e.to_string())?;
+        let after = self
+            .fresh
+            .assign(app, &handoff, at, |state| {
+                engine::decide(app, &handoff, state, at)
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        let after = Outcome::of(after.answer());
+        let report = &mut self.report;
+        report.decisions += 1;
+        report.fallbacks_before += usize::from(before.fallback);
+        report.fallbacks_after += usize::from(after.fallback);
+        if (&before.rule, before.group, &before.agents) != (&after.rule, after.group, &after.agents)
+        {
+            report.changed_total += 1;
+            *report
+                .changed_by_rule
+                .entry(before.rule.clone())
+                .or_default() += 1;
+            if report.changed.len() < Report::SHOWN {
+                report.changed.push(Changed {
+                    app: app.id.get(),
+                    session: handoff.session.as_str().to_owned(),
+                    before,
+                    after,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Seats per group and agent after an entry, as logged and as the new config would
+    /// have had them.
+    async fn sample(&mut self, app: &engine::App, at: std::time::SystemTime) -> Result<(), String> {
         let seats = |state: &dyn engine::StateView| {
             engine::roster(app, state.roster_changes())
                 .iter()
-                .map(|agent| (std::sync::Arc::clone(agent), state.load(&agent.id).active))
+                .map(|agent| (Arc::clone(agent), state.load(&agent.id).active))
                 .collect::<Vec<_>>()
         };
-        let before = logged
+        let before = self
+            .logged
             .inspect(app, Look::default(), at, seats)
             .await
-            .map_err(|e| fail(&e.to_string()))?;
-        let after = fresh
+            .map_err(|e| e.to_string())?;
+        let after = self
+            .fresh
             .inspect(app, Look::default(), at, seats)
             .await
-            .map_err(|e| fail(&e.to_string()))?;
+            .map_err(|e| e.to_string())?;
         for group in app.groups() {
-            let sum = |loads: &[(std::sync::Arc<engine::Agent>, u32)]| {
+            let sum = |loads: &[(Arc<engine::Agent>, u32)]| {
                 loads
                     .iter()
                     .filter(|(agent, _)| agent.groups.contains(&group.id))
                     .map(|(_, active)| *active)
                     .sum::<u32>()
             };
-            let key = format!("{}/{}", app_id, group.id);
+            let key = format!("{}/{}", app.id, group.id);
             let (old, new) = (sum(&before), sum(&after));
-            let seats = report.groups.entry(key.clone()).or_default();
+            let seats = self.report.groups.entry(key.clone()).or_default();
             seats.0.add(old);
             seats.1.add(new);
-            report
+            self.report
+                .group_names
+                .entry(key.clone())
+                .or_insert_with(|| group.name.clone());
+            self.report
                 .series
                 .entry(key)
                 .or_default()
                 .add((to_ms(at), old, new));
         }
         for ((agent, old), (_, new)) in before.iter().zip(&after) {
-            let peak = agent_peaks.entry(agent.id.as_str().to_owned()).or_default();
+            let peak = self
+                .agent_peaks
+                .entry(agent.id.as_str().to_owned())
+                .or_default();
             peak.0 = peak.0.max(*old);
             peak.1 = peak.1.max(*new);
         }
+        Ok(())
     }
-    let mut busiest: Vec<(String, u32, u32)> = agent_peaks
-        .into_iter()
-        .map(|(agent, (old, new))| (agent, new, old))
-        .collect();
-    busiest.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    busiest.truncate(10);
-    report.busiest = busiest;
-    Ok(report)
-}
 
-fn handoff(app: SdkAppId, entry: &Value) -> Option<Handoff> {
-    Some(Handoff {
-        app,
-        session: SessionId::parse(entry["session"].as_str()?).ok()?,
-        client_user: ClientUserId::parse(entry["customer"].as_str()?).ok()?,
-        event_time: from_ms(entry["event_time_ms"].as_u64()?),
-        platform: entry["platform"].as_str().unwrap_or_default().to_owned(),
-        channel: entry["channel"].as_str().unwrap_or_default().to_owned(),
-        attributes: serde_json::from_value(entry["attributes"].clone()).unwrap_or_default(),
-    })
-}
-
-/// The previous agent a decision saw.
-fn previous(entry: &Value) -> Option<HistoryRecord> {
-    let previous = &entry["previous"];
-    Some(HistoryRecord {
-        agent: AgentId::parse(previous["agent"].as_str()?).ok()?,
-        at_ms: previous["at_ms"].as_u64()?,
-        event_ms: None,
-    })
-}
-
-fn outcome(entry: &Value) -> Outcome {
-    Outcome {
-        rule: entry["rule"].as_str().unwrap_or_default().to_owned(),
-        group: entry["group"].as_u64(),
-        agents: strings(&entry["agents"]),
-        fallback: entry["fallback"].as_bool().unwrap_or_default(),
-        reason: entry["reason"].as_str().unwrap_or_default().to_owned(),
+    fn finish(mut self) -> Report {
+        let mut busiest: Vec<(String, u32, u32)> = std::mem::take(&mut self.agent_peaks)
+            .into_iter()
+            .map(|(agent, (old, new))| (agent, new, old))
+            .collect();
+        busiest.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        busiest.truncate(10);
+        self.report.busiest = busiest;
+        self.report
     }
 }
 
-fn strings(value: &Value) -> Vec<String> {
-    value
-        .as_array()
-        .map(|items| {
-            items
+impl Outcome {
+    /// The answer a decision logged.
+    fn logged(decided: &Decided) -> Self {
+        Self {
+            rule: decided.rule.clone(),
+            group: decided.group.map(GroupId::get),
+            agents: decided
+                .agents
                 .iter()
-                .filter_map(|item| item.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The logged answer as a decision the store reserves as it did: its agents ranked as
-/// answered, the reserved one first.
-fn forced(app: &engine::App, entry: &Value) -> Decision {
-    let reserved = entry["reserved"].as_str();
-    let fallback = entry["fallback"].as_bool().unwrap_or_default();
-    let ranked: Vec<Candidate> = reserved
-        .map(|_| strings(&entry["agents"]))
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-        .filter_map(|(position, id)| {
-            let agent = AgentId::parse(id).ok()?;
-            let capacity = app
-                .agents()
-                .iter()
-                .find(|a| a.id == agent)
-                .map_or(u32::MAX, |a| a.capacity);
-            Some(Candidate {
-                agent,
-                capacity,
-                active: 0,
-                last_assigned: None,
-                score: 0.0,
-                sticky: None,
-                position,
-            })
-        })
-        .collect();
-    Decision {
-        rule: entry["rule"].as_str().unwrap_or_default().to_owned(),
-        rules: Vec::new(),
-        targets: Vec::new(),
-        strategy: entry["strategy"]
-            .as_str()
-            .and_then(|s| serde_json::from_value::<Strategy>(Value::String(s.to_owned())).ok()),
-        group: entry["group"].as_u64().and_then(|g| GroupId::new(g).ok()),
-        max_agents: ranked.len().max(1),
-        group_only: reserved.is_none() && !fallback,
-        fallback,
-        reason: entry["reason"].as_str().unwrap_or_default().to_owned(),
-        ranked,
+                .map(|a| a.as_str().to_owned())
+                .collect(),
+            fallback: decided.fallback,
+            reason: decided.reason.clone(),
+        }
     }
-}
 
-/// A logged state change as the store takes it.
-fn change(app: &engine::App, entry: &Value) -> Option<Change> {
-    let agent = || AgentId::parse(entry["agent"].as_str()?).ok();
-    let at = from_ms(entry["event_time_ms"].as_u64().unwrap_or_default());
-    let id = entry["id"].as_str().map(str::to_owned);
-    match entry["kind"].as_str()? {
-        "session_event" => Some(Change::Session(SessionEvent {
-            session: SessionId::parse(entry["session"].as_str()?).ok()?,
-            kind: match entry["event"].as_str()? {
-                "assigned" => SessionEventKind::Assigned,
-                "transferred" => SessionEventKind::Transferred,
-                "failed" => SessionEventKind::Failed,
-                "ended" => SessionEventKind::Ended,
-                _ => return None,
-            },
-            agent: agent(),
-            from_agent: entry["from_agent"]
-                .as_str()
-                .and_then(|a| AgentId::parse(a).ok()),
-            customer: entry["customer"]
-                .as_str()
-                .and_then(|c| ClientUserId::parse(c).ok()),
-            at,
-            id,
-        })),
-        "status" => Some(Change::SetStatus {
-            agent: agent()?,
-            status: serde_json::from_value::<AgentStatus>(entry["status"].clone()).ok()?,
-            at,
-            id,
-        }),
-        "agent_put" => {
-            let config: AgentConfig = serde_json::from_value(entry["agent"].clone()).ok()?;
-            let agent = app.check_agent(&config).ok()?;
-            Some(Change::PutAgent(std::sync::Arc::new(agent)))
+    /// A fresh answer.
+    fn of(answer: &engine::Answer) -> Self {
+        Self {
+            rule: answer.rule.clone(),
+            group: answer.group.map(GroupId::get),
+            agents: answer
+                .agents
+                .iter()
+                .map(|a| a.as_str().to_owned())
+                .collect(),
+            fallback: answer.fallback,
+            reason: answer.reason.clone(),
         }
-        "agent_removed" => Some(Change::RemoveAgent(agent()?)),
-        "links_forgotten" => Some(Change::ForgetLinks {
-            before: from_ms(entry["before_ms"].as_u64()?),
-        }),
-        "customer" => {
-            let record: CustomerRecord = serde_json::from_value(entry["customer"].clone()).ok()?;
-            Some(Change::PutCustomer(Customer::from(record)))
-        }
-        _ => None,
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::testing;
-    use serde_json::json;
+    use std::time::SystemTime;
 
-    /// A logged decision for `customer` that reserved bob, with what it saw of them.
-    fn to_bob(session: &str, customer: &str, at_ms: u64, seen: Value) -> Value {
-        let mut entry = json!({
-            "kind": "decision", "at_ms": at_ms, "app": 1_400_000_001u64,
-            "session": session, "customer": customer, "event_time_ms": at_ms,
-            "rule": "default", "strategy": "least_loaded", "group": 6521,
-            "agents": ["bob@example.com", "ann@example.com"],
-            "reserved": "bob@example.com", "fallback": false, "replayed": false,
-            "reason": "as logged", "considered": [],
-        });
-        if let (Some(entry), Some(seen)) = (entry.as_object_mut(), seen.as_object()) {
-            entry.extend(seen.clone());
-        }
-        entry
+    use handoff_core::id::{AgentId, ClientUserId, SessionId};
+
+    use super::*;
+    use crate::{
+        decision_log::{AppSnapshot, Previous},
+        engine::Customer,
+        store::{Applied, record::CustomerRecord},
+        testing,
+    };
+
+    /// A logged decision for `customer` that reserved bob.
+    fn to_bob(session: &str, customer: &str, at_ms: u64) -> Result<Decided, testing::Error> {
+        Ok(Decided {
+            at_ms,
+            app: testing::app_id()?,
+            session: SessionId::parse(session)?,
+            customer: ClientUserId::parse(customer)?,
+            event_time_ms: at_ms,
+            platform: String::new(),
+            channel: String::new(),
+            attributes: BTreeMap::new(),
+            rule: "default".into(),
+            strategy: Some(handoff_core::config::Strategy::LeastLoaded),
+            group: Some(GroupId::new(6521)?),
+            agents: vec![
+                AgentId::parse("bob@example.com")?,
+                AgentId::parse("ann@example.com")?,
+            ],
+            reserved: Some(AgentId::parse("bob@example.com")?),
+            fallback: false,
+            replayed: false,
+            reason: "as logged".into(),
+            considered: Vec::new(),
+            profile: None,
+            previous: None,
+        })
+    }
+
+    /// `entries`, each with its line number.
+    fn numbered(entries: Vec<Entry>) -> impl Iterator<Item = (usize, Entry)> {
+        entries.into_iter().enumerate().map(|(n, e)| (n + 1, e))
     }
 
     #[tokio::test]
@@ -491,12 +483,15 @@ mod tests {
     -> Result<(), testing::Error> {
         let catalog = testing::catalog()?;
         let lifetimes = testing::lifetimes(std::time::Duration::from_secs(60));
-        let mut renamed = to_bob("s-1", "c-1", 3_000, json!({}));
-        renamed["rule"] = json!("night");
-        let mut elsewhere = to_bob("s-2", "c-2", 3_000, json!({}));
-        elsewhere["app"] = json!(1_400_000_009u64);
-        let entries = vec![to_bob("s-0", "c-0", 2_000, json!({})), renamed, elsewhere];
-        let report = replay(&catalog, lifetimes, entries).await?;
+        let mut renamed = to_bob("s-1", "c-1", 3_000)?;
+        renamed.rule = "night".into();
+        let mut elsewhere = to_bob("s-2", "c-2", 3_000)?;
+        elsewhere.app = SdkAppId::new(1_400_000_009)?;
+        let entries = [to_bob("s-0", "c-0", 2_000)?, renamed, elsewhere]
+            .into_iter()
+            .map(|d| Entry::Decision(Box::new(d)))
+            .collect();
+        let report = replay(&catalog, lifetimes, numbered(entries)).await?;
         assert_eq!(report.decisions, 2);
         assert_eq!(
             report.unknown_rules.into_iter().collect::<Vec<_>>(),
@@ -514,29 +509,105 @@ mod tests {
     -> Result<(), testing::Error> {
         let catalog = testing::catalog()?;
         let lifetimes = testing::lifetimes(std::time::Duration::from_secs(60));
+        // Bob served this customer before the log began: sticky, he goes first.
+        let mut sticky = to_bob("s-1", "c-1", 3_000)?;
+        sticky.previous = Some(Previous {
+            agent: AgentId::parse("bob@example.com")?,
+            at_ms: 1_000,
+        });
+        // This one's pushed profile names bob their owner, though he is busier now.
+        let mut owned = to_bob("s-2", "c-2", 4_000)?;
+        let mut profile = Customer::unknown(ClientUserId::parse("c-2")?);
+        profile.known = true;
+        profile.owner = Some(AgentId::parse("bob@example.com")?);
+        owned.profile = Some(Box::new(CustomerRecord::from(&profile)));
         let entries = vec![
-            json!({"kind": "state", "reason": "rotation", "at_ms": 2_000, "apps": []}),
-            // Bob served this customer before the log began: sticky, he goes first.
-            to_bob(
-                "s-1",
-                "c-1",
-                3_000,
-                json!({"previous": {"agent": "bob@example.com", "at_ms": 1_000}}),
-            ),
-            // This one's pushed profile names bob their owner, though he is busier now.
-            to_bob(
-                "s-2",
-                "c-2",
-                4_000,
-                json!({"profile": {
-                    "id": "c-2", "known": true, "tier": null, "language": null,
-                    "region": null, "tags": [], "owner": "bob@example.com", "attributes": {}
-                }}),
-            ),
+            Entry::state(from_ms(2_000), Vec::new()),
+            Entry::Decision(Box::new(sticky)),
+            Entry::Decision(Box::new(owned)),
         ];
-        let report = replay(&catalog, lifetimes, entries).await?;
+        let report = replay(&catalog, lifetimes, numbered(entries)).await?;
         assert_eq!(report.decisions, 2);
         assert_eq!(report.changed_total, 0, "{:?}", report.changed);
+        Ok(())
+    }
+
+    /// What a store holds of the app and of customers c-1 and c-2, as text.
+    async fn holds(store: &LocalStore, app: &engine::App, at: SystemTime) -> String {
+        let mut held = String::new();
+        for customer in ["c-1", "c-2"] {
+            let Ok(customer) = ClientUserId::parse(customer) else {
+                continue;
+            };
+            let look = Look {
+                customer: Some(&customer),
+                sessions: true,
+            };
+            let seen = store
+                .inspect(app, look, at, |state| {
+                    format!(
+                        "{}\n{:?}\n{:?}\n",
+                        serde_json::to_string(&AppSnapshot::of(app, state)).unwrap_or_default(),
+                        state.customer(&customer).map(CustomerRecord::from),
+                        state.last_agent(&customer),
+                    )
+                })
+                .await;
+            held.push_str(&seen.unwrap_or_else(|e| e.to_string()));
+        }
+        held
+    }
+
+    #[tokio::test]
+    async fn every_kind_of_logged_change_replays_as_the_store_applied_it()
+    -> Result<(), testing::Error> {
+        let catalog = testing::catalog()?;
+        let app = catalog.app(testing::app_id()?).ok_or("no app")?;
+        let lifetimes = testing::lifetimes(std::time::Duration::from_secs(60));
+        let direct = LocalStore::in_memory(lifetimes);
+        let mut replay = Replay::new(&catalog, lifetimes);
+        let decided = to_bob("s-1", "c-1", 1_000)?;
+        direct
+            .assign(app, &decided.handoff(), from_ms(1_000), |_| {
+                decided.forced(app)
+            })
+            .await?;
+        replay.feed(Entry::Decision(Box::new(decided))).await?;
+        for change in testing::every_change()? {
+            let at = from_ms(2_000);
+            let before = holds(&direct, app, at).await;
+            let applied = direct.apply(app, change.clone(), at).await?;
+            assert_eq!(applied, Applied::Recorded, "{change:?}");
+            assert_ne!(before, holds(&direct, app, at).await, "{change:?} shows");
+            // Logged, read back from its line, replayed.
+            let line = serde_json::to_string(&Entry::change(app.id, at, &change, applied))?;
+            replay.feed(serde_json::from_str(&line)?).await?;
+            // The store that follows the log holds what the router held.
+            assert_eq!(
+                holds(&replay.logged, app, at).await,
+                holds(&direct, app, at).await,
+                "{line}"
+            );
+        }
+        assert_eq!(replay.finish().changes, 6);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_log_of_a_newer_format_is_refused_with_its_place() -> Result<(), testing::Error> {
+        let catalog = testing::catalog()?;
+        let lifetimes = testing::lifetimes(std::time::Duration::from_secs(60));
+        let mut state = Entry::state(from_ms(1_000), Vec::new());
+        if let Entry::State { format, .. } = &mut state {
+            *format = FORMAT + 1;
+        }
+        let refused = replay(&catalog, lifetimes, [("d.jsonl:1", state)]).await;
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|e| e.starts_with("d.jsonl:1: ") && e.contains("newer handoff")),
+            "{refused:?}"
+        );
         Ok(())
     }
 

@@ -698,10 +698,7 @@ impl<S: Store> Router<S> {
     async fn apply(&self, app: &App, change: Change) -> Result<Applied, RouterError> {
         let started = std::time::Instant::now();
         let now = self.clock.now();
-        let entry = self
-            .decision_log
-            .as_ref()
-            .map(|_| (change.clone(), app.id.get()));
+        let entry = self.decision_log.as_ref().map(|_| (change.clone(), app.id));
         let applied = self.store.apply(app, change, now).await;
         self.metrics
             .store("apply", started.elapsed(), applied.is_ok());

@@ -6,11 +6,16 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use handoff_core::id::{ClientUserId, SdkAppId, SessionId};
+use std::sync::Arc;
+
+use handoff_core::{
+    config::{AgentConfig, AgentStatus},
+    id::{AgentId, ClientUserId, SdkAppId, SessionId},
+};
 
 use crate::{
-    engine::{Catalog, Handoff},
-    store::Lifetimes,
+    engine::{Catalog, Customer, Handoff},
+    store::{Change, Lifetimes, SessionEvent, SessionEventKind, record::from_ms},
 };
 
 /// App 1400000001: group 6521 with ann (capacity 2) and bob (capacity 3).
@@ -63,6 +68,59 @@ pub fn lifetimes(ttl: Duration) -> Lifetimes {
         assignment_ttl: ttl,
         max_session: Duration::from_secs(8 * 3600),
     }
+}
+
+/// Every kind of change the router logs, one of each, in an order where each one shows
+/// on [`TWO_AGENTS`] after a decision reserved bob for customer c-1 at 1 s: bob serves
+/// session s-1, then is away; carol joins, ann leaves; customer c-2 is a VIP; links made
+/// before 2.5 s are forgotten. All at 2 s.
+pub fn every_change() -> Result<Vec<Change>, Error> {
+    let at = from_ms(2_000);
+    let carol: AgentConfig = serde_json::from_value(serde_json::json!({
+        "id": "carol@example.com", "groups": [6521], "capacity": 4
+    }))?;
+    let app = catalog()?;
+    let app = app.app(app_id()?).ok_or("no app")?;
+    let mut vip = Customer::unknown(ClientUserId::parse("c-2")?);
+    vip.known = true;
+    vip.tier = Some("vip".into());
+    let changes = vec![
+        Change::Session(SessionEvent {
+            session: SessionId::parse("s-1")?,
+            kind: SessionEventKind::Assigned,
+            agent: Some(AgentId::parse("bob@example.com")?),
+            from_agent: None,
+            customer: Some(ClientUserId::parse("c-1")?),
+            at,
+            id: Some("req-1".into()),
+        }),
+        Change::SetStatus {
+            agent: AgentId::parse("bob@example.com")?,
+            status: AgentStatus::Away,
+            at,
+            id: Some("req-2".into()),
+        },
+        Change::PutAgent(Arc::new(app.check_agent(&carol).map_err(|f| f.message)?)),
+        Change::RemoveAgent(AgentId::parse("ann@example.com")?),
+        Change::PutCustomer(vip),
+        Change::ForgetLinks {
+            before: from_ms(2_500),
+        },
+    ];
+    // A new kind of change must be added above: this match stops compiling without it.
+    let mut kinds = [false; 6];
+    for change in &changes {
+        kinds[match change {
+            Change::Session(_) => 0,
+            Change::SetStatus { .. } => 1,
+            Change::PutAgent(_) => 2,
+            Change::RemoveAgent(_) => 3,
+            Change::PutCustomer(_) => 4,
+            Change::ForgetLinks { .. } => 5,
+        }] = true;
+    }
+    assert!(kinds.iter().all(|k| *k), "every kind is in the list");
+    Ok(changes)
 }
 
 /// A filesystem of its own for a test, small enough to fill: a tmpfs mounted on a directory

@@ -2,9 +2,11 @@
 
 use std::time::{Duration, Instant};
 
-use handoff_proto::router::v1::{
-    AssignHumanRequest, AssignHumanResponse,
-    router_service_server::{RouterService, RouterServiceServer},
+use handoff_proto::{
+    fake::{AssignHuman, AssignOnly},
+    router::v1::{
+        AssignHumanRequest, AssignHumanResponse, router_service_server::RouterServiceServer,
+    },
 };
 use tokio::net::TcpListener;
 use tonic::{Request, Response, Status, transport::server::TcpIncoming};
@@ -277,7 +279,7 @@ async fn router_down_answers_the_fallback_group_or_a_clear_failure() -> TestResu
 struct SlowRouter;
 
 #[tonic::async_trait]
-impl RouterService for SlowRouter {
+impl AssignHuman for SlowRouter {
     async fn assign_human(
         &self,
         _request: Request<AssignHumanRequest>,
@@ -293,7 +295,7 @@ async fn a_router_slower_than_the_deadline_is_cut_off_and_the_fallback_answers()
     let slow = listener.local_addr()?;
     tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(RouterServiceServer::new(SlowRouter))
+            .add_service(RouterServiceServer::new(AssignOnly(SlowRouter)))
             .serve_with_incoming(TcpIncoming::from(listener)),
     );
     let stack = Stack::gateway_only(CONFIG, slow).await?;

@@ -3,6 +3,12 @@
 
 use std::time::Duration;
 
+use handoff_core::config::AgentStatus;
+use handoff_router::{
+    decision_log::{Entry, StateReason},
+    store::{Applied, SessionEventKind},
+};
+
 use crate::{
     support::{TestResult, body, body_from, now_secs, request, signed_uri},
     traces::{field, memory_config, own_ports, spawn},
@@ -65,46 +71,60 @@ async fn decisions_and_changes_are_logged_in_order_as_json_lines() -> TestResult
     let _ = std::fs::remove_dir_all(&dir);
     let (lines, reserved) = result?;
 
-    let entries: Vec<serde_json::Value> = lines
+    // Read as replay reads them: each line is an entry of the log's one format.
+    let entries: Vec<Entry> = lines
         .iter()
         .map(|line| serde_json::from_str(line))
         .collect::<Result<_, _>>()?;
-    let kinds: Vec<&str> = entries.iter().filter_map(|e| e["kind"].as_str()).collect();
-    assert_eq!(
-        kinds,
-        ["state", "decision", "session_event", "status"],
-        "{lines:?}"
-    );
+    let [state, decision, ended, away] = entries.as_slice() else {
+        return Err(format!("four entries, not {lines:?}").into());
+    };
     // The state the router started with: both apps, nothing held yet.
-    assert_eq!(entries[0]["reason"], "start");
-    let apps: Vec<u64> = entries[0]["apps"]
-        .as_array()
-        .map(|apps| apps.iter().filter_map(|a| a["app"].as_u64()).collect())
-        .unwrap_or_default();
-    assert_eq!(apps, [1_400_000_001, 1_400_000_002]);
-    assert_eq!(entries[0]["apps"][0]["seats"], serde_json::json!([]));
-    let entries = &entries[1..];
-    let decision = &entries[0];
-    assert_eq!(decision["app"], 1_400_000_001);
-    assert_eq!(decision["session"], "d-1");
-    assert_eq!(decision["customer"], "user-d-1");
-    assert_eq!(decision["rule"], "default");
-    assert_eq!(decision["reserved"], reserved.as_str());
-    assert!(decision["reason"].as_str().is_some_and(|r| !r.is_empty()));
-    let considered = decision["considered"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    assert!(
-        considered
-            .iter()
-            .any(|agent| agent["agent"] == reserved.as_str() && agent["active"] == 0),
-        "the agents considered, as the decision saw them: {considered:?}"
+    let Entry::State { reason, apps, .. } = state else {
+        return Err(format!("a state first: {lines:?}").into());
+    };
+    assert_eq!(*reason, StateReason::Start);
+    let ids: Vec<u64> = apps.iter().map(|snapshot| snapshot.app).collect();
+    assert_eq!(ids, [1_400_000_001, 1_400_000_002]);
+    assert!(apps[0].seats.is_empty());
+    let Entry::Decision(decision) = decision else {
+        return Err(format!("then the decision: {lines:?}").into());
+    };
+    assert_eq!(decision.app.get(), 1_400_000_001);
+    assert_eq!(decision.session.as_str(), "d-1");
+    assert_eq!(decision.customer.as_str(), "user-d-1");
+    assert_eq!(decision.rule, "default");
+    assert_eq!(
+        decision.reserved.as_ref().map(|a| a.as_str()),
+        Some(reserved.as_str())
     );
-    assert_eq!(entries[1]["event"], "ended");
-    assert_eq!(entries[1]["outcome"], "recorded");
-    assert_eq!(entries[2]["agent"], "bob@example.com");
-    assert_eq!(entries[2]["status"], "away");
+    assert!(!decision.reason.is_empty());
+    assert!(
+        decision
+            .considered
+            .iter()
+            .any(|agent| agent.agent.as_str() == reserved && agent.active == 0),
+        "the agents considered, as the decision saw them: {:?}",
+        decision.considered
+    );
+    assert!(
+        matches!(
+            ended,
+            Entry::SessionEvent {
+                event: SessionEventKind::Ended,
+                outcome: Applied::Recorded,
+                ..
+            }
+        ),
+        "{ended:?}"
+    );
+    assert!(
+        matches!(
+            away,
+            Entry::Status { agent, status: AgentStatus::Away, .. } if agent.as_str() == "bob@example.com"
+        ),
+        "{away:?}"
+    );
     let everything = lines.join("\n");
     assert!(
         !everything.contains("xxxxyyyy"),

@@ -295,4 +295,41 @@ mod tests {
         assert!(open.is_open());
         assert_eq!(code(open.check(&path("RemoveAgent"), None)), None);
     }
+
+    #[test]
+    fn every_rpc_of_the_service_is_in_exactly_one_group() -> Result<(), Box<dyn std::error::Error>>
+    {
+        use prost::Message;
+        let set = prost_types::FileDescriptorSet::decode(handoff_proto::FILE_DESCRIPTOR_SET)?;
+        let service = set
+            .file
+            .iter()
+            .flat_map(|file| file.service.iter().map(move |s| (file.package(), s)))
+            .find(|(package, service)| format!("{package}.{}", service.name()) == SERVICE_NAME)
+            .map(|(_, service)| service)
+            .ok_or("the router service is in the descriptor set")?;
+        let rpcs: Vec<&str> = service.method.iter().map(|m| m.name()).collect();
+        assert!(rpcs.len() >= 9, "{rpcs:?}");
+        for rpc in &rpcs {
+            let groups: Vec<&str> = METHOD_GROUPS
+                .iter()
+                .filter(|(_, methods)| methods.contains(rpc))
+                .map(|(group, _)| *group)
+                .collect();
+            assert_eq!(
+                groups.len(),
+                1,
+                "{rpc} is in groups {groups:?}: add it to one of METHOD_GROUPS"
+            );
+        }
+        for (group, methods) in METHOD_GROUPS {
+            for method in methods {
+                assert!(
+                    rpcs.contains(method),
+                    "group {group} names {method}, which the service lacks"
+                );
+            }
+        }
+        Ok(())
+    }
 }

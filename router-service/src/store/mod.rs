@@ -99,8 +99,14 @@ pub enum Assignment {
 impl Assignment {
     /// The answer, fresh or replayed.
     pub fn answer(&self) -> &Answer {
+        self.parts().0
+    }
+
+    /// The answer, and whether it is a retry's, replayed.
+    pub fn parts(&self) -> (&Answer, bool) {
         match self {
-            Assignment::Fresh(answer) | Assignment::Replayed(answer) => answer,
+            Assignment::Fresh(answer) => (answer, false),
+            Assignment::Replayed(answer) => (answer, true),
         }
     }
 }
@@ -185,7 +191,8 @@ impl Change {
 }
 
 /// What a change did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Applied {
     /// It was recorded.
     Recorded,

@@ -27,7 +27,8 @@ pub use crate::engine::SessionState;
 use crate::engine::{Answer, LiveSession};
 
 /// What a report says happened to a session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SessionEventKind {
     /// An agent serves the session (took it, or was seen serving it).
     Assigned,

@@ -1,29 +1,8 @@
-//! The decision log: every AssignHuman decision (its inputs, the agents it considered as it
-//! saw them, its answer and explanation) and every state change (session events, statuses,
-//! roster and customer changes), in the order the router made them, as JSON lines.
-//!
-//! Written off the hot path: a call hands its entry to a bounded queue and goes on; one
-//! thread serializes and appends, flushing whenever the queue runs dry, and rotates the
-//! file by size (`FILE` -> `FILE.1` -> ... -> `FILE.<keep>`). When the queue is full the
-//! entry is counted as dropped, never waited for.
-//!
-//! A full or failing disk loses lines, never the file's shape: lines are written whole,
-//! in batches; a batch the disk does not take is truncated off again (so no torn line
-//! stays), its lines are counted as dropped (`io`), the failure is logged at most once a
-//! second, and the next batch tries again, so writing resumes by itself once there is
-//! room.
-//!
-//! Every file begins with a `state` entry (and the router's start writes one where it
-//! begins in a file): the seats held, live statuses, run-time roster changes and idle
-//! clocks as the store had them, so a file replays on its own even after older ones are
-//! gone or the router restarted with state it kept. When a file is full the writer raises
-//! [`DecisionLog::state_wanted`]; a task of the router's reads the state through the store
-//! like any other read and records it, and the writer rotates on it.
-//! Customers and their previous agents are not in it (there may be millions): each
-//! decision carries what it saw of its own customer.
+//! The writer: a bounded queue in front of one thread that serializes [`Entry`]s, appends
+//! them a batch of whole lines at a time and rotates the file by size, beginning each file
+//! with the state the router reads for it.
 
 use std::{
-    collections::BTreeMap,
     fs::{File, OpenOptions},
     io::{self, Write},
     path::{Path, PathBuf},
@@ -32,27 +11,15 @@ use std::{
         mpsc::{self, Receiver, SyncSender, TrySendError},
     },
     thread::JoinHandle,
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, Instant},
 };
 
-use handoff_core::{
-    config::{AgentConfig, AgentStatus, DecisionLogConfig},
-    id::{AgentId, ClientUserId, SessionId},
-    throttle::Throttle,
-};
+use handoff_core::{config::DecisionLogConfig, throttle::Throttle};
 use prometheus_client::metrics::{counter::Counter, family::Family};
-use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-pub use crate::store::snapshot::AppSnapshot;
-use crate::{
-    engine::{Decision, Handoff, StateView},
-    metrics::ReasonLabels,
-    store::{
-        Applied, Assignment, Change,
-        record::{CustomerRecord, to_ms},
-    },
-};
+use super::{Entry, StateReason};
+use crate::metrics::ReasonLabels;
 
 /// How many entries may wait for the writer.
 const QUEUE: usize = 65_536;
@@ -62,321 +29,6 @@ const STATE_WAIT: Duration = Duration::from_secs(5);
 
 /// How many bytes of lines are gathered before they are written.
 const BATCH_BYTES: usize = 64 << 10;
-
-/// A customer's previous agent as a decision saw it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Previous {
-    /// The agent.
-    pub agent: AgentId,
-    /// When the link was made, Unix milliseconds.
-    pub at_ms: u64,
-}
-
-/// What a decision saw of its customer, besides the handoff itself: the pushed profile
-/// and the previous agent.
-#[derive(Debug, Clone, Default)]
-pub struct Seen {
-    /// The agents it considered.
-    pub considered: Vec<Considered>,
-    /// The customer's pushed profile.
-    pub profile: Option<Box<CustomerRecord>>,
-    /// The customer's previous agent.
-    pub previous: Option<Previous>,
-}
-
-impl Seen {
-    /// What `decision`, made over `state` for `handoff`, saw.
-    pub fn of(decision: &Decision, handoff: &Handoff, state: &dyn StateView) -> Self {
-        Self {
-            considered: Considered::of(decision),
-            profile: state
-                .customer(&handoff.client_user)
-                .map(|customer| Box::new(CustomerRecord::from(customer))),
-            previous: state
-                .last_agent(&handoff.client_user)
-                .map(|(agent, at)| Previous {
-                    agent: agent.clone(),
-                    at_ms: to_ms(at),
-                }),
-        }
-    }
-}
-
-/// An agent a decision considered, as it saw it.
-#[derive(Debug, Clone, Serialize)]
-pub struct Considered {
-    /// The agent.
-    pub agent: AgentId,
-    /// Sessions holding its seats.
-    pub active: u32,
-    /// Its capacity.
-    pub capacity: u32,
-    /// When it was last assigned a session, Unix milliseconds.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_assigned_ms: Option<u64>,
-    /// The strategy's score.
-    pub score: f64,
-}
-
-impl Considered {
-    /// The candidates `decision` ranked, as it saw them.
-    pub fn of(decision: &Decision) -> Vec<Considered> {
-        decision
-            .ranked
-            .iter()
-            .map(|candidate| Considered {
-                agent: candidate.agent.clone(),
-                active: candidate.active,
-                capacity: candidate.capacity,
-                last_assigned_ms: candidate.last_assigned.map(to_ms),
-                score: candidate.score,
-            })
-            .collect()
-    }
-}
-
-/// One line of the log.
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Entry {
-    /// An AssignHuman decision.
-    Decision {
-        /// When, by the router's clock, Unix milliseconds.
-        at_ms: u64,
-        /// The app.
-        app: u64,
-        /// The session.
-        session: SessionId,
-        /// The customer.
-        customer: ClientUserId,
-        /// When the user asked, by the caller's clock.
-        event_time_ms: u64,
-        /// The caller's platform.
-        #[serde(skip_serializing_if = "String::is_empty")]
-        platform: String,
-        /// The channel.
-        #[serde(skip_serializing_if = "String::is_empty")]
-        channel: String,
-        /// Free attributes.
-        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-        attributes: BTreeMap<String, String>,
-        /// The rule that decided.
-        rule: String,
-        /// Its strategy.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        strategy: Option<&'static str>,
-        /// The group answered.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        group: Option<u64>,
-        /// The agents answered, best first.
-        agents: Vec<AgentId>,
-        /// The agent whose seat was reserved.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        reserved: Option<AgentId>,
-        /// Whether no agent could be ranked.
-        fallback: bool,
-        /// Whether this is a retry's answer, replayed.
-        replayed: bool,
-        /// The explanation.
-        reason: String,
-        /// The agents the decision considered, as it saw them (none when replayed).
-        considered: Vec<Considered>,
-        /// The customer's pushed profile, as the decision saw it.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        profile: Option<Box<CustomerRecord>>,
-        /// The customer's previous agent, as the decision saw it.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        previous: Option<Previous>,
-    },
-    /// The live state a file starts with.
-    State {
-        /// When it was read, by the router's clock.
-        at_ms: u64,
-        /// Why a file starts here: `start` (the router started) or `rotation`.
-        reason: &'static str,
-        /// Each app's state.
-        apps: Vec<AppSnapshot>,
-    },
-    /// A session event.
-    SessionEvent {
-        /// When it was recorded, by the router's clock.
-        at_ms: u64,
-        /// The app.
-        app: u64,
-        /// The session.
-        session: SessionId,
-        /// What happened.
-        event: &'static str,
-        /// The agent serving the session after it.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        agent: Option<AgentId>,
-        /// The agent it came from.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        from_agent: Option<AgentId>,
-        /// The customer.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        customer: Option<ClientUserId>,
-        /// When it happened, by the reporter's clock.
-        event_time_ms: u64,
-        /// The report's identity.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        id: Option<String>,
-        /// What the router made of it.
-        outcome: &'static str,
-    },
-    /// An agent's status.
-    Status {
-        /// When it was recorded, by the router's clock.
-        at_ms: u64,
-        /// The app.
-        app: u64,
-        /// The agent.
-        agent: AgentId,
-        /// The status.
-        status: AgentStatus,
-        /// When it was set, by the reporter's clock.
-        event_time_ms: u64,
-        /// The report's identity.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        id: Option<String>,
-        /// What the router made of it.
-        outcome: &'static str,
-    },
-    /// An agent added or replaced at run time.
-    AgentPut {
-        /// When, by the router's clock.
-        at_ms: u64,
-        /// The app.
-        app: u64,
-        /// The definition, in the config file's shape.
-        agent: AgentConfig,
-    },
-    /// An agent removed at run time.
-    AgentRemoved {
-        /// When, by the router's clock.
-        at_ms: u64,
-        /// The app.
-        app: u64,
-        /// The agent.
-        agent: AgentId,
-    },
-    /// Customers' previous agents linked before a time, forgotten (past `sticky_ttl`).
-    LinksForgotten {
-        /// When, by the router's clock.
-        at_ms: u64,
-        /// The app.
-        app: u64,
-        /// Links recorded before this were forgotten.
-        before_ms: u64,
-    },
-    /// What is known of a customer, pushed at run time.
-    Customer {
-        /// When, by the router's clock.
-        at_ms: u64,
-        /// The app.
-        app: u64,
-        /// The profile, as stored.
-        customer: CustomerRecord,
-    },
-}
-
-impl Entry {
-    /// A decision's entry.
-    pub fn decision(
-        handoff: &Handoff,
-        now: SystemTime,
-        assignment: &Assignment,
-        seen: Seen,
-    ) -> Self {
-        let (answer, replayed) = match assignment {
-            Assignment::Fresh(answer) => (answer, false),
-            Assignment::Replayed(answer) => (answer, true),
-        };
-        Entry::Decision {
-            at_ms: to_ms(now),
-            app: handoff.app.get(),
-            session: handoff.session.clone(),
-            customer: handoff.client_user.clone(),
-            event_time_ms: to_ms(handoff.event_time),
-            platform: handoff.platform.clone(),
-            channel: handoff.channel.clone(),
-            attributes: handoff.attributes.clone(),
-            rule: answer.rule.clone(),
-            strategy: answer.strategy.map(|s| s.as_str()),
-            group: answer.group.map(|g| g.get()),
-            agents: answer.agents.clone(),
-            reserved: answer.reserved.clone(),
-            fallback: answer.fallback,
-            replayed,
-            reason: answer.reason.clone(),
-            considered: seen.considered,
-            profile: seen.profile,
-            previous: seen.previous,
-        }
-    }
-
-    /// A `state` entry for a new file, read at `now` (the writer says why it starts).
-    pub fn state(now: SystemTime, apps: Vec<AppSnapshot>) -> Self {
-        Entry::State {
-            at_ms: to_ms(now),
-            reason: "",
-            apps,
-        }
-    }
-
-    /// A state change's entry.
-    pub fn change(app: u64, now: SystemTime, change: &Change, applied: Applied) -> Self {
-        let at_ms = to_ms(now);
-        match change {
-            Change::SetStatus {
-                agent,
-                status,
-                at,
-                id,
-            } => Entry::Status {
-                at_ms,
-                app,
-                agent: agent.clone(),
-                status: *status,
-                event_time_ms: to_ms(*at),
-                id: id.clone(),
-                outcome: applied.as_str(),
-            },
-            Change::PutAgent(agent) => Entry::AgentPut {
-                at_ms,
-                app,
-                agent: agent.spec.clone(),
-            },
-            Change::RemoveAgent(agent) => Entry::AgentRemoved {
-                at_ms,
-                app,
-                agent: agent.clone(),
-            },
-            Change::PutCustomer(customer) => Entry::Customer {
-                at_ms,
-                app,
-                customer: CustomerRecord::from(customer),
-            },
-            Change::ForgetLinks { before } => Entry::LinksForgotten {
-                at_ms,
-                app,
-                before_ms: to_ms(*before),
-            },
-            Change::Session(event) => Entry::SessionEvent {
-                at_ms,
-                app,
-                session: event.session.clone(),
-                event: event.kind.as_str(),
-                agent: event.agent.clone(),
-                from_agent: event.from_agent.clone(),
-                customer: event.customer.clone(),
-                event_time_ms: to_ms(event.at),
-                id: event.id.clone(),
-                outcome: applied.as_str(),
-            },
-        }
-    }
-}
 
 /// The log: a bounded queue in front of a writer thread.
 pub struct DecisionLog {
@@ -459,8 +111,8 @@ impl Drop for DecisionLog {
 
 /// A state the writer has asked for and not yet written.
 struct Asked {
-    /// `start`: the state goes into the file as it is; `rotation`: it begins the next one.
-    reason: &'static str,
+    /// `Start`: the state goes into the file where it ends; `Rotation`: it begins the next.
+    reason: StateReason,
     since: Instant,
 }
 
@@ -491,7 +143,7 @@ impl Writer {
             wanted,
             line: Vec::new(),
             asked: Some(Asked {
-                reason: "start",
+                reason: StateReason::Start,
                 since: Instant::now(),
             }),
             wait: STATE_WAIT,
@@ -533,7 +185,7 @@ impl Writer {
                 return;
             };
             *reason = asked.reason;
-            if asked.reason != "start" {
+            if asked.reason == StateReason::Rotation {
                 self.rotate();
             }
             if self.serialize(&entry) {
@@ -548,7 +200,7 @@ impl Writer {
             match &self.asked {
                 None => {
                     self.asked = Some(Asked {
-                        reason: "rotation",
+                        reason: StateReason::Rotation,
                         since: Instant::now(),
                     });
                     self.wanted.notify_one();
@@ -737,8 +389,12 @@ pub fn rotated(path: &Path, n: usize) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+    use std::time::SystemTime;
+
+    use handoff_core::id::{AgentId, SdkAppId};
+
     use super::*;
-    use crate::store::record::from_ms;
+    use crate::store::record::{from_ms, to_ms};
 
     fn scratch(name: &str) -> PathBuf {
         std::env::temp_dir().join(format!(
@@ -751,7 +407,7 @@ mod tests {
     fn removal(n: u64) -> Result<Entry, Box<dyn std::error::Error>> {
         Ok(Entry::AgentRemoved {
             at_ms: n,
-            app: 1_400_000_001,
+            app: SdkAppId::new(1_400_000_001)?,
             agent: AgentId::parse(format!("agent{n:04}@example.com"))?,
         })
     }
