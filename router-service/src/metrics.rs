@@ -119,8 +119,9 @@ pub struct Metrics {
     otel_store_seconds: Option<OtelHistogram<f64>>,
 }
 
-/// What the router exports over OTLP from its Prometheus text (the store's latency goes as
-/// a histogram of its own).
+/// Every counter and gauge of the router: its name and help in the Prometheus text, and
+/// what it exports over OTLP from that text (the store's latency, the one histogram, goes
+/// as a histogram of its own).
 pub const MIRRORED: &[Mirrored] = &[
     Mirrored {
         name: "handoff_router_decisions_total",
@@ -130,7 +131,7 @@ pub const MIRRORED: &[Mirrored] = &[
     Mirrored {
         name: "handoff_router_fallbacks_total",
         gauge: false,
-        help: "Decisions that found no agent and answered a group alone",
+        help: "Decisions that found no agent and answered a group alone, by app, rule and reason",
     },
     Mirrored {
         name: "handoff_router_rejections_total",
@@ -175,24 +176,78 @@ pub const MIRRORED: &[Mirrored] = &[
     Mirrored {
         name: "handoff_router_store_data_lost_total",
         gauge: false,
-        help: "Times the Redis store found Redis had lost handoff's state",
+        help: "Times the Redis store found Redis had lost handoff's state (its epoch key gone or replaced)",
     },
     Mirrored {
         name: "handoff_router_journal_bytes",
         gauge: true,
-        help: "The embedded store's journal on disk, bytes",
+        help: "The embedded store's journal on disk, bytes: what is not folded into its file yet (0 on other stores)",
     },
     Mirrored {
         name: "handoff_router_connections_closed_total",
         gauge: false,
-        help: "Connections the gRPC listener refused or closed, by reason",
+        help: "Connections the gRPC listener refused or closed, by reason (max_connections, preface_timeout, bad_preface, idle_timeout)",
     },
     Mirrored {
         name: "handoff_router_decision_log_dropped_total",
         gauge: false,
-        help: "Decision log entries dropped, by reason (queue_full, io)",
+        help: "Decision log entries dropped, by reason: queue_full (its writer fell behind; callbacks never wait for it), io (the disk did not take them)",
     },
 ];
+
+/// Registers `metric` as `handoff_router_<name>` with its help from [`MIRRORED`].
+fn register(registry: &mut Registry, name: &str, metric: impl prometheus_client::registry::Metric) {
+    let help = MIRRORED
+        .iter()
+        .find(|family| {
+            family
+                .name
+                .strip_prefix("handoff_router_")
+                .map(|n| n.trim_end_matches("_total"))
+                == Some(name)
+        })
+        .map_or("", |family| family.help);
+    registry.register(name, help, metric);
+}
+
+/// The OpenMetrics text `open` (as prometheus-client encodes it) in Prometheus' text
+/// format 0.0.4, which Prometheus takes without negotiating and `promtool check metrics`
+/// reads: a counter's HELP and TYPE name its samples (`_total`), no `# UNIT` or `# EOF`.
+/// Each family of `families` with no sample yet is described all the same, so every
+/// metric is there from the first scrape.
+pub fn prometheus_text(open: &str, families: &[Mirrored]) -> String {
+    let counters: std::collections::HashSet<&str> = open
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(open.len() + 64 * families.len());
+    for line in open.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let described = ["# HELP ", "# TYPE "].into_iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        out.push_str(described.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    for family in families {
+        if !out.contains(&format!("# TYPE {} ", family.name)) {
+            let kind = if family.gauge { "gauge" } else { "counter" };
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n",
+                name = family.name,
+                help = family.help
+            ));
+        }
+    }
+    out
+}
 
 /// The store latency histogram's bounds, seconds: 50 us to about 1.6 s.
 fn store_buckets() -> impl Iterator<Item = f64> {
@@ -241,83 +296,43 @@ impl Metrics {
             let _ = decision_log_dropped.get_or_create(&ReasonLabels { reason });
         }
         let journal_bytes = Gauge::<i64, AtomicI64>::default();
-        registry.register(
-            "journal_bytes",
-            "The embedded store's journal on disk, bytes: what is not folded into its file yet (0 on other stores)",
-            journal_bytes.clone(),
-        );
+        register(&mut registry, "journal_bytes", journal_bytes.clone());
         let store_data_lost = Counter::default();
-        registry.register(
-            "store_data_lost",
-            "Times the Redis store found Redis had lost handoff's state (its epoch key gone or replaced)",
-            store_data_lost.clone(),
-        );
+        register(&mut registry, "store_data_lost", store_data_lost.clone());
         let connections_closed = Family::default();
-        registry.register(
+        register(
+            &mut registry,
             "connections_closed",
-            "Connections the gRPC listener refused or closed, by reason (max_connections, preface_timeout, bad_preface, idle_timeout)",
             connections_closed.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
             "decision_log_written",
-            "Decision log entries written",
             decision_log_written.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
             "decision_log_dropped",
-            "Decision log entries dropped, by reason: queue_full (its writer fell behind; callbacks never wait for it), io (the disk did not take them)",
             decision_log_dropped.clone(),
         );
-        registry.register(
-            "decisions",
-            "AssignHuman decisions, by app, rule, strategy and outcome",
-            decisions.clone(),
-        );
-        registry.register(
-            "fallbacks",
-            "Decisions that found no agent and answered a group alone, by app, rule and reason",
-            fallbacks.clone(),
-        );
-        registry.register(
-            "rejections",
-            "Calls refused or failed, by method and gRPC code",
-            rejections.clone(),
-        );
-        registry.register(
-            "session_events",
-            "Session events reported, by app, kind and outcome",
-            session_events.clone(),
-        );
-        registry.register(
-            "status_reports",
-            "Agent status reports, by app, status and outcome",
-            status_reports.clone(),
-        );
+        register(&mut registry, "decisions", decisions.clone());
+        register(&mut registry, "fallbacks", fallbacks.clone());
+        register(&mut registry, "rejections", rejections.clone());
+        register(&mut registry, "session_events", session_events.clone());
+        register(&mut registry, "status_reports", status_reports.clone());
         registry.register(
             "store_seconds",
             "Time the state store took, by operation",
             store_seconds.clone(),
         );
-        registry.register(
-            "store_errors",
-            "State store operations that failed, by operation",
-            store_errors.clone(),
-        );
-        registry.register(
+        register(&mut registry, "store_errors", store_errors.clone());
+        register(
+            &mut registry,
             "group_agents_available",
-            "Agents of the group available now and below capacity",
             agents_available.clone(),
         );
-        registry.register(
-            "group_seats_in_use",
-            "Seats of the group's agents held by sessions now",
-            seats_in_use.clone(),
-        );
-        registry.register(
-            "group_seats_free",
-            "Seats left below capacity on the group's available agents",
-            seats_free.clone(),
-        );
+        register(&mut registry, "group_seats_in_use", seats_in_use.clone());
+        register(&mut registry, "group_seats_free", seats_free.clone());
         Self {
             registry,
             decisions,
@@ -356,11 +371,16 @@ impl Metrics {
         }
     }
 
-    /// The metrics as Prometheus text.
-    pub fn encode(&self) -> String {
+    /// The metrics as OpenMetrics text (`application/openmetrics-text; version=1.0.0`).
+    pub fn encode_openmetrics(&self) -> String {
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// The metrics in Prometheus' text format 0.0.4 (`text/plain; version=0.0.4`).
+    pub fn encode(&self) -> String {
+        prometheus_text(&self.encode_openmetrics(), MIRRORED)
     }
 }

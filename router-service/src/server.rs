@@ -183,16 +183,27 @@ pub async fn serve_metrics<S: Store>(
 ) -> Result<(), ServeError> {
     let app = axum::Router::new().route(
         "/metrics",
-        axum::routing::get(move || {
+        axum::routing::get(move |headers: axum::http::HeaderMap| {
             let router = router.clone();
             async move {
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
+                // OpenMetrics to whoever asks for it (Prometheus does), else text 0.0.4.
+                let open = headers
+                    .get_all(axum::http::header::ACCEPT)
+                    .iter()
+                    .filter_map(|value| value.to_str().ok())
+                    .any(|accept| accept.contains("application/openmetrics-text"));
+                let (content_type, text) = if open {
+                    (
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        router.metrics_openmetrics().await,
+                    )
+                } else {
+                    (
                         "text/plain; version=0.0.4; charset=utf-8",
-                    )],
-                    router.metrics_text().await,
-                )
+                        router.metrics_text().await,
+                    )
+                };
+                ([(axum::http::header::CONTENT_TYPE, content_type)], text)
             }
         }),
     );

@@ -238,6 +238,12 @@ impl<S: Store> Router<S> {
         self.metrics.encode()
     }
 
+    /// The router's metrics as OpenMetrics text, gauges read now.
+    pub async fn metrics_openmetrics(&self) -> String {
+        self.count_seats().await;
+        self.metrics.encode_openmetrics()
+    }
+
     /// Sets each group's agents and seats gauges to what the store holds now, and the
     /// journal's size.
     async fn count_seats(&self) {

