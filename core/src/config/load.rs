@@ -269,12 +269,31 @@ mod tests {
             &[
                 ("HANDOFF__GATEWAY__LISTEN", "127.0.0.1:9090"),
                 ("HANDOFF__ROUTER__STORE__URL", "redis://:hunter2@cache:6379"),
+                (
+                    "HANDOFF__ROUTER__STORE__TLS_CA",
+                    "/etc/handoff/redis-ca.pem",
+                ),
+                ("HANDOFF__GATEWAY__ROUTER_TOKEN", "a-new-token-0123456789"),
             ],
         )?;
         assert_eq!(
             moved.needs_restart(&running),
-            vec!["router.store.url", "gateway.listen"]
+            vec![
+                "router.store.url",
+                "router.store.tls_ca",
+                "gateway.listen",
+                "gateway.router_token"
+            ]
         );
+        // What a reload applies is not reported.
+        let live = parse_with(
+            FILE,
+            &[
+                ("HANDOFF__GATEWAY__MAX_CLOCK_SKEW", "30s"),
+                ("HANDOFF__ROUTER__CAPACITY_MARGIN", "5"),
+            ],
+        )?;
+        assert!(live.needs_restart(&running).is_empty());
         Ok(())
     }
 

@@ -43,97 +43,116 @@ pub struct Config {
 impl Config {
     /// The settings read only when a binary starts, by key: what a reload of the file
     /// cannot change (the secret in a Redis URL compared, never shown).
+    ///
+    /// Every field of `[router]`, `[router.store]` and `[gateway]` is named here, either
+    /// as a key needing a restart or as live (`_`, with where a reload applies it): a new
+    /// field does not compile until it is classed, so no key is ever ignored by a reload
+    /// in silence. Everything under `[[apps]]` is live (the catalog is rebuilt).
     pub fn startup_settings(&self) -> Vec<(&'static str, String)> {
-        let (router, gateway, store) = (&self.router, &self.gateway, &self.router.store);
+        let RouterConfig {
+            listen,
+            assignment_ttl,
+            max_session,
+            shutdown_grace,
+            metrics_listen,
+            store,
+            decision_log,
+            // Live: `Router::reload` rebuilds the access policy.
+            auth: _,
+            tls,
+            max_concurrent_calls,
+            // Live: compiled into each app of the catalog a reload builds.
+            max_event_age: _,
+            max_clock_skew: _,
+            capacity_margin: _,
+            max_connections,
+            preface_timeout,
+            idle_timeout,
+            keepalive,
+        } = &self.router;
+        let StoreConfig {
+            kind,
+            path,
+            url,
+            cluster,
+            timeout,
+            tls_ca,
+            tls_cert,
+            tls_key,
+        } = store;
+        let GatewayConfig {
+            listen: gateway_listen,
+            router_url,
+            path: gateway_path,
+            router_timeout,
+            max_body_bytes,
+            // Live: `Gateway::reload`.
+            max_clock_skew: _,
+            shutdown_grace: gateway_grace,
+            deadline,
+            header_timeout,
+            max_connections: gateway_connections,
+            max_header_bytes,
+            max_in_flight,
+            allow_from,
+            trusted_proxies,
+            router_token,
+            router_ca,
+            router_cert,
+            router_key,
+            tls: gateway_tls,
+            // Live: `Gateway::reload`.
+            session_events: _,
+        } = &self.gateway;
+        let debug = |value: &dyn std::fmt::Debug| format!("{value:?}");
+        let secret = |value: &Option<Secret>| {
+            value
+                .as_ref()
+                .map(|secret| secret.expose().to_owned())
+                .unwrap_or_default()
+        };
         vec![
-            ("router.listen", router.listen.to_string()),
-            (
-                "router.assignment_ttl",
-                format!("{:?}", router.assignment_ttl.get()),
-            ),
-            (
-                "router.max_session",
-                format!("{:?}", router.max_session.get()),
-            ),
-            (
-                "router.shutdown_grace",
-                format!("{:?}", router.shutdown_grace.get()),
-            ),
-            (
-                "router.metrics_listen",
-                format!("{:?}", router.metrics_listen),
-            ),
-            ("router.decision_log", format!("{:?}", router.decision_log)),
-            ("router.store.kind", format!("{:?}", store.kind)),
-            ("router.store.path", store.path.display().to_string()),
-            (
-                "router.store.url",
-                store
-                    .url
-                    .as_ref()
-                    .map(|url| url.expose().to_owned())
-                    .unwrap_or_default(),
-            ),
-            ("router.store.cluster", store.cluster.to_string()),
-            ("router.store.timeout", format!("{:?}", store.timeout.get())),
-            ("gateway.listen", gateway.listen.to_string()),
-            ("gateway.router_url", gateway.router_url.clone()),
-            ("gateway.path", gateway.path.clone()),
-            (
-                "gateway.router_timeout",
-                format!("{:?}", gateway.router_timeout.get()),
-            ),
-            ("gateway.max_body_bytes", gateway.max_body_bytes.to_string()),
-            (
-                "gateway.shutdown_grace",
-                format!("{:?}", gateway.shutdown_grace.get()),
-            ),
-            ("gateway.deadline", format!("{:?}", gateway.deadline.get())),
-            (
-                "gateway.header_timeout",
-                format!("{:?}", gateway.header_timeout.get()),
-            ),
-            (
-                "gateway.max_connections",
-                gateway.max_connections.to_string(),
-            ),
-            (
-                "gateway.max_header_bytes",
-                gateway.max_header_bytes.to_string(),
-            ),
-            ("gateway.tls", format!("{:?}", gateway.tls)),
-            (
-                "gateway.router_tls",
-                format!(
-                    "{:?}",
-                    (
-                        &gateway.router_ca,
-                        &gateway.router_cert,
-                        &gateway.router_key
-                    )
-                ),
-            ),
-            ("router.tls", format!("{:?}", router.tls)),
+            ("router.listen", listen.to_string()),
+            ("router.assignment_ttl", debug(&assignment_ttl.get())),
+            ("router.max_session", debug(&max_session.get())),
+            ("router.shutdown_grace", debug(&shutdown_grace.get())),
+            ("router.metrics_listen", debug(metrics_listen)),
+            ("router.decision_log", debug(decision_log)),
+            ("router.tls", debug(tls)),
             (
                 "router.max_concurrent_calls",
-                router.max_concurrent_calls.to_string(),
+                max_concurrent_calls.to_string(),
             ),
-            ("router.max_connections", router.max_connections.to_string()),
-            (
-                "router.preface_timeout",
-                format!("{:?}", router.preface_timeout.get()),
-            ),
-            (
-                "router.idle_timeout",
-                format!("{:?}", router.idle_timeout.get()),
-            ),
-            ("router.keepalive", format!("{:?}", router.keepalive.get())),
-            ("gateway.max_in_flight", gateway.max_in_flight.to_string()),
-            ("gateway.allow_from", format!("{:?}", gateway.allow_from)),
-            (
-                "gateway.trusted_proxies",
-                format!("{:?}", gateway.trusted_proxies),
-            ),
+            ("router.max_connections", max_connections.to_string()),
+            ("router.preface_timeout", debug(&preface_timeout.get())),
+            ("router.idle_timeout", debug(&idle_timeout.get())),
+            ("router.keepalive", debug(&keepalive.get())),
+            ("router.store.kind", debug(kind)),
+            ("router.store.path", path.display().to_string()),
+            ("router.store.url", secret(url)),
+            ("router.store.cluster", cluster.to_string()),
+            ("router.store.timeout", debug(&timeout.get())),
+            ("router.store.tls_ca", debug(tls_ca)),
+            ("router.store.tls_cert", debug(tls_cert)),
+            ("router.store.tls_key", debug(tls_key)),
+            ("gateway.listen", gateway_listen.to_string()),
+            ("gateway.router_url", router_url.clone()),
+            ("gateway.path", gateway_path.clone()),
+            ("gateway.router_timeout", debug(&router_timeout.get())),
+            ("gateway.max_body_bytes", max_body_bytes.to_string()),
+            ("gateway.shutdown_grace", debug(&gateway_grace.get())),
+            ("gateway.deadline", debug(&deadline.get())),
+            ("gateway.header_timeout", debug(&header_timeout.get())),
+            ("gateway.max_connections", gateway_connections.to_string()),
+            ("gateway.max_header_bytes", max_header_bytes.to_string()),
+            ("gateway.max_in_flight", max_in_flight.to_string()),
+            ("gateway.allow_from", debug(allow_from)),
+            ("gateway.trusted_proxies", debug(trusted_proxies)),
+            ("gateway.router_token", secret(router_token)),
+            ("gateway.router_ca", debug(router_ca)),
+            ("gateway.router_cert", debug(router_cert)),
+            ("gateway.router_key", debug(router_key)),
+            ("gateway.tls", debug(gateway_tls)),
         ]
     }
 

@@ -64,14 +64,8 @@ fn live() -> impl proptest::strategy::Strategy<Value = Live> {
     })
 }
 
-const STRATEGIES: [&str; 6] = [
-    "least_loaded",
-    "longest_idle",
-    "round_robin",
-    "most_skilled",
-    "fixed_order",
-    "random",
-];
+/// Every strategy there is: a new one is in the property at once.
+const STRATEGIES: [handoff_core::config::Strategy; 6] = handoff_core::config::Strategy::ALL;
 
 /// A config with `agents`, whose default rule targets group `group` (0: every agent) with
 /// `strategy`, maybe an agent filter, and an overflow to group 3.
@@ -227,7 +221,7 @@ proptest! {
         hour in 0u64..24,
         sticky in proptest::option::of((0usize..160, 0usize..160)),
     ) {
-        let text = config(&agents, STRATEGIES[strategy], group, filter, candidates);
+        let text = config(&agents, STRATEGIES[strategy].as_str(), group, filter, candidates);
         let parsed = handoff_core::config::parse(&text, Path::new("f.toml"), Vec::new())
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         let catalog = Catalog::from_config(&parsed, Path::new("f.toml"))

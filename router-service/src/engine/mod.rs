@@ -454,7 +454,9 @@ fn put_sticky_first(ranked: &mut Vec<Candidate>, sticky: &[(AgentId, Sticky)]) {
     for (agent, why) in sticky {
         if let Some(index) = ranked.iter().position(|c| &c.agent == agent) {
             let mut candidate = ranked.remove(index);
-            candidate.sticky.get_or_insert(*why);
+            // The reason that put it first last (an owner who was also the previous agent
+            // is first as the owner).
+            candidate.sticky = Some(*why);
             ranked.insert(0, candidate);
         }
     }

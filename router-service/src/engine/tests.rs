@@ -223,28 +223,25 @@ fn each_strategy_orders_as_documented() -> TestResult {
             .load("bob@example.com", 1, secs(300))
             .load("cat@example.com", 0, secs(200))
     };
-    let cases: [(&str, &str, [&str; 3]); 6] = [
-        // Load ratios 0 (cat) < 1/4 (bob) < 1/2 (ann).
-        ("least_loaded", "", ["cat", "bob", "ann"]),
-        // Idle since 100 s (ann), 200 s (cat), 300 s (bob).
-        ("longest_idle", "", ["ann", "cat", "bob"]),
-        // bob (position 1) was assigned last: the turn passes to cat, then ann, then bob.
-        ("round_robin", "", ["cat", "ann", "bob"]),
-        // billing 5 (bob), 3 (cat), 1 (ann).
-        (
-            "most_skilled",
-            "skills = [\"billing\"]",
-            ["bob", "cat", "ann"],
-        ),
-        // As listed.
-        ("fixed_order", "", ["ann", "bob", "cat"]),
-        // The one order left, for this seed and session.
-        ("random", "seed = RANDOM_SEED", ["bob", "ann", "cat"]),
-    ];
     let mut orders = std::collections::BTreeSet::new();
-    for (strategy, extra, expected) in cases {
+    // Every strategy, by a match the compiler holds complete.
+    for strategy in Strategy::ALL {
+        let (extra, expected): (&str, [&str; 3]) = match strategy {
+            // Load ratios 0 (cat) < 1/4 (bob) < 1/2 (ann).
+            Strategy::LeastLoaded => ("", ["cat", "bob", "ann"]),
+            // Idle since 100 s (ann), 200 s (cat), 300 s (bob).
+            Strategy::LongestIdle => ("", ["ann", "cat", "bob"]),
+            // bob (position 1) was assigned last: the turn passes to cat, then ann, then bob.
+            Strategy::RoundRobin => ("", ["cat", "ann", "bob"]),
+            // billing 5 (bob), 3 (cat), 1 (ann).
+            Strategy::MostSkilled => ("skills = [\"billing\"]", ["bob", "cat", "ann"]),
+            // As listed.
+            Strategy::FixedOrder => ("", ["ann", "bob", "cat"]),
+            // The one order left, for this seed and session.
+            Strategy::Random => ("seed = RANDOM_SEED", ["bob", "ann", "cat"]),
+        };
         let app = strategy_app(
-            strategy,
+            strategy.as_str(),
             &extra.replace("RANDOM_SEED", &RANDOM_SEED.to_string()),
         )?;
         let decision = decide(&app, &handoff("walk-in", &[])?, &state(), now);
@@ -252,11 +249,11 @@ fn each_strategy_orders_as_documented() -> TestResult {
             .iter()
             .map(|a| format!("{a}@example.com"))
             .collect();
-        assert_eq!(ranked(&decision), expected, "{strategy}");
-        assert_eq!(decision.strategy.map(Strategy::as_str), Some(strategy));
+        assert_eq!(ranked(&decision), expected, "{strategy:?}");
+        assert_eq!(decision.strategy, Some(strategy));
         assert!(
             orders.insert(expected),
-            "{strategy} repeats another's order"
+            "{strategy:?} repeats another's order"
         );
     }
     Ok(())
@@ -488,6 +485,15 @@ fn stickiness_puts_the_owner_then_the_previous_agent_first() -> TestResult {
     // eve owns vip-1 and comes first although ann is more skilled.
     let decision = decide(&app, &vip, &FakeState::default(), night);
     assert_eq!(ranked(&decision), ["eve@example.com", "ann@example.com"]);
+    assert_eq!(decision.ranked[0].sticky, Some(Sticky::Owner));
+    // An owner who also served them last is first as their owner.
+    let served_by_owner = FakeState::default().previous(
+        "vip-1",
+        "eve@example.com",
+        night - Duration::from_secs(60),
+    )?;
+    let decision = decide(&app, &vip, &served_by_owner, night);
+    assert_eq!(ranked(&decision)[0], "eve@example.com");
     assert_eq!(decision.ranked[0].sticky, Some(Sticky::Owner));
 
     // A walk-in served by cat 30 minutes ago gets cat first again, within the 1 h TTL ...
