@@ -9,6 +9,12 @@
 # work per callback (the steadier of the two on a noisy machine).
 #
 #   bench/compare.sh 3aa16c3        # this tree against commit 3aa16c3
+#   COUNT=instructions bench/compare.sh 3aa16c3
+#
+# With COUNT=instructions each build instead serves DURATION of callbacks (4 connections)
+# under valgrind's callgrind, which counts the instructions the server ran per callback:
+# the same figure whatever else the machine is doing (needs valgrind), where wall-clock
+# ratios on a small shared machine move by several per cent between runs.
 #
 # Needs wrk. BASE is built in a worktree of its own under target/compare (first run: a
 # release build of it, minutes).
@@ -86,6 +92,42 @@ run() { # binary -> "rps ceiling ratio cpu_us": cpu_us is the server's CPU time 
     'BEGIN { printf "%.0f %.0f %.3f %.1f\n", r, c, r / c, t / hz * 1e6 / (r * s) }'
 }
 
+median() { sort -n "$1" | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+
+instructions() { # binary -> instructions the server ran per callback, under callgrind
+  local server before now sign url requests total
+  rm -rf "$work"/state.redb*
+  RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out" \
+    "$1" --config "$work/handoff.toml" >"$work/handoff.log" 2>&1 &
+  server=$!
+  for _ in $(seq 300); do curl -fs "http://127.0.0.1:$http/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
+  callgrind_control -z "$server" >/dev/null
+  requests=$(wrk -t1 -c4 -d"$duration" -s bench/callback.lua "$(signed_url "http://127.0.0.1:$http")" |
+    awk '/requests in/ { print $1 }')
+  callgrind_control -d "$server" >/dev/null
+  kill "$server"; wait "$server" 2>/dev/null || true
+  total=$(awk '/^(summary|totals):/ { print $2; exit }' "$work/callgrind.out.1")
+  rm -f "$work"/callgrind.out*
+  echo $((total / requests))
+}
+
+if [[ ${COUNT:-} == instructions ]]; then
+  command -v valgrind >/dev/null || { echo "valgrind is not installed" >&2; exit 1; }
+  printf '| round | build | instructions per callback |\n|---|---|---|\n'
+  for which in base new; do : >"$work/$which"; done
+  for ((round = 1; round <= rounds; round++)); do
+    for which in base new; do
+      bin=$base_bin; [[ $which == new ]] && bin=$new_bin
+      count=$(instructions "$bin")
+      echo "$count" >>"$work/$which"
+      printf '| %d | %s | %s |\n' "$round" "$which" "$count"
+    done
+  done
+  awk -v b="$(median "$work/base")" -v n="$(median "$work/new")" \
+    'BEGIN { printf "\nmedians: base %d, new %d instructions per callback (new / base = %.3f)\n", b, n, n / b }'
+  exit 0
+fi
+
 printf '| round | build | callbacks/s | ceiling /s | of the ceiling | server CPU per callback (us) |\n|---|---|---|---|---|---|\n'
 for which in base new; do : >"$work/$which"; : >"$work/$which.cpu"; done
 for ((round = 1; round <= rounds; round++)); do
@@ -97,7 +139,6 @@ for ((round = 1; round <= rounds; round++)); do
     printf '| %d | %s | %s | %s | %s | %s |\n' "$round" "$which" "$rps" "$ceiling" "$ratio" "$cpu"
   done
 done
-median() { sort -n "$1" | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 awk -v b="$(median "$work/base")" -v n="$(median "$work/new")" \
   -v bc="$(median "$work/base.cpu")" -v nc="$(median "$work/new.cpu")" \
   'BEGIN { printf "\nmedians: of the ceiling base %.3f, new %.3f (new / base = %.3f); CPU per callback base %.1f us, new %.1f us (new / base = %.3f)\n", b, n, n / b, bc, nc, nc / bc }'

@@ -123,6 +123,16 @@ pub struct Reloader {
 }
 
 impl Reloader {
+    /// Counts how a reload went, in the router's metrics and the gateway's.
+    pub fn observe(&self, refused: Option<&ConfigError>) {
+        if let Some(router) = &self.router {
+            router.metrics().reloaded(refused.is_some());
+        }
+        if let Some(gateway) = &self.gateway {
+            gateway.counters().reloaded(refused.is_some());
+        }
+    }
+
     /// Swaps `config` (read from `origin`) into every running part, or into none.
     pub fn apply(&self, config: &Config, origin: &Path) -> Result<(), ConfigError> {
         match &self.router {
@@ -326,7 +336,11 @@ impl Application {
                 watch.hangups,
                 self.started,
                 watch_stop.stopped(),
-                move |config, origin| reloader.apply(config, origin),
+                {
+                    let reloader = reloader.clone();
+                    move |config, origin| reloader.apply(config, origin)
+                },
+                move |refused| reloader.observe(refused),
             ))
         });
         let metrics = self
@@ -625,6 +639,21 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert_eq!(group, Some(7000), "the watcher never reloaded");
+        // Both are counted where operators alert: the refusal with its time.
+        let metrics = router.metrics();
+        let count = |outcome| {
+            metrics
+                .config_reloads
+                .get_or_create(&handoff_router::metrics::OutcomeLabels { outcome })
+                .get()
+        };
+        assert!(count("refused") >= 1 && count("applied") >= 1);
+        assert!(metrics.config_last_refused.get() > 0);
+        assert!(
+            metrics
+                .encode()
+                .contains("handoff_router_config_reloads_total{outcome=\"refused\"}")
+        );
         stop.stop();
         running.await??;
         Ok(())

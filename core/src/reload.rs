@@ -29,9 +29,10 @@ pub fn reload_now(
     Ok(config)
 }
 
-/// Watches `path` and SIGHUP until `shutdown` resolves, reloading through `apply` on each;
-/// a reload that changes a setting of `started` (what the binary started with) that only a
-/// restart applies is named in a warning.
+/// Watches `path` and SIGHUP until `shutdown` resolves, reloading through `apply` on each
+/// and telling `observe` how each went (`None`: applied); a reload that changes a setting
+/// of `started` (what the binary started with) that only a restart applies is named in a
+/// warning.
 pub async fn watch(
     path: PathBuf,
     env: Vec<(String, String)>,
@@ -39,6 +40,7 @@ pub async fn watch(
     started: Config,
     shutdown: impl Future<Output = ()>,
     apply: impl Fn(&Config, &Path) -> Result<(), ConfigError>,
+    observe: impl Fn(Option<&ConfigError>),
 ) {
     let (changed, mut changes) = mpsc::channel::<()>(1);
     let _watcher = match file_watcher(&path, changed) {
@@ -58,7 +60,9 @@ pub async fn watch(
             }
             Some(()) = recv(&mut hangups) => {}
         }
-        match reload_now(&path, &env, &apply) {
+        let reloaded = reload_now(&path, &env, &apply);
+        observe(reloaded.as_ref().err());
+        match reloaded {
             Ok(config) => {
                 tracing::info!(file = %path.display(), "config reloaded");
                 let pending = config.needs_restart(&started);

@@ -33,6 +33,16 @@ pub const MIRRORED: &[Mirrored] = &[
         gauge: false,
         help: "Callbacks answered with the app's fallback group, by the router's failure",
     },
+    Mirrored {
+        name: "handoff_gateway_config_reloads_total",
+        gauge: false,
+        help: "Config reloads, by outcome",
+    },
+    Mirrored {
+        name: "handoff_gateway_config_last_refused_seconds",
+        gauge: true,
+        help: "When a config reload was last refused, Unix seconds",
+    },
 ];
 
 /// Upper bounds of the latency histogram's buckets, seconds (Tencent allows 2 s).
@@ -162,6 +172,10 @@ pub struct Counters {
     refusals: Mutex<BTreeMap<&'static str, u64>>,
     /// Fallback answers by the router's failure.
     fallbacks: Mutex<BTreeMap<&'static str, u64>>,
+    /// Config reloads applied and refused.
+    reloads: [AtomicU64; 2],
+    /// When a reload was last refused, Unix seconds (0: none).
+    last_refused: AtomicU64,
     /// Latency as an OTLP histogram, when metrics are exported.
     otel_latency: Option<Histogram<f64>>,
 }
@@ -181,6 +195,8 @@ impl Default for Counters {
             latency: std::array::from_fn(|_| Latency::default()),
             refusals: Mutex::default(),
             fallbacks: Mutex::default(),
+            reloads: Default::default(),
+            last_refused: AtomicU64::new(0),
             otel_latency,
         }
     }
@@ -230,6 +246,17 @@ impl Counters {
         latency.sum_us.fetch_add(micros, Ordering::Relaxed);
         if let Some(histogram) = &self.otel_latency {
             histogram.record(seconds, &[KeyValue::new("command", command.label())]);
+        }
+    }
+
+    /// Counts a config reload, applied or refused.
+    pub fn reloaded(&self, refused: bool) {
+        self.reloads[usize::from(refused)].fetch_add(1, Ordering::Relaxed);
+        if refused {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| since.as_secs());
+            self.last_refused.store(now, Ordering::Relaxed);
         }
     }
 
@@ -310,6 +337,19 @@ impl Counters {
                 let _ = writeln!(text, "{name}{{reason=\"{reason}\"}} {count}");
             }
         }
+        let _ = writeln!(
+            text,
+            "# HELP handoff_gateway_config_reloads_total Config reloads, by outcome: applied or refused (the running config stays).\n\
+             # TYPE handoff_gateway_config_reloads_total counter\n\
+             handoff_gateway_config_reloads_total{{outcome=\"applied\"}} {}\n\
+             handoff_gateway_config_reloads_total{{outcome=\"refused\"}} {}\n\
+             # HELP handoff_gateway_config_last_refused_seconds When a config reload was last refused, Unix seconds (0: none since start).\n\
+             # TYPE handoff_gateway_config_last_refused_seconds gauge\n\
+             handoff_gateway_config_last_refused_seconds {}",
+            self.reloads[0].load(Ordering::Relaxed),
+            self.reloads[1].load(Ordering::Relaxed),
+            self.last_refused.load(Ordering::Relaxed),
+        );
         text
     }
 }

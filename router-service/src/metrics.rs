@@ -72,6 +72,13 @@ pub struct ReasonLabels {
     pub reason: &'static str,
 }
 
+/// Labels of what has only an outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// How it went.
+    pub outcome: &'static str,
+}
+
 /// A group's labels.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct GroupLabels {
@@ -115,6 +122,12 @@ pub struct Metrics {
     pub journal_bytes: Gauge<i64, AtomicI64>,
     /// Times the Redis store found Redis had lost handoff's data.
     pub store_data_lost: Counter,
+    /// Config reloads, by outcome: `applied`, `refused`.
+    pub config_reloads: Family<OutcomeLabels, Counter>,
+    /// When the running config was loaded (at start or by a reload), Unix seconds.
+    pub config_loaded: Gauge<i64, AtomicI64>,
+    /// When a reload was last refused, Unix seconds (0: never since start).
+    pub config_last_refused: Gauge<i64, AtomicI64>,
     /// The store's latency as an OTLP histogram, when metrics are exported.
     otel_store_seconds: Option<OtelHistogram<f64>>,
 }
@@ -177,6 +190,21 @@ pub const MIRRORED: &[Mirrored] = &[
         name: "handoff_router_store_data_lost_total",
         gauge: false,
         help: "Times the Redis store found Redis had lost handoff's state (its epoch key gone or replaced)",
+    },
+    Mirrored {
+        name: "handoff_router_config_reloads_total",
+        gauge: false,
+        help: "Config reloads, by outcome: applied (swapped in) or refused (the running config stays; the error is logged)",
+    },
+    Mirrored {
+        name: "handoff_router_config_loaded_seconds",
+        gauge: true,
+        help: "When the running config was loaded, at start or by a reload, Unix seconds",
+    },
+    Mirrored {
+        name: "handoff_router_config_last_refused_seconds",
+        gauge: true,
+        help: "When a config reload was last refused, Unix seconds (0: none since start)",
     },
     Mirrored {
         name: "handoff_router_journal_bytes",
@@ -249,6 +277,15 @@ pub fn prometheus_text(open: &str, families: &[Mirrored]) -> String {
     out
 }
 
+/// Now, Unix seconds.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
+        })
+}
+
 /// The store latency histogram's bounds, seconds: 50 us to about 1.6 s.
 fn store_buckets() -> impl Iterator<Item = f64> {
     prometheus_client::metrics::histogram::exponential_buckets(0.000_05, 2.0, 16)
@@ -299,6 +336,24 @@ impl Metrics {
         register(&mut registry, "journal_bytes", journal_bytes.clone());
         let store_data_lost = Counter::default();
         register(&mut registry, "store_data_lost", store_data_lost.clone());
+        let config_reloads = Family::<OutcomeLabels, Counter>::default();
+        for outcome in ["applied", "refused"] {
+            let _ = config_reloads.get_or_create(&OutcomeLabels { outcome });
+        }
+        let config_loaded = Gauge::<i64, AtomicI64>::default();
+        config_loaded.set(unix_now());
+        let config_last_refused = Gauge::<i64, AtomicI64>::default();
+        register(&mut registry, "config_reloads", config_reloads.clone());
+        register(
+            &mut registry,
+            "config_loaded_seconds",
+            config_loaded.clone(),
+        );
+        register(
+            &mut registry,
+            "config_last_refused_seconds",
+            config_last_refused.clone(),
+        );
         let connections_closed = Family::default();
         register(
             &mut registry,
@@ -350,8 +405,25 @@ impl Metrics {
             connections_closed,
             journal_bytes,
             store_data_lost,
+            config_reloads,
+            config_loaded,
+            config_last_refused,
             otel_store_seconds,
         }
+    }
+
+    /// Counts a reload: applied, or refused.
+    pub fn reloaded(&self, refused: bool) {
+        let outcome = if refused { "refused" } else { "applied" };
+        self.config_reloads
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+        let gauge = if refused {
+            &self.config_last_refused
+        } else {
+            &self.config_loaded
+        };
+        gauge.set(unix_now());
     }
 
     /// Notes one store operation that took `elapsed` and succeeded or not.
