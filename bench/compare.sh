@@ -101,10 +101,10 @@ instructions() { # binary -> instructions the server ran per callback, under cal
     "$1" --config "$work/handoff.toml" >"$work/handoff.log" 2>&1 &
   server=$!
   for _ in $(seq 300); do curl -fs "http://127.0.0.1:$http/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
-  callgrind_control -z "$server" >/dev/null
+  callgrind_control -z "$server" >/dev/null 2>&1
   requests=$(wrk -t1 -c4 -d"$duration" -s bench/callback.lua "$(signed_url "http://127.0.0.1:$http")" |
     awk '/requests in/ { print $1 }')
-  callgrind_control -d "$server" >/dev/null
+  callgrind_control -d "$server" >/dev/null 2>&1
   kill "$server"; wait "$server" 2>/dev/null || true
   total=$(awk '/^(summary|totals):/ { print $2; exit }' "$work/callgrind.out.1")
   rm -f "$work"/callgrind.out*
