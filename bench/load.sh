@@ -9,7 +9,8 @@
 #
 # Needs wrk (apt-get install wrk) and, for STORES with redis, redis-server on PATH.
 # Tunables: FLOORS (24, 24+10000, 1000, 10000, 10000f: a CEL agent filter), STORES (memory,
-# embedded, redis), DURATION (8s), CONNECTIONS (32), THREADS (2), PACE (1000), PACE_SECONDS (5).
+# embedded, redis), DURATION (8s), CONNECTIONS (32), THREADS (2), PACE (1000), PACE_SECONDS (5),
+# PORTS (the gateway's, the router's and the ceiling's: "18080 15051 18090").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${DURATION:-8s}
@@ -19,8 +20,10 @@ floors=${FLOORS:-"24 24+10000 1000 10000 10000f"}
 stores=${STORES:-"memory embedded redis"}
 pace=${PACE:-1000}
 pace_seconds=${PACE_SECONDS:-5}
-base=http://127.0.0.1:18080
-ceiling_addr=127.0.0.1:18090
+ports=${PORTS:-"18080 15051 18090"}
+read -r http_port grpc_port ceiling_port <<<"$ports"
+base=http://127.0.0.1:$http_port
+ceiling_addr=127.0.0.1:$ceiling_port
 
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
 cargo build --release --quiet --bin handoff
@@ -53,12 +56,12 @@ floor_config() {
   [[ $spec == *f ]] && filter="agents = 'agent.attributes.seniority == \"senior\"'"
   cat <<CONF
 [router]
-listen = "127.0.0.1:15051"
+listen = "127.0.0.1:$grpc_port"
 [router.store]
 path = "$work/state.redb"
 [gateway]
-listen = "127.0.0.1:18080"
-router_url = "http://127.0.0.1:15051"
+listen = "127.0.0.1:$http_port"
+router_url = "http://127.0.0.1:$grpc_port"
 [[apps]]
 sdk_app_id = 1400000001
 token = "bench-token"

@@ -343,3 +343,35 @@ async fn the_readmes_grpcurl_commands_work_against_the_example_config() -> TestR
     assert!(stdout.contains("\"agentGroupId\": \"6521\""), "{stdout}");
     Ok(())
 }
+
+/// The README's event callbacks, as written, against the example config: each is
+/// acknowledged, and the session they name holds no seat afterwards.
+#[tokio::test]
+async fn the_readmes_event_callbacks_are_acknowledged() -> TestResult {
+    if !crate::support::tool("curl", "--version", "apt-get install curl")? {
+        return Ok(());
+    }
+    let config = std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/handoff.example.toml"
+    ));
+    let env = crate::traces::own_ports(&[("HANDOFF__ROUTER__STORE__KIND", "memory".to_owned())]);
+    let (_running, line) = crate::traces::spawn(env!("CARGO_BIN_EXE_handoff"), &config, &env)?;
+    let gateway = crate::traces::field(&line, "gateway")?;
+    let script = readme_block("What Tencent sends, signed like the routing callback")?
+        .replace("127.0.0.1:8080", &gateway);
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("sh").args(["-e", "-c", &script]).output()
+    })
+    .await??;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert_eq!(
+        stdout
+            .matches(r#"{"ActionStatus":"OK","ErrorInfo":"","ErrorCode":0}"#)
+            .count(),
+        3,
+        "{stdout}"
+    );
+    Ok(())
+}
