@@ -13,7 +13,9 @@ use std::{
 
 use handoff_core::{Config, config::ConfigError, reload, shutdown::Stop};
 use handoff_gateway::{Gateway, GatewayError, router_client::RouterClient};
-use handoff_router::{Router, RouterError, ServeError, Services, engine::Catalog, store::AnyStore};
+use handoff_router::{
+    Router, RouterError, ServeError, Services, engine::Catalog, grpc::auth::Policy, store::AnyStore,
+};
 use tokio::{net::TcpListener, task::JoinHandle};
 
 /// The listeners the caller has bound, one per part to run; a part without one is not run.
@@ -119,6 +121,8 @@ pub fn audit(config: &Config) -> Vec<String> {
 #[derive(Clone, Default)]
 pub struct Reloader {
     router: Option<Arc<Router<AnyStore>>>,
+    /// Who may call the router's port: swapped after the router took the config.
+    access: Option<Policy>,
     gateway: Option<Arc<Gateway>>,
 }
 
@@ -138,6 +142,9 @@ impl Reloader {
         match &self.router {
             Some(router) => router.reload(config, origin)?,
             None => check(config, origin)?,
+        }
+        if let Some(access) = &self.access {
+            access.reload(&config.router.auth);
         }
         if let Some(gateway) = &self.gateway {
             gateway.reload(config)?;
@@ -164,6 +171,8 @@ struct Part<T> {
 pub struct Application {
     router: Option<Part<Router<AnyStore>>>,
     services: Option<Services<AnyStore>>,
+    /// The router listener's access policy (`[router.auth]`).
+    access: Option<Policy>,
     gateway: Option<Part<Gateway>>,
     router_addr: Option<SocketAddr>,
     gateway_addr: Option<SocketAddr>,
@@ -216,20 +225,21 @@ impl Application {
         let gateway_addr = listeners.gateway.as_ref().map(local_addr).transpose()?;
         let metrics = listeners.metrics.filter(|_| listeners.router.is_some());
         let metrics_addr = metrics.as_ref().map(local_addr).transpose()?;
-        let (router, services) = match listeners.router {
+        let (router, services, access) = match listeners.router {
             Some(listener) => {
                 let router = Router::open(&config, origin).await?;
-                let services = Services::new(router.clone()).await?;
+                let access = Policy::from_config(&config.router.auth);
+                let services = Services::new(router.clone(), access.clone()).await?;
                 let part = Part {
                     listener,
                     service: router,
                     grace: config.router.shutdown_grace.get(),
                 };
-                (Some(part), Some(services))
+                (Some(part), Some(services), Some(access))
             }
             None => {
                 check(&config, origin)?;
-                (None, None)
+                (None, None, None)
             }
         };
         let gateway = match listeners.gateway {
@@ -259,6 +269,7 @@ impl Application {
         Ok(Self {
             router,
             services,
+            access,
             gateway,
             router_addr,
             gateway_addr,
@@ -299,6 +310,7 @@ impl Application {
     pub fn reloader(&self) -> Reloader {
         Reloader {
             router: self.router.as_ref().map(|part| part.service.clone()),
+            access: self.access.clone(),
             gateway: self.gateway.as_ref().map(|part| part.service.clone()),
         }
     }

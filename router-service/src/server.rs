@@ -17,7 +17,10 @@ use tonic_health::{
 };
 
 use crate::{
-    grpc::{RouterGrpc, auth::GuardLayer},
+    grpc::{
+        RouterGrpc,
+        auth::{GuardLayer, Policy},
+    },
     listener::{self, ActivityLayer, ConnectionLimits},
     service::Router,
     store::Store,
@@ -33,11 +36,13 @@ pub struct Services<S: Store> {
     router: Arc<Router<S>>,
     routes: Routes,
     health: HealthReporter,
+    access: Policy,
 }
 
 impl<S: Store> Services<S> {
-    /// The services for `router`, its health reported SERVING.
-    pub async fn new(router: Arc<Router<S>>) -> Result<Self, ServeError> {
+    /// The services for `router`, its health reported SERVING, the listener's calls checked
+    /// against `access` (which a reload swaps).
+    pub async fn new(router: Arc<Router<S>>, access: Policy) -> Result<Self, ServeError> {
         let (health, health_service) = tonic_health::server::health_reporter();
         health
             .set_service_status(SERVICE_NAME, ServingStatus::Serving)
@@ -51,6 +56,7 @@ impl<S: Store> Services<S> {
             router,
             routes,
             health,
+            access,
         })
     }
 
@@ -85,6 +91,7 @@ pub async fn serve<S: Store>(
         router,
         routes,
         health,
+        access,
     } = services;
     let stopping = {
         let (stopped, health) = (stop.stopped(), health.clone());
@@ -98,9 +105,10 @@ pub async fn serve<S: Store>(
                 .await;
         }
     };
-    let guard = GuardLayer::new(router.access(), router.metrics().rejections.clone());
+    let open = access.load().is_open();
+    let guard = GuardLayer::new(access, router.metrics().rejections.clone());
     let health_watch = tokio::spawn(watch_store(Arc::clone(&router), health));
-    if router.access().load().is_open() {
+    if open {
         tracing::warn!(
             "the router's gRPC port takes calls from anyone who reaches it: list callers in [router.auth] tokens"
         );

@@ -7,7 +7,6 @@ use std::{path::Path, sync::Arc, time::SystemTime};
 use crate::{
     decision_log::{AppSnapshot, DecisionLog, Entry, Seen},
     engine::StateView,
-    grpc::auth::Access,
     metrics::{DecisionLabels, EventLabels, FallbackLabels, GroupLabels, MIRRORED, Metrics},
 };
 
@@ -117,8 +116,6 @@ pub struct Router<S> {
     clock: Arc<dyn Clock>,
     metrics: Metrics,
     decision_log: Option<DecisionLog>,
-    /// Who may call the router's gRPC port (`[router.auth]`), swapped by a reload.
-    access: Arc<ArcSwap<Access>>,
 }
 
 impl Router<AnyStore> {
@@ -134,9 +131,6 @@ impl Router<AnyStore> {
             redis.count_data_lost_in(router.metrics.store_data_lost.clone());
             audit_redis(redis).await;
         }
-        router
-            .access
-            .store(Arc::new(Access::from_config(&config.router.auth)));
         router.decision_log = DecisionLog::open(
             &config.router.decision_log,
             router.metrics.decision_log_written.clone(),
@@ -216,20 +210,12 @@ impl<S: Store> Router<S> {
             clock,
             metrics: Metrics::new(),
             decision_log: None,
-            access: Arc::new(ArcSwap::from_pointee(Access::from_config(
-                &Default::default(),
-            ))),
         }
     }
 
     /// What the router has counted.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
-    }
-
-    /// Who may call the router's gRPC port, as the config has it now.
-    pub fn access(&self) -> Arc<ArcSwap<Access>> {
-        Arc::clone(&self.access)
     }
 
     /// The router's metrics as Prometheus text, each group's agents and seats read now.
@@ -303,8 +289,6 @@ impl<S: Store> Router<S> {
         let catalog = Catalog::from_config(config, origin)?;
         warn_lint(&catalog, config);
         self.catalog.store(Arc::new(catalog));
-        self.access
-            .store(Arc::new(Access::from_config(&config.router.auth)));
         Ok(())
     }
 

@@ -154,3 +154,57 @@ async fn the_gateway_presents_its_own_token() -> TestResult {
     assert_eq!(json["AgentGroupId"], 9000, "{json}");
     Ok(())
 }
+
+/// `[router.auth]` is live: a token added by a reload is taken at the next call, and one
+/// removed is refused, without a restart.
+#[tokio::test]
+async fn a_reload_swaps_the_routers_tokens() -> TestResult {
+    let path =
+        std::env::temp_dir().join(format!("handoff-access-reload-{}.toml", std::process::id()));
+    std::fs::write(&path, guarded_config())?;
+    let result = async {
+        let (process, line) = spawn(env!("CARGO_BIN_EXE_handoff-router"), &path, &own_ports(&[]))?;
+        let addr = field(&line, "router")?;
+        let channel = Channel::from_shared(format!("http://{addr}"))?
+            .connect()
+            .await?;
+        let mut client = RouterServiceClient::new(channel);
+        const NEW: &str = "rotated-token-0123456789";
+        let list = |token: &'static str| {
+            with_token(
+                ListAgentsRequest {
+                    sdk_app_id: 1_400_000_001,
+                    ..ListAgentsRequest::default()
+                },
+                Some(token),
+            )
+        };
+        assert_eq!(code(client.list_agents(list(CRM_TOKEN)?).await), None);
+        assert_eq!(
+            code(client.list_agents(list(NEW)?).await),
+            Some(Code::Unauthenticated)
+        );
+        // The CRM's token rotated: the new one in, the old one out.
+        std::fs::write(&path, guarded_config().replace(CRM_TOKEN, NEW))?;
+        std::process::Command::new("kill")
+            .args(["-HUP", &process.id().to_string()])
+            .status()?;
+        let mut taken = false;
+        for _ in 0..100 {
+            if code(client.list_agents(list(NEW)?).await).is_none() {
+                taken = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(taken, "the reloaded token was never accepted");
+        assert_eq!(
+            code(client.list_agents(list(CRM_TOKEN)?).await),
+            Some(Code::Unauthenticated)
+        );
+        Ok::<_, Error>(())
+    }
+    .await;
+    let _ = std::fs::remove_file(&path);
+    result
+}

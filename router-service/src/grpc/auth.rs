@@ -31,6 +31,28 @@ struct Caller {
     methods: Option<HashSet<&'static str>>,
 }
 
+/// The access policy as the config has it now: what the listener's guard checks, swapped
+/// whole by a reload (`[router.auth]` is live).
+#[derive(Clone)]
+pub struct Policy(Arc<ArcSwap<Access>>);
+
+impl Policy {
+    /// The policy `auth` sets.
+    pub fn from_config(auth: &RouterAuth) -> Self {
+        Self(Arc::new(ArcSwap::from_pointee(Access::from_config(auth))))
+    }
+
+    /// Takes `auth` from a reloaded config: the next call is checked against it.
+    pub fn reload(&self, auth: &RouterAuth) {
+        self.0.store(Arc::new(Access::from_config(auth)));
+    }
+
+    /// The policy now.
+    pub fn load(&self) -> arc_swap::Guard<Arc<Access>> {
+        self.0.load()
+    }
+}
+
 /// The access policy `[router.auth]` sets.
 pub struct Access {
     callers: Vec<Caller>,
@@ -146,14 +168,14 @@ impl Access {
 /// The tower layer in front of the listener's services.
 #[derive(Clone)]
 pub struct GuardLayer {
-    access: Arc<ArcSwap<Access>>,
+    access: Policy,
     rejections: Family<RejectionLabels, Counter>,
 }
 
 impl GuardLayer {
     /// Checks calls against `access` as it is at each call, counting refusals in
     /// `rejections`.
-    pub fn new(access: Arc<ArcSwap<Access>>, rejections: Family<RejectionLabels, Counter>) -> Self {
+    pub fn new(access: Policy, rejections: Family<RejectionLabels, Counter>) -> Self {
         Self { access, rejections }
     }
 }
