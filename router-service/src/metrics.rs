@@ -5,8 +5,14 @@
 
 use std::{sync::atomic::AtomicI64, time::Duration};
 
-use handoff_core::telemetry::{self, Mirrored};
+use handoff_core::{
+    config::AgentStatus,
+    id::SdkAppId,
+    telemetry::{self, Mirrored},
+};
 use opentelemetry::{KeyValue, metrics::Histogram as OtelHistogram};
+
+use crate::store::{Applied, Assignment, SessionEventKind};
 
 use prometheus_client::{
     encoding::{EncodeLabelSet, text},
@@ -410,6 +416,56 @@ impl Metrics {
             config_last_refused,
             otel_store_seconds,
         }
+    }
+
+    /// Counts an AssignHuman answered for `app`: by rule, strategy and outcome (`decided`,
+    /// `replayed`, `fallback`), and a fallback by why.
+    pub fn decided(&self, app: SdkAppId, assignment: &Assignment) {
+        let (answer, replayed) = assignment.parts();
+        let outcome = match (replayed, answer.fallback) {
+            (true, _) => "replayed",
+            (_, true) => "fallback",
+            (_, false) => "decided",
+        };
+        self.decisions
+            .get_or_create(&DecisionLabels {
+                app: app.get(),
+                rule: answer.rule.clone(),
+                strategy: answer.strategy.map_or("none", |s| s.as_str()),
+                outcome,
+            })
+            .inc();
+        if outcome == "fallback" {
+            self.fallbacks
+                .get_or_create(&FallbackLabels {
+                    app: app.get(),
+                    rule: answer.rule.clone(),
+                    reason: "no_eligible_agent",
+                })
+                .inc();
+        }
+    }
+
+    /// Counts a session event of `app`, by kind and what the router made of it.
+    pub fn session_reported(&self, app: SdkAppId, kind: SessionEventKind, applied: Applied) {
+        self.session_events
+            .get_or_create(&EventLabels {
+                app: app.get(),
+                kind: kind.as_str(),
+                outcome: applied.as_str(),
+            })
+            .inc();
+    }
+
+    /// Counts a status report of `app`, by status and what the router made of it.
+    pub fn status_reported(&self, app: SdkAppId, status: AgentStatus, applied: Applied) {
+        self.status_reports
+            .get_or_create(&EventLabels {
+                app: app.get(),
+                kind: status.as_str(),
+                outcome: applied.as_str(),
+            })
+            .inc();
     }
 
     /// Counts a reload: applied, or refused.

@@ -54,3 +54,21 @@ fn every_path_the_architecture_map_names_exists() {
     );
     assert!(include_str!("../../README.md").contains("](ARCHITECTURE.md)"));
 }
+
+/// The invariant ARCHITECTURE.md states for the router's service: it knows nothing of
+/// gRPC, so dependencies point one way (transport → service → store → engine).
+#[test]
+fn the_routers_service_imports_nothing_of_grpc() {
+    for (file, text) in [
+        ("service/mod.rs", include_str!("../../router-service/src/service/mod.rs")),
+        (
+            "service/housekeeping.rs",
+            include_str!("../../router-service/src/service/housekeeping.rs"),
+        ),
+    ] {
+        assert!(
+            !text.contains("grpc::") && !text.contains("tonic"),
+            "router-service/src/{file} reaches into the transport"
+        );
+    }
+}

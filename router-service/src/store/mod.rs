@@ -111,6 +111,15 @@ impl Assignment {
     }
 }
 
+/// How often the router forgets an app's previous agents past `sticky_ttl` (sending
+/// [`Change::ForgetLinks`]): half of it, between a second and a minute.
+pub fn forget_round(sticky_ttl: std::time::Duration) -> std::time::Duration {
+    (sticky_ttl / 2).clamp(
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(60),
+    )
+}
+
 /// A change to an app's state other than an assignment.
 #[derive(Debug, Clone)]
 pub enum Change {

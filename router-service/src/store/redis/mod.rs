@@ -864,8 +864,7 @@ impl Store for RedisStore {
                 // One replica sweeps an app per round (the routers send this every half
                 // sticky_ttl, 1 s to 60 s): the first to take the app's lock. Were two to
                 // sweep, deleting a forgotten link twice would change nothing.
-                let round =
-                    (app.sticky_ttl / 2).clamp(Duration::from_secs(1), Duration::from_secs(60));
+                let round = super::forget_round(app.sticky_ttl);
                 let mut lock = redis::pipe();
                 lock.cmd("SET")
                     .arg(format!("handoff:{{{}}}:forgetting", app.id))

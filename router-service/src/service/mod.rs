@@ -2,12 +2,16 @@
 //! the engine's decision, explains decisions, applies run-time changes to agents and
 //! customers, and swaps in a reloaded config. Knows nothing of gRPC.
 
+mod housekeeping;
+
 use std::{path::Path, sync::Arc, time::SystemTime};
 
+use housekeeping::Housekeeping;
+
 use crate::{
-    decision_log::{AppSnapshot, DecisionLog, Entry, Seen},
+    decision_log::{DecisionLog, Entry, Seen},
     engine::StateView,
-    metrics::{DecisionLabels, EventLabels, FallbackLabels, GroupLabels, MIRRORED, Metrics},
+    metrics::Metrics,
 };
 
 use arc_swap::ArcSwap;
@@ -15,7 +19,6 @@ use handoff_core::{
     Config,
     config::{AgentConfig, AgentStatus, ConfigError, CustomerConfig},
     id::{AgentId, GroupId, SdkAppId, SessionId},
-    telemetry,
     throttle::Throttle,
 };
 
@@ -116,6 +119,8 @@ pub struct Router<S> {
     clock: Arc<dyn Clock>,
     metrics: Metrics,
     decision_log: Option<DecisionLog>,
+    /// The background work for this router, stopped when it is dropped.
+    housekeeping: std::sync::OnceLock<Housekeeping>,
 }
 
 impl Router<AnyStore> {
@@ -145,59 +150,8 @@ impl Router<AnyStore> {
         })?;
         router.log_state().await;
         let router = Arc::new(router);
-        if let Some(log) = &router.decision_log {
-            let (wanted, router) = (log.state_wanted(), Arc::downgrade(&router));
-            tokio::spawn(async move {
-                loop {
-                    wanted.notified().await;
-                    let Some(router) = router.upgrade() else {
-                        return;
-                    };
-                    if !router.log_state().await {
-                        // The store cannot be read now: try again in a moment.
-                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                        wanted.notify_one();
-                    }
-                }
-            });
-        }
-        if let Some(meter) = telemetry::meter() {
-            router.export_metrics(meter);
-        }
-        let forgetting = Arc::downgrade(&router);
-        tokio::spawn(async move {
-            loop {
-                let Some(pause) = forgetting.upgrade().map(|router| router.forget_every()) else {
-                    return;
-                };
-                tokio::time::sleep(pause).await;
-                let Some(router) = forgetting.upgrade() else {
-                    return;
-                };
-                router.forget_links().await;
-            }
-        });
+        let _ = router.housekeeping.set(Housekeeping::spawn(&router));
         Ok(router)
-    }
-
-    /// Exports the router's metrics over OTLP, the group gauges counted once per export
-    /// interval (by a task that ends with the router).
-    fn export_metrics(self: &Arc<Self>, meter: &opentelemetry::metrics::Meter) {
-        let router = Arc::downgrade(self);
-        telemetry::mirror(meter, MIRRORED, move || {
-            router.upgrade().map(|router| router.metrics.encode())
-        });
-        let router = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(telemetry::export_interval());
-            loop {
-                every.tick().await;
-                let Some(router) = router.upgrade() else {
-                    return;
-                };
-                router.count_seats().await;
-            }
-        });
     }
 }
 
@@ -210,6 +164,7 @@ impl<S: Store> Router<S> {
             clock,
             metrics: Metrics::new(),
             decision_log: None,
+            housekeeping: std::sync::OnceLock::new(),
         }
     }
 
@@ -228,49 +183,6 @@ impl<S: Store> Router<S> {
     pub async fn metrics_openmetrics(&self) -> String {
         self.count_seats().await;
         self.metrics.encode_openmetrics()
-    }
-
-    /// Sets each group's agents and seats gauges to what the store holds now, and the
-    /// journal's size.
-    async fn count_seats(&self) {
-        let journal = self.store.journal_bytes().unwrap_or(0);
-        self.metrics
-            .journal_bytes
-            .set(i64::try_from(journal).unwrap_or(i64::MAX));
-        let catalog = self.catalog.load_full();
-        for app in catalog.apps() {
-            let Ok(listings) = self.list_agents(app.id, None).await else {
-                continue;
-            };
-            for group in app.groups() {
-                let labels = GroupLabels {
-                    app: app.id.get(),
-                    group: group.id.get(),
-                };
-                let (mut available, mut in_use, mut free) = (0i64, 0i64, 0i64);
-                for listing in listings
-                    .iter()
-                    .filter(|listing| listing.agent.groups.contains(&group.id))
-                {
-                    let active = i64::from(listing.load.active);
-                    let capacity = i64::from(listing.agent.capacity);
-                    in_use += active;
-                    if listing.status == AgentStatus::Available
-                        && listing.on_shift
-                        && active < capacity
-                    {
-                        available += 1;
-                        free += capacity - active;
-                    }
-                }
-                self.metrics
-                    .agents_available
-                    .get_or_create(&labels)
-                    .set(available);
-                self.metrics.seats_in_use.get_or_create(&labels).set(in_use);
-                self.metrics.seats_free.get_or_create(&labels).set(free);
-            }
-        }
     }
 
     /// The router's current time.
@@ -378,30 +290,7 @@ impl<S: Store> Router<S> {
         if let Some(log) = &self.decision_log {
             log.record(Entry::decision(handoff, now, &assignment, seen));
         }
-        let outcome = match (&assignment, answer.fallback) {
-            (Assignment::Replayed(_), _) => "replayed",
-            (_, true) => "fallback",
-            (_, false) => "decided",
-        };
-        self.metrics
-            .decisions
-            .get_or_create(&DecisionLabels {
-                app: app.id.get(),
-                rule: answer.rule.clone(),
-                strategy: answer.strategy.map_or("none", |s| s.as_str()),
-                outcome,
-            })
-            .inc();
-        if outcome == "fallback" {
-            self.metrics
-                .fallbacks
-                .get_or_create(&FallbackLabels {
-                    app: app.id.get(),
-                    rule: answer.rule.clone(),
-                    reason: "no_eligible_agent",
-                })
-                .inc();
-        }
+        self.metrics.decided(handoff.app, &assignment);
         Ok(assignment)
     }
 
@@ -492,14 +381,7 @@ impl<S: Store> Router<S> {
             Applied::Implausible
         };
         tracing::info!(app = %app.id, %agent, ?status, ?applied, "agent status");
-        self.metrics
-            .status_reports
-            .get_or_create(&EventLabels {
-                app: app.id.get(),
-                kind: status.as_str(),
-                outcome: applied.as_str(),
-            })
-            .inc();
+        self.metrics.status_reported(app.id, status, applied);
         Ok(applied)
     }
 
@@ -535,14 +417,7 @@ impl<S: Store> Router<S> {
             ?applied,
             "session event"
         );
-        self.metrics
-            .session_events
-            .get_or_create(&EventLabels {
-                app: app.id.get(),
-                kind: kind.as_str(),
-                outcome: applied.as_str(),
-            })
-            .inc();
+        self.metrics.session_reported(app.id, kind, applied);
         Ok(applied)
     }
 
@@ -620,69 +495,6 @@ impl<S: Store> Router<S> {
         self.metrics
             .store("inspect", started.elapsed(), result.is_ok());
         result
-    }
-
-    /// How often previous agents past their app's `sticky_ttl` are forgotten: half the
-    /// shortest `sticky_ttl`, between a second and a minute.
-    fn forget_every(&self) -> std::time::Duration {
-        let shortest = self
-            .catalog
-            .load()
-            .apps()
-            .map(|app| app.sticky_ttl)
-            .min()
-            .unwrap_or(std::time::Duration::from_secs(120));
-        (shortest / 2).clamp(
-            std::time::Duration::from_secs(1),
-            std::time::Duration::from_secs(60),
-        )
-    }
-
-    /// Forgets, in every app, the previous agents linked longer ago than its `sticky_ttl`:
-    /// they route nobody any more, and history would otherwise grow with every customer
-    /// ever served.
-    async fn forget_links(&self) {
-        let catalog = self.catalog.load_full();
-        for app in catalog.apps() {
-            let before = self
-                .clock
-                .now()
-                .checked_sub(app.sticky_ttl)
-                .unwrap_or(std::time::UNIX_EPOCH);
-            if let Err(err) = self.apply(app, Change::ForgetLinks { before }).await {
-                tracing::warn!(app = %app.id, error = %err, "cannot forget old previous agents");
-            }
-        }
-    }
-
-    /// Records the live state of every app in the decision log (which starts each file
-    /// with it); false when the store could not be read.
-    async fn log_state(&self) -> bool {
-        let Some(log) = &self.decision_log else {
-            return true;
-        };
-        let now = self.clock.now();
-        let catalog = self.catalog.load_full();
-        let mut apps = Vec::new();
-        for app in catalog.apps() {
-            let look = Look {
-                customer: None,
-                sessions: true,
-            };
-            match self
-                .inspect(app, look, now, |state| AppSnapshot::of(app, state))
-                .await
-            {
-                Ok(snapshot) => apps.push(snapshot),
-                Err(err) => {
-                    tracing::warn!(app = %app.id, error = %err, "cannot read the state a new decision log file starts with");
-                    return false;
-                }
-            }
-        }
-        apps.sort_by_key(|snapshot| snapshot.app);
-        log.record(Entry::state(now, apps));
-        true
     }
 
     async fn apply(&self, app: &App, change: Change) -> Result<Applied, RouterError> {
