@@ -60,7 +60,10 @@ fn every_path_the_architecture_map_names_exists() {
 #[test]
 fn the_routers_service_imports_nothing_of_grpc() {
     for (file, text) in [
-        ("service/mod.rs", include_str!("../../router-service/src/service/mod.rs")),
+        (
+            "service/mod.rs",
+            include_str!("../../router-service/src/service/mod.rs"),
+        ),
         (
             "service/housekeeping.rs",
             include_str!("../../router-service/src/service/housekeeping.rs"),

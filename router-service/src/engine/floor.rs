@@ -9,10 +9,17 @@
 //! in rank order and stops once it has what the rule asks for, checking hours, shifts and
 //! filters only on the agents it looks at.
 //!
-//! The orders are exactly the ones `rank` sorts by (the tests hold the two against each
-//! other on random floors), so a decision over a floor answers what a full scan answers.
+//! The orders are [`super::strategy`]'s keys, the ones `rank` sorts a scan by (the tests
+//! hold the two against each other on random floors, for every strategy), so a decision
+//! over a floor answers what a full scan answers.
 
-use std::{cmp::Reverse, collections::BTreeSet, sync::Arc, time::SystemTime};
+use std::{
+    cmp::Reverse,
+    collections::BTreeSet,
+    ops::Bound::{Excluded, Unbounded},
+    sync::Arc,
+    time::SystemTime,
+};
 
 use handoff_core::{
     config::{AgentStatus, Strategy},
@@ -21,12 +28,16 @@ use handoff_core::{
 
 use crate::hash::FastMap;
 
-use super::{Agent, AgentLoad, App, StateView, Target, roster};
+use super::{
+    Agent, AgentLoad, App, StateView, Target, roster,
+    strategy::{self, KEPT, OrderKey},
+};
 
 /// An agent's place in the roster.
 pub(super) type Position = u32;
 
-/// What the strategies order an agent on, and whether it can be offered at all.
+/// An agent's load and live status: what the strategies order it on, and whether it can
+/// be offered at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Standing {
     active: u32,
@@ -36,15 +47,19 @@ struct Standing {
 }
 
 impl Standing {
-    /// `active / capacity` as a key that orders exactly like the fraction: capacities are at
-    /// most [`super::catalog::MAX_CAPACITY`] (< 2^16), so two different fractions differ by
-    /// more than 2^-32 and never share a key.
-    fn ratio(&self) -> u64 {
-        (u64::from(self.active) << 32) / u64::from(self.capacity.max(1))
-    }
-
     fn is_full(&self) -> bool {
         self.active >= self.capacity
+    }
+
+    /// What the strategies order the member at `position` on, with `skill` its skill total.
+    fn ordered(&self, position: Position, skill: u32) -> strategy::Standing {
+        strategy::Standing {
+            active: self.active,
+            capacity: self.capacity,
+            last: self.last,
+            skill,
+            position,
+        }
     }
 }
 
@@ -59,10 +74,9 @@ pub(super) struct Ranking {
     /// Every agent of the target, by position.
     pub(super) members: Vec<Position>,
     skills: Vec<String>,
-    by_load: BTreeSet<(u64, Option<SystemTime>, Position)>,
-    by_idle: BTreeSet<(Option<SystemTime>, u64, Position)>,
-    by_position: BTreeSet<Position>,
-    by_skill: BTreeSet<(Reverse<u32>, u64, Option<SystemTime>, Position)>,
+    /// The ranked members in each order of [`KEPT`] (`most_skilled`'s only when the target
+    /// ranks on skills).
+    orders: [BTreeSet<OrderKey>; KEPT.len()],
     /// Members ever assigned, by when: the latest is where `round_robin` continues from.
     latest: BTreeSet<(SystemTime, Reverse<Position>)>,
     /// Members the target's agent-only filter refuses (`true`: the filter failed on them).
@@ -94,14 +108,29 @@ impl Ranking {
         }
     }
 
+    /// The orders the ranking keeps, with their sets.
+    fn kept(&mut self) -> impl Iterator<Item = (Strategy, &mut BTreeSet<OrderKey>)> {
+        let skills = !self.skills.is_empty();
+        KEPT.into_iter()
+            .zip(self.orders.iter_mut())
+            .filter(move |(strategy, _)| skills || *strategy != Strategy::MostSkilled)
+    }
+
     fn rank(&mut self, position: Position, standing: Standing, skill: u32) {
-        let ratio = standing.ratio();
-        self.by_load.insert((ratio, standing.last, position));
-        self.by_idle.insert((standing.last, ratio, position));
-        self.by_position.insert(position);
-        if !self.skills.is_empty() {
-            self.by_skill
-                .insert((Reverse(skill), ratio, standing.last, position));
+        let ordered = standing.ordered(position, skill);
+        for (strategy, order) in self.kept() {
+            if let Some(key) = strategy::key(strategy, &ordered) {
+                order.insert(key);
+            }
+        }
+    }
+
+    fn unrank(&mut self, position: Position, standing: Standing, skill: u32) {
+        let ordered = standing.ordered(position, skill);
+        for (strategy, order) in self.kept() {
+            if let Some(key) = strategy::key(strategy, &ordered) {
+                order.remove(&key);
+            }
         }
     }
 
@@ -130,16 +159,18 @@ impl Ranking {
                 self.latest.insert((at, Reverse(position)));
             }
         }
-        let (was, is) = (old.ratio(), new.ratio());
-        self.by_load.remove(&(was, old.last, position));
-        self.by_load.insert((is, new.last, position));
-        self.by_idle.remove(&(old.last, was, position));
-        self.by_idle.insert((new.last, is, position));
-        if !self.skills.is_empty() {
-            self.by_skill
-                .remove(&(Reverse(skill), was, old.last, position));
-            self.by_skill
-                .insert((Reverse(skill), is, new.last, position));
+        // Only the orders whose key moved (a position order never does).
+        let (was, is) = (old.ordered(position, skill), new.ordered(position, skill));
+        for (strategy, order) in self.kept() {
+            let (from, to) = (strategy::key(strategy, &was), strategy::key(strategy, &is));
+            if from != to {
+                if let Some(from) = from {
+                    order.remove(&from);
+                }
+                if let Some(to) = to {
+                    order.insert(to);
+                }
+            }
         }
     }
 
@@ -157,14 +188,7 @@ impl Ranking {
                     _ => self.filter_false = self.filter_false.saturating_sub(1),
                 }
             }
-            AgentStatus::Available => {
-                let ratio = standing.ratio();
-                self.by_load.remove(&(ratio, standing.last, position));
-                self.by_idle.remove(&(standing.last, ratio, position));
-                self.by_position.remove(&position);
-                self.by_skill
-                    .remove(&(Reverse(skill), ratio, standing.last, position));
-            }
+            AgentStatus::Available => self.unrank(position, standing, skill),
         }
     }
 
@@ -179,21 +203,19 @@ impl Ranking {
         &self,
         strategy: Strategy,
     ) -> Option<Box<dyn Iterator<Item = Position> + '_>> {
-        Some(match strategy {
-            Strategy::LeastLoaded => Box::new(self.by_load.iter().map(|key| key.2)),
-            Strategy::LongestIdle => Box::new(self.by_idle.iter().map(|key| key.2)),
-            Strategy::FixedOrder => Box::new(self.by_position.iter().copied()),
-            Strategy::MostSkilled => Box::new(self.by_skill.iter().map(|key| key.3)),
-            Strategy::RoundRobin => match self.pivot() {
-                Some(pivot) => Box::new(
-                    self.by_position
-                        .range(pivot + 1..)
-                        .chain(self.by_position.range(..=pivot))
-                        .copied(),
-                ),
-                None => Box::new(self.by_position.iter().copied()),
-            },
-            Strategy::Random => return None,
+        let slot = KEPT
+            .iter()
+            .position(|kept| Some(*kept) == strategy::kept_as(strategy))?;
+        let order = &self.orders[slot];
+        Some(match (strategy, self.pivot()) {
+            // Position order, continuing after the member assigned last.
+            (Strategy::RoundRobin, Some(pivot)) => Box::new(
+                order
+                    .range((Excluded(OrderKey::at(pivot)), Unbounded))
+                    .chain(order.range(..=OrderKey::at(pivot)))
+                    .map(OrderKey::position),
+            ),
+            _ => Box::new(order.iter().map(OrderKey::position)),
         })
     }
 

@@ -21,6 +21,7 @@ mod rank;
 mod reason;
 pub mod schedule;
 mod state;
+mod strategy;
 
 use std::{cell::OnceCell, collections::BTreeMap, sync::Arc, time::SystemTime};
 
@@ -321,14 +322,16 @@ impl Search<'_> {
         turn: usize,
     ) -> Candidate {
         let mut candidate = Candidate::unscored(agent, load, position as usize);
-        candidate.score = rank::score(
-            target,
-            &candidate,
-            floor::skill_total(agent, &target.skills),
-            self.session,
-            turn,
-            self.now,
-        );
+        let standing = strategy::Standing {
+            active: candidate.active,
+            capacity: candidate.capacity,
+            last: candidate.last_assigned,
+            skill: floor::skill_total(agent, &target.skills),
+            position,
+        };
+        let shuffle =
+            || strategy::shuffle_key(target.seed, self.session.as_str(), agent.id.as_str());
+        candidate.score = strategy::score(target.strategy, &standing, turn, shuffle, self.now);
         candidate
     }
 
