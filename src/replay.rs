@@ -211,6 +211,14 @@ fn text(report: &Report) -> String {
     for warning in warnings(report) {
         let _ = writeln!(out, "  warning: {warning}");
     }
+    if !report.changes_by.is_empty() {
+        let by: Vec<String> = report
+            .changes_by
+            .iter()
+            .map(|(caller, count)| format!("{caller} {count}"))
+            .collect();
+        let _ = writeln!(out, "  run-time changes by caller: {}", by.join(", "));
+    }
     for (rule, count) in &report.changed_by_rule {
         let _ = writeln!(out, "  rule {rule:?}: {count} changed");
     }

@@ -122,6 +122,8 @@ pub struct Report {
     pub restarts: Vec<u64>,
     /// State changes applied.
     pub changes: usize,
+    /// Run-time changes (agents, statuses, customers) by the router token they came with.
+    pub changes_by: BTreeMap<String, usize>,
     /// State changes the new config refuses (an agent defined at run time with a group it
     /// lacks, say): skipped, the first [`Report::SHOWN`] said why.
     pub refused: Vec<String>,
@@ -247,7 +249,12 @@ impl<'a> Replay<'a> {
         self.since_ms.get_or_insert(at_ms);
         match entry {
             Entry::Decision(decided) => self.decision(app, &decided, at).await?,
-            change => match change.into_change(app) {
+            change => match {
+                if let Some(by) = change.by() {
+                    *self.report.changes_by.entry(by.to_owned()).or_default() += 1;
+                }
+                change.into_change(app)
+            } {
                 Ok(Some(change)) => {
                     for store in [&self.logged, &self.fresh] {
                         store
@@ -580,7 +587,8 @@ mod tests {
             assert_eq!(applied, Applied::Recorded, "{change:?}");
             assert_ne!(before, holds(&direct, app, at).await, "{change:?} shows");
             // Logged, read back from its line, replayed.
-            let line = serde_json::to_string(&Entry::change(app.id, at, &change, applied))?;
+            let line =
+                serde_json::to_string(&Entry::change(app.id, at, &change, applied, Some("crm")))?;
             replay.feed(serde_json::from_str(&line)?).await?;
             // The store that follows the log holds what the router held.
             assert_eq!(
@@ -589,7 +597,10 @@ mod tests {
                 "{line}"
             );
         }
-        assert_eq!(replay.finish().changes, 6);
+        let report = replay.finish();
+        assert_eq!(report.changes, 6);
+        // Who made the run-time changes: the four that came through the API.
+        assert_eq!(report.changes_by.get("crm"), Some(&4));
         Ok(())
     }
 

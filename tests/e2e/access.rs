@@ -208,3 +208,59 @@ async fn a_reload_swaps_the_routers_tokens() -> TestResult {
     let _ = std::fs::remove_file(&path);
     result
 }
+
+/// Who changed what: a management call's entry in the decision log names the router token
+/// it came with (never the token itself).
+#[tokio::test]
+async fn management_changes_are_logged_with_the_callers_name() -> TestResult {
+    use handoff_proto::router::v1::{Agent, UpsertAgentRequest};
+    use handoff_router::decision_log::Entry;
+    let dir = std::env::temp_dir().join(format!("handoff-audit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let (path, log) = (dir.join("handoff.toml"), dir.join("decisions.jsonl"));
+    std::fs::write(&path, guarded_config())?;
+    let result = async {
+        let env = own_ports(&[(
+            "HANDOFF__ROUTER__DECISION_LOG__PATH",
+            log.display().to_string(),
+        )]);
+        let (_process, line) = spawn(env!("CARGO_BIN_EXE_handoff-router"), &path, &env)?;
+        let channel = Channel::from_shared(format!("http://{}", field(&line, "router")?))?
+            .connect()
+            .await?;
+        let mut client = RouterServiceClient::new(channel);
+        let zoe = Agent {
+            id: "zoe@example.com".into(),
+            group_ids: vec![6521],
+            capacity: 2,
+            ..Agent::default()
+        };
+        let upsert = UpsertAgentRequest {
+            sdk_app_id: 1_400_000_001,
+            agent: Some(zoe),
+        };
+        client
+            .upsert_agent(with_token(upsert, Some(CRM_TOKEN))?)
+            .await?;
+        let mut text = String::new();
+        for _ in 0..100 {
+            text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains("agent_put") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        Ok::<_, Error>(text)
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = result?;
+    let put = text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Entry>(line).ok())
+        .find(|entry| matches!(entry, Entry::AgentPut { .. }))
+        .ok_or_else(|| format!("no agent_put in {text}"))?;
+    assert_eq!(put.by(), Some("crm"), "{text}");
+    assert!(!text.contains(CRM_TOKEN), "the token itself was logged");
+    Ok(())
+}

@@ -292,6 +292,10 @@ pub enum Entry {
         id: Option<String>,
         /// What the router made of it.
         outcome: Applied,
+        /// The name of the router token the change came with (`[[router.auth.tokens]]`);
+        /// absent for the all-in-one's own gateway and an open port.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
     /// An agent added or replaced at run time.
     AgentPut {
@@ -301,6 +305,10 @@ pub enum Entry {
         app: SdkAppId,
         /// The definition, in the config file's shape.
         agent: AgentConfig,
+        /// The name of the router token the change came with (`[[router.auth.tokens]]`);
+        /// absent for the all-in-one's own gateway and an open port.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
     /// An agent removed at run time.
     AgentRemoved {
@@ -310,6 +318,10 @@ pub enum Entry {
         app: SdkAppId,
         /// Who was removed.
         agent: AgentId,
+        /// The name of the router token the change came with (`[[router.auth.tokens]]`);
+        /// absent for the all-in-one's own gateway and an open port.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
     /// Customers' previous agents linked before a time, forgotten (past `sticky_ttl`).
     LinksForgotten {
@@ -328,6 +340,10 @@ pub enum Entry {
         app: SdkAppId,
         /// The profile, as stored.
         customer: CustomerRecord,
+        /// The name of the router token the change came with (`[[router.auth.tokens]]`);
+        /// absent for the all-in-one's own gateway and an open port.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
 }
 
@@ -378,9 +394,16 @@ impl Entry {
         }
     }
 
-    /// A state change's entry.
-    pub fn change(app: SdkAppId, now: SystemTime, change: &Change, applied: Applied) -> Self {
+    /// A state change's entry; `by` names the router token it came with.
+    pub fn change(
+        app: SdkAppId,
+        now: SystemTime,
+        change: &Change,
+        applied: Applied,
+        by: Option<&str>,
+    ) -> Self {
         let at_ms = to_ms(now);
+        let by = by.map(str::to_owned);
         match change {
             Change::SetStatus {
                 agent,
@@ -395,21 +418,25 @@ impl Entry {
                 event_time_ms: to_ms(*at),
                 id: id.clone(),
                 outcome: applied,
+                by,
             },
             Change::PutAgent(agent) => Entry::AgentPut {
                 at_ms,
                 app,
                 agent: agent.spec.clone(),
+                by,
             },
             Change::RemoveAgent(agent) => Entry::AgentRemoved {
                 at_ms,
                 app,
                 agent: agent.clone(),
+                by,
             },
             Change::PutCustomer(customer) => Entry::Customer {
                 at_ms,
                 app,
                 customer: CustomerRecord::from(customer),
+                by,
             },
             Change::ForgetLinks { before } => Entry::LinksForgotten {
                 at_ms,
@@ -442,6 +469,20 @@ impl Entry {
             | Entry::AgentRemoved { at_ms, .. }
             | Entry::LinksForgotten { at_ms, .. }
             | Entry::Customer { at_ms, .. } => *at_ms,
+        }
+    }
+
+    /// The name of the router token a management change came with.
+    pub fn by(&self) -> Option<&str> {
+        match self {
+            Entry::Status { by, .. }
+            | Entry::AgentPut { by, .. }
+            | Entry::AgentRemoved { by, .. }
+            | Entry::Customer { by, .. } => by.as_deref(),
+            Entry::Decision(_)
+            | Entry::State { .. }
+            | Entry::SessionEvent { .. }
+            | Entry::LinksForgotten { .. } => None,
         }
     }
 
@@ -562,6 +603,7 @@ mod tests {
                 from_ms(2_000),
                 &change,
                 Applied::Recorded,
+                Some("crm"),
             ));
         }
         Ok(entries)
@@ -601,14 +643,14 @@ mod tests {
         let app = catalog.app(testing::app_id()?).ok_or("no app")?;
         for change in testing::every_change()? {
             let at = from_ms(2_000);
-            let entry = Entry::change(app.id, at, &change, Applied::Recorded);
+            let entry = Entry::change(app.id, at, &change, Applied::Recorded, None);
             let line = serde_json::to_string(&entry)?;
             let read: Entry = serde_json::from_str(&line)?;
             let back = read
                 .into_change(app)?
                 .ok_or("a change's entry has a change")?;
-            let again =
-                serde_json::to_string(&Entry::change(app.id, at, &back, Applied::Recorded))?;
+            let again = Entry::change(app.id, at, &back, Applied::Recorded, None);
+            let again = serde_json::to_string(&again)?;
             assert_eq!(again, line);
             assert_eq!(back.identity(), change.identity(), "{line}");
         }

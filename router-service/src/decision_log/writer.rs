@@ -409,6 +409,7 @@ mod tests {
             at_ms: n,
             app: SdkAppId::new(1_400_000_001)?,
             agent: AgentId::parse(format!("agent{n:04}@example.com"))?,
+            by: None,
         })
     }
 

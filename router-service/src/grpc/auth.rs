@@ -25,11 +25,17 @@ use crate::metrics::RejectionLabels;
 
 /// A caller and what it may call.
 struct Caller {
-    name: String,
+    name: CallerName,
     token: Vec<u8>,
     /// Router methods it may call (`None`: all).
     methods: Option<HashSet<&'static str>>,
 }
+
+/// The name of the router token a call came with (`[[router.auth.tokens]] name`), which
+/// the guard attaches to each call it lets through: who changed what, in the log and the
+/// decision log. Never the token itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallerName(pub Arc<str>);
 
 /// The access policy as the config has it now: what the listener's guard checks, swapped
 /// whole by a reload (`[router.auth]` is live).
@@ -62,7 +68,7 @@ pub struct Access {
 
 impl std::fmt::Debug for Access {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<&str> = self.callers.iter().map(|c| c.name.as_str()).collect();
+        let names: Vec<&str> = self.callers.iter().map(|c| &*c.name.0).collect();
         f.debug_struct("Access")
             .field("callers", &names)
             .field("open_health", &self.open_health)
@@ -102,7 +108,7 @@ impl Access {
                         .collect()
                 });
                 Caller {
-                    name: token.name.clone(),
+                    name: CallerName(Arc::from(token.name.as_str())),
                     token: token.token.expose().as_bytes().to_vec(),
                     methods,
                 }
@@ -121,10 +127,15 @@ impl Access {
     }
 
     /// Whether a call to `path` (`/package.Service/Method`) carrying `authorization` may
-    /// go on.
-    pub fn check(&self, path: &str, authorization: Option<&[u8]>) -> Result<(), Status> {
+    /// go on, and under which caller's name (none on an open port, or for an open health
+    /// check or reflection).
+    pub fn check(
+        &self,
+        path: &str,
+        authorization: Option<&[u8]>,
+    ) -> Result<Option<CallerName>, Status> {
         if self.is_open() {
-            return Ok(());
+            return Ok(None);
         }
         let (service, method) = path
             .trim_start_matches('/')
@@ -133,7 +144,7 @@ impl Access {
         let health = service.starts_with("grpc.health.");
         let reflection = service.starts_with("grpc.reflection.");
         if (health && self.open_health) || (reflection && self.open_reflection) {
-            return Ok(());
+            return Ok(None);
         }
         let token = authorization
             .and_then(|value| {
@@ -153,14 +164,14 @@ impl Access {
         }
         let caller = found.ok_or_else(|| Status::unauthenticated("the token is not valid"))?;
         if service != SERVICE_NAME {
-            return Ok(());
+            return Ok(Some(caller.name.clone()));
         }
         match &caller.methods {
             Some(methods) if !methods.contains(method) => Err(Status::permission_denied(format!(
                 "caller {:?} may not call {method}",
-                caller.name
+                &*caller.name.0
             ))),
-            _ => Ok(()),
+            _ => Ok(Some(caller.name.clone())),
         }
     }
 }
@@ -215,14 +226,19 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let authorization = request
             .headers()
             .get(http::header::AUTHORIZATION)
             .map(http::HeaderValue::as_bytes);
         let path = request.uri().path();
         match self.layer.access.load().check(path, authorization) {
-            Ok(()) => Box::pin(self.inner.call(request)),
+            Ok(caller) => {
+                if let Some(caller) = caller {
+                    request.extensions_mut().insert(caller);
+                }
+                Box::pin(self.inner.call(request))
+            }
             Err(status) => {
                 let method = path.rsplit('/').next().and_then(method_name);
                 tracing::debug!(path, code = ?status.code(), "call refused");
@@ -270,7 +286,7 @@ mod tests {
         format!("/{SERVICE_NAME}/{method}")
     }
 
-    fn code(result: Result<(), Status>) -> Option<tonic::Code> {
+    fn code<T>(result: Result<T, Status>) -> Option<tonic::Code> {
         result.err().map(|status| status.code())
     }
 
@@ -298,6 +314,9 @@ mod tests {
         assert_eq!(call("AssignHuman", Some(&basic)), Some(Unauthenticated));
         let lower = b"bearer gateway-token-0123456789".to_vec();
         assert_eq!(call("AssignHuman", Some(&lower)), None);
+        // A call let through carries its caller's name, never the token.
+        let name = access.check(&path("UpsertAgent"), Some(crm.as_slice()));
+        assert_eq!(name.ok().flatten(), Some(CallerName(Arc::from("crm"))));
     }
 
     #[test]

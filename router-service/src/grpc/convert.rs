@@ -248,6 +248,7 @@ pub fn status_report(
     Ok(Report {
         at: time("event_time", event_time)?,
         id: event_id("event_id", id)?,
+        by: None,
     })
 }
 

@@ -61,6 +61,14 @@ fn server_span<T>(method: &'static str, request: &Request<T>) -> Span {
 }
 
 /// Runs a call's `handler` in `span`, noting a failure on it and counting it.
+/// The name of the router token `request` came with, as the listener's guard found it.
+fn caller<T>(request: &Request<T>) -> Option<std::sync::Arc<str>> {
+    request
+        .extensions()
+        .get::<auth::CallerName>()
+        .map(|caller| std::sync::Arc::clone(&caller.0))
+}
+
 async fn traced<R>(
     metrics: &Metrics,
     method: &'static str,
@@ -190,6 +198,7 @@ impl<S: Store> RouterService for RouterGrpc<S> {
         request: Request<UpsertAgentRequest>,
     ) -> Result<Response<UpsertAgentResponse>, Status> {
         let span = server_span("UpsertAgent", &request);
+        let by = caller(&request);
         traced(self.router.metrics(), "UpsertAgent", span, async move {
             let request = request.into_inner();
             let app = convert::app_id(request.sdk_app_id)?;
@@ -197,7 +206,7 @@ impl<S: Store> RouterService for RouterGrpc<S> {
                 .agent
                 .ok_or_else(|| RouterError::invalid("agent", "is required"))?;
             let config = convert::agent_config(agent)?;
-            let agent = self.router.upsert_agent(app, config).await?;
+            let agent = self.router.upsert_agent(app, config, by.as_deref()).await?;
             Ok(Response::new(UpsertAgentResponse {
                 agent: Some(convert::agent(&agent, agent.status)),
             }))
@@ -210,12 +219,13 @@ impl<S: Store> RouterService for RouterGrpc<S> {
         request: Request<RemoveAgentRequest>,
     ) -> Result<Response<RemoveAgentResponse>, Status> {
         let span = server_span("RemoveAgent", &request);
+        let by = caller(&request);
         traced(self.router.metrics(), "RemoveAgent", span, async move {
             let request = request.into_inner();
             let app = convert::app_id(request.sdk_app_id)?;
             let agent = AgentId::parse(request.agent_id)
                 .map_err(|e| RouterError::invalid("agent_id", e))?;
-            self.router.remove_agent(app, &agent).await?;
+            self.router.remove_agent(app, &agent, by.as_deref()).await?;
             Ok(Response::new(RemoveAgentResponse {}))
         })
         .await
@@ -226,6 +236,7 @@ impl<S: Store> RouterService for RouterGrpc<S> {
         request: Request<SetAgentStatusRequest>,
     ) -> Result<Response<SetAgentStatusResponse>, Status> {
         let span = server_span("SetAgentStatus", &request);
+        let by = caller(&request);
         traced(self.router.metrics(), "SetAgentStatus", span, async move {
             let request = request.into_inner();
             let app = convert::app_id(request.sdk_app_id)?;
@@ -234,7 +245,8 @@ impl<S: Store> RouterService for RouterGrpc<S> {
             let status = convert::status(request.status).ok_or_else(|| {
                 RouterError::invalid("status", "must be AVAILABLE, AWAY or OFFLINE")
             })?;
-            let report = convert::status_report(request.event_time, request.event_id)?;
+            let mut report = convert::status_report(request.event_time, request.event_id)?;
+            report.by = by.map(|name| name.to_string());
             let applied = self.router.set_status(app, &agent, status, report).await?;
             Ok(Response::new(SetAgentStatusResponse {
                 outcome: convert::outcome(applied).into(),
@@ -248,6 +260,7 @@ impl<S: Store> RouterService for RouterGrpc<S> {
         request: Request<UpsertCustomerRequest>,
     ) -> Result<Response<UpsertCustomerResponse>, Status> {
         let span = server_span("UpsertCustomer", &request);
+        let by = caller(&request);
         traced(self.router.metrics(), "UpsertCustomer", span, async move {
             let request = request.into_inner();
             let app = convert::app_id(request.sdk_app_id)?;
@@ -255,7 +268,10 @@ impl<S: Store> RouterService for RouterGrpc<S> {
                 .customer
                 .ok_or_else(|| RouterError::invalid("customer", "is required"))?;
             let config = convert::customer_config(customer)?;
-            let customer = self.router.upsert_customer(app, config).await?;
+            let customer = self
+                .router
+                .upsert_customer(app, config, by.as_deref())
+                .await?;
             Ok(Response::new(UpsertCustomerResponse {
                 customer: Some(convert::customer(&customer)),
             }))

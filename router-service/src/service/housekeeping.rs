@@ -149,7 +149,7 @@ impl<S: Store> Router<S> {
                 .now()
                 .checked_sub(app.sticky_ttl)
                 .unwrap_or(std::time::UNIX_EPOCH);
-            if let Err(err) = self.apply(app, Change::ForgetLinks { before }).await {
+            if let Err(err) = self.apply(app, Change::ForgetLinks { before }, None).await {
                 tracing::warn!(app = %app.id, error = %err, "cannot forget old previous agents");
             }
         }

@@ -38,6 +38,8 @@ pub struct Report {
     pub at: Option<SystemTime>,
     /// The report's identity, so that a retry changes nothing.
     pub id: Option<String>,
+    /// Who reports it: the name of the router token the call came with.
+    pub by: Option<String>,
 }
 
 /// How many sessions a page of ListSessions holds unless asked otherwise.
@@ -336,23 +338,31 @@ impl<S: Store> Router<S> {
         &self,
         app: SdkAppId,
         config: AgentConfig,
+        by: Option<&str>,
     ) -> Result<Arc<Agent>, RouterError> {
         let app = self.app(app)?;
         let agent = app.check_agent(&config).map_err(|fault| {
             RouterError::invalid_owned(format!("agent.{}", api_field(fault.field)), fault.message)
         })?;
         let agent = Arc::new(agent);
-        self.apply(&app, Change::PutAgent(agent.clone())).await?;
-        tracing::info!(app = %app.id, agent = %agent.id, "agent upserted");
+        self.apply(&app, Change::PutAgent(agent.clone()), by)
+            .await?;
+        tracing::info!(app = %app.id, agent = %agent.id, by, "agent upserted");
         Ok(agent)
     }
 
     /// Removes an agent from `app`'s routing.
-    pub async fn remove_agent(&self, app: SdkAppId, agent: &AgentId) -> Result<(), RouterError> {
+    pub async fn remove_agent(
+        &self,
+        app: SdkAppId,
+        agent: &AgentId,
+        by: Option<&str>,
+    ) -> Result<(), RouterError> {
         let app = self.app(app)?;
         self.require_agent(&app, agent).await?;
-        self.apply(&app, Change::RemoveAgent(agent.clone())).await?;
-        tracing::info!(app = %app.id, %agent, "agent removed");
+        self.apply(&app, Change::RemoveAgent(agent.clone()), by)
+            .await?;
+        tracing::info!(app = %app.id, %agent, by, "agent removed");
         Ok(())
     }
 
@@ -375,12 +385,13 @@ impl<S: Store> Router<S> {
                 at,
                 id: report.id,
             };
-            self.apply(&app, change).await?
+            self.apply(&app, change, report.by.as_deref()).await?
         } else {
             implausible(&app, "status", at, now);
             Applied::Implausible
         };
-        tracing::info!(app = %app.id, %agent, ?status, ?applied, "agent status");
+        let by = report.by.as_deref();
+        tracing::info!(app = %app.id, %agent, ?status, ?applied, by, "agent status");
         self.metrics.status_reported(app.id, status, applied);
         Ok(applied)
     }
@@ -397,7 +408,7 @@ impl<S: Store> Router<S> {
         let (session, kind, agent) = (event.session.clone(), event.kind, event.agent.clone());
         let now = self.clock.now();
         let applied = if app.reports.plausible(event.at, now) {
-            self.apply(&app, Change::Session(event)).await?
+            self.apply(&app, Change::Session(event), None).await?
         } else {
             implausible(&app, "session event", event.at, now);
             Applied::Implausible
@@ -457,6 +468,7 @@ impl<S: Store> Router<S> {
         &self,
         app: SdkAppId,
         config: CustomerConfig,
+        by: Option<&str>,
     ) -> Result<Customer, RouterError> {
         let app = self.app(app)?;
         if let Some(owner) = &config.owner {
@@ -473,8 +485,9 @@ impl<S: Store> Router<S> {
                 })?;
         }
         let customer = Customer::from_config(&config);
-        self.apply(&app, Change::PutCustomer(customer.clone()))
+        self.apply(&app, Change::PutCustomer(customer.clone()), by)
             .await?;
+        tracing::info!(app = %app.id, customer = %customer.id, by, "customer upserted");
         Ok(customer)
     }
 
@@ -497,7 +510,14 @@ impl<S: Store> Router<S> {
         result
     }
 
-    async fn apply(&self, app: &App, change: Change) -> Result<Applied, RouterError> {
+    /// Applies `change` to `app` through the store, timed, and logs it (with `by`, the
+    /// router token it came with) in the decision log.
+    async fn apply(
+        &self,
+        app: &App,
+        change: Change,
+        by: Option<&str>,
+    ) -> Result<Applied, RouterError> {
         let started = std::time::Instant::now();
         let now = self.clock.now();
         let entry = self.decision_log.as_ref().map(|_| (change.clone(), app.id));
@@ -506,7 +526,7 @@ impl<S: Store> Router<S> {
             .store("apply", started.elapsed(), applied.is_ok());
         let applied = applied?;
         if let (Some(log), Some((change, app))) = (&self.decision_log, entry) {
-            log.record(Entry::change(app, now, &change, applied));
+            log.record(Entry::change(app, now, &change, applied, by));
         }
         Ok(applied)
     }
@@ -678,7 +698,7 @@ mod tests {
         let year = Duration::from_secs(366 * 24 * 3600);
         let report = |at| Report {
             at: Some(at),
-            id: None,
+            ..Report::default()
         };
         // Next year, and two days ago: ignored. Within the skew ahead: taken.
         for (at, expected) in [
@@ -733,7 +753,7 @@ mod tests {
             owner: Some(ghost.clone()),
             attributes: BTreeMap::new(),
         };
-        let err = router.upsert_customer(app, customer).await.err();
+        let err = router.upsert_customer(app, customer, None).await.err();
         let err = err.ok_or("took a ghost owner")?;
         assert_eq!(err.kind(), ErrorKind::InvalidArgument);
         assert!(
@@ -758,7 +778,7 @@ mod tests {
             attributes: BTreeMap::new(),
             shift: None,
         };
-        let err = router.upsert_agent(app, in_no_group).await.err();
+        let err = router.upsert_agent(app, in_no_group, None).await.err();
         let err = err.ok_or("took an agent of an unknown group")?;
         assert!(
             err.to_string().starts_with("agent.group_ids: group 7"),
