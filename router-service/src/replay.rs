@@ -247,14 +247,12 @@ impl<'a> Replay<'a> {
         };
         let at = from_ms(at_ms);
         self.since_ms.get_or_insert(at_ms);
+        if let Some(by) = entry.by() {
+            *self.report.changes_by.entry(by.to_owned()).or_default() += 1;
+        }
         match entry {
             Entry::Decision(decided) => self.decision(app, &decided, at).await?,
-            change => match {
-                if let Some(by) = change.by() {
-                    *self.report.changes_by.entry(by.to_owned()).or_default() += 1;
-                }
-                change.into_change(app)
-            } {
+            change => match change.into_change(app) {
                 Ok(Some(change)) => {
                     for store in [&self.logged, &self.fresh] {
                         store
