@@ -680,6 +680,20 @@ pub fn integer(port: u16, command: &[&str]) -> Result<i64, Error> {
         .ok_or_else(|| format!("not an integer reply: {reply:?}"))?)
 }
 
+/// `command` on the server at `port`: its reply, as sent (RESP).
+pub fn redis_cli(port: u16, command: &[&str]) -> Result<String, Error> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let mut request = format!("*{}\r\n", command.len());
+    for part in command {
+        request.push_str(&format!("${}\r\n{part}\r\n", part.len()));
+    }
+    stream.write_all(request.as_bytes())?;
+    let mut reply = [0u8; 256];
+    let n = stream.read(&mut reply)?;
+    Ok(String::from_utf8_lossy(&reply[..n]).into_owned())
+}
+
 /// `HLEN key` on the server at `port`.
 pub fn hlen(port: u16, key: &str) -> Result<i64, Error> {
     integer(port, &["HLEN", key])
@@ -964,4 +978,47 @@ fn check_warns_of_a_redis_that_would_lose_or_evict_handoffs_state() -> TestResul
     );
     let _ = std::fs::remove_file(&config);
     Ok(())
+}
+
+/// A Redis holding handoff's state in a newer layout than this build reads (a newer
+/// handoff wrote it, then this one was started): the router refuses to serve from it,
+/// saying why, and health turns NOT_SERVING; once the layout is one it reads, it serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_of_a_newer_format_is_refused_until_the_format_is_one_it_reads() -> TestResult {
+    let Some(redis) = RedisServer::start()? else {
+        return Ok(());
+    };
+    let env = [
+        ("HANDOFF__ROUTER__STORE__KIND", "redis".to_owned()),
+        ("HANDOFF__ROUTER__STORE__URL", redis.url()),
+    ];
+    let running = crate::support::launch(crate::support::CONFIG, &env, true, false).await?;
+    let grpc = running.router.ok_or("no router")?;
+    let mut client = RouterServiceClient::connect(format!("http://{grpc}")).await?;
+    health_becomes(grpc, ServingStatus::Serving).await?;
+    assert_eq!(
+        redis_cli(redis.port(), &["GET", "handoff:format"])?,
+        "$1\r\n1\r\n",
+        "written at start"
+    );
+    client.assign_human(handoff("old-1")).await?;
+
+    redis_cli(redis.port(), &["SET", "handoff:format", "2"])?;
+    health_becomes(grpc, ServingStatus::NotServing).await?;
+    let refused = client
+        .assign_human(handoff("new-1"))
+        .await
+        .err()
+        .ok_or("served from a newer layout")?;
+    assert_eq!(refused.code(), tonic::Code::Unavailable);
+    assert!(
+        refused.message().contains("format 2"),
+        "{}",
+        refused.message()
+    );
+
+    redis_cli(redis.port(), &["SET", "handoff:format", "1"])?;
+    health_becomes(grpc, ServingStatus::Serving).await?;
+    client.assign_human(handoff("new-2")).await?;
+    running.shutdown().await
 }

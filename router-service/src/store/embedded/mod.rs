@@ -50,6 +50,12 @@ type Table = TableDefinition<'static, (u64, &'static str), &'static [u8]>;
 /// The journal's own bookkeeping: `folded_through`, the last log segment the tables hold.
 const META: TableDefinition<'static, &'static str, u64> = TableDefinition::new("journal");
 const FOLDED_THROUGH: &str = "folded_through";
+/// The layout of the file's tables and the journal's frames, under [`META`].
+const FORMAT_KEY: &str = "format";
+
+/// The layout of the embedded file and its journal this build writes and the newest it
+/// reads. 1 is the layout as first released: a file without a format is of it.
+pub const FORMAT: u64 = 1;
 
 /// The tables, each keyed by (app, id), each value a JSON record of [`record`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,7 +257,14 @@ impl Journal {
                 .map_err(|e| unavailable("creating its directory", &e))?;
         }
         let db = Database::create(path).map_err(|e| unavailable("opening", &e))?;
-        create_tables(&db).map_err(|e| unavailable("creating tables", &e))?;
+        let format = create_tables(&db).map_err(|e| unavailable("creating tables", &e))?;
+        if format > FORMAT {
+            // Before its journal is folded: a newer layout's frames are not read as ours.
+            return Err(StoreError::Unavailable(format!(
+                "embedded store {}: written by a newer handoff (format {format}); this one reads up to format {FORMAT}: run the newer version, or restore a backup made with this one",
+                path.display()
+            )));
+        }
         let directory = log::directory(path);
         std::fs::create_dir_all(&directory)
             .map_err(|e| unavailable("creating its journal directory", &e))?;
@@ -343,14 +356,26 @@ impl Drop for Journal {
     }
 }
 
-fn create_tables(db: &Database) -> Result<(), redb::Error> {
+/// Creates the tables a new file lacks, and records the layout: [`FORMAT`] for a new file
+/// or one from before the layout was recorded; the file's own when it has one.
+fn create_tables(db: &Database) -> Result<u64, redb::Error> {
     let txn = db.begin_write()?;
     for kind in Kind::ALL {
         txn.open_table(kind.table())?;
     }
-    txn.open_table(META)?;
+    let format = {
+        let mut meta = txn.open_table(META)?;
+        let recorded = meta.get(FORMAT_KEY)?.map(|value| value.value());
+        match recorded {
+            Some(format) => format,
+            None => {
+                meta.insert(FORMAT_KEY, FORMAT)?;
+                FORMAT
+            }
+        }
+    };
     txn.commit()?;
-    Ok(())
+    Ok(format)
 }
 
 /// The last log segment the tables hold (0: none).

@@ -542,6 +542,49 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_file_of_a_newer_format_is_refused_before_its_journal_is_read() -> TestResult {
+        let dir = std::env::temp_dir().join(format!(
+            "handoff-format-{}-{:?}",
+            std::process::id(),
+            SystemTime::now()
+        ));
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("state.redb");
+        let (catalog, now) = (catalog()?, SystemTime::UNIX_EPOCH + Duration::from_secs(10));
+        let result = async {
+            let store =
+                LocalStore::embedded(&path, lifetimes(Duration::from_secs(60)), &catalog, now)?;
+            assign(&store, &catalog, "kept", now).await?;
+            drop(store);
+            // A newer handoff wrote the file since.
+            {
+                use redb::ReadableTable;
+                let db = redb::Database::create(&path)?;
+                let txn = db.begin_write()?;
+                let meta: redb::TableDefinition<'static, &'static str, u64> =
+                    redb::TableDefinition::new("journal");
+                assert_eq!(
+                    txn.open_table(meta)?.get("format")?.map(|v| v.value()),
+                    Some(1),
+                    "a new file records its format"
+                );
+                txn.open_table(meta)?.insert("format", 2)?;
+                txn.commit()?;
+            }
+            let refused =
+                LocalStore::embedded(&path, lifetimes(Duration::from_secs(60)), &catalog, now)
+                    .err()
+                    .ok_or("opened a file of a newer format")?;
+            Ok::<_, testing::Error>(refused.to_string())
+        }
+        .await;
+        let _ = std::fs::remove_dir_all(&dir);
+        let refused = result?;
+        assert!(refused.contains("newer handoff (format 2)"), "{refused}");
+        Ok(())
+    }
+
+    #[tokio::test]
     async fn a_full_disk_fails_writes_and_health_then_both_recover_and_the_journal_folds_again()
     -> TestResult {
         let Some(disk) = testing::SmallDisk::mount("embedded", 48 << 20)? else {

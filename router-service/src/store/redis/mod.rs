@@ -101,6 +101,14 @@ impl LazyCluster {
 /// eviction): the replica says so loudly, forgets its views, and writes a new one.
 const EPOCH_KEY: &str = "handoff:epoch";
 
+/// The key that says which layout handoff's keys in Redis are in, written beside the
+/// epoch; a replica refuses to serve from a newer layout than it knows.
+const FORMAT_KEY: &str = "handoff:format";
+
+/// The layout of handoff's keys this build writes and the newest it reads. 1 is the layout
+/// as first released: a Redis holding handoff's keys but no format key is of it.
+pub const FORMAT: u32 = 1;
+
 /// The scripts, each with the sweep in front.
 struct Scripts {
     snapshot: Script,
@@ -125,6 +133,9 @@ pub struct RedisStore {
     keys: parking_lot::Mutex<FastMap<SdkAppId, Arc<Keys>>>,
     /// The epoch this replica last saw in Redis.
     epoch: Mutex<Option<String>>,
+    /// Set once Redis was found to hold a newer layout than this build reads: every call
+    /// is refused (the gateway answers its fallback) until a newer handoff serves it.
+    newer_format: std::sync::atomic::AtomicU32,
     /// Where this replica counts the times it found Redis had lost handoff's data.
     data_lost: std::sync::OnceLock<prometheus_client::metrics::counter::Counter>,
 }
@@ -242,6 +253,7 @@ impl RedisStore {
             views: Mutex::new(FastMap::default()),
             keys: parking_lot::Mutex::new(FastMap::default()),
             epoch: Mutex::new(None),
+            newer_format: std::sync::atomic::AtomicU32::new(0),
             data_lost: std::sync::OnceLock::new(),
         })
     }
@@ -258,6 +270,32 @@ impl RedisStore {
     /// views are dropped, so that every decision reads what Redis holds now rather than
     /// what this replica remembers of a state that is gone.
     async fn check_epoch(&self) -> Result<(), StoreError> {
+        // Two reads: the keys may live on different nodes of a cluster.
+        let mut read = redis::pipe();
+        read.get(FORMAT_KEY);
+        let (format,): (Option<u32>,) = self.query(read).await?;
+        match format {
+            Some(format) if format > FORMAT => {
+                self.newer_format
+                    .store(format, std::sync::atomic::Ordering::Relaxed);
+                return Err(self
+                    .refused_format()
+                    .unwrap_or_else(|| unavailable("format")));
+            }
+            Some(_) => self
+                .newer_format
+                .store(0, std::sync::atomic::Ordering::Relaxed),
+            None => {
+                let mut write = redis::pipe();
+                write
+                    .cmd("SET")
+                    .arg(FORMAT_KEY)
+                    .arg(FORMAT)
+                    .arg("NX")
+                    .ignore();
+                self.write(write).await?;
+            }
+        }
         let mut read = redis::pipe();
         read.get(EPOCH_KEY);
         let (current,): (Option<String>,) = self.query(read).await?;
@@ -351,6 +389,9 @@ impl RedisStore {
         now: SystemTime,
         args: impl FnOnce(&mut redis::Cmd),
     ) -> Result<Value, StoreError> {
+        if let Some(refused) = self.refused_format() {
+            return Err(refused);
+        }
         let keys = self.keys(app);
         let mut cmd = redis::cmd("EVALSHA");
         let all = keys.all();
@@ -381,9 +422,22 @@ impl RedisStore {
             .clone()
     }
 
-    /// Runs a plain command pipeline atomically.
+    /// Runs a plain command pipeline atomically (refused while Redis holds a newer layout).
     async fn write(&self, pipe: redis::Pipeline) -> Result<(), StoreError> {
+        if let Some(refused) = self.refused_format() {
+            return Err(refused);
+        }
         self.query(pipe).await
+    }
+
+    /// Why every call is refused, once Redis was found in a newer layout than this build's.
+    fn refused_format(&self) -> Option<StoreError> {
+        let newer = self.newer_format.load(std::sync::atomic::Ordering::Relaxed);
+        (newer > FORMAT).then(|| {
+            unavailable(format!(
+                "Redis holds handoff's state in format {newer}, written by a newer handoff; this one reads up to format {FORMAT}: run the newer version"
+            ))
+        })
     }
 
     /// Runs a plain command pipeline, bounded by the timeout.
