@@ -456,3 +456,45 @@ async fn explain_decides_at_the_moment_it_is_asked_about() -> TestResult {
     assert_eq!(bad.err().map(|s| s.code()), Some(Code::InvalidArgument));
     Ok(())
 }
+
+#[tokio::test]
+async fn list_agents_says_where_each_definition_comes_from() -> TestResult {
+    use handoff_proto::router::v1::AgentSource;
+    let stack = Stack::start(CONFIG).await?;
+    let mut router = client(&stack).await?;
+    // Bob redefined over the file, zoe added: ann stays the file's.
+    for (id, capacity) in [("bob@example.com", 5), ("zoe@example.com", 2)] {
+        router
+            .upsert_agent(UpsertAgentRequest {
+                sdk_app_id: APP,
+                agent: Some(Agent {
+                    id: id.into(),
+                    group_ids: vec![6521],
+                    capacity,
+                    ..Agent::default()
+                }),
+            })
+            .await?;
+    }
+    let listed = router
+        .list_agents(ListAgentsRequest {
+            sdk_app_id: APP,
+            group_id: Some(6521),
+        })
+        .await?
+        .into_inner()
+        .agents;
+    let source = |id: &str| {
+        listed
+            .iter()
+            .find(|row| row.agent.as_ref().is_some_and(|agent| agent.id == id))
+            .map(|row| row.source())
+    };
+    assert_eq!(source("ann@example.com"), Some(AgentSource::File));
+    assert_eq!(
+        source("bob@example.com"),
+        Some(AgentSource::RuntimeOverFile)
+    );
+    assert_eq!(source("zoe@example.com"), Some(AgentSource::Runtime));
+    Ok(())
+}

@@ -18,7 +18,7 @@ use crate::{
         Strategy, TargetOutcome,
     },
     error::RouterError,
-    service::{AgentListing, DEFAULT_PAGE, Explanation, MAX_PAGE, Page, Report},
+    service::{AgentListing, AgentSource, DEFAULT_PAGE, Explanation, MAX_PAGE, Page, Report},
     store::{Applied, Assignment, SessionEvent, SessionEventKind},
 };
 
@@ -444,6 +444,12 @@ pub fn listing(listing: &AgentListing) -> pb::AgentState {
         on_shift: listing.on_shift,
         confirmed: listing.load.confirmed,
         provisional: listing.load.active.saturating_sub(listing.load.confirmed),
+        source: match listing.source {
+            AgentSource::File => pb::AgentSource::File,
+            AgentSource::Runtime => pb::AgentSource::Runtime,
+            AgentSource::RuntimeOverFile => pb::AgentSource::RuntimeOverFile,
+        }
+        .into(),
     }
 }
 

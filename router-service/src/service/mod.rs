@@ -104,6 +104,20 @@ pub struct AgentListing {
     pub load: AgentLoad,
     /// Whether the agent is within its shift.
     pub on_shift: bool,
+    /// Where its definition comes from.
+    pub source: AgentSource,
+}
+
+/// Where an agent's definition comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentSource {
+    /// The config file, as it is now.
+    File,
+    /// `UpsertAgent`, for an agent the file does not define.
+    Runtime,
+    /// `UpsertAgent`, over the file's definition of the same agent: the file's edits do not
+    /// apply to it.
+    RuntimeOverFile,
 }
 
 /// Logs the expressions of `catalog` that cannot decide anything (`handoff check` refuses
@@ -199,11 +213,50 @@ impl<S: Store> Router<S> {
 
     /// Replaces the catalog with one compiled from `config`, atomically; on error the
     /// running catalog stays.
-    pub fn reload(&self, config: &Config, origin: &Path) -> Result<(), ConfigError> {
-        let catalog = Catalog::from_config(config, origin)?;
+    pub fn reload(self: &Arc<Self>, config: &Config, origin: &Path) -> Result<(), ConfigError> {
+        let catalog = Arc::new(Catalog::from_config(config, origin)?);
         warn_lint(&catalog, config);
-        self.catalog.store(Arc::new(catalog));
+        let previous = self.catalog.swap(Arc::clone(&catalog));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let router = Arc::clone(self);
+            runtime.spawn(async move { router.warn_overridden(&previous, &catalog).await });
+        }
         Ok(())
+    }
+
+    /// Warns of each agent whose definition the reload from `previous` to `catalog` changed
+    /// in the file while `UpsertAgent` defines it at run time: the run-time one stays.
+    async fn warn_overridden(&self, previous: &Catalog, catalog: &Catalog) {
+        let spec = |agent: &Agent| serde_json::to_value(&agent.spec).ok();
+        for app in catalog.apps() {
+            let changed: Vec<AgentId> = app
+                .agents()
+                .iter()
+                .filter(|agent| {
+                    previous
+                        .app(app.id)
+                        .and_then(|old| old.agent(&agent.id))
+                        .is_none_or(|old| spec(old) != spec(agent))
+                })
+                .map(|agent| agent.id.clone())
+                .collect();
+            if changed.is_empty() {
+                continue;
+            }
+            let overridden = self
+                .inspect(app, Look::default(), self.clock.now(), |state| {
+                    changed
+                        .iter()
+                        .filter(|id| state.roster_changes().contains_key(*id))
+                        .cloned()
+                        .collect::<Vec<_>>()
+                })
+                .await
+                .unwrap_or_default();
+            for agent in overridden {
+                tracing::warn!(app = %app.id, %agent, "the file's new definition of this agent does not apply: it is defined at run time (UpsertAgent), which stays; UpsertAgent it with the file's definition to take that");
+            }
+        }
     }
 
     /// The app as the catalog has it now.
@@ -555,6 +608,14 @@ impl<S: Store> Router<S> {
                         status: state.status(&agent.id).unwrap_or(agent.status),
                         load: state.load(&agent.id),
                         on_shift: agent.shift.as_ref().is_none_or(|shift| shift.is_open(now)),
+                        source: match (
+                            state.roster_changes().contains_key(&agent.id),
+                            app.agent(&agent.id).is_some(),
+                        ) {
+                            (false, _) => AgentSource::File,
+                            (true, false) => AgentSource::Runtime,
+                            (true, true) => AgentSource::RuntimeOverFile,
+                        },
                     })
                     .collect()
             })
