@@ -21,31 +21,19 @@ use crate::{
     support::{Error, Reply, Running, TestResult, launch, request, sign},
 };
 
-const CONFIG: &str = r#"
-[gateway]
-path = "/tencent/callback"
-router_timeout = "500ms"
-
-[[apps]]
-sdk_app_id = 1400000001
-token = "xxxxyyyy"
-confirm_timeout = "1s"
-[[apps.groups]]
-id = 6521
-name = "general"
-[[apps.agents]]
-id = "ann@example.com"
-groups = [6521]
-capacity = 2
-[[apps.agents]]
-id = "bob@example.com"
-groups = [6521]
-capacity = 2
-[[apps.agents]]
-id = "cy@example.com"
-groups = [6521]
-capacity = 1
-"#;
+/// Three agents of group 6521, reservations held a second unless an event confirms them.
+fn config() -> String {
+    crate::support::one_app(
+        "[gateway]\npath = \"/tencent/callback\"\nrouter_timeout = \"500ms\"",
+        "token = \"xxxxyyyy\"\nconfirm_timeout = \"1s\"",
+        (6521, "general"),
+        &[
+            ("ann@example.com", 2),
+            ("bob@example.com", 2),
+            ("cy@example.com", 1),
+        ],
+    )
+}
 
 /// Milliseconds now, the clock Tencent's EventTime is on.
 fn now_ms() -> u64 {
@@ -86,7 +74,7 @@ type Picture = (
 
 impl Day {
     async fn start(env: Vec<(&'static str, String)>) -> Result<Self, Error> {
-        let running = launch(CONFIG, &env, true, true).await?;
+        let running = launch(&config(), &env, true, true).await?;
         Ok(Self {
             env,
             running: Some(running),
@@ -101,7 +89,7 @@ impl Day {
         if let Some(running) = self.running.take() {
             running.shutdown().await?;
         }
-        self.running = Some(launch(CONFIG, &self.env, true, true).await?);
+        self.running = Some(launch(&config(), &self.env, true, true).await?);
         Ok(())
     }
 

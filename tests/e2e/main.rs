@@ -12,6 +12,7 @@ mod forged;
 mod grpc;
 mod manage;
 mod metrics;
+mod readme;
 mod redis;
 mod router_connections;
 mod secrets;

@@ -119,31 +119,20 @@ fn ping(port: u16) -> bool {
         && &reply == b"+PONG\r\n"
 }
 
-const FLOOR: &str = r#"
-[router]
-assignment_ttl = "10m"
-[[apps]]
-sdk_app_id = 1400000001
-[[apps.groups]]
-id = 1
-name = "floor"
-[[apps.agents]]
-id = "ann@example.com"
-groups = [1]
-capacity = 3
-[[apps.agents]]
-id = "bob@example.com"
-groups = [1]
-capacity = 3
-[[apps.agents]]
-id = "cy@example.com"
-groups = [1]
-capacity = 2
-[[apps.agents]]
-id = "dee@example.com"
-groups = [1]
-capacity = 4
-"#;
+/// Four agents, twelve seats, reservations held ten minutes.
+fn floor() -> String {
+    crate::support::one_app(
+        "[router]\nassignment_ttl = \"10m\"",
+        "",
+        (1, "floor"),
+        &[
+            ("ann@example.com", 3),
+            ("bob@example.com", 3),
+            ("cy@example.com", 2),
+            ("dee@example.com", 4),
+        ],
+    )
+}
 
 /// Three `redis-server`s in cluster mode, slots spread over them by `redis-cli`.
 struct RedisCluster {
@@ -250,7 +239,7 @@ impl Replica {
     }
 
     async fn start_on(url: String, cluster: bool) -> Result<Self, Error> {
-        let running = launch(FLOOR, &Self::env(url, cluster), true, false).await?;
+        let running = launch(&floor(), &Self::env(url, cluster), true, false).await?;
         Ok(Self {
             addr: running.router.ok_or("no router")?,
             running,
@@ -575,7 +564,7 @@ async fn agents_added_at_run_time_follow_a_reloaded_time_zone() -> TestResult {
     };
     let replica = Replica::start(&redis).await?;
     let reloader = &replica.running.reloader;
-    let shifts = on_shift_across_a_zone_reload(FLOOR, replica.addr, reloader, 1).await?;
+    let shifts = on_shift_across_a_zone_reload(&floor(), replica.addr, reloader, 1).await?;
     assert_eq!(shifts, (true, false), "(on shift before, after)");
     Ok(())
 }
@@ -663,16 +652,7 @@ async fn killing_redis_under_load_fails_calls_cleanly_and_loses_no_consistency()
 /// A command with an integer reply (`HLEN key`, `PTTL key`) on the server at `port`, over
 /// raw RESP.
 pub fn integer(port: u16, command: &[&str]) -> Result<i64, Error> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    let mut request = format!("*{}\r\n", command.len());
-    for part in command {
-        request.push_str(&format!("${}\r\n{part}\r\n", part.len()));
-    }
-    stream.write_all(request.as_bytes())?;
-    let mut reply = [0u8; 32];
-    let n = stream.read(&mut reply)?;
-    let reply = String::from_utf8_lossy(&reply[..n]);
+    let reply = redis_cli(port, command)?;
     Ok(reply
         .trim()
         .strip_prefix(':')
@@ -706,7 +686,7 @@ async fn previous_agents_past_sticky_ttl_are_deleted_from_redis() -> TestResult 
     };
     let mut env = Replica::env(redis.url(), false).to_vec();
     env.push(("HANDOFF__APPS__0__STICKY_TTL", "1s".to_owned()));
-    let running = launch(FLOOR, &env, true, false).await?;
+    let running = launch(&floor(), &env, true, false).await?;
     let router = running.router.ok_or("no router")?;
     let mut client = RouterServiceClient::connect(format!("http://{router}")).await?;
     client
@@ -758,7 +738,7 @@ async fn session_records_are_deleted_from_redis_once_remembered_long_enough() ->
     let mut env = Replica::env(redis.url(), false).to_vec();
     env.push(("HANDOFF__ROUTER__ASSIGNMENT_TTL", "1s".to_owned()));
     env.push(("HANDOFF__ROUTER__MAX_SESSION", "1s".to_owned()));
-    let running = launch(FLOOR, &env, true, false).await?;
+    let running = launch(&floor(), &env, true, false).await?;
     let router = running.router.ok_or("no router")?;
     let mut client = RouterServiceClient::connect(format!("http://{router}")).await?;
     let assign = |session: &str| AssignHumanRequest {

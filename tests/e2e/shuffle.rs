@@ -14,25 +14,19 @@ use crate::{
     support::{Error, TestResult, launch},
 };
 
-const FLOOR: &str = r#"
-[[apps]]
-sdk_app_id = 1400000001
-[[apps.groups]]
-id = 1
-name = "floor"
-[[apps.agents]]
-id = "ann@example.com"
-groups = [1]
-capacity = 4
-[[apps.agents]]
-id = "bob@example.com"
-groups = [1]
-capacity = 4
-[[apps.agents]]
-id = "cy@example.com"
-groups = [1]
-capacity = 4
-"#;
+/// Three agents of four seats each.
+fn floor() -> String {
+    crate::support::one_app(
+        "",
+        "",
+        (1, "floor"),
+        &[
+            ("ann@example.com", 4),
+            ("bob@example.com", 4),
+            ("cy@example.com", 4),
+        ],
+    )
+}
 
 /// When the users asked (seconds; ten minutes before the test started, so that the events
 /// after it are within the router's max_event_age and not ahead of its clock).
@@ -178,12 +172,12 @@ async fn play(grpc: SocketAddr, events: Vec<ReportSessionEventRequest>) -> Resul
     Ok((loads, sessions))
 }
 
-/// A router over `FLOOR` with `env`'s store, played `events`.
+/// A router over [`floor`] with `env`'s store, played `events`.
 async fn play_on(
     env: Vec<(&'static str, String)>,
     events: Vec<ReportSessionEventRequest>,
 ) -> Result<Picture, Error> {
-    let running = launch(FLOOR, &env, true, false).await?;
+    let running = launch(&floor(), &env, true, false).await?;
     let picture = play(running.router.ok_or("no router")?, events).await;
     running.shutdown().await?;
     picture

@@ -53,6 +53,23 @@ id = "dee@example.com"
 groups = [7000]
 "#;
 
+/// The TOML of app 1400000001 with one group and `agents` (id, capacity) in it: `head` is
+/// what comes before the app (`[router]`, `[gateway]`), `keys` the app's own keys after its
+/// `sdk_app_id`. The tests' floors differ in those and nothing else.
+pub fn one_app(head: &str, keys: &str, group: (u64, &str), agents: &[(&str, u32)]) -> String {
+    let mut text = format!(
+        "{head}\n[[apps]]\nsdk_app_id = 1400000001\n{keys}\n[[apps.groups]]\nid = {}\nname = \"{}\"\n",
+        group.0, group.1
+    );
+    for (id, capacity) in agents {
+        text.push_str(&format!(
+            "[[apps.agents]]\nid = \"{id}\"\ngroups = [{}]\ncapacity = {capacity}\n",
+            group.0
+        ));
+    }
+    text
+}
+
 /// A running router and gateway, built as the binaries build them; both stop when this is
 /// dropped.
 pub struct Stack {
