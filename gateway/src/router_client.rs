@@ -235,23 +235,14 @@ impl RouterClient {
         message: AssignHumanRequest,
         deadline: Instant,
     ) -> Result<AssignHumanResponse, tonic::Status> {
-        let (request, span) = self.call("AssignHuman", message, deadline);
-        match &self.transport {
-            Transport::Channel { router, .. } => {
-                self.bounded(deadline, router.clone().assign_human(request))
-                    .instrument(span)
-                    .await
-            }
-            Transport::InProcess { router, .. } => {
-                let router = router.clone();
-                self.bounded(
-                    deadline,
-                    isolated(async move { router.assign_human(request).await }),
-                )
-                .instrument(span)
-                .await
-            }
-        }
+        self.unary(
+            "AssignHuman",
+            message,
+            deadline,
+            |mut router, request| async move { router.assign_human(request).await },
+            |router, request| async move { router.assign_human(request).await },
+        )
+        .await
     }
 
     /// Tells the router what happened to a session.
@@ -260,23 +251,14 @@ impl RouterClient {
         message: ReportSessionEventRequest,
         deadline: Instant,
     ) -> Result<ReportSessionEventResponse, tonic::Status> {
-        let (request, span) = self.call("ReportSessionEvent", message, deadline);
-        match &self.transport {
-            Transport::Channel { router, .. } => {
-                self.bounded(deadline, router.clone().report_session_event(request))
-                    .instrument(span)
-                    .await
-            }
-            Transport::InProcess { router, .. } => {
-                let router = router.clone();
-                self.bounded(
-                    deadline,
-                    isolated(async move { router.report_session_event(request).await }),
-                )
-                .instrument(span)
-                .await
-            }
-        }
+        self.unary(
+            "ReportSessionEvent",
+            message,
+            deadline,
+            |mut router, request| async move { router.report_session_event(request).await },
+            |router, request| async move { router.report_session_event(request).await },
+        )
+        .await
     }
 
     /// Tells the router an agent's new status.
@@ -285,21 +267,44 @@ impl RouterClient {
         message: SetAgentStatusRequest,
         deadline: Instant,
     ) -> Result<SetAgentStatusResponse, tonic::Status> {
-        let (request, span) = self.call("SetAgentStatus", message, deadline);
+        self.unary(
+            "SetAgentStatus",
+            message,
+            deadline,
+            |mut router, request| async move { router.set_agent_status(request).await },
+            |router, request| async move { router.set_agent_status(request).await },
+        )
+        .await
+    }
+
+    /// One call of the router's rpc `name` with `message`, within `deadline`: over the
+    /// channel with `remote` (the generated client's method), or in this process with
+    /// `local` (the service's), as a task of its own; traced, bounded and counted by the
+    /// breaker alike.
+    async fn unary<Req, Resp, Remote, Local>(
+        &self,
+        name: &'static str,
+        message: Req,
+        deadline: Instant,
+        remote: impl FnOnce(RouterServiceClient<Channel>, tonic::Request<Req>) -> Remote,
+        local: impl FnOnce(Arc<dyn RouterService>, tonic::Request<Req>) -> Local,
+    ) -> Result<Resp, tonic::Status>
+    where
+        Remote: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
+        Local: Future<Output = Result<tonic::Response<Resp>, tonic::Status>> + Send + 'static,
+        Resp: Send + 'static,
+    {
+        let (request, span) = self.call(name, message, deadline);
         match &self.transport {
             Transport::Channel { router, .. } => {
-                self.bounded(deadline, router.clone().set_agent_status(request))
+                self.bounded(deadline, remote(router.clone(), request))
                     .instrument(span)
                     .await
             }
             Transport::InProcess { router, .. } => {
-                let router = router.clone();
-                self.bounded(
-                    deadline,
-                    isolated(async move { router.set_agent_status(request).await }),
-                )
-                .instrument(span)
-                .await
+                self.bounded(deadline, isolated(local(router.clone(), request)))
+                    .instrument(span)
+                    .await
             }
         }
     }
