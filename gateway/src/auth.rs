@@ -18,7 +18,7 @@ use crate::{error::GatewayError, tencent::CallbackQuery};
 /// What the gateway knows of an app.
 #[derive(Debug, Clone)]
 pub struct AppPolicy {
-    /// The app.
+    /// The Tencent app (`SdkAppId`).
     pub id: SdkAppId,
     /// The callback token, when authentication is on.
     pub token: Option<Secret>,

@@ -23,7 +23,7 @@ use prometheus_client::{
 /// A decision's labels.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct DecisionLabels {
-    /// The app.
+    /// The Tencent app (`SdkAppId`).
     pub app: u64,
     /// The rule that decided.
     pub rule: String,
@@ -36,7 +36,7 @@ pub struct DecisionLabels {
 /// A fallback's labels.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct FallbackLabels {
-    /// The app.
+    /// The Tencent app (`SdkAppId`).
     pub app: u64,
     /// The rule whose targets had nobody.
     pub rule: String,
@@ -56,7 +56,7 @@ pub struct RejectionLabels {
 /// A reported event's labels (session events and status reports).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct EventLabels {
-    /// The app.
+    /// The Tencent app (`SdkAppId`).
     pub app: u64,
     /// The event (`assigned`, `transferred`, `failed`, `ended`, or a status).
     pub kind: &'static str,
@@ -88,9 +88,9 @@ pub struct OutcomeLabels {
 /// A group's labels.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct GroupLabels {
-    /// The app.
+    /// The Tencent app (`SdkAppId`).
     pub app: u64,
-    /// The group.
+    /// The agent group (Tencent's `AgentGroupId`).
     pub group: u64,
 }
 

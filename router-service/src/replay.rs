@@ -41,9 +41,9 @@ pub struct Outcome {
 /// A decision the new config makes differently.
 #[derive(Debug, Clone, Serialize)]
 pub struct Changed {
-    /// The app.
+    /// The Tencent app (`SdkAppId`).
     pub app: u64,
-    /// The session.
+    /// The session, by Tencent's `SessionId`.
     pub session: String,
     /// As logged.
     pub before: Outcome,

@@ -31,7 +31,7 @@ pub const FORMAT: u32 = 1;
 /// A customer's previous agent as a decision saw it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Previous {
-    /// The agent.
+    /// The agent, by its e-mail id.
     pub agent: AgentId,
     /// When the link was made, Unix milliseconds.
     pub at_ms: u64,
@@ -70,7 +70,7 @@ impl Seen {
 /// An agent a decision considered, as it saw it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Considered {
-    /// The agent.
+    /// The agent, by its e-mail id.
     pub agent: AgentId,
     /// Sessions holding its seats.
     pub active: u32,

@@ -162,7 +162,7 @@ impl fmt::Display for Exclusion {
 /// An agent left out, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Excluded {
-    /// The agent.
+    /// The agent, by its e-mail id.
     pub agent: AgentId,
     /// Why it was left out.
     pub reason: Exclusion,
@@ -171,7 +171,7 @@ pub struct Excluded {
 /// An eligible agent, with what the ranking looked at.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {
-    /// The agent.
+    /// The agent, by its e-mail id.
     pub agent: AgentId,
     /// The agent's capacity.
     pub capacity: u32,

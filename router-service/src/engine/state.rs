@@ -60,7 +60,7 @@ impl SessionState {
 /// A session as the router knows it now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LiveSession {
-    /// The session.
+    /// The session, by Tencent's `SessionId`.
     pub session: SessionId,
     /// Where it stands.
     pub state: SessionState,

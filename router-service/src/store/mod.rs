@@ -126,7 +126,7 @@ pub enum Change {
     /// Sets an agent's live status, overriding its definition, unless a status reported
     /// later (by `at`) is already known.
     SetStatus {
-        /// The agent.
+        /// The agent, by its e-mail id.
         agent: AgentId,
         /// Its status from then on.
         status: AgentStatus,

@@ -55,7 +55,7 @@ impl SessionEventKind {
 /// A reported fact about a session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionEvent {
-    /// The session.
+    /// The session, by Tencent's `SessionId`.
     pub session: SessionId,
     /// What happened.
     pub kind: SessionEventKind,
@@ -201,7 +201,7 @@ pub struct SessionRecord {
     /// The answer given, which a retried AssignHuman replays while the seat is held.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answer: Option<AnswerRecord>,
-    /// The customer.
+    /// The end user (`ClientUserId`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer: Option<ClientUserId>,
     /// The latest reservation.

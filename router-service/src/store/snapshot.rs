@@ -20,7 +20,7 @@ use crate::engine::{self, App, SessionState, StateView};
 /// A seat a session holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Seat {
-    /// The session.
+    /// The session, by Tencent's `SessionId`.
     pub session: SessionId,
     /// The agent whose seat it holds.
     pub agent: AgentId,
@@ -41,7 +41,7 @@ pub struct Seat {
 /// An agent's live status.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LiveStatus {
-    /// The agent.
+    /// The agent, by its e-mail id.
     pub agent: AgentId,
     /// The status reported, overriding its definition.
     pub status: AgentStatus,
@@ -50,7 +50,7 @@ pub struct LiveStatus {
 /// A run-time roster change.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RosterChange {
-    /// The agent.
+    /// The agent, by its e-mail id.
     pub agent: AgentId,
     /// Its definition, in the config file's shape; absent when it was removed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -60,7 +60,7 @@ pub struct RosterChange {
 /// When an agent was last assigned a session.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Idle {
-    /// The agent.
+    /// The agent, by its e-mail id.
     pub agent: AgentId,
     /// When, Unix milliseconds.
     pub at_ms: u64,
@@ -69,7 +69,7 @@ pub struct Idle {
 /// One app's live state.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct AppSnapshot {
-    /// The app.
+    /// The Tencent app (`SdkAppId`).
     pub app: u64,
     /// The sessions holding seats.
     #[serde(default)]
