@@ -31,11 +31,13 @@ impl Standing {
     /// `active / capacity` as a key that orders exactly like the fraction: capacities are
     /// at most [`super::catalog::MAX_CAPACITY`] (< 2^16), so two different fractions
     /// differ by more than 2^-32 and never share a key.
+    #[inline]
     pub fn ratio(&self) -> u64 {
         (u64::from(self.active) << 32) / u64::from(self.capacity.max(1))
     }
 
     /// The last assignment as a key: never assigned first, then the longest idle.
+    #[inline]
     fn idle(&self) -> u64 {
         self.last.map_or(0, |at| {
             at.duration_since(SystemTime::UNIX_EPOCH)
@@ -67,6 +69,7 @@ impl OrderKey {
 /// `longest_idle` by idle time, then load ratio; `most_skilled` by skill (most first), then
 /// load ratio, then idle time; `fixed_order` and `round_robin` by position. `None` for
 /// `random`, whose order is the session's.
+#[inline]
 pub(super) fn key(strategy: Strategy, standing: &Standing) -> Option<OrderKey> {
     let (ratio, idle, position) = (standing.ratio(), standing.idle(), standing.position);
     Some(match strategy {
@@ -104,6 +107,7 @@ pub(super) const KEPT: [Strategy; 4] = [
 /// The score `strategy` shows for an agent: its load ratio, idle seconds, turn (its place
 /// after `round_robin`'s rotation), skill total, position, or shuffle key (`random`'s,
 /// for `seed` and `session`).
+#[inline]
 pub(super) fn score(
     strategy: Strategy,
     standing: &Standing,
