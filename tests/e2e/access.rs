@@ -215,8 +215,7 @@ async fn a_reload_swaps_the_routers_tokens() -> TestResult {
 async fn management_changes_are_logged_with_the_callers_name() -> TestResult {
     use handoff_proto::router::v1::{Agent, UpsertAgentRequest};
     use handoff_router::decision_log::Entry;
-    let dir = std::env::temp_dir().join(format!("handoff-audit-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    let dir = crate::support::Scratch::new("audit")?;
     let (path, log) = (dir.join("handoff.toml"), dir.join("decisions.jsonl"));
     std::fs::write(&path, guarded_config())?;
     let result = async {
@@ -253,7 +252,6 @@ async fn management_changes_are_logged_with_the_callers_name() -> TestResult {
         Ok::<_, Error>(text)
     }
     .await;
-    let _ = std::fs::remove_dir_all(&dir);
     let text = result?;
     let put = text
         .lines()

@@ -42,8 +42,7 @@ async fn lines_of(log: &std::path::Path, count: usize) -> Vec<String> {
 
 #[tokio::test]
 async fn decisions_and_changes_are_logged_in_order_as_json_lines() -> TestResult {
-    let dir = std::env::temp_dir().join(format!("handoff-dlog-e2e-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    let dir = crate::support::Scratch::new("dlog")?;
     let config = dir.join("handoff.toml");
     let log = dir.join("decisions.jsonl");
     std::fs::write(&config, memory_config())?;
@@ -68,7 +67,6 @@ async fn decisions_and_changes_are_logged_in_order_as_json_lines() -> TestResult
         Ok::<_, crate::support::Error>((lines, reserved))
     }
     .await;
-    let _ = std::fs::remove_dir_all(&dir);
     let (lines, reserved) = result?;
 
     // Read as replay reads them: each line is an entry of the log's one format.
@@ -148,8 +146,7 @@ fn replay(args: &[&std::ffi::OsStr]) -> Result<String, crate::support::Error> {
 #[tokio::test]
 async fn replay_reports_nothing_under_the_same_config_and_exactly_what_a_new_rule_changes()
 -> TestResult {
-    let dir = std::env::temp_dir().join(format!("handoff-replay-e2e-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    let dir = crate::support::Scratch::new("replay")?;
     let (config, renamed, desk, log, html) = (
         dir.join("handoff.toml"),
         dir.join("renamed.toml"),
@@ -211,7 +208,6 @@ async fn replay_reports_nothing_under_the_same_config_and_exactly_what_a_new_rul
         Ok::<_, crate::support::Error>((same, renamed, json, page))
     }
     .await;
-    let _ = std::fs::remove_dir_all(&dir);
     let (same, renamed, json, page) = result?;
 
     assert!(
@@ -268,8 +264,7 @@ async fn replay_reports_nothing_under_the_same_config_and_exactly_what_a_new_rul
 
 #[tokio::test]
 async fn a_log_that_begins_after_a_restart_replays_from_the_state_it_begins_with() -> TestResult {
-    let dir = std::env::temp_dir().join(format!("handoff-restart-e2e-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    let dir = crate::support::Scratch::new("restart")?;
     let (config, before, after) = (
         dir.join("handoff.toml"),
         dir.join("before.jsonl"),
@@ -314,7 +309,6 @@ async fn a_log_that_begins_after_a_restart_replays_from_the_state_it_begins_with
         Ok::<_, crate::support::Error>((reply.agents(), lines, report))
     }
     .await;
-    let _ = std::fs::remove_dir_all(&dir);
     let (agents, lines, report) = result?;
 
     assert!(agents.is_empty(), "every seat was taken: {agents:?}");
@@ -347,8 +341,7 @@ async fn a_log_that_begins_after_a_restart_replays_from_the_state_it_begins_with
 
 #[tokio::test]
 async fn every_rotated_file_begins_with_the_state_and_replays_alone_without_change() -> TestResult {
-    let dir = std::env::temp_dir().join(format!("handoff-rotate-e2e-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    let dir = crate::support::Scratch::new("rotate")?;
     let (config, log) = (dir.join("handoff.toml"), dir.join("decisions.jsonl"));
     std::fs::write(&config, memory_config())?;
     // Every line fills the file: each decision's file is rotated for the next.
@@ -403,7 +396,6 @@ async fn every_rotated_file_begins_with_the_state_and_replays_alone_without_chan
         Ok::<_, crate::support::Error>((texts, replays))
     }
     .await;
-    let _ = std::fs::remove_dir_all(&dir);
     let (texts, replays) = result?;
 
     assert!(texts.len() >= 3, "the log rotated: {texts:?}");

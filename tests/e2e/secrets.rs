@@ -61,8 +61,7 @@ fn start(
 
 #[tokio::test]
 async fn no_secret_reaches_a_trace_level_log() -> TestResult {
-    let dir = std::env::temp_dir().join(format!("handoff-secrets-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    let dir = crate::support::Scratch::new("secrets")?;
     let config = dir.join("handoff.toml");
     std::fs::write(
         &config,
@@ -118,7 +117,6 @@ async fn no_secret_reaches_a_trace_level_log() -> TestResult {
         ))
     }
     .await;
-    let _ = std::fs::remove_dir_all(&dir);
     let (router, gateway) = result?;
     assert!(
         router.lines().count() > 50 && gateway.lines().count() > 50,

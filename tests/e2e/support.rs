@@ -433,3 +433,32 @@ pub fn tool(name: &str, version_arg: &str, installs: &str) -> Result<bool, Error
         .and_then(|mut file| file.write_all(line.as_bytes()));
     Ok(false)
 }
+
+/// A directory of a test's own under the system's temp dir, removed (with what the test
+/// wrote in it) when dropped, also when the test fails.
+pub struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    /// A new, empty directory named after `name`, this process and now.
+    pub fn new(name: &str) -> Result<Self, Error> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|since| since.as_nanos())
+            .unwrap_or_default();
+        let dir =
+            std::env::temp_dir().join(format!("handoff-{name}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self(dir))
+    }
+
+    /// A path in the directory.
+    pub fn join(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
