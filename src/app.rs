@@ -131,6 +131,9 @@ impl Reloader {
     pub fn observe(&self, refused: Option<&ConfigError>) {
         if let Some(router) = &self.router {
             router.metrics().reloaded(refused.is_some());
+            if let Some(error) = refused {
+                router.reload_refused(error);
+            }
         }
         if let Some(gateway) = &self.gateway {
             gateway.counters().reloaded(refused.is_some());

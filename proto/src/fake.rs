@@ -93,4 +93,11 @@ impl<T: AssignHuman> RouterService for AssignOnly<T> {
     ) -> Result<Response<api::ListSessionsResponse>, Status> {
         unimplemented("ListSessions")
     }
+
+    async fn get_status(
+        &self,
+        _: Request<api::GetStatusRequest>,
+    ) -> Result<Response<api::GetStatusResponse>, Status> {
+        unimplemented("GetStatus")
+    }
 }

@@ -498,3 +498,50 @@ async fn list_agents_says_where_each_definition_comes_from() -> TestResult {
     assert_eq!(source("zoe@example.com"), Some(AgentSource::Runtime));
     Ok(())
 }
+
+/// GetStatus says when the running config was loaded, and a refused reload with its error:
+/// what an operator asks after editing the file.
+#[tokio::test]
+async fn get_status_shows_the_config_and_a_refused_reload() -> TestResult {
+    use handoff_proto::router::v1::GetStatusRequest;
+    let dir = crate::support::Scratch::new("status")?;
+    let path = dir.join("handoff.toml");
+    std::fs::write(&path, crate::traces::memory_config())?;
+    let (process, line) = crate::traces::spawn(
+        env!("CARGO_BIN_EXE_handoff-router"),
+        &path,
+        &crate::traces::own_ports(&[]),
+    )?;
+    let addr = crate::traces::field(&line, "router")?;
+    let mut router =
+        handoff_proto::router::v1::router_service_client::RouterServiceClient::connect(format!(
+            "http://{addr}"
+        ))
+        .await?;
+    let before = router.get_status(GetStatusRequest {}).await?.into_inner();
+    assert!(before.config_loaded.is_some() && before.last_refused.is_none());
+    assert!(before.store_reachable, "{}", before.store_error);
+
+    // An agent in a group the app lacks: refused, the running config stays.
+    let bad = crate::traces::memory_config().replacen("groups = [6521]", "groups = [4242]", 1);
+    std::fs::write(&path, bad)?;
+    std::process::Command::new("kill")
+        .args(["-HUP", &process.id().to_string()])
+        .status()?;
+    let mut refused = None;
+    for _ in 0..100 {
+        refused = router
+            .get_status(GetStatusRequest {})
+            .await?
+            .into_inner()
+            .last_refused;
+        if refused.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let refused = refused.ok_or("the refused reload never showed")?;
+    assert!(refused.at.is_some());
+    assert!(refused.error.contains("group 4242"), "{}", refused.error);
+    Ok(())
+}

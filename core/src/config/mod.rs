@@ -255,6 +255,7 @@ pub const METHOD_GROUPS: [(&str, &[&str]); 2] = [
             "SetAgentStatus",
             "UpsertCustomer",
             "ListAgents",
+            "GetStatus",
         ],
     ),
 ];

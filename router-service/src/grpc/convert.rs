@@ -453,6 +453,31 @@ pub fn listing(listing: &AgentListing) -> pb::AgentState {
     }
 }
 
+/// How the router is, as GetStatus answers.
+pub fn router_status(status: &crate::service::Status) -> pb::GetStatusResponse {
+    let config = &status.config;
+    pb::GetStatusResponse {
+        config_loaded: Some(timestamp(config.loaded)),
+        last_refused: config
+            .last_refused
+            .as_ref()
+            .map(|(at, error)| pb::RefusedReload {
+                at: Some(timestamp(*at)),
+                error: error.clone(),
+            }),
+        warnings: config
+            .warnings
+            .iter()
+            .map(|(key, message)| pb::ConfigWarning {
+                key: key.clone(),
+                message: message.clone(),
+            })
+            .collect(),
+        store_reachable: status.store_error.is_none(),
+        store_error: status.store_error.clone().unwrap_or_default(),
+    }
+}
+
 fn timestamp(at: SystemTime) -> prost_types::Timestamp {
     prost_types::Timestamp::from(at)
 }

@@ -12,10 +12,11 @@ use std::sync::Arc;
 use handoff_core::id::{AgentId, GroupId};
 use handoff_proto::router::v1::{
     AssignHumanRequest, AssignHumanResponse, ExplainAssignmentRequest, ExplainAssignmentResponse,
-    ListAgentsRequest, ListAgentsResponse, ListSessionsRequest, ListSessionsResponse,
-    RemoveAgentRequest, RemoveAgentResponse, ReportSessionEventRequest, ReportSessionEventResponse,
-    SetAgentStatusRequest, SetAgentStatusResponse, UpsertAgentRequest, UpsertAgentResponse,
-    UpsertCustomerRequest, UpsertCustomerResponse,
+    GetStatusRequest, GetStatusResponse, ListAgentsRequest, ListAgentsResponse,
+    ListSessionsRequest, ListSessionsResponse, RemoveAgentRequest, RemoveAgentResponse,
+    ReportSessionEventRequest, ReportSessionEventResponse, SetAgentStatusRequest,
+    SetAgentStatusResponse, UpsertAgentRequest, UpsertAgentResponse, UpsertCustomerRequest,
+    UpsertCustomerResponse,
     router_service_server::{RouterService, SERVICE_NAME},
 };
 use tonic::{Request, Response, Status};
@@ -343,6 +344,19 @@ impl<S: Store> RouterService for RouterGrpc<S> {
                     .map(|last| convert::page_token(&last))
                     .unwrap_or_default(),
             }))
+        })
+        .await
+    }
+
+    async fn get_status(
+        &self,
+        request: Request<GetStatusRequest>,
+    ) -> Result<Response<GetStatusResponse>, Status> {
+        let span = server_span("GetStatus", &request);
+        traced(self.router.metrics(), "GetStatus", span, async move {
+            Ok(Response::new(convert::router_status(
+                &self.router.status().await,
+            )))
         })
         .await
     }

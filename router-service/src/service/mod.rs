@@ -122,10 +122,32 @@ pub enum AgentSource {
 
 /// Logs the expressions of `catalog` that cannot decide anything (`handoff check` refuses
 /// them; a running router takes them, as they may be meant for data it has not seen).
-fn warn_lint(catalog: &Catalog, config: &Config) {
-    for (key, message) in catalog.lint(config, SystemTime::now()) {
+fn warn_lint(catalog: &Catalog, config: &Config) -> Vec<(String, String)> {
+    let lint = catalog.lint(config, SystemTime::now());
+    for (key, message) in &lint {
         tracing::warn!(key, message, "expression cannot decide anything");
     }
+    lint
+}
+
+/// How the router's config stands: what GetStatus reports.
+#[derive(Debug, Clone)]
+pub struct ConfigStatus {
+    /// When the running config was loaded, at start or by a reload.
+    pub loaded: SystemTime,
+    /// The last reload refused since the start, and why.
+    pub last_refused: Option<(SystemTime, String)>,
+    /// The running config's expressions that cannot decide anything (key, problem).
+    pub warnings: Vec<(String, String)>,
+}
+
+/// How the router is: its config, and whether its store answers.
+#[derive(Debug, Clone)]
+pub struct Status {
+    /// The config's standing.
+    pub config: ConfigStatus,
+    /// Why the store does not answer, when it does not.
+    pub store_error: Option<String>,
 }
 
 /// The routing service: catalog, store and clock.
@@ -137,6 +159,8 @@ pub struct Router<S> {
     decision_log: Option<DecisionLog>,
     /// The background work for this router, stopped when it is dropped.
     housekeeping: std::sync::OnceLock<Housekeeping>,
+    /// How its config stands, for GetStatus.
+    config_status: std::sync::Mutex<ConfigStatus>,
 }
 
 impl Router<AnyStore> {
@@ -145,9 +169,10 @@ impl Router<AnyStore> {
     /// and whenever the log starts a new file (by a task that ends with the router).
     pub async fn open(config: &Config, origin: &Path) -> Result<Arc<Self>, RouterError> {
         let catalog = Catalog::from_config(config, origin)?;
-        warn_lint(&catalog, config);
+        let warnings = warn_lint(&catalog, config);
         let store = AnyStore::open(&config.router, &catalog, SystemTime::now()).await?;
         let mut router = Router::new(catalog, store, Arc::new(SystemClock));
+        router.status_mut().warnings = warnings;
         if let AnyStore::Redis(redis) = &router.store {
             redis.count_data_lost_in(router.metrics.store_data_lost.clone());
             audit_redis(redis).await;
@@ -181,6 +206,11 @@ impl<S: Store> Router<S> {
             metrics: Metrics::new(),
             decision_log: None,
             housekeeping: std::sync::OnceLock::new(),
+            config_status: std::sync::Mutex::new(ConfigStatus {
+                loaded: SystemTime::now(),
+                last_refused: None,
+                warnings: Vec::new(),
+            }),
         }
     }
 
@@ -201,6 +231,27 @@ impl<S: Store> Router<S> {
         self.metrics.encode_openmetrics()
     }
 
+    fn status_mut(&self) -> std::sync::MutexGuard<'_, ConfigStatus> {
+        self.config_status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Notes a reload refused with `error`: the running config stays.
+    pub fn reload_refused(&self, error: &ConfigError) {
+        self.status_mut().last_refused = Some((self.clock.now(), error.to_string()));
+    }
+
+    /// How the router is now: its config, and whether its store answers.
+    pub async fn status(&self) -> Status {
+        let config = self.status_mut().clone();
+        let store_error = self.store.ping().await.err().map(|err| err.to_string());
+        Status {
+            config,
+            store_error,
+        }
+    }
+
     /// The router's current time.
     pub fn now(&self) -> SystemTime {
         self.clock.now()
@@ -215,8 +266,13 @@ impl<S: Store> Router<S> {
     /// running catalog stays.
     pub fn reload(self: &Arc<Self>, config: &Config, origin: &Path) -> Result<(), ConfigError> {
         let catalog = Arc::new(Catalog::from_config(config, origin)?);
-        warn_lint(&catalog, config);
+        let warnings = warn_lint(&catalog, config);
         let previous = self.catalog.swap(Arc::clone(&catalog));
+        {
+            let mut status = self.status_mut();
+            status.loaded = self.clock.now();
+            status.warnings = warnings;
+        }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let router = Arc::clone(self);
             runtime.spawn(async move { router.warn_overridden(&previous, &catalog).await });
