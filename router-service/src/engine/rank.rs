@@ -22,6 +22,9 @@ fn standing(candidate: &Candidate, skill: u32) -> Standing {
     }
 }
 
+/// Up to how many candidates are sorted without a buffer of keys.
+const SHORT: usize = 24;
+
 /// Orders `candidates` by `target`'s strategy and fills in their scores.
 ///
 /// `pivot` is the roster position of the target's member assigned most recently, where
@@ -56,6 +59,12 @@ pub(super) fn rank(
                     .then_with(|| a.position.cmp(&b.position))
             });
         }
+        // Keys are unique (they end in the position), so an unstable sort is stable. A
+        // short list compares keys as made; a longer one makes each once.
+        kept if candidates.len() <= SHORT => candidates.sort_unstable_by(|a, b| {
+            let key = |c: &Candidate| strategy::key(kept, &standing(c, skills(c)));
+            key(a).cmp(&key(b))
+        }),
         kept => candidates.sort_by_cached_key(|c| strategy::key(kept, &standing(c, skills(c)))),
     }
     if target.strategy != Strategy::Random {

@@ -28,56 +28,85 @@ pub(super) struct Standing {
 }
 
 impl Standing {
-    /// `active / capacity` as a key that orders exactly like the fraction: capacities are
-    /// at most [`super::catalog::MAX_CAPACITY`] (< 2^16), so two different fractions
-    /// differ by more than 2^-32 and never share a key.
+    /// `active / capacity`, ordered exactly as the fraction.
     #[inline]
-    pub fn ratio(&self) -> u64 {
-        (u64::from(self.active) << 32) / u64::from(self.capacity.max(1))
-    }
-
-    /// The last assignment as a key: never assigned first, then the longest idle.
-    #[inline]
-    fn idle(&self) -> u64 {
-        self.last.map_or(0, |at| {
-            at.duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |since| {
-                    u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
-                })
-                .saturating_add(1)
-        })
+    pub fn ratio(&self) -> Ratio {
+        Ratio {
+            active: self.active,
+            capacity: self.capacity.max(1),
+        }
     }
 }
 
-/// An agent's place in a strategy's order: smaller first, the roster position last.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(super) struct OrderKey(u64, u64, u64, u32);
+/// A load ratio, `active / capacity`, compared exactly (by cross-multiplication, no
+/// division): equal fractions are equal (1/2 and 2/4).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Ratio {
+    active: u32,
+    capacity: u32,
+}
+
+impl Ratio {
+    /// The least ratio, for orders that do not read load.
+    const NONE: Ratio = Ratio {
+        active: 0,
+        capacity: 1,
+    };
+}
+
+impl Ord for Ratio {
+    #[inline]
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (u64::from(self.active) * u64::from(other.capacity))
+            .cmp(&(u64::from(other.active) * u64::from(self.capacity)))
+    }
+}
+
+impl PartialOrd for Ratio {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Ratio {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for Ratio {}
+
+/// An agent's place in a strategy's order: smaller first, the roster position last. The
+/// parts are compared in turn: a skill rank, a load ratio, the last assignment (never
+/// assigned first), a second load ratio, the position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct OrderKey(u32, Ratio, Option<SystemTime>, Ratio, u32);
 
 impl OrderKey {
     /// The roster position it ends in.
     pub fn position(&self) -> u32 {
-        self.3
+        self.4
     }
 
-    /// The smallest key at `position` in a position-only order (`fixed_order`).
+    /// The key at `position` in a position-only order (`fixed_order`).
     pub fn at(position: u32) -> Self {
-        Self(0, 0, 0, position)
+        Self(0, Ratio::NONE, None, Ratio::NONE, position)
     }
 }
 
-/// Where `strategy` puts an agent: `least_loaded` by load ratio, then idle time;
-/// `longest_idle` by idle time, then load ratio; `most_skilled` by skill (most first), then
-/// load ratio, then idle time; `fixed_order` and `round_robin` by position. `None` for
-/// `random`, whose order is the session's.
+/// Where `strategy` puts an agent: `least_loaded` by load ratio, then idle time (the
+/// earliest last assignment, never assigned first); `longest_idle` by idle time, then load
+/// ratio; `most_skilled` by skill (most first), then load ratio, then idle time;
+/// `fixed_order` and `round_robin` by position. `None` for `random`, whose order is the
+/// session's.
 #[inline]
 pub(super) fn key(strategy: Strategy, standing: &Standing) -> Option<OrderKey> {
-    let (ratio, idle, position) = (standing.ratio(), standing.idle(), standing.position);
+    let (ratio, last, position) = (standing.ratio(), standing.last, standing.position);
+    let none = Ratio::NONE;
     Some(match strategy {
-        Strategy::LeastLoaded => OrderKey(ratio, idle, 0, position),
-        Strategy::LongestIdle => OrderKey(idle, ratio, 0, position),
-        Strategy::MostSkilled => {
-            OrderKey(u64::from(u32::MAX - standing.skill), ratio, idle, position)
-        }
+        Strategy::LeastLoaded => OrderKey(0, ratio, last, none, position),
+        Strategy::LongestIdle => OrderKey(0, none, last, ratio, position),
+        Strategy::MostSkilled => OrderKey(u32::MAX - standing.skill, ratio, last, none, position),
         Strategy::FixedOrder | Strategy::RoundRobin => OrderKey::at(position),
         Strategy::Random => return None,
     })
