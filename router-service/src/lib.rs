@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod decision_log;
+pub mod desk;
 pub mod engine;
 pub mod error;
 pub mod grpc;

@@ -1,0 +1,4 @@
+//! Tencent Desk's REST API (`v4/desk_http_svc/<command>`), for keeping the floor in step with
+//! what Desk knows: its admin credentials ([`usersig`]).
+
+pub mod usersig;
