@@ -554,4 +554,19 @@ mod tests {
         );
         assert!(text(&report).contains("warning: 3 entries of app 1400000009"));
     }
+
+    #[test]
+    fn the_text_says_who_made_the_run_time_changes() {
+        let report = Report {
+            changes_by: [("crm".to_owned(), 3), ("gateway".to_owned(), 1)]
+                .into_iter()
+                .collect(),
+            ..Report::default()
+        };
+        assert!(
+            text(&report).contains("run-time changes by caller: crm 3, gateway 1"),
+            "{}",
+            text(&report)
+        );
+    }
 }
