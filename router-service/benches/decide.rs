@@ -67,6 +67,7 @@ fn loaded(app: &App) -> Loaded {
         .map(|(n, agent)| {
             let load = AgentLoad {
                 active: (n % 3) as u32,
+                unattributed: 0,
                 confirmed: (n % 2) as u32,
                 last_assigned: Some(
                     SystemTime::UNIX_EPOCH + Duration::from_secs(n as u64 * 7 % 101),

@@ -94,6 +94,46 @@ pub struct GroupLabels {
     pub group: u64,
 }
 
+/// A Desk sync round's labels.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct DeskLabels {
+    /// The Tencent app (`SdkAppId`).
+    pub app: u64,
+    /// `roster` (groups and members) or `status` (statuses and live load).
+    pub sync: &'static str,
+    /// `ok`, or what went wrong: `rate_limited`, `bad_credentials`, `not_desk`,
+    /// `unreachable`, `malformed`, `failed`, `store`.
+    pub outcome: &'static str,
+}
+
+/// Labels of what a Desk sync changed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct DeskChangeLabels {
+    /// The Tencent app (`SdkAppId`).
+    pub app: u64,
+    /// `member_added`, `member_removed`, `member_changed`, `groups`, `status`, `load`,
+    /// `seat_released`.
+    pub change: &'static str,
+}
+
+/// Labels of a Desk status code no `member_status` entry maps.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct DeskCodeLabels {
+    /// The Tencent app (`SdkAppId`).
+    pub app: u64,
+    /// Desk's `MemberStatus`.
+    pub code: i64,
+}
+
+/// Labels of one app's kind of Desk sync.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct DeskSyncLabels {
+    /// The Tencent app (`SdkAppId`).
+    pub app: u64,
+    /// `roster` or `status`.
+    pub sync: &'static str,
+}
+
 /// The router's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -134,6 +174,16 @@ pub struct Metrics {
     pub config_loaded: Gauge<i64, AtomicI64>,
     /// When a reload was last refused, Unix seconds (0: never since start).
     pub config_last_refused: Gauge<i64, AtomicI64>,
+    /// Desk sync rounds, by app, sync and outcome.
+    pub desk_syncs: Family<DeskLabels, Counter>,
+    /// How long Desk sync rounds took, seconds.
+    pub desk_sync_seconds: Family<DeskSyncLabels, Histogram>,
+    /// When each sync last succeeded, Unix seconds (absent: never since start).
+    pub desk_last_sync: Family<DeskSyncLabels, Gauge<i64, AtomicI64>>,
+    /// What Desk syncs changed (drift repaired), by kind.
+    pub desk_changes: Family<DeskChangeLabels, Counter>,
+    /// Members seen with a `MemberStatus` that `member_status` does not map.
+    pub desk_unknown_status: Family<DeskCodeLabels, Counter>,
     /// The store's latency as an OTLP histogram, when metrics are exported.
     otel_store_seconds: Option<OtelHistogram<f64>>,
 }
@@ -226,6 +276,26 @@ pub const MIRRORED: &[Mirrored] = &[
         name: "handoff_router_decision_log_dropped_total",
         gauge: false,
         help: "Decision log entries dropped, by reason: queue_full (its writer fell behind; callbacks never wait for it), io (the disk did not take them)",
+    },
+    Mirrored {
+        name: "handoff_router_desk_syncs_total",
+        gauge: false,
+        help: "Desk sync rounds, by app, sync (roster, status) and outcome (ok, rate_limited, bad_credentials, not_desk, unreachable, malformed, failed, store)",
+    },
+    Mirrored {
+        name: "handoff_router_desk_last_sync_seconds",
+        gauge: true,
+        help: "When each Desk sync of the app last succeeded, Unix seconds",
+    },
+    Mirrored {
+        name: "handoff_router_desk_changes_total",
+        gauge: false,
+        help: "What Desk syncs changed, by app and change (member_added, member_removed, member_changed, groups, status, load, seat_released)",
+    },
+    Mirrored {
+        name: "handoff_router_desk_unknown_status_total",
+        gauge: false,
+        help: "Members Desk showed with a MemberStatus code that [apps.desk] member_status does not map, by app and code",
     },
 ];
 
@@ -394,8 +464,39 @@ impl Metrics {
         );
         register(&mut registry, "group_seats_in_use", seats_in_use.clone());
         register(&mut registry, "group_seats_free", seats_free.clone());
+        let desk_syncs = Family::default();
+        register(&mut registry, "desk_syncs", desk_syncs.clone());
+        let desk_sync_seconds = Family::<DeskSyncLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                0.005, 2.0, 14,
+            ))
+        });
+        registry.register(
+            "desk_sync_seconds",
+            "Time Desk sync rounds took, by app and sync",
+            desk_sync_seconds.clone(),
+        );
+        let desk_last_sync = Family::default();
+        register(
+            &mut registry,
+            "desk_last_sync_seconds",
+            desk_last_sync.clone(),
+        );
+        let desk_changes = Family::default();
+        register(&mut registry, "desk_changes", desk_changes.clone());
+        let desk_unknown_status = Family::default();
+        register(
+            &mut registry,
+            "desk_unknown_status",
+            desk_unknown_status.clone(),
+        );
         Self {
             registry,
+            desk_syncs,
+            desk_sync_seconds,
+            desk_last_sync,
+            desk_changes,
+            desk_unknown_status,
             decisions,
             fallbacks,
             rejections,

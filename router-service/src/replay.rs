@@ -596,7 +596,7 @@ mod tests {
             );
         }
         let report = replay.finish();
-        assert_eq!(report.changes, 6);
+        assert_eq!(report.changes, 8);
         // Who made the run-time changes: the four that came through the API.
         assert_eq!(report.changes_by.get("crm"), Some(&4));
         Ok(())

@@ -106,9 +106,26 @@ pub fn every_change() -> Result<Vec<Change>, Error> {
         Change::ForgetLinks {
             before: from_ms(2_500),
         },
+        Change::DeskRoster(crate::engine::desk::DeskDelta {
+            members: vec![(
+                "bob@example.com".into(),
+                Some(crate::engine::desk::DeskMember {
+                    id: AgentId::parse("bob@example.com")?,
+                    name: Some("Bob".into()),
+                    groups: vec![handoff_core::id::GroupId::new(6521)?],
+                    capacity: 4,
+                }),
+            )],
+            groups: Some(vec![crate::engine::desk::DeskGroup {
+                id: handoff_core::id::GroupId::new(6521)?,
+                name: "general".into(),
+                capacity: 4,
+            }]),
+        }),
+        Change::DeskLoad(vec![(AgentId::parse("bob@example.com")?, 2)]),
     ];
     // A new kind of change must be added above: this match stops compiling without it.
-    let mut kinds = [false; 6];
+    let mut kinds = [false; 8];
     for change in &changes {
         kinds[match change {
             Change::Session(_) => 0,
@@ -117,6 +134,8 @@ pub fn every_change() -> Result<Vec<Change>, Error> {
             Change::RemoveAgent(_) => 3,
             Change::PutCustomer(_) => 4,
             Change::ForgetLinks { .. } => 5,
+            Change::DeskRoster(_) => 6,
+            Change::DeskLoad(_) => 7,
         }] = true;
     }
     assert!(kinds.iter().all(|k| *k), "every kind is in the list");

@@ -57,6 +57,71 @@ pub struct AppConfig {
     /// `[[apps.rules]]`: tried in order, the first whose `when` holds decides.
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
+    /// `[apps.desk]`: keep the floor in step with Tencent Desk over its REST API.
+    #[serde(default)]
+    pub desk: Option<DeskConfig>,
+}
+
+/// `[apps.desk]`: where the app's Desk REST API is and as whom handoff calls it, how often it
+/// reads the roster and the live statuses, and what Desk's status codes mean.
+///
+/// With it, Desk is the truth for who exists, which groups they are in and how many
+/// sessions they take; the file and gRPC add what Desk does not know (skills, attributes,
+/// shifts, names, owners, rules).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeskConfig {
+    /// The app's region REST domain with its scheme, e.g.
+    /// `https://adminapisgp.im.qcloud.com`; `http://` only for a loopback address.
+    pub api: String,
+    /// An App admin account, the identifier every command is signed for.
+    pub admin: String,
+    /// The app's secret key, from which handoff mints the admin's UserSig; normally set by
+    /// `HANDOFF__APPS__<n>__DESK__SECRET_KEY` rather than in the file.
+    pub secret_key: Secret,
+    /// How often groups, members and reception limits are read.
+    #[serde(default = "default_roster_every")]
+    pub roster_every: ConfigDuration,
+    /// How often members' statuses and live counts are read.
+    #[serde(default = "default_status_every")]
+    pub status_every: ConfigDuration,
+    /// Desk's `MemberStatus` codes (as text keys, `"1"`) and what each means to routing; a
+    /// code missing here is counted and logged, never guessed.
+    #[serde(default)]
+    pub member_status: BTreeMap<String, AgentStatus>,
+    /// Whether groups without hours of their own in the file take Desk's `WorkTimeConfig`.
+    #[serde(default)]
+    pub hours: bool,
+    /// How long a seat handoff holds and Desk does not count may stay before it is released
+    /// (reason "reconciled"): long enough for an answer to reach the agent.
+    #[serde(default = "default_reconcile_after")]
+    pub reconcile_after: ConfigDuration,
+    /// The longest one Desk call may take, connection and answer included.
+    #[serde(default = "default_desk_timeout")]
+    pub timeout: ConfigDuration,
+}
+
+fn default_roster_every() -> ConfigDuration {
+    ConfigDuration::from_secs(300)
+}
+
+fn default_status_every() -> ConfigDuration {
+    ConfigDuration::from_secs(15)
+}
+
+fn default_reconcile_after() -> ConfigDuration {
+    ConfigDuration::from_secs(60)
+}
+
+fn default_desk_timeout() -> ConfigDuration {
+    ConfigDuration::from_secs(10)
+}
+
+impl DeskConfig {
+    /// What Desk's status `code` means, if `member_status` says.
+    pub fn status_of(&self, code: i64) -> Option<AgentStatus> {
+        self.member_status.get(&code.to_string()).copied()
+    }
 }
 
 fn default_time_zone() -> String {

@@ -125,7 +125,7 @@ fn position(text: &str, offset: usize) -> (usize, usize) {
 /// Whether the key holds a secret, whose value an error must not show.
 fn is_secret(key: &str) -> bool {
     let last = key.rsplit('.').next().unwrap_or(key);
-    matches!(last, "token" | "router_token" | "url")
+    matches!(last, "token" | "router_token" | "url" | "secret_key")
 }
 
 /// The key an override variable sets, as errors name keys (`apps[0].token`).
@@ -425,6 +425,118 @@ mod tests {
             assert!(err.starts_with("handoff.toml: "), "{err}");
             assert!(err.contains(expected), "expected {expected:?} in {err:?}");
         }
+    }
+
+    /// `[apps.desk]` of [`FILE`]'s app, with `extra` keys, its key given by the environment.
+    fn with_desk(extra: &str) -> String {
+        format!(
+            "{FILE}\n        [apps.desk]\n        api = \"https://adminapisgp.im.qcloud.com\"\n        admin = \"administrator\"\n{extra}\n"
+        )
+    }
+
+    const DESK_KEY: (&str, &str) = ("HANDOFF__APPS__0__DESK__SECRET_KEY", "5bd2850fff3ecb11");
+
+    #[test]
+    fn desk_sync_reads_its_documented_keys_and_its_key_from_the_environment()
+    -> Result<(), ConfigError> {
+        let text = with_desk(
+            "member_status = { \"1\" = \"available\", \"2\" = \"away\" }\nhours = true\n[[apps.rules]]\nname = \"vip\"\nwhen = 'customer.tier == \"vip\"'\ngroup = 9001",
+        );
+        let config = parse_with(&text, &[DESK_KEY])?;
+        let desk = config.apps[0]
+            .desk
+            .as_ref()
+            .ok_or_else(|| ConfigError::new(Path::new("t"), "desk", "absent"))?;
+        assert_eq!(desk.secret_key.expose(), "5bd2850fff3ecb11");
+        assert_eq!(desk.roster_every.get(), std::time::Duration::from_secs(300));
+        assert_eq!(desk.status_every.get(), std::time::Duration::from_secs(15));
+        assert_eq!(desk.status_of(2), Some(AgentStatus::Away));
+        assert_eq!(desk.status_of(7), None);
+        assert!(desk.hours);
+        // Group 9001 is Desk's alone: with Desk sync the file need not list it.
+        let without = error_of(
+            &FILE.replace(
+                "fallback_group_id = 6521",
+                "fallback_group_id = 6521\ndefault_group_id = 9001",
+            ),
+            &[],
+        );
+        assert!(without.contains("apps[0].default_group_id"), "{without}");
+        Ok(())
+    }
+
+    #[test]
+    fn desk_settings_are_refused_by_key_and_the_key_is_never_shown() {
+        let cases = [
+            (
+                with_desk(""),
+                &[][..],
+                "apps[0].desk: missing field `secret_key`",
+            ),
+            (
+                with_desk("secret_key = \" \""),
+                &[][..],
+                "apps[0].desk.secret_key",
+            ),
+            (
+                with_desk("").replace("https://adminapisgp", "http://adminapisgp"),
+                &[DESK_KEY][..],
+                "apps[0].desk.api",
+            ),
+            (
+                with_desk("").replace(
+                    "https://adminapisgp.im.qcloud.com",
+                    "adminapisgp.im.qcloud.com",
+                ),
+                &[DESK_KEY][..],
+                "apps[0].desk.api",
+            ),
+            (
+                with_desk("").replace("\"administrator\"", "\"\""),
+                &[DESK_KEY][..],
+                "apps[0].desk.admin",
+            ),
+            (
+                with_desk("roster_every = \"500ms\""),
+                &[DESK_KEY][..],
+                "apps[0].desk.roster_every",
+            ),
+            (
+                with_desk("status_every = \"0s\""),
+                &[DESK_KEY][..],
+                "apps[0].desk.status_every",
+            ),
+            (
+                with_desk("timeout = \"5m\""),
+                &[DESK_KEY][..],
+                "apps[0].desk.timeout",
+            ),
+            (
+                with_desk("member_status = { busy = \"away\" }"),
+                &[DESK_KEY][..],
+                "apps[0].desk.member_status",
+            ),
+            (
+                with_desk("member_status = { \"1\" = \"resting\" }"),
+                &[DESK_KEY][..],
+                "unknown variant",
+            ),
+        ];
+        for (text, env, expected) in cases {
+            let err = error_of(&text, env);
+            assert!(err.contains(expected), "expected {expected:?} in {err:?}");
+            assert!(!err.contains(DESK_KEY.1), "{err}");
+        }
+        for loopback in [
+            "http://127.0.0.1:9",
+            "http://localhost:9/",
+            "http://[::1]:9",
+        ] {
+            let text = with_desk("").replace("https://adminapisgp.im.qcloud.com", loopback);
+            assert!(parse_with(&text, &[DESK_KEY]).is_ok(), "{loopback}");
+        }
+        let err = error_of(&with_desk("secret_key = 5"), &[]);
+        assert!(!err.contains("= 5"), "{err}");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 pub use app::{
     AgentConfig, AgentStatus, AppConfig, CustomerConfig, DEFAULT_CANDIDATES, DEFAULT_STICKY,
-    GroupConfig, MAX_CANDIDATES, RuleConfig, ScheduleConfig, Strategy, TargetConfig,
+    DeskConfig, GroupConfig, MAX_CANDIDATES, RuleConfig, ScheduleConfig, Strategy, TargetConfig,
 };
 pub use duration::ConfigDuration;
 pub use load::{ConfigError, ENV_PREFIX, load, parse};

@@ -6,8 +6,8 @@ use std::{collections::HashSet, time::Duration};
 use crate::id::GroupId;
 
 use super::{
-    AppConfig, Config, GatewayConfig, MAX_CANDIDATES, RouterConfig, RuleConfig, StoreKind,
-    Strategy, TargetConfig,
+    AppConfig, Config, DeskConfig, GatewayConfig, MAX_CANDIDATES, RouterConfig, RuleConfig,
+    StoreKind, Strategy, TargetConfig,
 };
 
 /// A key and what is wrong with it.
@@ -283,7 +283,15 @@ fn app(app: &AppConfig, key: &str) -> Result<(), Fault> {
             ));
         }
     }
-    if let Some(id) = app.default_group_id.filter(|id| !group_ids.contains(id)) {
+    // With Desk sync, groups may be Desk's alone: `check` compares them with Desk's.
+    let desk = app.desk.is_some();
+    if let Some(desk) = &app.desk {
+        self::desk(desk, &format!("{key}.desk"))?;
+    }
+    if let Some(id) = app
+        .default_group_id
+        .filter(|id| !desk && !group_ids.contains(id))
+    {
         return Err((
             format!("{key}.default_group_id"),
             format!("group {id} is not defined in {key}.groups"),
@@ -319,10 +327,82 @@ fn app(app: &AppConfig, key: &str) -> Result<(), Fault> {
             ));
         }
     }
-    rules(app, key, &group_ids)
+    rules(app, key, (!desk).then_some(&group_ids))
 }
 
-fn rules(app: &AppConfig, key: &str, group_ids: &HashSet<GroupId>) -> Result<(), Fault> {
+/// The longest a Desk call may be given: a sync round must not stall behind one.
+const MAX_DESK_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn desk(desk: &DeskConfig, key: &str) -> Result<(), Fault> {
+    let at = |field: &str, message: &str| Err((format!("{key}.{field}"), message.to_owned()));
+    match desk.api.split_once("://") {
+        Some(("https", host)) if !host.trim_matches('/').is_empty() => {}
+        Some(("http", host)) if is_loopback(host) => {}
+        Some(("http", _)) => {
+            return at(
+                "api",
+                "is http:// to a host other than loopback: Desk's domains are https://",
+            );
+        }
+        _ => {
+            return at(
+                "api",
+                "must be the region's REST domain, e.g. https://adminapisgp.im.qcloud.com",
+            );
+        }
+    }
+    if desk.admin.trim().is_empty() {
+        return at("admin", "must name an App admin account");
+    }
+    if desk.secret_key.expose().trim().is_empty() {
+        return at(
+            "secret_key",
+            "must be the app's secret key (set HANDOFF__APPS__<n>__DESK__SECRET_KEY)",
+        );
+    }
+    if desk.roster_every.get() < Duration::from_secs(1) {
+        return at("roster_every", "must be at least 1s");
+    }
+    if desk.status_every.get() < Duration::from_secs(1) {
+        return at("status_every", "must be at least 1s");
+    }
+    if desk.reconcile_after.get().is_zero() {
+        return at("reconcile_after", "must be longer than zero");
+    }
+    let timeout = desk.timeout.get();
+    if timeout.is_zero() || timeout > MAX_DESK_TIMEOUT {
+        return at("timeout", "must be above zero and at most 60s");
+    }
+    if let Some(code) = desk
+        .member_status
+        .keys()
+        .find(|code| code.parse::<i64>().is_err())
+    {
+        return Err((
+            format!("{key}.member_status"),
+            format!("{code:?} is not one of Desk's MemberStatus codes (an integer)"),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether the host part of a URL (after `://`) is a loopback address.
+fn is_loopback(rest: &str) -> bool {
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => authority
+            .rsplit_once(':')
+            .map_or(authority, |(host, _)| host),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `group_ids` is `None` when the app's groups may be Desk's, unknown to the file.
+fn rules(app: &AppConfig, key: &str, group_ids: Option<&HashSet<GroupId>>) -> Result<(), Fault> {
     let mut names = HashSet::new();
     let last = app.rules.len().saturating_sub(1);
     for (index, rule) in app.rules.iter().enumerate() {
@@ -369,9 +449,12 @@ fn target(
     target: &TargetConfig,
     target_key: &str,
     key: &str,
-    group_ids: &HashSet<GroupId>,
+    group_ids: Option<&HashSet<GroupId>>,
 ) -> Result<(), Fault> {
-    if let Some(group) = target.group.filter(|group| !group_ids.contains(group)) {
+    if let Some(group) = target
+        .group
+        .filter(|group| group_ids.is_some_and(|ids| !ids.contains(group)))
+    {
         return Err((
             format!("{target_key}.group"),
             format!("group {group} is not defined in {key}.groups"),

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::store::snapshot::AppSnapshot;
 use crate::{
-    engine::{self, Candidate, Customer, Decision, Handoff, StateView},
+    engine::{self, Candidate, Customer, Decision, Handoff, StateView, desk::DeskDelta},
     store::{
         Applied, Assignment, Change, SessionEvent, SessionEventKind,
         record::{CustomerRecord, HistoryRecord, from_ms, to_ms},
@@ -26,7 +26,9 @@ use crate::{
 
 /// The version of the format this build writes and the newest it reads. Version 1 is the
 /// format as first released; files written before the version was recorded are version 1.
-pub const FORMAT: u32 = 1;
+/// Version 2 adds the Desk sync's entries (`desk_roster`, `desk_load`), the `reconciled`
+/// session event, and the Desk roster in a state's apps.
+pub const FORMAT: u32 = 2;
 
 /// A customer's previous agent as a decision saw it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -332,6 +334,25 @@ pub enum Entry {
         /// Links recorded before this (Unix milliseconds) were forgotten.
         before_ms: u64,
     },
+    /// What a Desk roster sync changed: members added, changed or gone, and the groups.
+    DeskRoster {
+        /// When, by the router's clock, Unix milliseconds.
+        at_ms: u64,
+        /// The Tencent app.
+        app: SdkAppId,
+        /// The changes, as the store keeps them.
+        #[serde(flatten)]
+        delta: DeskDelta,
+    },
+    /// A Desk status poll's counts of the sessions each member serves.
+    DeskLoad {
+        /// When, by the router's clock, Unix milliseconds.
+        at_ms: u64,
+        /// The Tencent app.
+        app: SdkAppId,
+        /// Each member's `CurrentAcceptCnt`.
+        serving: Vec<(AgentId, u32)>,
+    },
     /// What is known of a customer, pushed at run time.
     Customer {
         /// When, by the router's clock, Unix milliseconds.
@@ -443,6 +464,16 @@ impl Entry {
                 app,
                 before_ms: to_ms(*before),
             },
+            Change::DeskRoster(delta) => Entry::DeskRoster {
+                at_ms,
+                app,
+                delta: delta.clone(),
+            },
+            Change::DeskLoad(serving) => Entry::DeskLoad {
+                at_ms,
+                app,
+                serving: serving.clone(),
+            },
             Change::Session(event) => Entry::SessionEvent {
                 at_ms,
                 app,
@@ -468,6 +499,8 @@ impl Entry {
             | Entry::AgentPut { at_ms, .. }
             | Entry::AgentRemoved { at_ms, .. }
             | Entry::LinksForgotten { at_ms, .. }
+            | Entry::DeskRoster { at_ms, .. }
+            | Entry::DeskLoad { at_ms, .. }
             | Entry::Customer { at_ms, .. } => *at_ms,
         }
     }
@@ -482,7 +515,9 @@ impl Entry {
             Entry::Decision(_)
             | Entry::State { .. }
             | Entry::SessionEvent { .. }
-            | Entry::LinksForgotten { .. } => None,
+            | Entry::LinksForgotten { .. }
+            | Entry::DeskRoster { .. }
+            | Entry::DeskLoad { .. } => None,
         }
     }
 
@@ -496,6 +531,8 @@ impl Entry {
             | Entry::AgentPut { app, .. }
             | Entry::AgentRemoved { app, .. }
             | Entry::LinksForgotten { app, .. }
+            | Entry::DeskRoster { app, .. }
+            | Entry::DeskLoad { app, .. }
             | Entry::Customer { app, .. } => Some(*app),
         }
     }
@@ -551,6 +588,8 @@ impl Entry {
             Entry::LinksForgotten { before_ms, .. } => Change::ForgetLinks {
                 before: from_ms(before_ms),
             },
+            Entry::DeskRoster { delta, .. } => Change::DeskRoster(delta),
+            Entry::DeskLoad { serving, .. } => Change::DeskLoad(serving),
             Entry::Customer { customer, .. } => Change::PutCustomer(Customer::from(customer)),
         }))
     }

@@ -6,7 +6,7 @@
 //! is HTTP 200 whatever happened, `{"ActionStatus","ErrorCode","ErrorInfo", …}` saying
 //! whether it worked. A UserSig is a credential: URLs are logged only [`redacted`].
 
-use std::time::Duration;
+use std::{borrow::Cow, time::Duration};
 
 use serde_json::Value;
 
@@ -85,6 +85,28 @@ pub enum DeskError {
     /// The answer was not Desk's envelope.
     #[error("not a Desk answer: {0}")]
     Malformed(String),
+    /// No answer came: the connection or TLS failed, a timeout passed, or the HTTP status
+    /// was not 200 (Desk answers 200 whatever happened, so another status is a proxy or a
+    /// network fault). The message names the phase and the host, never the UserSig.
+    #[error("Desk unreachable: {0}")]
+    Unreachable(String),
+}
+
+impl DeskError {
+    /// A short, bounded name for this error, for a metrics label: `rate_limited`,
+    /// `bad_credentials`, `not_desk`, `malformed`, `unreachable`, or Desk's own code
+    /// (`"141010"`) for anything else it answered, since those codes are few and each
+    /// means something different.
+    pub fn label(&self) -> Cow<'static, str> {
+        match self {
+            Self::RateLimited { .. } => Cow::Borrowed("rate_limited"),
+            Self::BadCredentials { .. } => Cow::Borrowed("bad_credentials"),
+            Self::NotDesk(_) => Cow::Borrowed("not_desk"),
+            Self::Failed { code, .. } => Cow::Owned(code.to_string()),
+            Self::Malformed(_) => Cow::Borrowed("malformed"),
+            Self::Unreachable(_) => Cow::Borrowed("unreachable"),
+        }
+    }
 }
 
 /// The codes that mean "too often": Tencent's REST and Desk limits (60007, 60011, 60018,
@@ -194,6 +216,32 @@ mod tests {
             answer(1, b"<html>502</html>"),
             Err(DeskError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn each_error_has_a_bounded_label() {
+        let labels: Vec<_> = [
+            classify(1, 141009, "x"),
+            classify(1, 70009, "x"),
+            classify(1, 141000, "x"),
+            classify(1, 141010, "x"),
+            DeskError::Malformed("x".into()),
+            DeskError::Unreachable("x".into()),
+        ]
+        .iter()
+        .map(DeskError::label)
+        .collect();
+        assert_eq!(
+            labels,
+            [
+                "rate_limited",
+                "bad_credentials",
+                "not_desk",
+                "141010",
+                "malformed",
+                "unreachable"
+            ]
+        );
     }
 
     #[test]

@@ -111,6 +111,51 @@ fn adler32(data: &[u8]) -> u32 {
     (b << 16) | a
 }
 
+/// The stored blocks of a zlib stream [`zlib_stored`] wrote, checked.
+#[cfg(test)]
+pub(crate) fn unzlib_stored(stream: &[u8]) -> Option<Vec<u8>> {
+    let (header, mut rest) = stream.split_at_checked(2)?;
+    (header == [0x78, 0x01]).then_some(())?;
+    let mut out = Vec::new();
+    loop {
+        let (&last, after) = rest.split_first()?;
+        let (lengths, after) = after.split_at_checked(4)?;
+        let len = u16::from_le_bytes([lengths[0], lengths[1]]);
+        (!len == u16::from_le_bytes([lengths[2], lengths[3]])).then_some(())?;
+        let (data, after) = after.split_at_checked(len.into())?;
+        out.extend_from_slice(data);
+        rest = after;
+        if last & 1 == 1 {
+            break;
+        }
+    }
+    (rest == adler32(&out).to_be_bytes()).then_some(out)
+}
+
+/// What a token minted here says, and its `TLS.sig`: for tests that check a token without
+/// trusting [`mint`] (the caller recomputes the signature with [`sig`]).
+#[cfg(test)]
+pub(crate) fn decode(token: &str) -> Option<(Claims, String)> {
+    let standard: String = token
+        .chars()
+        .map(|c| match c {
+            '*' => '+',
+            '-' => '/',
+            '_' => '=',
+            c => c,
+        })
+        .collect();
+    let json = unzlib_stored(&STANDARD.decode(standard).ok()?)?;
+    let fields: serde_json::Value = serde_json::from_slice(&json).ok()?;
+    let claims = Claims {
+        sdk_app_id: fields["TLS.sdkappid"].as_u64()?,
+        identifier: fields["TLS.identifier"].as_str()?.to_owned(),
+        time: fields["TLS.time"].as_u64()?,
+        expire: fields["TLS.expire"].as_u64()?,
+    };
+    Some((claims, fields["TLS.sig"].as_str()?.to_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,26 +170,6 @@ mod tests {
             time: 1_569_910_200,
             expire: 15_552_000,
         }
-    }
-
-    /// The stored blocks of a zlib stream [`zlib_stored`] wrote, checked.
-    fn unzlib_stored(stream: &[u8]) -> Option<Vec<u8>> {
-        let (header, mut rest) = stream.split_at_checked(2)?;
-        (header == [0x78, 0x01]).then_some(())?;
-        let mut out = Vec::new();
-        loop {
-            let (&last, after) = rest.split_first()?;
-            let (lengths, after) = after.split_at_checked(4)?;
-            let len = u16::from_le_bytes([lengths[0], lengths[1]]);
-            (!len == u16::from_le_bytes([lengths[2], lengths[3]])).then_some(())?;
-            let (data, after) = after.split_at_checked(len.into())?;
-            out.extend_from_slice(data);
-            rest = after;
-            if last & 1 == 1 {
-                break;
-            }
-        }
-        (rest == adler32(&out).to_be_bytes()).then_some(out)
     }
 
     #[test]
@@ -186,6 +211,10 @@ mod tests {
         assert_eq!(fields["TLS.time"], 1_569_910_200u64);
         assert_eq!(fields["TLS.expire"], 15_552_000u64);
         assert_eq!(fields["TLS.sig"], sig(KEY, &claims("administrator")));
+        assert_eq!(
+            decode(&token),
+            Some((claims("administrator"), sig(KEY, &claims("administrator"))))
+        );
         Ok(())
     }
 

@@ -8,7 +8,7 @@ use chrono_tz::Tz;
 use handoff_core::{
     config::{
         AgentConfig, AgentStatus, AppConfig, Config, ConfigError, DEFAULT_CANDIDATES,
-        DEFAULT_STICKY, RuleConfig, ScheduleConfig, Strategy, TargetConfig,
+        DEFAULT_STICKY, DeskConfig, RuleConfig, ScheduleConfig, Strategy, TargetConfig,
     },
     id::{AgentId, ClientUserId, GroupId, SdkAppId},
 };
@@ -17,6 +17,7 @@ use crate::hash::FastMap;
 
 use super::{
     Customer,
+    desk::{Source, Sources},
     expr::{AgentValue, Cel, Expression, Kind, agent_value},
     schedule::Schedule,
 };
@@ -90,10 +91,18 @@ pub struct App {
     pub confirm_timeout: Option<std::time::Duration>,
     /// What the router believes of reported events (`[router]`, the same for every app).
     pub reports: Reports,
+    /// Whether the app's floor is synced from Tencent Desk (`[apps.desk]`): once a roster
+    /// arrived, Desk decides who is on it (see [`super::desk`]).
+    pub desk_sync: bool,
+    /// `[apps.desk]`, for the sync: where Desk is, as whom, how often, and what its status
+    /// codes mean.
+    pub desk: Option<Arc<DeskConfig>>,
     groups: Vec<Group>,
     agents: Vec<Arc<Agent>>,
     /// Each agent of the file by id: its index in `agents`.
     agent_index: FastMap<AgentId, usize>,
+    /// Each agent of the file by lower-cased id, as Desk members are matched.
+    agent_keys: FastMap<String, usize>,
     customers: FastMap<ClientUserId, Customer>,
     rules: Vec<ConditionalRule>,
     default_rule: Rule,
@@ -177,7 +186,8 @@ impl App {
         }
         let mut agents = Vec::with_capacity(config.agents.len());
         for (index, agent) in config.agents.iter().enumerate() {
-            let compiled = Agent::check(agent, zone, &groups).map_err(|fault| {
+            let known = (config.desk.is_none()).then_some(groups.as_slice());
+            let compiled = Agent::check(agent, zone, known).map_err(|fault| {
                 (
                     format!("agents[{index}].{}", fault.field.config_key()),
                     fault.message,
@@ -189,6 +199,11 @@ impl App {
             .iter()
             .enumerate()
             .map(|(index, agent)| (agent.id.clone(), index))
+            .collect();
+        let agent_keys = agents
+            .iter()
+            .enumerate()
+            .map(|(index, agent)| (super::desk::member_key(&agent.id), index))
             .collect();
         let customers = config
             .customers
@@ -223,9 +238,12 @@ impl App {
             sticky_ttl: config.sticky_ttl.get(),
             confirm_timeout: config.confirm_timeout.map(|timeout| timeout.get()),
             reports: Reports::default(),
+            desk_sync: config.desk.is_some(),
+            desk: config.desk.clone().map(Arc::new),
             groups,
             agents,
             agent_index,
+            agent_keys,
             customers,
             rules,
             default_rule,
@@ -255,6 +273,11 @@ impl App {
         self.agent_index.get(id).map(|index| &self.agents[*index])
     }
 
+    /// The agent of the config file whose lower-cased id is `key`.
+    pub fn agent_by_key(&self, key: &str) -> Option<&Arc<Agent>> {
+        self.agent_keys.get(key).map(|index| &self.agents[*index])
+    }
+
     /// A customer the config file knows.
     pub fn customer(&self, id: &ClientUserId) -> Option<&Customer> {
         self.customers.get(id)
@@ -271,9 +294,13 @@ impl App {
         &self.default_rule
     }
 
-    /// Checks and compiles an agent defined at run time against this app's groups and zone.
+    /// Checks and compiles an agent defined at run time against this app's groups and zone
+    /// (any groups, with Desk sync: Desk's groups are not the file's to know).
     pub fn check_agent(&self, config: &AgentConfig) -> Result<Agent, AgentFault> {
-        Agent::check(config, self.zone, &self.groups)
+        let known = (!self.desk_sync).then_some(self.groups.as_slice());
+        let mut agent = Agent::check(config, self.zone, known)?;
+        agent.sources = Sources::all(Source::Grpc);
+        Ok(agent)
     }
 
     /// The group answered when nobody can be chosen.
@@ -393,6 +420,8 @@ pub struct Agent {
     pub shift: Option<Schedule>,
     /// The definition this was compiled from, for listing and persistence.
     pub spec: AgentConfig,
+    /// Where each field comes from: the file, gRPC or Desk.
+    pub sources: Sources,
     cel: AgentValue,
 }
 
@@ -443,14 +472,32 @@ impl Agent {
     /// The one check of a new agent definition, for the config file and for agents defined
     /// at run time alike: a capacity of at least one, at least one group and only groups of
     /// the app, named skills, and a shift that compiles (`app_zone` stands in for a shift
-    /// without a zone of its own).
-    pub fn check(config: &AgentConfig, app_zone: Tz, groups: &[Group]) -> Result<Self, AgentFault> {
+    /// without a zone of its own). With `groups` `None` (an app synced from Desk, whose
+    /// groups Desk gives) any groups, or none, will do.
+    pub fn check(
+        config: &AgentConfig,
+        app_zone: Tz,
+        groups: Option<&[Group]>,
+    ) -> Result<Self, AgentFault> {
         if config.capacity == 0 || config.capacity > MAX_CAPACITY {
             return Err(AgentFault::new(
                 AgentField::Capacity,
                 format!("must be from 1 to {MAX_CAPACITY}"),
             ));
         }
+        if let Some(groups) = groups {
+            Self::check_groups(config, groups)?;
+        }
+        if config.skills.keys().any(|skill| skill.trim().is_empty()) {
+            return Err(AgentFault::new(
+                AgentField::Skills,
+                "skill names must not be empty",
+            ));
+        }
+        Self::compile(config, app_zone)
+    }
+
+    fn check_groups(config: &AgentConfig, groups: &[Group]) -> Result<(), AgentFault> {
         if config.groups.is_empty() {
             return Err(AgentFault::new(
                 AgentField::Groups,
@@ -467,13 +514,14 @@ impl Agent {
                 format!("group {unknown} is not defined in the app's groups"),
             ));
         }
-        if config.skills.keys().any(|skill| skill.trim().is_empty()) {
-            return Err(AgentFault::new(
-                AgentField::Skills,
-                "skill names must not be empty",
-            ));
-        }
-        Self::compile(config, app_zone)
+        Ok(())
+    }
+
+    /// Compiles a stored definition gRPC gave (see [`Agent::compile`]).
+    pub fn compile_overlay(config: &AgentConfig, app_zone: Tz) -> Result<Self, AgentFault> {
+        let mut agent = Self::compile(config, app_zone)?;
+        agent.sources = Sources::all(Source::Grpc);
+        Ok(agent)
     }
 
     /// Compiles a definition that passed [`Agent::check`] when it was made (a stored one)
@@ -504,6 +552,7 @@ impl Agent {
             attributes: config.attributes.clone(),
             shift,
             spec: config.clone(),
+            sources: Sources::default(),
             cel,
         })
     }

@@ -368,6 +368,7 @@ impl Floor {
         let standing = self.standings.get(n)?;
         let load = AgentLoad {
             active: standing.active,
+            unattributed: 0,
             confirmed: 0,
             last_assigned: standing.last,
         };

@@ -165,6 +165,7 @@ fn set(state: &mut Floorful, n: usize, live: Live) {
     let id = agent_id(n);
     let load = AgentLoad {
         active: live.active,
+        unattributed: 0,
         confirmed: 0,
         last_assigned: live.last.map(at),
     };

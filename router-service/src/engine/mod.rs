@@ -15,6 +15,7 @@
 
 mod catalog;
 mod decision;
+pub mod desk;
 pub mod expr;
 mod floor;
 mod rank;

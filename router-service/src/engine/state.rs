@@ -18,8 +18,12 @@ use super::{Agent, App};
 /// An agent's live load: the sessions whose seat it holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AgentLoad {
-    /// Sessions holding a seat of the agent, provisional and confirmed: what capacity counts.
+    /// Sessions occupying the agent, what capacity counts: seats held, provisional and
+    /// confirmed, and the unattributed ones.
     pub active: u32,
+    /// Of those, the sessions Desk counts beyond the seats held (with Desk sync): Tencent
+    /// gave them to the agent without handoff knowing which.
+    pub unattributed: u32,
     /// Of those, the ones a session event confirmed.
     pub confirmed: u32,
     /// When the agent was last assigned a session; `None` if never.
@@ -89,8 +93,17 @@ pub trait StateView {
     fn customer(&self, id: &ClientUserId) -> Option<&Customer>;
     /// The agent last assigned to `customer`, and when.
     fn last_agent(&self, customer: &ClientUserId) -> Option<(&AgentId, SystemTime)>;
-    /// Agents added, changed or removed at run time.
+    /// Agents added, changed or removed at run time, as the engine routes over them: what
+    /// gRPC put or removed, with Desk's roster composed over the file.
     fn roster_changes(&self) -> &RosterChanges;
+    /// What gRPC put or removed alone, as given.
+    fn overlays(&self) -> &RosterChanges {
+        self.roster_changes()
+    }
+    /// What roster syncs read from Desk, for a store that syncs.
+    fn desk(&self) -> Option<&super::desk::DeskRoster> {
+        None
+    }
     /// The sessions that hold a seat; a store that must fetch them (Redis) returns them only
     /// when the look asked for them.
     fn sessions(&self) -> Vec<LiveSession> {

@@ -12,6 +12,7 @@ use handoff_proto::router::v1 as pb;
 use handoff_core::id::SessionId;
 
 use super::request::{check_attributes, check_names, check_text, event_id, time};
+use crate::engine::desk::{Source, Sources};
 use crate::{
     engine::{
         Agent, Answer, Customer, Exclusion, LiveSession, RuleOutcome, SessionState, Sticky,
@@ -443,13 +444,39 @@ pub fn listing(listing: &AgentListing) -> pb::AgentState {
         last_assigned: listing.load.last_assigned.map(timestamp),
         on_shift: listing.on_shift,
         confirmed: listing.load.confirmed,
-        provisional: listing.load.active.saturating_sub(listing.load.confirmed),
+        provisional: listing
+            .load
+            .active
+            .saturating_sub(listing.load.confirmed)
+            .saturating_sub(listing.load.unattributed),
         source: match listing.source {
             AgentSource::File => pb::AgentSource::File,
             AgentSource::Runtime => pb::AgentSource::Runtime,
             AgentSource::RuntimeOverFile => pb::AgentSource::RuntimeOverFile,
+            AgentSource::Desk => pb::AgentSource::Desk,
         }
         .into(),
+        fields: Some(field_sources(listing.agent.sources)),
+        unattributed: listing.load.unattributed,
+    }
+}
+
+/// The wire form of where an agent's fields come from.
+fn field_sources(sources: Sources) -> pb::AgentFieldSources {
+    let field = |source: Source| -> i32 {
+        match source {
+            Source::File => pb::FieldSource::File,
+            Source::Grpc => pb::FieldSource::Grpc,
+            Source::Desk => pb::FieldSource::Desk,
+            Source::Default => pb::FieldSource::Default,
+        }
+        .into()
+    };
+    pb::AgentFieldSources {
+        name: field(sources.name),
+        groups: field(sources.groups),
+        capacity: field(sources.capacity),
+        profile: field(sources.profile),
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use handoff_core::{config::AgentStatus, telemetry};
 use tokio::task::JoinHandle;
 
-use super::Router;
+use super::{Router, desk_sync};
 use crate::{
     decision_log::{AppSnapshot, Entry},
     metrics::{GroupLabels, MIRRORED},
@@ -64,6 +64,32 @@ impl Housekeeping {
                 }
             }));
         }
+        let syncing = Arc::downgrade(router);
+        tasks.push(tokio::spawn(async move {
+            // Each app's Desk sync, aborted with this task; one started for every app that
+            // gains `[apps.desk]`, and ended by itself when the app loses it.
+            let mut running = Tasks::default();
+            let holder = holder_name();
+            loop {
+                {
+                    let Some(router) = syncing.upgrade() else {
+                        return;
+                    };
+                    running.0.retain(|_, task| !task.is_finished());
+                    for app in router
+                        .catalog
+                        .load()
+                        .apps()
+                        .filter(|app| app.desk.is_some())
+                    {
+                        running.0.entry(app.id).or_insert_with(|| {
+                            tokio::spawn(desk_sync::run(syncing.clone(), app.id, holder.clone()))
+                        });
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }));
         let forgetting = Arc::downgrade(router);
         tasks.push(tokio::spawn(async move {
             loop {
@@ -79,6 +105,36 @@ impl Housekeeping {
         }));
         Self(tasks)
     }
+}
+
+/// Tasks keyed by app, aborted when dropped.
+#[derive(Default)]
+struct Tasks(std::collections::HashMap<handoff_core::id::SdkAppId, JoinHandle<()>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for task in self.0.values() {
+            task.abort();
+        }
+    }
+}
+
+/// A name for this router among the replicas sharing a store: host, process and a random
+/// part (two routers of one process, as in tests, differ too).
+fn holder_name() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_nanos()),
+    );
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "router".to_owned());
+    format!(
+        "{host}-{}-{:08x}",
+        std::process::id(),
+        hasher.finish() as u32
+    )
 }
 
 impl<S: Store> Router<S> {

@@ -2,6 +2,7 @@
 //! the engine's decision, explains decisions, applies run-time changes to agents and
 //! customers, and swaps in a reloaded config. Knows nothing of gRPC.
 
+pub mod desk_sync;
 mod housekeeping;
 
 use std::{path::Path, sync::Arc, time::SystemTime};
@@ -118,6 +119,8 @@ pub enum AgentSource {
     /// `UpsertAgent`, over the file's definition of the same agent: the file's edits do not
     /// apply to it.
     RuntimeOverFile,
+    /// A member of the app's Tencent Desk, synced; the file or gRPC adds its profile.
+    Desk,
 }
 
 /// Logs the expressions of `catalog` that cannot decide anything (`handoff check` refuses
@@ -647,7 +650,8 @@ impl<S: Store> Router<S> {
         group: Option<GroupId>,
     ) -> Result<Vec<AgentListing>, RouterError> {
         let app = self.app(app)?;
-        if let Some(group) = group.filter(|id| app.group(*id).is_none()) {
+        // With Desk sync, a group may be Desk's alone.
+        if let Some(group) = group.filter(|id| !app.desk_sync && app.group(*id).is_none()) {
             return Err(RouterError::invalid(
                 "group_id",
                 format!("group {group} is not defined for app {}", app.id),
@@ -665,12 +669,14 @@ impl<S: Store> Router<S> {
                         load: state.load(&agent.id),
                         on_shift: agent.shift.as_ref().is_none_or(|shift| shift.is_open(now)),
                         source: match (
+                            agent.sources.groups == engine::desk::Source::Desk,
                             state.roster_changes().contains_key(&agent.id),
                             app.agent(&agent.id).is_some(),
                         ) {
-                            (false, _) => AgentSource::File,
-                            (true, false) => AgentSource::Runtime,
-                            (true, true) => AgentSource::RuntimeOverFile,
+                            (true, _, _) => AgentSource::Desk,
+                            (false, false, _) => AgentSource::File,
+                            (false, true, false) => AgentSource::Runtime,
+                            (false, true, true) => AgentSource::RuntimeOverFile,
                         },
                     })
                     .collect()

@@ -34,7 +34,9 @@ pub use self::redis::RedisStore;
 pub use local::LocalStore;
 pub use session::{SessionEvent, SessionEventKind};
 
-use crate::engine::{Agent, Answer, App, Catalog, Customer, Decision, Handoff, StateView};
+use crate::engine::{
+    Agent, Answer, App, Catalog, Customer, Decision, Handoff, StateView, desk::DeskDelta,
+};
 
 /// How long a report's identity is remembered to recognise its retries.
 pub const DEDUP_WINDOW: Duration = Duration::from_secs(3600);
@@ -143,6 +145,17 @@ pub enum Change {
     PutCustomer(Customer),
     /// Records what happened to a session: confirms, moves or releases its seat.
     Session(SessionEvent),
+    /// What a roster sync read from Desk that differs from what the store holds: members
+    /// added, changed or gone, and Desk's groups (the router then releases the seats of
+    /// members gone, as [`SessionEventKind::Reconciled`] events).
+    /// From the first, Desk decides who is on the app's floor (see
+    /// [`crate::engine::desk::compose`]).
+    DeskRoster(DeskDelta),
+    /// Desk's own count of the sessions each member serves now (`CurrentAcceptCnt`), from
+    /// a status poll: whatever it counts beyond the seats the store holds for the member
+    /// then occupies capacity as unattributed load, until the next poll says otherwise.
+    /// Members it does not list carry none.
+    DeskLoad(Vec<(AgentId, u32)>),
     /// Forgets customers' previous agents linked before `before` (the router sends it for
     /// links past the app's `sticky_ttl`, which route nobody any more), so that history
     /// does not grow with every customer ever served.
@@ -282,6 +295,20 @@ pub trait Store: Send + Sync + 'static {
     fn journal_bytes(&self) -> Option<u64> {
         None
     }
+
+    /// Whether `holder` holds `app`'s lease on `job` for the next `ttl` (taking it when
+    /// nobody does, or renewing its own): what makes one replica of several do a job such
+    /// as syncing with Desk. A store in one process has one holder, who always has it.
+    fn lease(
+        &self,
+        app: &App,
+        job: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        let _ = (app, job, holder, ttl);
+        std::future::ready(Ok(true))
+    }
 }
 
 /// The store `[router.store]` chose.
@@ -373,6 +400,19 @@ impl Store for AnyStore {
         match self {
             AnyStore::Local(store) => store.journal_bytes(),
             AnyStore::Redis(store) => store.journal_bytes(),
+        }
+    }
+
+    async fn lease(
+        &self,
+        app: &App,
+        job: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        match self {
+            AnyStore::Local(store) => store.lease(app, job, holder, ttl).await,
+            AnyStore::Redis(store) => store.lease(app, job, holder, ttl).await,
         }
     }
 }

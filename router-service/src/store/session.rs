@@ -38,6 +38,10 @@ pub enum SessionEventKind {
     Failed,
     /// The session is over (closed, or the user stopped replying).
     Ended,
+    /// Desk no longer counts the session its agent held a seat for (a status poll's
+    /// `CurrentAcceptCnt` stayed below the seats past `reconcile_after`): the router
+    /// releases the seat as if the session had ended.
+    Reconciled,
 }
 
 impl SessionEventKind {
@@ -48,6 +52,7 @@ impl SessionEventKind {
             SessionEventKind::Transferred => "transferred",
             SessionEventKind::Failed => "failed",
             SessionEventKind::Ended => "ended",
+            SessionEventKind::Reconciled => "reconciled",
         }
     }
 }
@@ -76,7 +81,9 @@ impl SessionEvent {
     fn serving(&self) -> Option<&AgentId> {
         match self.kind {
             SessionEventKind::Assigned | SessionEventKind::Transferred => self.agent.as_ref(),
-            SessionEventKind::Failed | SessionEventKind::Ended => None,
+            SessionEventKind::Failed | SessionEventKind::Ended | SessionEventKind::Reconciled => {
+                None
+            }
         }
     }
 
@@ -372,7 +379,7 @@ pub fn report(
 ) -> Option<(SessionRecord, Effects)> {
     let serving = match event.kind {
         SessionEventKind::Assigned | SessionEventKind::Transferred => Some(event.agent.clone()?),
-        SessionEventKind::Failed | SessionEventKind::Ended => None,
+        SessionEventKind::Failed | SessionEventKind::Ended | SessionEventKind::Reconciled => None,
     };
     let fact = Fact {
         serving,

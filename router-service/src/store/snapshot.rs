@@ -15,7 +15,7 @@ use super::{
     record::{RosterRecord, to_ms},
     session::{Fact, Reservation, SessionRecord},
 };
-use crate::engine::{self, App, SessionState, StateView};
+use crate::engine::{self, App, SessionState, StateView, desk::DeskRoster};
 
 /// A seat a session holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -83,6 +83,16 @@ pub struct AppSnapshot {
     /// The agents' idle clocks.
     #[serde(default)]
     pub last_assigned: Vec<Idle>,
+    /// What roster syncs read from Desk.
+    #[serde(default, skip_serializing_if = "is_empty_desk")]
+    pub desk: DeskRoster,
+    /// What Desk counted beyond each member's seats at the last status poll.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unattributed: Vec<(AgentId, u32)>,
+}
+
+fn is_empty_desk(desk: &DeskRoster) -> bool {
+    *desk == DeskRoster::default()
 }
 
 impl AppSnapshot {
@@ -122,8 +132,15 @@ impl AppSnapshot {
                 })
             })
             .collect();
+        let unattributed = roster
+            .iter()
+            .filter_map(|agent| {
+                let extra = state.load(&agent.id).unattributed;
+                (extra > 0).then(|| (agent.id.clone(), extra))
+            })
+            .collect();
         let roster = state
-            .roster_changes()
+            .overlays()
             .iter()
             .map(|(agent, change)| RosterChange {
                 agent: agent.clone(),
@@ -136,6 +153,8 @@ impl AppSnapshot {
             statuses,
             roster,
             last_assigned,
+            desk: state.desk().cloned().unwrap_or_default(),
+            unattributed,
         }
     }
 }

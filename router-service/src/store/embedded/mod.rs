@@ -54,8 +54,9 @@ const FOLDED_THROUGH: &str = "folded_through";
 const FORMAT_KEY: &str = "format";
 
 /// The layout of the embedded file and its journal this build writes and the newest it
-/// reads. 1 is the layout as first released: a file without a format is of it.
-pub const FORMAT: u64 = 1;
+/// reads. 1 is the layout as first released: a file without a format is of it; 2 adds the
+/// `desk` table (an older build cannot read its journal frames, so it refuses the file).
+pub const FORMAT: u64 = 2;
 
 /// The tables, each keyed by (app, id), each value a JSON record of [`record`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,10 +77,16 @@ pub(super) enum Kind {
     /// Identities of reports recorded, for recognising retries: when to forget each, Unix
     /// milliseconds.
     Seen,
+    /// What roster syncs read from Desk: each member by lower-cased e-mail
+    /// ([`crate::engine::desk::DeskMember`]), and Desk's groups under [`DESK_GROUPS`].
+    Desk,
 }
 
+/// The key of Desk's groups in the `desk` table (never an e-mail).
+const DESK_GROUPS: &str = "groups";
+
 impl Kind {
-    const ALL: [Kind; 7] = [
+    const ALL: [Kind; 8] = [
         Kind::Assignments,
         Kind::LastAssigned,
         Kind::History,
@@ -87,6 +94,7 @@ impl Kind {
         Kind::Roster,
         Kind::Customers,
         Kind::Seen,
+        Kind::Desk,
     ];
 
     fn table(self) -> Table {
@@ -98,6 +106,7 @@ impl Kind {
             Kind::Roster => "roster",
             Kind::Customers => "customers",
             Kind::Seen => "seen",
+            Kind::Desk => "desk",
         })
     }
 }
@@ -164,8 +173,27 @@ pub(super) fn ops(app: SdkAppId, change: &Change) -> Vec<Op> {
             customer.id.as_str(),
             &CustomerRecord::from(customer),
         )],
+        Change::DeskRoster(delta) => desk(app, delta),
+        // Not kept: the next status poll counts the load again.
+        Change::DeskLoad(_) => Vec::new(),
         Change::Session(_) | Change::ForgetLinks { .. } => Vec::new(),
     }
+}
+
+/// The writes of a Desk roster sync's changes.
+pub(super) fn desk(app: SdkAppId, delta: &crate::engine::desk::DeskDelta) -> Vec<Op> {
+    let mut ops: Vec<Op> = delta
+        .members
+        .iter()
+        .map(|(key, member)| match member {
+            Some(member) => Op::put(Kind::Desk, app, key, member),
+            None => Op::delete(Kind::Desk, app, key),
+        })
+        .collect();
+    if let Some(groups) = &delta.groups {
+        ops.push(Op::put(Kind::Desk, app, DESK_GROUPS, groups));
+    }
+    ops
 }
 
 /// The write of a session's record, or its deletion.
@@ -222,6 +250,7 @@ pub(super) struct LoadedApp {
     pub(super) roster: Vec<(AgentId, RosterRecord)>,
     pub(super) customers: Vec<CustomerRecord>,
     pub(super) seen: Vec<(String, u64)>,
+    pub(super) desk: crate::engine::desk::DeskRoster,
 }
 
 struct Batch {
@@ -356,8 +385,9 @@ impl Drop for Journal {
     }
 }
 
-/// Creates the tables a new file lacks, and records the layout: [`FORMAT`] for a new file
-/// or one from before the layout was recorded; the file's own when it has one.
+/// Creates the tables a file lacks, and records the layout: [`FORMAT`] for a new file or
+/// one of an older layout (which this build reads, and from now on writes as its own, so
+/// that an older build refuses it rather than misread it); the file's own when newer.
 fn create_tables(db: &Database) -> Result<u64, redb::Error> {
     let txn = db.begin_write()?;
     for kind in Kind::ALL {
@@ -367,8 +397,8 @@ fn create_tables(db: &Database) -> Result<u64, redb::Error> {
         let mut meta = txn.open_table(META)?;
         let recorded = meta.get(FORMAT_KEY)?.map(|value| value.value());
         match recorded {
-            Some(format) => format,
-            None => {
+            Some(format) if format >= FORMAT => format,
+            _ => {
                 meta.insert(FORMAT_KEY, FORMAT)?;
                 FORMAT
             }
@@ -575,6 +605,15 @@ fn read_into(loaded: &mut LoadedApp, kind: Kind, id: &str, value: &[u8]) -> Resu
         }
         Kind::Seen => {
             loaded.seen.push((id.to_owned(), record::decode(value)?));
+        }
+        Kind::Desk if id == DESK_GROUPS => {
+            loaded.desk.groups = Some(record::decode(value)?);
+        }
+        Kind::Desk => {
+            loaded
+                .desk
+                .members
+                .insert(id.to_owned(), record::decode(value)?);
         }
     }
     Ok(())

@@ -157,9 +157,11 @@ impl LocalStore {
                 .iter()
                 .map(|change| (change.agent.clone(), change.definition.clone()))
                 .collect(),
+            desk: snapshot.desk.clone(),
             ..embedded::LoadedApp::default()
         };
         let mut state = AppState::restore(app.id, loaded, app.zone);
+        state.unattributed = snapshot.unattributed.iter().cloned().collect();
         state.expire(app.id, now, self.lifetimes, &mut Writes(None));
         self.apps.lock().insert(app.id, state);
     }
@@ -303,15 +305,23 @@ impl Store for LocalStore {
                 Change::PutAgent(agent) => {
                     writes.record(|| embedded::ops(app.id, &Change::PutAgent(agent.clone())));
                     state.statuses.remove(&agent.id);
-                    state.changes.insert(agent.id.clone(), Some(agent));
-                    state.roster_version += 1;
+                    state.overlays.insert(agent.id.clone(), Some(agent));
+                    state.compose(app);
                     Applied::Recorded
                 }
                 Change::RemoveAgent(agent) => {
                     writes.record(|| embedded::ops(app.id, &Change::RemoveAgent(agent.clone())));
                     state.statuses.remove(&agent);
-                    state.changes.insert(agent, None);
-                    state.roster_version += 1;
+                    state.overlays.insert(agent, None);
+                    state.compose(app);
+                    Applied::Recorded
+                }
+                Change::DeskRoster(delta) => {
+                    state.take_desk(app, &delta, writes);
+                    Applied::Recorded
+                }
+                Change::DeskLoad(serving) => {
+                    state.take_desk_load(&serving);
                     Applied::Recorded
                 }
                 Change::PutCustomer(customer) => {
@@ -565,10 +575,11 @@ mod tests {
                     redb::TableDefinition::new("journal");
                 assert_eq!(
                     txn.open_table(meta)?.get("format")?.map(|v| v.value()),
-                    Some(1),
+                    Some(embedded::FORMAT),
                     "a new file records its format"
                 );
-                txn.open_table(meta)?.insert("format", 2)?;
+                txn.open_table(meta)?
+                    .insert("format", embedded::FORMAT + 1)?;
                 txn.commit()?;
             }
             let refused =
@@ -580,7 +591,7 @@ mod tests {
         .await;
         let _ = std::fs::remove_dir_all(&dir);
         let refused = result?;
-        assert!(refused.contains("newer handoff (format 2)"), "{refused}");
+        assert!(refused.contains("newer handoff (format 3)"), "{refused}");
         Ok(())
     }
 

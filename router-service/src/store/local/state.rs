@@ -18,7 +18,10 @@ use handoff_core::{
 
 use super::Writes;
 use crate::{
-    engine::{Agent, AgentLoad, App, Customer, Floor, LiveSession, RosterChanges, StateView},
+    engine::{
+        Agent, AgentLoad, App, Customer, Floor, LiveSession, RosterChanges, StateView,
+        desk::DeskRoster,
+    },
     hash::FastMap,
     store::{
         Lifetimes, MAX_SEEN,
@@ -40,8 +43,19 @@ pub(super) struct AppState {
     /// Each link's time and customer, oldest first (as links are made), for forgetting
     /// them in order; an entry whose time no longer matches its link is stale.
     pub(super) links: VecDeque<(u64, ClientUserId)>,
+    /// The agents gRPC put or removed, as they were given.
+    pub(super) overlays: RosterChanges,
+    /// What the last roster syncs read from Desk.
+    pub(super) desk: DeskRoster,
+    /// The roster's run-time changes as the engine sees them: `overlays` with `desk`
+    /// composed over the file (see [`crate::engine::desk::compose`]).
     pub(super) changes: RosterChanges,
-    /// The zone `changes` were compiled in: the app's when they were last used.
+    /// The app version `changes` were composed for.
+    composed_for: u64,
+    /// Sessions Desk counts beyond the seats held, by agent, from the last status poll. Not
+    /// journaled: the next poll counts them again.
+    pub(super) unattributed: FastMap<AgentId, u32>,
+    /// The zone `overlays` were compiled in: the app's when they were last used.
     pub(super) zone: Tz,
     /// Boxed: a table of hundreds of thousands of sessions then grows by moving pointers,
     /// not whole records, under the lock every decision waits on.
@@ -71,7 +85,11 @@ impl AppState {
             customers: FastMap::default(),
             history: FastMap::default(),
             links: VecDeque::new(),
+            overlays: RosterChanges::new(),
+            desk: DeskRoster::default(),
             changes: RosterChanges::new(),
+            composed_for: 0,
+            unattributed: FastMap::default(),
             zone,
             sessions: FastMap::default(),
             deadlines: BinaryHeap::new(),
@@ -98,9 +116,19 @@ impl AppState {
         self.floor = Some(floor);
     }
 
+    /// `agent`'s load: the seats it holds, and what Desk counts beyond them.
+    pub(super) fn load_of(&self, agent: &AgentId) -> AgentLoad {
+        let mut load = self.loads.get(agent).copied().unwrap_or_default();
+        if let Some(extra) = self.unattributed.get(agent) {
+            load.unattributed = *extra;
+            load.active = load.active.saturating_add(*extra);
+        }
+        load
+    }
+
     /// Tells the floor `agent`'s load and status as they are now.
     pub(super) fn rerank(&mut self, agent: &AgentId) {
-        let load = self.loads.get(agent).copied().unwrap_or_default();
+        let load = self.load_of(agent);
         let status = self.statuses.get(agent).map(|record| record.status());
         if let Some(floor) = &mut self.floor {
             floor.update(agent, load, status);
@@ -168,7 +196,7 @@ impl AppState {
         for (id, spec) in loaded.roster {
             let change = match spec {
                 None => None,
-                Some(spec) => match Agent::compile(&spec, zone) {
+                Some(spec) => match Agent::compile_overlay(&spec, zone) {
                     Ok(agent) => Some(Arc::new(agent)),
                     Err(fault) => {
                         tracing::warn!(%app, agent = %id, field = fault.field.config_key(), message = fault.message, "dropping a stored agent that no longer compiles");
@@ -176,19 +204,69 @@ impl AppState {
                     }
                 },
             };
-            state.changes.insert(id, change);
+            state.overlays.insert(id, change);
         }
+        state.desk = loaded.desk;
         state
     }
 
-    /// Keeps the agents defined at run time compiled in `app`'s zone, which a reload may
-    /// have changed since they were compiled (their shifts are read in it).
+    /// Keeps the roster's run-time changes composed for `app` as it is now: the agents
+    /// defined at run time compiled in its zone, which a reload may have changed since
+    /// (their shifts are read in it), and Desk's roster over the file as it reads now.
     pub(super) fn follow(&mut self, app: &App) {
-        if self.zone == app.zone {
-            return;
+        if self.zone != app.zone {
+            self.recompile(app);
         }
-        for agent in self.changes.values_mut().flatten() {
-            match Agent::compile(&agent.spec, app.zone) {
+        if self.composed_for != app.version() {
+            self.compose(app);
+        }
+    }
+
+    /// Composes the roster's run-time changes again, after a change to one of its layers.
+    pub(super) fn compose(&mut self, app: &App) {
+        self.changes = crate::engine::desk::compose(app, &self.overlays, &self.desk);
+        self.composed_for = app.version();
+        self.roster_version += 1;
+    }
+
+    /// Takes a Desk roster sync's `delta`.
+    pub(super) fn take_desk(
+        &mut self,
+        app: &App,
+        delta: &crate::engine::desk::DeskDelta,
+        writes: &mut Writes,
+    ) {
+        self.desk.apply(delta);
+        writes.record(|| embedded::desk(app.id, delta));
+        self.compose(app);
+    }
+
+    /// Takes a status poll's counts of the sessions Desk says each member serves: what
+    /// exceeds the seats the member holds now is its unattributed load.
+    pub(super) fn take_desk_load(&mut self, serving: &[(AgentId, u32)]) {
+        let mut unattributed = FastMap::default();
+        for (agent, count) in serving {
+            let seats = self.loads.get(agent).map_or(0, |load| load.active);
+            if *count > seats {
+                unattributed.insert(agent.clone(), count - seats);
+            }
+        }
+        let old = std::mem::replace(&mut self.unattributed, unattributed);
+        let touched: Vec<AgentId> = old
+            .into_iter()
+            .filter(|(agent, count)| self.unattributed.get(agent) != Some(count))
+            .map(|(agent, _)| agent)
+            .chain(self.unattributed.keys().cloned())
+            .collect();
+        for agent in touched {
+            self.rerank(&agent);
+        }
+    }
+
+    /// Compiles the agents defined at run time in `app`'s zone.
+    fn recompile(&mut self, app: &App) {
+        for agent in self.overlays.values_mut().flatten() {
+            match Agent::compile_overlay(&agent.spec, app.zone) {
                 Ok(compiled) => *agent = Arc::new(compiled),
                 // The definition compiled before and zones always parse: keep the old one.
                 Err(fault) => {
@@ -197,7 +275,7 @@ impl AppState {
             }
         }
         self.zone = app.zone;
-        self.roster_version += 1;
+        self.composed_for = 0;
     }
 
     /// Stores `session`'s new `record` and what it does to loads, idle clocks and the
@@ -418,7 +496,7 @@ impl AppState {
 
 impl StateView for AppState {
     fn load(&self, agent: &AgentId) -> AgentLoad {
-        self.loads.get(agent).copied().unwrap_or_default()
+        self.load_of(agent)
     }
 
     fn status(&self, agent: &AgentId) -> Option<AgentStatus> {
@@ -437,6 +515,14 @@ impl StateView for AppState {
 
     fn roster_changes(&self) -> &RosterChanges {
         &self.changes
+    }
+
+    fn overlays(&self) -> &RosterChanges {
+        &self.overlays
+    }
+
+    fn desk(&self) -> Option<&DeskRoster> {
+        Some(&self.desk)
     }
 
     fn floor(&self) -> Option<&Floor> {

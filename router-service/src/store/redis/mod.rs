@@ -60,6 +60,8 @@ const EVENT: &str = include_str!("event.lua");
 const STATUS: &str = include_str!("status.lua");
 /// Forgets previous agents linked before a time, a slice of the history at a time.
 const FORGET_LINKS: &str = include_str!("forget_links.lua");
+/// Sets each member's unattributed load from Desk's counts and the seats held now.
+const DESK_LOAD: &str = include_str!("desk_load.lua");
 
 /// How many links one call of the forgetting script looks at.
 const FORGET_BATCH: usize = 1_000;
@@ -117,6 +119,7 @@ struct Scripts {
     event: Script,
     status: Script,
     forget_links: Script,
+    desk_load: Script,
 }
 
 /// Router state in Redis.
@@ -248,6 +251,7 @@ impl RedisStore {
                 event: script(EVENT),
                 status: script(STATUS),
                 forget_links: script(FORGET_LINKS),
+                desk_load: script(DESK_LOAD),
             },
             compiled: Mutex::new(FastMap::default()),
             views: Mutex::new(FastMap::default()),
@@ -599,6 +603,25 @@ impl RedisStore {
         read(&looked)
     }
 
+    /// What Desk counts beyond the seats of `candidates`, by this replica's view.
+    fn unattributed(
+        &self,
+        app: SdkAppId,
+        candidates: &[engine::Candidate],
+    ) -> FastMap<AgentId, u32> {
+        let views = self.views.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(view) = views.get(&app) else {
+            return FastMap::default();
+        };
+        candidates
+            .iter()
+            .filter_map(|candidate| {
+                let extra = view.unattributed(&candidate.agent);
+                (extra > 0).then(|| (candidate.agent.clone(), extra))
+            })
+            .collect()
+    }
+
     /// The compiled agent for a stored definition, compiled in `app`'s zone once per
     /// definition and zone.
     fn compile(&self, app: &App, id: &AgentId, spec: &str) -> Option<Arc<Agent>> {
@@ -611,7 +634,7 @@ impl RedisStore {
             return Some(agent.clone());
         }
         let config = record::decode::<RosterRecord>(spec.as_bytes()).ok()??;
-        let agent = Arc::new(Agent::compile(&config, app.zone).ok()?);
+        let agent = Arc::new(Agent::compile_overlay(&config, app.zone).ok()?);
         compiled.insert(key, (spec.to_owned(), app.zone, agent.clone()));
         Some(agent)
     }
@@ -760,6 +783,9 @@ fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// The field of the `desk` hash that holds Desk's groups (never an e-mail).
+pub(super) const DESK_GROUPS: &str = "groups";
+
 /// Where a decision that leaves the changes stream to another reads it from: nowhere.
 const NOT_READING: &str = "-";
 
@@ -820,6 +846,7 @@ impl Store for RedisStore {
             return Ok(Assignment::Fresh(decision.without_reservation()));
         }
         let template = decision.reserve_at(0);
+        let unattributed = self.unattributed(app.id, &decision.ranked);
         let hold = self.lifetimes.hold(app);
         // What the session's record is when it is new and the first candidate takes it.
         let (first, _) = session::reserve(None, &template, customer, handoff.event_time, now, hold);
@@ -831,8 +858,11 @@ impl Store for RedisStore {
                     .arg(decision.max_agents)
                     .arg(to_ms(handoff.event_time))
                     .arg(record::encode(&first));
+                // The seats left to reserve: capacity less what Desk counts beyond them.
                 for candidate in &decision.ranked {
-                    cmd.arg(candidate.agent.as_str()).arg(candidate.capacity);
+                    let extra = unattributed.get(&candidate.agent).copied().unwrap_or(0);
+                    cmd.arg(candidate.agent.as_str())
+                        .arg(candidate.capacity.saturating_sub(extra));
                 }
             })
             .await?;
@@ -873,6 +903,30 @@ impl Store for RedisStore {
     /// Reachable, and still holding handoff's data (see [`RedisStore::check_epoch`]).
     async fn ping(&self) -> Result<(), StoreError> {
         self.check_epoch().await
+    }
+
+    /// A key per app and job, in the app's slot, holding its holder's name until it
+    /// expires: taken when absent, renewed by its holder, refused to anyone else.
+    async fn lease(
+        &self,
+        app: &App,
+        job: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        const LEASE: &str = "local held = redis.call('GET', KEYS[1]) \
+            if held == false then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end \
+            if held == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end \
+            return 0";
+        let mut pipe = redis::pipe();
+        pipe.cmd("EVAL")
+            .arg(LEASE)
+            .arg(1)
+            .arg(format!("handoff:{{{}}}:lease:{job}", app.id))
+            .arg(holder)
+            .arg(millis(ttl).max(1));
+        let (held,): (i64,) = self.query(pipe).await?;
+        Ok(held == 1)
     }
 
     async fn apply(
@@ -972,6 +1026,37 @@ impl Store for RedisStore {
                 pipe.hset(&keys.customers, customer.id.as_str(), json)
                     .ignore();
             }
+            Change::DeskRoster(delta) => {
+                for (key, member) in &delta.members {
+                    match member {
+                        Some(member) => pipe.hset(&keys.desk, key, record::encode(member)),
+                        None => pipe.hdel(&keys.desk, key),
+                    }
+                    .ignore();
+                }
+                if let Some(groups) = &delta.groups {
+                    pipe.hset(&keys.desk, DESK_GROUPS, record::encode(groups))
+                        .ignore();
+                }
+                pipe.cmd("XADD")
+                    .arg(&keys.changes)
+                    .arg("MAXLEN")
+                    .arg("~")
+                    .arg(20_000)
+                    .arg("*")
+                    .arg("desk")
+                    .arg(record::encode(&delta))
+                    .ignore();
+            }
+            Change::DeskLoad(serving) => {
+                self.run(&self.scripts.desk_load, app.id, now, |cmd| {
+                    for (agent, count) in &serving {
+                        cmd.arg(agent.as_str()).arg(count);
+                    }
+                })
+                .await?;
+                return Ok(Applied::Recorded);
+            }
         }
         self.write(pipe).await?;
         Ok(Applied::Recorded)
@@ -1007,6 +1092,8 @@ struct Keys {
     changes: String,
     seen: String,
     stray_ends: String,
+    desk: String,
+    unattributed: String,
 }
 
 impl Keys {
@@ -1025,11 +1112,13 @@ impl Keys {
             changes: key("changes"),
             seen: key("seen"),
             stray_ends: key("stray_ends"),
+            desk: key("desk"),
+            unattributed: key("unattributed"),
         }
     }
 
     /// In the scripts' KEYS order.
-    fn all(&self) -> [&str; 12] {
+    fn all(&self) -> [&str; 14] {
         [
             &self.sessions,
             &self.expiry,
@@ -1043,6 +1132,8 @@ impl Keys {
             &self.changes,
             &self.seen,
             &self.stray_ends,
+            &self.desk,
+            &self.unattributed,
         ]
     }
 }

@@ -1,6 +1,7 @@
 -- Shared by every script: helpers, then releasing what is due.
 -- KEYS: 1 sessions, 2 deadlines, 3 active, 4 last, 5 history, 6 statuses, 7 roster,
--- 8 customers, 9 confirmed, 10 changes, 11 seen, 12 stray ends (see Keys in mod.rs).
+-- 8 customers, 9 confirmed, 10 changes, 11 seen, 12 stray ends, 13 desk, 14 unattributed
+-- (see Keys in mod.rs).
 -- ARGV: 1 now_ms, 2 max_session_ms, then the script's own.
 --
 -- Every change of an agent's load, idle clock or status is appended to the changes stream

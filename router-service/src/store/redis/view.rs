@@ -16,7 +16,10 @@ use redis::Value;
 
 use super::snapshot::{pairs, text};
 use crate::{
-    engine::{Agent, AgentLoad, App, Customer, Floor, LiveSession, RosterChanges, StateView},
+    engine::{
+        Agent, AgentLoad, App, Customer, Floor, LiveSession, RosterChanges, StateView,
+        desk::{self, DeskDelta, DeskRoster},
+    },
     hash::FastMap,
     store::{
         StoreError,
@@ -41,10 +44,11 @@ pub(super) enum Update {
         last: Option<StreamId>,
         entries: Vec<(StreamId, Vec<(String, String)>)>,
     },
-    /// The whole app: active, last, statuses, roster and confirmed hashes.
+    /// The whole app: active, last, statuses, roster, confirmed, desk and unattributed
+    /// hashes.
     Full {
         last: Option<StreamId>,
-        hashes: [Vec<(String, String)>; 5],
+        hashes: [Vec<(String, String)>; 7],
     },
 }
 
@@ -70,7 +74,15 @@ impl Update {
         let hash = |n: usize| pairs(payload.get(n));
         Ok(Update::Full {
             last,
-            hashes: [hash(0)?, hash(1)?, hash(2)?, hash(3)?, hash(4)?],
+            hashes: [
+                hash(0)?,
+                hash(1)?,
+                hash(2)?,
+                hash(3)?,
+                hash(4)?,
+                hash(5)?,
+                hash(6)?,
+            ],
         })
     }
 }
@@ -83,8 +95,15 @@ pub(super) struct View {
     refreshing: bool,
     loads: FastMap<AgentId, AgentLoad>,
     statuses: FastMap<AgentId, AgentStatus>,
-    /// Run-time roster changes as stored, and compiled for the app as it was last used.
+    /// Agents gRPC put or removed as stored, and compiled for the app as it was last used.
     specs: FastMap<AgentId, String>,
+    overlays: RosterChanges,
+    /// What roster syncs read from Desk.
+    desk: DeskRoster,
+    /// What Desk counts beyond each member's seats, from the last status poll.
+    unattributed: FastMap<AgentId, u32>,
+    /// The roster's run-time changes as the engine sees them: the overlays with Desk's
+    /// roster composed over the file.
     changes: RosterChanges,
     compiled_for: u64,
     roster_version: u64,
@@ -130,7 +149,15 @@ impl View {
             Update::Full { last, hashes } => {
                 // Taken whole even if a concurrent call applied something newer: the view then
                 // reads again from `last`, and what came after is applied once more.
-                let [active, assigned, statuses, roster, confirmed] = hashes;
+                let [
+                    active,
+                    assigned,
+                    statuses,
+                    roster,
+                    confirmed,
+                    desk,
+                    unattributed,
+                ] = hashes;
                 let mut loads: FastMap<AgentId, AgentLoad> = FastMap::default();
                 for (agent, count) in active {
                     if let Ok(agent) = AgentId::parse(agent) {
@@ -164,6 +191,15 @@ impl View {
                     self.specs = specs;
                     self.compiled_for = 0;
                 }
+                let desk = desk_roster(desk);
+                if desk != self.desk {
+                    self.desk = desk;
+                    self.compiled_for = 0;
+                }
+                let unattributed: FastMap<AgentId, u32> = unattributed
+                    .into_iter()
+                    .filter_map(|(agent, n)| Some((AgentId::parse(agent).ok()?, n.parse().ok()?)))
+                    .collect();
                 // Only the agents whose load or status may differ are told to the floor.
                 let touched: Vec<AgentId> = self
                     .loads
@@ -171,17 +207,20 @@ impl View {
                     .chain(loads.keys())
                     .chain(self.statuses.keys())
                     .chain(statuses.keys())
+                    .chain(self.unattributed.keys())
+                    .chain(unattributed.keys())
                     .cloned()
                     .collect();
                 self.loads = loads;
                 self.statuses = statuses;
+                self.unattributed = unattributed;
                 if let Some(floor) = self
                     .floor
                     .as_mut()
                     .filter(|floor| floor.is_for(app, self.roster_version))
                 {
                     for agent in touched {
-                        let load = self.loads.get(&agent).copied().unwrap_or_default();
+                        let load = load_of(&self.loads, &self.unattributed, &agent);
                         floor.update(&agent, load, self.statuses.get(&agent).copied());
                     }
                 }
@@ -211,11 +250,37 @@ impl View {
                 .find(|(key, _)| key == name)
                 .map(|(_, value)| value.as_str())
         };
+        if let Some(delta) = field("desk") {
+            if let Ok(delta) = record::decode::<DeskDelta>(delta.as_bytes()) {
+                self.desk.apply(&delta);
+            }
+            // Composed and ranked again before the next decision.
+            self.compiled_for = 0;
+            return;
+        }
+        if let Some(table) = field("unattributed") {
+            let table: std::collections::BTreeMap<String, u32> =
+                record::decode(table.as_bytes()).unwrap_or_default();
+            let table: FastMap<AgentId, u32> = table
+                .into_iter()
+                .filter_map(|(agent, n)| Some((AgentId::parse(agent).ok()?, n)))
+                .collect();
+            let old = std::mem::replace(&mut self.unattributed, table);
+            let touched: Vec<AgentId> = old
+                .into_keys()
+                .chain(self.unattributed.keys().cloned())
+                .collect();
+            for agent in touched {
+                self.tell_floor(app, &agent);
+            }
+            return;
+        }
         let Some(Ok(agent)) = field("agent").map(AgentId::parse) else {
             return;
         };
         if let Some(active) = field("active") {
             let load = AgentLoad {
+                unattributed: 0,
                 active: active.parse().unwrap_or(0),
                 confirmed: field("confirmed").and_then(|c| c.parse().ok()).unwrap_or(0),
                 last_assigned: field("last").and_then(|l| l.parse().ok()).map(from_ms),
@@ -234,26 +299,37 @@ impl View {
             self.compiled_for = 0;
             return;
         }
-        let load = self.loads.get(&agent).copied().unwrap_or_default();
-        let status = self.statuses.get(&agent).copied();
+        self.tell_floor(app, &agent);
+    }
+
+    /// Tells the floor `agent`'s load and status as the view has them now.
+    fn tell_floor(&mut self, app: &App, agent: &AgentId) {
+        let load = load_of(&self.loads, &self.unattributed, agent);
+        let status = self.statuses.get(agent).copied();
         if let Some(floor) = self
             .floor
             .as_mut()
             .filter(|floor| floor.is_for(app, self.roster_version))
         {
-            floor.update(&agent, load, status);
+            floor.update(agent, load, status);
         }
+    }
+
+    /// What Desk counts beyond `agent`'s seats.
+    pub(super) fn unattributed(&self, agent: &AgentId) -> u32 {
+        self.unattributed.get(agent).copied().unwrap_or(0)
     }
 
     /// Compiles the roster changes for `app` if the app or the changes are new to the view,
     /// and ranks the floor again if it is stale.
     fn prepare(&mut self, app: &App, compile: impl Fn(&AgentId, &str) -> Option<Arc<Agent>>) {
         if self.compiled_for != app.version() {
-            self.changes = self
+            self.overlays = self
                 .specs
                 .iter()
                 .map(|(id, spec)| (id.clone(), compile(id, spec)))
                 .collect();
+            self.changes = desk::compose(app, &self.overlays, &self.desk);
             self.compiled_for = app.version();
             self.roster_version += 1;
         }
@@ -290,9 +366,37 @@ impl<'a> Looked<'a> {
     }
 }
 
+/// `agent`'s load: the seats it holds, and what Desk counts beyond them.
+fn load_of(
+    loads: &FastMap<AgentId, AgentLoad>,
+    unattributed: &FastMap<AgentId, u32>,
+    agent: &AgentId,
+) -> AgentLoad {
+    let mut load = loads.get(agent).copied().unwrap_or_default();
+    if let Some(extra) = unattributed.get(agent) {
+        load.unattributed = *extra;
+        load.active = load.active.saturating_add(*extra);
+    }
+    load
+}
+
+/// Desk's roster from the `desk` hash: each member by key, the groups under
+/// [`super::DESK_GROUPS`]; unreadable fields are skipped.
+fn desk_roster(hash: Vec<(String, String)>) -> DeskRoster {
+    let mut roster = DeskRoster::default();
+    for (key, value) in hash {
+        if key == super::DESK_GROUPS {
+            roster.groups = record::decode(value.as_bytes()).ok();
+        } else if let Ok(member) = record::decode(value.as_bytes()) {
+            roster.members.insert(key, member);
+        }
+    }
+    roster
+}
+
 impl StateView for Looked<'_> {
     fn load(&self, agent: &AgentId) -> AgentLoad {
-        self.view.loads.get(agent).copied().unwrap_or_default()
+        load_of(&self.view.loads, &self.view.unattributed, agent)
     }
 
     fn status(&self, agent: &AgentId) -> Option<AgentStatus> {
@@ -312,6 +416,14 @@ impl StateView for Looked<'_> {
 
     fn roster_changes(&self) -> &RosterChanges {
         &self.view.changes
+    }
+
+    fn overlays(&self) -> &RosterChanges {
+        &self.view.overlays
+    }
+
+    fn desk(&self) -> Option<&DeskRoster> {
+        Some(&self.view.desk)
     }
 
     fn sessions(&self) -> Vec<LiveSession> {

@@ -1,0 +1,452 @@
+//! The floor synced from Tencent Desk, through the real servers against a fake Desk REST
+//! API in the test process (which verifies the UserSig it is sent with its own verifier):
+//! members added and removed, reception limits, statuses, Desk's own count of the
+//! sessions each member serves, rate limits and refused credentials; on the embedded store
+//! and on Redis shared by two replicas, of which one syncs.
+
+use std::time::{Duration, Instant};
+
+use handoff_proto::router::v1::{
+    AgentSource, AgentState, FieldSource, ListAgentsRequest, ListSessionsRequest,
+    router_service_client::RouterServiceClient,
+};
+
+use crate::{
+    fake_desk::FakeDesk,
+    redis::RedisServer,
+    support::{Error, Running, Scratch, TestResult, body, launch, now_secs, request, signed_uri},
+};
+
+const APP: u64 = 1_400_000_001;
+const ADMIN: &str = "administrator";
+const KEY: &str = "5bd2850fff3ecb11d7c805251c51ee463a25727bddc2385f3fa8bfee1bb93b5e";
+
+/// Desk's status codes as the test's config maps them.
+const FREE: i64 = 1;
+const REST: i64 = 2;
+
+/// An app whose floor Desk gives: the file knows group 6521 for its rule and ann's skills;
+/// Desk knows who exists and their limits. Syncs every second; seats Desk does not count
+/// go after two.
+fn config(desk: &FakeDesk) -> String {
+    format!(
+        r#"
+[router]
+assignment_ttl = "10m"
+[gateway]
+path = "/tencent/callback"
+router_timeout = "500ms"
+[[apps]]
+sdk_app_id = {APP}
+token = "xxxxyyyy"
+fallback_group_id = 9000
+[[apps.groups]]
+id = 6521
+name = "general"
+[[apps.agents]]
+id = "Ann@Example.com"
+name = "Ann from the file"
+groups = [6521]
+skills = {{ billing = 5 }}
+[[apps.rules]]
+name = "everyone"
+group = 6521
+candidates = 5
+[apps.desk]
+api = "{url}"
+admin = "{ADMIN}"
+roster_every = "1s"
+status_every = "1s"
+reconcile_after = "2s"
+timeout = "2s"
+member_status = {{ "{FREE}" = "available", "{REST}" = "away", "3" = "offline" }}
+"#,
+        url = desk.url()
+    )
+}
+
+/// The secret key, as an operator gives it: from the environment.
+fn key_env() -> (&'static str, String) {
+    ("HANDOFF__APPS__0__DESK__SECRET_KEY", KEY.to_owned())
+}
+
+async fn desk() -> FakeDesk {
+    let desk = FakeDesk::start(APP, ADMIN, KEY).await;
+    desk.set_max_page(2);
+    desk.set_groups(vec![(6521, "general", 3), (6522, "vip", 2)]);
+    desk.set_member("ann@example.com", "Ann", &[6521], 1);
+    desk.set_member("bob@example.com", "Bob", &[6521, 6522], 2);
+    desk.set_live("ann@example.com", FREE, 0);
+    desk.set_live("bob@example.com", FREE, 0);
+    desk
+}
+
+async fn client(
+    running: &Running,
+) -> Result<RouterServiceClient<tonic::transport::Channel>, Error> {
+    let addr = running.router.ok_or("no router")?;
+    Ok(RouterServiceClient::connect(format!("http://{addr}")).await?)
+}
+
+async fn agents(running: &Running) -> Result<Vec<AgentState>, Error> {
+    let request = ListAgentsRequest {
+        sdk_app_id: APP,
+        group_id: None,
+    };
+    Ok(client(running)
+        .await?
+        .list_agents(request)
+        .await?
+        .into_inner()
+        .agents)
+}
+
+fn row<'a>(agents: &'a [AgentState], id: &str) -> Option<&'a AgentState> {
+    agents
+        .iter()
+        .find(|row| row.agent.as_ref().is_some_and(|agent| agent.id == id))
+}
+
+/// Waits (at most 10 s) until `check` holds of the listed agents.
+async fn until(
+    running: &Running,
+    what: &str,
+    check: impl Fn(&[AgentState]) -> bool,
+) -> Result<Vec<AgentState>, Error> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed = agents(running).await?;
+        if check(&listed) {
+            return Ok(listed);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("never: {what}; agents: {listed:#?}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The agents a callback for `session` is answered with.
+async fn offered(running: &Running, session: &str) -> Result<Vec<String>, Error> {
+    let http = running.gateway.ok_or("no gateway")?;
+    let reply = request(http, "POST", &signed_uri(now_secs()), body(session)).await?;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    Ok(reply.agents())
+}
+
+/// The agents holding seats, by session.
+async fn seats(running: &Running) -> Result<Vec<(String, String)>, Error> {
+    let sessions = client(running)
+        .await?
+        .list_sessions(ListSessionsRequest {
+            sdk_app_id: APP,
+            ..ListSessionsRequest::default()
+        })
+        .await?
+        .into_inner()
+        .sessions;
+    Ok(sessions
+        .into_iter()
+        .map(|session| (session.session_id, session.agent_id))
+        .collect())
+}
+
+/// A metric's value summed over the samples whose labels contain every one of `labels`,
+/// and over every router in `routers` (on Redis, whichever replica syncs counts).
+async fn metric(routers: &[&Running], name: &str, labels: &[&str]) -> Result<f64, Error> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut sum = 0.0;
+    for running in routers {
+        let addr = running.metrics.ok_or("no metrics listener")?;
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.0\r\nHost: metrics\r\n\r\n")
+            .await?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text).await?;
+        sum += text
+            .lines()
+            .filter(|line| {
+                line.starts_with(name) && labels.iter().all(|label| line.contains(label))
+            })
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>();
+    }
+    Ok(sum)
+}
+
+/// Everything the sync promises, over a running stack whose Desk is `desk`; `routers` are
+/// every router sharing its state, for their metrics.
+async fn the_floor_follows_desk(
+    desk: &FakeDesk,
+    running: &Running,
+    routers: &[&Running],
+) -> TestResult {
+    // The first roster: Desk's members, with the file's profile for Ann (matched without
+    // regard to case, listed as Desk spells her), Desk's limits and groups.
+    let listed = until(running, "Desk's members are the roster", |agents| {
+        row(agents, "ann@example.com").is_some() && row(agents, "bob@example.com").is_some()
+    })
+    .await?;
+    assert!(
+        row(&listed, "Ann@Example.com").is_none(),
+        "the file's spelling is gone"
+    );
+    let ann = row(&listed, "ann@example.com").ok_or("ann")?;
+    let ann_agent = ann.agent.as_ref().ok_or("agent")?;
+    assert_eq!(ann.source(), AgentSource::Desk);
+    assert_eq!(ann_agent.capacity, 1);
+    assert_eq!(ann_agent.name, "Ann from the file");
+    assert_eq!(ann_agent.skills.get("billing"), Some(&5));
+    let fields = ann.fields.ok_or("fields")?;
+    assert_eq!(
+        (
+            fields.groups(),
+            fields.capacity(),
+            fields.name(),
+            fields.profile()
+        ),
+        (
+            FieldSource::Desk,
+            FieldSource::Desk,
+            FieldSource::File,
+            FieldSource::File
+        )
+    );
+    let bob = row(&listed, "bob@example.com").ok_or("bob")?;
+    assert_eq!(
+        bob.agent
+            .as_ref()
+            .map(|a| (a.name.as_str(), a.capacity, a.group_ids.clone())),
+        Some(("Bob", 2, vec![6521, 6522]))
+    );
+    assert_eq!(bob.fields.ok_or("fields")?.name(), FieldSource::Desk);
+
+    // A member added in Desk is offered within a roster round.
+    desk.set_member("cy@example.com", "Cy", &[6521], 1);
+    desk.set_live("cy@example.com", FREE, 0);
+    until(running, "cy joins", |agents| {
+        row(agents, "cy@example.com").is_some()
+    })
+    .await?;
+    let answer = offered(running, "s-1").await?;
+    assert!(answer.contains(&"cy@example.com".to_owned()), "{answer:?}");
+
+    // A changed reception limit changes capacity.
+    desk.set_member("ann@example.com", "Ann", &[6521], 3);
+    until(running, "ann takes three", |agents| {
+        row(agents, "ann@example.com")
+            .and_then(|row| row.agent.as_ref())
+            .is_some_and(|agent| agent.capacity == 3)
+    })
+    .await?;
+
+    // A member Desk removed is not offered, and the seat they held is freed.
+    let held_by_bob = seats(running)
+        .await?
+        .into_iter()
+        .any(|(_, agent)| agent == "bob@example.com");
+    if !held_by_bob {
+        // Give bob a seat: the others are marked away for one callback.
+        desk.set_live("ann@example.com", REST, 0);
+        desk.set_live("cy@example.com", REST, 0);
+        until(running, "only bob free", |agents| {
+            ["ann@example.com", "cy@example.com"].iter().all(|id| {
+                row(agents, id)
+                    .and_then(|row| row.agent.as_ref())
+                    .is_some_and(|a| a.status == 2)
+            })
+        })
+        .await?;
+        let answer = offered(running, "s-bob").await?;
+        assert_eq!(answer.first().map(String::as_str), Some("bob@example.com"));
+        desk.set_live("ann@example.com", FREE, 0);
+        desk.set_live("cy@example.com", FREE, 0);
+        // Desk counts bob's session, so the poll leaves the seat alone.
+        desk.set_live("bob@example.com", FREE, 1);
+    }
+    assert!(
+        seats(running)
+            .await?
+            .iter()
+            .any(|(_, agent)| agent == "bob@example.com")
+    );
+    desk.remove_member("bob@example.com");
+    until(running, "bob leaves", |agents| {
+        row(agents, "bob@example.com").is_none()
+    })
+    .await?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while seats(running)
+        .await?
+        .iter()
+        .any(|(_, agent)| agent == "bob@example.com")
+    {
+        assert!(Instant::now() < deadline, "bob's seat was never freed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let answer = offered(running, "s-2").await?;
+    assert!(
+        !answer.contains(&"bob@example.com".to_owned()),
+        "{answer:?}"
+    );
+
+    // A status code mapped to away stops offers; back to free, they come again.
+    desk.set_live("cy@example.com", REST, 0);
+    until(running, "cy away", |agents| {
+        row(agents, "cy@example.com")
+            .and_then(|row| row.agent.as_ref())
+            .is_some_and(|a| a.status == 2)
+    })
+    .await?;
+    let answer = offered(running, "s-3").await?;
+    assert!(!answer.contains(&"cy@example.com".to_owned()), "{answer:?}");
+    desk.set_live("cy@example.com", FREE, 0);
+    until(running, "cy back", |agents| {
+        row(agents, "cy@example.com")
+            .and_then(|row| row.agent.as_ref())
+            .is_some_and(|a| a.status == 1)
+    })
+    .await?;
+
+    // Desk counting fewer sessions than ann's seats: after the grace, the stale seats go.
+    let ann_seats = |seats: &[(String, String)]| {
+        seats
+            .iter()
+            .filter(|(_, agent)| agent == "ann@example.com")
+            .count()
+    };
+    let before = ann_seats(&seats(running).await?);
+    assert!(before > 0, "ann holds seats from the callbacks above");
+    desk.set_live("ann@example.com", FREE, 0);
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while ann_seats(&seats(running).await?) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "ann's stale seats were never reconciled"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        metric(
+            routers,
+            "handoff_router_desk_changes_total",
+            &["change=\"seat_released\""]
+        )
+        .await?
+            >= 1.0
+    );
+
+    // Desk counting more than cy's seats: the rest is unattributed load, and fills cy.
+    desk.set_live("cy@example.com", FREE, 1);
+    until(running, "cy full of Desk's sessions", |agents| {
+        row(agents, "cy@example.com").is_some_and(|row| row.unattributed == 1 && row.active == 1)
+    })
+    .await?;
+    let answer = offered(running, "s-4").await?;
+    assert!(
+        !answer.contains(&"cy@example.com".to_owned()),
+        "cy is full: {answer:?}"
+    );
+
+    // Rate-limited: the next poll backs off, then succeeds.
+    let ok_before = metric(
+        routers,
+        "handoff_router_desk_syncs_total",
+        &["sync=\"status\"", "outcome=\"ok\""],
+    )
+    .await?;
+    desk.fail_next("describe_member_realtime_statistics", 141009, 1);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let limited = metric(
+            routers,
+            "handoff_router_desk_syncs_total",
+            &["outcome=\"rate_limited\""],
+        )
+        .await?;
+        let ok = metric(
+            routers,
+            "handoff_router_desk_syncs_total",
+            &["sync=\"status\"", "outcome=\"ok\""],
+        )
+        .await?;
+        if limited >= 1.0 && ok > ok_before + 1.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no rate limit then success: {limited} {ok}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Wrong credentials: refused, counted, not retried every second; routing goes on.
+    desk.set_key("another app's key");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(
+        routers,
+        "handoff_router_desk_syncs_total",
+        &["outcome=\"bad_credentials\""],
+    )
+    .await?
+        < 1.0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the refused key was never counted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let refused_calls = desk.refused().len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        desk.refused().len() <= refused_calls + 1,
+        "a refused key is not tried again each round: {:?}",
+        desk.refused()
+    );
+    let answer = offered(running, "s-5").await?;
+    assert!(answer.contains(&"ann@example.com".to_owned()), "{answer:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_floor_follows_desk() -> TestResult {
+    let desk = desk().await;
+    let scratch = Scratch::new("desk-embedded")?;
+    let env = [
+        ("HANDOFF__ROUTER__STORE__KIND", "embedded".to_owned()),
+        (
+            "HANDOFF__ROUTER__STORE__PATH",
+            scratch.join("state.redb").display().to_string(),
+        ),
+        key_env(),
+    ];
+    let running = launch(&config(&desk), &env, true, true).await?;
+    the_floor_follows_desk(&desk, &running, &[&running]).await?;
+    running.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_on_redis_share_one_sync_of_desk() -> TestResult {
+    let Some(redis) = RedisServer::start()? else {
+        return Ok(());
+    };
+    let desk = desk().await;
+    let env = [("HANDOFF__ROUTER__STORE__URL", redis.url()), key_env()];
+    let config = config(&desk);
+    let first = launch(&config, &env, true, true).await?;
+    let second = launch(&config, &env, true, false).await?;
+    the_floor_follows_desk(&desk, &first, &[&first, &second]).await?;
+    // The other replica routes on the same roster, and never synced.
+    let listed = agents(&second).await?;
+    assert!(row(&listed, "cy@example.com").is_some() && row(&listed, "bob@example.com").is_none());
+    let name = "handoff_router_desk_syncs_total";
+    let (a, b) = (
+        metric(&[&first], name, &[]).await?,
+        metric(&[&second], name, &[]).await?,
+    );
+    assert!((a > 0.0) != (b > 0.0), "one replica syncs: {a} and {b}");
+    first.shutdown().await?;
+    second.shutdown().await
+}
