@@ -84,35 +84,53 @@ pub fn check(config: &Config, origin: &Path) -> Result<(), ConfigError> {
 }
 
 /// What `handoff check` says beyond the config itself: for the Redis store, what in the
-/// reachable Redis's own settings puts the router's state at risk (persistence, eviction).
-/// Reads Redis on a thread of its own, at most a few seconds.
+/// reachable Redis's own settings puts the router's state at risk (persistence, eviction);
+/// for apps synced from Desk, the groups their rules name that Desk lacks, or why Desk
+/// cannot be read. Reads on a thread of its own, each within a few seconds.
 pub fn audit(config: &Config) -> Vec<String> {
-    if config.router.store.kind() != handoff_core::config::StoreKind::Redis {
+    let redis = config.router.store.kind() == handoff_core::config::StoreKind::Redis;
+    let desk = config.apps.iter().any(|app| app.desk.is_some());
+    if !redis && !desk {
         return Vec::new();
     }
-    let store = config.router.store.clone();
+    let config = config.clone();
     let read = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|err| err.to_string())?;
         runtime.block_on(async {
-            let lifetimes = handoff_router::store::Lifetimes::of(&Default::default());
-            let redis = handoff_router::store::RedisStore::connect(&store, lifetimes)
-                .await
-                .map_err(|err| err.to_string())?;
-            tokio::time::timeout(std::time::Duration::from_secs(3), redis.audit())
-                .await
-                .map_err(|_| "no answer within 3 s".to_owned())?
-                .map_err(|err| err.to_string())
+            let mut warnings = Vec::new();
+            if redis {
+                warnings.extend(audit_redis(&config.router.store).await);
+            }
+            warnings.extend(crate::desk::audit(&config).await);
+            Ok::<_, String>(warnings)
         })
     });
     match read.join() {
         Ok(Ok(warnings)) => warnings,
-        Ok(Err(err)) => vec![format!(
+        Ok(Err(err)) => vec![format!("the checks beyond the file could not run: {err}")],
+        Err(_) => vec!["checking Redis's and Desk's settings failed".to_owned()],
+    }
+}
+
+async fn audit_redis(store: &handoff_core::config::StoreConfig) -> Vec<String> {
+    let lifetimes = handoff_router::store::Lifetimes::of(&Default::default());
+    let checked = async {
+        let redis = handoff_router::store::RedisStore::connect(store, lifetimes)
+            .await
+            .map_err(|err| err.to_string())?;
+        tokio::time::timeout(std::time::Duration::from_secs(3), redis.audit())
+            .await
+            .map_err(|_| "no answer within 3 s".to_owned())?
+            .map_err(|err| err.to_string())
+    };
+    match checked.await {
+        Ok(warnings) => warnings,
+        Err(err) => vec![format!(
             "Redis cannot be reached now ({err}): its persistence and eviction settings were not checked"
         )],
-        Err(_) => vec!["checking Redis's settings failed".to_owned()],
     }
 }
 

@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 mod app;
+pub mod desk;
 mod launch;
 pub mod replay;
 

@@ -450,3 +450,81 @@ async fn replicas_on_redis_share_one_sync_of_desk() -> TestResult {
     first.shutdown().await?;
     second.shutdown().await
 }
+
+/// `handoff desk` prints Desk's floor with each member's raw status code, and what differs
+/// from the file; `handoff check` warns of rule groups Desk lacks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_desk_command_shows_the_codes_and_what_differs_from_the_file() -> TestResult {
+    let desk = desk().await;
+    desk.set_live("bob@example.com", 7, 1);
+    let scratch = Scratch::new("desk-command")?;
+    let path = scratch.join("handoff.toml");
+    let text = config(&desk).replace("group = 6521\ncandidates", "group = 6599\ncandidates");
+    std::fs::write(&path, text)?;
+    let run = |args: Vec<String>| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_handoff"))
+            .args(args)
+            .env(key_env().0, key_env().1)
+            .output()
+    };
+    let shown = tokio::task::spawn_blocking({
+        let path = path.display().to_string();
+        move || run(vec!["desk".into(), "--config".into(), path])
+    })
+    .await??;
+    let out = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    let bob = out
+        .lines()
+        .find(|line| line.contains("bob@example.com  "))
+        .ok_or(out.to_string())?;
+    assert!(
+        bob.contains("6521,6522") && bob.contains(" 7 ") && bob.contains("(unmapped)"),
+        "{bob}"
+    );
+    let ann = out
+        .lines()
+        .find(|line| line.contains("ann@example.com  "))
+        .ok_or(out.to_string())?;
+    assert!(ann.ends_with("available"), "{ann}");
+    assert!(
+        out.contains(
+            "status codes member_status does not map (their statuses are left alone): 7 (1 members)"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("bob@example.com is in Desk, not in the file"),
+        "{out}"
+    );
+    assert!(out.contains("group 6599 is named by a rule"), "{out}");
+    assert!(!out.contains(KEY) && !out.contains("usersig="), "{out}");
+
+    let checked = tokio::task::spawn_blocking({
+        let path = path.display().to_string();
+        move || run(vec!["check".into(), "--config".into(), path])
+    })
+    .await??;
+    let err = String::from_utf8_lossy(&checked.stderr);
+    assert!(checked.status.success(), "{err}");
+    assert!(
+        err.contains("group 6599 is named by a rule or the fallback, but Desk has no such group"),
+        "{err}"
+    );
+
+    // Wrong credentials: the command fails saying so.
+    desk.set_key("another");
+    let refused = tokio::task::spawn_blocking({
+        let path = path.display().to_string();
+        move || run(vec!["desk".into(), "--config".into(), path])
+    })
+    .await??;
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stdout);
+    assert!(said.contains("Desk refused the credentials"), "{said}");
+    Ok(())
+}
