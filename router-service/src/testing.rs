@@ -121,6 +121,7 @@ pub fn every_change() -> Result<Vec<Change>, Error> {
                 name: "general".into(),
                 capacity: 4,
             }]),
+            hours: None,
         }),
         Change::DeskLoad(vec![(AgentId::parse("bob@example.com")?, 2)]),
     ];

@@ -528,3 +528,61 @@ async fn the_desk_command_shows_the_codes_and_what_differs_from_the_file() -> Te
     assert!(said.contains("Desk refused the credentials"), "{said}");
     Ok(())
 }
+
+/// With `hours = true`, a group the file gives no hours takes Desk's `WorkTimeConfig`:
+/// closed, the answer is the fallback group; open again, the agents.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_without_hours_take_desks_work_time() -> TestResult {
+    let desk = desk().await;
+    // Today (UTC, the app's zone) closed all day, every other day open all day.
+    let today = ((now_secs() / 86_400 + 3) % 7) as usize;
+    let days = [
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+    ];
+    let all_day: &[(&str, &str)] = &[("00:00", "24:00")];
+    let closed_today: Vec<(&str, &[(&str, &str)])> = days
+        .iter()
+        .enumerate()
+        .filter(|(n, _)| *n != today)
+        .map(|(_, day)| (*day, all_day))
+        .collect();
+    desk.set_work_time("default", &closed_today);
+    let text = config(&desk).replace("[apps.desk]\n", "[apps.desk]\nhours = true\n");
+    let running = launch(&text, &[key_env()], true, true).await?;
+    until(&running, "the roster", |agents| {
+        row(agents, "bob@example.com").is_some()
+    })
+    .await?;
+    let http = running.gateway.ok_or("no gateway")?;
+    let reply = request(http, "POST", &signed_uri(now_secs()), body("h-1")).await?;
+    assert!(reply.agents().is_empty(), "{reply:?}");
+    assert_eq!(reply.json["AgentGroupId"], 9000, "the fallback: {reply:?}");
+
+    let every_day: Vec<(&str, &[(&str, &str)])> = days.iter().map(|day| (*day, all_day)).collect();
+    desk.set_work_time("default", &every_day);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = request(
+            http,
+            "POST",
+            &signed_uri(now_secs()),
+            body(&format!("h-{}", now_secs())),
+        )
+        .await?;
+        if !reply.agents().is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Desk's hours never opened the group: {reply:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    running.shutdown().await
+}

@@ -60,6 +60,11 @@ pub struct DeskRoster {
     /// The members, by [`member_key`].
     #[serde(default)]
     pub members: BTreeMap<String, DeskMember>,
+    /// Desk's business hours (`WorkTimeConfig`) as weekly entries in the schedules' own
+    /// form (`"mon 09:00-11:30"`), when the app takes them (`[apps.desk] hours`); empty
+    /// when Desk gives none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hours: Vec<String>,
 }
 
 /// What one roster sync changed: members added, changed (`Some`) or gone (`None`), by
@@ -72,12 +77,15 @@ pub struct DeskDelta {
     /// The groups from now on, when they changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub groups: Option<Vec<DeskGroup>>,
+    /// Desk's business hours from now on, when they changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hours: Option<Vec<String>>,
 }
 
 impl DeskDelta {
     /// Whether it changes nothing.
     pub fn is_empty(&self) -> bool {
-        self.members.is_empty() && self.groups.is_none()
+        self.members.is_empty() && self.groups.is_none() && self.hours.is_none()
     }
 
     /// The members it removes.
@@ -106,6 +114,9 @@ impl DeskRoster {
         if let Some(groups) = &delta.groups {
             self.groups = Some(groups.clone());
         }
+        if let Some(hours) = &delta.hours {
+            self.hours = hours.clone();
+        }
     }
 
     /// What changes this roster into Desk's `members` and `groups` as read now.
@@ -129,7 +140,16 @@ impl DeskRoster {
         DeskDelta {
             members: changed,
             groups: (self.groups.as_ref() != Some(&groups)).then_some(groups),
+            hours: None,
         }
+    }
+
+    /// `delta` with Desk's business hours as read now, when they differ from these.
+    pub fn with_hours(&self, mut delta: DeskDelta, hours: Vec<String>) -> DeskDelta {
+        if hours != self.hours {
+            delta.hours = Some(hours);
+        }
+        delta
     }
 
     /// The name Desk gives group `id`.
@@ -139,6 +159,51 @@ impl DeskRoster {
             .iter()
             .find(|group| group.id == id)
             .map(|group| group.name.as_str())
+    }
+}
+
+/// Desk's `WorkTimeConfig` periods (`("Monday", [("09:00", "11:30")])`) as weekly schedule
+/// entries (`"mon 09:00-11:30"`); a day Desk names that is not a weekday is skipped.
+pub fn weekly_entries(days: &[(String, Vec<(String, String)>)]) -> Vec<String> {
+    const DAYS: [(&str, &str); 7] = [
+        ("monday", "mon"),
+        ("tuesday", "tue"),
+        ("wednesday", "wed"),
+        ("thursday", "thu"),
+        ("friday", "fri"),
+        ("saturday", "sat"),
+        ("sunday", "sun"),
+    ];
+    let mut entries = Vec::new();
+    for (day, periods) in days {
+        let day = day.trim().to_ascii_lowercase();
+        let Some((_, short)) = DAYS
+            .iter()
+            .find(|(long, short)| *long == day || *short == day)
+        else {
+            continue;
+        };
+        for (start, end) in periods {
+            entries.push(format!("{short} {}-{}", start.trim(), end.trim()));
+        }
+    }
+    entries
+}
+
+/// The business hours groups of `app` without hours of their own take from Desk: Desk's
+/// `WorkTimeConfig` in the app's zone, when `[apps.desk] hours` is on and Desk gave some
+/// that read as a schedule.
+pub fn hours(app: &App, desk: &DeskRoster) -> Option<super::schedule::Schedule> {
+    let wanted = app.desk.as_ref().is_some_and(|config| config.hours);
+    if !wanted || desk.hours.is_empty() {
+        return None;
+    }
+    match super::schedule::Schedule::parse(app.zone.name(), &desk.hours, &[]) {
+        Ok(schedule) => Some(schedule),
+        Err(message) => {
+            tracing::warn!(app = %app.id, message, "Desk's business hours do not read as a schedule: groups without hours stay open");
+            None
+        }
     }
 }
 
@@ -459,5 +524,30 @@ mod tests {
         );
         assert_eq!(held.group_name(GroupId::new(1)?), Some("g"));
         Ok(())
+    }
+
+    #[test]
+    fn desks_work_time_reads_as_weekly_entries() {
+        let days = vec![
+            (
+                "Monday".to_owned(),
+                vec![
+                    ("09:00".to_owned(), "11:30".to_owned()),
+                    ("13:00".to_owned(), "18:00".to_owned()),
+                ],
+            ),
+            (
+                "Sunday".to_owned(),
+                vec![("00:00".to_owned(), "24:00".to_owned())],
+            ),
+            (
+                "Holiday".to_owned(),
+                vec![("10:00".to_owned(), "12:00".to_owned())],
+            ),
+        ];
+        assert_eq!(
+            weekly_entries(&days),
+            ["mon 09:00-11:30", "mon 13:00-18:00", "sun 00:00-24:00"]
+        );
     }
 }

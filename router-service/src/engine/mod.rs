@@ -226,11 +226,15 @@ impl Search<'_> {
         }
     }
 
+    /// Whether `target`'s group is outside its hours: the file's, else Desk's.
     fn closed(&self, target: &Target) -> bool {
-        target
-            .group
-            .and_then(|id| self.app.group(id))
+        let Some(id) = target.group else {
+            return false;
+        };
+        self.app
+            .group(id)
             .and_then(|group| group.hours.as_ref())
+            .or_else(|| self.state.desk_hours())
             .is_some_and(|hours| !hours.is_open(self.now))
     }
 

@@ -104,6 +104,11 @@ pub trait StateView {
     fn desk(&self) -> Option<&super::desk::DeskRoster> {
         None
     }
+    /// The business hours Desk gives groups without hours of their own (see
+    /// [`super::desk::hours`]).
+    fn desk_hours(&self) -> Option<&super::schedule::Schedule> {
+        None
+    }
     /// The sessions that hold a seat; a store that must fetch them (Redis) returns them only
     /// when the look asked for them.
     fn sessions(&self) -> Vec<LiveSession> {

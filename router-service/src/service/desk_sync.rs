@@ -55,6 +55,8 @@ pub struct RosterSynced {
     pub changed: usize,
     /// Whether Desk's groups changed (or arrived for the first time).
     pub groups: bool,
+    /// Whether Desk's business hours changed.
+    pub hours: bool,
     /// Seats released because their agent left Desk.
     pub released: usize,
 }
@@ -193,6 +195,14 @@ impl<S: Store> Router<S> {
     ) -> Result<RosterSynced, SyncError> {
         let groups = groups(client.groups().await?);
         let members = members(app.id, client.members().await?);
+        let hours = if app.desk.as_ref().is_some_and(|desk| desk.hours) {
+            let read = client.work_time().await?;
+            Some(read.map_or_else(Vec::new, |hours| {
+                crate::engine::desk::weekly_entries(&hours.days)
+            }))
+        } else {
+            None
+        };
         let now = self.clock.now();
         let missing = groups_missing(app, &groups);
         if !missing.is_empty() {
@@ -205,9 +215,13 @@ impl<S: Store> Router<S> {
             .inspect(app, Look::default(), now, |state| {
                 let empty = DeskRoster::default();
                 let old = state.desk().unwrap_or(&empty);
-                let delta = old.diff(members, groups);
+                let mut delta = old.diff(members, groups);
+                if let Some(hours) = hours {
+                    delta = old.with_hours(delta, hours);
+                }
                 let mut synced = RosterSynced {
                     groups: delta.groups.is_some(),
+                    hours: delta.hours.is_some(),
                     ..RosterSynced::default()
                 };
                 let mut gone = HashSet::new();
@@ -595,7 +609,7 @@ async fn round<S: Store>(router: &Weak<Router<S>>, sync: &mut AppSync) -> Option
                     router.count_change(app.id, "groups", usize::from(synced.groups));
                     router.count_change(app.id, "seat_released", synced.released);
                     if *synced != RosterSynced::default() {
-                        tracing::info!(app = %app.id, added = synced.added, removed = synced.removed, changed = synced.changed, groups = synced.groups, released = synced.released, "roster synced from Desk");
+                        tracing::info!(app = %app.id, added = synced.added, removed = synced.removed, changed = synced.changed, groups = synced.groups, hours = synced.hours, released = synced.released, "roster synced from Desk");
                     }
                     desk.roster_every.get()
                 }

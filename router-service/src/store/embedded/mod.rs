@@ -84,6 +84,8 @@ pub(super) enum Kind {
 
 /// The key of Desk's groups in the `desk` table (never an e-mail).
 const DESK_GROUPS: &str = "groups";
+/// The key of Desk's business hours in the `desk` table (never an e-mail).
+const DESK_HOURS: &str = "hours";
 
 impl Kind {
     const ALL: [Kind; 8] = [
@@ -192,6 +194,9 @@ pub(super) fn desk(app: SdkAppId, delta: &crate::engine::desk::DeskDelta) -> Vec
         .collect();
     if let Some(groups) = &delta.groups {
         ops.push(Op::put(Kind::Desk, app, DESK_GROUPS, groups));
+    }
+    if let Some(hours) = &delta.hours {
+        ops.push(Op::put(Kind::Desk, app, DESK_HOURS, hours));
     }
     ops
 }
@@ -608,6 +613,9 @@ fn read_into(loaded: &mut LoadedApp, kind: Kind, id: &str, value: &[u8]) -> Resu
         }
         Kind::Desk if id == DESK_GROUPS => {
             loaded.desk.groups = Some(record::decode(value)?);
+        }
+        Kind::Desk if id == DESK_HOURS => {
+            loaded.desk.hours = record::decode(value)?;
         }
         Kind::Desk => {
             loaded

@@ -52,6 +52,8 @@ pub(super) struct AppState {
     pub(super) changes: RosterChanges,
     /// The app version `changes` were composed for.
     composed_for: u64,
+    /// Desk's business hours compiled for the app, when it takes them.
+    desk_hours: Option<crate::engine::schedule::Schedule>,
     /// Sessions Desk counts beyond the seats held, by agent, from the last status poll. Not
     /// journaled: the next poll counts them again.
     pub(super) unattributed: FastMap<AgentId, u32>,
@@ -89,6 +91,7 @@ impl AppState {
             desk: DeskRoster::default(),
             changes: RosterChanges::new(),
             composed_for: 0,
+            desk_hours: None,
             unattributed: FastMap::default(),
             zone,
             sessions: FastMap::default(),
@@ -225,6 +228,7 @@ impl AppState {
     /// Composes the roster's run-time changes again, after a change to one of its layers.
     pub(super) fn compose(&mut self, app: &App) {
         self.changes = crate::engine::desk::compose(app, &self.overlays, &self.desk);
+        self.desk_hours = crate::engine::desk::hours(app, &self.desk);
         self.composed_for = app.version();
         self.roster_version += 1;
     }
@@ -523,6 +527,10 @@ impl StateView for AppState {
 
     fn desk(&self) -> Option<&DeskRoster> {
         Some(&self.desk)
+    }
+
+    fn desk_hours(&self) -> Option<&crate::engine::schedule::Schedule> {
+        self.desk_hours.as_ref()
     }
 
     fn floor(&self) -> Option<&Floor> {

@@ -785,6 +785,8 @@ fn millis(duration: Duration) -> u64 {
 
 /// The field of the `desk` hash that holds Desk's groups (never an e-mail).
 pub(super) const DESK_GROUPS: &str = "groups";
+/// The field of the `desk` hash that holds Desk's business hours (never an e-mail).
+pub(super) const DESK_HOURS: &str = "hours";
 
 /// Where a decision that leaves the changes stream to another reads it from: nowhere.
 const NOT_READING: &str = "-";
@@ -1036,6 +1038,10 @@ impl Store for RedisStore {
                 }
                 if let Some(groups) = &delta.groups {
                     pipe.hset(&keys.desk, DESK_GROUPS, record::encode(groups))
+                        .ignore();
+                }
+                if let Some(hours) = &delta.hours {
+                    pipe.hset(&keys.desk, DESK_HOURS, record::encode(hours))
                         .ignore();
                 }
                 pipe.cmd("XADD")

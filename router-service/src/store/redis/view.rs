@@ -100,6 +100,8 @@ pub(super) struct View {
     overlays: RosterChanges,
     /// What roster syncs read from Desk.
     desk: DeskRoster,
+    /// Desk's business hours compiled for the app, when it takes them.
+    desk_hours: Option<crate::engine::schedule::Schedule>,
     /// What Desk counts beyond each member's seats, from the last status poll.
     unattributed: FastMap<AgentId, u32>,
     /// The roster's run-time changes as the engine sees them: the overlays with Desk's
@@ -330,6 +332,7 @@ impl View {
                 .map(|(id, spec)| (id.clone(), compile(id, spec)))
                 .collect();
             self.changes = desk::compose(app, &self.overlays, &self.desk);
+            self.desk_hours = desk::hours(app, &self.desk);
             self.compiled_for = app.version();
             self.roster_version += 1;
         }
@@ -387,6 +390,8 @@ fn desk_roster(hash: Vec<(String, String)>) -> DeskRoster {
     for (key, value) in hash {
         if key == super::DESK_GROUPS {
             roster.groups = record::decode(value.as_bytes()).ok();
+        } else if key == super::DESK_HOURS {
+            roster.hours = record::decode(value.as_bytes()).unwrap_or_default();
         } else if let Ok(member) = record::decode(value.as_bytes()) {
             roster.members.insert(key, member);
         }
@@ -424,6 +429,10 @@ impl StateView for Looked<'_> {
 
     fn desk(&self) -> Option<&DeskRoster> {
         Some(&self.view.desk)
+    }
+
+    fn desk_hours(&self) -> Option<&crate::engine::schedule::Schedule> {
+        self.view.desk_hours.as_ref()
     }
 
     fn sessions(&self) -> Vec<LiveSession> {
