@@ -7,7 +7,8 @@
 use std::time::{Duration, Instant};
 
 use handoff_proto::router::v1::{
-    AgentSource, AgentState, FieldSource, ListAgentsRequest, ListSessionsRequest,
+    AgentSource, AgentState, AssignHumanRequest, DeskSyncStatus, ExplainAssignmentRequest,
+    FieldSource, GetStatusRequest, ListAgentsRequest, ListSessionsRequest,
     router_service_client::RouterServiceClient,
 };
 
@@ -175,6 +176,24 @@ async fn metric(routers: &[&Running], name: &str, labels: &[&str]) -> Result<f64
     Ok(sum)
 }
 
+/// The Desk sync as GetStatus shows it on whichever of `routers` syncs the app.
+async fn desk_health(routers: &[&Running]) -> Result<DeskSyncStatus, Error> {
+    let mut syncing = Vec::new();
+    for running in routers {
+        let status = client(running)
+            .await?
+            .get_status(GetStatusRequest {})
+            .await?
+            .into_inner();
+        let desk = status.desk.into_iter().find(|desk| desk.sdk_app_id == APP);
+        syncing.extend(desk.filter(|desk| desk.syncing));
+    }
+    match <[DeskSyncStatus; 1]>::try_from(syncing) {
+        Ok([one]) => Ok(one),
+        Err(all) => Err(format!("not one router syncs: {all:?}").into()),
+    }
+}
+
 /// Everything the sync promises, over a running stack whose Desk is `desk`; `routers` are
 /// every router sharing its state, for their metrics.
 async fn the_floor_follows_desk(
@@ -213,6 +232,36 @@ async fn the_floor_follows_desk(
             FieldSource::File
         )
     );
+    // Explain says the same of each agent it weighs.
+    let explained = client(running)
+        .await?
+        .explain_assignment(ExplainAssignmentRequest {
+            handoff: Some(AssignHumanRequest {
+                sdk_app_id: APP,
+                session_id: "explained".into(),
+                client_user_id: "someone".into(),
+                ..AssignHumanRequest::default()
+            }),
+            at: None,
+        })
+        .await?
+        .into_inner();
+    let weighed = explained
+        .candidates
+        .iter()
+        .find(|candidate| candidate.agent_id == "ann@example.com")
+        .ok_or("ann is a candidate")?;
+    let fields = weighed.fields.ok_or("explained fields")?;
+    assert_eq!(
+        (fields.capacity(), fields.profile()),
+        (FieldSource::Desk, FieldSource::File)
+    );
+    let health = desk_health(routers).await?;
+    assert!(
+        health.last_roster.is_some() && health.error.is_empty(),
+        "{health:?}"
+    );
+
     let bob = row(&listed, "bob@example.com").ok_or("bob")?;
     assert_eq!(
         bob.agent
@@ -395,6 +444,18 @@ async fn the_floor_follows_desk(
         assert!(
             Instant::now() < deadline,
             "the refused key was never counted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !desk_health(routers)
+        .await?
+        .error
+        .contains("refused the credentials")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "GetStatus never said the key was refused"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

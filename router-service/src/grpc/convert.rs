@@ -72,7 +72,13 @@ pub fn explanation(explained: Explanation) -> pb::ExplainAssignmentResponse {
         decision,
         answer,
         sessions,
+        agents,
     } = explained;
+    let fields = |agent: &AgentId| {
+        agents
+            .get(agent)
+            .map(|(sources, _)| field_sources(*sources))
+    };
     let rules = decision
         .rules
         .iter()
@@ -112,6 +118,7 @@ pub fn explanation(explained: Explanation) -> pb::ExplainAssignmentResponse {
                         agent_id: excluded.agent.to_string(),
                         reason: reason.into(),
                         detail,
+                        fields: fields(&excluded.agent),
                     }
                 })
                 .collect(),
@@ -132,6 +139,8 @@ pub fn explanation(explained: Explanation) -> pb::ExplainAssignmentResponse {
                 Some(Sticky::Previous) => pb::StickyReason::Previous,
             }
             .into(),
+            fields: fields(&candidate.agent),
+            unattributed: agents.get(&candidate.agent).map_or(0, |(_, extra)| *extra),
         })
         .collect();
     let weighed: std::collections::HashSet<&AgentId> = decision
@@ -502,6 +511,17 @@ pub fn router_status(status: &crate::service::Status) -> pb::GetStatusResponse {
             .collect(),
         store_reachable: status.store_error.is_none(),
         store_error: status.store_error.clone().unwrap_or_default(),
+        desk: status
+            .desk
+            .iter()
+            .map(|(app, health)| pb::DeskSyncStatus {
+                sdk_app_id: app.get(),
+                syncing: health.syncing,
+                last_roster: health.last_roster.map(timestamp),
+                last_status: health.last_status.map(timestamp),
+                error: health.error.clone().unwrap_or_default(),
+            })
+            .collect(),
     }
 }
 

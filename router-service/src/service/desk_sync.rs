@@ -469,6 +469,46 @@ impl<S: Store> Router<S> {
     }
 }
 
+/// How an app's Desk sync stands on this router, for GetStatus.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeskHealth {
+    /// Whether this router holds the app's sync lease.
+    pub syncing: bool,
+    /// When a roster round last succeeded here.
+    pub last_roster: Option<SystemTime>,
+    /// When a status round last succeeded here.
+    pub last_status: Option<SystemTime>,
+    /// While rounds fail, the last one's error.
+    pub error: Option<String>,
+}
+
+impl<S: Store> Router<S> {
+    /// Updates app `id`'s [`DeskHealth`] with `change`.
+    fn desk_health(&self, id: SdkAppId, change: impl FnOnce(&mut DeskHealth)) {
+        let mut health = self
+            .desk_health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        change(health.entry(id).or_default());
+    }
+
+    /// Notes a round of `sync` (0 roster, 1 status) that ended in `result`.
+    fn note_round<T>(&self, id: SdkAppId, sync: usize, result: &Result<T, SyncError>) {
+        let now = self.clock.now();
+        self.desk_health(id, |health| match result {
+            Ok(_) => {
+                if sync == 0 {
+                    health.last_roster = Some(now);
+                } else {
+                    health.last_status = Some(now);
+                }
+                health.error = None;
+            }
+            Err(err) => health.error = Some(err.to_string()),
+        });
+    }
+}
+
 /// What one app's loop keeps between rounds.
 struct AppSync {
     app: SdkAppId,
@@ -571,6 +611,7 @@ async fn round<S: Store>(router: &Weak<Router<S>>, sync: &mut AppSync) -> Option
     let ttl = (status_every * 3).max(Duration::from_secs(10));
     match router.store.lease(&app, LEASE, &sync.holder, ttl).await {
         Ok(true) => {
+            router.desk_health(app.id, |health| health.syncing = true);
             if !sync.leading {
                 tracing::info!(app = %app.id, holder = sync.holder, "this router syncs the app with Desk");
                 sync.leading = true;
@@ -579,6 +620,7 @@ async fn round<S: Store>(router: &Weak<Router<S>>, sync: &mut AppSync) -> Option
             }
         }
         Ok(false) => {
+            router.desk_health(app.id, |health| health.syncing = false);
             sync.leading = false;
             return Some(status_every);
         }
@@ -592,6 +634,7 @@ async fn round<S: Store>(router: &Weak<Router<S>>, sync: &mut AppSync) -> Option
         Err(err) => {
             let result: Result<(), SyncError> = Err(err.into());
             sync.note(0, "roster", &result);
+            router.note_round(app.id, 0, &result);
             return Some(desk.roster_every.get());
         }
     };
@@ -600,6 +643,7 @@ async fn round<S: Store>(router: &Weak<Router<S>>, sync: &mut AppSync) -> Option
         let result = router.sync_roster(&app, &client).await;
         router.count_sync(app.id, "roster", started.elapsed(), &result);
         sync.note(0, "roster", &result);
+        router.note_round(app.id, 0, &result);
         sync.next_roster = Instant::now()
             + match &result {
                 Ok(synced) => {
@@ -627,6 +671,7 @@ async fn round<S: Store>(router: &Weak<Router<S>>, sync: &mut AppSync) -> Option
             .await;
         router.count_sync(app.id, "status", started.elapsed(), &result);
         sync.note(1, "status", &result);
+        router.note_round(app.id, 1, &result);
         sync.next_status = Instant::now()
             + match &result {
                 Ok(synced) => {

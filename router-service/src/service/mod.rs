@@ -76,6 +76,9 @@ pub struct Explanation {
     pub answer: Answer,
     /// The sessions holding seats: where each agent's load comes from.
     pub sessions: Vec<LiveSession>,
+    /// Of each agent the decision names (candidates and agents left out), where its
+    /// fields come from and the load Desk counts beyond its seats.
+    pub agents: std::collections::BTreeMap<AgentId, (engine::desk::Sources, u32)>,
 }
 
 /// The router's source of time, injectable so that tests control it.
@@ -151,6 +154,8 @@ pub struct Status {
     pub config: ConfigStatus,
     /// Why the store does not answer, when it does not.
     pub store_error: Option<String>,
+    /// Each synced app's Desk sync.
+    pub desk: Vec<(SdkAppId, desk_sync::DeskHealth)>,
 }
 
 /// The routing service: catalog, store and clock.
@@ -164,6 +169,8 @@ pub struct Router<S> {
     housekeeping: std::sync::OnceLock<Housekeeping>,
     /// How its config stands, for GetStatus.
     config_status: std::sync::Mutex<ConfigStatus>,
+    /// How each app's Desk sync stands here, for GetStatus.
+    desk_health: std::sync::Mutex<std::collections::BTreeMap<SdkAppId, desk_sync::DeskHealth>>,
 }
 
 impl Router<AnyStore> {
@@ -214,6 +221,7 @@ impl<S: Store> Router<S> {
                 last_refused: None,
                 warnings: Vec::new(),
             }),
+            desk_health: std::sync::Mutex::default(),
         }
     }
 
@@ -249,9 +257,21 @@ impl<S: Store> Router<S> {
     pub async fn status(&self) -> Status {
         let config = self.status_mut().clone();
         let store_error = self.store.ping().await.err().map(|err| err.to_string());
+        let catalog = self.catalog.load();
+        let health = self
+            .desk_health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let desk = catalog
+            .apps()
+            .filter(|app| app.desk.is_some())
+            .map(|app| (app.id, health.get(&app.id).cloned().unwrap_or_default()))
+            .collect();
         Status {
             config,
             store_error,
+            desk,
         }
     }
 
@@ -423,12 +443,26 @@ impl<S: Store> Router<S> {
             customer: Some(&handoff.client_user),
             sessions: true,
         };
-        let (decision, sessions) = self
+        let (decision, sessions, agents) = self
             .inspect(&app, look, now, |state| {
-                (
-                    engine::decide_fully(&app, handoff, state, at),
-                    state.sessions(),
-                )
+                let decision = engine::decide_fully(&app, handoff, state, at);
+                let named = decision
+                    .ranked
+                    .iter()
+                    .map(|candidate| &candidate.agent)
+                    .chain(
+                        decision
+                            .targets
+                            .iter()
+                            .flat_map(|trace| trace.excluded.iter().map(|left| &left.agent)),
+                    );
+                let mut agents = std::collections::BTreeMap::new();
+                for id in named {
+                    if let Some(agent) = engine::agent(&app, state.roster_changes(), id) {
+                        agents.insert(id.clone(), (agent.sources, state.load(id).unattributed));
+                    }
+                }
+                (decision, state.sessions(), agents)
             })
             .await?;
         // Within one look at the state every candidate is below capacity, so AssignHuman
@@ -442,6 +476,7 @@ impl<S: Store> Router<S> {
             decision,
             answer,
             sessions,
+            agents,
         })
     }
 
