@@ -99,6 +99,7 @@ pub fn every_change() -> Result<Vec<Change>, Error> {
             status: AgentStatus::Away,
             at,
             id: Some("req-2".into()),
+            desk: false,
         },
         Change::PutAgent(Arc::new(app.check_agent(&carol).map_err(|f| f.message)?)),
         Change::RemoveAgent(AgentId::parse("ann@example.com")?),

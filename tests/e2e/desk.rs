@@ -348,6 +348,11 @@ async fn the_floor_follows_desk(
             .is_some_and(|a| a.status == 2)
     })
     .await?;
+    let cy = agents(running).await?;
+    let cy = row(&cy, "cy@example.com")
+        .and_then(|row| row.fields)
+        .ok_or("cy's fields")?;
+    assert_eq!(cy.status(), FieldSource::Desk, "the sync set the status");
     let answer = offered(running, "s-3").await?;
     assert!(!answer.contains(&"cy@example.com".to_owned()), "{answer:?}");
     desk.set_live("cy@example.com", FREE, 0);

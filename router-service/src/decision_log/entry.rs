@@ -431,6 +431,7 @@ impl Entry {
                 status,
                 at,
                 id,
+                ..
             } => Entry::Status {
                 at_ms,
                 app,
@@ -566,12 +567,14 @@ impl Entry {
                 status,
                 event_time_ms,
                 id,
+                by,
                 ..
             } => Change::SetStatus {
                 agent,
                 status,
                 at: from_ms(event_time_ms),
                 id,
+                desk: by.as_deref() == Some(crate::service::desk_sync::BY_DESK),
             },
             Entry::AgentPut { agent, .. } => {
                 let checked = app.check_agent(&agent).map_err(|fault| {

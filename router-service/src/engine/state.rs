@@ -104,6 +104,12 @@ pub trait StateView {
     fn desk(&self) -> Option<&super::desk::DeskRoster> {
         None
     }
+    /// Who set `agent`'s live status (the Desk sync or a caller of the API); `None` when
+    /// the definition's status stands.
+    fn status_source(&self, agent: &AgentId) -> Option<super::desk::Source> {
+        let _ = agent;
+        None
+    }
     /// The business hours Desk gives groups without hours of their own (see
     /// [`super::desk::hours`]).
     fn desk_hours(&self) -> Option<&super::schedule::Schedule> {

@@ -465,28 +465,33 @@ pub fn listing(listing: &AgentListing) -> pb::AgentState {
             AgentSource::Desk => pb::AgentSource::Desk,
         }
         .into(),
-        fields: Some(field_sources(listing.agent.sources)),
+        fields: Some(pb::AgentFieldSources {
+            status: field_source(listing.status_source),
+            ..field_sources(listing.agent.sources)
+        }),
         unattributed: listing.load.unattributed,
     }
 }
 
 /// The wire form of where an agent's fields come from.
 fn field_sources(sources: Sources) -> pb::AgentFieldSources {
-    let field = |source: Source| -> i32 {
-        match source {
-            Source::File => pb::FieldSource::File,
-            Source::Grpc => pb::FieldSource::Grpc,
-            Source::Desk => pb::FieldSource::Desk,
-            Source::Default => pb::FieldSource::Default,
-        }
-        .into()
-    };
     pb::AgentFieldSources {
-        name: field(sources.name),
-        groups: field(sources.groups),
-        capacity: field(sources.capacity),
-        profile: field(sources.profile),
+        name: field_source(sources.name),
+        groups: field_source(sources.groups),
+        capacity: field_source(sources.capacity),
+        profile: field_source(sources.profile),
+        status: pb::FieldSource::Unspecified.into(),
     }
+}
+
+fn field_source(source: Source) -> i32 {
+    match source {
+        Source::File => pb::FieldSource::File,
+        Source::Grpc => pb::FieldSource::Grpc,
+        Source::Desk => pb::FieldSource::Desk,
+        Source::Default => pb::FieldSource::Default,
+    }
+    .into()
 }
 
 /// How the router is, as GetStatus answers.

@@ -61,6 +61,15 @@ pub struct RosterSynced {
     pub released: usize,
 }
 
+/// What a roster round found, besides what it changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RosterRead {
+    /// What it changed.
+    pub synced: RosterSynced,
+    /// The groups the app's rules or fallback name that Desk does not have.
+    pub missing: Vec<GroupId>,
+}
+
 /// What a status round changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StatusSynced {
@@ -192,7 +201,7 @@ impl<S: Store> Router<S> {
         &self,
         app: &App,
         client: &DeskClient,
-    ) -> Result<RosterSynced, SyncError> {
+    ) -> Result<RosterRead, SyncError> {
         let groups = groups(client.groups().await?);
         let members = members(app.id, client.members().await?);
         let hours = if app.desk.as_ref().is_some_and(|desk| desk.hours) {
@@ -205,12 +214,6 @@ impl<S: Store> Router<S> {
         };
         let now = self.clock.now();
         let missing = groups_missing(app, &groups);
-        if !missing.is_empty() {
-            static MISSING: Throttle = Throttle::new(1);
-            if let Some(left_out) = MISSING.admit() {
-                tracing::warn!(app = %app.id, groups = ?missing, left_out, "rules or the fallback name groups Desk does not have: they route nobody Desk knows");
-            }
-        }
         let (delta, mut synced, gone) = self
             .inspect(app, Look::default(), now, |state| {
                 let empty = DeskRoster::default();
@@ -239,7 +242,7 @@ impl<S: Store> Router<S> {
             })
             .await?;
         if delta.is_empty() {
-            return Ok(synced);
+            return Ok(RosterRead { synced, missing });
         }
         self.apply(app, Change::DeskRoster(delta), Some(BY_DESK))
             .await?;
@@ -251,7 +254,7 @@ impl<S: Store> Router<S> {
                 })
                 .await?;
         }
-        Ok(synced)
+        Ok(RosterRead { synced, missing })
     }
 
     /// Releases the seats `pick` picks, oldest first, as [`SessionEventKind::Reconciled`]
@@ -395,6 +398,7 @@ impl<S: Store> Router<S> {
                 status,
                 at: asked,
                 id: None,
+                desk: true,
             };
             if self.apply(app, change, Some(BY_DESK)).await? == Applied::Recorded {
                 synced.statuses += 1;
@@ -519,6 +523,8 @@ struct AppSync {
     /// The failure last logged for each sync, so that a failure is logged once.
     failing: [Option<String>; 2],
     unknown: HashSet<(AgentId, i64)>,
+    /// The groups the rules name that Desk lacked at the last roster round, warned of.
+    missing: Vec<GroupId>,
     holder: String,
     leading: bool,
 }
@@ -590,6 +596,7 @@ pub(super) async fn run<S: Store>(router: Weak<Router<S>>, id: SdkAppId, holder:
         next_status: now,
         failing: [None, None],
         unknown: HashSet::new(),
+        missing: Vec::new(),
         holder,
         leading: false,
     };
@@ -646,7 +653,14 @@ async fn round<S: Store>(router: &Weak<Router<S>>, sync: &mut AppSync) -> Option
         router.note_round(app.id, 0, &result);
         sync.next_roster = Instant::now()
             + match &result {
-                Ok(synced) => {
+                Ok(read) => {
+                    if read.missing != sync.missing {
+                        if !read.missing.is_empty() {
+                            tracing::warn!(app = %app.id, groups = ?read.missing, "rules or the fallback name groups Desk does not have: they route nobody Desk knows");
+                        }
+                        sync.missing = read.missing.clone();
+                    }
+                    let synced = &read.synced;
                     router.count_change(app.id, "member_added", synced.added);
                     router.count_change(app.id, "member_removed", synced.removed);
                     router.count_change(app.id, "member_changed", synced.changed);

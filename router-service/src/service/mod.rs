@@ -110,6 +110,8 @@ pub struct AgentListing {
     pub on_shift: bool,
     /// Where its definition comes from.
     pub source: AgentSource,
+    /// Where its status comes from: the definition's (`profile`) unless set live.
+    pub status_source: engine::desk::Source,
 }
 
 /// Where an agent's definition comes from.
@@ -531,6 +533,7 @@ impl<S: Store> Router<S> {
                 status,
                 at,
                 id: report.id,
+                desk: false,
             };
             self.apply(&app, change, report.by.as_deref()).await?
         } else {
@@ -701,6 +704,9 @@ impl<S: Store> Router<S> {
                     .map(|agent| AgentListing {
                         agent: agent.clone(),
                         status: state.status(&agent.id).unwrap_or(agent.status),
+                        status_source: state
+                            .status_source(&agent.id)
+                            .unwrap_or(agent.sources.profile),
                         load: state.load(&agent.id),
                         on_shift: agent.shift.as_ref().is_none_or(|shift| shift.is_open(now)),
                         source: match (

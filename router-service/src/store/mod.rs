@@ -136,6 +136,8 @@ pub enum Change {
         at: SystemTime,
         /// The report's identity, for recognising retries.
         id: Option<String>,
+        /// Whether the Desk sync sets it (else a caller of the API).
+        desk: bool,
     },
     /// Adds or replaces an agent's definition; its live status, if any, is dropped.
     PutAgent(Arc<Agent>),
@@ -183,6 +185,7 @@ impl Change {
                 status,
                 at,
                 id: Some(id),
+                ..
             } => {
                 part(b"status");
                 part(id.as_bytes());

@@ -143,12 +143,30 @@ pub enum StatusRecord {
         status: AgentStatus,
         /// When it was set.
         at_ms: u64,
+        /// Whether the Desk sync set it (else a caller of the API: SetAgentStatus, or the
+        /// gateway with Tencent's status events).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        desk: bool,
     },
     /// A status from before statuses had a time.
     Bare(AgentStatus),
 }
 
 impl StatusRecord {
+    /// `status`, set at `at` (by the Desk sync when `desk`).
+    pub fn timed(status: AgentStatus, at: SystemTime, desk: bool) -> Self {
+        StatusRecord::Timed {
+            status,
+            at_ms: to_ms(at),
+            desk,
+        }
+    }
+
+    /// Whether the Desk sync set it.
+    pub fn by_desk(self) -> bool {
+        matches!(self, StatusRecord::Timed { desk: true, .. })
+    }
+
     /// The status.
     pub fn status(self) -> AgentStatus {
         match self {
@@ -214,7 +232,12 @@ mod tests {
         let timed = StatusRecord::Timed {
             status: AgentStatus::Offline,
             at_ms: 5,
+            desk: false,
         };
+        assert_eq!(encode(&timed), r#"{"status":"offline","at_ms":5}"#);
+        let synced = StatusRecord::timed(AgentStatus::Away, from_ms(5), true);
+        assert_eq!(decode::<StatusRecord>(encode(&synced).as_bytes())?, synced);
+        assert!(synced.by_desk() && !timed.by_desk());
         assert_eq!(decode::<StatusRecord>(encode(&timed).as_bytes())?, timed);
 
         let customer = Customer::from(decode::<CustomerRecord>(EARLIER_CUSTOMER.as_bytes())?);

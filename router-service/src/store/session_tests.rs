@@ -247,6 +247,7 @@ async fn late_duplicate_and_out_of_order_events_change_nothing() -> TestResult {
         status,
         at,
         id: None,
+        desk: false,
     };
     store
         .apply(&app, status(AgentStatus::Away, t(30)), t(31))
@@ -767,6 +768,7 @@ async fn a_reused_report_id_never_swallows_a_different_report() -> TestResult {
         status: AgentStatus::Away,
         at,
         id: Some("r-1".into()),
+        desk: false,
     };
     assert_eq!(
         store.apply(&app, status(t(5)), t(5)).await?,
@@ -788,6 +790,7 @@ async fn report_identities_are_remembered_in_bounded_number_oldest_forgotten_fir
         status: AgentStatus::Available,
         at: t(10),
         id: Some(format!("r-{n}")),
+        desk: false,
     };
     for n in 0..=super::MAX_SEEN {
         store.apply(&app, status(n), t(11)).await?;

@@ -153,14 +153,16 @@ impl Op {
 pub(super) fn ops(app: SdkAppId, change: &Change) -> Vec<Op> {
     match change {
         Change::SetStatus {
-            agent, status, at, ..
-        } => {
-            let record = StatusRecord::Timed {
-                status: *status,
-                at_ms: to_ms(*at),
-            };
-            vec![Op::put(Kind::Statuses, app, agent.as_str(), &record)]
-        }
+            agent,
+            status,
+            at,
+            desk,
+            ..
+        } => vec![self::status(
+            app,
+            agent,
+            StatusRecord::timed(*status, *at, *desk),
+        )],
         Change::PutAgent(agent) => vec![
             Op::put(Kind::Roster, app, agent.id.as_str(), &Some(&agent.spec)),
             Op::delete(Kind::Statuses, app, agent.id.as_str()),
@@ -199,6 +201,11 @@ pub(super) fn desk(app: SdkAppId, delta: &crate::engine::desk::DeskDelta) -> Vec
         ops.push(Op::put(Kind::Desk, app, DESK_HOURS, hours));
     }
     ops
+}
+
+/// The write of an agent's live status.
+pub(super) fn status(app: SdkAppId, agent: &AgentId, record: StatusRecord) -> Op {
+    Op::put(Kind::Statuses, app, agent.as_str(), &record)
 }
 
 /// The write of a session's record, or its deletion.

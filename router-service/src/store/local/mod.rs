@@ -273,7 +273,11 @@ impl Store for LocalStore {
             }
             let applied = match change {
                 Change::SetStatus {
-                    agent, status, at, ..
+                    agent,
+                    status,
+                    at,
+                    desk,
+                    ..
                 } => {
                     if state
                         .statuses
@@ -282,21 +286,8 @@ impl Store for LocalStore {
                     {
                         Applied::Superseded
                     } else {
-                        writes.record(|| {
-                            embedded::ops(
-                                app.id,
-                                &Change::SetStatus {
-                                    agent: agent.clone(),
-                                    status,
-                                    at,
-                                    id: None,
-                                },
-                            )
-                        });
-                        let record = StatusRecord::Timed {
-                            status,
-                            at_ms: to_ms(at),
-                        };
+                        let record = StatusRecord::timed(status, at, desk);
+                        writes.record(|| [embedded::status(app.id, &agent, record)]);
                         state.statuses.insert(agent.clone(), record);
                         state.rerank(&agent);
                         Applied::Recorded

@@ -533,6 +533,16 @@ impl StateView for AppState {
         self.desk_hours.as_ref()
     }
 
+    fn status_source(&self, agent: &AgentId) -> Option<crate::engine::desk::Source> {
+        self.statuses.get(agent).map(|record| {
+            if record.by_desk() {
+                crate::engine::desk::Source::Desk
+            } else {
+                crate::engine::desk::Source::Grpc
+            }
+        })
+    }
+
     fn floor(&self) -> Option<&Floor> {
         self.floor.as_ref()
     }

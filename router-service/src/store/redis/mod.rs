@@ -943,12 +943,13 @@ impl Store for RedisStore {
         pipe.atomic();
         match change {
             Change::SetStatus {
-                agent, status, at, ..
+                agent,
+                status,
+                at,
+                desk,
+                ..
             } => {
-                let record = StatusRecord::Timed {
-                    status,
-                    at_ms: to_ms(at),
-                };
+                let record = StatusRecord::timed(status, at, desk);
                 let args = vec![
                     agent.to_string(),
                     record::encode(&record),

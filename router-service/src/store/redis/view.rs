@@ -94,7 +94,7 @@ pub(super) struct View {
     /// Whether a decision of this replica is reading the stream for the view now.
     refreshing: bool,
     loads: FastMap<AgentId, AgentLoad>,
-    statuses: FastMap<AgentId, AgentStatus>,
+    statuses: FastMap<AgentId, StatusRecord>,
     /// Agents gRPC put or removed as stored, and compiled for the app as it was last used.
     specs: FastMap<AgentId, String>,
     overlays: RosterChanges,
@@ -177,11 +177,11 @@ impl View {
                         loads.entry(agent).or_default().confirmed = count.parse().unwrap_or(0);
                     }
                 }
-                let statuses: FastMap<AgentId, AgentStatus> = statuses
+                let statuses: FastMap<AgentId, StatusRecord> = statuses
                     .into_iter()
                     .filter_map(|(agent, status)| {
                         let status = record::decode::<StatusRecord>(status.as_bytes()).ok()?;
-                        Some((AgentId::parse(agent).ok()?, status.status()))
+                        Some((AgentId::parse(agent).ok()?, status))
                     })
                     .collect();
                 let specs: FastMap<AgentId, String> = roster
@@ -223,7 +223,8 @@ impl View {
                 {
                     for agent in touched {
                         let load = load_of(&self.loads, &self.unattributed, &agent);
-                        floor.update(&agent, load, self.statuses.get(&agent).copied());
+                        let status = self.statuses.get(&agent).map(|record| record.status());
+                        floor.update(&agent, load, status);
                     }
                 }
                 self.seen = last;
@@ -291,7 +292,7 @@ impl View {
         }
         if let Some(status) = field("status") {
             match record::decode::<StatusRecord>(status.as_bytes()) {
-                Ok(status) => self.statuses.insert(agent.clone(), status.status()),
+                Ok(status) => self.statuses.insert(agent.clone(), status),
                 Err(_) => self.statuses.remove(&agent),
             };
         }
@@ -307,7 +308,7 @@ impl View {
     /// Tells the floor `agent`'s load and status as the view has them now.
     fn tell_floor(&mut self, app: &App, agent: &AgentId) {
         let load = load_of(&self.loads, &self.unattributed, agent);
-        let status = self.statuses.get(agent).copied();
+        let status = self.statuses.get(agent).map(|record| record.status());
         if let Some(floor) = self
             .floor
             .as_mut()
@@ -383,6 +384,15 @@ fn load_of(
     load
 }
 
+/// Who set a live status.
+fn status_source(record: StatusRecord) -> desk::Source {
+    if record.by_desk() {
+        desk::Source::Desk
+    } else {
+        desk::Source::Grpc
+    }
+}
+
 /// Desk's roster from the `desk` hash: each member by key, the groups under
 /// [`super::DESK_GROUPS`]; unreadable fields are skipped.
 fn desk_roster(hash: Vec<(String, String)>) -> DeskRoster {
@@ -405,7 +415,7 @@ impl StateView for Looked<'_> {
     }
 
     fn status(&self, agent: &AgentId) -> Option<AgentStatus> {
-        self.view.statuses.get(agent).copied()
+        self.view.statuses.get(agent).map(|record| record.status())
     }
 
     fn customer(&self, id: &ClientUserId) -> Option<&Customer> {
@@ -433,6 +443,13 @@ impl StateView for Looked<'_> {
 
     fn desk_hours(&self) -> Option<&crate::engine::schedule::Schedule> {
         self.view.desk_hours.as_ref()
+    }
+
+    fn status_source(&self, agent: &AgentId) -> Option<desk::Source> {
+        self.view
+            .statuses
+            .get(agent)
+            .map(|record| status_source(*record))
     }
 
     fn sessions(&self) -> Vec<LiveSession> {
