@@ -72,6 +72,7 @@ fn loaded(app: &App) -> Loaded {
                 last_assigned: Some(
                     SystemTime::UNIX_EPOCH + Duration::from_secs(n as u64 * 7 % 101),
                 ),
+                last_finished: None,
             };
             (agent.id.clone(), load)
         })

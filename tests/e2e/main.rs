@@ -17,6 +17,7 @@ mod metrics;
 mod readme;
 mod redis;
 mod router_connections;
+mod routing;
 mod secrets;
 mod shuffle;
 mod support;

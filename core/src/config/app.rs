@@ -45,6 +45,11 @@ pub struct AppConfig {
     /// is what an app without session events wants.
     #[serde(default)]
     pub confirm_timeout: Option<ConfigDuration>,
+    /// How long an agent is kept out of answers after a session they served ends or is
+    /// transferred away (after-call work), unless their group or the deciding rule says
+    /// otherwise; none by default.
+    #[serde(default)]
+    pub wrap_up: Option<ConfigDuration>,
     /// `[[apps.groups]]`.
     #[serde(default)]
     pub groups: Vec<GroupConfig>,
@@ -151,6 +156,9 @@ pub struct GroupConfig {
     /// Business hours; a group without them is always open.
     #[serde(default)]
     pub hours: Option<ScheduleConfig>,
+    /// Wrap-up for the group's targets, over the app's `wrap_up`.
+    #[serde(default)]
+    pub wrap_up: Option<ConfigDuration>,
 }
 
 /// Weekly hours in a time zone, with closed dates: a group's business hours or an agent's
@@ -293,6 +301,9 @@ pub struct RuleConfig {
     /// Targets tried in order when the one before has no eligible agent.
     #[serde(default)]
     pub overflow: Vec<TargetConfig>,
+    /// Wrap-up for every target of the rule, over its groups' and the app's `wrap_up`.
+    #[serde(default)]
+    pub wrap_up: Option<ConfigDuration>,
 }
 
 /// How many agents an answer lists when a rule does not say (the implicit default rule

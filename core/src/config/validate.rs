@@ -268,8 +268,10 @@ fn app(app: &AppConfig, key: &str) -> Result<(), Fault> {
             "must not be empty: remove the key to turn callback authentication off".to_owned(),
         ));
     }
+    wrap_up(app.wrap_up, &format!("{key}.wrap_up"))?;
     let mut group_ids = HashSet::new();
     for (index, group) in app.groups.iter().enumerate() {
+        wrap_up(group.wrap_up, &format!("{key}.groups[{index}].wrap_up"))?;
         if !group_ids.insert(group.id) {
             return Err((
                 format!("{key}.groups[{index}].id"),
@@ -328,6 +330,16 @@ fn app(app: &AppConfig, key: &str) -> Result<(), Fault> {
         }
     }
     rules(app, key, (!desk).then_some(&group_ids))
+}
+
+/// The longest wrap-up handoff keeps an agent out (Salesforce allows up to an hour).
+const MAX_WRAP_UP: Duration = Duration::from_secs(3600);
+
+fn wrap_up(value: Option<super::ConfigDuration>, key: &str) -> Result<(), Fault> {
+    match value {
+        Some(value) if value.get() > MAX_WRAP_UP => fault(key, "must be at most 1h"),
+        _ => Ok(()),
+    }
 }
 
 /// The longest a Desk call may be given: a sync round must not stall behind one.
@@ -425,6 +437,7 @@ fn rules(app: &AppConfig, key: &str, group_ids: Option<&HashSet<GroupId>>) -> Re
                 ),
             ));
         }
+        wrap_up(rule.wrap_up, &format!("{rule_key}.wrap_up"))?;
         if rule.candidates == 0 || rule.candidates > MAX_CANDIDATES {
             return Err((
                 format!("{rule_key}.candidates"),

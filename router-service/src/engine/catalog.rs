@@ -89,6 +89,8 @@ pub struct App {
     /// How long a reservation waits for a session event to confirm it; `None` holds it for
     /// the router's `assignment_ttl`.
     pub confirm_timeout: Option<std::time::Duration>,
+    /// Wrap-up after a session ends, unless the group or rule says otherwise (zero: none).
+    pub wrap_up: std::time::Duration,
     /// What the router believes of reported events (`[router]`, the same for every app).
     pub reports: Reports,
     /// Whether the app's floor is synced from Tencent Desk (`[apps.desk]`): once a roster
@@ -182,6 +184,7 @@ impl App {
                 id: group.id,
                 name: group.name.clone(),
                 hours,
+                wrap_up: group.wrap_up.map(|wrap_up| wrap_up.get()),
             });
         }
         let mut agents = Vec::with_capacity(config.agents.len());
@@ -237,6 +240,10 @@ impl App {
             zone,
             sticky_ttl: config.sticky_ttl.get(),
             confirm_timeout: config.confirm_timeout.map(|timeout| timeout.get()),
+            wrap_up: config
+                .wrap_up
+                .map(|wrap_up| wrap_up.get())
+                .unwrap_or_default(),
             reports: Reports::default(),
             desk_sync: config.desk.is_some(),
             desk: config.desk.clone().map(Arc::new),
@@ -301,6 +308,14 @@ impl App {
         let mut agent = Agent::check(config, self.zone, known)?;
         agent.sources = Sources::all(Source::Grpc);
         Ok(agent)
+    }
+
+    /// How long an agent of `target` of `rule` wraps up after a session: the rule's
+    /// `wrap_up`, else its group's, else the app's.
+    pub fn wrap_up(&self, rule: &Rule, target: &Target) -> std::time::Duration {
+        rule.wrap_up
+            .or_else(|| target.group.and_then(|id| self.group(id)?.wrap_up))
+            .unwrap_or(self.wrap_up)
     }
 
     /// The group answered when nobody can be chosen.
@@ -397,6 +412,8 @@ pub struct Group {
     pub name: String,
     /// Business hours; `None` is always open.
     pub hours: Option<Schedule>,
+    /// Wrap-up for the group's targets, over the app's.
+    pub wrap_up: Option<std::time::Duration>,
 }
 
 /// A human agent, ready for deciding.
@@ -590,6 +607,8 @@ pub struct Rule {
     pub sticky: bool,
     /// Whether the answer is the group alone.
     pub group_only: bool,
+    /// Wrap-up for the rule's targets, over their groups' and the app's.
+    pub wrap_up: Option<std::time::Duration>,
 }
 
 impl Rule {
@@ -610,6 +629,7 @@ impl Rule {
             max_agents: config.candidates as usize,
             sticky: config.sticky,
             group_only: config.group_only,
+            wrap_up: config.wrap_up.map(|wrap_up| wrap_up.get()),
         })
     }
 
@@ -627,6 +647,7 @@ impl Rule {
             max_agents: DEFAULT_CANDIDATES as usize,
             sticky: DEFAULT_STICKY,
             group_only: false,
+            wrap_up: None,
         }
     }
 }

@@ -112,11 +112,16 @@ pub enum Exclusion {
     FilterFailed(String),
     /// Outside the agent's own shift.
     OffShift,
+    /// Still wrapping up a session that ended (after-call work), until then.
+    WrappingUp {
+        /// When the wrap-up ends.
+        until: SystemTime,
+    },
 }
 
 impl Exclusion {
     /// How many kinds there are.
-    pub const KINDS: usize = 7;
+    pub const KINDS: usize = 8;
     /// Each kind's label, in checking order.
     const LABELS: [&'static str; Self::KINDS] = [
         "group closed",
@@ -126,6 +131,7 @@ impl Exclusion {
         "filter false",
         "filter failed",
         "off shift",
+        "wrapping up",
     ];
 
     /// The kind's number, in checking order.
@@ -138,6 +144,7 @@ impl Exclusion {
             Exclusion::FilterFalse => 4,
             Exclusion::FilterFailed(_) => 5,
             Exclusion::OffShift => 6,
+            Exclusion::WrappingUp { .. } => 7,
         }
     }
 
@@ -154,9 +161,17 @@ impl fmt::Display for Exclusion {
                 write!(f, "at capacity ({active}/{capacity})")
             }
             Exclusion::FilterFailed(error) => write!(f, "filter failed: {error}"),
+            Exclusion::WrappingUp { until } => write!(f, "wrap-up until {}", clock_time(*until)),
             other => f.write_str(other.label()),
         }
     }
+}
+
+/// `at` as an RFC 3339 UTC time to the second, as explanations show times.
+pub fn clock_time(at: SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(at)
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 /// An agent left out, and why.

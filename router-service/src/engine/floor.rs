@@ -371,6 +371,8 @@ impl Floor {
             unattributed: 0,
             confirmed: 0,
             last_assigned: standing.last,
+            // Wrap-up is time's business: eligibility reads it from the state.
+            last_finished: None,
         };
         Some((agent, load))
     }

@@ -168,6 +168,7 @@ fn set(state: &mut Floorful, n: usize, live: Live) {
         unattributed: 0,
         confirmed: 0,
         last_assigned: live.last.map(at),
+        last_finished: None,
     };
     state.loads.insert(id.clone(), load);
     match status_of(live.status) {

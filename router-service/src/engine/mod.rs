@@ -37,7 +37,7 @@ pub use catalog::{
 };
 pub use decision::{
     Answer, Candidate, Decision, Excluded, Exclusion, RuleOutcome, RuleTrace, Sticky, Tally,
-    TargetOutcome, TargetTrace,
+    TargetOutcome, TargetTrace, clock_time,
 };
 pub use floor::Floor;
 use floor::Ranking;
@@ -127,6 +127,7 @@ fn decide_over(
         now,
         need: rule.max_agents.saturating_mul(2),
         sticky: &sticky,
+        rule,
     };
     let mut targets = Vec::with_capacity(rule.targets.len());
     let mut chosen = None;
@@ -211,6 +212,7 @@ struct Search<'a> {
     now: SystemTime,
     need: usize,
     sticky: &'a [(AgentId, Sticky)],
+    rule: &'a Rule,
 }
 
 impl Search<'_> {
@@ -431,6 +433,15 @@ impl Search<'_> {
             .is_some_and(|shift| !shift.is_open(self.now))
         {
             return Err(Exclusion::OffShift);
+        }
+        let wrap_up = self.app.wrap_up(self.rule, target);
+        if !wrap_up.is_zero()
+            && let Some(finished) = self.state.load(&agent.id).last_finished
+            && finished + wrap_up > self.now
+        {
+            return Err(Exclusion::WrappingUp {
+                until: finished + wrap_up,
+            });
         }
         Ok(())
     }

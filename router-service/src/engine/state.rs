@@ -28,6 +28,9 @@ pub struct AgentLoad {
     pub confirmed: u32,
     /// When the agent was last assigned a session; `None` if never.
     pub last_assigned: Option<SystemTime>,
+    /// When a session the agent served last ended or moved away (by the router's clock),
+    /// what wrap-up counts from; `None` if never.
+    pub last_finished: Option<SystemTime>,
 }
 
 /// Where a session stands.

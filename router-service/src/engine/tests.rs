@@ -152,6 +152,7 @@ impl FakeState {
                 unattributed: 0,
                 confirmed: 0,
                 last_assigned: last,
+                last_finished: None,
             },
         );
         self

@@ -315,6 +315,10 @@ fn exclusion(reason: &Exclusion) -> (pb::Exclusion, String) {
         }
         Exclusion::FilterFalse => (pb::Exclusion::FilterFalse, String::new()),
         Exclusion::FilterFailed(error) => (pb::Exclusion::FilterFailed, error.clone()),
+        Exclusion::WrappingUp { until } => (
+            pb::Exclusion::WrappingUp,
+            format!("until {}", crate::engine::clock_time(*until)),
+        ),
     }
 }
 

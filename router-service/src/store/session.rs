@@ -241,6 +241,9 @@ pub struct Effects {
     pub last_assigned: Option<(AgentId, u64)>,
     /// The customer's previous agent, and since when, if that is later than what is known.
     pub history: Option<(ClientUserId, AgentId, u64)>,
+    /// An agent who finished serving the session (it ended, or moved to someone else) at
+    /// this time, by the router's clock: what wrap-up counts from.
+    pub finished: Option<(AgentId, u64)>,
 }
 
 impl Effects {
@@ -365,6 +368,8 @@ pub fn reserve(
         taken: taken.clone().map(|agent| (agent, false)),
         last_assigned: taken.clone().map(|agent| (agent, to_ms(now))),
         history: taken.map(|agent| (customer.clone(), agent, event_ms)),
+        // Wrap-up follows what events say ended, not a user asking again.
+        finished: None,
     };
     (record, effects)
 }
@@ -445,6 +450,14 @@ pub fn report(
             record.state = Some(SessionState::Ended);
             record.seat = None;
         }
+    }
+    // A confirmed seat given up: its agent served the session and now wraps up, unless the
+    // session only moved back to them or Desk's count released it (nobody saw it end).
+    if let Some((agent, true)) = &effects.released
+        && effects.taken.as_ref().map(|(taken, _)| taken) != Some(agent)
+        && event.kind != SessionEventKind::Reconciled
+    {
+        effects.finished = Some((agent.clone(), to_ms(now)));
     }
     Some((record, effects))
 }

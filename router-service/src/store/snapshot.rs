@@ -83,6 +83,9 @@ pub struct AppSnapshot {
     /// The agents' idle clocks.
     #[serde(default)]
     pub last_assigned: Vec<Idle>,
+    /// When agents last finished serving a session (what wrap-up counts from).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub last_finished: Vec<Idle>,
     /// What roster syncs read from Desk.
     #[serde(default, skip_serializing_if = "is_empty_desk")]
     pub desk: DeskRoster,
@@ -132,6 +135,15 @@ impl AppSnapshot {
                 })
             })
             .collect();
+        let last_finished = roster
+            .iter()
+            .filter_map(|agent| {
+                Some(Idle {
+                    at_ms: to_ms(state.load(&agent.id).last_finished?),
+                    agent: agent.id.clone(),
+                })
+            })
+            .collect();
         let unattributed = roster
             .iter()
             .filter_map(|agent| {
@@ -153,6 +165,7 @@ impl AppSnapshot {
             statuses,
             roster,
             last_assigned,
+            last_finished,
             desk: state.desk().cloned().unwrap_or_default(),
             unattributed,
         }

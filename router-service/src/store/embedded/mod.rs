@@ -55,7 +55,8 @@ const FORMAT_KEY: &str = "format";
 
 /// The layout of the embedded file and its journal this build writes and the newest it
 /// reads. 1 is the layout as first released: a file without a format is of it; 2 adds the
-/// `desk` table (an older build cannot read its journal frames, so it refuses the file).
+/// `desk` and `last_finished` tables (an older build cannot read their journal frames, so
+/// it refuses the file).
 pub const FORMAT: u64 = 2;
 
 /// The tables, each keyed by (app, id), each value a JSON record of [`record`].
@@ -80,6 +81,8 @@ pub(super) enum Kind {
     /// What roster syncs read from Desk: each member by lower-cased e-mail
     /// ([`crate::engine::desk::DeskMember`]), and Desk's groups under [`DESK_GROUPS`].
     Desk,
+    /// When each agent last finished serving a session, Unix milliseconds (wrap-up).
+    LastFinished,
 }
 
 /// The key of Desk's groups in the `desk` table (never an e-mail).
@@ -88,7 +91,7 @@ const DESK_GROUPS: &str = "groups";
 const DESK_HOURS: &str = "hours";
 
 impl Kind {
-    const ALL: [Kind; 8] = [
+    const ALL: [Kind; 9] = [
         Kind::Assignments,
         Kind::LastAssigned,
         Kind::History,
@@ -97,6 +100,7 @@ impl Kind {
         Kind::Customers,
         Kind::Seen,
         Kind::Desk,
+        Kind::LastFinished,
     ];
 
     fn table(self) -> Table {
@@ -109,6 +113,7 @@ impl Kind {
             Kind::Customers => "customers",
             Kind::Seen => "seen",
             Kind::Desk => "desk",
+            Kind::LastFinished => "last_finished",
         })
     }
 }
@@ -221,6 +226,11 @@ pub(super) fn last_assigned(app: SdkAppId, agent: &AgentId, at: SystemTime) -> O
     Op::put(Kind::LastAssigned, app, agent.as_str(), &to_ms(at))
 }
 
+/// The write of when an agent last finished serving a session.
+pub(super) fn last_finished(app: SdkAppId, agent: &AgentId, at: SystemTime) -> Op {
+    Op::put(Kind::LastFinished, app, agent.as_str(), &to_ms(at))
+}
+
 /// The write of a customer's previous agent (or its deletion, `None`).
 pub(super) fn history(
     app: SdkAppId,
@@ -257,6 +267,7 @@ pub(super) fn probe() -> Op {
 pub(super) struct LoadedApp {
     pub(super) sessions: Vec<(SessionId, SessionRecord)>,
     pub(super) last_assigned: Vec<(AgentId, u64)>,
+    pub(super) last_finished: Vec<(AgentId, u64)>,
     pub(super) history: Vec<(ClientUserId, HistoryRecord)>,
     pub(super) statuses: Vec<(AgentId, StatusRecord)>,
     pub(super) roster: Vec<(AgentId, RosterRecord)>,
@@ -600,6 +611,10 @@ fn read_into(loaded: &mut LoadedApp, kind: Kind, id: &str, value: &[u8]) -> Resu
             let agent = AgentId::parse(id).map_err(text)?;
             loaded.last_assigned.push((agent, record::decode(value)?));
         }
+        Kind::LastFinished => {
+            let agent = AgentId::parse(id).map_err(text)?;
+            loaded.last_finished.push((agent, record::decode(value)?));
+        }
         Kind::History => {
             let customer = ClientUserId::parse(id).map_err(text)?;
             loaded.history.push((customer, record::decode(value)?));
@@ -632,4 +647,17 @@ fn read_into(loaded: &mut LoadedApp, kind: Kind, id: &str, value: &[u8]) -> Resu
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Kind;
+
+    /// Frames name a table by its number, and the fold finds it at that place in `ALL`.
+    #[test]
+    fn each_table_is_at_its_own_number() {
+        for (place, kind) in Kind::ALL.iter().enumerate() {
+            assert_eq!(*kind as usize, place, "{kind:?}");
+        }
+    }
 }

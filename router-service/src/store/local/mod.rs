@@ -157,6 +157,11 @@ impl LocalStore {
                 .iter()
                 .map(|change| (change.agent.clone(), change.definition.clone()))
                 .collect(),
+            last_finished: snapshot
+                .last_finished
+                .iter()
+                .map(|idle| (idle.agent.clone(), idle.at_ms))
+                .collect(),
             desk: snapshot.desk.clone(),
             ..embedded::LoadedApp::default()
         };

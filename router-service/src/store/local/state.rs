@@ -145,6 +145,9 @@ impl AppState {
         for (agent, at_ms) in loaded.last_assigned {
             state.loads.entry(agent).or_default().last_assigned = Some(from_ms(at_ms));
         }
+        for (agent, at_ms) in loaded.last_finished {
+            state.loads.entry(agent).or_default().last_finished = Some(from_ms(at_ms));
+        }
         let mut stray_ends = Vec::new();
         for (session, record) in loaded.sessions {
             if record.is_stray_end() {
@@ -312,6 +315,14 @@ impl AppState {
             if load.last_assigned.is_none_or(|known| known < at) {
                 load.last_assigned = Some(at);
                 writes.record(|| [embedded::last_assigned(app, agent, at)]);
+            }
+        }
+        if let Some((agent, at_ms)) = &effects.finished {
+            let at = from_ms(*at_ms);
+            let load = self.loads.entry(agent.clone()).or_default();
+            if load.last_finished.is_none_or(|known| known < at) {
+                load.last_finished = Some(at);
+                writes.record(|| [embedded::last_finished(app, agent, at)]);
             }
         }
         if let Some((customer, agent, event_ms)) = &effects.history

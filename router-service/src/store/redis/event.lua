@@ -7,7 +7,8 @@
 -- ms), 17/18 how long to remember identities (ms) and how many at most, 19/20 for a seat
 -- the router did not reserve, its agent ('' for none) and the most sessions they may hold,
 -- 21/22 whether the new record is the end of a session the router did not reserve ('1')
--- and how many of those the app keeps (KEYS[12] orders them, oldest forgotten first).
+-- and how many of those the app keeps (KEYS[12] orders them, oldest forgotten first),
+-- 23/24 an agent who finished serving the session (agent or '', ms: what wrap-up counts from).
 -- Returns 1 recorded, 2 duplicate, 3 superseded (nothing to change), 4 over capacity
 -- (nothing stored).
 if seen(ARGV[7]) then return 2 end
@@ -24,8 +25,9 @@ if ARGV[5] ~= '' then
   end
   if ARGV[12] ~= '' then touch(ARGV[12], ARGV[13]) end
   if ARGV[14] ~= '' then remember(ARGV[14], ARGV[15], ARGV[16]) end
+  if ARGV[23] ~= '' then finish(ARGV[23], ARGV[24]) end
   local told = {}
-  for _, agent in ipairs({ARGV[8], ARGV[10], ARGV[12]}) do
+  for _, agent in ipairs({ARGV[8], ARGV[10], ARGV[12], ARGV[23]}) do
     if agent ~= '' and not told[agent] then
       announce(agent)
       told[agent] = true

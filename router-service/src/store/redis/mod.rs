@@ -717,6 +717,10 @@ impl RedisStore {
                 if stray { "1" } else { "0" }.to_owned(),
                 MAX_STRAY_ENDS.to_string(),
             ]);
+            match &effects.finished {
+                Some((agent, ms)) => args.extend([agent.to_string(), ms.to_string()]),
+                None => args.extend([String::new(), String::new()]),
+            }
             let reply = self
                 .run(&self.scripts.event, app.id, now, |cmd| {
                     cmd.arg(args);
@@ -1101,6 +1105,7 @@ struct Keys {
     stray_ends: String,
     desk: String,
     unattributed: String,
+    finished: String,
 }
 
 impl Keys {
@@ -1121,11 +1126,12 @@ impl Keys {
             stray_ends: key("stray_ends"),
             desk: key("desk"),
             unattributed: key("unattributed"),
+            finished: key("finished"),
         }
     }
 
     /// In the scripts' KEYS order.
-    fn all(&self) -> [&str; 14] {
+    fn all(&self) -> [&str; 15] {
         [
             &self.sessions,
             &self.expiry,
@@ -1141,6 +1147,7 @@ impl Keys {
             &self.stray_ends,
             &self.desk,
             &self.unattributed,
+            &self.finished,
         ]
     }
 }

@@ -1,7 +1,7 @@
 -- Shared by every script: helpers, then releasing what is due.
 -- KEYS: 1 sessions, 2 deadlines, 3 active, 4 last, 5 history, 6 statuses, 7 roster,
--- 8 customers, 9 confirmed, 10 changes, 11 seen, 12 stray ends, 13 desk, 14 unattributed
--- (see Keys in mod.rs).
+-- 8 customers, 9 confirmed, 10 changes, 11 seen, 12 stray ends, 13 desk, 14 unattributed,
+-- 15 finished (see Keys in mod.rs).
 -- ARGV: 1 now_ms, 2 max_session_ms, then the script's own.
 --
 -- Every change of an agent's load, idle clock or status is appended to the changes stream
@@ -37,7 +37,8 @@ local function announce(agent)
   redis.call('XADD', KEYS[10], 'MAXLEN', '~', 20000, '*', 'agent', agent,
     'active', redis.call('HGET', KEYS[3], agent) or '0',
     'confirmed', redis.call('HGET', KEYS[9], agent) or '0',
-    'last', redis.call('HGET', KEYS[4], agent) or '')
+    'last', redis.call('HGET', KEYS[4], agent) or '',
+    'finished', redis.call('HGET', KEYS[15], agent) or '')
 end
 
 local function release(agent, confirmed)
@@ -53,6 +54,14 @@ local function take(agent, confirmed)
   redis.call('HINCRBY', KEYS[3], agent, 1)
   if confirmed then
     redis.call('HINCRBY', KEYS[9], agent, 1)
+  end
+end
+
+-- Moves the time an agent last finished serving a session (KEYS[15]) forward, never back.
+local function finish(agent, at_ms)
+  local last = tonumber(redis.call('HGET', KEYS[15], agent) or '0')
+  if tonumber(at_ms) > last then
+    redis.call('HSET', KEYS[15], agent, at_ms)
   end
 end
 

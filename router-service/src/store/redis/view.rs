@@ -44,11 +44,11 @@ pub(super) enum Update {
         last: Option<StreamId>,
         entries: Vec<(StreamId, Vec<(String, String)>)>,
     },
-    /// The whole app: active, last, statuses, roster, confirmed, desk and unattributed
-    /// hashes.
+    /// The whole app: active, last, statuses, roster, confirmed, desk, unattributed and
+    /// finished hashes.
     Full {
         last: Option<StreamId>,
-        hashes: [Vec<(String, String)>; 7],
+        hashes: [Vec<(String, String)>; 8],
     },
 }
 
@@ -82,6 +82,7 @@ impl Update {
                 hash(4)?,
                 hash(5)?,
                 hash(6)?,
+                hash(7)?,
             ],
         })
     }
@@ -159,6 +160,7 @@ impl View {
                     confirmed,
                     desk,
                     unattributed,
+                    finished,
                 ] = hashes;
                 let mut loads: FastMap<AgentId, AgentLoad> = FastMap::default();
                 for (agent, count) in active {
@@ -169,6 +171,12 @@ impl View {
                 for (agent, ms) in assigned {
                     if let Ok(agent) = AgentId::parse(agent) {
                         loads.entry(agent).or_default().last_assigned =
+                            ms.parse().ok().map(from_ms);
+                    }
+                }
+                for (agent, ms) in finished {
+                    if let Ok(agent) = AgentId::parse(agent) {
+                        loads.entry(agent).or_default().last_finished =
                             ms.parse().ok().map(from_ms);
                     }
                 }
@@ -287,6 +295,7 @@ impl View {
                 active: active.parse().unwrap_or(0),
                 confirmed: field("confirmed").and_then(|c| c.parse().ok()).unwrap_or(0),
                 last_assigned: field("last").and_then(|l| l.parse().ok()).map(from_ms),
+                last_finished: field("finished").and_then(|f| f.parse().ok()).map(from_ms),
             };
             self.loads.insert(agent.clone(), load);
         }
