@@ -157,6 +157,8 @@ pub struct Metrics {
     pub seats_in_use: Family<GroupLabels, Gauge<i64, AtomicI64>>,
     /// Seats left below capacity on the group's available agents.
     pub seats_free: Family<GroupLabels, Gauge<i64, AtomicI64>>,
+    /// The group's agents wrapping up a session now (by the group's or app's `wrap_up`).
+    pub agents_wrapping_up: Family<GroupLabels, Gauge<i64, AtomicI64>>,
     /// Decision log entries written.
     pub decision_log_written: Counter,
     /// Decision log entries dropped, by reason: `queue_full` (the writer fell behind),
@@ -297,6 +299,11 @@ pub const MIRRORED: &[Mirrored] = &[
         gauge: false,
         help: "Members Desk showed with a MemberStatus code that [apps.desk] member_status does not map, by app and code",
     },
+    Mirrored {
+        name: "handoff_router_group_agents_wrapping_up",
+        gauge: true,
+        help: "Agents of the group wrapping up a session that ended (its or the app's wrap_up), read at each scrape",
+    },
 ];
 
 /// Registers `metric` as `handoff_router_<name>` with its help from [`MIRRORED`].
@@ -403,6 +410,7 @@ impl Metrics {
         let agents_available = Family::default();
         let seats_in_use = Family::default();
         let seats_free = Family::default();
+        let agents_wrapping_up = Family::default();
         let decision_log_written = Counter::default();
         let decision_log_dropped = Family::<ReasonLabels, Counter>::default();
         for reason in ["queue_full", "io"] {
@@ -464,6 +472,11 @@ impl Metrics {
         );
         register(&mut registry, "group_seats_in_use", seats_in_use.clone());
         register(&mut registry, "group_seats_free", seats_free.clone());
+        register(
+            &mut registry,
+            "group_agents_wrapping_up",
+            agents_wrapping_up.clone(),
+        );
         let desk_syncs = Family::default();
         register(&mut registry, "desk_syncs", desk_syncs.clone());
         let desk_sync_seconds = Family::<DeskSyncLabels, Histogram>::new_with_constructor(|| {
@@ -507,6 +520,7 @@ impl Metrics {
             agents_available,
             seats_in_use,
             seats_free,
+            agents_wrapping_up,
             decision_log_written,
             decision_log_dropped,
             connections_closed,

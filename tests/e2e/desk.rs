@@ -154,7 +154,7 @@ async fn seats(running: &Running) -> Result<Vec<(String, String)>, Error> {
 
 /// A metric's value summed over the samples whose labels contain every one of `labels`,
 /// and over every router in `routers` (on Redis, whichever replica syncs counts).
-async fn metric(routers: &[&Running], name: &str, labels: &[&str]) -> Result<f64, Error> {
+pub async fn metric(routers: &[&Running], name: &str, labels: &[&str]) -> Result<f64, Error> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut sum = 0.0;
     for running in routers {

@@ -150,6 +150,13 @@ async fn wrap_up_is_shared_by_replicas_on_redis() -> TestResult {
         .await?
         .into_inner();
     assert_eq!(answer.agent_ids, ["bob@example.com"], "{answer:?}");
+    let wrapping = crate::desk::metric(
+        &[&second],
+        "handoff_router_group_agents_wrapping_up",
+        &["group=\"6521\""],
+    )
+    .await?;
+    assert_eq!(wrapping, 1.0, "the gauge operators watch");
     first.shutdown().await?;
     second.shutdown().await
 }

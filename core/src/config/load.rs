@@ -419,6 +419,20 @@ mod tests {
                 format!("{FILE}\n[[apps]]\nsdk_app_id = 1400000001"),
                 "configured twice",
             ),
+            (
+                FILE.replace(
+                    "fallback_group_id = 6521",
+                    "fallback_group_id = 6521\nwrap_up = \"2h\"",
+                ),
+                "apps[0].wrap_up: must be at most 1h",
+            ),
+            (
+                FILE.replace(
+                    "name = \"general\"",
+                    "name = \"general\"\nwrap_up = \"61m\"",
+                ),
+                "apps[0].groups[0].wrap_up",
+            ),
         ];
         for (text, expected) in cases {
             let err = error_of(&text, &[]);

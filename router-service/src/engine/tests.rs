@@ -776,3 +776,39 @@ agents = 'agent.skills.billing != "3"'
     );
     Ok(())
 }
+
+#[test]
+fn wrap_up_is_the_rules_else_the_groups_else_the_apps() -> TestResult {
+    let app = app_from(
+        r#"
+[[apps]]
+sdk_app_id = 1400000001
+wrap_up = "30s"
+[[apps.groups]]
+id = 1
+name = "one"
+wrap_up = "2m"
+[[apps.groups]]
+id = 2
+name = "two"
+[[apps.rules]]
+name = "own"
+when = 'session.channel == "email"'
+group = 1
+wrap_up = "5s"
+[[apps.rules]]
+name = "groups"
+group = 1
+overflow = [{ group = 2 }]
+"#,
+    )?;
+    let own = &app.rules()[0].rule;
+    assert_eq!(app.wrap_up(own, &own.targets[0]), Duration::from_secs(5));
+    let rule = app.default_rule();
+    assert_eq!(
+        app.wrap_up(rule, &rule.targets[0]),
+        Duration::from_secs(120)
+    );
+    assert_eq!(app.wrap_up(rule, &rule.targets[1]), Duration::from_secs(30));
+    Ok(())
+}

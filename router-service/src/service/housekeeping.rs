@@ -156,10 +156,21 @@ impl<S: Store> Router<S> {
                     group: group.id.get(),
                 };
                 let (mut available, mut in_use, mut free) = (0i64, 0i64, 0i64);
+                let wrap_up = group.wrap_up.unwrap_or(app.wrap_up);
+                let now = self.clock.now();
+                let mut wrapping = 0i64;
                 for listing in listings
                     .iter()
                     .filter(|listing| listing.agent.groups.contains(&group.id))
                 {
+                    if !wrap_up.is_zero()
+                        && listing
+                            .load
+                            .last_finished
+                            .is_some_and(|finished| finished + wrap_up > now)
+                    {
+                        wrapping += 1;
+                    }
                     let active = i64::from(listing.load.active);
                     let capacity = i64::from(listing.agent.capacity);
                     in_use += active;
@@ -177,6 +188,10 @@ impl<S: Store> Router<S> {
                     .set(available);
                 self.metrics.seats_in_use.get_or_create(&labels).set(in_use);
                 self.metrics.seats_free.get_or_create(&labels).set(free);
+                self.metrics
+                    .agents_wrapping_up
+                    .get_or_create(&labels)
+                    .set(wrapping);
             }
         }
     }
