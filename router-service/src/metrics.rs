@@ -159,6 +159,8 @@ pub struct Metrics {
     pub seats_free: Family<GroupLabels, Gauge<i64, AtomicI64>>,
     /// The group's agents wrapping up a session now (by the group's or app's `wrap_up`).
     pub agents_wrapping_up: Family<GroupLabels, Gauge<i64, AtomicI64>>,
+    /// The group's agents parked after missed offers.
+    pub agents_parked: Family<GroupLabels, Gauge<i64, AtomicI64>>,
     /// Decision log entries written.
     pub decision_log_written: Counter,
     /// Decision log entries dropped, by reason: `queue_full` (the writer fell behind),
@@ -304,6 +306,11 @@ pub const MIRRORED: &[Mirrored] = &[
         gauge: true,
         help: "Agents of the group wrapping up a session that ended (its or the app's wrap_up), read at each scrape",
     },
+    Mirrored {
+        name: "handoff_router_group_agents_parked",
+        gauge: true,
+        help: "Agents of the group parked after missing max_missed offers in a row, read at each scrape",
+    },
 ];
 
 /// Registers `metric` as `handoff_router_<name>` with its help from [`MIRRORED`].
@@ -411,6 +418,7 @@ impl Metrics {
         let seats_in_use = Family::default();
         let seats_free = Family::default();
         let agents_wrapping_up = Family::default();
+        let agents_parked = Family::default();
         let decision_log_written = Counter::default();
         let decision_log_dropped = Family::<ReasonLabels, Counter>::default();
         for reason in ["queue_full", "io"] {
@@ -477,6 +485,7 @@ impl Metrics {
             "group_agents_wrapping_up",
             agents_wrapping_up.clone(),
         );
+        register(&mut registry, "group_agents_parked", agents_parked.clone());
         let desk_syncs = Family::default();
         register(&mut registry, "desk_syncs", desk_syncs.clone());
         let desk_sync_seconds = Family::<DeskSyncLabels, Histogram>::new_with_constructor(|| {
@@ -521,6 +530,7 @@ impl Metrics {
             seats_in_use,
             seats_free,
             agents_wrapping_up,
+            agents_parked,
             decision_log_written,
             decision_log_dropped,
             connections_closed,

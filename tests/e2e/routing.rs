@@ -2,7 +2,7 @@
 //! feature changes the answer, and the same floor without it answers otherwise.
 
 use handoff_proto::router::v1::{
-    AssignHumanRequest, Exclusion, ExplainAssignmentRequest,
+    AgentStatus, AssignHumanRequest, Exclusion, ExplainAssignmentRequest, SetAgentStatusRequest,
     router_service_client::RouterServiceClient,
 };
 
@@ -42,8 +42,12 @@ group = 6521
 
 /// Tencent's session event `event` for `session`, served by `agent`.
 async fn event(stack: &Stack, session: &str, event: &str, agent: &str) -> TestResult {
+    event_at(stack, session, event, agent, now_secs() * 1000).await
+}
+
+/// The same, dated `at` (Unix ms).
+async fn event_at(stack: &Stack, session: &str, event: &str, agent: &str, at: u64) -> TestResult {
     let uri = signed_uri(now_secs()).replace("ChatBot.OnAssignHuman", "Desk.SessionEventNotify");
-    let at = now_secs() * 1000;
     let body = format!(
         r#"{{"CallbackCommand":"Desk.SessionEventNotify","SessionId":"{session}","Event":"{event}","EventTime":{at},"ChannelType":"SDK","ClientUserId":"user-{session}","AgentId":"{agent}"}}"#
     );
@@ -157,6 +161,131 @@ async fn wrap_up_is_shared_by_replicas_on_redis() -> TestResult {
     )
     .await?;
     assert_eq!(wrapping, 1.0, "the gauge operators watch");
+    first.shutdown().await?;
+    second.shutdown().await
+}
+
+/// Handoff reserves Ann twice and Tencent gives both sessions to Bob (Ann let the accept
+/// countdown run out); what does s-3 get?
+async fn after_ann_missed_two(stack: Stack) -> Result<(Stack, Vec<String>), crate::support::Error> {
+    let at = now_secs() * 1000;
+    for (n, session) in ["s-1", "s-2"].iter().enumerate() {
+        let offered = stack.post(&signed_uri(now_secs()), &body(session)).await?;
+        assert_eq!(
+            offered.agents().first().map(String::as_str),
+            Some("ann@example.com"),
+            "{offered:?}"
+        );
+        event_at(
+            &stack,
+            session,
+            "AgentAccept",
+            "bob@example.com",
+            at + n as u64,
+        )
+        .await?;
+    }
+    let next = stack.post(&signed_uri(now_secs()), &body("s-3")).await?;
+    Ok((stack, next.agents()))
+}
+
+fn three_seats(config: String) -> String {
+    config.replace("capacity = 2", "capacity = 3")
+}
+
+#[tokio::test]
+async fn an_agent_who_misses_offers_in_a_row_is_parked_until_set_available() -> TestResult {
+    let (_, without) =
+        after_ann_missed_two(Stack::start(&three_seats(floor("", ""))).await?).await?;
+    assert_eq!(without.first().map(String::as_str), Some("ann@example.com"));
+
+    let parked = three_seats(floor("max_missed = 2\npark_for = \"10m\"", ""));
+    let (stack, with) = after_ann_missed_two(Stack::start(&parked).await?).await?;
+    assert_eq!(with, ["bob@example.com"]);
+    let mut client = RouterServiceClient::connect(format!("http://{}", stack.grpc)).await?;
+    let explained = client
+        .explain_assignment(ExplainAssignmentRequest {
+            handoff: Some(AssignHumanRequest {
+                sdk_app_id: 1_400_000_001,
+                session_id: "s-x".into(),
+                client_user_id: "someone".into(),
+                ..AssignHumanRequest::default()
+            }),
+            at: None,
+        })
+        .await?
+        .into_inner();
+    let left_out = explained
+        .targets
+        .iter()
+        .flat_map(|target| &target.excluded)
+        .find(|excluded| excluded.agent_id == "ann@example.com")
+        .ok_or("ann is left out")?;
+    assert_eq!(left_out.reason(), Exclusion::Parked);
+    assert!(
+        left_out.detail.starts_with("2 missed offers; until 20"),
+        "{left_out:?}"
+    );
+
+    // Back at her desk: set available, she is offered again.
+    client
+        .set_agent_status(SetAgentStatusRequest {
+            sdk_app_id: 1_400_000_001,
+            agent_id: "ann@example.com".into(),
+            status: AgentStatus::Available.into(),
+            ..SetAgentStatusRequest::default()
+        })
+        .await?;
+    let back = stack.post(&signed_uri(now_secs()), &body("s-4")).await?;
+    assert_eq!(
+        back.agents().first().map(String::as_str),
+        Some("ann@example.com"),
+        "{back:?}"
+    );
+    Ok(())
+}
+
+/// On Redis the misses are shared state: a replica that saw none of the events parks Ann.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missed_offers_are_shared_by_replicas_on_redis() -> TestResult {
+    let Some(redis) = crate::redis::RedisServer::start()? else {
+        return Ok(());
+    };
+    let config = three_seats(floor("max_missed = 2", ""));
+    let env = [("HANDOFF__ROUTER__STORE__URL", redis.url())];
+    let first = crate::support::launch(&config, &env, true, true).await?;
+    let second = crate::support::launch(&config, &env, true, false).await?;
+    let stack = Stack::gateway_only(&config, first.router.ok_or("no router")?).await?;
+    let (_, next) = after_ann_missed_two(stack).await?;
+    assert_eq!(next, ["bob@example.com"]);
+    let mut other =
+        RouterServiceClient::connect(format!("http://{}", second.router.ok_or("no router")?))
+            .await?;
+    let answer = other
+        .assign_human(AssignHumanRequest {
+            sdk_app_id: 1_400_000_001,
+            session_id: "s-9".into(),
+            client_user_id: "someone".into(),
+            ..AssignHumanRequest::default()
+        })
+        .await?
+        .into_inner();
+    // Bob is full with the three sessions; Ann is parked, as the other replica saw.
+    let reason = answer
+        .decision
+        .map(|decision| decision.reason)
+        .unwrap_or_default();
+    assert!(
+        answer.agent_ids.is_empty() && reason.contains("1 parked"),
+        "{reason}"
+    );
+    let parked = crate::desk::metric(
+        &[&second],
+        "handoff_router_group_agents_parked",
+        &["group=\"6521\""],
+    )
+    .await?;
+    assert_eq!(parked, 1.0, "the gauge operators alert on");
     first.shutdown().await?;
     second.shutdown().await
 }

@@ -50,6 +50,14 @@ pub struct AppConfig {
     /// otherwise; none by default.
     #[serde(default)]
     pub wrap_up: Option<ConfigDuration>,
+    /// After this many offers in a row an agent let pass (handoff reserved them, Tencent's
+    /// events show the session went to someone else), the agent is parked: left out of
+    /// answers for `park_for`, or until their status is set available again. 0: never.
+    #[serde(default)]
+    pub max_missed: u32,
+    /// How long a parked agent stays out, from their last missed offer.
+    #[serde(default = "default_park_for")]
+    pub park_for: ConfigDuration,
     /// `[[apps.groups]]`.
     #[serde(default)]
     pub groups: Vec<GroupConfig>,
@@ -131,6 +139,13 @@ impl DeskConfig {
 
 fn default_time_zone() -> String {
     "UTC".to_owned()
+}
+
+/// The most missed offers an agent's record keeps (the most `max_missed` may be).
+pub const MAX_MISSES: u32 = 16;
+
+fn default_park_for() -> ConfigDuration {
+    ConfigDuration::from_secs(600)
 }
 
 fn default_sticky_ttl() -> ConfigDuration {

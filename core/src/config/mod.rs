@@ -17,7 +17,8 @@ use serde::Deserialize;
 
 pub use app::{
     AgentConfig, AgentStatus, AppConfig, CustomerConfig, DEFAULT_CANDIDATES, DEFAULT_STICKY,
-    DeskConfig, GroupConfig, MAX_CANDIDATES, RuleConfig, ScheduleConfig, Strategy, TargetConfig,
+    DeskConfig, GroupConfig, MAX_CANDIDATES, MAX_MISSES, RuleConfig, ScheduleConfig, Strategy,
+    TargetConfig,
 };
 pub use duration::ConfigDuration;
 pub use load::{ConfigError, ENV_PREFIX, load, parse};

@@ -269,6 +269,18 @@ fn app(app: &AppConfig, key: &str) -> Result<(), Fault> {
         ));
     }
     wrap_up(app.wrap_up, &format!("{key}.wrap_up"))?;
+    if app.max_missed > super::MAX_MISSES {
+        return Err((
+            format!("{key}.max_missed"),
+            format!("must be at most {}", super::MAX_MISSES),
+        ));
+    }
+    if app.park_for.get().is_zero() || app.park_for.get() > Duration::from_secs(24 * 3600) {
+        return fault(
+            &format!("{key}.park_for"),
+            "must be above zero and at most 24h",
+        );
+    }
     let mut group_ids = HashSet::new();
     for (index, group) in app.groups.iter().enumerate() {
         wrap_up(group.wrap_up, &format!("{key}.groups[{index}].wrap_up"))?;

@@ -91,6 +91,10 @@ pub struct App {
     pub confirm_timeout: Option<std::time::Duration>,
     /// Wrap-up after a session ends, unless the group or rule says otherwise (zero: none).
     pub wrap_up: std::time::Duration,
+    /// Offers missed in a row that park an agent (0: never).
+    pub max_missed: u32,
+    /// How long a parked agent stays out, from the last miss.
+    pub park_for: std::time::Duration,
     /// What the router believes of reported events (`[router]`, the same for every app).
     pub reports: Reports,
     /// Whether the app's floor is synced from Tencent Desk (`[apps.desk]`): once a roster
@@ -244,6 +248,8 @@ impl App {
                 .wrap_up
                 .map(|wrap_up| wrap_up.get())
                 .unwrap_or_default(),
+            max_missed: config.max_missed,
+            park_for: config.park_for.get(),
             reports: Reports::default(),
             desk_sync: config.desk.is_some(),
             desk: config.desk.clone().map(Arc::new),

@@ -117,11 +117,19 @@ pub enum Exclusion {
         /// When the wrap-up ends.
         until: SystemTime,
     },
+    /// Parked after missing `missed` offers in a row (`max_missed`), until then or until
+    /// set available again.
+    Parked {
+        /// The offers missed in a row.
+        missed: u32,
+        /// When the agent is offered again.
+        until: SystemTime,
+    },
 }
 
 impl Exclusion {
     /// How many kinds there are.
-    pub const KINDS: usize = 8;
+    pub const KINDS: usize = 9;
     /// Each kind's label, in checking order.
     const LABELS: [&'static str; Self::KINDS] = [
         "group closed",
@@ -132,6 +140,7 @@ impl Exclusion {
         "filter failed",
         "off shift",
         "wrapping up",
+        "parked",
     ];
 
     /// The kind's number, in checking order.
@@ -145,6 +154,7 @@ impl Exclusion {
             Exclusion::FilterFailed(_) => 5,
             Exclusion::OffShift => 6,
             Exclusion::WrappingUp { .. } => 7,
+            Exclusion::Parked { .. } => 8,
         }
     }
 
@@ -162,6 +172,11 @@ impl fmt::Display for Exclusion {
             }
             Exclusion::FilterFailed(error) => write!(f, "filter failed: {error}"),
             Exclusion::WrappingUp { until } => write!(f, "wrap-up until {}", clock_time(*until)),
+            Exclusion::Parked { missed, until } => write!(
+                f,
+                "parked after {missed} missed offers until {}",
+                clock_time(*until)
+            ),
             other => f.write_str(other.label()),
         }
     }

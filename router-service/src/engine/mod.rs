@@ -43,7 +43,7 @@ pub use floor::Floor;
 use floor::Ranking;
 pub use handoff_core::config::Strategy;
 pub use state::{
-    AgentLoad, Customer, LiveSession, RosterChanges, SessionState, StateView, agent, roster,
+    AgentLoad, Customer, LiveSession, Misses, RosterChanges, SessionState, StateView, agent, roster,
 };
 
 use expr::Scope;
@@ -434,6 +434,9 @@ impl Search<'_> {
         {
             return Err(Exclusion::OffShift);
         }
+        if let Some((missed, until)) = parked(self.app, self.state, &agent.id, self.now) {
+            return Err(Exclusion::Parked { missed, until });
+        }
         let wrap_up = self.app.wrap_up(self.rule, target);
         if !wrap_up.is_zero()
             && let Some(finished) = self.state.load(&agent.id).last_finished
@@ -445,6 +448,30 @@ impl Search<'_> {
         }
         Ok(())
     }
+}
+
+/// Whether `agent` of `app` is parked at `now`: how many offers it missed in a row (since
+/// it last accepted one or was set available) and until when, once that reaches the app's
+/// `max_missed`, counted from its latest miss for `park_for`.
+pub fn parked(
+    app: &App,
+    state: &dyn StateView,
+    agent: &AgentId,
+    now: SystemTime,
+) -> Option<(u32, SystemTime)> {
+    if app.max_missed == 0 {
+        return None;
+    }
+    let misses = state.misses(agent)?;
+    let since = state
+        .available_since(agent)
+        .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        });
+    let (streak, latest) = misses.streak(since);
+    let until = std::time::UNIX_EPOCH + std::time::Duration::from_millis(latest?) + app.park_for;
+    (streak >= app.max_missed && until > now).then_some((streak, until))
 }
 
 /// The customer's previous agent (within `ttl`) and owner, in the order stickiness puts

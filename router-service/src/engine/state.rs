@@ -83,6 +83,59 @@ pub struct LiveSession {
     pub rule: Option<String>,
 }
 
+/// An agent's missed offers: when (by the reporter's clock, ms) each of the latest
+/// sessions handoff reserved them for went to someone else, and the latest session they
+/// accepted. A set and a maximum, so that any order and repetition of the same events
+/// gives the same record: misses at or before the last acceptance are dropped, and only the
+/// newest [`handoff_core::config::MAX_MISSES`] kept. Also the stored form (JSON).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Misses {
+    /// The missed offers after the last acceptance, oldest first.
+    #[serde(default)]
+    pub missed_ms: Vec<u64>,
+    /// The latest offer the agent accepted.
+    #[serde(default)]
+    pub accepted_ms: u64,
+}
+
+impl Misses {
+    /// Counts an offer missed at `ms`; whether the record changed.
+    pub fn missed(&mut self, ms: u64) -> bool {
+        if ms <= self.accepted_ms || self.missed_ms.contains(&ms) {
+            return false;
+        }
+        let at = self.missed_ms.partition_point(|known| *known < ms);
+        self.missed_ms.insert(at, ms);
+        let keep = handoff_core::config::MAX_MISSES as usize;
+        if self.missed_ms.len() > keep {
+            self.missed_ms.drain(..self.missed_ms.len() - keep);
+        }
+        true
+    }
+
+    /// Notes an offer accepted at `ms`; whether the record changed.
+    pub fn accepted(&mut self, ms: u64) -> bool {
+        if ms <= self.accepted_ms {
+            return false;
+        }
+        self.accepted_ms = ms;
+        self.missed_ms.retain(|missed| *missed > ms);
+        true
+    }
+
+    /// The misses in a row after `since_ms` (the agent last set available), and the
+    /// latest of them.
+    pub fn streak(&self, since_ms: u64) -> (u32, Option<u64>) {
+        let after: Vec<u64> = self
+            .missed_ms
+            .iter()
+            .copied()
+            .filter(|ms| *ms > since_ms)
+            .collect();
+        (after.len() as u32, after.last().copied())
+    }
+}
+
 /// Agents changed at run time: `Some` replaces or adds a definition, `None` removes one.
 pub type RosterChanges = BTreeMap<AgentId, Option<Arc<Agent>>>;
 
@@ -105,6 +158,16 @@ pub trait StateView {
     }
     /// What roster syncs read from Desk, for a store that syncs.
     fn desk(&self) -> Option<&super::desk::DeskRoster> {
+        None
+    }
+    /// `agent`'s missed offers, when it has any.
+    fn misses(&self, agent: &AgentId) -> Option<&Misses> {
+        let _ = agent;
+        None
+    }
+    /// When `agent`'s status was last set available, if its live status is that.
+    fn available_since(&self, agent: &AgentId) -> Option<SystemTime> {
+        let _ = agent;
         None
     }
     /// Who set `agent`'s live status (the Desk sync or a caller of the API); `None` when
@@ -220,4 +283,52 @@ pub fn roster<'a>(app: &'a App, changes: &'a RosterChanges) -> Vec<&'a Arc<Agent
         }
     }
     agents
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::Misses;
+
+    fn fold(ops: &[(bool, u64)]) -> Misses {
+        let mut misses = Misses::default();
+        for (miss, ms) in ops {
+            if *miss {
+                misses.missed(*ms);
+            } else {
+                misses.accepted(*ms);
+            }
+        }
+        misses
+    }
+
+    #[test]
+    fn an_accepted_offer_ends_the_streak_and_being_set_available_too() {
+        let misses = fold(&[(true, 10), (true, 20), (false, 15), (true, 30)]);
+        assert_eq!(misses.missed_ms, [20, 30]);
+        assert_eq!(misses.streak(0), (2, Some(30)));
+        assert_eq!(misses.streak(25), (1, Some(30)));
+        assert_eq!(misses.streak(30), (0, None));
+    }
+
+    proptest! {
+        /// Any order and repetition of the same misses and acceptances gives one record.
+        #[test]
+        fn any_order_and_repetition_gives_the_same_record(
+            ops in proptest::collection::vec((any::<bool>(), 0u64..40), 0..40),
+            seed in any::<u64>(),
+        ) {
+            let mut shuffled = ops.clone();
+            shuffled.extend(ops.iter().take(5).copied());
+            let mut state = seed | 1;
+            for i in (1..shuffled.len()).rev() {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                shuffled.swap(i, (state % (i as u64 + 1)) as usize);
+            }
+            prop_assert_eq!(fold(&ops), fold(&shuffled));
+        }
+    }
 }

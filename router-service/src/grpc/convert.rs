@@ -319,6 +319,13 @@ fn exclusion(reason: &Exclusion) -> (pb::Exclusion, String) {
             pb::Exclusion::WrappingUp,
             format!("until {}", crate::engine::clock_time(*until)),
         ),
+        Exclusion::Parked { missed, until } => (
+            pb::Exclusion::Parked,
+            format!(
+                "{missed} missed offers; until {}",
+                crate::engine::clock_time(*until)
+            ),
+        ),
     }
 }
 

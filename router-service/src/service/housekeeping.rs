@@ -159,6 +159,7 @@ impl<S: Store> Router<S> {
                 let wrap_up = group.wrap_up.unwrap_or(app.wrap_up);
                 let now = self.clock.now();
                 let mut wrapping = 0i64;
+                let mut parked = 0i64;
                 for listing in listings
                     .iter()
                     .filter(|listing| listing.agent.groups.contains(&group.id))
@@ -171,6 +172,7 @@ impl<S: Store> Router<S> {
                     {
                         wrapping += 1;
                     }
+                    parked += i64::from(listing.parked.is_some());
                     let active = i64::from(listing.load.active);
                     let capacity = i64::from(listing.agent.capacity);
                     in_use += active;
@@ -192,6 +194,10 @@ impl<S: Store> Router<S> {
                     .agents_wrapping_up
                     .get_or_create(&labels)
                     .set(wrapping);
+                self.metrics
+                    .agents_parked
+                    .get_or_create(&labels)
+                    .set(parked);
             }
         }
     }

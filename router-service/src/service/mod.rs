@@ -112,6 +112,8 @@ pub struct AgentListing {
     pub source: AgentSource,
     /// Where its status comes from: the definition's (`profile`) unless set live.
     pub status_source: engine::desk::Source,
+    /// Parked after missed offers: how many, and until when.
+    pub parked: Option<(u32, SystemTime)>,
 }
 
 /// Where an agent's definition comes from.
@@ -707,6 +709,7 @@ impl<S: Store> Router<S> {
                         status_source: state
                             .status_source(&agent.id)
                             .unwrap_or(agent.sources.profile),
+                        parked: engine::parked(&app, state, &agent.id, now),
                         load: state.load(&agent.id),
                         on_shift: agent.shift.as_ref().is_none_or(|shift| shift.is_open(now)),
                         source: match (

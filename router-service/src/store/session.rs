@@ -111,8 +111,8 @@ pub enum Weighed {
     Changes {
         /// The record to store (boxed: it is the larger by far).
         record: Box<SessionRecord>,
-        /// What storing it does to loads, idle clocks and links.
-        effects: Effects,
+        /// What storing it does to loads, idle clocks and links (boxed, as the record).
+        effects: Box<Effects>,
         /// For a seat the router did not reserve: the agent and the most sessions they may
         /// hold with it counted (capacity plus `[router] capacity_margin`). A store that
         /// finds them at it already stores nothing and answers
@@ -169,7 +169,7 @@ pub fn weigh(
     match report(old, event, now, max_session) {
         Some((record, effects)) => Weighed::Changes {
             record: Box::new(record),
-            effects,
+            effects: Box::new(effects),
             limit,
             outcome,
         },
@@ -244,6 +244,12 @@ pub struct Effects {
     /// An agent who finished serving the session (it ended, or moved to someone else) at
     /// this time, by the router's clock: what wrap-up counts from.
     pub finished: Option<(AgentId, u64)>,
+    /// The agent handoff reserved, who let the session go to someone else, and when (the
+    /// reporter's clock): a missed offer.
+    pub missed: Option<(AgentId, u64)>,
+    /// The agent handoff reserved, who took the session, and when: their misses in a row
+    /// end.
+    pub accepted: Option<(AgentId, u64)>,
 }
 
 impl Effects {
@@ -370,6 +376,8 @@ pub fn reserve(
         history: taken.map(|agent| (customer.clone(), agent, event_ms)),
         // Wrap-up follows what events say ended, not a user asking again.
         finished: None,
+        missed: None,
+        accepted: None,
     };
     (record, effects)
 }
@@ -423,6 +431,14 @@ pub fn report(
         released: record.held(),
         ..Effects::default()
     };
+    // A reservation the event settles: taken by the reserved agent, or given to another.
+    if let (Standing::Provisional(reserved), Standing::Confirmed(serving)) = (&before, &after) {
+        if reserved == serving {
+            effects.accepted = Some((reserved.clone(), fact.event_ms));
+        } else {
+            effects.missed = Some((reserved.clone(), fact.event_ms));
+        }
+    }
     record.since_ms = to_ms(now);
     record.expires_at_ms = to_ms(now + max_session);
     match after {

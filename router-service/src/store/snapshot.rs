@@ -86,6 +86,9 @@ pub struct AppSnapshot {
     /// When agents last finished serving a session (what wrap-up counts from).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub last_finished: Vec<Idle>,
+    /// Agents' missed offers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub misses: Vec<(AgentId, engine::Misses)>,
     /// What roster syncs read from Desk.
     #[serde(default, skip_serializing_if = "is_empty_desk")]
     pub desk: DeskRoster,
@@ -144,6 +147,10 @@ impl AppSnapshot {
                 })
             })
             .collect();
+        let misses = roster
+            .iter()
+            .filter_map(|agent| Some((agent.id.clone(), state.misses(&agent.id)?.clone())))
+            .collect();
         let unattributed = roster
             .iter()
             .filter_map(|agent| {
@@ -166,6 +173,7 @@ impl AppSnapshot {
             roster,
             last_assigned,
             last_finished,
+            misses,
             desk: state.desk().cloned().unwrap_or_default(),
             unattributed,
         }

@@ -55,7 +55,7 @@ const FORMAT_KEY: &str = "format";
 
 /// The layout of the embedded file and its journal this build writes and the newest it
 /// reads. 1 is the layout as first released: a file without a format is of it; 2 adds the
-/// `desk` and `last_finished` tables (an older build cannot read their journal frames, so
+/// `desk`, `last_finished` and `misses` tables (an older build cannot read their journal frames, so
 /// it refuses the file).
 pub const FORMAT: u64 = 2;
 
@@ -83,6 +83,8 @@ pub(super) enum Kind {
     Desk,
     /// When each agent last finished serving a session, Unix milliseconds (wrap-up).
     LastFinished,
+    /// Each agent's missed offers: [`crate::engine::Misses`].
+    Misses,
 }
 
 /// The key of Desk's groups in the `desk` table (never an e-mail).
@@ -91,7 +93,7 @@ const DESK_GROUPS: &str = "groups";
 const DESK_HOURS: &str = "hours";
 
 impl Kind {
-    const ALL: [Kind; 9] = [
+    const ALL: [Kind; 10] = [
         Kind::Assignments,
         Kind::LastAssigned,
         Kind::History,
@@ -101,6 +103,7 @@ impl Kind {
         Kind::Seen,
         Kind::Desk,
         Kind::LastFinished,
+        Kind::Misses,
     ];
 
     fn table(self) -> Table {
@@ -114,6 +117,7 @@ impl Kind {
             Kind::Seen => "seen",
             Kind::Desk => "desk",
             Kind::LastFinished => "last_finished",
+            Kind::Misses => "misses",
         })
     }
 }
@@ -231,6 +235,11 @@ pub(super) fn last_finished(app: SdkAppId, agent: &AgentId, at: SystemTime) -> O
     Op::put(Kind::LastFinished, app, agent.as_str(), &to_ms(at))
 }
 
+/// The write of an agent's missed offers.
+pub(super) fn misses(app: SdkAppId, agent: &AgentId, record: &crate::engine::Misses) -> Op {
+    Op::put(Kind::Misses, app, agent.as_str(), record)
+}
+
 /// The write of a customer's previous agent (or its deletion, `None`).
 pub(super) fn history(
     app: SdkAppId,
@@ -268,6 +277,7 @@ pub(super) struct LoadedApp {
     pub(super) sessions: Vec<(SessionId, SessionRecord)>,
     pub(super) last_assigned: Vec<(AgentId, u64)>,
     pub(super) last_finished: Vec<(AgentId, u64)>,
+    pub(super) misses: Vec<(AgentId, crate::engine::Misses)>,
     pub(super) history: Vec<(ClientUserId, HistoryRecord)>,
     pub(super) statuses: Vec<(AgentId, StatusRecord)>,
     pub(super) roster: Vec<(AgentId, RosterRecord)>,
@@ -614,6 +624,10 @@ fn read_into(loaded: &mut LoadedApp, kind: Kind, id: &str, value: &[u8]) -> Resu
         Kind::LastFinished => {
             let agent = AgentId::parse(id).map_err(text)?;
             loaded.last_finished.push((agent, record::decode(value)?));
+        }
+        Kind::Misses => {
+            let agent = AgentId::parse(id).map_err(text)?;
+            loaded.misses.push((agent, record::decode(value)?));
         }
         Kind::History => {
             let customer = ClientUserId::parse(id).map_err(text)?;

@@ -162,6 +162,7 @@ impl LocalStore {
                 .iter()
                 .map(|idle| (idle.agent.clone(), idle.at_ms))
                 .collect(),
+            misses: snapshot.misses.clone(),
             desk: snapshot.desk.clone(),
             ..embedded::LoadedApp::default()
         };

@@ -54,6 +54,8 @@ pub(super) struct AppState {
     composed_for: u64,
     /// Desk's business hours compiled for the app, when it takes them.
     desk_hours: Option<crate::engine::schedule::Schedule>,
+    /// Each agent's missed offers.
+    pub(super) misses: FastMap<AgentId, crate::engine::Misses>,
     /// Sessions Desk counts beyond the seats held, by agent, from the last status poll. Not
     /// journaled: the next poll counts them again.
     pub(super) unattributed: FastMap<AgentId, u32>,
@@ -92,6 +94,7 @@ impl AppState {
             changes: RosterChanges::new(),
             composed_for: 0,
             desk_hours: None,
+            misses: FastMap::default(),
             unattributed: FastMap::default(),
             zone,
             sessions: FastMap::default(),
@@ -145,6 +148,7 @@ impl AppState {
         for (agent, at_ms) in loaded.last_assigned {
             state.loads.entry(agent).or_default().last_assigned = Some(from_ms(at_ms));
         }
+        state.misses.extend(loaded.misses);
         for (agent, at_ms) in loaded.last_finished {
             state.loads.entry(agent).or_default().last_finished = Some(from_ms(at_ms));
         }
@@ -315,6 +319,26 @@ impl AppState {
             if load.last_assigned.is_none_or(|known| known < at) {
                 load.last_assigned = Some(at);
                 writes.record(|| [embedded::last_assigned(app, agent, at)]);
+            }
+        }
+        let missed = effects
+            .missed
+            .as_ref()
+            .map(|(agent, ms)| (agent, *ms, true));
+        let accepted = effects
+            .accepted
+            .as_ref()
+            .map(|(agent, ms)| (agent, *ms, false));
+        for (agent, ms, miss) in missed.into_iter().chain(accepted) {
+            let misses = self.misses.entry(agent.clone()).or_default();
+            let changed = if miss {
+                misses.missed(ms)
+            } else {
+                misses.accepted(ms)
+            };
+            if changed {
+                let record = misses.clone();
+                writes.record(|| [embedded::misses(app, agent, &record)]);
             }
         }
         if let Some((agent, at_ms)) = &effects.finished {
@@ -542,6 +566,17 @@ impl StateView for AppState {
 
     fn desk_hours(&self) -> Option<&crate::engine::schedule::Schedule> {
         self.desk_hours.as_ref()
+    }
+
+    fn misses(&self, agent: &AgentId) -> Option<&crate::engine::Misses> {
+        self.misses.get(agent)
+    }
+
+    fn available_since(&self, agent: &AgentId) -> Option<SystemTime> {
+        self.statuses
+            .get(agent)
+            .filter(|record| record.status() == AgentStatus::Available)
+            .map(|record| from_ms(record.at_ms()))
     }
 
     fn status_source(&self, agent: &AgentId) -> Option<crate::engine::desk::Source> {

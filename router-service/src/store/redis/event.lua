@@ -8,7 +8,9 @@
 -- the router did not reserve, its agent ('' for none) and the most sessions they may hold,
 -- 21/22 whether the new record is the end of a session the router did not reserve ('1')
 -- and how many of those the app keeps (KEYS[12] orders them, oldest forgotten first),
--- 23/24 an agent who finished serving the session (agent or '', ms: what wrap-up counts from).
+-- 23/24 an agent who finished serving the session (agent or '', ms: what wrap-up counts from),
+-- 25/26 a reserved agent who missed the offer (agent or '', ms), 27/28 one who accepted it,
+-- 29 how many misses an agent's record keeps.
 -- Returns 1 recorded, 2 duplicate, 3 superseded (nothing to change), 4 over capacity
 -- (nothing stored).
 if seen(ARGV[7]) then return 2 end
@@ -26,8 +28,10 @@ if ARGV[5] ~= '' then
   if ARGV[12] ~= '' then touch(ARGV[12], ARGV[13]) end
   if ARGV[14] ~= '' then remember(ARGV[14], ARGV[15], ARGV[16]) end
   if ARGV[23] ~= '' then finish(ARGV[23], ARGV[24]) end
+  if ARGV[25] ~= '' then miss(ARGV[25], ARGV[26], tonumber(ARGV[29])) end
+  if ARGV[27] ~= '' then accept(ARGV[27], ARGV[28]) end
   local told = {}
-  for _, agent in ipairs({ARGV[8], ARGV[10], ARGV[12], ARGV[23]}) do
+  for _, agent in ipairs({ARGV[8], ARGV[10], ARGV[12], ARGV[23], ARGV[25], ARGV[27]}) do
     if agent ~= '' and not told[agent] then
       announce(agent)
       told[agent] = true

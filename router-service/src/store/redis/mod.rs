@@ -694,7 +694,7 @@ impl RedisStore {
                     effects,
                     limit,
                     outcome,
-                } => (Some(*record), effects, limit, outcome),
+                } => (Some(*record), *effects, limit, outcome),
             };
             let mut args = vec![
                 session_id.clone(),
@@ -717,10 +717,13 @@ impl RedisStore {
                 if stray { "1" } else { "0" }.to_owned(),
                 MAX_STRAY_ENDS.to_string(),
             ]);
-            match &effects.finished {
-                Some((agent, ms)) => args.extend([agent.to_string(), ms.to_string()]),
-                None => args.extend([String::new(), String::new()]),
+            for effect in [&effects.finished, &effects.missed, &effects.accepted] {
+                match effect {
+                    Some((agent, ms)) => args.extend([agent.to_string(), ms.to_string()]),
+                    None => args.extend([String::new(), String::new()]),
+                }
             }
+            args.push(handoff_core::config::MAX_MISSES.to_string());
             let reply = self
                 .run(&self.scripts.event, app.id, now, |cmd| {
                     cmd.arg(args);
@@ -1106,6 +1109,7 @@ struct Keys {
     desk: String,
     unattributed: String,
     finished: String,
+    misses: String,
 }
 
 impl Keys {
@@ -1127,11 +1131,12 @@ impl Keys {
             desk: key("desk"),
             unattributed: key("unattributed"),
             finished: key("finished"),
+            misses: key("misses"),
         }
     }
 
     /// In the scripts' KEYS order.
-    fn all(&self) -> [&str; 15] {
+    fn all(&self) -> [&str; 16] {
         [
             &self.sessions,
             &self.expiry,
@@ -1148,6 +1153,7 @@ impl Keys {
             &self.desk,
             &self.unattributed,
             &self.finished,
+            &self.misses,
         ]
     }
 }

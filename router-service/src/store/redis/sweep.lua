@@ -1,7 +1,7 @@
 -- Shared by every script: helpers, then releasing what is due.
 -- KEYS: 1 sessions, 2 deadlines, 3 active, 4 last, 5 history, 6 statuses, 7 roster,
 -- 8 customers, 9 confirmed, 10 changes, 11 seen, 12 stray ends, 13 desk, 14 unattributed,
--- 15 finished (see Keys in mod.rs).
+-- 15 finished, 16 misses (see Keys in mod.rs).
 -- ARGV: 1 now_ms, 2 max_session_ms, then the script's own.
 --
 -- Every change of an agent's load, idle clock or status is appended to the changes stream
@@ -38,7 +38,8 @@ local function announce(agent)
     'active', redis.call('HGET', KEYS[3], agent) or '0',
     'confirmed', redis.call('HGET', KEYS[9], agent) or '0',
     'last', redis.call('HGET', KEYS[4], agent) or '',
-    'finished', redis.call('HGET', KEYS[15], agent) or '')
+    'finished', redis.call('HGET', KEYS[15], agent) or '',
+    'misses', redis.call('HGET', KEYS[16], agent) or '')
 end
 
 local function release(agent, confirmed)
@@ -63,6 +64,47 @@ local function finish(agent, at_ms)
   if tonumber(at_ms) > last then
     redis.call('HSET', KEYS[15], agent, at_ms)
   end
+end
+
+-- An agent's missed offers (KEYS[16]) as "<accepted ms>;<missed ms>,..." oldest first, by
+-- the rules of engine::Misses: misses at or before the last acceptance are dropped, only
+-- the newest `keep` kept, so any order and repetition of events gives the same record.
+local function read_misses(agent)
+  local raw = redis.call('HGET', KEYS[16], agent) or '0;'
+  local accepted, list = string.match(raw, '^(%d+);(.*)$')
+  local missed = {}
+  for ms in string.gmatch(list or '', '%d+') do table.insert(missed, tonumber(ms)) end
+  return tonumber(accepted or '0'), missed
+end
+
+local function write_misses(agent, accepted, missed)
+  local parts = {}
+  for i, ms in ipairs(missed) do parts[i] = string.format('%.0f', ms) end
+  redis.call('HSET', KEYS[16], agent, string.format('%.0f', accepted) .. ';' .. table.concat(parts, ','))
+end
+
+local function miss(agent, ms, keep)
+  ms = tonumber(ms)
+  local accepted, missed = read_misses(agent)
+  if ms <= accepted then return end
+  for _, known in ipairs(missed) do
+    if known == ms then return end
+  end
+  table.insert(missed, ms)
+  table.sort(missed)
+  while #missed > keep do table.remove(missed, 1) end
+  write_misses(agent, accepted, missed)
+end
+
+local function accept(agent, ms)
+  ms = tonumber(ms)
+  local accepted, missed = read_misses(agent)
+  if ms <= accepted then return end
+  local kept = {}
+  for _, known in ipairs(missed) do
+    if known > ms then table.insert(kept, known) end
+  end
+  write_misses(agent, ms, kept)
 end
 
 -- Moves an agent's idle clock forward to at_ms, never back.

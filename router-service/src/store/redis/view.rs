@@ -17,7 +17,7 @@ use redis::Value;
 use super::snapshot::{pairs, text};
 use crate::{
     engine::{
-        Agent, AgentLoad, App, Customer, Floor, LiveSession, RosterChanges, StateView,
+        Agent, AgentLoad, App, Customer, Floor, LiveSession, Misses, RosterChanges, StateView,
         desk::{self, DeskDelta, DeskRoster},
     },
     hash::FastMap,
@@ -48,7 +48,7 @@ pub(super) enum Update {
     /// finished hashes.
     Full {
         last: Option<StreamId>,
-        hashes: [Vec<(String, String)>; 8],
+        hashes: [Vec<(String, String)>; 9],
     },
 }
 
@@ -83,6 +83,7 @@ impl Update {
                 hash(5)?,
                 hash(6)?,
                 hash(7)?,
+                hash(8)?,
             ],
         })
     }
@@ -103,6 +104,8 @@ pub(super) struct View {
     desk: DeskRoster,
     /// Desk's business hours compiled for the app, when it takes them.
     desk_hours: Option<crate::engine::schedule::Schedule>,
+    /// Each agent's missed offers.
+    misses: FastMap<AgentId, Misses>,
     /// What Desk counts beyond each member's seats, from the last status poll.
     unattributed: FastMap<AgentId, u32>,
     /// The roster's run-time changes as the engine sees them: the overlays with Desk's
@@ -161,6 +164,7 @@ impl View {
                     desk,
                     unattributed,
                     finished,
+                    misses,
                 ] = hashes;
                 let mut loads: FastMap<AgentId, AgentLoad> = FastMap::default();
                 for (agent, count) in active {
@@ -174,6 +178,12 @@ impl View {
                             ms.parse().ok().map(from_ms);
                     }
                 }
+                self.misses = misses
+                    .into_iter()
+                    .filter_map(|(agent, raw)| {
+                        Some((AgentId::parse(agent).ok()?, parse_misses(&raw)?))
+                    })
+                    .collect();
                 for (agent, ms) in finished {
                     if let Ok(agent) = AgentId::parse(agent) {
                         loads.entry(agent).or_default().last_finished =
@@ -299,6 +309,12 @@ impl View {
             };
             self.loads.insert(agent.clone(), load);
         }
+        if let Some(raw) = field("misses") {
+            match parse_misses(raw) {
+                Some(misses) => self.misses.insert(agent.clone(), misses),
+                None => self.misses.remove(&agent),
+            };
+        }
         if let Some(status) = field("status") {
             match record::decode::<StatusRecord>(status.as_bytes()) {
                 Ok(status) => self.statuses.insert(agent.clone(), status),
@@ -393,6 +409,19 @@ fn load_of(
     load
 }
 
+/// An agent's missed offers as the scripts keep them: `"<accepted ms>;<missed ms>,..."`.
+fn parse_misses(raw: &str) -> Option<Misses> {
+    let (accepted, missed) = raw.split_once(';')?;
+    Some(Misses {
+        accepted_ms: accepted.parse().ok()?,
+        missed_ms: missed
+            .split(',')
+            .filter(|ms| !ms.is_empty())
+            .filter_map(|ms| ms.parse().ok())
+            .collect(),
+    })
+}
+
 /// Who set a live status.
 fn status_source(record: StatusRecord) -> desk::Source {
     if record.by_desk() {
@@ -452,6 +481,18 @@ impl StateView for Looked<'_> {
 
     fn desk_hours(&self) -> Option<&crate::engine::schedule::Schedule> {
         self.view.desk_hours.as_ref()
+    }
+
+    fn misses(&self, agent: &AgentId) -> Option<&Misses> {
+        self.view.misses.get(agent)
+    }
+
+    fn available_since(&self, agent: &AgentId) -> Option<SystemTime> {
+        self.view
+            .statuses
+            .get(agent)
+            .filter(|record| record.status() == AgentStatus::Available)
+            .map(|record| from_ms(record.at_ms()))
     }
 
     fn status_source(&self, agent: &AgentId) -> Option<desk::Source> {
