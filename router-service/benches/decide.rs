@@ -7,6 +7,8 @@
 //! without an agent filter and with 10,000 agents outside the group; `store` runs the local
 //! store's AssignHuman with seats taken and released as it goes.
 //!
+//! `features` decides over 10,000 agents without, then with, wrap-up and missed offers.
+//!
 //! `cargo bench -p handoff-router --bench decide`
 
 use std::{
@@ -24,8 +26,8 @@ use handoff_core::{
 };
 use handoff_router::{
     engine::{
-        AgentLoad, App, Catalog, Customer, Floor, Handoff, RosterChanges, StateView, decide,
-        decide_fully,
+        AgentLoad, App, Catalog, Customer, Floor, Handoff, Misses, RosterChanges, StateView,
+        decide, decide_fully,
     },
     store::{Change, Lifetimes, LocalStore, SessionEvent, SessionEventKind, Store},
 };
@@ -36,6 +38,7 @@ struct Loaded {
     loads: HashMap<AgentId, AgentLoad>,
     changes: RosterChanges,
     floor: Option<Floor>,
+    misses: HashMap<AgentId, Misses>,
 }
 
 impl StateView for Loaded {
@@ -56,6 +59,9 @@ impl StateView for Loaded {
     }
     fn floor(&self) -> Option<&Floor> {
         self.floor.as_ref()
+    }
+    fn misses(&self, agent: &AgentId) -> Option<&Misses> {
+        self.misses.get(agent)
     }
 }
 
@@ -81,6 +87,7 @@ fn loaded(app: &App) -> Loaded {
         loads,
         changes: RosterChanges::new(),
         floor: None,
+        misses: HashMap::new(),
     };
     state.floor = Some(Floor::build(app, 0, &state));
     state
@@ -229,6 +236,44 @@ fn floors(c: &mut Criterion) {
     group.finish();
 }
 
+/// A decision over 10,000 agents with none of the features beyond the peers, then with
+/// wrap-up and missed offers on, every tenth agent wrapping up and every tenth (others)
+/// parked: the cost of the checks, as a ratio of the two in the same run.
+fn features(c: &mut Criterion) {
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_572_000);
+    let mut group = c.benchmark_group("features");
+    group.sample_size(30);
+    let plain = app(&scaled_floor(10_000, 0, false));
+    let featured = app(&scaled_floor(10_000, 0, false).replacen(
+        "sdk_app_id = 1400000001\n",
+        "sdk_app_id = 1400000001\nwrap_up = \"60s\"\nmax_missed = 2\n",
+        1,
+    ));
+    let handoff = handoff("walk-in", &[]);
+    let plain_state = loaded(&plain);
+    group.bench_function("10000 agents, no wrap-up or missed offers", |b| {
+        b.iter(|| decide(black_box(&plain), &handoff, &plain_state, now))
+    });
+    let mut state = loaded(&featured);
+    let now_ms = 1_795_572_000_000u64;
+    for (n, agent) in featured.agents().iter().enumerate() {
+        if n % 10 == 0 {
+            if let Some(load) = state.loads.get_mut(&agent.id) {
+                load.last_finished = Some(now - Duration::from_secs(10));
+            }
+        } else if n % 10 == 5 {
+            let mut misses = Misses::default();
+            misses.missed(now_ms - 2_000);
+            misses.missed(now_ms - 1_000);
+            state.misses.insert(agent.id.clone(), misses);
+        }
+    }
+    group.bench_function("10000 agents, wrap-up and missed offers on", |b| {
+        b.iter(|| decide(black_box(&featured), &handoff, &state, now))
+    });
+    group.finish();
+}
+
 /// The local store's AssignHuman over 10,000 agents, each call a new session, with the
 /// session of 1,000 calls before ended, so loads stay level and seats move both ways.
 fn store(c: &mut Criterion) {
@@ -275,5 +320,5 @@ fn store(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decisions, floors, store);
+criterion_group!(benches, decisions, floors, features, store);
 criterion_main!(benches);

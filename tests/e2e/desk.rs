@@ -620,7 +620,12 @@ async fn groups_without_hours_take_desks_work_time() -> TestResult {
         .collect();
     desk.set_work_time("default", &closed_today);
     let text = config(&desk).replace("[apps.desk]\n", "[apps.desk]\nhours = true\n");
-    let running = launch(&text, &[key_env()], true, true).await?;
+    // Memory: a file left by another run would hold that run's Desk hours.
+    let env = [
+        ("HANDOFF__ROUTER__STORE__KIND", "memory".to_owned()),
+        key_env(),
+    ];
+    let running = launch(&text, &env, true, true).await?;
     until(&running, "the roster", |agents| {
         row(agents, "bob@example.com").is_some()
     })
