@@ -237,8 +237,28 @@ impl App {
                 None => default_rule = Some(compiled),
             }
         }
-        let default_rule =
+        let mut default_rule =
             default_rule.unwrap_or_else(|| Rule::implicit_default(config.target_group_id()));
+        // Each target's wrap-up, resolved once: the rule's, else its group's, else the app's.
+        let app_wrap_up = config
+            .wrap_up
+            .map(|wrap_up| wrap_up.get())
+            .unwrap_or_default();
+        let rules_mut = rules
+            .iter_mut()
+            .map(|conditional| &mut conditional.rule)
+            .chain(std::iter::once(&mut default_rule));
+        for rule in rules_mut {
+            for target in &mut rule.targets {
+                target.wrap_up = rule
+                    .wrap_up
+                    .or_else(|| {
+                        let id = target.group?;
+                        groups.iter().find(|group| group.id == id)?.wrap_up
+                    })
+                    .unwrap_or(app_wrap_up);
+            }
+        }
         Ok(Self {
             id: config.sdk_app_id,
             zone,
@@ -317,11 +337,10 @@ impl App {
     }
 
     /// How long an agent of `target` of `rule` wraps up after a session: the rule's
-    /// `wrap_up`, else its group's, else the app's.
+    /// `wrap_up`, else its group's, else the app's (resolved when the app was compiled).
     pub fn wrap_up(&self, rule: &Rule, target: &Target) -> std::time::Duration {
-        rule.wrap_up
-            .or_else(|| target.group.and_then(|id| self.group(id)?.wrap_up))
-            .unwrap_or(self.wrap_up)
+        let _ = rule;
+        target.wrap_up
     }
 
     /// The group answered when nobody can be chosen.
@@ -649,6 +668,7 @@ impl Rule {
                 strategy: Strategy::LeastLoaded,
                 skills: Vec::new(),
                 seed: 0,
+                wrap_up: std::time::Duration::ZERO,
             }],
             max_agents: DEFAULT_CANDIDATES as usize,
             sticky: DEFAULT_STICKY,
@@ -671,6 +691,8 @@ pub struct Target {
     pub skills: Vec<String>,
     /// Seed for `random`.
     pub seed: u64,
+    /// How long its agents wrap up after a session (see [`App::wrap_up`]).
+    pub wrap_up: std::time::Duration,
 }
 
 impl Target {
@@ -686,6 +708,7 @@ impl Target {
             strategy: config.strategy,
             skills: config.skills.clone(),
             seed: config.seed,
+            wrap_up: std::time::Duration::ZERO,
         })
     }
 }

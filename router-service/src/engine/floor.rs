@@ -44,6 +44,8 @@ struct Standing {
     capacity: u32,
     last: Option<SystemTime>,
     status: AgentStatus,
+    /// When the agent last finished a session (wrap-up); not ordered on.
+    finished: Option<SystemTime>,
 }
 
 impl Standing {
@@ -371,8 +373,7 @@ impl Floor {
             unattributed: 0,
             confirmed: 0,
             last_assigned: standing.last,
-            // Wrap-up is time's business: eligibility reads it from the state.
-            last_finished: None,
+            last_finished: standing.finished,
         };
         Some((agent, load))
     }
@@ -389,6 +390,7 @@ fn standing(agent: &Agent, load: AgentLoad, status: Option<AgentStatus>) -> Stan
         capacity: agent.capacity,
         last: load.last_assigned,
         status: status.unwrap_or(agent.status),
+        finished: load.last_finished,
     }
 }
 

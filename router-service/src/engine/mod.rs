@@ -127,7 +127,6 @@ fn decide_over(
         now,
         need: rule.max_agents.saturating_mul(2),
         sticky: &sticky,
-        rule,
     };
     let mut targets = Vec::with_capacity(rule.targets.len());
     let mut chosen = None;
@@ -212,7 +211,6 @@ struct Search<'a> {
     now: SystemTime,
     need: usize,
     sticky: &'a [(AgentId, Sticky)],
-    rule: &'a Rule,
 }
 
 impl Search<'_> {
@@ -437,9 +435,9 @@ impl Search<'_> {
         if let Some((missed, until)) = parked(self.app, self.state, &agent.id, self.now) {
             return Err(Exclusion::Parked { missed, until });
         }
-        let wrap_up = self.app.wrap_up(self.rule, target);
+        let wrap_up = target.wrap_up;
         if !wrap_up.is_zero()
-            && let Some(finished) = self.state.load(&agent.id).last_finished
+            && let Some(finished) = load.last_finished
             && finished + wrap_up > self.now
         {
             return Err(Exclusion::WrappingUp {
