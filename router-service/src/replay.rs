@@ -636,4 +636,67 @@ mod tests {
             "evenly spaced"
         );
     }
+
+    /// What wrap-up would have done: as logged (no wrap-up) Bob served c-1's session, it
+    /// ended, and c-1's next session went to Bob again as her previous agent; under a config
+    /// that adds wrap-up, Bob is still writing notes and the session moves to Ann.
+    #[tokio::test]
+    async fn a_replay_under_a_config_that_adds_wrap_up_moves_the_next_session()
+    -> Result<(), testing::Error> {
+        let lifetimes = testing::lifetimes(std::time::Duration::from_secs(600));
+        let app = testing::app_id()?;
+        let bob = AgentId::parse("bob@example.com")?;
+        let event = |kind, at_ms| {
+            let change = crate::store::Change::Session(crate::store::SessionEvent {
+                session: SessionId::parse("s-1").map_err(|e| e.to_string())?,
+                kind,
+                agent: Some(bob.clone()),
+                from_agent: None,
+                customer: None,
+                at: crate::store::record::from_ms(at_ms),
+                id: None,
+            });
+            Ok::<_, String>(Entry::change(
+                app,
+                crate::store::record::from_ms(at_ms),
+                &change,
+                Applied::Recorded,
+                None,
+            ))
+        };
+        let entries = || -> Result<Vec<Entry>, testing::Error> {
+            Ok(vec![
+                Entry::Decision(Box::new(to_bob("s-1", "c-1", 1_000)?)),
+                event(crate::store::SessionEventKind::Assigned, 1_500)?,
+                event(crate::store::SessionEventKind::Ended, 2_000)?,
+                Entry::Decision(Box::new(to_bob("s-2", "c-1", 3_000)?)),
+            ])
+        };
+        let second = |report: &Report| {
+            report
+                .changed
+                .iter()
+                .find(|changed| changed.session == "s-2")
+                .map(|changed| changed.after.agents.clone())
+        };
+        let plain = testing::catalog()?;
+        let report = replay(&plain, lifetimes, numbered(entries()?)).await?;
+        assert_eq!(second(&report), None, "{:?}", report.changed);
+
+        let text = testing::TWO_AGENTS.replace(
+            "sdk_app_id = 1400000001",
+            "sdk_app_id = 1400000001\n    wrap_up = \"5m\"",
+        );
+        let config =
+            handoff_core::config::parse(&text, std::path::Path::new("t.toml"), Vec::new())?;
+        let wrapping = Catalog::from_config(&config, std::path::Path::new("t.toml"))?;
+        let report = replay(&wrapping, lifetimes, numbered(entries()?)).await?;
+        assert_eq!(
+            second(&report),
+            Some(vec![AgentId::parse("ann@example.com")?.to_string()]),
+            "{:?}",
+            report.changed
+        );
+        Ok(())
+    }
 }

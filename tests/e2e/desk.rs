@@ -256,11 +256,16 @@ async fn the_floor_follows_desk(
         (fields.capacity(), fields.profile()),
         (FieldSource::Desk, FieldSource::File)
     );
-    let health = desk_health(routers).await?;
-    assert!(
-        health.last_roster.is_some() && health.error.is_empty(),
-        "{health:?}"
-    );
+    // The round is noted once it is over (after its changes are visible).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let health = desk_health(routers).await?;
+        if health.last_roster.is_some() && health.error.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{health:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     let bob = row(&listed, "bob@example.com").ok_or("bob")?;
     assert_eq!(
