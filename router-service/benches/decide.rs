@@ -29,7 +29,7 @@ use handoff_core::{
 };
 use handoff_router::{
     engine::{
-        AgentLoad, App, Catalog, Customer, Floor, Handoff, Misses, RosterChanges, StateView,
+        AgentLoad, App, Catalog, Customer, Floor, Handoff, Misses, RosterChanges, StateView, Taken,
         decide, decide_fully,
     },
     store::{Change, Lifetimes, LocalStore, SessionEvent, SessionEventKind, Store},
@@ -42,6 +42,7 @@ struct Loaded {
     changes: RosterChanges,
     floor: Option<Floor>,
     misses: FastMap<AgentId, Misses>,
+    taken: FastMap<AgentId, Taken>,
 }
 
 impl StateView for Loaded {
@@ -65,6 +66,9 @@ impl StateView for Loaded {
     }
     fn misses(&self, agent: &AgentId) -> Option<&Misses> {
         self.misses.get(agent)
+    }
+    fn taken(&self, agent: &AgentId) -> Option<&Taken> {
+        self.taken.get(agent)
     }
 }
 
@@ -91,6 +95,7 @@ fn loaded(app: &App) -> Loaded {
         changes: RosterChanges::new(),
         floor: None,
         misses: FastMap::default(),
+        taken: FastMap::default(),
     };
     state.floor = Some(Floor::build(app, 0, &state));
     state
@@ -240,8 +245,9 @@ fn floors(c: &mut Criterion) {
 }
 
 /// A decision over 10,000 agents with none of the features beyond the peers, then with
-/// wrap-up and missed offers on, every tenth agent wrapping up and every tenth (others)
-/// parked: the cost of the checks, as a ratio of the two in the same run.
+/// wrap-up, missed offers and fair share on, every tenth agent wrapping up, every tenth
+/// (others) parked and every tenth at its fair share: the cost of the checks, as a ratio
+/// of the two in the same run.
 fn features(c: &mut Criterion) {
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_572_000);
     let mut group = c.benchmark_group("features");
@@ -249,7 +255,7 @@ fn features(c: &mut Criterion) {
     let plain = app(&scaled_floor(10_000, 0, false));
     let featured = app(&scaled_floor(10_000, 0, false).replacen(
         "sdk_app_id = 1400000001\n",
-        "sdk_app_id = 1400000001\nwrap_up = \"60s\"\nmax_missed = 2\n",
+        "sdk_app_id = 1400000001\nwrap_up = \"60s\"\nmax_missed = 2\nfair_share = { sessions = 5, window = \"1h\" }\n",
         1,
     ));
     let handoff = handoff("walk-in", &[]);
@@ -260,6 +266,12 @@ fn features(c: &mut Criterion) {
     let mut state = loaded(&featured);
     let now_ms = 1_795_572_000_000u64;
     for (n, agent) in featured.agents().iter().enumerate() {
+        // Everyone took a few sessions this hour; every tenth their five already.
+        let mut taken = Taken::default();
+        for k in 0..(if n % 10 == 3 { 5 } else { 3 }) {
+            taken.took(&format!("s-{n}-{k}"), now_ms - 60_000 * (k + 1), 0, 5);
+        }
+        state.taken.insert(agent.id.clone(), taken);
         if n % 10 == 0 {
             if let Some(load) = state.loads.get_mut(&agent.id) {
                 load.last_finished = Some(now - Duration::from_secs(10));
@@ -271,9 +283,10 @@ fn features(c: &mut Criterion) {
             state.misses.insert(agent.id.clone(), misses);
         }
     }
-    group.bench_function("10000 agents, wrap-up and missed offers on", |b| {
-        b.iter(|| decide(black_box(&featured), &handoff, &state, now))
-    });
+    group.bench_function(
+        "10000 agents, wrap-up, missed offers and fair share on",
+        |b| b.iter(|| decide(black_box(&featured), &handoff, &state, now)),
+    );
     group.finish();
 }
 

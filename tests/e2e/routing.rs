@@ -289,3 +289,79 @@ async fn missed_offers_are_shared_by_replicas_on_redis() -> TestResult {
     first.shutdown().await?;
     second.shutdown().await
 }
+
+/// Ann takes s-1; with fair share at one session an hour, s-2 is not offered to her.
+#[tokio::test]
+async fn fair_share_caps_the_new_sessions_an_agent_takes_in_a_window() -> TestResult {
+    let offered = |config: String| async move {
+        let stack = Stack::start(&config).await?;
+        let first = stack.post(&signed_uri(now_secs()), &body("s-1")).await?;
+        assert_eq!(
+            first.agents().first().map(String::as_str),
+            Some("ann@example.com")
+        );
+        let next = stack.post(&signed_uri(now_secs()), &body("s-2")).await?;
+        Ok::<_, crate::support::Error>((stack, next.agents()))
+    };
+    let (_, without) = offered(floor("", "")).await?;
+    assert_eq!(without, ["bob@example.com", "ann@example.com"]);
+    let fair = floor("fair_share = { sessions = 1, window = \"1h\" }", "");
+    let (stack, with) = offered(fair).await?;
+    assert_eq!(with, ["bob@example.com"]);
+    let mut client = RouterServiceClient::connect(format!("http://{}", stack.grpc)).await?;
+    let explained = client
+        .explain_assignment(ExplainAssignmentRequest {
+            handoff: Some(AssignHumanRequest {
+                sdk_app_id: 1_400_000_001,
+                session_id: "s-x".into(),
+                client_user_id: "someone".into(),
+                ..AssignHumanRequest::default()
+            }),
+            at: None,
+        })
+        .await?
+        .into_inner();
+    let left_out = explained
+        .targets
+        .iter()
+        .flat_map(|target| &target.excluded)
+        .find(|excluded| excluded.agent_id == "ann@example.com")
+        .ok_or("ann is left out")?;
+    assert_eq!(left_out.reason(), Exclusion::FairShare);
+    assert_eq!(left_out.detail, "1 of 1 in 3600s");
+    Ok(())
+}
+
+/// On Redis, a replica that made none of Ann's reservations counts them too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fair_share_is_shared_by_replicas_on_redis() -> TestResult {
+    let Some(redis) = crate::redis::RedisServer::start()? else {
+        return Ok(());
+    };
+    let config = floor("fair_share = { sessions = 1, window = \"1h\" }", "");
+    let env = [("HANDOFF__ROUTER__STORE__URL", redis.url())];
+    let first = crate::support::launch(&config, &env, true, true).await?;
+    let second = crate::support::launch(&config, &env, true, false).await?;
+    let ask = |addr: std::net::SocketAddr, session: &'static str| async move {
+        let mut client = RouterServiceClient::connect(format!("http://{addr}")).await?;
+        let answer = client
+            .assign_human(AssignHumanRequest {
+                sdk_app_id: 1_400_000_001,
+                session_id: session.into(),
+                client_user_id: format!("c-{session}"),
+                ..AssignHumanRequest::default()
+            })
+            .await?
+            .into_inner();
+        Ok::<_, crate::support::Error>(answer.agent_ids)
+    };
+    let one = first.router.ok_or("no router")?;
+    let two = second.router.ok_or("no router")?;
+    assert_eq!(
+        ask(one, "s-1").await?.first().map(String::as_str),
+        Some("ann@example.com")
+    );
+    assert_eq!(ask(two, "s-2").await?, ["bob@example.com"]);
+    first.shutdown().await?;
+    second.shutdown().await
+}

@@ -58,6 +58,10 @@ pub struct AppConfig {
     /// How long a parked agent stays out, from their last missed offer.
     #[serde(default = "default_park_for")]
     pub park_for: ConfigDuration,
+    /// At most this many new sessions per agent within a window, so that least-loaded and
+    /// longest-idle do not pile work on a fast agent.
+    #[serde(default)]
+    pub fair_share: Option<FairShareConfig>,
     /// `[[apps.groups]]`.
     #[serde(default)]
     pub groups: Vec<GroupConfig>,
@@ -140,6 +144,19 @@ impl DeskConfig {
 fn default_time_zone() -> String {
     "UTC".to_owned()
 }
+
+/// `[apps.fair_share]`: at most `sessions` new sessions per agent in any `window`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FairShareConfig {
+    /// New sessions an agent may take within the window.
+    pub sessions: u32,
+    /// The window, up to a day.
+    pub window: ConfigDuration,
+}
+
+/// The most new sessions an agent's fair-share record keeps (the most `sessions` may be).
+pub const MAX_FAIR_SHARE: u32 = 500;
 
 /// The most missed offers an agent's record keeps (the most `max_missed` may be).
 pub const MAX_MISSES: u32 = 16;

@@ -275,6 +275,20 @@ fn app(app: &AppConfig, key: &str) -> Result<(), Fault> {
             format!("must be at most {}", super::MAX_MISSES),
         ));
     }
+    if let Some(fair) = &app.fair_share {
+        if fair.sessions == 0 || fair.sessions > super::MAX_FAIR_SHARE {
+            return Err((
+                format!("{key}.fair_share.sessions"),
+                format!("must be from 1 to {}", super::MAX_FAIR_SHARE),
+            ));
+        }
+        if fair.window.get().is_zero() || fair.window.get() > Duration::from_secs(24 * 3600) {
+            return fault(
+                &format!("{key}.fair_share.window"),
+                "must be above zero and at most 24h",
+            );
+        }
+    }
     if app.park_for.get().is_zero() || app.park_for.get() > Duration::from_secs(24 * 3600) {
         return fault(
             &format!("{key}.park_for"),

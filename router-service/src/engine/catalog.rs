@@ -95,6 +95,8 @@ pub struct App {
     pub max_missed: u32,
     /// How long a parked agent stays out, from the last miss.
     pub park_for: std::time::Duration,
+    /// Fair share: at most this many new sessions per agent within the window.
+    pub fair_share: Option<(u32, std::time::Duration)>,
     /// What the router believes of reported events (`[router]`, the same for every app).
     pub reports: Reports,
     /// Whether the app's floor is synced from Tencent Desk (`[apps.desk]`): once a roster
@@ -270,6 +272,9 @@ impl App {
                 .unwrap_or_default(),
             max_missed: config.max_missed,
             park_for: config.park_for.get(),
+            fair_share: config
+                .fair_share
+                .map(|fair| (fair.sessions, fair.window.get())),
             reports: Reports::default(),
             desk_sync: config.desk.is_some(),
             desk: config.desk.clone().map(Arc::new),

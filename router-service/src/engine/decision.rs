@@ -125,11 +125,20 @@ pub enum Exclusion {
         /// When the agent is offered again.
         until: SystemTime,
     },
+    /// Took as many new sessions within the window as fair share allows.
+    FairShare {
+        /// New sessions taken within the window.
+        taken: u32,
+        /// How many the app allows.
+        limit: u32,
+        /// The window.
+        window: std::time::Duration,
+    },
 }
 
 impl Exclusion {
     /// How many kinds there are.
-    pub const KINDS: usize = 9;
+    pub const KINDS: usize = 10;
     /// Each kind's label, in checking order.
     const LABELS: [&'static str; Self::KINDS] = [
         "group closed",
@@ -141,6 +150,7 @@ impl Exclusion {
         "off shift",
         "wrapping up",
         "parked",
+        "fair share",
     ];
 
     /// The kind's number, in checking order.
@@ -155,6 +165,7 @@ impl Exclusion {
             Exclusion::OffShift => 6,
             Exclusion::WrappingUp { .. } => 7,
             Exclusion::Parked { .. } => 8,
+            Exclusion::FairShare { .. } => 9,
         }
     }
 
@@ -172,6 +183,11 @@ impl fmt::Display for Exclusion {
             }
             Exclusion::FilterFailed(error) => write!(f, "filter failed: {error}"),
             Exclusion::WrappingUp { until } => write!(f, "wrap-up until {}", clock_time(*until)),
+            Exclusion::FairShare {
+                taken,
+                limit,
+                window,
+            } => write!(f, "fair share: {taken} of {limit} in {}s", window.as_secs()),
             Exclusion::Parked { missed, until } => write!(
                 f,
                 "parked after {missed} missed offers until {}",

@@ -43,7 +43,8 @@ pub use floor::Floor;
 use floor::Ranking;
 pub use handoff_core::config::Strategy;
 pub use state::{
-    AgentLoad, Customer, LiveSession, Misses, RosterChanges, SessionState, StateView, agent, roster,
+    AgentLoad, Customer, LiveSession, Misses, RosterChanges, SessionState, StateView, Taken, agent,
+    roster,
 };
 
 use expr::Scope;
@@ -431,6 +432,26 @@ impl Search<'_> {
             .is_some_and(|shift| !shift.is_open(self.now))
         {
             return Err(Exclusion::OffShift);
+        }
+        if let Some((sessions, window)) = self.app.fair_share {
+            let since = self
+                .now
+                .checked_sub(window)
+                .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |since| {
+                    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+                });
+            let taken = self
+                .state
+                .taken(&agent.id)
+                .map_or(0, |taken| taken.since(since));
+            if taken >= sessions as usize {
+                return Err(Exclusion::FairShare {
+                    taken: u32::try_from(taken).unwrap_or(u32::MAX),
+                    limit: sessions,
+                    window,
+                });
+            }
         }
         if let Some((missed, until)) = parked(self.app, self.state, &agent.id, self.now) {
             return Err(Exclusion::Parked { missed, until });

@@ -136,6 +136,43 @@ impl Misses {
     }
 }
 
+/// The sessions an agent lately took a seat for (session id -> when, the router's ms):
+/// what fair share counts. Keyed by session, so that a reservation and the event
+/// confirming it count once; only the newest `keep` within the window are kept, newest by
+/// time, then session id. Also the stored form (JSON).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Taken(pub BTreeMap<String, u64>);
+
+impl Taken {
+    /// Notes `session` taken at `ms`, keeping the newest `keep` no older than `oldest_ms`;
+    /// whether the record changed.
+    pub fn took(&mut self, session: &str, ms: u64, oldest_ms: u64, keep: usize) -> bool {
+        if self.0.contains_key(session) {
+            return false;
+        }
+        self.0.insert(session.to_owned(), ms);
+        self.0.retain(|_, at| *at >= oldest_ms);
+        while self.0.len() > keep {
+            let oldest = self
+                .0
+                .iter()
+                .min_by(|a, b| a.1.cmp(b.1).then_with(|| a.0.cmp(b.0)))
+                .map(|(session, _)| session.clone());
+            match oldest {
+                Some(session) => self.0.remove(&session),
+                None => break,
+            };
+        }
+        true
+    }
+
+    /// How many were taken after `since_ms`.
+    pub fn since(&self, since_ms: u64) -> usize {
+        self.0.values().filter(|at| **at > since_ms).count()
+    }
+}
+
 /// Agents changed at run time: `Some` replaces or adds a definition, `None` removes one.
 pub type RosterChanges = BTreeMap<AgentId, Option<Arc<Agent>>>;
 
@@ -158,6 +195,11 @@ pub trait StateView {
     }
     /// What roster syncs read from Desk, for a store that syncs.
     fn desk(&self) -> Option<&super::desk::DeskRoster> {
+        None
+    }
+    /// The sessions `agent` lately took a seat for, when fair share keeps them.
+    fn taken(&self, agent: &AgentId) -> Option<&Taken> {
+        let _ = agent;
         None
     }
     /// `agent`'s missed offers, when it has any.
@@ -289,7 +331,27 @@ pub fn roster<'a>(app: &'a App, changes: &'a RosterChanges) -> Vec<&'a Arc<Agent
 mod tests {
     use proptest::prelude::*;
 
-    use super::Misses;
+    use super::{Misses, Taken};
+
+    #[test]
+    fn taken_sessions_count_once_and_keep_the_newest_within_the_window() {
+        let mut taken = Taken::default();
+        assert!(taken.took("s-1", 100, 0, 2));
+        assert!(
+            !taken.took("s-1", 150, 0, 2),
+            "a confirmation of the same session"
+        );
+        assert!(taken.took("s-2", 200, 0, 2));
+        assert!(taken.took("s-3", 300, 0, 2));
+        assert_eq!(taken.0.keys().collect::<Vec<_>>(), ["s-2", "s-3"]);
+        assert_eq!(taken.since(250), 1);
+        taken.took("s-4", 1_000, 900, 2);
+        assert_eq!(
+            taken.0.keys().collect::<Vec<_>>(),
+            ["s-4"],
+            "older than the window"
+        );
+    }
 
     fn fold(ops: &[(bool, u64)]) -> Misses {
         let mut misses = Misses::default();

@@ -319,6 +319,14 @@ fn exclusion(reason: &Exclusion) -> (pb::Exclusion, String) {
             pb::Exclusion::WrappingUp,
             format!("until {}", crate::engine::clock_time(*until)),
         ),
+        Exclusion::FairShare {
+            taken,
+            limit,
+            window,
+        } => (
+            pb::Exclusion::FairShare,
+            format!("{taken} of {limit} in {}s", window.as_secs()),
+        ),
         Exclusion::Parked { missed, until } => (
             pb::Exclusion::Parked,
             format!(

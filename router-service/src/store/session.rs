@@ -250,6 +250,9 @@ pub struct Effects {
     /// The agent handoff reserved, who took the session, and when: their misses in a row
     /// end.
     pub accepted: Option<(AgentId, u64)>,
+    /// An agent who took a seat for the session anew, and when (the router's clock): what
+    /// fair share counts.
+    pub took: Option<(AgentId, u64)>,
 }
 
 impl Effects {
@@ -369,8 +372,13 @@ pub fn reserve(
         since_ms: to_ms(now),
         expires_at_ms: to_ms(now + hold),
     };
+    let took = taken
+        .clone()
+        .filter(|agent| released.as_ref().map(|(held, _)| held) != Some(agent))
+        .map(|agent| (agent, to_ms(now)));
     let effects = Effects {
         released,
+        took,
         taken: taken.clone().map(|agent| (agent, false)),
         last_assigned: taken.clone().map(|agent| (agent, to_ms(now))),
         history: taken.map(|agent| (customer.clone(), agent, event_ms)),
@@ -466,6 +474,12 @@ pub fn report(
             record.state = Some(SessionState::Ended);
             record.seat = None;
         }
+    }
+    // A seat taken anew (not the same agent's, provisional before): fair share counts it.
+    if let Some((agent, _)) = &effects.taken
+        && effects.released.as_ref().map(|(held, _)| held) != Some(agent)
+    {
+        effects.took = Some((agent.clone(), to_ms(now)));
     }
     // A confirmed seat given up: its agent served the session and now wraps up, unless the
     // session only moved back to them or Desk's count released it (nobody saw it end).

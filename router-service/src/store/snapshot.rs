@@ -89,6 +89,9 @@ pub struct AppSnapshot {
     /// Agents' missed offers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub misses: Vec<(AgentId, engine::Misses)>,
+    /// The sessions agents lately took (fair share).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub taken: Vec<(AgentId, engine::Taken)>,
     /// What roster syncs read from Desk.
     #[serde(default, skip_serializing_if = "is_empty_desk")]
     pub desk: DeskRoster,
@@ -151,6 +154,10 @@ impl AppSnapshot {
             .iter()
             .filter_map(|agent| Some((agent.id.clone(), state.misses(&agent.id)?.clone())))
             .collect();
+        let taken = roster
+            .iter()
+            .filter_map(|agent| Some((agent.id.clone(), state.taken(&agent.id)?.clone())))
+            .collect();
         let unattributed = roster
             .iter()
             .filter_map(|agent| {
@@ -174,6 +181,7 @@ impl AppSnapshot {
             last_assigned,
             last_finished,
             misses,
+            taken,
             desk: state.desk().cloned().unwrap_or_default(),
             unattributed,
         }

@@ -55,7 +55,7 @@ const FORMAT_KEY: &str = "format";
 
 /// The layout of the embedded file and its journal this build writes and the newest it
 /// reads. 1 is the layout as first released: a file without a format is of it; 2 adds the
-/// `desk`, `last_finished` and `misses` tables (an older build cannot read their journal frames, so
+/// `desk`, `last_finished`, `misses` and `taken` tables (an older build cannot read their journal frames, so
 /// it refuses the file).
 pub const FORMAT: u64 = 2;
 
@@ -85,6 +85,8 @@ pub(super) enum Kind {
     LastFinished,
     /// Each agent's missed offers: [`crate::engine::Misses`].
     Misses,
+    /// The sessions each agent lately took, for fair share: [`crate::engine::Taken`].
+    Taken,
 }
 
 /// The key of Desk's groups in the `desk` table (never an e-mail).
@@ -93,7 +95,7 @@ const DESK_GROUPS: &str = "groups";
 const DESK_HOURS: &str = "hours";
 
 impl Kind {
-    const ALL: [Kind; 10] = [
+    const ALL: [Kind; 11] = [
         Kind::Assignments,
         Kind::LastAssigned,
         Kind::History,
@@ -104,6 +106,7 @@ impl Kind {
         Kind::Desk,
         Kind::LastFinished,
         Kind::Misses,
+        Kind::Taken,
     ];
 
     fn table(self) -> Table {
@@ -118,6 +121,7 @@ impl Kind {
             Kind::Desk => "desk",
             Kind::LastFinished => "last_finished",
             Kind::Misses => "misses",
+            Kind::Taken => "taken",
         })
     }
 }
@@ -240,6 +244,11 @@ pub(super) fn misses(app: SdkAppId, agent: &AgentId, record: &crate::engine::Mis
     Op::put(Kind::Misses, app, agent.as_str(), record)
 }
 
+/// The write of the sessions an agent lately took.
+pub(super) fn taken(app: SdkAppId, agent: &AgentId, record: &crate::engine::Taken) -> Op {
+    Op::put(Kind::Taken, app, agent.as_str(), record)
+}
+
 /// The write of a customer's previous agent (or its deletion, `None`).
 pub(super) fn history(
     app: SdkAppId,
@@ -278,6 +287,7 @@ pub(super) struct LoadedApp {
     pub(super) last_assigned: Vec<(AgentId, u64)>,
     pub(super) last_finished: Vec<(AgentId, u64)>,
     pub(super) misses: Vec<(AgentId, crate::engine::Misses)>,
+    pub(super) taken: Vec<(AgentId, crate::engine::Taken)>,
     pub(super) history: Vec<(ClientUserId, HistoryRecord)>,
     pub(super) statuses: Vec<(AgentId, StatusRecord)>,
     pub(super) roster: Vec<(AgentId, RosterRecord)>,
@@ -628,6 +638,10 @@ fn read_into(loaded: &mut LoadedApp, kind: Kind, id: &str, value: &[u8]) -> Resu
         Kind::Misses => {
             let agent = AgentId::parse(id).map_err(text)?;
             loaded.misses.push((agent, record::decode(value)?));
+        }
+        Kind::Taken => {
+            let agent = AgentId::parse(id).map_err(text)?;
+            loaded.taken.push((agent, record::decode(value)?));
         }
         Kind::History => {
             let customer = ClientUserId::parse(id).map_err(text)?;

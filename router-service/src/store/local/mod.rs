@@ -163,6 +163,7 @@ impl LocalStore {
                 .map(|idle| (idle.agent.clone(), idle.at_ms))
                 .collect(),
             misses: snapshot.misses.clone(),
+            taken: snapshot.taken.clone(),
             desk: snapshot.desk.clone(),
             ..embedded::LoadedApp::default()
         };
@@ -242,6 +243,7 @@ impl Store for LocalStore {
             let customer = &handoff.client_user;
             let (record, effects) =
                 session::reserve(old, &answer, customer, handoff.event_time, now, hold);
+            state.note_taken(app, &handoff.session, &effects, writes);
             state.put_session(app.id, &handoff.session, record, &effects, now, writes);
             Assignment::Fresh(answer)
         })
@@ -363,6 +365,7 @@ impl Store for LocalStore {
                             outcome,
                             ..
                         } => {
+                            state.note_taken(app, &event.session, &effects, writes);
                             state.put_session(
                                 app.id,
                                 &event.session,

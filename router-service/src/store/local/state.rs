@@ -56,6 +56,8 @@ pub(super) struct AppState {
     desk_hours: Option<crate::engine::schedule::Schedule>,
     /// Each agent's missed offers.
     pub(super) misses: FastMap<AgentId, crate::engine::Misses>,
+    /// The sessions each agent lately took, for fair share.
+    pub(super) taken: FastMap<AgentId, crate::engine::Taken>,
     /// Sessions Desk counts beyond the seats held, by agent, from the last status poll. Not
     /// journaled: the next poll counts them again.
     pub(super) unattributed: FastMap<AgentId, u32>,
@@ -95,6 +97,7 @@ impl AppState {
             composed_for: 0,
             desk_hours: None,
             misses: FastMap::default(),
+            taken: FastMap::default(),
             unattributed: FastMap::default(),
             zone,
             sessions: FastMap::default(),
@@ -149,6 +152,7 @@ impl AppState {
             state.loads.entry(agent).or_default().last_assigned = Some(from_ms(at_ms));
         }
         state.misses.extend(loaded.misses);
+        state.taken.extend(loaded.taken);
         for (agent, at_ms) in loaded.last_finished {
             state.loads.entry(agent).or_default().last_finished = Some(from_ms(at_ms));
         }
@@ -403,6 +407,25 @@ impl AppState {
         }
     }
 
+    /// Notes the seat `effects` took anew for `session`, when `app` keeps fair share.
+    pub(super) fn note_taken(
+        &mut self,
+        app: &App,
+        session: &SessionId,
+        effects: &Effects,
+        writes: &mut Writes,
+    ) {
+        let (Some((sessions, window)), Some((agent, ms))) = (app.fair_share, &effects.took) else {
+            return;
+        };
+        let oldest = ms.saturating_sub(u64::try_from(window.as_millis()).unwrap_or(u64::MAX));
+        let taken = self.taken.entry(agent.clone()).or_default();
+        if taken.took(session.as_str(), *ms, oldest, sessions as usize) {
+            let record = taken.clone();
+            writes.record(|| [embedded::taken(app.id, agent, &record)]);
+        }
+    }
+
     /// Releases every seat whose deadline has passed by `now`, and forgets sessions and
     /// report identities remembered long enough.
     pub(super) fn expire(
@@ -570,6 +593,10 @@ impl StateView for AppState {
 
     fn misses(&self, agent: &AgentId) -> Option<&crate::engine::Misses> {
         self.misses.get(agent)
+    }
+
+    fn taken(&self, agent: &AgentId) -> Option<&crate::engine::Taken> {
+        self.taken.get(agent)
     }
 
     fn available_since(&self, agent: &AgentId) -> Option<SystemTime> {

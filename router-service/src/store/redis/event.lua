@@ -10,7 +10,8 @@
 -- and how many of those the app keeps (KEYS[12] orders them, oldest forgotten first),
 -- 23/24 an agent who finished serving the session (agent or '', ms: what wrap-up counts from),
 -- 25/26 a reserved agent who missed the offer (agent or '', ms), 27/28 one who accepted it,
--- 29 how many misses an agent's record keeps.
+-- 29 how many misses an agent's record keeps, 30/31 an agent who took a seat anew (agent or
+-- '', ms), 32/33 fair share's keep ('0': off) and the oldest time it counts (ms).
 -- Returns 1 recorded, 2 duplicate, 3 superseded (nothing to change), 4 over capacity
 -- (nothing stored).
 if seen(ARGV[7]) then return 2 end
@@ -30,6 +31,9 @@ if ARGV[5] ~= '' then
   if ARGV[23] ~= '' then finish(ARGV[23], ARGV[24]) end
   if ARGV[25] ~= '' then miss(ARGV[25], ARGV[26], tonumber(ARGV[29])) end
   if ARGV[27] ~= '' then accept(ARGV[27], ARGV[28]) end
+  if ARGV[30] ~= '' and ARGV[32] ~= '0' then
+    took(ARGV[30], ARGV[3], tonumber(ARGV[31]), tonumber(ARGV[33]), tonumber(ARGV[32]))
+  end
   local told = {}
   for _, agent in ipairs({ARGV[8], ARGV[10], ARGV[12], ARGV[23], ARGV[25], ARGV[27]}) do
     if agent ~= '' and not told[agent] then

@@ -724,6 +724,11 @@ impl RedisStore {
                 }
             }
             args.push(handoff_core::config::MAX_MISSES.to_string());
+            match &effects.took {
+                Some((agent, ms)) => args.extend([agent.to_string(), ms.to_string()]),
+                None => args.extend([String::new(), String::new()]),
+            }
+            args.extend(fair_share_args(app, now));
             let reply = self
                 .run(&self.scripts.event, app.id, now, |cmd| {
                     cmd.arg(args);
@@ -788,6 +793,18 @@ fn effect_args(effects: &Effects) -> Vec<String> {
 
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Fair share's arguments to the scripts: how many sessions an agent's record keeps ('0'
+/// when the app has no fair share) and the oldest time it counts.
+fn fair_share_args(app: &App, now: SystemTime) -> [String; 2] {
+    match app.fair_share {
+        Some((sessions, window)) => [
+            sessions.to_string(),
+            to_ms(now.checked_sub(window).unwrap_or(std::time::UNIX_EPOCH)).to_string(),
+        ],
+        None => ["0".to_owned(), "0".to_owned()],
+    }
 }
 
 /// The field of the `desk` hash that holds Desk's groups (never an e-mail).
@@ -867,6 +884,8 @@ impl Store for RedisStore {
                     .arg(decision.max_agents)
                     .arg(to_ms(handoff.event_time))
                     .arg(record::encode(&first));
+                let [keep, oldest] = fair_share_args(app, now);
+                cmd.arg(keep).arg(oldest);
                 // The seats left to reserve: capacity less what Desk counts beyond them.
                 for candidate in &decision.ranked {
                     let extra = unattributed.get(&candidate.agent).copied().unwrap_or(0);
@@ -1110,6 +1129,7 @@ struct Keys {
     unattributed: String,
     finished: String,
     misses: String,
+    taken: String,
 }
 
 impl Keys {
@@ -1132,11 +1152,12 @@ impl Keys {
             unattributed: key("unattributed"),
             finished: key("finished"),
             misses: key("misses"),
+            taken: key("taken"),
         }
     }
 
     /// In the scripts' KEYS order.
-    fn all(&self) -> [&str; 16] {
+    fn all(&self) -> [&str; 17] {
         [
             &self.sessions,
             &self.expiry,
@@ -1154,6 +1175,7 @@ impl Keys {
             &self.unattributed,
             &self.finished,
             &self.misses,
+            &self.taken,
         ]
     }
 }

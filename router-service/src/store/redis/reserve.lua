@@ -1,7 +1,8 @@
 -- ARGV: 3 session, 4 customer, 5 the seat's deadline (ms), 6 how many agents the answer
 -- lists, 7 when the user asked (ms), 8 the record to store when the session is new and the
 -- first candidate takes it (built by the router with session::reserve, the usual case, so
--- that it costs no JSON here), then agent and capacity for each ranked candidate. Returns
+-- that it costs no JSON here), 9/10 fair share's keep ('0': off) and the oldest time it
+-- counts (ms), then agent and capacity for each ranked candidate. Returns
 -- {1, record} to replay, {3} when it reserved the first candidate with ARGV[8] as it is,
 -- {2, record} when it reserved with another record, {0} when every candidate is full. The
 -- same rules as session::reserve.
@@ -13,11 +14,11 @@ if raw then
 end
 local now = tonumber(ARGV[1])
 local limit = tonumber(ARGV[6])
-local count = (#ARGV - 8) / 2
+local count = (#ARGV - 10) / 2
 for i = 0, count - 1 do
-  local agent = ARGV[9 + 2 * i]
+  local agent = ARGV[11 + 2 * i]
   local active = tonumber(redis.call('HGET', KEYS[3], agent) or '0')
-  if active < tonumber(ARGV[10 + 2 * i]) then
+  if active < tonumber(ARGV[12 + 2 * i]) then
     local asked = tonumber(ARGV[7])
     local record = ARGV[8]
     local tag = 3
@@ -26,7 +27,7 @@ for i = 0, count - 1 do
       local answer = cjson.decode(ARGV[8]).answer
       local agents = {}
       for j = i, math.min(count - 1, i + limit - 1) do
-        table.insert(agents, ARGV[9 + 2 * j])
+        table.insert(agents, ARGV[11 + 2 * j])
       end
       answer.agents = agents
       answer.reserved = agent
@@ -47,8 +48,13 @@ for i = 0, count - 1 do
       record = cjson.encode(rec)
       tag = 2
     end
+    local held_before = nil
+    if old then held_before = seat_of(old) end
     take(agent, false)
     touch(agent, now)
+    if ARGV[9] ~= '0' and held_before ~= agent then
+      took(agent, ARGV[3], now, tonumber(ARGV[10]), tonumber(ARGV[9]))
+    end
     announce(agent)
     remember(ARGV[4], agent, asked)
     redis.call('HSET', KEYS[1], ARGV[3], record)

@@ -1,7 +1,7 @@
 -- Shared by every script: helpers, then releasing what is due.
 -- KEYS: 1 sessions, 2 deadlines, 3 active, 4 last, 5 history, 6 statuses, 7 roster,
 -- 8 customers, 9 confirmed, 10 changes, 11 seen, 12 stray ends, 13 desk, 14 unattributed,
--- 15 finished, 16 misses (see Keys in mod.rs).
+-- 15 finished, 16 misses, 17 taken (see Keys in mod.rs).
 -- ARGV: 1 now_ms, 2 max_session_ms, then the script's own.
 --
 -- Every change of an agent's load, idle clock or status is appended to the changes stream
@@ -39,7 +39,8 @@ local function announce(agent)
     'confirmed', redis.call('HGET', KEYS[9], agent) or '0',
     'last', redis.call('HGET', KEYS[4], agent) or '',
     'finished', redis.call('HGET', KEYS[15], agent) or '',
-    'misses', redis.call('HGET', KEYS[16], agent) or '')
+    'misses', redis.call('HGET', KEYS[16], agent) or '',
+    'taken', redis.call('HGET', KEYS[17], agent) or '')
 end
 
 local function release(agent, confirmed)
@@ -105,6 +106,28 @@ local function accept(agent, ms)
     if known > ms then table.insert(kept, known) end
   end
   write_misses(agent, ms, kept)
+end
+
+-- Notes that agent took a seat for session at at_ms (KEYS[17]: a JSON object of session ->
+-- ms per agent), keeping the newest `keep` no older than oldest_ms, newest by time then
+-- session: the rules of engine::Taken.
+local function took(agent, session, at_ms, oldest_ms, keep)
+  local raw = redis.call('HGET', KEYS[17], agent)
+  local taken = {}
+  if raw then taken = cjson.decode(raw) end
+  if taken[session] then return end
+  taken[session] = at_ms
+  local list = {}
+  for s, ms in pairs(taken) do
+    if tonumber(ms) >= oldest_ms then table.insert(list, {s, tonumber(ms)}) end
+  end
+  table.sort(list, function(a, b)
+    if a[2] ~= b[2] then return a[2] > b[2] end
+    return a[1] > b[1]
+  end)
+  local kept = {}
+  for i = 1, math.min(#list, keep) do kept[list[i][1]] = list[i][2] end
+  redis.call('HSET', KEYS[17], agent, cjson.encode(kept))
 end
 
 -- Moves an agent's idle clock forward to at_ms, never back.

@@ -18,6 +18,7 @@ use super::snapshot::{pairs, text};
 use crate::{
     engine::{
         Agent, AgentLoad, App, Customer, Floor, LiveSession, Misses, RosterChanges, StateView,
+        Taken,
         desk::{self, DeskDelta, DeskRoster},
     },
     hash::FastMap,
@@ -48,7 +49,7 @@ pub(super) enum Update {
     /// finished hashes.
     Full {
         last: Option<StreamId>,
-        hashes: [Vec<(String, String)>; 9],
+        hashes: Box<[Vec<(String, String)>; 10]>,
     },
 }
 
@@ -74,7 +75,7 @@ impl Update {
         let hash = |n: usize| pairs(payload.get(n));
         Ok(Update::Full {
             last,
-            hashes: [
+            hashes: Box::new([
                 hash(0)?,
                 hash(1)?,
                 hash(2)?,
@@ -84,7 +85,8 @@ impl Update {
                 hash(6)?,
                 hash(7)?,
                 hash(8)?,
-            ],
+                hash(9)?,
+            ]),
         })
     }
 }
@@ -106,6 +108,8 @@ pub(super) struct View {
     desk_hours: Option<crate::engine::schedule::Schedule>,
     /// Each agent's missed offers.
     misses: FastMap<AgentId, Misses>,
+    /// The sessions each agent lately took (fair share).
+    taken: FastMap<AgentId, Taken>,
     /// What Desk counts beyond each member's seats, from the last status poll.
     unattributed: FastMap<AgentId, u32>,
     /// The roster's run-time changes as the engine sees them: the overlays with Desk's
@@ -165,7 +169,8 @@ impl View {
                     unattributed,
                     finished,
                     misses,
-                ] = hashes;
+                    taken,
+                ] = *hashes;
                 let mut loads: FastMap<AgentId, AgentLoad> = FastMap::default();
                 for (agent, count) in active {
                     if let Ok(agent) = AgentId::parse(agent) {
@@ -182,6 +187,15 @@ impl View {
                     .into_iter()
                     .filter_map(|(agent, raw)| {
                         Some((AgentId::parse(agent).ok()?, parse_misses(&raw)?))
+                    })
+                    .collect();
+                self.taken = taken
+                    .into_iter()
+                    .filter_map(|(agent, raw)| {
+                        Some((
+                            AgentId::parse(agent).ok()?,
+                            record::decode(raw.as_bytes()).ok()?,
+                        ))
                     })
                     .collect();
                 for (agent, ms) in finished {
@@ -308,6 +322,12 @@ impl View {
                 last_finished: field("finished").and_then(|f| f.parse().ok()).map(from_ms),
             };
             self.loads.insert(agent.clone(), load);
+        }
+        if let Some(raw) = field("taken") {
+            match record::decode::<Taken>(raw.as_bytes()) {
+                Ok(taken) if !raw.is_empty() => self.taken.insert(agent.clone(), taken),
+                _ => self.taken.remove(&agent),
+            };
         }
         if let Some(raw) = field("misses") {
             match parse_misses(raw) {
@@ -485,6 +505,10 @@ impl StateView for Looked<'_> {
 
     fn misses(&self, agent: &AgentId) -> Option<&Misses> {
         self.view.misses.get(agent)
+    }
+
+    fn taken(&self, agent: &AgentId) -> Option<&Taken> {
+        self.view.taken.get(agent)
     }
 
     fn available_since(&self, agent: &AgentId) -> Option<SystemTime> {
