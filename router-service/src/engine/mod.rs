@@ -128,6 +128,15 @@ fn decide_over(
         now,
         need: rule.max_agents.saturating_mul(2),
         sticky: &sticky,
+        fair_share: app.fair_share.map(|(sessions, window)| {
+            let since = now
+                .checked_sub(window)
+                .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |since| {
+                    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+                });
+            (sessions, since)
+        }),
     };
     let mut targets = Vec::with_capacity(rule.targets.len());
     let mut chosen = None;
@@ -212,6 +221,9 @@ struct Search<'a> {
     now: SystemTime,
     need: usize,
     sticky: &'a [(AgentId, Sticky)],
+    /// Fair share, when the app has it: how many new sessions an agent may take, and the
+    /// time (Unix ms) from which they count.
+    fair_share: Option<(u32, u64)>,
 }
 
 impl Search<'_> {
@@ -433,23 +445,19 @@ impl Search<'_> {
         {
             return Err(Exclusion::OffShift);
         }
-        if let Some((sessions, window)) = self.app.fair_share {
-            let since = self
-                .now
-                .checked_sub(window)
-                .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(0, |since| {
-                    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-                });
-            let taken = self
-                .state
-                .taken(&agent.id)
-                .map_or(0, |taken| taken.since(since));
+        if let Some((sessions, since)) = self.fair_share
+            && let Some(taken) = self.state.taken(&agent.id)
+            && taken.0.len() >= sessions as usize
+        {
+            let taken = taken.since(since);
             if taken >= sessions as usize {
                 return Err(Exclusion::FairShare {
                     taken: u32::try_from(taken).unwrap_or(u32::MAX),
                     limit: sessions,
-                    window,
+                    window: self
+                        .app
+                        .fair_share
+                        .map_or_else(Default::default, |(_, w)| w),
                 });
             }
         }
