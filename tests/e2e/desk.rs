@@ -662,3 +662,55 @@ async fn groups_without_hours_take_desks_work_time() -> TestResult {
     }
     running.shutdown().await
 }
+
+/// With `rest_parked`, an agent parked after missed offers is set to rest in Desk too, once
+/// per park, so that Tencent stops offering them as well.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_agent_is_set_to_rest_in_desk() -> TestResult {
+    let desk = desk().await;
+    let text = config(&desk)
+        .replace("[apps.desk]\n", "[apps.desk]\nrest_parked = true\n")
+        .replace(
+            "fallback_group_id = 9000\n",
+            "fallback_group_id = 9000\nmax_missed = 1\n",
+        );
+    let env = [
+        ("HANDOFF__ROUTER__STORE__KIND", "memory".to_owned()),
+        key_env(),
+    ];
+    let running = launch(&text, &env, true, true).await?;
+    until(&running, "the roster", |agents| {
+        row(agents, "bob@example.com").is_some()
+    })
+    .await?;
+    let answer = offered(&running, "p-1").await?;
+    let reserved = answer.first().cloned().ok_or("nobody offered")?;
+    let other = if reserved == "ann@example.com" {
+        "bob@example.com"
+    } else {
+        "ann@example.com"
+    };
+    // Tencent gives the session to the other one: the reserved agent missed it.
+    let http = running.gateway.ok_or("no gateway")?;
+    let uri = signed_uri(now_secs()).replace("ChatBot.OnAssignHuman", "Desk.SessionEventNotify");
+    let event = format!(
+        r#"{{"CallbackCommand":"Desk.SessionEventNotify","SessionId":"p-1","Event":"AgentAccept","EventTime":{},"ChannelType":"SDK","ClientUserId":"user-p-1","AgentId":"{other}"}}"#,
+        now_secs() * 1000
+    );
+    let ack = request(http, "POST", &uri, event).await?;
+    assert_eq!(ack.status, 200, "{ack:?}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let told = desk.set_statuses();
+        if told.contains(&(reserved.clone(), "STATUS_REST".to_owned())) {
+            assert_eq!(told.len(), 1, "once per park: {told:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never set to rest: {told:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Rounds go on; the same park is not told again.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(desk.set_statuses().len(), 1, "{:?}", desk.set_statuses());
+    running.shutdown().await
+}

@@ -109,6 +109,10 @@ pub struct DeskConfig {
     /// Whether groups without hours of their own in the file take Desk's `WorkTimeConfig`.
     #[serde(default)]
     pub hours: bool,
+    /// Whether an agent handoff parks after missed offers (`max_missed`) is also set to rest
+    /// in Desk (`set_member_status` `STATUS_REST`), so that Tencent stops offering them too.
+    #[serde(default)]
+    pub rest_parked: bool,
     /// How long a seat handoff holds and Desk does not count may stay before it is released
     /// (reason "reconciled"): long enough for an answer to reach the agent.
     #[serde(default = "default_reconcile_after")]

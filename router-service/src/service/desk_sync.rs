@@ -81,6 +81,8 @@ pub struct StatusSynced {
     pub released: usize,
     /// Members whose status code `member_status` does not map.
     pub unknown: usize,
+    /// Parked agents set to rest in Desk (`rest_parked`).
+    pub rested: usize,
 }
 
 /// Why a sync round did not finish.
@@ -321,6 +323,7 @@ impl<S: Store> Router<S> {
         desk: &DeskConfig,
         client: &DeskClient,
         unknown: &mut HashSet<(AgentId, i64)>,
+        rested: &mut BTreeMap<AgentId, SystemTime>,
     ) -> Result<StatusSynced, SyncError> {
         let asked = self.clock.now();
         let rows = client.realtime().await?;
@@ -339,9 +342,21 @@ impl<S: Store> Router<S> {
             customer: None,
             sessions: true,
         };
-        let (statuses, load_changed, over) = self
+        let (statuses, load_changed, over, parked) = self
             .inspect(app, look, now, |state| {
                 let roster = state.roster_changes();
+                // Parked agents to set to rest in Desk: once per park (by when it ends).
+                let parked: Vec<(AgentId, SystemTime)> = if desk.rest_parked {
+                    engine::roster(app, roster)
+                        .iter()
+                        .filter_map(|agent| {
+                            let (_, until) = engine::parked(app, state, &agent.id, now)?;
+                            Some((agent.id.clone(), until))
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
                 let mut statuses = Vec::new();
                 for (agent, code) in &codes {
                     let Some(defined) = engine::agent(app, roster, agent) else {
@@ -374,7 +389,7 @@ impl<S: Store> Router<S> {
                         state.load(&agent.id).unattributed > 0 && !counted.contains_key(&agent.id)
                     });
                 }
-                (statuses, load_changed, over)
+                (statuses, load_changed, over, parked)
             })
             .await?;
         for (agent, code) in &codes {
@@ -403,6 +418,18 @@ impl<S: Store> Router<S> {
             if self.apply(app, change, Some(BY_DESK)).await? == Applied::Recorded {
                 synced.statuses += 1;
             }
+        }
+        rested.retain(|_, until| *until > now);
+        for (agent, until) in parked {
+            if rested.get(&agent) == Some(&until) {
+                continue;
+            }
+            client
+                .set_member_status(agent.as_str(), "STATUS_REST")
+                .await?;
+            tracing::info!(app = %app.id, %agent, "parked after missed offers: set to rest in Desk");
+            rested.insert(agent, until);
+            synced.rested += 1;
         }
         if load_changed {
             self.apply(app, Change::DeskLoad(serving), Some(BY_DESK))
@@ -523,6 +550,8 @@ struct AppSync {
     /// The failure last logged for each sync, so that a failure is logged once.
     failing: [Option<String>; 2],
     unknown: HashSet<(AgentId, i64)>,
+    /// Parked agents set to rest in Desk, and when their park ends.
+    rested: BTreeMap<AgentId, SystemTime>,
     /// The groups the rules name that Desk lacked at the last roster round, warned of.
     missing: Vec<GroupId>,
     holder: String,
@@ -596,6 +625,7 @@ pub(super) async fn run<S: Store>(router: Weak<Router<S>>, id: SdkAppId, holder:
         next_status: now,
         failing: [None, None],
         unknown: HashSet::new(),
+        rested: BTreeMap::new(),
         missing: Vec::new(),
         holder,
         leading: false,
@@ -681,7 +711,7 @@ async fn round<S: Store>(router: &Weak<Router<S>>, sync: &mut AppSync) -> Option
     if Instant::now() >= sync.next_status {
         let started = Instant::now();
         let result = router
-            .sync_status(&app, &desk, &client, &mut sync.unknown)
+            .sync_status(&app, &desk, &client, &mut sync.unknown, &mut sync.rested)
             .await;
         router.count_sync(app.id, "status", started.elapsed(), &result);
         sync.note(1, "status", &result);
@@ -692,6 +722,7 @@ async fn round<S: Store>(router: &Weak<Router<S>>, sync: &mut AppSync) -> Option
                     router.count_change(app.id, "status", synced.statuses);
                     router.count_change(app.id, "load", usize::from(synced.load));
                     router.count_change(app.id, "seat_released", synced.released);
+                    router.count_change(app.id, "rested", synced.rested);
                     if synced.statuses > 0 || synced.released > 0 {
                         tracing::info!(app = %app.id, statuses = synced.statuses, released = synced.released, "statuses and loads synced from Desk");
                     }
