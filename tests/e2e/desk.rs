@@ -66,6 +66,15 @@ member_status = {{ "{FREE}" = "available", "{REST}" = "away", "3" = "offline" }}
     )
 }
 
+/// State in memory (a state file another run left would hold that run's Desk roster), and
+/// the secret key.
+fn memory_env() -> [(&'static str, String); 2] {
+    [
+        ("HANDOFF__ROUTER__STORE__KIND", "memory".to_owned()),
+        key_env(),
+    ]
+}
+
 /// The secret key, as an operator gives it: from the environment.
 fn key_env() -> (&'static str, String) {
     ("HANDOFF__APPS__0__DESK__SECRET_KEY", KEY.to_owned())
@@ -626,10 +635,7 @@ async fn groups_without_hours_take_desks_work_time() -> TestResult {
     desk.set_work_time("default", &closed_today);
     let text = config(&desk).replace("[apps.desk]\n", "[apps.desk]\nhours = true\n");
     // Memory: a file left by another run would hold that run's Desk hours.
-    let env = [
-        ("HANDOFF__ROUTER__STORE__KIND", "memory".to_owned()),
-        key_env(),
-    ];
+    let env = memory_env();
     let running = launch(&text, &env, true, true).await?;
     until(&running, "the roster", |agents| {
         row(agents, "bob@example.com").is_some()
@@ -674,10 +680,7 @@ async fn a_parked_agent_is_set_to_rest_in_desk() -> TestResult {
             "fallback_group_id = 9000\n",
             "fallback_group_id = 9000\nmax_missed = 1\n",
         );
-    let env = [
-        ("HANDOFF__ROUTER__STORE__KIND", "memory".to_owned()),
-        key_env(),
-    ];
+    let env = memory_env();
     let running = launch(&text, &env, true, true).await?;
     until(&running, "the roster", |agents| {
         row(agents, "bob@example.com").is_some()

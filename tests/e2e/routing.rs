@@ -2,8 +2,8 @@
 //! feature changes the answer, and the same floor without it answers otherwise.
 
 use handoff_proto::router::v1::{
-    AgentStatus, AssignHumanRequest, Exclusion, ExplainAssignmentRequest, SetAgentStatusRequest,
-    router_service_client::RouterServiceClient,
+    AgentStatus, AssignHumanRequest, ExcludedAgent, Exclusion, ExplainAssignmentRequest,
+    SetAgentStatusRequest, router_service_client::RouterServiceClient,
 };
 
 use crate::support::{Stack, TestResult, body, now_secs, signed_uri};
@@ -60,6 +60,29 @@ async fn event_at(stack: &Stack, session: &str, event: &str, agent: &str, at: u6
     Ok(())
 }
 
+/// Why ExplainAssignment leaves Ann out of a walk-in's answer now.
+async fn why_ann_is_left_out(stack: &Stack) -> Result<ExcludedAgent, crate::support::Error> {
+    let mut client = RouterServiceClient::connect(format!("http://{}", stack.grpc)).await?;
+    let explained = client
+        .explain_assignment(ExplainAssignmentRequest {
+            handoff: Some(AssignHumanRequest {
+                sdk_app_id: 1_400_000_001,
+                session_id: "explained".into(),
+                client_user_id: "someone".into(),
+                ..AssignHumanRequest::default()
+            }),
+            at: None,
+        })
+        .await?
+        .into_inner();
+    explained
+        .targets
+        .into_iter()
+        .flat_map(|target| target.excluded)
+        .find(|excluded| excluded.agent_id == "ann@example.com")
+        .ok_or_else(|| "ann is left out".into())
+}
+
 /// Ann takes s-1 and it ends; then who does s-2 go to?
 async fn after_ann_served_one(config: &str) -> Result<(Stack, Vec<String>), crate::support::Error> {
     let stack = Stack::start(config).await?;
@@ -94,25 +117,7 @@ async fn an_agent_wraps_up_after_a_session_ends_before_the_next_offer() -> TestR
     // With the app's wrap-up, she is left out for a minute, and Explain says until when.
     let (stack, with) = after_ann_served_one(&floor("wrap_up = \"60s\"", "")).await?;
     assert_eq!(with, ["bob@example.com"]);
-    let mut client = RouterServiceClient::connect(format!("http://{}", stack.grpc)).await?;
-    let explained = client
-        .explain_assignment(ExplainAssignmentRequest {
-            handoff: Some(AssignHumanRequest {
-                sdk_app_id: 1_400_000_001,
-                session_id: "s-3".into(),
-                client_user_id: "someone".into(),
-                ..AssignHumanRequest::default()
-            }),
-            at: None,
-        })
-        .await?
-        .into_inner();
-    let left_out = explained
-        .targets
-        .iter()
-        .flat_map(|target| &target.excluded)
-        .find(|excluded| excluded.agent_id == "ann@example.com")
-        .ok_or("ann is left out")?;
+    let left_out = why_ann_is_left_out(&stack).await?;
     assert_eq!(left_out.reason(), Exclusion::WrappingUp);
     assert!(left_out.detail.starts_with("until 20"), "{left_out:?}");
 
@@ -202,25 +207,7 @@ async fn an_agent_who_misses_offers_in_a_row_is_parked_until_set_available() -> 
     let parked = three_seats(floor("max_missed = 2\npark_for = \"10m\"", ""));
     let (stack, with) = after_ann_missed_two(Stack::start(&parked).await?).await?;
     assert_eq!(with, ["bob@example.com"]);
-    let mut client = RouterServiceClient::connect(format!("http://{}", stack.grpc)).await?;
-    let explained = client
-        .explain_assignment(ExplainAssignmentRequest {
-            handoff: Some(AssignHumanRequest {
-                sdk_app_id: 1_400_000_001,
-                session_id: "s-x".into(),
-                client_user_id: "someone".into(),
-                ..AssignHumanRequest::default()
-            }),
-            at: None,
-        })
-        .await?
-        .into_inner();
-    let left_out = explained
-        .targets
-        .iter()
-        .flat_map(|target| &target.excluded)
-        .find(|excluded| excluded.agent_id == "ann@example.com")
-        .ok_or("ann is left out")?;
+    let left_out = why_ann_is_left_out(&stack).await?;
     assert_eq!(left_out.reason(), Exclusion::Parked);
     assert!(
         left_out.detail.starts_with("2 missed offers; until 20"),
@@ -228,6 +215,7 @@ async fn an_agent_who_misses_offers_in_a_row_is_parked_until_set_available() -> 
     );
 
     // Back at her desk: set available, she is offered again.
+    let mut client = RouterServiceClient::connect(format!("http://{}", stack.grpc)).await?;
     client
         .set_agent_status(SetAgentStatusRequest {
             sdk_app_id: 1_400_000_001,
@@ -308,25 +296,7 @@ async fn fair_share_caps_the_new_sessions_an_agent_takes_in_a_window() -> TestRe
     let fair = floor("fair_share = { sessions = 1, window = \"1h\" }", "");
     let (stack, with) = offered(fair).await?;
     assert_eq!(with, ["bob@example.com"]);
-    let mut client = RouterServiceClient::connect(format!("http://{}", stack.grpc)).await?;
-    let explained = client
-        .explain_assignment(ExplainAssignmentRequest {
-            handoff: Some(AssignHumanRequest {
-                sdk_app_id: 1_400_000_001,
-                session_id: "s-x".into(),
-                client_user_id: "someone".into(),
-                ..AssignHumanRequest::default()
-            }),
-            at: None,
-        })
-        .await?
-        .into_inner();
-    let left_out = explained
-        .targets
-        .iter()
-        .flat_map(|target| &target.excluded)
-        .find(|excluded| excluded.agent_id == "ann@example.com")
-        .ok_or("ann is left out")?;
+    let left_out = why_ann_is_left_out(&stack).await?;
     assert_eq!(left_out.reason(), Exclusion::FairShare);
     assert_eq!(left_out.detail, "1 of 1 in 3600s");
     Ok(())
