@@ -2,11 +2,14 @@
 //! feature changes the answer, and the same floor without it answers otherwise.
 
 use handoff_proto::router::v1::{
-    AgentStatus, AssignHumanRequest, ExcludedAgent, Exclusion, ExplainAssignmentRequest,
-    SetAgentStatusRequest, router_service_client::RouterServiceClient,
+    AgentStatus, AssignHumanRequest, AssignHumanResponse, ExcludedAgent, Exclusion,
+    ExplainAssignmentRequest, SetAgentStatusRequest, router_service_client::RouterServiceClient,
 };
 
-use crate::support::{Stack, TestResult, body, now_secs, signed_uri};
+use crate::{
+    redis::RedisServer,
+    support::{Running, Stack, TestResult, body, now_secs, signed_uri},
+};
 
 /// Ann and Bob in one group, two seats each, least loaded first: with nothing else, a
 /// walk-in gets both, Ann first (she comes first in the file).
@@ -83,6 +86,38 @@ async fn why_ann_is_left_out(stack: &Stack) -> Result<ExcludedAgent, crate::supp
         .ok_or_else(|| "ann is left out".into())
 }
 
+/// Two routers sharing a `redis-server` of the test's own, the first with a gateway; `None`
+/// (outside CI) without Redis.
+async fn two_replicas(
+    config: &str,
+) -> Result<Option<(RedisServer, Running, Running)>, crate::support::Error> {
+    let Some(redis) = RedisServer::start()? else {
+        return Ok(None);
+    };
+    let env = [("HANDOFF__ROUTER__STORE__URL", redis.url())];
+    let first = crate::support::launch(config, &env, true, true).await?;
+    let second = crate::support::launch(config, &env, true, false).await?;
+    Ok(Some((redis, first, second)))
+}
+
+/// The router at `running` asked directly for `session`, from a customer of its own.
+async fn ask(
+    running: &Running,
+    session: &str,
+) -> Result<AssignHumanResponse, crate::support::Error> {
+    let addr = running.router.ok_or("no router")?;
+    let mut client = RouterServiceClient::connect(format!("http://{addr}")).await?;
+    Ok(client
+        .assign_human(AssignHumanRequest {
+            sdk_app_id: 1_400_000_001,
+            session_id: session.into(),
+            client_user_id: format!("c-{session}"),
+            ..AssignHumanRequest::default()
+        })
+        .await?
+        .into_inner())
+}
+
 /// Ann takes s-1 and it ends; then who does s-2 go to?
 async fn after_ann_served_one(config: &str) -> Result<(Stack, Vec<String>), crate::support::Error> {
     let stack = Stack::start(config).await?;
@@ -131,33 +166,19 @@ async fn an_agent_wraps_up_after_a_session_ends_before_the_next_offer() -> TestR
 /// out too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrap_up_is_shared_by_replicas_on_redis() -> TestResult {
-    let Some(redis) = crate::redis::RedisServer::start()? else {
-        return Ok(());
-    };
     let config = floor("", "");
     // The group's own wrap-up, since the app has none.
     let config = config.replace(
         "id = 6521\nname = \"general\"",
         "id = 6521\nname = \"general\"\nwrap_up = \"60s\"",
     );
-    let env = [("HANDOFF__ROUTER__STORE__URL", redis.url())];
-    let first = crate::support::launch(&config, &env, true, true).await?;
-    let second = crate::support::launch(&config, &env, true, false).await?;
+    let Some((_redis, first, second)) = two_replicas(&config).await? else {
+        return Ok(());
+    };
     let stack = Stack::gateway_only(&config, first.router.ok_or("no router")?).await?;
     let (_, next) = after_ann_served_one_on(stack).await?;
     assert_eq!(next, ["bob@example.com"]);
-    let mut other =
-        RouterServiceClient::connect(format!("http://{}", second.router.ok_or("no router")?))
-            .await?;
-    let answer = other
-        .assign_human(AssignHumanRequest {
-            sdk_app_id: 1_400_000_001,
-            session_id: "s-9".into(),
-            client_user_id: "someone".into(),
-            ..AssignHumanRequest::default()
-        })
-        .await?
-        .into_inner();
+    let answer = ask(&second, "s-9").await?;
     assert_eq!(answer.agent_ids, ["bob@example.com"], "{answer:?}");
     let wrapping = crate::desk::metric(
         &[&second],
@@ -236,28 +257,14 @@ async fn an_agent_who_misses_offers_in_a_row_is_parked_until_set_available() -> 
 /// On Redis the misses are shared state: a replica that saw none of the events parks Ann.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missed_offers_are_shared_by_replicas_on_redis() -> TestResult {
-    let Some(redis) = crate::redis::RedisServer::start()? else {
+    let config = three_seats(floor("max_missed = 2", ""));
+    let Some((_redis, first, second)) = two_replicas(&config).await? else {
         return Ok(());
     };
-    let config = three_seats(floor("max_missed = 2", ""));
-    let env = [("HANDOFF__ROUTER__STORE__URL", redis.url())];
-    let first = crate::support::launch(&config, &env, true, true).await?;
-    let second = crate::support::launch(&config, &env, true, false).await?;
     let stack = Stack::gateway_only(&config, first.router.ok_or("no router")?).await?;
     let (_, next) = after_ann_missed_two(stack).await?;
     assert_eq!(next, ["bob@example.com"]);
-    let mut other =
-        RouterServiceClient::connect(format!("http://{}", second.router.ok_or("no router")?))
-            .await?;
-    let answer = other
-        .assign_human(AssignHumanRequest {
-            sdk_app_id: 1_400_000_001,
-            session_id: "s-9".into(),
-            client_user_id: "someone".into(),
-            ..AssignHumanRequest::default()
-        })
-        .await?
-        .into_inner();
+    let answer = ask(&second, "s-9").await?;
     // Bob is full with the three sessions; Ann is parked, as the other replica saw.
     let reason = answer
         .decision
@@ -305,33 +312,19 @@ async fn fair_share_caps_the_new_sessions_an_agent_takes_in_a_window() -> TestRe
 /// On Redis, a replica that made none of Ann's reservations counts them too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fair_share_is_shared_by_replicas_on_redis() -> TestResult {
-    let Some(redis) = crate::redis::RedisServer::start()? else {
+    let config = floor("fair_share = { sessions = 1, window = \"1h\" }", "");
+    let Some((_redis, first, second)) = two_replicas(&config).await? else {
         return Ok(());
     };
-    let config = floor("fair_share = { sessions = 1, window = \"1h\" }", "");
-    let env = [("HANDOFF__ROUTER__STORE__URL", redis.url())];
-    let first = crate::support::launch(&config, &env, true, true).await?;
-    let second = crate::support::launch(&config, &env, true, false).await?;
-    let ask = |addr: std::net::SocketAddr, session: &'static str| async move {
-        let mut client = RouterServiceClient::connect(format!("http://{addr}")).await?;
-        let answer = client
-            .assign_human(AssignHumanRequest {
-                sdk_app_id: 1_400_000_001,
-                session_id: session.into(),
-                client_user_id: format!("c-{session}"),
-                ..AssignHumanRequest::default()
-            })
-            .await?
-            .into_inner();
-        Ok::<_, crate::support::Error>(answer.agent_ids)
-    };
-    let one = first.router.ok_or("no router")?;
-    let two = second.router.ok_or("no router")?;
     assert_eq!(
-        ask(one, "s-1").await?.first().map(String::as_str),
+        ask(&first, "s-1")
+            .await?
+            .agent_ids
+            .first()
+            .map(String::as_str),
         Some("ann@example.com")
     );
-    assert_eq!(ask(two, "s-2").await?, ["bob@example.com"]);
+    assert_eq!(ask(&second, "s-2").await?.agent_ids, ["bob@example.com"]);
     first.shutdown().await?;
     second.shutdown().await
 }

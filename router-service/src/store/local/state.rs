@@ -128,7 +128,10 @@ impl AppState {
     /// `agent`'s load: the seats it holds, and what Desk counts beyond them.
     pub(super) fn load_of(&self, agent: &AgentId) -> AgentLoad {
         let mut load = self.loads.get(agent).copied().unwrap_or_default();
-        if let Some(extra) = self.unattributed.get(agent) {
+        // Empty unless Desk sync counts sessions beyond the seats: no second lookup then.
+        if !self.unattributed.is_empty()
+            && let Some(extra) = self.unattributed.get(agent)
+        {
             load.unattributed = *extra;
             load.active = load.active.saturating_add(*extra);
         }

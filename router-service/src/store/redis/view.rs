@@ -422,7 +422,10 @@ fn load_of(
     agent: &AgentId,
 ) -> AgentLoad {
     let mut load = loads.get(agent).copied().unwrap_or_default();
-    if let Some(extra) = unattributed.get(agent) {
+    // Empty unless Desk sync counts sessions beyond the seats: no second lookup then.
+    if !unattributed.is_empty()
+        && let Some(extra) = unattributed.get(agent)
+    {
         load.unattributed = *extra;
         load.active = load.active.saturating_add(*extra);
     }
