@@ -80,6 +80,7 @@ fn loaded(app: &App) -> Loaded {
         .map(|(n, agent)| {
             let load = AgentLoad {
                 active: (n % 3) as u32,
+                weighted: 0,
                 unattributed: 0,
                 confirmed: (n % 2) as u32,
                 last_assigned: Some(

@@ -161,6 +161,10 @@ pub struct Metrics {
     pub agents_wrapping_up: Family<GroupLabels, Gauge<i64, AtomicI64>>,
     /// The group's agents parked after missed offers.
     pub agents_parked: Family<GroupLabels, Gauge<i64, AtomicI64>>,
+    /// Offers the group's agents missed in a row, summed (a rising count precedes parks).
+    pub missed_offers: Family<GroupLabels, Gauge<i64, AtomicI64>>,
+    /// Sessions a rule with `use_headroom` reserved from the seats the group keeps.
+    pub headroom_used: Family<GroupLabels, Counter>,
     /// Decision log entries written.
     pub decision_log_written: Counter,
     /// Decision log entries dropped, by reason: `queue_full` (the writer fell behind),
@@ -311,6 +315,16 @@ pub const MIRRORED: &[Mirrored] = &[
         gauge: true,
         help: "Agents of the group parked after missing max_missed offers in a row, read at each scrape",
     },
+    Mirrored {
+        name: "handoff_router_group_missed_offers",
+        gauge: true,
+        help: "Offers the group's agents missed in a row (Tencent gave the sessions handoff reserved them to others), summed over its agents, read at each scrape",
+    },
+    Mirrored {
+        name: "handoff_router_headroom_used_total",
+        gauge: false,
+        help: "Sessions a rule with use_headroom reserved from the seats the group keeps as headroom, by app and group",
+    },
 ];
 
 /// Registers `metric` as `handoff_router_<name>` with its help from [`MIRRORED`].
@@ -419,6 +433,8 @@ impl Metrics {
         let seats_free = Family::default();
         let agents_wrapping_up = Family::default();
         let agents_parked = Family::default();
+        let missed_offers = Family::default();
+        let headroom_used = Family::default();
         let decision_log_written = Counter::default();
         let decision_log_dropped = Family::<ReasonLabels, Counter>::default();
         for reason in ["queue_full", "io"] {
@@ -486,6 +502,8 @@ impl Metrics {
             agents_wrapping_up.clone(),
         );
         register(&mut registry, "group_agents_parked", agents_parked.clone());
+        register(&mut registry, "group_missed_offers", missed_offers.clone());
+        register(&mut registry, "headroom_used", headroom_used.clone());
         let desk_syncs = Family::default();
         register(&mut registry, "desk_syncs", desk_syncs.clone());
         let desk_sync_seconds = Family::<DeskSyncLabels, Histogram>::new_with_constructor(|| {
@@ -531,6 +549,8 @@ impl Metrics {
             seats_free,
             agents_wrapping_up,
             agents_parked,
+            missed_offers,
+            headroom_used,
             decision_log_written,
             decision_log_dropped,
             connections_closed,

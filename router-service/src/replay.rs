@@ -470,6 +470,7 @@ mod tests {
             ],
             reserved: Some(AgentId::parse("bob@example.com")?),
             fallback: false,
+            weight: 1,
             replayed: false,
             reason: "as logged".into(),
             considered: Vec::new(),

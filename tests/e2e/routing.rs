@@ -3,7 +3,8 @@
 
 use handoff_proto::router::v1::{
     AgentStatus, AssignHumanRequest, AssignHumanResponse, ExcludedAgent, Exclusion,
-    ExplainAssignmentRequest, SetAgentStatusRequest, router_service_client::RouterServiceClient,
+    ExplainAssignmentRequest, SetAgentStatusRequest, TargetOutcome,
+    router_service_client::RouterServiceClient,
 };
 
 use crate::{
@@ -325,6 +326,275 @@ async fn fair_share_is_shared_by_replicas_on_redis() -> TestResult {
         Some("ann@example.com")
     );
     assert_eq!(ask(&second, "s-2").await?.agent_ids, ["bob@example.com"]);
+    first.shutdown().await?;
+    second.shutdown().await
+}
+
+/// Ann takes s-1 under `rule_keys`; then who do s-2 and s-3 go to (empty: the fallback)?
+async fn after_ann_took_one(
+    stack: &Stack,
+) -> Result<(Vec<String>, Vec<String>), crate::support::Error> {
+    let first = stack.post(&signed_uri(now_secs()), &body("s-1")).await?;
+    assert_eq!(
+        first.agents().first().map(String::as_str),
+        Some("ann@example.com"),
+        "{first:?}"
+    );
+    let second = stack.post(&signed_uri(now_secs()), &body("s-2")).await?;
+    let third = stack.post(&signed_uri(now_secs()), &body("s-3")).await?;
+    eprintln!("ANSWERS {first:?}\n{second:?}\n{third:?}");
+    Ok((second.agents(), third.agents()))
+}
+
+/// A session of a rule with `weight = 2` takes both of Ann's seats: the next sessions go to
+/// Bob alone, then to nobody; once it ends, both seats are free again.
+#[tokio::test]
+async fn a_weighted_session_takes_as_many_seats_as_its_rule_says() -> TestResult {
+    let stack = Stack::start(&floor("", "")).await?;
+    let (second, third) = after_ann_took_one(&stack).await?;
+    assert_eq!(second, ["bob@example.com", "ann@example.com"]);
+    assert_eq!(third, ["ann@example.com", "bob@example.com"]);
+
+    let stack = Stack::start(&floor("", "weight = 2")).await?;
+    let (second, third) = after_ann_took_one(&stack).await?;
+    assert_eq!(second, ["bob@example.com"], "ann has no seat left");
+    assert!(third.is_empty(), "nobody has two seats: {third:?}");
+    let left_out = why_ann_is_left_out(&stack).await?;
+    assert_eq!(left_out.reason(), Exclusion::AtCapacity);
+    assert_eq!(left_out.detail, "2/2; this session takes 2 seats");
+    // s-1 ends: Ann's two seats come back at once.
+    event(&stack, "s-1", "AgentAccept", "ann@example.com").await?;
+    event(&stack, "s-1", "SessionEnd", "ann@example.com").await?;
+    let next = stack.post(&signed_uri(now_secs()), &body("s-4")).await?;
+    assert_eq!(next.agents(), ["ann@example.com"], "{next:?}");
+    Ok(())
+}
+
+/// On Redis the seats a weighted session takes are shared state: the other replica sees
+/// Ann full, and both see her free once Tencent says the session ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weighted_seats_are_shared_by_replicas_on_redis() -> TestResult {
+    let config = floor("", "weight = 2");
+    let Some((_redis, first, second)) = two_replicas(&config).await? else {
+        return Ok(());
+    };
+    let answer = ask(&first, "s-1").await?;
+    assert_eq!(answer.agent_ids, ["ann@example.com", "bob@example.com"]);
+    assert_eq!(answer.decision.map(|d| d.weight), Some(2));
+    assert_eq!(ask(&second, "s-2").await?.agent_ids, ["bob@example.com"]);
+    assert!(ask(&second, "s-3").await?.agent_ids.is_empty());
+    let stack = Stack::gateway_only(&config, first.router.ok_or("no router")?).await?;
+    // Dated after the reservation (asked now, to the millisecond).
+    let later = now_secs() * 1000 + 1000;
+    event_at(&stack, "s-1", "AgentAccept", "ann@example.com", later).await?;
+    event_at(&stack, "s-1", "SessionEnd", "ann@example.com", later + 1).await?;
+    let answer = ask(&second, "s-4").await?;
+    assert_eq!(answer.agent_ids, ["ann@example.com"], "{answer:?}");
+    first.shutdown().await?;
+    second.shutdown().await
+}
+
+/// A VIP rule that may fill the group's headroom, before the rule for everyone.
+const VIP: &str = r#"
+[[apps.customers]]
+id = "vip-1"
+tier = "vip"
+[[apps.rules]]
+name = "vip"
+when = 'customer.tier == "vip"'
+group = 6521
+use_headroom = true
+"#;
+
+/// The group keeps two of its four seats: after two walk-ins, a third is answered the
+/// fallback group while a VIP, whose rule may use the headroom, still gets Ann.
+#[tokio::test]
+async fn headroom_keeps_the_last_seats_for_rules_that_may_use_them() -> TestResult {
+    let with_vip =
+        |config: String| config.replacen("[[apps.rules]]", &format!("{VIP}\n[[apps.rules]]"), 1);
+    let kept = |config: String| {
+        config.replace(
+            "id = 6521\nname = \"general\"",
+            "id = 6521\nname = \"general\"\nheadroom = 2",
+        )
+    };
+    let plain = with_vip(floor("", ""));
+    let stack = Stack::start(&plain).await?;
+    let (_, third) = after_ann_took_one(&stack).await?;
+    assert_eq!(third, ["ann@example.com", "bob@example.com"], "no headroom");
+
+    let config = kept(plain);
+    let router = crate::support::launch(&config, &[], true, false).await?;
+    let stack = Stack::gateway_only(&config, router.router.ok_or("no router")?).await?;
+    let (second, third) = after_ann_took_one(&stack).await?;
+    assert_eq!(second, ["bob@example.com", "ann@example.com"]);
+    assert!(third.is_empty(), "two seats left, both kept: {third:?}");
+    let left_out = why_ann_is_left_out(&stack).await?;
+    assert_eq!(left_out.reason(), Exclusion::HeadroomKept, "{left_out:?}");
+    assert_eq!(left_out.detail, "headroom kept: 2 seats; 2 free");
+    let vip = stack
+        .post(
+            &signed_uri(now_secs()),
+            &crate::support::body_from("s-4", "vip-1"),
+        )
+        .await?;
+    assert_eq!(
+        vip.agents(),
+        ["ann@example.com", "bob@example.com"],
+        "{vip:?}"
+    );
+    assert_eq!(
+        crate::desk::metric(
+            &[&router],
+            "handoff_router_headroom_used_total",
+            &["group=\"6521\""],
+        )
+        .await?,
+        1.0,
+        "the counter operators watch"
+    );
+    router.shutdown().await
+}
+
+/// Tiers order the answer: the senior agent first although least-loaded would put Ann
+/// (listed first) ahead.
+#[tokio::test]
+async fn tiers_put_the_first_tiers_agents_first() -> TestResult {
+    let senior = |config: String| {
+        config.replace(
+            "id = \"bob@example.com\"",
+            "id = \"bob@example.com\"\nattributes = { seniority = \"senior\" }",
+        )
+    };
+    let stack = Stack::start(&senior(floor("", ""))).await?;
+    let first = stack.post(&signed_uri(now_secs()), &body("s-1")).await?;
+    assert_eq!(first.agents(), ["ann@example.com", "bob@example.com"]);
+    let tiered = senior(floor(
+        "",
+        "tiers = ['agent.attributes.seniority == \"senior\"']",
+    ));
+    let stack = Stack::start(&tiered).await?;
+    let first = stack.post(&signed_uri(now_secs()), &body("s-1")).await?;
+    assert_eq!(first.agents(), ["bob@example.com", "ann@example.com"]);
+    // Within a tier the strategy still orders: Bob took s-1, but he is the only senior.
+    let next = stack.post(&signed_uri(now_secs()), &body("s-2")).await?;
+    assert_eq!(next.agents(), ["bob@example.com", "ann@example.com"]);
+    Ok(())
+}
+
+/// Ann and Bob's group overflows to Carol's once fewer than `free` seats are free or its
+/// estimated wait is above `wait`.
+fn overflowing(overflow_when: &str) -> String {
+    floor(
+        "",
+        &format!("overflow_when = {{ {overflow_when} }}\noverflow = [{{ group = 6522 }}]"),
+    )
+    .replacen(
+        "[[apps.agents]]",
+        "[[apps.groups]]\nid = 6522\nname = \"overflow\"\n\
+             [[apps.agents]]\nid = \"carol@example.com\"\ngroups = [6522]\ncapacity = 2\n\
+             [[apps.agents]]",
+        1,
+    )
+}
+
+#[tokio::test]
+async fn a_target_overflows_when_too_few_seats_are_free() -> TestResult {
+    // Four seats free: the group answers; three: below four, Carol's group does.
+    let stack = Stack::start(&overflowing("free_seats_below = 4")).await?;
+    let (second, _) = after_ann_took_one(&stack).await?;
+    assert_eq!(second, ["carol@example.com"]);
+    let mut client = RouterServiceClient::connect(format!("http://{}", stack.grpc)).await?;
+    let explained = client
+        .explain_assignment(ExplainAssignmentRequest {
+            handoff: Some(AssignHumanRequest {
+                sdk_app_id: 1_400_000_001,
+                session_id: "explained".into(),
+                client_user_id: "someone".into(),
+                ..AssignHumanRequest::default()
+            }),
+            at: None,
+        })
+        .await?
+        .into_inner();
+    // s-2 and s-3 filled Carol: the group answers after all, saying why it would not.
+    let [target, overflow] = explained.targets.as_slice() else {
+        return Err(format!("two targets: {explained:?}").into());
+    };
+    assert_eq!(target.outcome(), TargetOutcome::Chosen);
+    assert_eq!(target.overflow, "3 free seats, below 4");
+    assert_eq!(target.free_seats, 3);
+    assert_eq!(overflow.outcome(), TargetOutcome::NoEligible);
+    let third = stack.post(&signed_uri(now_secs()), &body("s-4")).await?;
+    assert_eq!(
+        third.agents(),
+        ["bob@example.com", "ann@example.com"],
+        "{third:?}"
+    );
+    // Without the live measure the group answers as long as anyone is eligible.
+    let stack = Stack::start(
+        &overflowing("free_seats_below = 4")
+            .replace("overflow_when = { free_seats_below = 4 }", ""),
+    )
+    .await?;
+    let (second, _) = after_ann_took_one(&stack).await?;
+    assert_eq!(second, ["bob@example.com", "ann@example.com"]);
+    Ok(())
+}
+
+/// An OnAssignHuman for `session` from its own customer, asked at `at` (Unix ms).
+fn asked_at(session: &str, at: u64) -> String {
+    body(session).replace("1670574414123", &at.to_string())
+}
+
+/// Ann took s-1 only a minute after the user asked: the group's estimated wait is a
+/// minute, above the 30 s its target allows, so s-2 goes to Carol's group.
+async fn after_a_long_wait(stack: &Stack) -> Result<Vec<String>, crate::support::Error> {
+    let asked = now_secs() * 1000 - 90_000;
+    let first = stack
+        .post(&signed_uri(now_secs()), &asked_at("s-1", asked))
+        .await?;
+    assert_eq!(
+        first.agents().first().map(String::as_str),
+        Some("ann@example.com")
+    );
+    event_at(
+        stack,
+        "s-1",
+        "AgentAccept",
+        "ann@example.com",
+        asked + 60_000,
+    )
+    .await?;
+    let second = stack
+        .post(&signed_uri(now_secs()), &asked_at("s-2", now_secs() * 1000))
+        .await?;
+    Ok(second.agents())
+}
+
+#[tokio::test]
+async fn a_target_overflows_when_its_estimated_wait_is_too_long() -> TestResult {
+    let stack = Stack::start(&overflowing("wait_above = \"30s\"")).await?;
+    assert_eq!(after_a_long_wait(&stack).await?, ["carol@example.com"]);
+    let stack = Stack::start(&overflowing("wait_above = \"90s\"")).await?;
+    assert_eq!(
+        after_a_long_wait(&stack).await?,
+        ["bob@example.com", "ann@example.com"],
+        "a minute is not above 90 s"
+    );
+    Ok(())
+}
+
+/// On Redis the waits are shared: the replica that made no reservation estimates the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn estimated_waits_are_shared_by_replicas_on_redis() -> TestResult {
+    let config = overflowing("wait_above = \"30s\"");
+    let Some((_redis, first, second)) = two_replicas(&config).await? else {
+        return Ok(());
+    };
+    let stack = Stack::gateway_only(&config, first.router.ok_or("no router")?).await?;
+    assert_eq!(after_a_long_wait(&stack).await?, ["carol@example.com"]);
+    assert_eq!(ask(&second, "s-9").await?.agent_ids, ["carol@example.com"]);
     first.shutdown().await?;
     second.shutdown().await
 }

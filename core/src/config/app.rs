@@ -162,6 +162,9 @@ pub struct FairShareConfig {
 /// The most new sessions an agent's fair-share record keeps (the most `sessions` may be).
 pub const MAX_FAIR_SHARE: u32 = 500;
 
+/// The most seats a group may keep as headroom.
+pub const MAX_HEADROOM: u32 = 10_000;
+
 /// The most missed offers an agent's record keeps (the most `max_missed` may be).
 pub const MAX_MISSES: u32 = 16;
 
@@ -195,6 +198,11 @@ pub struct GroupConfig {
     /// Wrap-up for the group's targets, over the app's `wrap_up`.
     #[serde(default)]
     pub wrap_up: Option<ConfigDuration>,
+    /// Seats of the group's available agents that only rules with `use_headroom = true`
+    /// may fill: a rule without it passes the group over once fewer than this many would
+    /// stay free after its session (the one-shot stand-in for queue priority). 0: none.
+    #[serde(default)]
+    pub headroom: u32,
 }
 
 /// Weekly hours in a time zone, with closed dates: a group's business hours or an agent's
@@ -340,6 +348,44 @@ pub struct RuleConfig {
     /// Wrap-up for every target of the rule, over its groups' and the app's `wrap_up`.
     #[serde(default)]
     pub wrap_up: Option<ConfigDuration>,
+    /// How many seats of its agent a session this rule routes takes (a VIP chat that
+    /// counts 2): capacity counts seats, not sessions.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Whether the rule may fill the seats its groups keep as `headroom`.
+    #[serde(default)]
+    pub use_headroom: bool,
+    /// Agent filters (CEL over `agent`) that order the answer: agents of the first tier
+    /// first, then the next, then the target's other agents; each tier in the strategy's
+    /// order.
+    #[serde(default)]
+    pub tiers: Vec<String>,
+    /// Overflow to the next target on live measures, not only when nobody is eligible.
+    #[serde(default)]
+    pub overflow_when: Option<OverflowWhen>,
+}
+
+/// `overflow_when`: when a target with eligible agents still passes a handoff to the next
+/// one. A target passed over this way answers after all when no later target has anyone.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverflowWhen {
+    /// When fewer seats than this are free among the target's available agents.
+    #[serde(default)]
+    pub free_seats_below: Option<u32>,
+    /// When the target's group's estimated wait (see the README) is above this.
+    #[serde(default)]
+    pub wait_above: Option<ConfigDuration>,
+}
+
+/// The most seats one session may weigh.
+pub const MAX_WEIGHT: u32 = 100;
+
+/// The most tiers one target may have.
+pub const MAX_TIERS: usize = 8;
+
+fn default_weight() -> u32 {
+    1
 }
 
 /// How many agents an answer lists when a rule does not say (the implicit default rule
@@ -367,6 +413,8 @@ impl RuleConfig {
             strategy: self.strategy,
             skills: self.skills.clone(),
             seed: self.seed,
+            tiers: self.tiers.clone(),
+            overflow_when: self.overflow_when,
         }
     }
 }
@@ -390,6 +438,12 @@ pub struct TargetConfig {
     /// Seed for `random`.
     #[serde(default)]
     pub seed: u64,
+    /// Agent filters that order the answer, first tier first (see [`RuleConfig::tiers`]).
+    #[serde(default)]
+    pub tiers: Vec<String>,
+    /// Overflow to the next target on live measures (see [`OverflowWhen`]).
+    #[serde(default)]
+    pub overflow_when: Option<OverflowWhen>,
 }
 
 /// How a target ranks its eligible agents.

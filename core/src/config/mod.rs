@@ -17,8 +17,9 @@ use serde::Deserialize;
 
 pub use app::{
     AgentConfig, AgentStatus, AppConfig, CustomerConfig, DEFAULT_CANDIDATES, DEFAULT_STICKY,
-    DeskConfig, FairShareConfig, GroupConfig, MAX_CANDIDATES, MAX_FAIR_SHARE, MAX_MISSES,
-    RuleConfig, ScheduleConfig, Strategy, TargetConfig,
+    DeskConfig, FairShareConfig, GroupConfig, MAX_CANDIDATES, MAX_FAIR_SHARE, MAX_HEADROOM,
+    MAX_MISSES, MAX_TIERS, MAX_WEIGHT, OverflowWhen, RuleConfig, ScheduleConfig, Strategy,
+    TargetConfig,
 };
 pub use duration::ConfigDuration;
 pub use load::{ConfigError, ENV_PREFIX, load, parse};

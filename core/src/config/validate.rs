@@ -310,6 +310,12 @@ fn app(app: &AppConfig, key: &str) -> Result<(), Fault> {
                 "must not be empty".to_owned(),
             ));
         }
+        if group.headroom > super::MAX_HEADROOM {
+            return Err((
+                format!("{key}.groups[{index}].headroom"),
+                format!("must be at most {}", super::MAX_HEADROOM),
+            ));
+        }
     }
     // With Desk sync, groups may be Desk's alone: `check` compares them with Desk's.
     let desk = app.desk.is_some();
@@ -470,14 +476,28 @@ fn rules(app: &AppConfig, key: &str, group_ids: Option<&HashSet<GroupId>>) -> Re
                 format!("must be from 1 to {MAX_CANDIDATES}"),
             ));
         }
-        target(&rule.target(), &rule_key, key, group_ids)?;
-        for (n, overflow) in rule.overflow.iter().enumerate() {
-            target(
-                overflow,
-                &format!("{rule_key}.overflow[{n}]"),
-                key,
-                group_ids,
-            )?;
+        if rule.weight == 0 || rule.weight > super::MAX_WEIGHT {
+            return Err((
+                format!("{rule_key}.weight"),
+                format!("must be from 1 to {}", super::MAX_WEIGHT),
+            ));
+        }
+        let targets = std::iter::once((rule_key.clone(), rule.target())).chain(
+            rule.overflow
+                .iter()
+                .enumerate()
+                .map(|(n, overflow)| (format!("{rule_key}.overflow[{n}]"), overflow.clone())),
+        );
+        let count = rule.overflow.len() + 1;
+        for (n, (target_key, config)) in targets.enumerate() {
+            target(&config, &target_key, key, group_ids)?;
+            if config.overflow_when.is_some() && n + 1 == count {
+                return Err((
+                    format!("{target_key}.overflow_when"),
+                    "the last target has nothing to overflow to: add an overflow target after it"
+                        .to_owned(),
+                ));
+            }
         }
         group_only_needs_a_group(rule, &rule_key)?;
     }
@@ -504,6 +524,35 @@ fn target(
             format!("{target_key}.skills"),
             "most_skilled needs the skills to rank on".to_owned(),
         ));
+    }
+    if target.tiers.len() > super::MAX_TIERS {
+        return Err((
+            format!("{target_key}.tiers"),
+            format!("at most {} tiers", super::MAX_TIERS),
+        ));
+    }
+    if let Some(when) = &target.overflow_when {
+        if when.free_seats_below.is_none() && when.wait_above.is_none() {
+            return fault(
+                &format!("{target_key}.overflow_when"),
+                "needs free_seats_below or wait_above",
+            );
+        }
+        if when.free_seats_below == Some(0) {
+            return fault(
+                &format!("{target_key}.overflow_when.free_seats_below"),
+                "must be at least 1 (0 seats free is never below it)",
+            );
+        }
+        if when
+            .wait_above
+            .is_some_and(|wait| wait.get().is_zero() || wait.get() > Duration::from_secs(3600))
+        {
+            return fault(
+                &format!("{target_key}.overflow_when.wait_above"),
+                "must be above zero and at most 1h",
+            );
+        }
     }
     Ok(())
 }

@@ -27,8 +27,9 @@ use crate::{
 /// The version of the format this build writes and the newest it reads. Version 1 is the
 /// format as first released; files written before the version was recorded are version 1.
 /// Version 2 adds the Desk sync's entries (`desk_roster`, `desk_load`), the `reconciled`
-/// session event, and the Desk roster in a state's apps.
-pub const FORMAT: u32 = 2;
+/// session event, and the Desk roster in a state's apps. Version 3 adds a decision's
+/// `weight` (absent when 1), a seat's `weight` and each group's `waits` in a state's apps.
+pub const FORMAT: u32 = 3;
 
 /// A customer's previous agent as a decision saw it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -140,6 +141,10 @@ pub struct Decided {
     pub reserved: Option<AgentId>,
     /// Whether no agent could be ranked (the answer is the fallback).
     pub fallback: bool,
+    /// The seats the session takes of the reserved agent (its rule's `weight`); absent
+    /// when 1.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub weight: u32,
     /// Whether this is a retry's answer, replayed.
     pub replayed: bool,
     /// The explanation, for people.
@@ -204,6 +209,7 @@ impl Decided {
                 score: 0.0,
                 sticky: None,
                 position,
+                tier: 0,
             })
             .collect();
         Decision {
@@ -214,11 +220,21 @@ impl Decided {
             group: self.group,
             max_agents: ranked.len().max(1),
             group_only: self.reserved.is_none() && !self.fallback,
+            weight: self.weight,
+            headroom_used: None,
             fallback: self.fallback,
             reason: self.reason.clone(),
             ranked,
         }
     }
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(value: &u32) -> bool {
+    *value == 1
 }
 
 /// Why a file has a `state` line where it has one.
@@ -396,6 +412,7 @@ impl Entry {
             agents: answer.agents.clone(),
             reserved: answer.reserved.clone(),
             fallback: answer.fallback,
+            weight: answer.weight,
             replayed,
             reason: answer.reason.clone(),
             considered: seen.considered,
@@ -620,6 +637,7 @@ mod tests {
             strategy: Some(Strategy::LeastLoaded),
             fallback: false,
             reason: "least loaded in general".into(),
+            weight: 2,
         };
         let seen = Seen {
             considered: vec![Considered {

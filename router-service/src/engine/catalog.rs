@@ -97,6 +97,9 @@ pub struct App {
     pub park_for: std::time::Duration,
     /// Fair share: at most this many new sessions per agent within the window.
     pub fair_share: Option<(u32, std::time::Duration)>,
+    /// Whether a target of its rules overflows on the estimated wait, so that the stores
+    /// keep each group's latest waits.
+    pub tracks_waits: bool,
     /// What the router believes of reported events (`[router]`, the same for every app).
     pub reports: Reports,
     /// Whether the app's floor is synced from Tencent Desk (`[apps.desk]`): once a roster
@@ -191,6 +194,7 @@ impl App {
                 name: group.name.clone(),
                 hours,
                 wrap_up: group.wrap_up.map(|wrap_up| wrap_up.get()),
+                headroom: group.headroom,
             });
         }
         let mut agents = Vec::with_capacity(config.agents.len());
@@ -259,6 +263,14 @@ impl App {
                         groups.iter().find(|group| group.id == id)?.wrap_up
                     })
                     .unwrap_or(app_wrap_up);
+                // The seats the target's group keeps, unless the rule may fill them.
+                target.headroom = match target.group {
+                    Some(id) if !rule.use_headroom => groups
+                        .iter()
+                        .find(|group| group.id == id)
+                        .map_or(0, |group| group.headroom),
+                    _ => 0,
+                };
             }
         }
         Ok(Self {
@@ -276,6 +288,12 @@ impl App {
                 .fair_share
                 .map(|fair| (fair.sessions, fair.window.get())),
             reports: Reports::default(),
+            tracks_waits: rules
+                .iter()
+                .map(|conditional| &conditional.rule)
+                .chain(std::iter::once(&default_rule))
+                .flat_map(|rule| &rule.targets)
+                .any(|target| target.overflow_when.wait_above.is_some()),
             desk_sync: config.desk.is_some(),
             desk: config.desk.clone().map(Arc::new),
             groups,
@@ -444,6 +462,8 @@ pub struct Group {
     pub hours: Option<Schedule>,
     /// Wrap-up for the group's targets, over the app's.
     pub wrap_up: Option<std::time::Duration>,
+    /// Seats only rules with `use_headroom` may fill.
+    pub headroom: u32,
 }
 
 /// A human agent, ready for deciding.
@@ -639,18 +659,19 @@ pub struct Rule {
     pub group_only: bool,
     /// Wrap-up for the rule's targets, over their groups' and the app's.
     pub wrap_up: Option<std::time::Duration>,
+    /// The seats each session it routes takes.
+    pub weight: u32,
+    /// Whether it may fill its groups' headroom.
+    pub use_headroom: bool,
 }
 
 impl Rule {
     fn compile(config: &RuleConfig, cel: &Cel) -> Result<Self, Fault> {
-        let mut targets = vec![
-            Target::compile(&config.target(), cel)
-                .map_err(|message| ("agents".to_owned(), message))?,
-        ];
+        let mut targets = vec![Target::compile(&config.target(), cel)?];
         for (index, overflow) in config.overflow.iter().enumerate() {
             targets.push(
                 Target::compile(overflow, cel)
-                    .map_err(|message| (format!("overflow[{index}].agents"), message))?,
+                    .map_err(|(key, message)| (format!("overflow[{index}].{key}"), message))?,
             );
         }
         Ok(Self {
@@ -660,6 +681,8 @@ impl Rule {
             sticky: config.sticky,
             group_only: config.group_only,
             wrap_up: config.wrap_up.map(|wrap_up| wrap_up.get()),
+            weight: config.weight,
+            use_headroom: config.use_headroom,
         })
     }
 
@@ -674,11 +697,16 @@ impl Rule {
                 skills: Vec::new(),
                 seed: 0,
                 wrap_up: std::time::Duration::ZERO,
+                tiers: Vec::new(),
+                overflow_when: OverflowWhen::default(),
+                headroom: 0,
             }],
             max_agents: DEFAULT_CANDIDATES as usize,
             sticky: DEFAULT_STICKY,
             group_only: false,
             wrap_up: None,
+            weight: 1,
+            use_headroom: false,
         }
     }
 }
@@ -698,15 +726,48 @@ pub struct Target {
     pub seed: u64,
     /// How long its agents wrap up after a session (see [`App::wrap_up`]).
     pub wrap_up: std::time::Duration,
+    /// Agent filters ordering the answer: the first tier's agents first.
+    pub tiers: Vec<Expression>,
+    /// When it passes a handoff on although it has eligible agents.
+    pub overflow_when: OverflowWhen,
+    /// The seats its group keeps from this target's rule (0 when the rule may fill them).
+    pub headroom: u32,
+}
+
+/// A target's `overflow_when`, compiled: 0 and `None` are off.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OverflowWhen {
+    /// Overflow when fewer seats are free.
+    pub free_seats_below: u32,
+    /// Overflow when the group's estimated wait is longer.
+    pub wait_above: Option<std::time::Duration>,
+}
+
+impl OverflowWhen {
+    /// Whether any live measure is set.
+    pub fn is_set(&self) -> bool {
+        self.free_seats_below > 0 || self.wait_above.is_some()
+    }
 }
 
 impl Target {
-    fn compile(config: &TargetConfig, cel: &Cel) -> Result<Self, String> {
+    fn compile(config: &TargetConfig, cel: &Cel) -> Result<Self, Fault> {
         let filter = config
             .agents
             .as_deref()
             .map(|source| cel.compile(source, Kind::AgentFilter))
-            .transpose()?;
+            .transpose()
+            .map_err(|message| ("agents".to_owned(), message))?;
+        let tiers = config
+            .tiers
+            .iter()
+            .enumerate()
+            .map(|(n, source)| {
+                cel.compile(source, Kind::AgentFilter)
+                    .map_err(|message| (format!("tiers[{n}]"), message))
+            })
+            .collect::<Result<_, _>>()?;
+        let overflow_when = config.overflow_when.unwrap_or_default();
         Ok(Self {
             group: config.group,
             filter,
@@ -714,6 +775,21 @@ impl Target {
             skills: config.skills.clone(),
             seed: config.seed,
             wrap_up: std::time::Duration::ZERO,
+            tiers,
+            overflow_when: OverflowWhen {
+                free_seats_below: overflow_when.free_seats_below.unwrap_or(0),
+                wait_above: overflow_when.wait_above.map(|wait| wait.get()),
+            },
+            headroom: 0,
         })
+    }
+
+    /// Which of the target's tiers `agent` is in (`tiers.len()`: none, the last place),
+    /// in `scope`; a tier whose filter fails for the agent does not hold it.
+    pub(super) fn tier(&self, scope: &super::expr::Scope<'_>, agent: &Agent) -> usize {
+        self.tiers
+            .iter()
+            .position(|tier| matches!(scope.admits(tier, agent.cel_value()), Ok(true)))
+            .unwrap_or(self.tiers.len())
     }
 }

@@ -38,6 +38,8 @@ pub enum TargetOutcome {
     Closed,
     /// None of its agents was eligible.
     NoEligible,
+    /// It had eligible agents but a live measure (`overflow_when`) passed the handoff on.
+    Overflowed,
 }
 
 /// A target of the matched rule, tried in order.
@@ -60,6 +62,11 @@ pub struct TargetTrace {
     pub left_out: Tally,
     /// Agents of the target left out, with the reason; filled only when explaining.
     pub excluded: Vec<Excluded>,
+    /// Seats free among its available agents.
+    pub free_seats: u64,
+    /// Why a live measure passed the handoff on (`overflow_when`), when one did; kept when
+    /// the target answered after all because no later one could.
+    pub overflow: Option<String>,
 }
 
 /// How many agents were left out for each kind of [`Exclusion`].
@@ -101,10 +108,12 @@ pub enum Exclusion {
     Offline,
     /// Already carrying as many sessions as allowed.
     AtCapacity {
-        /// Sessions the agent has.
+        /// Seats the agent's sessions take.
         active: u32,
-        /// Sessions the agent may have.
+        /// Seats the agent has.
         capacity: u32,
+        /// Seats this session would take (its rule's `weight`).
+        weight: u32,
     },
     /// The target's agent filter is false for the agent.
     FilterFalse,
@@ -134,11 +143,19 @@ pub enum Exclusion {
         /// The window.
         window: std::time::Duration,
     },
+    /// The target's group keeps its last seats for rules with `use_headroom`, and this
+    /// one has not.
+    HeadroomKept {
+        /// The seats the group keeps.
+        kept: u32,
+        /// The seats free among its available agents.
+        free: u64,
+    },
 }
 
 impl Exclusion {
     /// How many kinds there are.
-    pub const KINDS: usize = 10;
+    pub const KINDS: usize = 11;
     /// Each kind's label, in checking order.
     const LABELS: [&'static str; Self::KINDS] = [
         "group closed",
@@ -151,6 +168,7 @@ impl Exclusion {
         "wrapping up",
         "parked",
         "fair share",
+        "headroom kept",
     ];
 
     /// The kind's number, in checking order.
@@ -166,6 +184,7 @@ impl Exclusion {
             Exclusion::WrappingUp { .. } => 7,
             Exclusion::Parked { .. } => 8,
             Exclusion::FairShare { .. } => 9,
+            Exclusion::HeadroomKept { .. } => 10,
         }
     }
 
@@ -178,8 +197,21 @@ impl Exclusion {
 impl fmt::Display for Exclusion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Exclusion::AtCapacity { active, capacity } => {
-                write!(f, "at capacity ({active}/{capacity})")
+            Exclusion::AtCapacity {
+                active,
+                capacity,
+                weight: 1,
+            } => write!(f, "at capacity ({active}/{capacity})"),
+            Exclusion::AtCapacity {
+                active,
+                capacity,
+                weight,
+            } => write!(
+                f,
+                "at capacity ({active}/{capacity}, this session takes {weight} seats)"
+            ),
+            Exclusion::HeadroomKept { kept, free } => {
+                write!(f, "headroom kept: {kept} seats ({free} free)")
             }
             Exclusion::FilterFailed(error) => write!(f, "filter failed: {error}"),
             Exclusion::WrappingUp { until } => write!(f, "wrap-up until {}", clock_time(*until)),
@@ -231,6 +263,8 @@ pub struct Candidate {
     pub sticky: Option<Sticky>,
     /// The agent's place in the roster: the last tie-break.
     pub position: usize,
+    /// The target's tier it is in (the number of tiers: none), which orders it first.
+    pub tier: usize,
 }
 
 impl Candidate {
@@ -244,6 +278,7 @@ impl Candidate {
             score: 0.0,
             sticky: None,
             position,
+            tier: 0,
         }
     }
 }
@@ -276,6 +311,11 @@ pub struct Decision {
     pub max_agents: usize,
     /// Whether the answer is the group alone by the rule's choice.
     pub group_only: bool,
+    /// The seats the session takes (the rule's `weight`).
+    pub weight: u32,
+    /// The group whose headroom the answer fills, when a rule with `use_headroom` answers
+    /// from a group down to the seats it keeps.
+    pub headroom_used: Option<GroupId>,
     /// Whether no target had an eligible agent.
     pub fallback: bool,
     /// One line for people.
@@ -301,6 +341,7 @@ impl Decision {
             strategy: self.strategy,
             fallback: self.fallback,
             reason: self.reason.clone(),
+            weight: self.weight,
         }
     }
 
@@ -319,6 +360,7 @@ impl Decision {
             strategy: self.strategy,
             fallback: self.fallback || !self.group_only,
             reason,
+            weight: self.weight,
         }
     }
 
@@ -345,4 +387,6 @@ pub struct Answer {
     pub fallback: bool,
     /// One line for people.
     pub reason: String,
+    /// The seats the session takes of the reserved agent.
+    pub weight: u32,
 }

@@ -53,6 +53,14 @@ impl Standing {
         self.active >= self.capacity
     }
 
+    /// The seats it has free when available (what `headroom` and `overflow_when` count).
+    fn free(&self) -> u64 {
+        match self.status {
+            AgentStatus::Available => u64::from(self.capacity.saturating_sub(self.active)),
+            AgentStatus::Away | AgentStatus::Offline => 0,
+        }
+    }
+
     /// What the strategies order the member at `position` on, with `skill` its skill total.
     fn ordered(&self, position: Position, skill: u32) -> strategy::Standing {
         strategy::Standing {
@@ -66,9 +74,10 @@ impl Standing {
 }
 
 /// Which target a ranking serves: its group (`None`, every agent), for `most_skilled` the
-/// skills it ranks on, and its agent filter when the filter reads nothing but the agent
-/// (its verdicts are then known ahead).
-type TargetKey = (Option<GroupId>, Vec<String>, Option<String>);
+/// skills it ranks on, its agent filter when the filter reads nothing but the agent (its
+/// verdicts are then known ahead), and its tiers' filters (a ranking per tier, and one for
+/// the agents of none).
+type TargetKey = (Option<GroupId>, Vec<String>, Option<String>, Vec<String>);
 
 /// One target's agents in every strategy's order.
 #[derive(Debug, Default)]
@@ -91,10 +100,13 @@ pub(super) struct Ranking {
     pub(super) full: usize,
     pub(super) filter_false: usize,
     pub(super) filter_failed: usize,
+    /// Seats free among the available members.
+    pub(super) free: u64,
 }
 
 impl Ranking {
     fn add(&mut self, position: Position, standing: Standing, skill: u32) {
+        self.free += standing.free();
         if let Some(at) = standing.last {
             self.latest.insert((at, Reverse(position)));
         }
@@ -153,6 +165,7 @@ impl Ranking {
             self.add(position, new, skill);
             return;
         }
+        self.free = (self.free + new.free()).saturating_sub(old.free());
         if old.last != new.last {
             if let Some(at) = old.last {
                 self.latest.remove(&(at, Reverse(position)));
@@ -177,6 +190,7 @@ impl Ranking {
     }
 
     fn remove(&mut self, position: Position, standing: Standing, skill: u32) {
+        self.free = self.free.saturating_sub(standing.free());
         if let Some(at) = standing.last {
             self.latest.remove(&(at, Reverse(position)));
         }
@@ -199,17 +213,18 @@ impl Ranking {
         self.filtered
     }
 
-    /// The ranked agents in `strategy`'s order; `None` for `random`, which depends on the
-    /// session and cannot be kept ranked.
+    /// The ranked agents in `strategy`'s order, `round_robin`'s continuing after `pivot`;
+    /// `None` for `random`, which depends on the session and cannot be kept ranked.
     pub(super) fn order(
         &self,
         strategy: Strategy,
+        pivot: Option<Position>,
     ) -> Option<Box<dyn Iterator<Item = Position> + '_>> {
         let slot = KEPT
             .iter()
             .position(|kept| Some(*kept) == strategy::kept_as(strategy))?;
         let order = &self.orders[slot];
-        Some(match (strategy, self.pivot()) {
+        Some(match (strategy, pivot) {
             // Position order, continuing after the member assigned last.
             (Strategy::RoundRobin, Some(pivot)) => Box::new(
                 order
@@ -222,10 +237,25 @@ impl Ranking {
     }
 
     /// The member assigned most recently (the first listed among equals), where
-    /// `round_robin` continues from.
-    pub(super) fn pivot(&self) -> Option<Position> {
-        self.latest.last().map(|(_, Reverse(position))| *position)
+    /// `round_robin` continues from, and when.
+    fn latest(&self) -> Option<(SystemTime, Reverse<Position>)> {
+        self.latest.last().copied()
     }
+
+    /// Whether the agent at `position` is a member.
+    pub(super) fn has(&self, position: Position) -> bool {
+        self.members.binary_search(&position).is_ok()
+    }
+}
+
+/// Where `round_robin` continues from over a target's rankings (its tiers): after the
+/// member of any assigned most recently.
+pub(super) fn pivot(rankings: &[Ranking]) -> Option<Position> {
+    rankings
+        .iter()
+        .filter_map(Ranking::latest)
+        .max()
+        .map(|(_, Reverse(position))| position)
 }
 
 /// An app's agents, ranked for every target of its rules.
@@ -237,7 +267,9 @@ pub struct Floor {
     positions: FastMap<AgentId, Position>,
     standings: Vec<Standing>,
     rankings: Vec<Ranking>,
-    targets: FastMap<TargetKey, usize>,
+    /// Each target's rankings: where they start in `rankings`, and how many (its tiers and
+    /// one for the agents of none).
+    targets: FastMap<TargetKey, (usize, usize)>,
     /// For each agent, the rankings it is a member of.
     memberships: Vec<Vec<usize>>,
 }
@@ -283,16 +315,22 @@ impl Floor {
 
     fn add_target(&mut self, app: &App, target: &Target) {
         let key = target_key(target);
-        if target.strategy == Strategy::Random || self.targets.contains_key(&key) {
+        if target.strategy == Strategy::Random
+            || self.targets.contains_key(&key)
+            || target.tiers.iter().any(|tier| !tier.agent_only())
+        {
             return;
         }
-        let index = self.rankings.len();
+        let start = self.rankings.len();
+        let count = target.tiers.len() + 1;
         let filter = target.filter.as_ref().filter(|filter| filter.agent_only());
-        let mut ranking = Ranking {
-            skills: key.1.clone(),
-            filtered: filter.is_some(),
-            ..Ranking::default()
-        };
+        for _ in 0..count {
+            self.rankings.push(Ranking {
+                skills: key.1.clone(),
+                filtered: filter.is_some(),
+                ..Ranking::default()
+            });
+        }
         for (n, agent) in self.agents.iter().enumerate() {
             let Ok(position) = Position::try_from(n) else {
                 break;
@@ -300,6 +338,15 @@ impl Floor {
             if key.0.is_some_and(|group| !agent.groups.contains(&group)) {
                 continue;
             }
+            let tier = target
+                .tiers
+                .iter()
+                .position(|tier| {
+                    matches!(app.cel().admits_agent(tier, agent.cel_value()), Ok(true))
+                })
+                .unwrap_or(target.tiers.len());
+            let index = start + tier;
+            let ranking = &mut self.rankings[index];
             ranking.members.push(position);
             if let Some(filter) = filter {
                 match app.cel().admits_agent(filter, agent.cel_value()) {
@@ -316,8 +363,7 @@ impl Floor {
             ranking.add(position, self.standings[n], skill);
             self.memberships[n].push(index);
         }
-        self.rankings.push(ranking);
-        self.targets.insert(key, index);
+        self.targets.insert(key, (start, count));
     }
 
     /// The compiled app the floor was built for.
@@ -353,14 +399,16 @@ impl Floor {
         self.standings[n] = new;
     }
 
-    /// The ranking of `target`, unless it is `random` (or not a target of the rules).
-    pub(super) fn ranking(&self, target: &Target) -> Option<&Ranking> {
+    /// The rankings of `target`, one per tier and the last for the agents of none, unless
+    /// it is `random`, its tiers read more than the agent, or it is not a target of the
+    /// rules.
+    pub(super) fn ranking(&self, target: &Target) -> Option<&[Ranking]> {
         if target.strategy == Strategy::Random {
             return None;
         }
         self.targets
             .get(&target_key(target))
-            .and_then(|index| self.rankings.get(*index))
+            .and_then(|(start, count)| self.rankings.get(*start..start + count))
     }
 
     /// The agent at `position`, its load and its live status.
@@ -370,6 +418,7 @@ impl Floor {
         let standing = self.standings.get(n)?;
         let load = AgentLoad {
             active: standing.active,
+            weighted: 0,
             unattributed: 0,
             confirmed: 0,
             last_assigned: standing.last,
@@ -405,7 +454,12 @@ fn target_key(target: &Target) -> TargetKey {
         .as_ref()
         .filter(|filter| filter.agent_only())
         .map(|filter| filter.source().to_owned());
-    (target.group, skills, filter)
+    let tiers = target
+        .tiers
+        .iter()
+        .map(|tier| tier.source().to_owned())
+        .collect();
+    (target.group, skills, filter, tiers)
 }
 
 /// An agent's proficiency summed over `skills`, what `most_skilled` ranks on.

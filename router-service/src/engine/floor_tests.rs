@@ -72,9 +72,42 @@ const STRATEGIES: [handoff_core::config::Strategy; 6] = handoff_core::config::St
 /// `filter`: 0 none, 1 one that reads only the agent (its verdicts known ahead), 2 one that
 /// also reads the customer (evaluated as the walk goes).
 fn config(agents: &[Spec], strategy: &str, group: u64, filter: u8, candidates: u32) -> String {
-    let mut text = String::from(
+    featured(
+        agents,
+        strategy,
+        group,
+        filter,
+        candidates,
+        Features::default(),
+    )
+}
+
+/// What a random floor's rule adds of the features beyond the peers: its sessions' weight,
+/// the headroom groups 1 and 2 keep and whether the rule may fill it, tiers (0 none, 1 two
+/// that read only the agent, 2 one that reads the customer too), and an overflow when
+/// fewer seats than this are free (0: none).
+#[derive(Debug, Clone, Copy, Default)]
+struct Features {
+    weight: u32,
+    headroom: u32,
+    use_headroom: bool,
+    tiers: u8,
+    free_below: u32,
+}
+
+fn featured(
+    agents: &[Spec],
+    strategy: &str,
+    group: u64,
+    filter: u8,
+    candidates: u32,
+    features: Features,
+) -> String {
+    let headroom = format!("headroom = {}\n", features.headroom);
+    let mut text = format!(
         "[[apps]]\nsdk_app_id = 1400000001\ntime_zone = \"UTC\"\n\
-         [[apps.groups]]\nid = 1\nname = \"one\"\n[[apps.groups]]\nid = 2\nname = \"two\"\n\
+         [[apps.groups]]\nid = 1\nname = \"one\"\n{headroom}\
+         [[apps.groups]]\nid = 2\nname = \"two\"\n{headroom}\
          [[apps.groups]]\nid = 3\nname = \"three\"\n",
     );
     for (n, agent) in agents.iter().enumerate() {
@@ -107,6 +140,24 @@ fn config(agents: &[Spec], strategy: &str, group: u64, filter: u8, candidates: u
             "agents = 'agent.attributes.seniority == \"senior\" || customer.tier == \"vip\"'\n",
         ),
         _ => {}
+    }
+    text.push_str(&format!(
+        "weight = {}\nuse_headroom = {}\n",
+        features.weight.max(1),
+        features.use_headroom
+    ));
+    match features.tiers {
+        1 => text.push_str(
+            "tiers = ['agent.attributes.seniority == \"senior\"', 'agent.skills[\"zh\"] >= 3']\n",
+        ),
+        2 => text.push_str("tiers = ['customer.tier == \"vip\" || agent.skills[\"zh\"] >= 3']\n"),
+        _ => {}
+    }
+    if features.free_below > 0 {
+        text.push_str(&format!(
+            "overflow_when = {{ free_seats_below = {} }}\n",
+            features.free_below
+        ));
     }
     text.push_str("overflow = [{ group = 3, strategy = \"longest_idle\" }]\n");
     text
@@ -165,6 +216,7 @@ fn set(state: &mut Floorful, n: usize, live: Live) {
     let id = agent_id(n);
     let load = AgentLoad {
         active: live.active,
+        weighted: 0,
         unattributed: 0,
         confirmed: 0,
         last_assigned: live.last.map(at),
@@ -222,8 +274,25 @@ proptest! {
         candidates in 1u32..6,
         hour in 0u64..24,
         sticky in proptest::option::of((0usize..160, 0usize..160)),
+        (weight, headroom, use_headroom, tiers, free_below) in
+            (1u32..4, proptest::option::weighted(0.3, 1u32..8), any::<bool>(), 0u8..3,
+             proptest::option::weighted(0.3, 1u32..8)),
     ) {
-        let text = config(&agents, STRATEGIES[strategy].as_str(), group, filter, candidates);
+        let features = Features {
+            weight,
+            headroom: headroom.unwrap_or(0),
+            use_headroom,
+            tiers,
+            free_below: free_below.unwrap_or(0),
+        };
+        let text = featured(
+            &agents,
+            STRATEGIES[strategy].as_str(),
+            group,
+            filter,
+            candidates,
+            features,
+        );
         let parsed = handoff_core::config::parse(&text, Path::new("f.toml"), Vec::new())
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         let catalog = Catalog::from_config(&parsed, Path::new("f.toml"))

@@ -33,7 +33,7 @@ use handoff_core::{
 
 pub use catalog::{
     Agent, AgentFault, AgentField, App, Catalog, ConditionalRule, DEFAULT_RULE, Group,
-    MAX_CAPACITY, Reports, Rule, Target,
+    MAX_CAPACITY, OverflowWhen, Reports, Rule, Target,
 };
 pub use decision::{
     Answer, Candidate, Decision, Excluded, Exclusion, RuleOutcome, RuleTrace, Sticky, Tally,
@@ -43,8 +43,8 @@ pub use floor::Floor;
 use floor::Ranking;
 pub use handoff_core::config::Strategy;
 pub use state::{
-    AgentLoad, Customer, LiveSession, Misses, RosterChanges, SessionState, StateView, Taken, agent,
-    roster,
+    AgentLoad, Customer, LiveSession, Misses, RosterChanges, SessionState, StateView, Taken, Waits,
+    agent, roster, waits_key,
 };
 
 use expr::Scope;
@@ -128,6 +128,7 @@ fn decide_over(
         now,
         need: rule.max_agents.saturating_mul(2),
         sticky: &sticky,
+        weight: rule.weight,
         fair_share: app.fair_share.map(|(sessions, window)| {
             let since = now
                 .checked_sub(window)
@@ -140,18 +141,48 @@ fn decide_over(
     };
     let mut targets = Vec::with_capacity(rule.targets.len());
     let mut chosen = None;
+    // The first target passed over on a live measure: it answers if no later one can.
+    let mut passed = None;
     for (index, target) in rule.targets.iter().enumerate() {
         let label = match index {
             0 => "target".to_owned(),
             n => format!("overflow[{}]", n - 1),
         };
-        let (trace, ranked) = search.target(target, label);
-        targets.push(trace);
+        let (mut trace, ranked) = search.target(target, label);
         if !ranked.is_empty() {
-            chosen = Some((target, ranked));
+            if let Some(why) = search.overflows(target, trace.free_seats) {
+                trace.outcome = TargetOutcome::Overflowed;
+                trace.overflow = Some(why);
+                targets.push(trace);
+                if passed.is_none() {
+                    passed = Some((targets.len() - 1, target, ranked));
+                }
+                continue;
+            }
+            let free = trace.free_seats;
+            targets.push(trace);
+            chosen = Some((target, ranked, free));
             break;
         }
+        targets.push(trace);
     }
+    if chosen.is_none()
+        && let Some((index, target, ranked)) = passed
+    {
+        let mut free = 0;
+        if let Some(trace) = targets.get_mut(index) {
+            trace.outcome = TargetOutcome::Chosen;
+            free = trace.free_seats;
+        }
+        chosen = Some((target, ranked, free));
+    }
+    // A rule that may fill headroom, answering from a group down to the seats it keeps.
+    let headroom_used = chosen.as_ref().and_then(|(target, _, free)| {
+        let group = app.group(target.group?)?;
+        let kept = u64::from(group.headroom);
+        (rule.use_headroom && kept > 0 && *free < kept + u64::from(rule.weight)).then_some(group.id)
+    });
+    let chosen = chosen.map(|(target, ranked, _)| (target, ranked));
     let (strategy, group, ranked, fallback, reason) = match chosen {
         Some((target, mut ranked)) => {
             put_sticky_first(&mut ranked, &sticky);
@@ -175,6 +206,8 @@ fn decide_over(
         ranked,
         max_agents: rule.max_agents,
         group_only: rule.group_only,
+        weight: rule.weight,
+        headroom_used,
         fallback,
         reason,
     }
@@ -221,6 +254,8 @@ struct Search<'a> {
     now: SystemTime,
     need: usize,
     sticky: &'a [(AgentId, Sticky)],
+    /// The seats the session takes (the rule's `weight`).
+    weight: u32,
     /// Fair share, when the app has it: how many new sessions an agent may take, and the
     /// time (Unix ms) from which they count.
     fair_share: Option<(u32, u64)>,
@@ -234,7 +269,7 @@ impl Search<'_> {
             .floor
             .and_then(|floor| Some((floor, floor.ranking(target)?)))
         {
-            Some((floor, ranking)) => self.walk(floor, ranking, target, label),
+            Some((floor, rankings)) => self.walk(floor, rankings, target, label),
             None => self.scan(target, label),
         }
     }
@@ -251,61 +286,85 @@ impl Search<'_> {
             .is_some_and(|hours| !hours.is_open(self.now))
     }
 
-    /// Walks `ranking` in `target`'s order until it has `need` eligible agents besides the
-    /// customer's sticky ones, which are checked first wherever they rank.
+    /// Walks `rankings` (the target's tiers, in order) in `target`'s order until it has
+    /// `need` eligible agents besides the customer's sticky ones, which are checked first
+    /// wherever they rank. A target whose headroom stops this rule is walked whole: it has
+    /// fewer ranked agents than the seats it keeps.
     fn walk(
         &self,
         floor: &Floor,
-        ranking: &Ranking,
+        rankings: &[Ranking],
         target: &Target,
         label: String,
     ) -> (TargetTrace, Vec<Candidate>) {
-        let members = ranking.members.len();
+        let members = rankings.iter().map(|ranking| ranking.members.len()).sum();
+        let free = rankings.iter().map(|ranking| ranking.free).sum();
+        let kept = self.headroom_kept(target, free);
         let mut left_out = Tally::default();
         let mut ranked = Vec::new();
         let closed = self.closed(target);
         if closed {
             left_out.add_many(Exclusion::GroupClosed.kind(), members);
         } else {
-            left_out.add_many(Exclusion::Away.kind(), ranking.away);
-            left_out.add_many(Exclusion::Offline.kind(), ranking.offline);
-            let full = Exclusion::AtCapacity {
-                active: 0,
-                capacity: 0,
-            };
-            left_out.add_many(full.kind(), ranking.full);
-            left_out.add_many(Exclusion::FilterFalse.kind(), ranking.filter_false);
-            let failed = Exclusion::FilterFailed(String::new());
-            left_out.add_many(failed.kind(), ranking.filter_failed);
+            for ranking in rankings {
+                left_out.add_many(Exclusion::Away.kind(), ranking.away);
+                left_out.add_many(Exclusion::Offline.kind(), ranking.offline);
+                let full = Exclusion::AtCapacity {
+                    active: 0,
+                    capacity: 0,
+                    weight: 1,
+                };
+                left_out.add_many(full.kind(), ranking.full);
+                left_out.add_many(Exclusion::FilterFalse.kind(), ranking.filter_false);
+                let failed = Exclusion::FilterFailed(String::new());
+                left_out.add_many(failed.kind(), ranking.filter_failed);
+            }
             let mut sticky_positions = Vec::new();
             for (agent, _) in self.sticky {
                 let Some(position) = floor.position(agent) else {
                     continue;
                 };
-                if ranking.members.binary_search(&position).is_err()
-                    || sticky_positions.contains(&position)
-                {
+                let Some(tier) = rankings.iter().position(|ranking| ranking.has(position)) else {
+                    continue;
+                };
+                if sticky_positions.contains(&position) {
                     continue;
                 }
                 sticky_positions.push(position);
                 let Some((agent, load)) = floor.agent(position) else {
                     continue;
                 };
+                let filters = rankings[tier].filters();
                 match self.eligibility(agent, load, false, target, false) {
-                    Ok(()) => ranked.push(self.candidate(agent, load, position, target, 0)),
-                    // Status, capacity and an agent-only filter are counted by the ranking.
-                    Err(Exclusion::Away | Exclusion::Offline | Exclusion::AtCapacity { .. }) => {}
-                    Err(Exclusion::FilterFalse | Exclusion::FilterFailed(_))
-                        if ranking.filters() => {}
+                    Ok(()) => {
+                        ranked.push(self.candidate(agent, load, position, target, 0, tier));
+                    }
+                    // Status, a full agent and an agent-only filter are counted by the
+                    // ranking (one with room, but not for this session's weight, is not).
+                    Err(Exclusion::Away | Exclusion::Offline) => {}
+                    Err(Exclusion::AtCapacity {
+                        active, capacity, ..
+                    }) if active >= capacity => {}
+                    Err(Exclusion::FilterFalse | Exclusion::FilterFailed(_)) if filters => {}
                     Err(reason) => left_out.add(&reason),
                 }
             }
-            let wanted = self.need + ranked.len();
-            if let Some(order) = ranking.order(target.strategy) {
-                for (turn, position) in order.enumerate() {
+            let wanted = if kept.is_some() {
+                usize::MAX
+            } else {
+                self.need + ranked.len()
+            };
+            let pivot = floor::pivot(rankings);
+            let mut turn = 0;
+            'tiers: for (tier, ranking) in rankings.iter().enumerate() {
+                let Some(order) = ranking.order(target.strategy, pivot) else {
+                    continue;
+                };
+                for position in order {
                     if ranked.len() >= wanted {
-                        break;
+                        break 'tiers;
                     }
+                    turn += 1;
                     if sticky_positions.contains(&position) {
                         continue;
                     }
@@ -313,13 +372,24 @@ impl Search<'_> {
                         continue;
                     };
                     match self.eligibility(agent, load, false, target, ranking.filters()) {
-                        Ok(()) => ranked.push(self.candidate(agent, load, position, target, turn)),
+                        Ok(()) => ranked.push(self.candidate(
+                            agent,
+                            load,
+                            position,
+                            target,
+                            turn - 1,
+                            tier,
+                        )),
                         Err(reason) => left_out.add(&reason),
                     }
                 }
             }
         }
-        let trace = trace(
+        if let Some(reason) = kept {
+            left_out.add_many(reason.kind(), ranked.len());
+            ranked.clear();
+        }
+        let mut trace = trace(
             target,
             label,
             closed,
@@ -328,7 +398,42 @@ impl Search<'_> {
             left_out,
             Vec::new(),
         );
+        trace.free_seats = free;
         (trace, ranked)
+    }
+
+    /// Why `target`, which has eligible agents, passes the handoff on anyway: fewer seats
+    /// free than its `overflow_when` allows, or its group's estimated wait too long.
+    fn overflows(&self, target: &Target, free: u64) -> Option<String> {
+        let when = &target.overflow_when;
+        if !when.is_set() {
+            return None;
+        }
+        if when.free_seats_below > 0 && free < u64::from(when.free_seats_below) {
+            return Some(format!(
+                "{free} free seats, below {}",
+                when.free_seats_below
+            ));
+        }
+        let above = when.wait_above?;
+        let wait = self.state.wait(target.group, self.now)?;
+        (wait > above).then(|| {
+            format!(
+                "estimated wait {}s, above {}s",
+                wait.as_secs(),
+                above.as_secs()
+            )
+        })
+    }
+
+    /// Whether `target`'s group keeps its last seats from this rule: with `free` seats
+    /// free, fewer than its headroom would stay free after this session's.
+    fn headroom_kept(&self, target: &Target, free: u64) -> Option<Exclusion> {
+        let kept = u64::from(target.headroom);
+        (kept > 0 && free < kept + u64::from(self.weight)).then_some(Exclusion::HeadroomKept {
+            kept: target.headroom,
+            free,
+        })
     }
 
     fn candidate(
@@ -338,8 +443,10 @@ impl Search<'_> {
         position: floor::Position,
         target: &Target,
         turn: usize,
+        tier: usize,
     ) -> Candidate {
         let mut candidate = Candidate::unscored(agent, load, position as usize);
+        candidate.tier = tier;
         let standing = strategy::Standing {
             active: candidate.active,
             capacity: candidate.capacity,
@@ -363,6 +470,7 @@ impl Search<'_> {
         let mut excluded = Vec::new();
         let mut left_out = Tally::default();
         let mut members = 0;
+        let mut free = 0;
         let mut pivot: Option<(SystemTime, usize)> = None;
         for (position, agent) in roster.iter().enumerate() {
             if target
@@ -373,13 +481,20 @@ impl Search<'_> {
             }
             members += 1;
             let load = self.state.load(&agent.id);
+            if self.state.status(&agent.id).unwrap_or(agent.status) == AgentStatus::Available {
+                free += u64::from(agent.capacity.saturating_sub(load.active));
+            }
             if let Some(at) = load.last_assigned
                 && pivot.is_none_or(|(latest, _)| at > latest)
             {
                 pivot = Some((at, position));
             }
             match self.eligibility(agent, load, closed, target, false) {
-                Ok(()) => ranked.push(Candidate::unscored(agent, load, position)),
+                Ok(()) => {
+                    let mut candidate = Candidate::unscored(agent, load, position);
+                    candidate.tier = target.tier(self.scope, agent);
+                    ranked.push(candidate);
+                }
                 Err(reason) => {
                     left_out.add(&reason);
                     excluded.push(Excluded {
@@ -403,7 +518,17 @@ impl Search<'_> {
             pivot.map(|(_, p)| p),
             self.now,
         );
-        let trace = trace(target, label, closed, &ranked, members, left_out, excluded);
+        if let Some(reason) = self.headroom_kept(target, free) {
+            for candidate in ranked.drain(..) {
+                left_out.add(&reason);
+                excluded.push(Excluded {
+                    agent: candidate.agent,
+                    reason: reason.clone(),
+                });
+            }
+        }
+        let mut trace = trace(target, label, closed, &ranked, members, left_out, excluded);
+        trace.free_seats = free;
         (trace, ranked)
     }
 
@@ -425,11 +550,13 @@ impl Search<'_> {
             AgentStatus::Away => return Err(Exclusion::Away),
             AgentStatus::Offline => return Err(Exclusion::Offline),
         }
+        let full = Exclusion::AtCapacity {
+            active: load.active,
+            capacity: agent.capacity,
+            weight: self.weight,
+        };
         if load.active >= agent.capacity {
-            return Err(Exclusion::AtCapacity {
-                active: load.active,
-                capacity: agent.capacity,
-            });
+            return Err(full);
         }
         if let Some(filter) = target.filter.as_ref().filter(|_| !filter_known) {
             match self.scope.admits(filter, agent.cel_value()) {
@@ -437,6 +564,11 @@ impl Search<'_> {
                 Ok(false) => return Err(Exclusion::FilterFalse),
                 Err(error) => return Err(Exclusion::FilterFailed(error)),
             }
+        }
+        // Room, but not for a session that takes more than one seat: after the filter, as
+        // a floor counts an agent below capacity that its filter refuses as refused.
+        if load.active.saturating_add(self.weight) > agent.capacity {
+            return Err(full);
         }
         if agent
             .shift
@@ -501,6 +633,20 @@ pub fn parked(
     (streak >= app.max_missed && until > now).then_some((streak, until))
 }
 
+/// The offers `agent` missed in a row: since it last accepted one or was set available.
+pub fn missed(state: &dyn StateView, agent: &AgentId) -> u32 {
+    let Some(misses) = state.misses(agent) else {
+        return 0;
+    };
+    let since = state
+        .available_since(agent)
+        .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        });
+    misses.streak(since).0
+}
+
 /// The customer's previous agent (within `ttl`) and owner, in the order stickiness puts
 /// them first (each moved to the front in turn, so the owner ends up first).
 fn sticky_agents(
@@ -554,6 +700,8 @@ fn trace(
         eligible: ranked.len(),
         left_out,
         excluded,
+        free_seats: 0,
+        overflow: None,
     }
 }
 

@@ -67,6 +67,10 @@ pub(super) fn rank(
         }),
         kept => candidates.sort_by_cached_key(|c| strategy::key(kept, &standing(c, skills(c)))),
     }
+    // Tiers first, each in the strategy's order (the sort is stable).
+    if !target.tiers.is_empty() {
+        candidates.sort_by_key(|c| c.tier);
+    }
     if target.strategy != Strategy::Random {
         for (turn, c) in candidates.iter_mut().enumerate() {
             c.score = score(c, turn);

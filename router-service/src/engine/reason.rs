@@ -71,6 +71,16 @@ fn describe_target(out: &mut String, app: &App, trace: &TargetTrace) {
                 trace.members,
                 trace.strategy.as_str()
             );
+            if let Some(why) = &trace.overflow {
+                let _ = write!(out, " ({why}, but no later target had anyone)");
+            }
+        }
+        TargetOutcome::Overflowed => {
+            let _ = write!(
+                out,
+                ": overflowed, {}",
+                trace.overflow.as_deref().unwrap_or("")
+            );
         }
         TargetOutcome::Closed => out.push_str(": closed"),
         TargetOutcome::NoEligible => {

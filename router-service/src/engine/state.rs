@@ -18,13 +18,17 @@ use super::{Agent, App};
 /// An agent's live load: the sessions whose seat it holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AgentLoad {
-    /// Sessions occupying the agent, what capacity counts: seats held, provisional and
-    /// confirmed, and the unattributed ones.
+    /// Seats occupied, what capacity counts: the seats held, provisional and confirmed
+    /// (a session weighing more than one seat counts its `weight`), and the unattributed
+    /// sessions.
     pub active: u32,
+    /// Of those, the seats held beyond one per session (weighted sessions'): the sessions
+    /// held are `active - unattributed - weighted`.
+    pub weighted: u32,
     /// Of those, the sessions Desk counts beyond the seats held (with Desk sync): Tencent
     /// gave them to the agent without handoff knowing which.
     pub unattributed: u32,
-    /// Of those, the ones a session event confirmed.
+    /// Of those, the seats of sessions a session event confirmed.
     pub confirmed: u32,
     /// When the agent was last assigned a session; `None` if never.
     pub last_assigned: Option<SystemTime>,
@@ -81,6 +85,8 @@ pub struct LiveSession {
     pub expires_at: SystemTime,
     /// The rule that routed it, when handoff answered it.
     pub rule: Option<String>,
+    /// How many of its agent's seats it takes.
+    pub weight: u32,
 }
 
 /// An agent's missed offers: when (by the reporter's clock, ms) each of the latest
@@ -173,6 +179,77 @@ impl Taken {
     }
 }
 
+/// A group's latest waits (what `overflow_when.wait_above` reads): for each of the latest
+/// sessions handoff reserved into the group that an agent then took, when the user asked
+/// and how long after Tencent's event said an agent took it (session id -> (asked ms,
+/// wait ms), both by the reporter's clock). Keyed by session and trimmed to the newest
+/// [`Waits::KEEP`] by when asked, then session id, so that any order and repetition of the
+/// same events gives the same record. Also the stored form (JSON).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Waits(pub BTreeMap<String, (u64, u64)>);
+
+impl Waits {
+    /// How many waits a group's record keeps.
+    pub const KEEP: usize = 32;
+    /// How fast an old wait stops counting: its weight halves every this long.
+    pub const HALF_LIFE_MS: f64 = 300_000.0;
+    /// Waits asked longer ago than this do not count at all.
+    pub const HORIZON_MS: u64 = 3_600_000;
+
+    /// Notes that `session`, asked at `asked_ms`, waited `wait_ms`; whether the record
+    /// changed.
+    pub fn waited(&mut self, session: &str, asked_ms: u64, wait_ms: u64) -> bool {
+        if self.0.contains_key(session) {
+            return false;
+        }
+        self.0.insert(session.to_owned(), (asked_ms, wait_ms));
+        while self.0.len() > Self::KEEP {
+            let oldest = self
+                .0
+                .iter()
+                .min_by(|a, b| a.1.0.cmp(&b.1.0).then_with(|| a.0.cmp(b.0)))
+                .map(|(session, _)| session.clone());
+            match oldest {
+                Some(session) => self.0.remove(&session),
+                None => break,
+            };
+        }
+        true
+    }
+
+    /// The estimated wait at `now_ms`: the mean of the kept waits asked within
+    /// [`Waits::HORIZON_MS`], each weighted `2^(-age / HALF_LIFE)` by its age (now less
+    /// when the user asked); `None` when none counts.
+    pub fn estimate(&self, now_ms: u64) -> Option<std::time::Duration> {
+        let (mut sum, mut weights) = (0.0, 0.0);
+        for (asked, wait) in self.0.values() {
+            let age = now_ms.saturating_sub(*asked);
+            if age > Self::HORIZON_MS {
+                continue;
+            }
+            let weight = (-(age as f64) / Self::HALF_LIFE_MS).exp2();
+            sum += weight * *wait as f64;
+            weights += weight;
+        }
+        (weights > 0.0).then(|| std::time::Duration::from_millis((sum / weights).round() as u64))
+    }
+}
+
+/// The key a group's waits are kept under: its id, or `all` for a target of every agent.
+pub fn waits_key(group: Option<handoff_core::id::GroupId>) -> String {
+    group.map_or_else(|| "all".to_owned(), |group| group.to_string())
+}
+
+impl AgentLoad {
+    /// The sessions whose seats the agent holds (weighted ones once), what Desk counts.
+    pub fn sessions_held(&self) -> u32 {
+        self.active
+            .saturating_sub(self.unattributed)
+            .saturating_sub(self.weighted)
+    }
+}
+
 /// Agents changed at run time: `Some` replaces or adds a definition, `None` removes one.
 pub type RosterChanges = BTreeMap<AgentId, Option<Arc<Agent>>>;
 
@@ -201,6 +278,26 @@ pub trait StateView {
     fn taken(&self, agent: &AgentId) -> Option<&Taken> {
         let _ = agent;
         None
+    }
+    /// The latest waits of the group keyed `key` ([`waits_key`]), when the store keeps
+    /// them.
+    fn waits_of(&self, key: &str) -> Option<&Waits> {
+        let _ = key;
+        None
+    }
+    /// The estimated wait of sessions routed to `group` (see [`Waits::estimate`]), when
+    /// the store keeps waits and has any.
+    fn wait(
+        &self,
+        group: Option<handoff_core::id::GroupId>,
+        now: SystemTime,
+    ) -> Option<std::time::Duration> {
+        let now_ms = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| {
+                u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+            });
+        self.waits_of(&waits_key(group))?.estimate(now_ms)
     }
     /// `agent`'s missed offers, when it has any.
     fn misses(&self, agent: &AgentId) -> Option<&Misses> {
@@ -331,7 +428,29 @@ pub fn roster<'a>(app: &'a App, changes: &'a RosterChanges) -> Vec<&'a Arc<Agent
 mod tests {
     use proptest::prelude::*;
 
-    use super::{Misses, Taken};
+    use super::{Misses, Taken, Waits};
+
+    #[test]
+    fn the_wait_estimate_weighs_recent_waits_more_and_ignores_old_ones() {
+        let mut waits = Waits::default();
+        assert_eq!(waits.estimate(0), None);
+        let now = 10 * 3_600_000;
+        // Two waits: 10 s asked five minutes ago (weight 1/2), 40 s asked now (weight 1).
+        assert!(waits.waited("s-1", now - 300_000, 10_000));
+        assert!(!waits.waited("s-1", now, 99_000), "the same session once");
+        assert!(waits.waited("s-2", now, 40_000));
+        assert_eq!(
+            waits.estimate(now),
+            Some(std::time::Duration::from_millis(30_000))
+        );
+        // An hour and more later none counts.
+        assert_eq!(waits.estimate(now + 3_600_001), None);
+        for n in 0..40u64 {
+            waits.waited(&format!("t-{n:02}"), now + n, 1_000);
+        }
+        assert_eq!(waits.0.len(), Waits::KEEP);
+        assert!(!waits.0.contains_key("s-1"), "the oldest go first");
+    }
 
     #[test]
     fn taken_sessions_count_once_and_keep_the_newest_within_the_window() {

@@ -149,6 +149,7 @@ impl FakeState {
             agent.into(),
             AgentLoad {
                 active,
+                weighted: 0,
                 unattributed: 0,
                 confirmed: 0,
                 last_assigned: last,

@@ -50,6 +50,7 @@ fn response(answer: Answer, replayed: bool) -> pb::AssignHumanResponse {
             reason: answer.reason,
             reserved_agent_id: answer.reserved.map(String::from).unwrap_or_default(),
             replayed,
+            weight: answer.weight,
         }),
     }
 }
@@ -106,9 +107,12 @@ pub fn explanation(explained: Explanation) -> pb::ExplainAssignmentResponse {
                 TargetOutcome::Chosen => pb::TargetOutcome::Chosen,
                 TargetOutcome::Closed => pb::TargetOutcome::Closed,
                 TargetOutcome::NoEligible => pb::TargetOutcome::NoEligible,
+                TargetOutcome::Overflowed => pb::TargetOutcome::Overflowed,
             }
             .into(),
             eligible: u32::try_from(trace.eligible).unwrap_or(u32::MAX),
+            free_seats: u32::try_from(trace.free_seats).unwrap_or(u32::MAX),
+            overflow: trace.overflow.clone().unwrap_or_default(),
             excluded: trace
                 .excluded
                 .iter()
@@ -141,6 +145,7 @@ pub fn explanation(explained: Explanation) -> pb::ExplainAssignmentResponse {
             .into(),
             fields: fields(&candidate.agent),
             unattributed: agents.get(&candidate.agent).map_or(0, |(_, extra)| *extra),
+            tier: u32::try_from(candidate.tier).unwrap_or(u32::MAX),
         })
         .collect();
     let weighed: std::collections::HashSet<&AgentId> = decision
@@ -310,9 +315,23 @@ fn exclusion(reason: &Exclusion) -> (pb::Exclusion, String) {
         Exclusion::Away => (pb::Exclusion::Away, String::new()),
         Exclusion::Offline => (pb::Exclusion::Offline, String::new()),
         Exclusion::OffShift => (pb::Exclusion::OffShift, String::new()),
-        Exclusion::AtCapacity { active, capacity } => {
-            (pb::Exclusion::AtCapacity, format!("{active}/{capacity}"))
-        }
+        Exclusion::AtCapacity {
+            active,
+            capacity,
+            weight: 1,
+        } => (pb::Exclusion::AtCapacity, format!("{active}/{capacity}")),
+        Exclusion::AtCapacity {
+            active,
+            capacity,
+            weight,
+        } => (
+            pb::Exclusion::AtCapacity,
+            format!("{active}/{capacity}; this session takes {weight} seats"),
+        ),
+        Exclusion::HeadroomKept { kept, free } => (
+            pb::Exclusion::HeadroomKept,
+            format!("headroom kept: {kept} seats; {free} free"),
+        ),
         Exclusion::FilterFalse => (pb::Exclusion::FilterFalse, String::new()),
         Exclusion::FilterFailed(error) => (pb::Exclusion::FilterFailed, error.clone()),
         Exclusion::WrappingUp { until } => (

@@ -375,7 +375,7 @@ impl<S: Store> Router<S> {
                     serving.iter().map(|(agent, n)| (agent, *n)).collect();
                 for (agent, count) in &serving {
                     let load = state.load(agent);
-                    let seats = load.active - load.unattributed;
+                    let seats = load.sessions_held();
                     if count.saturating_sub(seats) != load.unattributed {
                         load_changed = true;
                     }

@@ -160,6 +160,7 @@ impl<S: Store> Router<S> {
                 let now = self.clock.now();
                 let mut wrapping = 0i64;
                 let mut parked = 0i64;
+                let mut missed = 0i64;
                 for listing in listings
                     .iter()
                     .filter(|listing| listing.agent.groups.contains(&group.id))
@@ -173,6 +174,7 @@ impl<S: Store> Router<S> {
                         wrapping += 1;
                     }
                     parked += i64::from(listing.parked.is_some());
+                    missed += i64::from(listing.missed);
                     let active = i64::from(listing.load.active);
                     let capacity = i64::from(listing.agent.capacity);
                     in_use += active;
@@ -198,6 +200,10 @@ impl<S: Store> Router<S> {
                     .agents_parked
                     .get_or_create(&labels)
                     .set(parked);
+                self.metrics
+                    .missed_offers
+                    .get_or_create(&labels)
+                    .set(missed);
             }
         }
     }

@@ -12,7 +12,7 @@ use housekeeping::Housekeeping;
 use crate::{
     decision_log::{DecisionLog, Entry, Seen},
     engine::StateView,
-    metrics::Metrics,
+    metrics::{GroupLabels, Metrics},
 };
 
 use arc_swap::ArcSwap;
@@ -114,6 +114,8 @@ pub struct AgentListing {
     pub status_source: engine::desk::Source,
     /// Parked after missed offers: how many, and until when.
     pub parked: Option<(u32, SystemTime)>,
+    /// The offers it missed in a row (since it last accepted one or was set available).
+    pub missed: u32,
 }
 
 /// Where an agent's definition comes from.
@@ -387,10 +389,12 @@ impl<S: Store> Router<S> {
         let started = std::time::Instant::now();
         let logging = self.decision_log.is_some();
         let mut seen = Seen::default();
+        let mut headroom_used = None;
         let assignment = self
             .store
             .assign(&app, handoff, now, |state| {
                 let mut decision = engine::decide(&app, handoff, state, now);
+                headroom_used = decision.headroom_used;
                 if replay_only {
                     decision.ranked.clear();
                     decision.fallback = true;
@@ -429,6 +433,17 @@ impl<S: Store> Router<S> {
             log.record(Entry::decision(handoff, now, &assignment, seen));
         }
         self.metrics.decided(handoff.app, &assignment);
+        if let (Some(group), Assignment::Fresh(answer)) = (headroom_used, &assignment)
+            && answer.reserved.is_some()
+        {
+            self.metrics
+                .headroom_used
+                .get_or_create(&GroupLabels {
+                    app: handoff.app.get(),
+                    group: group.get(),
+                })
+                .inc();
+        }
         Ok(assignment)
     }
 
@@ -710,6 +725,7 @@ impl<S: Store> Router<S> {
                             .status_source(&agent.id)
                             .unwrap_or(agent.sources.profile),
                         parked: engine::parked(&app, state, &agent.id, now),
+                        missed: engine::missed(state, &agent.id),
                         load: state.load(&agent.id),
                         on_shift: agent.shift.as_ref().is_none_or(|shift| shift.is_open(now)),
                         source: match (

@@ -13,6 +13,16 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::engine::{Answer, Customer};
 
+/// For serde: a weight absent is 1.
+pub(super) fn one() -> u32 {
+    1
+}
+
+/// For serde: a weight of 1 is left out.
+pub(super) fn is_one(value: &u32) -> bool {
+    *value == 1
+}
+
 /// An [`Answer`] as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AnswerRecord {
@@ -26,6 +36,11 @@ pub struct AnswerRecord {
 }
 
 impl AnswerRecord {
+    /// The group answered.
+    pub fn group(&self) -> Option<GroupId> {
+        self.group
+    }
+
     /// The agent whose seat the answer reserved.
     pub fn reserved(&self) -> Option<&AgentId> {
         self.reserved.as_ref()
@@ -61,6 +76,8 @@ impl From<AnswerRecord> for Answer {
             strategy: record.strategy,
             fallback: record.fallback,
             reason: record.reason,
+            // The session's record keeps the weight (see `SessionRecord::answered`).
+            weight: 1,
         }
     }
 }

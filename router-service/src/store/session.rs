@@ -228,6 +228,12 @@ pub struct SessionRecord {
     pub since_ms: u64,
     /// When the seat runs out, or (ended, expired) when the record is forgotten.
     pub expires_at_ms: u64,
+    /// How many of its agent's seats the session takes (its rule's `weight`); absent: 1.
+    #[serde(
+        default = "super::record::one",
+        skip_serializing_if = "super::record::is_one"
+    )]
+    pub weight: u32,
 }
 
 /// What a change to a session does to the rest of the app's state.
@@ -237,6 +243,10 @@ pub struct Effects {
     pub released: Option<(AgentId, bool)>,
     /// The seat it holds after.
     pub taken: Option<(AgentId, bool)>,
+    /// How many of its agent's seats the released seat counted (its rule's `weight`).
+    pub released_seats: u32,
+    /// How many the taken seat counts.
+    pub taken_seats: u32,
     /// An agent whose idle clock moves forward to this time (if it is later).
     pub last_assigned: Option<(AgentId, u64)>,
     /// The customer's previous agent, and since when, if that is later than what is known.
@@ -253,12 +263,16 @@ pub struct Effects {
     /// An agent who took a seat for the session anew, and when (the router's clock): what
     /// fair share counts.
     pub took: Option<(AgentId, u64)>,
+    /// A reservation an agent took (the reserved one or another): the group it was
+    /// routed to (its [`crate::engine::waits_key`]), when the user asked and how long
+    /// until an agent took it (the reporter's clock, ms): what the estimated wait reads.
+    pub waited: Option<(String, u64, u64)>,
 }
 
 impl Effects {
     /// Whether the seat moved (or changed between provisional and confirmed).
     pub fn moves_seat(&self) -> bool {
-        self.released != self.taken
+        self.released != self.taken || self.released_seats != self.taken_seats
     }
 }
 
@@ -305,6 +319,20 @@ impl SessionRecord {
         self.reservation.is_none() && self.state() == SessionState::Ended
     }
 
+    /// How many of its agent's seats the session takes: its rule's weight when handoff
+    /// reserved it, else 1.
+    pub fn weight(&self) -> u32 {
+        self.weight.max(1)
+    }
+
+    /// The answer given, as the caller got it.
+    pub fn answered(&self) -> Option<Answer> {
+        self.answer.clone().map(|answer| Answer {
+            weight: self.weight(),
+            ..Answer::from(answer)
+        })
+    }
+
     /// Where the session stands.
     pub fn state(&self) -> SessionState {
         self.state.unwrap_or(SessionState::Provisional)
@@ -320,9 +348,7 @@ impl SessionRecord {
     /// The answer to replay to a retried AssignHuman: only while the seat it took is held.
     pub fn replay(&self) -> Option<Answer> {
         match self.state() {
-            SessionState::Provisional | SessionState::Confirmed => {
-                self.answer.clone().map(Answer::from)
-            }
+            SessionState::Provisional | SessionState::Confirmed => self.answered(),
             SessionState::Ended | SessionState::Expired => None,
         }
     }
@@ -337,6 +363,7 @@ impl SessionRecord {
             since: from_ms(self.since_ms),
             expires_at: from_ms(self.expires_at_ms),
             rule: self.answer.as_ref().map(|answer| answer.rule().to_owned()),
+            weight: self.weight(),
         }
     }
 }
@@ -353,6 +380,7 @@ pub fn reserve(
     hold: Duration,
 ) -> (SessionRecord, Effects) {
     let released = old.as_ref().and_then(SessionRecord::held);
+    let released_seats = old.as_ref().map_or(0, SessionRecord::weight);
     let fact = old.and_then(|old| old.fact);
     let taken = answer.reserved.clone();
     let event_ms = to_ms(asked).max(fact.as_ref().map_or(0, |fact| fact.event_ms));
@@ -371,14 +399,22 @@ pub fn reserve(
         state: Some(SessionState::Provisional),
         since_ms: to_ms(now),
         expires_at_ms: to_ms(now + hold),
+        weight: answer.weight.max(1),
     };
     let took = taken
         .clone()
         .filter(|agent| released.as_ref().map(|(held, _)| held) != Some(agent))
         .map(|agent| (agent, to_ms(now)));
     let effects = Effects {
+        released_seats: if released.is_some() {
+            released_seats
+        } else {
+            0
+        },
+        taken_seats: if taken.is_some() { answer.weight } else { 0 },
         released,
         took,
+        waited: None,
         taken: taken.clone().map(|agent| (agent, false)),
         last_assigned: taken.clone().map(|agent| (agent, to_ms(now))),
         history: taken.map(|agent| (customer.clone(), agent, event_ms)),
@@ -415,6 +451,7 @@ pub fn report(
         state: None,
         since_ms: 0,
         expires_at_ms: 0,
+        weight: 1,
     });
     if record
         .fact
@@ -435,16 +472,28 @@ pub fn report(
         // The fact is kept for later comparisons but changes who holds the seat not at all.
         return Some((record, Effects::default()));
     }
+    let weight = record.weight();
     let mut effects = Effects {
         released: record.held(),
         ..Effects::default()
     };
+    if effects.released.is_some() {
+        effects.released_seats = weight;
+    }
     // A reservation the event settles: taken by the reserved agent, or given to another.
     if let (Standing::Provisional(reserved), Standing::Confirmed(serving)) = (&before, &after) {
         if reserved == serving {
             effects.accepted = Some((reserved.clone(), fact.event_ms));
         } else {
             effects.missed = Some((reserved.clone(), fact.event_ms));
+        }
+        if let Some(reservation) = &record.reservation {
+            let group = record.answer.as_ref().and_then(AnswerRecord::group);
+            effects.waited = Some((
+                crate::engine::waits_key(group),
+                reservation.event_ms,
+                fact.event_ms.saturating_sub(reservation.event_ms),
+            ));
         }
     }
     record.since_ms = to_ms(now);
@@ -454,6 +503,7 @@ pub fn report(
             record.state = Some(SessionState::Confirmed);
             record.seat = Some(agent.clone());
             effects.taken = Some((agent.clone(), true));
+            effects.taken_seats = weight;
             effects.last_assigned = Some((agent.clone(), fact.event_ms));
             if let Some(customer) = &record.customer {
                 effects.history = Some((customer.clone(), agent, fact.event_ms));
@@ -469,6 +519,7 @@ pub fn report(
                 .as_ref()
                 .map_or(record.expires_at_ms, |reservation| reservation.until_ms);
             effects.taken = Some((agent, false));
+            effects.taken_seats = weight;
         }
         Standing::Ended | Standing::Unknown => {
             record.state = Some(SessionState::Ended);

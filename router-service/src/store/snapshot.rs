@@ -36,6 +36,12 @@ pub struct Seat {
     /// The rule that routed it, when handoff answered it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
+    /// How many of the agent's seats it takes; absent: 1.
+    #[serde(
+        default = "super::record::one",
+        skip_serializing_if = "super::record::is_one"
+    )]
+    pub weight: u32,
 }
 
 /// An agent's live status.
@@ -92,6 +98,9 @@ pub struct AppSnapshot {
     /// The sessions agents lately took (fair share).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub taken: Vec<(AgentId, engine::Taken)>,
+    /// Each group's latest waits (`overflow_when.wait_above`), by its key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waits: Vec<(String, engine::Waits)>,
     /// What roster syncs read from Desk.
     #[serde(default, skip_serializing_if = "is_empty_desk")]
     pub desk: DeskRoster,
@@ -119,6 +128,7 @@ impl AppSnapshot {
                     since_ms: to_ms(live.since),
                     expires_at_ms: to_ms(live.expires_at),
                     rule: live.rule,
+                    weight: live.weight,
                 })
             })
             .collect();
@@ -158,6 +168,17 @@ impl AppSnapshot {
             .iter()
             .filter_map(|agent| Some((agent.id.clone(), state.taken(&agent.id)?.clone())))
             .collect();
+        let waits = app
+            .groups()
+            .iter()
+            .map(|group| Some(group.id))
+            .chain([None])
+            .filter_map(|group| {
+                let key = engine::waits_key(group);
+                let waits = state.waits_of(&key)?.clone();
+                Some((key, waits))
+            })
+            .collect();
         let unattributed = roster
             .iter()
             .filter_map(|agent| {
@@ -182,6 +203,7 @@ impl AppSnapshot {
             last_finished,
             misses,
             taken,
+            waits,
             desk: state.desk().cloned().unwrap_or_default(),
             unattributed,
         }
@@ -216,6 +238,7 @@ impl Seat {
             state: Some(state),
             since_ms: self.since_ms,
             expires_at_ms: self.expires_at_ms,
+            weight: self.weight.max(1),
         }
     }
 }

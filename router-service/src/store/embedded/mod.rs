@@ -87,6 +87,8 @@ pub(super) enum Kind {
     Misses,
     /// The sessions each agent lately took, for fair share: [`crate::engine::Taken`].
     Taken,
+    /// Each group's latest waits, by [`crate::engine::waits_key`]: [`crate::engine::Waits`].
+    Waits,
 }
 
 /// The key of Desk's groups in the `desk` table (never an e-mail).
@@ -95,7 +97,7 @@ const DESK_GROUPS: &str = "groups";
 const DESK_HOURS: &str = "hours";
 
 impl Kind {
-    const ALL: [Kind; 11] = [
+    const ALL: [Kind; 12] = [
         Kind::Assignments,
         Kind::LastAssigned,
         Kind::History,
@@ -107,6 +109,7 @@ impl Kind {
         Kind::LastFinished,
         Kind::Misses,
         Kind::Taken,
+        Kind::Waits,
     ];
 
     fn table(self) -> Table {
@@ -122,6 +125,7 @@ impl Kind {
             Kind::LastFinished => "last_finished",
             Kind::Misses => "misses",
             Kind::Taken => "taken",
+            Kind::Waits => "waits",
         })
     }
 }
@@ -249,6 +253,11 @@ pub(super) fn taken(app: SdkAppId, agent: &AgentId, record: &crate::engine::Take
     Op::put(Kind::Taken, app, agent.as_str(), record)
 }
 
+/// The write of a group's latest waits.
+pub(super) fn waits(app: SdkAppId, group: &str, record: &crate::engine::Waits) -> Op {
+    Op::put(Kind::Waits, app, group, record)
+}
+
 /// The write of a customer's previous agent (or its deletion, `None`).
 pub(super) fn history(
     app: SdkAppId,
@@ -288,6 +297,7 @@ pub(super) struct LoadedApp {
     pub(super) last_finished: Vec<(AgentId, u64)>,
     pub(super) misses: Vec<(AgentId, crate::engine::Misses)>,
     pub(super) taken: Vec<(AgentId, crate::engine::Taken)>,
+    pub(super) waits: Vec<(String, crate::engine::Waits)>,
     pub(super) history: Vec<(ClientUserId, HistoryRecord)>,
     pub(super) statuses: Vec<(AgentId, StatusRecord)>,
     pub(super) roster: Vec<(AgentId, RosterRecord)>,
@@ -642,6 +652,9 @@ fn read_into(loaded: &mut LoadedApp, kind: Kind, id: &str, value: &[u8]) -> Resu
         Kind::Taken => {
             let agent = AgentId::parse(id).map_err(text)?;
             loaded.taken.push((agent, record::decode(value)?));
+        }
+        Kind::Waits => {
+            loaded.waits.push((id.to_owned(), record::decode(value)?));
         }
         Kind::History => {
             let customer = ClientUserId::parse(id).map_err(text)?;

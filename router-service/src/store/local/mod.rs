@@ -164,6 +164,7 @@ impl LocalStore {
                 .collect(),
             misses: snapshot.misses.clone(),
             taken: snapshot.taken.clone(),
+            waits: snapshot.waits.clone(),
             desk: snapshot.desk.clone(),
             ..embedded::LoadedApp::default()
         };
@@ -366,6 +367,7 @@ impl Store for LocalStore {
                             ..
                         } => {
                             state.note_taken(app, &event.session, &effects, writes);
+                            state.note_waited(app, &event.session, &effects, writes);
                             state.put_session(
                                 app.id,
                                 &event.session,

@@ -58,6 +58,8 @@ pub(super) struct AppState {
     pub(super) misses: FastMap<AgentId, crate::engine::Misses>,
     /// The sessions each agent lately took, for fair share.
     pub(super) taken: FastMap<AgentId, crate::engine::Taken>,
+    /// Each group's latest waits, by [`crate::engine::waits_key`].
+    pub(super) waits: FastMap<String, crate::engine::Waits>,
     /// Sessions Desk counts beyond the seats held, by agent, from the last status poll. Not
     /// journaled: the next poll counts them again.
     pub(super) unattributed: FastMap<AgentId, u32>,
@@ -98,6 +100,7 @@ impl AppState {
             desk_hours: None,
             misses: FastMap::default(),
             taken: FastMap::default(),
+            waits: FastMap::default(),
             unattributed: FastMap::default(),
             zone,
             sessions: FastMap::default(),
@@ -156,6 +159,7 @@ impl AppState {
         }
         state.misses.extend(loaded.misses);
         state.taken.extend(loaded.taken);
+        state.waits.extend(loaded.waits);
         for (agent, at_ms) in loaded.last_finished {
             state.loads.entry(agent).or_default().last_finished = Some(from_ms(at_ms));
         }
@@ -165,9 +169,13 @@ impl AppState {
                 stray_ends.push((record.since_ms, session.clone()));
             }
             if let Some((agent, confirmed)) = record.held() {
+                let seats = record.weight();
                 let load = state.loads.entry(agent).or_default();
-                load.active += 1;
-                load.confirmed += u32::from(confirmed);
+                load.active += seats;
+                load.weighted += seats - 1;
+                if confirmed {
+                    load.confirmed += seats;
+                }
             }
             state
                 .deadlines
@@ -264,9 +272,12 @@ impl AppState {
     pub(super) fn take_desk_load(&mut self, serving: &[(AgentId, u32)]) {
         let mut unattributed = FastMap::default();
         for (agent, count) in serving {
-            let seats = self.loads.get(agent).map_or(0, |load| load.active);
-            if *count > seats {
-                unattributed.insert(agent.clone(), count - seats);
+            let held = self
+                .loads
+                .get(agent)
+                .map_or(0, |load| load.active.saturating_sub(load.weighted));
+            if *count > held {
+                unattributed.insert(agent.clone(), count - held);
             }
         }
         let old = std::mem::replace(&mut self.unattributed, unattributed);
@@ -311,13 +322,21 @@ impl AppState {
             if let Some((agent, confirmed)) = &effects.released
                 && let Some(load) = self.loads.get_mut(agent)
             {
-                load.active = load.active.saturating_sub(1);
-                load.confirmed = load.confirmed.saturating_sub(u32::from(*confirmed));
+                let seats = effects.released_seats;
+                load.active = load.active.saturating_sub(seats);
+                load.weighted = load.weighted.saturating_sub(seats.saturating_sub(1));
+                if *confirmed {
+                    load.confirmed = load.confirmed.saturating_sub(seats);
+                }
             }
             if let Some((agent, confirmed)) = &effects.taken {
+                let seats = effects.taken_seats;
                 let load = self.loads.entry(agent.clone()).or_default();
-                load.active += 1;
-                load.confirmed += u32::from(*confirmed);
+                load.active += seats;
+                load.weighted += seats.saturating_sub(1);
+                if *confirmed {
+                    load.confirmed += seats;
+                }
             }
         }
         if let Some((agent, at_ms)) = &effects.last_assigned {
@@ -429,6 +448,25 @@ impl AppState {
         }
     }
 
+    /// Notes the wait `effects` measured for `session`, when `app` overflows on waits.
+    pub(super) fn note_waited(
+        &mut self,
+        app: &App,
+        session: &SessionId,
+        effects: &Effects,
+        writes: &mut Writes,
+    ) {
+        let Some((group, asked, wait)) = effects.waited.as_ref().filter(|_| app.tracks_waits)
+        else {
+            return;
+        };
+        let waits = self.waits.entry(group.clone()).or_default();
+        if waits.waited(session.as_str(), *asked, *wait) {
+            let record = waits.clone();
+            writes.record(|| [embedded::waits(app.id, group, &record)]);
+        }
+    }
+
     /// Releases every seat whose deadline has passed by `now`, and forgets sessions and
     /// report identities remembered long enough.
     pub(super) fn expire(
@@ -455,9 +493,15 @@ impl AppState {
                 continue;
             };
             let released = record.held();
+            let released_seats = record.weight();
             match session::expire(record, lifetimes.max_session) {
                 Some(record) => {
                     let effects = Effects {
+                        released_seats: if released.is_some() {
+                            released_seats
+                        } else {
+                            0
+                        },
                         released,
                         ..Effects::default()
                     };
@@ -596,6 +640,10 @@ impl StateView for AppState {
 
     fn misses(&self, agent: &AgentId) -> Option<&crate::engine::Misses> {
         self.misses.get(agent)
+    }
+
+    fn waits_of(&self, group: &str) -> Option<&crate::engine::Waits> {
+        self.waits.get(group)
     }
 
     fn taken(&self, agent: &AgentId) -> Option<&crate::engine::Taken> {

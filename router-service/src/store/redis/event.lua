@@ -11,7 +11,9 @@
 -- 23/24 an agent who finished serving the session (agent or '', ms: what wrap-up counts from),
 -- 25/26 a reserved agent who missed the offer (agent or '', ms), 27/28 one who accepted it,
 -- 29 how many misses an agent's record keeps, 30/31 an agent who took a seat anew (agent or
--- '', ms), 32/33 fair share's keep ('0': off) and the oldest time it counts (ms).
+-- '', ms), 32/33 fair share's keep ('0': off) and the oldest time it counts (ms), 34/35
+-- how many seats the released and the taken seat count, 36/37/38 a wait to note (the
+-- group's key or '', when the user asked and how long until an agent took it, ms).
 -- Returns 1 recorded, 2 duplicate, 3 superseded (nothing to change), 4 over capacity
 -- (nothing stored).
 if seen(ARGV[7]) then return 2 end
@@ -22,9 +24,9 @@ if ARGV[19] ~= '' and tonumber(redis.call('HGET', KEYS[3], ARGV[19]) or '0') >= 
 end
 local outcome = 3
 if ARGV[5] ~= '' then
-  if ARGV[8] .. ':' .. ARGV[9] ~= ARGV[10] .. ':' .. ARGV[11] then
-    if ARGV[8] ~= '' then release(ARGV[8], ARGV[9] == '1') end
-    if ARGV[10] ~= '' then take(ARGV[10], ARGV[11] == '1') end
+  if ARGV[8] .. ':' .. ARGV[9] .. ':' .. ARGV[34] ~= ARGV[10] .. ':' .. ARGV[11] .. ':' .. ARGV[35] then
+    if ARGV[8] ~= '' then release(ARGV[8], ARGV[9] == '1', tonumber(ARGV[34])) end
+    if ARGV[10] ~= '' then take(ARGV[10], ARGV[11] == '1', tonumber(ARGV[35])) end
   end
   if ARGV[12] ~= '' then touch(ARGV[12], ARGV[13]) end
   if ARGV[14] ~= '' then remember(ARGV[14], ARGV[15], ARGV[16]) end
@@ -34,6 +36,7 @@ if ARGV[5] ~= '' then
   if ARGV[30] ~= '' and ARGV[32] ~= '0' then
     took(ARGV[30], ARGV[3], tonumber(ARGV[31]), tonumber(ARGV[33]), tonumber(ARGV[32]))
   end
+  if ARGV[36] ~= '' then waited(ARGV[36], ARGV[3], tonumber(ARGV[37]), tonumber(ARGV[38])) end
   local told = {}
   for _, agent in ipairs({ARGV[8], ARGV[10], ARGV[12], ARGV[23], ARGV[25], ARGV[27]}) do
     if agent ~= '' and not told[agent] then

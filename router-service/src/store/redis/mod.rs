@@ -729,6 +729,16 @@ impl RedisStore {
                 None => args.extend([String::new(), String::new()]),
             }
             args.extend(fair_share_args(app, now));
+            args.extend([
+                effects.released_seats.max(1).to_string(),
+                effects.taken_seats.max(1).to_string(),
+            ]);
+            match effects.waited.as_ref().filter(|_| app.tracks_waits) {
+                Some((group, asked, wait)) => {
+                    args.extend([group.clone(), asked.to_string(), wait.to_string()]);
+                }
+                None => args.extend([String::new(), String::new(), String::new()]),
+            }
             let reply = self
                 .run(&self.scripts.event, app.id, now, |cmd| {
                     cmd.arg(args);
@@ -885,19 +895,25 @@ impl Store for RedisStore {
                     .arg(to_ms(handoff.event_time))
                     .arg(record::encode(&first));
                 let [keep, oldest] = fair_share_args(app, now);
-                cmd.arg(keep).arg(oldest);
-                // The seats left to reserve: capacity less what Desk counts beyond them.
+                cmd.arg(keep).arg(oldest).arg(decision.weight);
+                // The seats taken below which the session's still fit: capacity less what
+                // Desk counts beyond the seats, less the session's seats but one.
+                let more = decision.weight.saturating_sub(1);
                 for candidate in &decision.ranked {
                     let extra = unattributed.get(&candidate.agent).copied().unwrap_or(0);
-                    cmd.arg(candidate.agent.as_str())
-                        .arg(candidate.capacity.saturating_sub(extra));
+                    cmd.arg(candidate.agent.as_str()).arg(
+                        candidate
+                            .capacity
+                            .saturating_sub(extra)
+                            .saturating_sub(more),
+                    );
                 }
             })
             .await?;
         let items = into_items(reply)?;
         let answer = |items: &[Value]| -> Result<Answer, StoreError> {
             session_record(items.get(1))?
-                .and_then(|record| record.answer.map(Answer::from))
+                .and_then(|record| record.answered())
                 .ok_or_else(|| unavailable("a reserved session without its answer"))
         };
         match tag(&items)? {
@@ -1130,6 +1146,8 @@ struct Keys {
     finished: String,
     misses: String,
     taken: String,
+    weighted: String,
+    waits: String,
 }
 
 impl Keys {
@@ -1153,11 +1171,13 @@ impl Keys {
             finished: key("finished"),
             misses: key("misses"),
             taken: key("taken"),
+            weighted: key("weighted"),
+            waits: key("waits"),
         }
     }
 
     /// In the scripts' KEYS order.
-    fn all(&self) -> [&str; 17] {
+    fn all(&self) -> [&str; 19] {
         [
             &self.sessions,
             &self.expiry,
@@ -1176,6 +1196,8 @@ impl Keys {
             &self.finished,
             &self.misses,
             &self.taken,
+            &self.weighted,
+            &self.waits,
         ]
     }
 }

@@ -2,7 +2,8 @@
 -- lists, 7 when the user asked (ms), 8 the record to store when the session is new and the
 -- first candidate takes it (built by the router with session::reserve, the usual case, so
 -- that it costs no JSON here), 9/10 fair share's keep ('0': off) and the oldest time it
--- counts (ms), then agent and capacity for each ranked candidate. Returns
+-- counts (ms), 11 the seats the session takes (its rule's weight), then agent and the
+-- seats taken below which it still fits for each ranked candidate. Returns
 -- {1, record} to replay, {3} when it reserved the first candidate with ARGV[8] as it is,
 -- {2, record} when it reserved with another record, {0} when every candidate is full. The
 -- same rules as session::reserve.
@@ -14,11 +15,12 @@ if raw then
 end
 local now = tonumber(ARGV[1])
 local limit = tonumber(ARGV[6])
-local count = (#ARGV - 10) / 2
+local weight = tonumber(ARGV[11])
+local count = (#ARGV - 11) / 2
 for i = 0, count - 1 do
-  local agent = ARGV[11 + 2 * i]
+  local agent = ARGV[12 + 2 * i]
   local active = tonumber(redis.call('HGET', KEYS[3], agent) or '0')
-  if active < tonumber(ARGV[12 + 2 * i]) then
+  if active < tonumber(ARGV[13 + 2 * i]) then
     local asked = tonumber(ARGV[7])
     local record = ARGV[8]
     local tag = 3
@@ -27,7 +29,7 @@ for i = 0, count - 1 do
       local answer = cjson.decode(ARGV[8]).answer
       local agents = {}
       for j = i, math.min(count - 1, i + limit - 1) do
-        table.insert(agents, ARGV[11 + 2 * j])
+        table.insert(agents, ARGV[12 + 2 * j])
       end
       answer.agents = agents
       answer.reserved = agent
@@ -35,7 +37,7 @@ for i = 0, count - 1 do
       if old then
         local held, confirmed = seat_of(old)
         if held then
-          release(held, confirmed)
+          release(held, confirmed, weight_of(old))
           if held ~= agent then announce(held) end
         end
         fact = val(old.fact)
@@ -45,12 +47,13 @@ for i = 0, count - 1 do
                    reservation = {agent = agent, event_ms = asked, at_ms = now,
                                     until_ms = tonumber(ARGV[5])},
                    state = 'provisional', since_ms = now, expires_at_ms = tonumber(ARGV[5])}
+      if weight > 1 then rec.weight = weight end
       record = cjson.encode(rec)
       tag = 2
     end
     local held_before = nil
     if old then held_before = seat_of(old) end
-    take(agent, false)
+    take(agent, false, weight)
     touch(agent, now)
     if ARGV[9] ~= '0' and held_before ~= agent then
       took(agent, ARGV[3], now, tonumber(ARGV[10]), tonumber(ARGV[9]))

@@ -3,7 +3,7 @@
 -- Returns {1, record} to replay; else {0, mode, last change, history, customer, sessions,
 -- ...} where mode 'delta' is followed by the changes since ARGV[6] (as XRANGE gives them),
 -- and mode 'full' by the app's active, last, statuses, roster, confirmed, desk,
--- unattributed, finished, misses and taken hashes, when
+-- unattributed, finished, misses, taken, weighted and waits hashes, when
 -- the replica has seen nothing yet or the stream no longer reaches back to what it saw.
 if ARGV[3] ~= '' then
   local raw = redis.call('HGET', KEYS[1], ARGV[3])
@@ -39,4 +39,5 @@ return {0, 'full', last, history, customer, sessions,
         redis.call('HGETALL', KEYS[6]), redis.call('HGETALL', KEYS[7]),
         redis.call('HGETALL', KEYS[9]), redis.call('HGETALL', KEYS[13]),
         redis.call('HGETALL', KEYS[14]), redis.call('HGETALL', KEYS[15]),
-        redis.call('HGETALL', KEYS[16]), redis.call('HGETALL', KEYS[17])}
+        redis.call('HGETALL', KEYS[16]), redis.call('HGETALL', KEYS[17]),
+        redis.call('HGETALL', KEYS[18]), redis.call('HGETALL', KEYS[19])}

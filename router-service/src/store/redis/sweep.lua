@@ -1,7 +1,7 @@
 -- Shared by every script: helpers, then releasing what is due.
 -- KEYS: 1 sessions, 2 deadlines, 3 active, 4 last, 5 history, 6 statuses, 7 roster,
 -- 8 customers, 9 confirmed, 10 changes, 11 seen, 12 stray ends, 13 desk, 14 unattributed,
--- 15 finished, 16 misses, 17 taken (see Keys in mod.rs).
+-- 15 finished, 16 misses, 17 taken, 18 weighted, 19 waits (see Keys in mod.rs).
 -- ARGV: 1 now_ms, 2 max_session_ms, then the script's own.
 --
 -- Every change of an agent's load, idle clock or status is appended to the changes stream
@@ -26,6 +26,11 @@ local function seat_of(rec)
   return nil, false
 end
 
+-- How many of its agent's seats a session takes: its rule's weight, absent when 1.
+local function weight_of(rec)
+  return tonumber(val(rec.weight) or 1) or 1
+end
+
 local function holds_seat(rec)
   local state = val(rec.state)
   return state == nil or state == 'provisional' or state == 'confirmed'
@@ -36,6 +41,7 @@ end
 local function announce(agent)
   redis.call('XADD', KEYS[10], 'MAXLEN', '~', 20000, '*', 'agent', agent,
     'active', redis.call('HGET', KEYS[3], agent) or '0',
+    'weighted', redis.call('HGET', KEYS[18], agent) or '0',
     'confirmed', redis.call('HGET', KEYS[9], agent) or '0',
     'last', redis.call('HGET', KEYS[4], agent) or '',
     'finished', redis.call('HGET', KEYS[15], agent) or '',
@@ -43,19 +49,27 @@ local function announce(agent)
     'taken', redis.call('HGET', KEYS[17], agent) or '')
 end
 
-local function release(agent, confirmed)
-  if redis.call('HINCRBY', KEYS[3], agent, -1) <= 0 then
+-- A seat counting `seats` of the agent's (its session's weight) released or taken: the
+-- active and confirmed counts are seats, the weighted one the seats beyond one per session.
+local function release(agent, confirmed, seats)
+  if redis.call('HINCRBY', KEYS[3], agent, -seats) <= 0 then
     redis.call('HDEL', KEYS[3], agent)
   end
-  if confirmed and redis.call('HINCRBY', KEYS[9], agent, -1) <= 0 then
+  if confirmed and redis.call('HINCRBY', KEYS[9], agent, -seats) <= 0 then
     redis.call('HDEL', KEYS[9], agent)
+  end
+  if seats > 1 and redis.call('HINCRBY', KEYS[18], agent, 1 - seats) <= 0 then
+    redis.call('HDEL', KEYS[18], agent)
   end
 end
 
-local function take(agent, confirmed)
-  redis.call('HINCRBY', KEYS[3], agent, 1)
+local function take(agent, confirmed, seats)
+  redis.call('HINCRBY', KEYS[3], agent, seats)
   if confirmed then
-    redis.call('HINCRBY', KEYS[9], agent, 1)
+    redis.call('HINCRBY', KEYS[9], agent, seats)
+  end
+  if seats > 1 then
+    redis.call('HINCRBY', KEYS[18], agent, seats - 1)
   end
 end
 
@@ -130,6 +144,28 @@ local function took(agent, session, at_ms, oldest_ms, keep)
   redis.call('HSET', KEYS[17], agent, cjson.encode(kept))
 end
 
+-- Notes that `session`, asked at asked_ms, waited wait_ms in the group keyed `group`
+-- (KEYS[19]: a JSON object of session -> [asked, wait] per group), keeping the newest 32
+-- by when asked, then session: the rules of engine::Waits. Announced for the replicas.
+local function waited(group, session, asked_ms, wait_ms)
+  local raw = redis.call('HGET', KEYS[19], group)
+  local waits = {}
+  if raw then waits = cjson.decode(raw) end
+  if waits[session] then return end
+  waits[session] = {asked_ms, wait_ms}
+  local list = {}
+  for s, w in pairs(waits) do table.insert(list, {s, tonumber(w[1]), tonumber(w[2])}) end
+  table.sort(list, function(a, b)
+    if a[2] ~= b[2] then return a[2] > b[2] end
+    return a[1] > b[1]
+  end)
+  local kept = {}
+  for i = 1, math.min(#list, 32) do kept[list[i][1]] = {list[i][2], list[i][3]} end
+  local encoded = cjson.encode(kept)
+  redis.call('HSET', KEYS[19], group, encoded)
+  redis.call('XADD', KEYS[10], 'MAXLEN', '~', 20000, '*', 'waits', group, 'record', encoded)
+end
+
 -- Moves an agent's idle clock forward to at_ms, never back.
 local function touch(agent, at_ms)
   local last = tonumber(redis.call('HGET', KEYS[4], agent) or '0')
@@ -187,7 +223,7 @@ local function sweep(now, keep)
       if holds_seat(rec) then
         local agent, confirmed = seat_of(rec)
         if agent then
-          release(agent, confirmed)
+          release(agent, confirmed, weight_of(rec))
           announce(agent)
         end
         local deadline = tonumber(rec.expires_at_ms) or now

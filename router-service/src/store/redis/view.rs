@@ -18,7 +18,7 @@ use super::snapshot::{pairs, text};
 use crate::{
     engine::{
         Agent, AgentLoad, App, Customer, Floor, LiveSession, Misses, RosterChanges, StateView,
-        Taken,
+        Taken, Waits,
         desk::{self, DeskDelta, DeskRoster},
     },
     hash::FastMap,
@@ -49,7 +49,7 @@ pub(super) enum Update {
     /// finished hashes.
     Full {
         last: Option<StreamId>,
-        hashes: Box<[Vec<(String, String)>; 10]>,
+        hashes: Box<[Vec<(String, String)>; 12]>,
     },
 }
 
@@ -86,6 +86,8 @@ impl Update {
                 hash(7)?,
                 hash(8)?,
                 hash(9)?,
+                hash(10)?,
+                hash(11)?,
             ]),
         })
     }
@@ -110,6 +112,8 @@ pub(super) struct View {
     misses: FastMap<AgentId, Misses>,
     /// The sessions each agent lately took (fair share).
     taken: FastMap<AgentId, Taken>,
+    /// Each group's latest waits, by [`crate::engine::waits_key`].
+    waits: FastMap<String, Waits>,
     /// What Desk counts beyond each member's seats, from the last status poll.
     unattributed: FastMap<AgentId, u32>,
     /// The roster's run-time changes as the engine sees them: the overlays with Desk's
@@ -170,6 +174,8 @@ impl View {
                     finished,
                     misses,
                     taken,
+                    weighted,
+                    waits,
                 ] = *hashes;
                 let mut loads: FastMap<AgentId, AgentLoad> = FastMap::default();
                 for (agent, count) in active {
@@ -204,6 +210,15 @@ impl View {
                             ms.parse().ok().map(from_ms);
                     }
                 }
+                for (agent, count) in weighted {
+                    if let Ok(agent) = AgentId::parse(agent) {
+                        loads.entry(agent).or_default().weighted = count.parse().unwrap_or(0);
+                    }
+                }
+                self.waits = waits
+                    .into_iter()
+                    .filter_map(|(group, raw)| Some((group, record::decode(raw.as_bytes()).ok()?)))
+                    .collect();
                 for (agent, count) in confirmed {
                     if let Ok(agent) = AgentId::parse(agent) {
                         loads.entry(agent).or_default().confirmed = count.parse().unwrap_or(0);
@@ -293,6 +308,13 @@ impl View {
             self.compiled_for = 0;
             return;
         }
+        if let Some(group) = field("waits") {
+            match field("record").map(|raw| record::decode::<Waits>(raw.as_bytes())) {
+                Some(Ok(waits)) => self.waits.insert(group.to_owned(), waits),
+                _ => self.waits.remove(group),
+            };
+            return;
+        }
         if let Some(table) = field("unattributed") {
             let table: std::collections::BTreeMap<String, u32> =
                 record::decode(table.as_bytes()).unwrap_or_default();
@@ -317,6 +339,7 @@ impl View {
             let load = AgentLoad {
                 unattributed: 0,
                 active: active.parse().unwrap_or(0),
+                weighted: field("weighted").and_then(|w| w.parse().ok()).unwrap_or(0),
                 confirmed: field("confirmed").and_then(|c| c.parse().ok()).unwrap_or(0),
                 last_assigned: field("last").and_then(|l| l.parse().ok()).map(from_ms),
                 last_finished: field("finished").and_then(|f| f.parse().ok()).map(from_ms),
@@ -508,6 +531,10 @@ impl StateView for Looked<'_> {
 
     fn misses(&self, agent: &AgentId) -> Option<&Misses> {
         self.view.misses.get(agent)
+    }
+
+    fn waits_of(&self, key: &str) -> Option<&Waits> {
+        self.view.waits.get(key)
     }
 
     fn taken(&self, agent: &AgentId) -> Option<&Taken> {
