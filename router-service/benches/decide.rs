@@ -7,7 +7,7 @@
 //! without an agent filter and with 10,000 agents outside the group; `store` runs the local
 //! store's AssignHuman with seats taken and released as it goes.
 //!
-//! `features` decides over 10,000 agents without, then with, wrap-up and missed offers.
+//! `features` decides over 10,000 agents without, then with, every feature beyond the peers.
 //!
 //! `cargo bench -p handoff-router --bench decide`
 
@@ -30,7 +30,7 @@ use handoff_core::{
 use handoff_router::{
     engine::{
         AgentLoad, App, Catalog, Customer, Floor, Handoff, Misses, RosterChanges, StateView, Taken,
-        decide, decide_fully,
+        Waits, decide, decide_fully,
     },
     store::{Change, Lifetimes, LocalStore, SessionEvent, SessionEventKind, Store},
 };
@@ -43,6 +43,7 @@ struct Loaded {
     floor: Option<Floor>,
     misses: FastMap<AgentId, Misses>,
     taken: FastMap<AgentId, Taken>,
+    waits: FastMap<String, Waits>,
 }
 
 impl StateView for Loaded {
@@ -66,6 +67,9 @@ impl StateView for Loaded {
     }
     fn misses(&self, agent: &AgentId) -> Option<&Misses> {
         self.misses.get(agent)
+    }
+    fn waits_of(&self, key: &str) -> Option<&Waits> {
+        self.waits.get(key)
     }
     fn taken(&self, agent: &AgentId) -> Option<&Taken> {
         self.taken.get(agent)
@@ -97,6 +101,7 @@ fn loaded(app: &App) -> Loaded {
         floor: None,
         misses: FastMap::default(),
         taken: FastMap::default(),
+        waits: FastMap::default(),
     };
     state.floor = Some(Floor::build(app, 0, &state));
     state
@@ -245,23 +250,34 @@ fn floors(c: &mut Criterion) {
     group.finish();
 }
 
-/// A decision over 10,000 agents with none of the features beyond the peers, then with
-/// wrap-up, missed offers and fair share on, every tenth agent wrapping up, every tenth
-/// (others) parked and every tenth at its fair share: the cost of the checks, as a ratio
-/// of the two in the same run.
+/// A decision over 10,000 agents with none of the features beyond the peers, then with all
+/// five on: wrap-up, missed offers and fair share (every tenth agent wrapping up, every
+/// tenth others parked, every tenth at its fair share), sessions of two seats with a group
+/// headroom, two tiers, and an overflow on free seats and on the estimated wait (over 32
+/// waits kept): the cost of the checks, as a ratio of the two in the same run.
 fn features(c: &mut Criterion) {
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_572_000);
     let mut group = c.benchmark_group("features");
     group.sample_size(30);
     let plain = app(&scaled_floor(10_000, 0, false));
-    let featured = app(&scaled_floor(10_000, 0, false).replacen(
-        "sdk_app_id = 1400000001\n",
-        "sdk_app_id = 1400000001\nwrap_up = \"60s\"\nmax_missed = 2\nfair_share = { sessions = 5, window = \"1h\" }\n",
-        1,
-    ));
+    let featured = app(&scaled_floor(10_000, 0, false)
+        .replacen(
+            "sdk_app_id = 1400000001\n",
+            "sdk_app_id = 1400000001\nwrap_up = \"60s\"\nmax_missed = 2\nfair_share = { sessions = 5, window = \"1h\" }\n",
+            1,
+        )
+        .replacen("name = \"floor\"\n", "name = \"floor\"\nheadroom = 2\n", 1)
+        .replacen(
+            "name = \"default\"\ngroup = 1\n",
+            "name = \"default\"\ngroup = 1\nweight = 2\n\
+             tiers = ['agent.attributes.seniority == \"senior\"']\n\
+             overflow_when = { free_seats_below = 2, wait_above = \"10m\" }\n\
+             overflow = [{ group = 2 }]\n",
+            1,
+        ));
     let handoff = handoff("walk-in", &[]);
     let plain_state = loaded(&plain);
-    group.bench_function("10000 agents, no wrap-up or missed offers", |b| {
+    group.bench_function("10000 agents, no features", |b| {
         b.iter(|| decide(black_box(&plain), &handoff, &plain_state, now))
     });
     let mut state = loaded(&featured);
@@ -279,13 +295,19 @@ fn features(c: &mut Criterion) {
             }
         } else if n % 10 == 5 {
             let mut misses = Misses::default();
-            misses.missed(now_ms - 2_000);
-            misses.missed(now_ms - 1_000);
+            misses.missed("offered-1", now_ms - 2_000);
+            misses.missed("offered-2", now_ms - 1_000);
             state.misses.insert(agent.id.clone(), misses);
         }
     }
+    // The group's latest waits, a minute or so each, asked over the last half hour.
+    let mut waits = Waits::default();
+    for k in 0..Waits::KEEP as u64 {
+        waits.waited(&format!("w-{k}"), now_ms - 60_000 * k, 50_000 + 1_000 * k);
+    }
+    state.waits.insert("1".to_owned(), waits);
     group.bench_function(
-        "10000 agents, wrap-up, missed offers and fair share on",
+        "10000 agents, all five features on",
         |b| b.iter(|| decide(black_box(&featured), &handoff, &state, now)),
     );
     group.finish();

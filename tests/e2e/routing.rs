@@ -424,7 +424,8 @@ async fn headroom_keeps_the_last_seats_for_rules_that_may_use_them() -> TestResu
     assert_eq!(third, ["ann@example.com", "bob@example.com"], "no headroom");
 
     let config = kept(plain);
-    let router = crate::support::launch(&config, &[], true, false).await?;
+    let memory = [("HANDOFF__ROUTER__STORE__KIND", "memory".to_owned())];
+    let router = crate::support::launch(&config, &memory, true, false).await?;
     let stack = Stack::gateway_only(&config, router.router.ok_or("no router")?).await?;
     let (second, third) = after_ann_took_one(&stack).await?;
     assert_eq!(second, ["bob@example.com", "ann@example.com"]);

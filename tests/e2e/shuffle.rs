@@ -1,6 +1,7 @@
 //! The same day's session events delivered in order, shuffled and repeated, on Redis (the
 //! Lua side of the session rules) and on the memory store (the Rust side): every delivery
-//! ends in the same loads and sessions, and the two stores agree.
+//! ends in the same loads and sessions, and the two stores agree; with every routing
+//! feature beyond the peers on, in the same state of those features too.
 
 use std::{collections::BTreeMap, net::SocketAddr};
 
@@ -117,9 +118,41 @@ fn shuffled(events: &[ReportSessionEventRequest], seed: u64) -> Vec<ReportSessio
     out
 }
 
+/// Three agents of four seats each, with every feature beyond the peers on: wrap-up, parks
+/// after two missed offers, fair share, sessions of two seats, a seat kept as headroom,
+/// tiers, and an overflow on the estimated wait (so that the stores keep waits).
+fn featured() -> String {
+    let app = "wrap_up = \"60s\"\nmax_missed = 2\npark_for = \"10m\"\n\
+               fair_share = { sessions = 3, window = \"1h\" }";
+    let mut text = crate::support::one_app(
+        "",
+        app,
+        (1, "floor"),
+        &[
+            ("ann@example.com", 4),
+            ("bob@example.com", 4),
+            ("cy@example.com", 4),
+        ],
+    )
+    .replace("name = \"floor\"\n", "name = \"floor\"\nheadroom = 1\n");
+    text.push_str(
+        "[[apps.rules]]\nname = \"everyone\"\ngroup = 1\nweight = 2\n\
+         tiers = ['agent.id != \"ann@example.com\"']\n\
+         overflow_when = { wait_above = \"1h\" }\noverflow = [{ group = 1 }]\n",
+    );
+    text
+}
+
+/// Each agent as ListAgents shows it: seats (active, confirmed, weighted), whether it
+/// finished a session (when, by the router's clock, differs between plays), offers missed
+/// in a row, parked until (s), new sessions within fair share's window.
+type AgentPicture = (u32, u32, u32, bool, u32, Option<i64>, u32);
+
+/// The agents, the sessions holding seats, and each group's free seats and estimated wait.
 type Picture = (
-    BTreeMap<String, (u32, u32)>,
+    BTreeMap<String, AgentPicture>,
     BTreeMap<String, (i32, String)>,
+    Vec<(u64, u32, Option<(i64, i32)>)>,
 );
 
 /// Plays the handoffs, then `events`, on the router at `grpc`; what it then shows.
@@ -142,19 +175,35 @@ async fn play(grpc: SocketAddr, events: Vec<ReportSessionEventRequest>) -> Resul
     for event in events {
         client.report_session_event(event).await?;
     }
-    let agents = client
+    let listed = client
         .list_agents(ListAgentsRequest {
             sdk_app_id: 1_400_000_001,
             group_id: None,
         })
         .await?
-        .into_inner()
-        .agents;
-    let loads = agents
+        .into_inner();
+    let loads = listed
+        .agents
         .into_iter()
         .filter_map(|row| {
-            row.agent
-                .map(|agent| (agent.id, (row.active, row.confirmed)))
+            let seen = (
+                row.active,
+                row.confirmed,
+                row.weighted,
+                row.last_finished.is_some(),
+                row.missed_offers,
+                row.parked_until.map(|until| until.seconds),
+                row.fair_share_taken,
+            );
+            row.agent.map(|agent| (agent.id, seen))
+        })
+        .collect();
+    let groups = listed
+        .groups
+        .into_iter()
+        .map(|group| {
+            let wait = group.estimated_wait.map(|wait| (wait.seconds, wait.nanos));
+            (group.group_id, group.free_seats, wait)
         })
         .collect();
     let sessions = client
@@ -169,7 +218,19 @@ async fn play(grpc: SocketAddr, events: Vec<ReportSessionEventRequest>) -> Resul
         .into_iter()
         .map(|s| (s.session_id, (s.state, s.agent_id)))
         .collect();
-    Ok((loads, sessions))
+    Ok((loads, sessions, groups))
+}
+
+/// A router over `config` with `env`'s store, played `events`.
+async fn play_over(
+    config: &str,
+    env: Vec<(&'static str, String)>,
+    events: Vec<ReportSessionEventRequest>,
+) -> Result<Picture, Error> {
+    let running = launch(config, &env, true, false).await?;
+    let picture = play(running.router.ok_or("no router")?, events).await;
+    running.shutdown().await?;
+    picture
 }
 
 /// A router over [`floor`] with `env`'s store, played `events`.
@@ -177,10 +238,66 @@ async fn play_on(
     env: Vec<(&'static str, String)>,
     events: Vec<ReportSessionEventRequest>,
 ) -> Result<Picture, Error> {
-    let running = launch(&floor(), &env, true, false).await?;
-    let picture = play(running.router.ok_or("no router")?, events).await;
-    running.shutdown().await?;
-    picture
+    play_over(&floor(), env, events).await
+}
+
+fn memory() -> Vec<(&'static str, String)> {
+    vec![("HANDOFF__ROUTER__STORE__KIND", "memory".to_owned())]
+}
+
+fn on_db(redis: &RedisServer, db: u32) -> Vec<(&'static str, String)> {
+    vec![
+        ("HANDOFF__ROUTER__STORE__KIND", "redis".to_owned()),
+        (
+            "HANDOFF__ROUTER__STORE__URL",
+            format!("{}/{db}", redis.url()),
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_every_feature_on_every_delivery_order_ends_the_same_on_both_stores() -> TestResult {
+    let Some(redis) = RedisServer::start()? else {
+        return Ok(());
+    };
+    let config = featured();
+    let in_order = play_over(&config, memory(), day()).await?;
+    let (agents, _, groups) = &in_order;
+    // The day touched each feature: sessions of two seats, a finished session (wrap-up), a
+    // missed offer, seats counted for fair share, a wait estimated.
+    assert!(
+        agents.values().any(|a| a.2 > 0),
+        "weighted seats: {agents:?}"
+    );
+    assert!(
+        agents.values().any(|a| a.3),
+        "a finished session: {agents:?}"
+    );
+    assert!(
+        agents.values().any(|a| a.4 > 0),
+        "a missed offer: {agents:?}"
+    );
+    assert!(agents.values().any(|a| a.6 > 0), "fair share: {agents:?}");
+    assert!(groups.iter().any(|g| g.2.is_some()), "a wait: {groups:?}");
+    assert_eq!(
+        play_over(&config, on_db(&redis, 1), day()).await?,
+        in_order,
+        "redis agrees in order"
+    );
+    for seed in 0..4u32 {
+        let events = shuffled(&day(), u64::from(seed) + 11);
+        assert_eq!(
+            play_over(&config, memory(), events.clone()).await?,
+            in_order,
+            "memory, seed {seed}"
+        );
+        assert_eq!(
+            play_over(&config, on_db(&redis, 2 + seed), events).await?,
+            in_order,
+            "redis, seed {seed}"
+        );
+    }
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -188,16 +305,7 @@ async fn every_delivery_order_ends_the_same_on_redis_and_in_memory() -> TestResu
     let Some(redis) = RedisServer::start()? else {
         return Ok(());
     };
-    let memory = || vec![("HANDOFF__ROUTER__STORE__KIND", "memory".to_owned())];
-    let on_db = |db: u32| {
-        vec![
-            ("HANDOFF__ROUTER__STORE__KIND", "redis".to_owned()),
-            (
-                "HANDOFF__ROUTER__STORE__URL",
-                format!("{}/{db}", redis.url()),
-            ),
-        ]
-    };
+    let on_db = |db: u32| on_db(&redis, db);
     let in_order = play_on(memory(), day()).await?;
     // What the day must come to: d1 ended, d2 on ann, d3 failed, d4 moved twice to bob,
     // d5's end overtook its assignment, d6 was picked up again by cy after its end.

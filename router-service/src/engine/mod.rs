@@ -28,7 +28,7 @@ use std::{cell::OnceCell, collections::BTreeMap, sync::Arc, time::SystemTime};
 
 use handoff_core::{
     config::AgentStatus,
-    id::{AgentId, ClientUserId, SdkAppId, SessionId},
+    id::{AgentId, ClientUserId, GroupId, SdkAppId, SessionId},
 };
 
 pub use catalog::{
@@ -481,9 +481,7 @@ impl Search<'_> {
             }
             members += 1;
             let load = self.state.load(&agent.id);
-            if self.state.status(&agent.id).unwrap_or(agent.status) == AgentStatus::Available {
-                free += u64::from(agent.capacity.saturating_sub(load.active));
-            }
+            free += seats_free(agent, load, self.state);
             if let Some(at) = load.last_assigned
                 && pivot.is_none_or(|(latest, _)| at > latest)
             {
@@ -631,6 +629,42 @@ pub fn parked(
     let (streak, latest) = misses.streak(since);
     let until = std::time::UNIX_EPOCH + std::time::Duration::from_millis(latest?) + app.park_for;
     (streak >= app.max_missed && until > now).then_some((streak, until))
+}
+
+/// The seats `agent` has free when its live status is available: what a group's headroom
+/// and `overflow_when.free_seats_below` count (shifts, wrap-up and parks aside).
+fn seats_free(agent: &Agent, load: AgentLoad, state: &dyn StateView) -> u64 {
+    match state.status(&agent.id).unwrap_or(agent.status) {
+        AgentStatus::Available => u64::from(agent.capacity.saturating_sub(load.active)),
+        AgentStatus::Away | AgentStatus::Offline => 0,
+    }
+}
+
+/// The seats free among the available agents of `group` (every agent: `None`), as a
+/// decision counts them.
+pub fn free_seats(app: &App, state: &dyn StateView, group: Option<GroupId>) -> u64 {
+    roster(app, state.roster_changes())
+        .iter()
+        .filter(|agent| group.is_none_or(|group| agent.groups.contains(&group)))
+        .map(|agent| seats_free(agent, state.load(&agent.id), state))
+        .sum()
+}
+
+/// The new sessions `agent` took within `app`'s fair share window at `now` (0 without
+/// fair share).
+pub fn fair_share_taken(app: &App, state: &dyn StateView, agent: &AgentId, now: SystemTime) -> u32 {
+    let Some((_, window)) = app.fair_share else {
+        return 0;
+    };
+    let since = now
+        .checked_sub(window)
+        .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        });
+    state.taken(agent).map_or(0, |taken| {
+        u32::try_from(taken.since(since)).unwrap_or(u32::MAX)
+    })
 }
 
 /// The offers `agent` missed in a row: since it last accepted one or was set available.

@@ -89,56 +89,62 @@ pub struct LiveSession {
     pub weight: u32,
 }
 
-/// An agent's missed offers: when (by the reporter's clock, ms) each of the latest
-/// sessions handoff reserved them for went to someone else, and the latest session they
-/// accepted. A set and a maximum, so that any order and repetition of the same events
-/// gives the same record: misses at or before the last acceptance are dropped, and only the
-/// newest [`handoff_core::config::MAX_MISSES`] kept. Also the stored form (JSON).
+/// An agent's missed offers: for each of the latest sessions handoff offered them (reserved
+/// them for) that went to someone else, when it was offered (the router's clock, ms), and
+/// when the latest offer they accepted was made. A set and a maximum, so that any order and
+/// repetition of the same events gives the same record: misses offered at or before the
+/// last accepted offer are dropped, and only the newest
+/// [`handoff_core::config::MAX_MISSES`] kept. Also the stored form (JSON).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Misses {
-    /// The missed offers after the last acceptance, oldest first.
+    /// The offers missed after the last accepted one: session -> when offered.
     #[serde(default)]
-    pub missed_ms: Vec<u64>,
-    /// The latest offer the agent accepted.
+    pub missed: BTreeMap<String, u64>,
+    /// When the latest offer the agent accepted was made.
     #[serde(default)]
     pub accepted_ms: u64,
 }
 
 impl Misses {
-    /// Counts an offer missed at `ms`; whether the record changed.
-    pub fn missed(&mut self, ms: u64) -> bool {
-        if ms <= self.accepted_ms || self.missed_ms.contains(&ms) {
+    /// Counts the offer of `session` made at `ms` as missed; whether the record changed.
+    pub fn missed(&mut self, session: &str, ms: u64) -> bool {
+        if ms <= self.accepted_ms || self.missed.contains_key(session) {
             return false;
         }
-        let at = self.missed_ms.partition_point(|known| *known < ms);
-        self.missed_ms.insert(at, ms);
+        self.missed.insert(session.to_owned(), ms);
         let keep = handoff_core::config::MAX_MISSES as usize;
-        if self.missed_ms.len() > keep {
-            self.missed_ms.drain(..self.missed_ms.len() - keep);
+        while self.missed.len() > keep {
+            let oldest = self
+                .missed
+                .iter()
+                .min_by(|a, b| a.1.cmp(b.1).then_with(|| a.0.cmp(b.0)))
+                .map(|(session, _)| session.clone());
+            match oldest {
+                Some(session) => self.missed.remove(&session),
+                None => break,
+            };
         }
         true
     }
 
-    /// Notes an offer accepted at `ms`; whether the record changed.
+    /// Notes an offer made at `ms` accepted; whether the record changed.
     pub fn accepted(&mut self, ms: u64) -> bool {
         if ms <= self.accepted_ms {
             return false;
         }
         self.accepted_ms = ms;
-        self.missed_ms.retain(|missed| *missed > ms);
+        self.missed.retain(|_, missed| *missed > ms);
         true
     }
 
-    /// The misses in a row after `since_ms` (the agent last set available), and the
-    /// latest of them.
+    /// The misses in a row offered after `since_ms` (the agent last set available), and
+    /// the latest of them.
     pub fn streak(&self, since_ms: u64) -> (u32, Option<u64>) {
-        let after: Vec<u64> = self
-            .missed_ms
-            .iter()
-            .copied()
-            .filter(|ms| *ms > since_ms)
-            .collect();
-        (after.len() as u32, after.last().copied())
+        let after = self.missed.values().filter(|ms| **ms > since_ms);
+        let (count, latest) = after.fold((0u32, None), |(count, latest), ms| {
+            (count + 1, latest.max(Some(*ms)))
+        });
+        (count, latest)
     }
 }
 
@@ -181,8 +187,8 @@ impl Taken {
 
 /// A group's latest waits (what `overflow_when.wait_above` reads): for each of the latest
 /// sessions handoff reserved into the group that an agent then took, when the user asked
-/// and how long after Tencent's event said an agent took it (session id -> (asked ms,
-/// wait ms), both by the reporter's clock). Keyed by session and trimmed to the newest
+/// and how long after Tencent's event said an agent first served it (session id -> (asked
+/// ms, wait ms), both by the reporter's clock). Keyed by session and trimmed to the newest
 /// [`Waits::KEEP`] by when asked, then session id, so that any order and repetition of the
 /// same events gives the same record. Also the stored form (JSON).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -197,11 +203,15 @@ impl Waits {
     /// Waits asked longer ago than this do not count at all.
     pub const HORIZON_MS: u64 = 3_600_000;
 
-    /// Notes that `session`, asked at `asked_ms`, waited `wait_ms`; whether the record
-    /// changed.
+    /// Notes that `session`, asked at `asked_ms`, waited `wait_ms` (of its waits, the
+    /// shortest counts: until the first agent served it); whether the record changed.
     pub fn waited(&mut self, session: &str, asked_ms: u64, wait_ms: u64) -> bool {
-        if self.0.contains_key(session) {
-            return false;
+        if let Some((_, known)) = self.0.get_mut(session) {
+            if wait_ms >= *known {
+                return false;
+            }
+            *known = wait_ms;
+            return true;
         }
         self.0.insert(session.to_owned(), (asked_ms, wait_ms));
         while self.0.len() > Self::KEEP {
@@ -437,7 +447,10 @@ mod tests {
         let now = 10 * 3_600_000;
         // Two waits: 10 s asked five minutes ago (weight 1/2), 40 s asked now (weight 1).
         assert!(waits.waited("s-1", now - 300_000, 10_000));
-        assert!(!waits.waited("s-1", now, 99_000), "the same session once");
+        assert!(
+            !waits.waited("s-1", now - 300_000, 99_000),
+            "a later serving fact"
+        );
         assert!(waits.waited("s-2", now, 40_000));
         assert_eq!(
             waits.estimate(now),
@@ -472,11 +485,12 @@ mod tests {
         );
     }
 
+    /// Each op: a miss (of the session offered at that ms, `s<ms>`) or an acceptance.
     fn fold(ops: &[(bool, u64)]) -> Misses {
         let mut misses = Misses::default();
         for (miss, ms) in ops {
             if *miss {
-                misses.missed(*ms);
+                misses.missed(&format!("s{ms}"), *ms);
             } else {
                 misses.accepted(*ms);
             }
@@ -487,10 +501,19 @@ mod tests {
     #[test]
     fn an_accepted_offer_ends_the_streak_and_being_set_available_too() {
         let misses = fold(&[(true, 10), (true, 20), (false, 15), (true, 30)]);
-        assert_eq!(misses.missed_ms, [20, 30]);
+        assert_eq!(
+            misses.missed.values().copied().collect::<Vec<_>>(),
+            [20, 30]
+        );
         assert_eq!(misses.streak(0), (2, Some(30)));
         assert_eq!(misses.streak(25), (1, Some(30)));
         assert_eq!(misses.streak(30), (0, None));
+        // Two sessions offered in the same millisecond are two misses.
+        let mut same = Misses::default();
+        assert!(same.missed("a", 40));
+        assert!(same.missed("b", 40));
+        assert!(!same.missed("a", 40), "the same session once");
+        assert_eq!(same.streak(0), (2, Some(40)));
     }
 
     proptest! {

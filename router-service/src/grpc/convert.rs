@@ -19,7 +19,9 @@ use crate::{
         Strategy, TargetOutcome,
     },
     error::RouterError,
-    service::{AgentListing, AgentSource, DEFAULT_PAGE, Explanation, MAX_PAGE, Page, Report},
+    service::{
+        AgentListing, AgentSource, DEFAULT_PAGE, Explanation, GroupListing, MAX_PAGE, Page, Report,
+    },
     store::{Applied, Assignment, SessionEvent, SessionEventKind},
 };
 
@@ -508,6 +510,23 @@ pub fn listing(listing: &AgentListing) -> pb::AgentState {
             ..field_sources(listing.agent.sources)
         }),
         unattributed: listing.load.unattributed,
+        weighted: listing.load.weighted,
+        last_finished: listing.load.last_finished.map(timestamp),
+        missed_offers: listing.missed,
+        parked_until: listing.parked.map(|(_, until)| timestamp(until)),
+        fair_share_taken: listing.fair_share_taken,
+    }
+}
+
+/// A group's live measures on the wire.
+pub fn group_listing(group: &GroupListing) -> pb::GroupState {
+    pb::GroupState {
+        group_id: group.id.get(),
+        free_seats: u32::try_from(group.free_seats).unwrap_or(u32::MAX),
+        estimated_wait: group.estimated_wait.map(|wait| prost_types::Duration {
+            seconds: i64::try_from(wait.as_secs()).unwrap_or(i64::MAX),
+            nanos: i32::try_from(wait.subsec_nanos()).unwrap_or(0),
+        }),
     }
 }
 

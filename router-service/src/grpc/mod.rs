@@ -294,8 +294,10 @@ impl<S: Store> RouterService for RouterGrpc<S> {
                 .transpose()
                 .map_err(|e| RouterError::invalid("group_id", e))?;
             let listings = self.router.list_agents(app, group).await?;
+            let groups = self.router.list_groups(app, group).await?;
             Ok(Response::new(ListAgentsResponse {
                 agents: listings.iter().map(convert::listing).collect(),
+                groups: groups.iter().map(convert::group_listing).collect(),
             }))
         })
         .await

@@ -116,6 +116,19 @@ pub struct AgentListing {
     pub parked: Option<(u32, SystemTime)>,
     /// The offers it missed in a row (since it last accepted one or was set available).
     pub missed: u32,
+    /// The new sessions it took within the app's fair share window (0 without it).
+    pub fair_share_taken: u32,
+}
+
+/// A group and its live measures, as ListAgents shows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupListing {
+    /// The group.
+    pub id: GroupId,
+    /// Seats free among its available agents (what headroom and `overflow_when` count).
+    pub free_seats: u64,
+    /// Its estimated wait, when the store keeps waits and has any.
+    pub estimated_wait: Option<std::time::Duration>,
 }
 
 /// Where an agent's definition comes from.
@@ -726,6 +739,7 @@ impl<S: Store> Router<S> {
                             .unwrap_or(agent.sources.profile),
                         parked: engine::parked(&app, state, &agent.id, now),
                         missed: engine::missed(state, &agent.id),
+                        fair_share_taken: engine::fair_share_taken(&app, state, &agent.id, now),
                         load: state.load(&agent.id),
                         on_shift: agent.shift.as_ref().is_none_or(|shift| shift.is_open(now)),
                         source: match (
@@ -743,6 +757,35 @@ impl<S: Store> Router<S> {
             })
             .await?;
         Ok(listings)
+    }
+
+    /// The groups of `app` (`group` alone, when given), the file's and Desk's, with their
+    /// live measures.
+    pub async fn list_groups(
+        &self,
+        app: SdkAppId,
+        group: Option<GroupId>,
+    ) -> Result<Vec<GroupListing>, RouterError> {
+        let app = self.app(app)?;
+        let now = self.clock.now();
+        self.inspect(&app, Look::default(), now, |state| {
+            let mut ids: Vec<GroupId> = app.groups().iter().map(|group| group.id).collect();
+            if let Some(desk) = state.desk() {
+                ids.extend(desk.groups.iter().flatten().map(|group| group.id));
+            }
+            ids.sort_unstable();
+            ids.dedup();
+            ids.into_iter()
+                .filter(|id| group.is_none_or(|group| group == *id))
+                .map(|id| GroupListing {
+                    id,
+                    free_seats: engine::free_seats(&app, state, Some(id)),
+                    estimated_wait: state.wait(Some(id), now),
+                })
+                .collect()
+        })
+        .await
+        .map_err(RouterError::from)
     }
 
     /// Fails with [`RouterError::UnknownAgent`] unless `agent` is one of `app`'s now.

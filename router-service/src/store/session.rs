@@ -167,11 +167,19 @@ pub fn weigh(
         }
     }
     match report(old, event, now, max_session) {
-        Some((record, effects)) => Weighed::Changes {
+        Some(Reported {
+            record,
+            effects,
+            superseded,
+        }) => Weighed::Changes {
             record: Box::new(record),
             effects: Box::new(effects),
-            limit,
-            outcome,
+            limit: limit.filter(|_| !superseded),
+            outcome: if superseded {
+                Applied::Superseded
+            } else {
+                outcome
+            },
         },
         None => Weighed::Nothing(Applied::Superseded),
     }
@@ -254,11 +262,11 @@ pub struct Effects {
     /// An agent who finished serving the session (it ended, or moved to someone else) at
     /// this time, by the router's clock: what wrap-up counts from.
     pub finished: Option<(AgentId, u64)>,
-    /// The agent handoff reserved, who let the session go to someone else, and when (the
-    /// reporter's clock): a missed offer.
+    /// The agent handoff reserved, who let the session go to someone else, and when the
+    /// offer was made (the router's clock): a missed offer.
     pub missed: Option<(AgentId, u64)>,
-    /// The agent handoff reserved, who took the session, and when: their misses in a row
-    /// end.
+    /// The agent handoff reserved, who took the session, and when the offer was made:
+    /// their misses in a row end.
     pub accepted: Option<(AgentId, u64)>,
     /// An agent who took a seat for the session anew, and when (the router's clock): what
     /// fair share counts.
@@ -426,14 +434,33 @@ pub fn reserve(
     (record, effects)
 }
 
+/// What [`report`] makes of an event.
+#[derive(Debug)]
+pub struct Reported {
+    /// The session's record after it (unchanged when superseded).
+    pub record: SessionRecord,
+    /// What it does to the rest of the app's state.
+    pub effects: Effects,
+    /// Whether the event was older than what is known: the seat stays, but what the fact
+    /// says about its agent still counts.
+    pub superseded: bool,
+}
+
 /// The record after `event`, at `now`, and what that does; `None` when the event changes
-/// nothing (a duplicate, or older than what is known).
+/// nothing (a duplicate, or older than what is known and telling nothing new).
+///
+/// What a serving fact says about agents counts whenever it arrives, so that any order of
+/// the same facts ends the same: for a session handoff reserved for R, a fact naming R
+/// is an offer accepted, one naming another agent (dated after the reservation) a miss of
+/// R's, both dated when the offer was made; either is a wait (the first agent serving, from when the
+/// user asked), and a seat its agent took for fair share; and an agent a later fact no
+/// longer names has finished serving it (wrap-up).
 pub fn report(
     old: Option<SessionRecord>,
     event: &SessionEvent,
     now: SystemTime,
     max_session: Duration,
-) -> Option<(SessionRecord, Effects)> {
+) -> Option<Reported> {
     let serving = match event.kind {
         SessionEventKind::Assigned | SessionEventKind::Transferred => Some(event.agent.clone()?),
         SessionEventKind::Failed | SessionEventKind::Ended | SessionEventKind::Reconciled => None,
@@ -453,12 +480,29 @@ pub fn report(
         expires_at_ms: 0,
         weight: 1,
     });
-    if record
+    if let Some(known) = record
         .fact
         .as_ref()
-        .is_some_and(|known| fact_rank(known) >= fact_rank(&fact))
+        .filter(|known| fact_rank(known) >= fact_rank(&fact))
     {
-        return None;
+        // Older than what is known: the seat stays where the later fact put it.
+        let mut effects = record.served(&fact, now);
+        // Served, and no longer: unless the later fact leaves the reservation standing
+        // (it is older than the reservation), when nobody is known to have served yet.
+        if let Some(agent) = counted(&record, &fact)
+            && known.serving.as_ref() != Some(agent)
+            && !matches!(record.standing(), Standing::Provisional(_))
+        {
+            effects.finished = Some((agent.clone(), to_ms(now)));
+        }
+        if effects == Effects::default() {
+            return None;
+        }
+        return Some(Reported {
+            record,
+            effects,
+            superseded: true,
+        });
     }
     let before = record.standing();
     if record.customer.is_none() {
@@ -468,33 +512,19 @@ pub fn report(
     let after = record.standing();
     let reseats =
         record.state() == SessionState::Expired && matches!(after, Standing::Confirmed(_));
+    let weight = record.weight();
+    let mut effects = record.served(&fact, now);
     if after == before && !reseats {
         // The fact is kept for later comparisons but changes who holds the seat not at all.
-        return Some((record, Effects::default()));
+        return Some(Reported {
+            record,
+            effects,
+            superseded: false,
+        });
     }
-    let weight = record.weight();
-    let mut effects = Effects {
-        released: record.held(),
-        ..Effects::default()
-    };
+    effects.released = record.held();
     if effects.released.is_some() {
         effects.released_seats = weight;
-    }
-    // A reservation the event settles: taken by the reserved agent, or given to another.
-    if let (Standing::Provisional(reserved), Standing::Confirmed(serving)) = (&before, &after) {
-        if reserved == serving {
-            effects.accepted = Some((reserved.clone(), fact.event_ms));
-        } else {
-            effects.missed = Some((reserved.clone(), fact.event_ms));
-        }
-        if let Some(reservation) = &record.reservation {
-            let group = record.answer.as_ref().and_then(AnswerRecord::group);
-            effects.waited = Some((
-                crate::engine::waits_key(group),
-                reservation.event_ms,
-                fact.event_ms.saturating_sub(reservation.event_ms),
-            ));
-        }
     }
     record.since_ms = to_ms(now);
     record.expires_at_ms = to_ms(now + max_session);
@@ -540,7 +570,55 @@ pub fn report(
     {
         effects.finished = Some((agent.clone(), to_ms(now)));
     }
-    Some((record, effects))
+    Some(Reported {
+        record,
+        effects,
+        superseded: false,
+    })
+}
+
+/// The agent a serving `fact` says served the session, if it counts against the
+/// reservation: it names the reserved agent, or is dated after the reservation (an older
+/// one leaves the reservation standing, as [`SessionRecord::standing`] weighs them).
+fn counted<'a>(record: &SessionRecord, fact: &'a Fact) -> Option<&'a AgentId> {
+    let agent = fact.serving.as_ref()?;
+    match &record.reservation {
+        Some(reservation)
+            if &reservation.agent != agent && fact_rank(fact) <= reservation_rank(reservation) =>
+        {
+            None
+        }
+        _ => Some(agent),
+    }
+}
+
+impl SessionRecord {
+    /// What a serving `fact` says about agents, whenever it arrives (see [`report`]): an
+    /// offer accepted or missed, a wait, a seat taken for fair share.
+    fn served(&self, fact: &Fact, now: SystemTime) -> Effects {
+        let mut effects = Effects::default();
+        let Some(agent) = counted(self, fact) else {
+            return effects;
+        };
+        effects.took = Some((agent.clone(), to_ms(now)));
+        let Some(reservation) = &self.reservation else {
+            return effects;
+        };
+        // Both dated when the offer was made (the router's clock): an acceptance ends the
+        // misses of offers made before it, whenever its event arrives.
+        if agent == &reservation.agent {
+            effects.accepted = Some((agent.clone(), reservation.at_ms));
+        } else {
+            effects.missed = Some((reservation.agent.clone(), reservation.at_ms));
+        }
+        let group = self.answer.as_ref().and_then(AnswerRecord::group);
+        effects.waited = Some((
+            crate::engine::waits_key(group),
+            reservation.event_ms,
+            fact.event_ms.saturating_sub(reservation.event_ms),
+        ));
+        effects
+    }
 }
 
 /// Who the reservation and the latest fact, together, say holds the session.

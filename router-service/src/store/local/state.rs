@@ -358,7 +358,7 @@ impl AppState {
         for (agent, ms, miss) in missed.into_iter().chain(accepted) {
             let misses = self.misses.entry(agent.clone()).or_default();
             let changed = if miss {
-                misses.missed(ms)
+                misses.missed(session.as_str(), ms)
             } else {
                 misses.accepted(ms)
             };

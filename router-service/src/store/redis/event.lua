@@ -31,7 +31,7 @@ if ARGV[5] ~= '' then
   if ARGV[12] ~= '' then touch(ARGV[12], ARGV[13]) end
   if ARGV[14] ~= '' then remember(ARGV[14], ARGV[15], ARGV[16]) end
   if ARGV[23] ~= '' then finish(ARGV[23], ARGV[24]) end
-  if ARGV[25] ~= '' then miss(ARGV[25], ARGV[26], tonumber(ARGV[29])) end
+  if ARGV[25] ~= '' then miss(ARGV[25], ARGV[3], ARGV[26], tonumber(ARGV[29])) end
   if ARGV[27] ~= '' then accept(ARGV[27], ARGV[28]) end
   if ARGV[30] ~= '' and ARGV[32] ~= '0' then
     took(ARGV[30], ARGV[3], tonumber(ARGV[31]), tonumber(ARGV[33]), tonumber(ARGV[32]))

@@ -81,34 +81,44 @@ local function finish(agent, at_ms)
   end
 end
 
--- An agent's missed offers (KEYS[16]) as "<accepted ms>;<missed ms>,..." oldest first, by
--- the rules of engine::Misses: misses at or before the last acceptance are dropped, only
--- the newest `keep` kept, so any order and repetition of events gives the same record.
+-- An agent's missed offers (KEYS[16]) as engine::Misses' JSON: {"missed": {session: ms},
+-- "accepted_ms": ms}, by its rules: misses offered at or before the last accepted offer are
+-- dropped, only the newest `keep` kept (by time, then session), so any order and
+-- repetition of events gives the same record.
 local function read_misses(agent)
-  local raw = redis.call('HGET', KEYS[16], agent) or '0;'
-  local accepted, list = string.match(raw, '^(%d+);(.*)$')
-  local missed = {}
-  for ms in string.gmatch(list or '', '%d+') do table.insert(missed, tonumber(ms)) end
-  return tonumber(accepted or '0'), missed
+  local raw = redis.call('HGET', KEYS[16], agent)
+  local ok, rec = false, nil
+  if raw then ok, rec = pcall(cjson.decode, raw) end
+  if not ok or type(rec) ~= 'table' then rec = {} end
+  local missed = val(rec.missed)
+  if type(missed) ~= 'table' then missed = {} end
+  return tonumber(val(rec.accepted_ms) or 0) or 0, missed
 end
 
 local function write_misses(agent, accepted, missed)
-  local parts = {}
-  for i, ms in ipairs(missed) do parts[i] = string.format('%.0f', ms) end
-  redis.call('HSET', KEYS[16], agent, string.format('%.0f', accepted) .. ';' .. table.concat(parts, ','))
+  local list = {}
+  for session, ms in pairs(missed) do
+    list[#list + 1] = string.format('%s:%.0f', cjson.encode(session), ms)
+  end
+  -- Built by hand: cjson writes an empty table as an array, and Rust reads a map.
+  redis.call('HSET', KEYS[16], agent, string.format('{"missed":{%s},"accepted_ms":%.0f}',
+    table.concat(list, ','), accepted))
 end
 
-local function miss(agent, ms, keep)
+local function miss(agent, session, ms, keep)
   ms = tonumber(ms)
   local accepted, missed = read_misses(agent)
-  if ms <= accepted then return end
-  for _, known in ipairs(missed) do
-    if known == ms then return end
-  end
-  table.insert(missed, ms)
-  table.sort(missed)
-  while #missed > keep do table.remove(missed, 1) end
-  write_misses(agent, accepted, missed)
+  if ms <= accepted or missed[session] then return end
+  missed[session] = ms
+  local list = {}
+  for s, at in pairs(missed) do table.insert(list, {s, tonumber(at)}) end
+  table.sort(list, function(a, b)
+    if a[2] ~= b[2] then return a[2] > b[2] end
+    return a[1] > b[1]
+  end)
+  local kept = {}
+  for i = 1, math.min(#list, keep) do kept[list[i][1]] = list[i][2] end
+  write_misses(agent, accepted, kept)
 end
 
 local function accept(agent, ms)
@@ -116,8 +126,8 @@ local function accept(agent, ms)
   local accepted, missed = read_misses(agent)
   if ms <= accepted then return end
   local kept = {}
-  for _, known in ipairs(missed) do
-    if known > ms then table.insert(kept, known) end
+  for session, at in pairs(missed) do
+    if tonumber(at) > ms then kept[session] = at end
   end
   write_misses(agent, ms, kept)
 end
@@ -145,13 +155,15 @@ local function took(agent, session, at_ms, oldest_ms, keep)
 end
 
 -- Notes that `session`, asked at asked_ms, waited wait_ms in the group keyed `group`
--- (KEYS[19]: a JSON object of session -> [asked, wait] per group), keeping the newest 32
--- by when asked, then session: the rules of engine::Waits. Announced for the replicas.
+-- (KEYS[19]: a JSON object of session -> [asked, wait] per group; of a session's waits the
+-- shortest), keeping the newest 32 by when asked, then session: the rules of engine::Waits.
+-- Announced for the replicas.
 local function waited(group, session, asked_ms, wait_ms)
   local raw = redis.call('HGET', KEYS[19], group)
   local waits = {}
   if raw then waits = cjson.decode(raw) end
-  if waits[session] then return end
+  local known = waits[session]
+  if known and tonumber(known[2]) <= wait_ms then return end
   waits[session] = {asked_ms, wait_ms}
   local list = {}
   for s, w in pairs(waits) do table.insert(list, {s, tonumber(w[1]), tonumber(w[2])}) end

@@ -455,17 +455,10 @@ fn load_of(
     load
 }
 
-/// An agent's missed offers as the scripts keep them: `"<accepted ms>;<missed ms>,..."`.
+/// An agent's missed offers as the scripts keep them: [`Misses`]' JSON (anything else,
+/// such as the `"<accepted>;<missed>,..."` of earlier versions, reads as none).
 fn parse_misses(raw: &str) -> Option<Misses> {
-    let (accepted, missed) = raw.split_once(';')?;
-    Some(Misses {
-        accepted_ms: accepted.parse().ok()?,
-        missed_ms: missed
-            .split(',')
-            .filter(|ms| !ms.is_empty())
-            .filter_map(|ms| ms.parse().ok())
-            .collect(),
-    })
+    record::decode(raw.as_bytes()).ok()
 }
 
 /// Who set a live status.
