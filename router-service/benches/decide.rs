@@ -25,12 +25,12 @@ use criterion::{Criterion, criterion_group, criterion_main};
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use handoff_core::{
     config::AgentStatus,
-    id::{AgentId, ClientUserId, SdkAppId, SessionId},
+    id::{AgentId, ClientUserId, GroupId, SdkAppId, SessionId},
 };
 use handoff_router::{
     engine::{
         AgentLoad, App, Catalog, Customer, Floor, Handoff, Misses, RosterChanges, StateView, Taken,
-        Waits, decide, decide_fully,
+        WaitSummary, Waits, decide, decide_fully, unix_ms,
     },
     store::{Change, Lifetimes, LocalStore, SessionEvent, SessionEventKind, Store},
 };
@@ -44,6 +44,8 @@ struct Loaded {
     misses: FastMap<AgentId, Misses>,
     taken: FastMap<AgentId, Taken>,
     waits: FastMap<String, Waits>,
+    /// The same summed ahead, as the stores keep them.
+    wait_summaries: FastMap<Option<GroupId>, WaitSummary>,
 }
 
 impl StateView for Loaded {
@@ -71,6 +73,9 @@ impl StateView for Loaded {
     fn waits_of(&self, key: &str) -> Option<&Waits> {
         self.waits.get(key)
     }
+    fn wait(&self, group: Option<GroupId>, now: SystemTime) -> Option<Duration> {
+        self.wait_summaries.get(&group)?.estimate(unix_ms(now))
+    }
     fn taken(&self, agent: &AgentId) -> Option<&Taken> {
         self.taken.get(agent)
     }
@@ -90,7 +95,7 @@ fn loaded(app: &App) -> Loaded {
                 last_assigned: Some(
                     SystemTime::UNIX_EPOCH + Duration::from_secs(n as u64 * 7 % 101),
                 ),
-                last_finished: None,
+                ..AgentLoad::default()
             };
             (agent.id.clone(), load)
         })
@@ -102,6 +107,7 @@ fn loaded(app: &App) -> Loaded {
         misses: FastMap::default(),
         taken: FastMap::default(),
         waits: FastMap::default(),
+        wait_summaries: FastMap::default(),
     };
     state.floor = Some(Floor::build(app, 0, &state));
     state
@@ -280,37 +286,51 @@ fn features(c: &mut Criterion) {
     group.bench_function("10000 agents, no features", |b| {
         b.iter(|| decide(black_box(&plain), &handoff, &plain_state, now))
     });
-    let mut state = loaded(&featured);
+    for (label, every) in [("3%", 100), ("30%", 10)] {
+        let state = featured_state(&featured, now, every);
+        group.bench_function(
+            format!("10000 agents, all five features on, {label} left out by them"),
+            |b| b.iter(|| decide(black_box(&featured), &handoff, &state, now)),
+        );
+    }
+    group.finish();
+}
+
+/// `app`'s floor loaded as [`loaded`] does, with what the features keep: every agent took
+/// three sessions this hour; of each `every` agents, one at its fair share of five, one
+/// wrapping up, one parked after two missed offers; the group's 32 latest waits, a minute
+/// or so each, asked over the last half hour. The floor is ranked over all of it.
+fn featured_state(app: &App, now: SystemTime, every: usize) -> Loaded {
+    let mut state = loaded(app);
     let now_ms = 1_795_572_000_000u64;
-    for (n, agent) in featured.agents().iter().enumerate() {
-        // Everyone took a few sessions this hour; every tenth their five already.
+    for (n, agent) in app.agents().iter().enumerate() {
         let mut taken = Taken::default();
-        for k in 0..(if n % 10 == 3 { 5 } else { 3 }) {
+        for k in 0..(if n % every == 3 { 5 } else { 3 }) {
             taken.took(&format!("s-{n}-{k}"), now_ms - 60_000 * (k + 1), 0, 5);
         }
-        state.taken.insert(agent.id.clone(), taken);
-        if n % 10 == 0 {
-            if let Some(load) = state.loads.get_mut(&agent.id) {
-                load.last_finished = Some(now - Duration::from_secs(10));
-            }
-        } else if n % 10 == 5 {
+        let load = state.loads.entry(agent.id.clone()).or_default();
+        load.taken_kept = taken.0.len() as u32;
+        if n % every == 0 {
+            load.last_finished = Some(now - Duration::from_secs(10));
+        } else if n % every == 5 {
             let mut misses = Misses::default();
             misses.missed("offered-1", now_ms - 2_000);
             misses.missed("offered-2", now_ms - 1_000);
+            load.missed_kept = misses.missed.len() as u32;
             state.misses.insert(agent.id.clone(), misses);
         }
+        state.taken.insert(agent.id.clone(), taken);
     }
-    // The group's latest waits, a minute or so each, asked over the last half hour.
     let mut waits = Waits::default();
     for k in 0..Waits::KEEP as u64 {
         waits.waited(&format!("w-{k}"), now_ms - 60_000 * k, 50_000 + 1_000 * k);
     }
+    state
+        .wait_summaries
+        .insert(GroupId::new(1).ok(), WaitSummary::of(&waits));
     state.waits.insert("1".to_owned(), waits);
-    group.bench_function(
-        "10000 agents, all five features on",
-        |b| b.iter(|| decide(black_box(&featured), &handoff, &state, now)),
-    );
-    group.finish();
+    state.floor = Some(Floor::build(app, 0, &state));
+    state
 }
 
 /// The local store's AssignHuman over 10,000 agents, each call a new session, with the

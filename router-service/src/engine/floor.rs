@@ -46,6 +46,9 @@ struct Standing {
     status: AgentStatus,
     /// When the agent last finished a session (wrap-up); not ordered on.
     finished: Option<SystemTime>,
+    /// The sizes of its fair-share and missed-offer records; not ordered on.
+    taken_kept: u32,
+    missed_kept: u32,
 }
 
 impl Standing {
@@ -423,6 +426,8 @@ impl Floor {
             confirmed: 0,
             last_assigned: standing.last,
             last_finished: standing.finished,
+            taken_kept: standing.taken_kept,
+            missed_kept: standing.missed_kept,
         };
         Some((agent, load))
     }
@@ -440,6 +445,8 @@ fn standing(agent: &Agent, load: AgentLoad, status: Option<AgentStatus>) -> Stan
         last: load.last_assigned,
         status: status.unwrap_or(agent.status),
         finished: load.last_finished,
+        taken_kept: load.taken_kept,
+        missed_kept: load.missed_kept,
     }
 }
 

@@ -220,7 +220,7 @@ fn set(state: &mut Floorful, n: usize, live: Live) {
         unattributed: 0,
         confirmed: 0,
         last_assigned: live.last.map(at),
-        last_finished: None,
+        ..AgentLoad::default()
     };
     state.loads.insert(id.clone(), load);
     match status_of(live.status) {

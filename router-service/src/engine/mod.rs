@@ -43,8 +43,8 @@ pub use floor::Floor;
 use floor::Ranking;
 pub use handoff_core::config::Strategy;
 pub use state::{
-    AgentLoad, Customer, LiveSession, Misses, RosterChanges, SessionState, StateView, Taken, Waits,
-    agent, roster, waits_key,
+    AgentLoad, Customer, LiveSession, Misses, RosterChanges, SessionState, StateView, Taken,
+    WaitSummary, Waits, agent, roster, unix_ms, waits_group, waits_key,
 };
 
 use expr::Scope;
@@ -576,6 +576,7 @@ impl Search<'_> {
             return Err(Exclusion::OffShift);
         }
         if let Some((sessions, since)) = self.fair_share
+            && load.taken_kept >= sessions
             && let Some(taken) = self.state.taken(&agent.id)
             && taken.0.len() >= sessions as usize
         {
@@ -591,7 +592,10 @@ impl Search<'_> {
                 });
             }
         }
-        if let Some((missed, until)) = parked(self.app, self.state, &agent.id, self.now) {
+        if self.app.max_missed > 0
+            && load.missed_kept >= self.app.max_missed
+            && let Some((missed, until)) = parked(self.app, self.state, &agent.id, self.now)
+        {
             return Err(Exclusion::Parked { missed, until });
         }
         let wrap_up = target.wrap_up;

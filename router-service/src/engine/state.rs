@@ -35,6 +35,12 @@ pub struct AgentLoad {
     /// When a session the agent served last ended or moved away (by the router's clock),
     /// what wrap-up counts from; `None` if never.
     pub last_finished: Option<SystemTime>,
+    /// How many sessions the agent's fair-share record ([`Taken`]) keeps: below the app's
+    /// `fair_share.sessions`, the record need not be read.
+    pub taken_kept: u32,
+    /// How many missed offers the agent's record ([`Misses`]) keeps: below the app's
+    /// `max_missed`, the agent cannot be parked and the record need not be read.
+    pub missed_kept: u32,
 }
 
 /// Where a session stands.
@@ -228,22 +234,68 @@ impl Waits {
         true
     }
 
-    /// The estimated wait at `now_ms`: the mean of the kept waits asked within
-    /// [`Waits::HORIZON_MS`], each weighted `2^(-age / HALF_LIFE)` by its age (now less
-    /// when the user asked); `None` when none counts.
+    /// The estimated wait at `now_ms` (see [`WaitSummary::estimate`]).
     pub fn estimate(&self, now_ms: u64) -> Option<std::time::Duration> {
+        WaitSummary::of(self).estimate(now_ms)
+    }
+}
+
+/// A group's waits summed ahead, so that an estimate costs a search of 32 times, not 32
+/// powers: by when asked, and from each one on, the sums of `wᵢ·waitᵢ` and `wᵢ` with
+/// `wᵢ = 2^((askedᵢ − newest) / HALF_LIFE)`. Weighing by age from now,
+/// `2^(−(now − askedᵢ) / HALF_LIFE)`, is the same weight times `2^(−(now − newest) /
+/// HALF_LIFE)`, which the mean cancels: only which waits are within the horizon depends on
+/// the time.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WaitSummary {
+    asked: Vec<u64>,
+    from: Vec<(f64, f64)>,
+}
+
+impl WaitSummary {
+    /// The sums of `waits`.
+    pub fn of(waits: &Waits) -> Self {
+        let mut entries: Vec<(u64, u64)> = waits.0.values().copied().collect();
+        entries.sort_unstable();
+        let newest = entries.last().map_or(0, |(asked, _)| *asked);
+        let mut from = vec![(0.0, 0.0); entries.len()];
         let (mut sum, mut weights) = (0.0, 0.0);
-        for (asked, wait) in self.0.values() {
-            let age = now_ms.saturating_sub(*asked);
-            if age > Self::HORIZON_MS {
-                continue;
-            }
-            let weight = (-(age as f64) / Self::HALF_LIFE_MS).exp2();
+        for (n, (asked, wait)) in entries.iter().enumerate().rev() {
+            let weight = ((*asked as f64 - newest as f64) / Waits::HALF_LIFE_MS).exp2();
             sum += weight * *wait as f64;
             weights += weight;
+            from[n] = (sum, weights);
         }
-        (weights > 0.0).then(|| std::time::Duration::from_millis((sum / weights).round() as u64))
+        Self {
+            asked: entries.into_iter().map(|(asked, _)| asked).collect(),
+            from,
+        }
     }
+
+    /// The estimated wait at `now_ms`: the mean of the waits asked within
+    /// [`Waits::HORIZON_MS`], each weighted `2^(−age / HALF_LIFE)` by its age (now less
+    /// when the user asked); `None` when none counts.
+    pub fn estimate(&self, now_ms: u64) -> Option<std::time::Duration> {
+        let cutoff = now_ms.saturating_sub(Waits::HORIZON_MS);
+        let first = self.asked.partition_point(|asked| *asked < cutoff);
+        let (sum, weights) = self.from.get(first)?;
+        (*weights > 0.0).then(|| std::time::Duration::from_millis((sum / weights).round() as u64))
+    }
+}
+
+/// `at` as Unix milliseconds (0 before the epoch).
+pub fn unix_ms(at: SystemTime) -> u64 {
+    at.duration_since(std::time::UNIX_EPOCH).map_or(0, |since| {
+        u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+    })
+}
+
+/// The group a waits key ([`waits_key`]) is for: `None` for every agent's (`all`), and
+/// for a key no group has.
+pub fn waits_group(key: &str) -> Option<handoff_core::id::GroupId> {
+    key.parse()
+        .ok()
+        .and_then(|id| handoff_core::id::GroupId::new(id).ok())
 }
 
 /// The key a group's waits are kept under: its id, or `all` for a target of every agent.
@@ -302,11 +354,7 @@ pub trait StateView {
         group: Option<handoff_core::id::GroupId>,
         now: SystemTime,
     ) -> Option<std::time::Duration> {
-        let now_ms = now
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |since| {
-                u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-            });
+        let now_ms = unix_ms(now);
         self.waits_of(&waits_key(group))?.estimate(now_ms)
     }
     /// `agent`'s missed offers, when it has any.
@@ -517,6 +565,35 @@ mod tests {
     }
 
     proptest! {
+        /// The summed-ahead estimate is the age-weighted mean the README states,
+        /// `Σ 2^(−(now − askedᵢ)/5 min)·waitᵢ / Σ 2^(−(now − askedᵢ)/5 min)` over the waits asked
+        /// within the hour, to the millisecond.
+        #[test]
+        fn the_estimate_is_the_age_weighted_mean_of_the_last_hours_waits(
+            waits in proptest::collection::vec((0u64..7_200_000, 0u64..600_000), 0..40),
+            now in 3_600_000u64..7_300_000,
+        ) {
+            let mut record = Waits::default();
+            for (n, (asked, wait)) in waits.iter().enumerate() {
+                record.waited(&format!("s-{n}"), *asked, *wait);
+            }
+            let (mut sum, mut weights) = (0.0f64, 0.0f64);
+            for (asked, wait) in record.0.values() {
+                if now.saturating_sub(*asked) > Waits::HORIZON_MS {
+                    continue;
+                }
+                let weight = (-((now as f64) - *asked as f64) / Waits::HALF_LIFE_MS).exp2();
+                sum += weight * *wait as f64;
+                weights += weight;
+            }
+            let direct = (weights > 0.0).then(|| (sum / weights).round() as i64);
+            let summed = record.estimate(now).map(|wait| wait.as_millis() as i64);
+            match (direct, summed) {
+                (Some(direct), Some(summed)) => prop_assert!((direct - summed).abs() <= 1, "{direct} {summed}"),
+                (direct, summed) => prop_assert_eq!(direct, summed),
+            }
+        }
+
         /// Any order and repetition of the same misses and acceptances gives one record.
         #[test]
         fn any_order_and_repetition_gives_the_same_record(

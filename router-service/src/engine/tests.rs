@@ -153,7 +153,7 @@ impl FakeState {
                 unattributed: 0,
                 confirmed: 0,
                 last_assigned: last,
-                last_finished: None,
+                ..AgentLoad::default()
             },
         );
         self

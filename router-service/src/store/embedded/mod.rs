@@ -56,8 +56,9 @@ const FORMAT_KEY: &str = "format";
 /// The layout of the embedded file and its journal this build writes and the newest it
 /// reads. 1 is the layout as first released: a file without a format is of it; 2 adds the
 /// `desk`, `last_finished`, `misses` and `taken` tables (an older build cannot read their journal frames, so
-/// it refuses the file).
-pub const FORMAT: u64 = 2;
+/// it refuses the file); 3 the `waits` table, sessions' `weight` and missed offers kept per
+/// session (an older build would give back one seat of a weighted session).
+pub const FORMAT: u64 = 3;
 
 /// The tables, each keyed by (app, id), each value a JSON record of [`record`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

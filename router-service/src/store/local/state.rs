@@ -60,6 +60,8 @@ pub(super) struct AppState {
     pub(super) taken: FastMap<AgentId, crate::engine::Taken>,
     /// Each group's latest waits, by [`crate::engine::waits_key`].
     pub(super) waits: FastMap<String, crate::engine::Waits>,
+    /// The same summed ahead for estimates, by group.
+    wait_summaries: FastMap<Option<handoff_core::id::GroupId>, crate::engine::WaitSummary>,
     /// Sessions Desk counts beyond the seats held, by agent, from the last status poll. Not
     /// journaled: the next poll counts them again.
     pub(super) unattributed: FastMap<AgentId, u32>,
@@ -101,6 +103,7 @@ impl AppState {
             misses: FastMap::default(),
             taken: FastMap::default(),
             waits: FastMap::default(),
+            wait_summaries: FastMap::default(),
             unattributed: FastMap::default(),
             zone,
             sessions: FastMap::default(),
@@ -157,8 +160,20 @@ impl AppState {
         for (agent, at_ms) in loaded.last_assigned {
             state.loads.entry(agent).or_default().last_assigned = Some(from_ms(at_ms));
         }
+        for (agent, misses) in &loaded.misses {
+            state.loads.entry(agent.clone()).or_default().missed_kept = misses.missed.len() as u32;
+        }
+        for (agent, taken) in &loaded.taken {
+            state.loads.entry(agent.clone()).or_default().taken_kept = taken.0.len() as u32;
+        }
         state.misses.extend(loaded.misses);
         state.taken.extend(loaded.taken);
+        for (key, waits) in &loaded.waits {
+            let summary = crate::engine::WaitSummary::of(waits);
+            state
+                .wait_summaries
+                .insert(crate::engine::waits_group(key), summary);
+        }
         state.waits.extend(loaded.waits);
         for (agent, at_ms) in loaded.last_finished {
             state.loads.entry(agent).or_default().last_finished = Some(from_ms(at_ms));
@@ -365,6 +380,10 @@ impl AppState {
             if changed {
                 let record = misses.clone();
                 writes.record(|| [embedded::misses(app, agent, &record)]);
+                let kept = record.missed.len() as u32;
+                self.loads.entry(agent.clone()).or_default().missed_kept = kept;
+                // Told to the floor, which the walk reads it from, even when no seat moved.
+                self.rerank(agent);
             }
         }
         if let Some((agent, at_ms)) = &effects.finished {
@@ -445,6 +464,8 @@ impl AppState {
         if taken.took(session.as_str(), *ms, oldest, sessions as usize) {
             let record = taken.clone();
             writes.record(|| [embedded::taken(app.id, agent, &record)]);
+            self.loads.entry(agent.clone()).or_default().taken_kept = record.0.len() as u32;
+            self.rerank(agent);
         }
     }
 
@@ -464,6 +485,9 @@ impl AppState {
         if waits.waited(session.as_str(), *asked, *wait) {
             let record = waits.clone();
             writes.record(|| [embedded::waits(app.id, group, &record)]);
+            let summary = crate::engine::WaitSummary::of(&record);
+            self.wait_summaries
+                .insert(crate::engine::waits_group(group), summary);
         }
     }
 
@@ -644,6 +668,16 @@ impl StateView for AppState {
 
     fn waits_of(&self, group: &str) -> Option<&crate::engine::Waits> {
         self.waits.get(group)
+    }
+
+    fn wait(
+        &self,
+        group: Option<handoff_core::id::GroupId>,
+        now: SystemTime,
+    ) -> Option<std::time::Duration> {
+        self.wait_summaries
+            .get(&group)?
+            .estimate(crate::engine::unix_ms(now))
     }
 
     fn taken(&self, agent: &AgentId) -> Option<&crate::engine::Taken> {

@@ -108,8 +108,12 @@ const EPOCH_KEY: &str = "handoff:epoch";
 const FORMAT_KEY: &str = "handoff:format";
 
 /// The layout of handoff's keys this build writes and the newest it reads. 1 is the layout
-/// as first released: a Redis holding handoff's keys but no format key is of it.
-pub const FORMAT: u32 = 1;
+/// as first released: a Redis holding handoff's keys but no format key is of it. 2 counts
+/// seats by weight (the `weighted` hash, sessions' `weight`), keeps missed offers per
+/// session as JSON and groups' waits: a replica of format 1 would count a weighted
+/// session's release as one seat, so this one raises the format it finds, and older ones
+/// then refuse to serve.
+pub const FORMAT: u32 = 2;
 
 /// The scripts, each with the sweep in front.
 struct Scripts {
@@ -286,16 +290,24 @@ impl RedisStore {
                     .refused_format()
                     .unwrap_or_else(|| unavailable("format")));
             }
-            Some(_) => self
+            Some(format) if format == FORMAT => self
                 .newer_format
                 .store(0, std::sync::atomic::Ordering::Relaxed),
-            None => {
+            // None, or an older layout this build reads: raised to this one (never
+            // lowered, should a newer replica have raised it meanwhile).
+            _ => {
+                self.newer_format
+                    .store(0, std::sync::atomic::Ordering::Relaxed);
                 let mut write = redis::pipe();
                 write
-                    .cmd("SET")
+                    .cmd("EVAL")
+                    .arg(
+                        "if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) \
+                         then redis.call('SET', KEYS[1], ARGV[1]) end",
+                    )
+                    .arg(1)
                     .arg(FORMAT_KEY)
                     .arg(FORMAT)
-                    .arg("NX")
                     .ignore();
                 self.write(write).await?;
             }

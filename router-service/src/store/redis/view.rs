@@ -114,6 +114,8 @@ pub(super) struct View {
     taken: FastMap<AgentId, Taken>,
     /// Each group's latest waits, by [`crate::engine::waits_key`].
     waits: FastMap<String, Waits>,
+    /// The same summed ahead for estimates, by group.
+    wait_summaries: FastMap<Option<handoff_core::id::GroupId>, crate::engine::WaitSummary>,
     /// What Desk counts beyond each member's seats, from the last status poll.
     unattributed: FastMap<AgentId, u32>,
     /// The roster's run-time changes as the engine sees them: the overlays with Desk's
@@ -210,6 +212,13 @@ impl View {
                             ms.parse().ok().map(from_ms);
                     }
                 }
+                for (agent, taken) in &self.taken {
+                    loads.entry(agent.clone()).or_default().taken_kept = taken.0.len() as u32;
+                }
+                for (agent, misses) in &self.misses {
+                    loads.entry(agent.clone()).or_default().missed_kept =
+                        misses.missed.len() as u32;
+                }
                 for (agent, count) in weighted {
                     if let Ok(agent) = AgentId::parse(agent) {
                         loads.entry(agent).or_default().weighted = count.parse().unwrap_or(0);
@@ -218,6 +227,16 @@ impl View {
                 self.waits = waits
                     .into_iter()
                     .filter_map(|(group, raw)| Some((group, record::decode(raw.as_bytes()).ok()?)))
+                    .collect();
+                self.wait_summaries = self
+                    .waits
+                    .iter()
+                    .map(|(key, waits)| {
+                        (
+                            crate::engine::waits_group(key),
+                            crate::engine::WaitSummary::of(waits),
+                        )
+                    })
                     .collect();
                 for (agent, count) in confirmed {
                     if let Ok(agent) = AgentId::parse(agent) {
@@ -309,10 +328,18 @@ impl View {
             return;
         }
         if let Some(group) = field("waits") {
+            let key = crate::engine::waits_group(group);
             match field("record").map(|raw| record::decode::<Waits>(raw.as_bytes())) {
-                Some(Ok(waits)) => self.waits.insert(group.to_owned(), waits),
-                _ => self.waits.remove(group),
-            };
+                Some(Ok(waits)) => {
+                    self.wait_summaries
+                        .insert(key, crate::engine::WaitSummary::of(&waits));
+                    self.waits.insert(group.to_owned(), waits);
+                }
+                _ => {
+                    self.wait_summaries.remove(&key);
+                    self.waits.remove(group);
+                }
+            }
             return;
         }
         if let Some(table) = field("unattributed") {
@@ -343,6 +370,8 @@ impl View {
                 confirmed: field("confirmed").and_then(|c| c.parse().ok()).unwrap_or(0),
                 last_assigned: field("last").and_then(|l| l.parse().ok()).map(from_ms),
                 last_finished: field("finished").and_then(|f| f.parse().ok()).map(from_ms),
+                taken_kept: 0,
+                missed_kept: 0,
             };
             self.loads.insert(agent.clone(), load);
         }
@@ -357,6 +386,10 @@ impl View {
                 Some(misses) => self.misses.insert(agent.clone(), misses),
                 None => self.misses.remove(&agent),
             };
+        }
+        if let Some(load) = self.loads.get_mut(&agent) {
+            load.taken_kept = self.taken.get(&agent).map_or(0, |t| t.0.len() as u32);
+            load.missed_kept = self.misses.get(&agent).map_or(0, |m| m.missed.len() as u32);
         }
         if let Some(status) = field("status") {
             match record::decode::<StatusRecord>(status.as_bytes()) {
@@ -528,6 +561,17 @@ impl StateView for Looked<'_> {
 
     fn waits_of(&self, key: &str) -> Option<&Waits> {
         self.view.waits.get(key)
+    }
+
+    fn wait(
+        &self,
+        group: Option<handoff_core::id::GroupId>,
+        now: SystemTime,
+    ) -> Option<std::time::Duration> {
+        self.view
+            .wait_summaries
+            .get(&group)?
+            .estimate(crate::engine::unix_ms(now))
     }
 
     fn taken(&self, agent: &AgentId) -> Option<&Taken> {
