@@ -700,4 +700,34 @@ mod tests {
         );
         Ok(())
     }
+
+    /// What weighted sessions would have done: two sessions logged to Bob took a seat each;
+    /// under a config whose rule weighs sessions two seats, the seats in use double and the
+    /// second session goes to the other agent (Ann has two seats, Bob three).
+    #[tokio::test]
+    async fn a_replay_under_a_config_that_weighs_sessions_shows_the_seats_they_take()
+    -> Result<(), testing::Error> {
+        let lifetimes = testing::lifetimes(std::time::Duration::from_secs(600));
+        let entries = || -> Result<Vec<Entry>, testing::Error> {
+            Ok(vec![
+                Entry::Decision(Box::new(to_bob("s-1", "c-1", 1_000)?)),
+                Entry::Decision(Box::new(to_bob("s-2", "c-2", 2_000)?)),
+            ])
+        };
+        let text = format!(
+            "{}\n    [[apps.rules]]\n    name = \"default\"\n    group = 6521\n    weight = 2\n",
+            testing::TWO_AGENTS
+        );
+        let config =
+            handoff_core::config::parse(&text, std::path::Path::new("t.toml"), Vec::new())?;
+        let weighted = Catalog::from_config(&config, std::path::Path::new("t.toml"))?;
+        let report = replay(&weighted, lifetimes, numbered(entries()?)).await?;
+        let (before, after) = report
+            .groups
+            .get("1400000001/6521")
+            .ok_or("the group's seats")?;
+        assert_eq!((before.peak, after.peak), (2, 4), "{:?}", report.groups);
+        assert_eq!(report.changed_total, 2, "{:?}", report.changed);
+        Ok(())
+    }
 }

@@ -433,6 +433,49 @@ mod tests {
                 ),
                 "apps[0].groups[0].wrap_up",
             ),
+            (
+                format!("{FILE}\n[[apps.rules]]\nname = \"r\"\ngroup = 6521\nweight = 0"),
+                "apps[0].rules[0].weight: must be from 1 to 100",
+            ),
+            (
+                format!(
+                    "{FILE}\n[[apps.rules]]\nname = \"r\"\ngroup = 6521\n\
+                     overflow_when = {{ free_seats_below = 2 }}"
+                ),
+                "apps[0].rules[0].overflow_when: the last target has nothing to overflow to",
+            ),
+            (
+                format!(
+                    "{FILE}\n[[apps.rules]]\nname = \"r\"\ngroup = 6521\n\
+                     overflow = [{{ group = 6521, overflow_when = {{ wait_above = \"2h\" }} }}]"
+                ),
+                "apps[0].rules[0].overflow[0].overflow_when",
+            ),
+            (
+                format!(
+                    "{FILE}\n[[apps.rules]]\nname = \"r\"\ngroup = 6521\n\
+                     overflow_when = {{ free_seats_below = 0 }}\noverflow = [{{ group = 6521 }}]"
+                ),
+                "apps[0].rules[0].overflow_when.free_seats_below: must be at least 1",
+            ),
+            (
+                format!(
+                    "{FILE}\n[[apps.rules]]\nname = \"r\"\ngroup = 6521\n\
+                     overflow_when = {{}}\noverflow = [{{ group = 6521 }}]"
+                ),
+                "needs free_seats_below or wait_above",
+            ),
+            (
+                format!(
+                    "{FILE}\n[[apps.rules]]\nname = \"r\"\ngroup = 6521\ntiers = [{}]",
+                    vec!["'true'"; 9].join(", ")
+                ),
+                "apps[0].rules[0].tiers: at most 8 tiers",
+            ),
+            (
+                FILE.replace("name = \"general\"", "name = \"general\"\nheadroom = 10001"),
+                "apps[0].groups[0].headroom: must be at most 10000",
+            ),
         ];
         for (text, expected) in cases {
             let err = error_of(&text, &[]);

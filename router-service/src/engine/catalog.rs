@@ -423,22 +423,62 @@ impl App {
             if let Some(Err(message)) = when.map(|when| scope.lint_when(when)) {
                 problems.push((format!("rules[{index}].when"), message));
             }
+            let uses_headroom = rule.targets.iter().any(|target| {
+                target
+                    .group
+                    .and_then(|id| self.group(id))
+                    .is_some_and(|group| group.headroom > 0)
+            });
+            if rule.use_headroom && !uses_headroom && !self.desk_sync {
+                problems.push((
+                    format!("rules[{index}].use_headroom"),
+                    "none of the rule's groups keeps headroom: it changes nothing".to_owned(),
+                ));
+            }
             for (position, target) in rule.targets.iter().enumerate() {
-                let Some(filter) = &target.filter else {
-                    continue;
+                let key = |field: &str| match position {
+                    0 => format!("rules[{index}].{field}"),
+                    n => format!("rules[{index}].overflow[{}].{field}", n - 1),
                 };
-                let failed = self.agents.iter().find_map(|agent| {
-                    scope
-                        .lint_filter(filter, agent.cel_value())
-                        .err()
-                        .map(|message| format!("{message} (agent {})", agent.id))
-                });
-                if let Some(message) = failed {
-                    let key = match position {
-                        0 => format!("rules[{index}].agents"),
-                        n => format!("rules[{index}].overflow[{}].agents", n - 1),
-                    };
-                    problems.push((key, message));
+                let members: Vec<&Arc<Agent>> = self
+                    .agents
+                    .iter()
+                    .filter(|agent| target.group.is_none_or(|id| agent.groups.contains(&id)))
+                    .collect();
+                if rule.weight > 1
+                    && !members.is_empty()
+                    && members.iter().all(|agent| agent.capacity < rule.weight)
+                {
+                    problems.push((
+                        format!("rules[{index}].weight"),
+                        format!(
+                            "every agent of {} has fewer than {} seats: none can take the rule's sessions",
+                            if position == 0 { "the target" } else { "this overflow target" },
+                            rule.weight
+                        ),
+                    ));
+                }
+                let filters = target
+                    .filter
+                    .iter()
+                    .map(|filter| (key("agents"), filter))
+                    .chain(
+                        target
+                            .tiers
+                            .iter()
+                            .enumerate()
+                            .map(|(n, tier)| (key(&format!("tiers[{n}]")), tier)),
+                    );
+                for (key, filter) in filters {
+                    let failed = self.agents.iter().find_map(|agent| {
+                        scope
+                            .lint_filter(filter, agent.cel_value())
+                            .err()
+                            .map(|message| format!("{message} (agent {})", agent.id))
+                    });
+                    if let Some(message) = failed {
+                        problems.push((key, message));
+                    }
                 }
             }
         }

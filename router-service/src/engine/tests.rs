@@ -779,6 +779,48 @@ agents = 'agent.skills.billing != "3"'
 }
 
 #[test]
+fn lint_names_weights_no_agent_can_take_headroom_nobody_keeps_and_failing_tiers()
+-> Result<(), Error> {
+    let app = app_from(
+        r#"
+[[apps]]
+sdk_app_id = 1400000001
+[[apps.groups]]
+id = 1
+name = "g"
+[[apps.agents]]
+id = "a@example.com"
+groups = [1]
+capacity = 2
+[[apps.rules]]
+name = "heavy"
+when = 'customer.tier == "vip"'
+group = 1
+weight = 3
+use_headroom = true
+tiers = ['agent.capacity > "2"']
+[[apps.rules]]
+name = "fine"
+group = 1
+weight = 2
+"#,
+    )?;
+    let problems: Vec<String> = app
+        .lint(SystemTime::now())
+        .into_iter()
+        .map(|(key, message)| format!("{key}: {message}"))
+        .collect();
+    assert_eq!(problems.len(), 3, "{problems:#?}");
+    assert!(problems[0].starts_with("rules[0].use_headroom: none of the rule's groups"));
+    assert!(problems[1].starts_with("rules[0].weight: every agent of the target has fewer than 3"));
+    assert!(
+        problems[2].starts_with("rules[0].tiers[0]:"),
+        "{problems:#?}"
+    );
+    Ok(())
+}
+
+#[test]
 fn wrap_up_is_the_rules_else_the_groups_else_the_apps() -> TestResult {
     let app = app_from(
         r#"
