@@ -468,7 +468,7 @@ mod tests {
             (
                 format!(
                     "{FILE}\n[[apps.rules]]\nname = \"r\"\ngroup = 6521\ntiers = [{}]",
-                    vec!["'true'"; 9].join(", ")
+                    ["'true'"; 9].join(", ")
                 ),
                 "apps[0].rules[0].tiers: at most 8 tiers",
             ),
