@@ -593,7 +593,8 @@ mod tests {
         .await;
         let _ = std::fs::remove_dir_all(&dir);
         let refused = result?;
-        assert!(refused.contains("newer handoff (format 3)"), "{refused}");
+        let newer = format!("newer handoff (format {})", embedded::FORMAT + 1);
+        assert!(refused.contains(&newer), "{refused}");
         Ok(())
     }
 
