@@ -27,6 +27,9 @@ pub struct Listeners {
     pub gateway: Option<TcpListener>,
     /// Where the router serves its metrics (`[router] metrics_listen`), when it runs.
     pub metrics: Option<TcpListener>,
+    /// Where the router serves the operator console (`[router.console] listen`), when it
+    /// runs.
+    pub console: Option<TcpListener>,
 }
 
 /// Why the application could not be built, or stopped with an error.
@@ -199,6 +202,8 @@ pub struct Application {
     gateway_addr: Option<SocketAddr>,
     metrics: Option<TcpListener>,
     metrics_addr: Option<SocketAddr>,
+    console: Option<TcpListener>,
+    console_addr: Option<SocketAddr>,
     watch: Option<Watch>,
     /// The config built with: what a reload is compared with.
     started: Config,
@@ -246,6 +251,8 @@ impl Application {
         let gateway_addr = listeners.gateway.as_ref().map(local_addr).transpose()?;
         let metrics = listeners.metrics.filter(|_| listeners.router.is_some());
         let metrics_addr = metrics.as_ref().map(local_addr).transpose()?;
+        let console = listeners.console.filter(|_| listeners.router.is_some());
+        let console_addr = console.as_ref().map(local_addr).transpose()?;
         let (router, services, access) = match listeners.router {
             Some(listener) => {
                 let router = Router::open(&config, origin).await?;
@@ -296,6 +303,8 @@ impl Application {
             gateway_addr,
             metrics,
             metrics_addr,
+            console,
+            console_addr,
             watch: None,
             started: config,
             tls,
@@ -315,6 +324,11 @@ impl Application {
     /// Where the router serves its metrics, when it does.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
+    }
+
+    /// Where the router serves the console, when it does.
+    pub fn console_addr(&self) -> Option<SocketAddr> {
+        self.console_addr
     }
 
     /// The router, when it runs (to look at or change its state in process).
@@ -358,6 +372,7 @@ impl Application {
         let connection_limits =
             handoff_router::listener::ConnectionLimits::of(&self.started.router);
         let sources = handoff_gateway::Sources::of(&self.started.gateway);
+        let console_config = self.started.router.console.clone();
         let Listening {
             gateway: gateway_tls,
             router: router_tls,
@@ -384,6 +399,26 @@ impl Application {
                 tokio::spawn(async move {
                     if let Err(err) = handoff_router::serve_metrics(listener, router, stop).await {
                         tracing::error!(error = %err, "the router's metrics listener failed");
+                    }
+                })
+            });
+        let console = self
+            .console
+            .zip(self.router.as_ref().map(|part| part.service.clone()))
+            .zip(self.access.clone())
+            .map(|((listener, router), access)| {
+                let stop = router_stop.clone();
+                tokio::spawn(async move {
+                    let served = handoff_router::serve_console(
+                        listener,
+                        router,
+                        access,
+                        console_config,
+                        stop,
+                    )
+                    .await;
+                    if let Err(err) = served {
+                        tracing::error!(error = %err, "the router's console listener failed");
                     }
                 })
             });
@@ -445,6 +480,9 @@ impl Application {
         watch_stop.stop();
         if let Some(metrics) = metrics {
             let _ = metrics.await;
+        }
+        if let Some(console) = console {
+            let _ = console.await;
         }
         if let Some(watcher) = watcher {
             let _ = watcher.await;
@@ -549,6 +587,7 @@ mod tests {
             router: if router { Some(bind().await?) } else { None },
             gateway: if gateway { Some(bind().await?) } else { None },
             metrics: None,
+            console: None,
         };
         Application::build(config, path, listeners).await
     }

@@ -62,6 +62,10 @@ async fn serve(program: &'static str, about: &str, parts: Parts) -> Result<(), L
             (Parts::All | Parts::Router, Some(addr)) => Some(bind("router metrics", addr).await?),
             _ => None,
         },
+        console: match (parts, config.router.console.listen) {
+            (Parts::All | Parts::Router, Some(addr)) => Some(bind("router console", addr).await?),
+            _ => None,
+        },
     };
     let (path, store, state) = (
         config.gateway.path.clone(),
@@ -89,6 +93,7 @@ async fn serve(program: &'static str, about: &str, parts: Parts) -> Result<(), L
         router = app.router_addr().map(display),
         gateway = app.gateway_addr().map(display),
         metrics = app.metrics_addr().map(display),
+        console = app.console_addr().map(display),
         router_url,
         path = app.gateway_addr().map(|_| path),
         config = file,

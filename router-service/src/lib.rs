@@ -3,11 +3,13 @@
 //! Dependencies point one way: [`engine`] (pure decisions) <- [`store`] (mutable state) <-
 //! [`service`] (the router as an application, in domain terms: [`error`]) <- [`grpc`] (the
 //! tonic adapter) <- [`server`] (health, reflection, and the gRPC server on the
-//! [`listener`]'s connections). The `handoff` crate
+//! [`listener`]'s connections), and [`console`] (the operator console in the browser, over
+//! the same service). The `handoff` crate
 //! wires it with the gateway into the binaries.
 
 #![warn(missing_docs)]
 
+pub mod console;
 pub mod decision_log;
 pub mod desk;
 pub mod engine;
@@ -23,6 +25,7 @@ pub mod store;
 #[cfg(test)]
 mod testing;
 
+pub use console::serve_console;
 pub use error::{ErrorKind, RouterError};
 pub use server::{SERVICE_NAME, ServeError, Services, serve, serve_metrics};
 pub use service::{Clock, Router, SystemClock};

@@ -29,7 +29,7 @@ use crate::{
 /// The gRPC server could not be built or failed while serving.
 #[derive(Debug, thiserror::Error)]
 #[error("grpc server: {0}")]
-pub struct ServeError(String);
+pub struct ServeError(pub(crate) String);
 
 /// Everything the router serves over gRPC, health and reflection included, for one router.
 pub struct Services<S: Store> {

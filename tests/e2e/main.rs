@@ -5,6 +5,7 @@ mod access;
 mod binary;
 mod callback;
 mod connections;
+mod console;
 mod day;
 mod decision_log;
 mod desk;

@@ -187,6 +187,8 @@ pub struct Running {
     pub gateway: Option<SocketAddr>,
     /// The router's metrics address, when it runs.
     pub metrics: Option<SocketAddr>,
+    /// The router's console address, when it runs.
+    pub console: Option<SocketAddr>,
     /// Applies a changed config to the running parts, as a reload does.
     pub reloader: Reloader,
     /// Stops them.
@@ -230,9 +232,19 @@ pub async fn launch(
         } else {
             None
         },
+        console: if router {
+            Some(TcpListener::bind("127.0.0.1:0").await?)
+        } else {
+            None
+        },
     };
     let metrics = listeners
         .metrics
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
+    let console = listeners
+        .console
         .as_ref()
         .map(TcpListener::local_addr)
         .transpose()?;
@@ -249,6 +261,7 @@ pub async fn launch(
         router,
         gateway,
         metrics,
+        console,
         reloader,
         stop,
         run,

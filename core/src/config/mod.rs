@@ -71,6 +71,7 @@ impl Config {
             preface_timeout,
             idle_timeout,
             keepalive,
+            console,
         } = &self.router;
         let StoreConfig {
             kind,
@@ -129,6 +130,7 @@ impl Config {
             ("router.preface_timeout", debug(&preface_timeout.get())),
             ("router.idle_timeout", debug(&idle_timeout.get())),
             ("router.keepalive", debug(&keepalive.get())),
+            ("router.console", debug(console)),
             ("router.store.kind", debug(kind)),
             ("router.store.path", path.display().to_string()),
             ("router.store.url", secret(url)),
@@ -221,6 +223,31 @@ pub struct RouterConfig {
     pub idle_timeout: ConfigDuration,
     /// How often the router pings each connection (a peer that does not answer is dropped).
     pub keepalive: ConfigDuration,
+    /// `[router.console]`: the operator console in the browser.
+    pub console: ConsoleConfig,
+}
+
+/// `[router.console]`: the operator console, served by the router (where the state is): the
+/// floor, the decisions as they are made, explanations, what-ifs and actions.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// Where it listens (HTTP, or HTTPS with `[router.tls]`); off when unset.
+    pub listen: Option<SocketAddr>,
+    /// How long a sign-in lasts.
+    pub session_ttl: ConfigDuration,
+    /// The folder whose `*.toml` files the what-if page offers to replay; none when unset.
+    pub drafts: Option<std::path::PathBuf>,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            session_ttl: ConfigDuration::from_secs(8 * 3600),
+            drafts: None,
+        }
+    }
 }
 
 /// `[router.tls]` / `[gateway.tls]`: a certificate chain and its key, PEM files read again
@@ -344,6 +371,7 @@ impl Default for RouterConfig {
             preface_timeout: ConfigDuration::from_secs(10),
             idle_timeout: ConfigDuration::from_secs(300),
             keepalive: ConfigDuration::from_secs(30),
+            console: ConsoleConfig::default(),
         }
     }
 }

@@ -64,6 +64,25 @@ fn router(router: &RouterConfig) -> Result<(), Fault> {
     if router.capacity_margin > 10_000 {
         return fault("router.capacity_margin", "must be at most 10000");
     }
+    if let Some(listen) = router.console.listen {
+        if router.auth.tokens.is_empty() && !listen.ip().is_loopback() {
+            return fault(
+                "router.console.listen",
+                "with no [router.auth] tokens to sign in with, the console listens on loopback only",
+            );
+        }
+        if Some(listen) == router.metrics_listen || listen == router.listen {
+            return fault(
+                "router.console.listen",
+                "must differ from router.listen and router.metrics_listen",
+            );
+        }
+    }
+    if router.console.session_ttl.get() < std::time::Duration::from_secs(60)
+        || router.console.session_ttl.get() > std::time::Duration::from_secs(7 * 24 * 3600)
+    {
+        return fault("router.console.session_ttl", "must be from 1m to 7 days");
+    }
     let store = &router.store;
     match store.kind() {
         StoreKind::Redis => {

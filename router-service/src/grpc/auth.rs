@@ -126,6 +126,30 @@ impl Access {
         self.callers.is_empty()
     }
 
+    /// The caller `token` is the token of (every token compared, in constant time), and
+    /// whether it may call each of `methods`: what the console signs in with, asked again
+    /// at every page, so that a reload that removes a token or a grant takes it away at once.
+    pub fn caller<const N: usize>(
+        &self,
+        token: &[u8],
+        methods: [&str; N],
+    ) -> Option<(CallerName, [bool; N])> {
+        let mut found = None;
+        for caller in &self.callers {
+            if bool::from(caller.token.as_slice().ct_eq(token)) {
+                found = Some(caller);
+            }
+        }
+        let caller = found?;
+        let may = methods.map(|method| {
+            caller
+                .methods
+                .as_ref()
+                .is_none_or(|granted| granted.contains(method))
+        });
+        Some((caller.name.clone(), may))
+    }
+
     /// Whether a call to `path` (`/package.Service/Method`) carrying `authorization` may
     /// go on, and under which caller's name (none on an open port, or for an open health
     /// check or reflection).

@@ -190,7 +190,24 @@ pub struct Router<S> {
     config_status: std::sync::Mutex<ConfigStatus>,
     /// How each app's Desk sync stands here, for GetStatus.
     desk_health: std::sync::Mutex<std::collections::BTreeMap<SdkAppId, desk_sync::DeskHealth>>,
+    /// Every decision and change as it is made, for whoever follows them live (the
+    /// console's tail); built only while someone does.
+    feed: tokio::sync::broadcast::Sender<Arc<Fed>>,
 }
+
+/// A decision or change as the live feed carries it: the decision log's entry, and for a
+/// decision how long the store took.
+#[derive(Debug)]
+pub struct Fed {
+    /// The entry, as the decision log writes it.
+    pub entry: Entry,
+    /// The store's time for a decision (deciding and reserving), microseconds.
+    pub micros: Option<u64>,
+}
+
+/// How many entries the live feed holds for a follower that falls behind (it then skips
+/// ahead, told how many it missed).
+const FEED_DEPTH: usize = 1024;
 
 impl Router<AnyStore> {
     /// A router over `config` (read from `origin`) with the store `[router.store]` names and
@@ -241,7 +258,18 @@ impl<S: Store> Router<S> {
                 warnings: Vec::new(),
             }),
             desk_health: std::sync::Mutex::default(),
+            feed: tokio::sync::broadcast::channel(FEED_DEPTH).0,
         }
+    }
+
+    /// Follows every decision and change from now on.
+    pub fn follow(&self) -> tokio::sync::broadcast::Receiver<Arc<Fed>> {
+        self.feed.subscribe()
+    }
+
+    /// Whether anyone follows the live feed.
+    fn followed(&self) -> bool {
+        self.feed.receiver_count() > 0
     }
 
     /// What the router has counted.
@@ -292,6 +320,13 @@ impl<S: Store> Router<S> {
             store_error,
             desk,
         }
+    }
+
+    /// The apps the router serves now, by id.
+    pub fn apps(&self) -> Vec<Arc<App>> {
+        let mut apps: Vec<Arc<App>> = self.catalog.load().apps().cloned().collect();
+        apps.sort_by_key(|app| app.id);
+        apps
     }
 
     /// The router's current time.
@@ -442,8 +477,19 @@ impl<S: Store> Router<S> {
             elapsed_us,
             "assigned"
         );
-        if let Some(log) = &self.decision_log {
-            log.record(Entry::decision(handoff, now, &assignment, seen));
+        let followed = self.followed();
+        if self.decision_log.is_some() || followed {
+            let entry = Entry::decision(handoff, now, &assignment, seen);
+            if followed {
+                let micros = u64::try_from(elapsed_us).unwrap_or(u64::MAX);
+                let _ = self.feed.send(Arc::new(Fed {
+                    entry: entry.clone(),
+                    micros: Some(micros),
+                }));
+            }
+            if let Some(log) = &self.decision_log {
+                log.record(entry);
+            }
         }
         self.metrics.decided(handoff.app, &assignment);
         if let (Some(group), Assignment::Fresh(answer)) = (headroom_used, &assignment)
@@ -700,13 +746,23 @@ impl<S: Store> Router<S> {
     ) -> Result<Applied, RouterError> {
         let started = std::time::Instant::now();
         let now = self.clock.now();
-        let entry = self.decision_log.as_ref().map(|_| (change.clone(), app.id));
+        let followed = self.followed();
+        let entry = (self.decision_log.is_some() || followed).then(|| change.clone());
         let applied = self.store.apply(app, change, now).await;
         self.metrics
             .store("apply", started.elapsed(), applied.is_ok());
         let applied = applied?;
-        if let (Some(log), Some((change, app))) = (&self.decision_log, entry) {
-            log.record(Entry::change(app, now, &change, applied, by));
+        if let Some(change) = entry {
+            let entry = Entry::change(app.id, now, &change, applied, by);
+            if followed {
+                let _ = self.feed.send(Arc::new(Fed {
+                    entry: entry.clone(),
+                    micros: None,
+                }));
+            }
+            if let Some(log) = &self.decision_log {
+                log.record(entry);
+            }
         }
         Ok(applied)
     }

@@ -1,0 +1,753 @@
+//! The operator console: the live floor, every decision with its reason, explanations and
+//! actions, in a browser, served by the router (where the state is) on
+//! `[router.console] listen`.
+//!
+//! Pages are rendered here ([`views`], maud templates compiled into the binary) and read
+//! without JavaScript; htmx (vendored in `assets/`, no CDN) refreshes the floor and tails
+//! the decisions over Server-Sent Events when the browser runs it.
+//!
+//! Access: a sign-in with a router token (`[router.auth]`) opens a session, an HttpOnly,
+//! SameSite=Strict cookie naming it (the token stays on the server); every POST carries the
+//! session's CSRF token. What a session may do is asked of the access policy at every
+//! request, so a reload that removes a token or a grant takes it away at once: pages need
+//! `ListAgents`, explanations `ExplainAssignment`, actions `SetAgentStatus`. With no tokens
+//! configured the console listens on loopback only (the config refuses anything else) and
+//! everyone who reaches it is the operator `local`.
+
+mod views;
+
+use std::{
+    collections::HashMap,
+    convert::Infallible,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use axum::{
+    Form, Router as Routes,
+    extract::{Query, State},
+    http::{HeaderMap, HeaderValue, StatusCode, Uri, header},
+    response::{
+        Html, IntoResponse, Redirect, Response,
+        sse::{Event, KeepAlive, Sse},
+    },
+    routing::{get, post},
+};
+use handoff_core::{
+    config::{AgentStatus, ConsoleConfig},
+    id::{AgentId, SdkAppId},
+    shutdown::Stop,
+};
+use parking_lot::Mutex;
+use serde::Deserialize;
+use tokio::net::TcpListener;
+
+use crate::{
+    Router, ServeError,
+    grpc::auth::Policy,
+    service::{Fed, Report},
+    store::Store,
+};
+
+/// The cookie that names a console session.
+const COOKIE: &str = "handoff_console";
+/// The most sessions kept at once; past it the oldest is signed out.
+const MAX_SESSIONS: usize = 1_000;
+/// How many agents a page of the agents table lists.
+pub(crate) const PAGE: usize = 100;
+
+/// Serves the console on `listener` until `stop`.
+pub async fn serve_console<S: Store>(
+    listener: TcpListener,
+    router: Arc<Router<S>>,
+    access: Policy,
+    config: ConsoleConfig,
+    stop: Stop,
+) -> Result<(), ServeError> {
+    let console = Arc::new(Console {
+        router,
+        access,
+        sessions: Mutex::new(HashMap::new()),
+        ttl: config.session_ttl.get(),
+        stop: stop.clone(),
+    });
+    axum::serve(listener, routes(console))
+        .with_graceful_shutdown(async move { stop.stopped().await })
+        .await
+        .map_err(|err| ServeError(err.to_string()))
+}
+
+/// What every page shares: the router, who may sign in, and who has.
+struct Console<S> {
+    router: Arc<Router<S>>,
+    access: Policy,
+    sessions: Mutex<HashMap<String, Session>>,
+    ttl: Duration,
+    /// The console's stop: live tails end with it, so that the server can drain.
+    stop: Stop,
+}
+
+/// A signed-in browser: the token it signed in with (kept here, never sent back), the
+/// CSRF token its forms carry, and when it expires.
+struct Session {
+    token: Vec<u8>,
+    csrf: String,
+    expires: Instant,
+}
+
+/// Who is looking, as the access policy has them now.
+#[derive(Debug, Clone)]
+pub(crate) struct Viewer {
+    /// The router token's name (`local` on a console without tokens).
+    pub name: String,
+    /// Whether they may change agents' statuses.
+    pub manage: bool,
+    /// Whether they may ask for explanations.
+    pub explain: bool,
+    /// What their forms carry.
+    pub csrf: String,
+}
+
+fn routes<S: Store>(console: Arc<Console<S>>) -> Routes {
+    Routes::new()
+        .route("/", get(floor::<S>))
+        .route("/floor", get(floor::<S>))
+        .route("/floor/live", get(floor_live::<S>))
+        .route("/agents", get(agents::<S>))
+        .route("/agents/status", post(set_status::<S>))
+        .route("/decisions", get(decisions::<S>))
+        .route("/decisions/stream", get(stream::<S>))
+        .route("/explain", get(explain::<S>))
+        .route("/health", get(health::<S>))
+        .route("/wallboard", get(wallboard::<S>))
+        .route("/signin", get(signin_page::<S>).post(signin::<S>))
+        .route("/signout", post(signout::<S>))
+        .route("/assets/{name}", get(asset))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "no such page") })
+        .with_state(console)
+}
+
+/// Why a page is not served: a status and what to say, or where to go instead (with the
+/// cookie of a session opened there and then).
+enum Refusal {
+    Status(StatusCode, String),
+    Redirect(String, Option<HeaderValue>),
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Status(status, why) => (status, why).into_response(),
+            Refusal::Redirect(to, cookie) => {
+                let mut response = Redirect::to(&to).into_response();
+                if let Some(cookie) = cookie {
+                    response.headers_mut().append(header::SET_COOKIE, cookie);
+                }
+                response
+            }
+        }
+    }
+}
+
+fn refusal(status: StatusCode, why: &str) -> Refusal {
+    Refusal::Status(status, why.to_owned())
+}
+
+/// 32 random bytes as hex: a session id or a CSRF token.
+fn random_token() -> Result<String, Refusal> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|_| {
+        refusal(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "no randomness to sign in with",
+        )
+    })?;
+    Ok(hex::encode(bytes))
+}
+
+fn cookie_of(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|cookies| cookies.split(';'))
+        .find_map(|cookie| cookie.trim().strip_prefix(COOKIE)?.strip_prefix('='))
+}
+
+impl<S: Store> Console<S> {
+    /// The viewer `headers` sign in as, if the session is live and its token still valid.
+    fn viewer(&self, headers: &HeaderMap) -> Option<Viewer> {
+        let id = cookie_of(headers)?;
+        let mut sessions = self.sessions.lock();
+        let session = sessions.get(id)?;
+        if session.expires <= Instant::now() {
+            sessions.remove(id);
+            return None;
+        }
+        let access = self.access.load();
+        if access.is_open() {
+            return Some(Viewer {
+                name: "local".to_owned(),
+                manage: true,
+                explain: true,
+                csrf: session.csrf.clone(),
+            });
+        }
+        let (name, [list, manage, explain]) = access.caller(
+            &session.token,
+            ["ListAgents", "SetAgentStatus", "ExplainAssignment"],
+        )?;
+        // A token that may not even list agents sees nothing of the floor.
+        list.then(|| Viewer {
+            name: name.0.to_string(),
+            manage,
+            explain,
+            csrf: session.csrf.clone(),
+        })
+    }
+
+    /// Opens a session for `token`, returning the cookie that names it.
+    fn open_session(&self, token: Vec<u8>) -> Result<HeaderValue, Refusal> {
+        let id = random_token()?;
+        let csrf = random_token()?;
+        let mut sessions = self.sessions.lock();
+        let now = Instant::now();
+        sessions.retain(|_, session| session.expires > now);
+        if sessions.len() >= MAX_SESSIONS
+            && let Some(oldest) = sessions
+                .iter()
+                .min_by_key(|(_, session)| session.expires)
+                .map(|(id, _)| id.clone())
+        {
+            sessions.remove(&oldest);
+        }
+        sessions.insert(
+            id.clone(),
+            Session {
+                token,
+                csrf,
+                expires: now + self.ttl,
+            },
+        );
+        HeaderValue::from_str(&format!(
+            "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+            self.ttl.as_secs()
+        ))
+        .map_err(|_| refusal(StatusCode::INTERNAL_SERVER_ERROR, "cookie"))
+    }
+
+    /// The viewer, or the way to the sign-in (on a console without tokens, a session of
+    /// its own opened there and then).
+    fn require(&self, headers: &HeaderMap, uri: &Uri) -> Result<Viewer, Refusal> {
+        if let Some(viewer) = self.viewer(headers) {
+            return Ok(viewer);
+        }
+        if self.access.load().is_open() {
+            let cookie = self.open_session(Vec::new())?;
+            let back = uri
+                .path_and_query()
+                .map_or("/floor", |path| path.as_str())
+                .to_owned();
+            return Err(Refusal::Redirect(back, Some(cookie)));
+        }
+        Err(Refusal::Redirect("/signin".to_owned(), None))
+    }
+
+    /// The app a page is about: the one asked for, else the first.
+    fn app(&self, asked: Option<u64>) -> Option<Arc<crate::engine::App>> {
+        let apps = self.router.apps();
+        match asked.and_then(|id| SdkAppId::new(id).ok()) {
+            Some(id) => apps.into_iter().find(|app| app.id == id),
+            None => apps.into_iter().next(),
+        }
+    }
+}
+
+/// A POST's CSRF token must be its session's, compared in constant time.
+fn csrf_holds(viewer: &Viewer, sent: &str) -> bool {
+    use subtle::ConstantTimeEq as _;
+    !sent.is_empty() && bool::from(viewer.csrf.as_bytes().ct_eq(sent.as_bytes()))
+}
+
+fn html(markup: maud::Markup) -> Response {
+    let mut response = Html(markup.into_string()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self'; frame-ancestors 'none'; form-action 'self'",
+        ),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn refused(status: StatusCode, why: &str) -> Response {
+    (status, why.to_owned()).into_response()
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct AppQuery {
+    app: Option<u64>,
+}
+
+async fn floor<S: Store>(
+    State(console): State<Arc<Console<S>>>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(query): Query<AppQuery>,
+) -> Response {
+    let viewer = match console.require(&headers, &uri) {
+        Ok(viewer) => viewer,
+        Err(refusal) => return refusal.into_response(),
+    };
+    match floor_of(&console, query.app).await {
+        Ok(floor) => html(views::floor(&viewer, &console.router.apps(), &floor)),
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+/// The floor's body alone, what the page refreshes itself with.
+async fn floor_live<S: Store>(
+    State(console): State<Arc<Console<S>>>,
+    headers: HeaderMap,
+    Query(query): Query<AppQuery>,
+) -> Response {
+    if console.viewer(&headers).is_none() {
+        return refused(StatusCode::UNAUTHORIZED, "sign in again");
+    }
+    match floor_of(&console, query.app).await {
+        Ok(floor) => html(views::floor_body(&floor)),
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+/// An app's floor as the store holds it now.
+pub(crate) struct Floor {
+    pub app: Arc<crate::engine::App>,
+    pub agents: Vec<crate::service::AgentListing>,
+    pub groups: Vec<crate::service::GroupListing>,
+    pub now: std::time::SystemTime,
+}
+
+async fn floor_of<S: Store>(console: &Console<S>, app: Option<u64>) -> Result<Floor, Refusal> {
+    let app = console
+        .app(app)
+        .ok_or_else(|| refusal(StatusCode::NOT_FOUND, "no such app"))?;
+    let agents = console
+        .router
+        .list_agents(app.id, None)
+        .await
+        .map_err(|err| refusal(StatusCode::SERVICE_UNAVAILABLE, &err.to_string()))?;
+    let groups = console
+        .router
+        .list_groups(app.id, None)
+        .await
+        .map_err(|err| refusal(StatusCode::SERVICE_UNAVAILABLE, &err.to_string()))?;
+    Ok(Floor {
+        app,
+        agents,
+        groups,
+        now: console.router.now(),
+    })
+}
+
+/// The agents table's query: filter, sort, page.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct AgentsQuery {
+    pub app: Option<u64>,
+    /// Text the agent's id, name or group must contain.
+    #[serde(default)]
+    pub q: String,
+    /// `available`, `away`, `offline` or `parked`.
+    #[serde(default)]
+    pub status: String,
+    /// `id` (default), `load`, `status`, `idle`.
+    #[serde(default)]
+    pub sort: String,
+    #[serde(default)]
+    pub page: usize,
+    /// What the last action did, to say so.
+    #[serde(default)]
+    pub done: String,
+}
+
+async fn agents<S: Store>(
+    State(console): State<Arc<Console<S>>>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(query): Query<AgentsQuery>,
+) -> Response {
+    let viewer = match console.require(&headers, &uri) {
+        Ok(viewer) => viewer,
+        Err(refusal) => return refusal.into_response(),
+    };
+    match floor_of(&console, query.app).await {
+        Ok(floor) => html(views::agents(
+            &viewer,
+            &console.router.apps(),
+            &floor,
+            &query,
+        )),
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct StatusForm {
+    app: u64,
+    agent: String,
+    status: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+/// Sets an agent's status, as SetAgentStatus does, audited with the viewer's token name.
+async fn set_status<S: Store>(
+    State(console): State<Arc<Console<S>>>,
+    headers: HeaderMap,
+    Form(form): Form<StatusForm>,
+) -> Response {
+    let Some(viewer) = console.viewer(&headers) else {
+        return refused(StatusCode::UNAUTHORIZED, "sign in to act");
+    };
+    if !csrf_holds(&viewer, &form.csrf) {
+        return refused(
+            StatusCode::FORBIDDEN,
+            "the form's CSRF token is missing or not this session's",
+        );
+    }
+    if !viewer.manage {
+        return refused(
+            StatusCode::FORBIDDEN,
+            "this token does not grant SetAgentStatus",
+        );
+    }
+    let status = match form.status.as_str() {
+        "available" => AgentStatus::Available,
+        "away" => AgentStatus::Away,
+        "offline" => AgentStatus::Offline,
+        _ => {
+            return refused(
+                StatusCode::BAD_REQUEST,
+                "status must be available, away or offline",
+            );
+        }
+    };
+    let (Ok(app), Ok(agent)) = (SdkAppId::new(form.app), AgentId::parse(form.agent.trim())) else {
+        return refused(StatusCode::BAD_REQUEST, "no such app or agent");
+    };
+    let report = Report {
+        at: None,
+        id: None,
+        by: Some(format!("console:{}", viewer.name)),
+    };
+    match console.router.set_status(app, &agent, status, report).await {
+        Ok(applied) => {
+            tracing::info!(%app, %agent, ?status, by = %viewer.name, ?applied, "status set from the console");
+            let done = format!("{agent} set {}", status.as_str());
+            let to = format!(
+                "/agents?app={}&done={}",
+                app,
+                form_urlencoded::byte_serialize(done.as_bytes()).collect::<String>()
+            );
+            Redirect::to(&to).into_response()
+        }
+        Err(err) => refused(StatusCode::BAD_REQUEST, &err.to_string()),
+    }
+}
+
+async fn decisions<S: Store>(
+    State(console): State<Arc<Console<S>>>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(query): Query<AppQuery>,
+) -> Response {
+    let viewer = match console.require(&headers, &uri) {
+        Ok(viewer) => viewer,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let Some(app) = console.app(query.app) else {
+        return refused(StatusCode::NOT_FOUND, "no such app");
+    };
+    html(views::decisions(&viewer, &console.router.apps(), &app))
+}
+
+/// The live tail: each decision and change of the app as an HTML row (`event: entry`), and
+/// `event: floor` after each so that the floor refreshes.
+async fn stream<S: Store>(
+    State(console): State<Arc<Console<S>>>,
+    headers: HeaderMap,
+    Query(query): Query<AppQuery>,
+) -> Response {
+    if console.viewer(&headers).is_none() {
+        return refused(StatusCode::UNAUTHORIZED, "sign in again");
+    }
+    let Some(app) = console.app(query.app) else {
+        return refused(StatusCode::NOT_FOUND, "no such app");
+    };
+    let receiver = console.router.follow();
+    let stream = tail(receiver, app.id, console.stop.stopped());
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
+/// The feed as SSE events for `app` until `stopped`: a row per entry, and a note when the
+/// follower fell behind.
+fn tail(
+    mut receiver: tokio::sync::broadcast::Receiver<Arc<Fed>>,
+    app: SdkAppId,
+    stopped: impl std::future::Future<Output = ()> + Send + 'static,
+) -> impl tokio_stream::Stream<Item = Result<Event, Infallible>> {
+    let (sender, events) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        tokio::pin!(stopped);
+        loop {
+            let row = tokio::select! {
+                () = &mut stopped => break,
+                // The browser went away: nobody reads the tail.
+                () = sender.closed() => break,
+                fed = receiver.recv() => match fed {
+                    Ok(fed) => match views::feed_row(&fed, app) {
+                        Some(row) => row,
+                        None => continue,
+                    },
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                        views::lagged_row(missed)
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                },
+            };
+            // A browser that went away ends the tail.
+            if sender
+                .send(Ok(Event::default().event("entry").data(row)))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(events)
+}
+
+/// The explain form's fields.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ExplainQuery {
+    pub app: Option<u64>,
+    #[serde(default)]
+    pub customer: String,
+    #[serde(default)]
+    pub platform: String,
+    /// `key=value` lines.
+    #[serde(default)]
+    pub attributes: String,
+    /// RFC 3339; now when empty.
+    #[serde(default)]
+    pub at: String,
+}
+
+async fn explain<S: Store>(
+    State(console): State<Arc<Console<S>>>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(query): Query<ExplainQuery>,
+) -> Response {
+    let viewer = match console.require(&headers, &uri) {
+        Ok(viewer) => viewer,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let apps = console.router.apps();
+    if query.customer.trim().is_empty() {
+        return html(views::explain(&viewer, &apps, &query, None));
+    }
+    if !viewer.explain {
+        return refused(
+            StatusCode::FORBIDDEN,
+            "this token does not grant ExplainAssignment",
+        );
+    }
+    let outcome = explained(&console, &query).await;
+    html(views::explain(&viewer, &apps, &query, Some(outcome)))
+}
+
+async fn explained<S: Store>(
+    console: &Console<S>,
+    query: &ExplainQuery,
+) -> Result<crate::service::Explanation, String> {
+    let app = console.app(query.app).ok_or("no such app")?;
+    let client_user = handoff_core::id::ClientUserId::parse(query.customer.trim())
+        .map_err(|err| format!("customer: {err}"))?;
+    let session =
+        handoff_core::id::SessionId::parse("console-explain").map_err(|e| e.to_string())?;
+    let mut attributes = std::collections::BTreeMap::new();
+    for line in query
+        .attributes
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+    {
+        let (key, value) = line
+            .split_once('=')
+            .ok_or_else(|| format!("attribute {line:?}: write key=value"))?;
+        attributes.insert(key.trim().to_owned(), value.trim().to_owned());
+    }
+    let at = match query.at.trim() {
+        "" => None,
+        text => Some(
+            chrono::DateTime::parse_from_rfc3339(text)
+                .map_err(|err| format!("at: {err} (write 2026-12-03T10:00:00Z)"))?
+                .into(),
+        ),
+    };
+    let now = console.router.now();
+    let handoff = crate::engine::Handoff {
+        app: app.id,
+        session,
+        client_user,
+        event_time: now,
+        platform: query.platform.trim().to_lowercase(),
+        channel: "chat".to_owned(),
+        attributes,
+    };
+    console
+        .router
+        .explain(&handoff, at)
+        .await
+        .map_err(|err| err.to_string())
+}
+
+async fn health<S: Store>(
+    State(console): State<Arc<Console<S>>>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let viewer = match console.require(&headers, &uri) {
+        Ok(viewer) => viewer,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let status = console.router.status().await;
+    html(views::health(&viewer, &console.router.apps(), &status))
+}
+
+async fn wallboard<S: Store>(
+    State(console): State<Arc<Console<S>>>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(query): Query<AppQuery>,
+) -> Response {
+    if let Err(refusal) = console.require(&headers, &uri) {
+        return refusal.into_response();
+    }
+    match floor_of(&console, query.app).await {
+        Ok(floor) => html(views::wallboard(&floor)),
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+async fn signin_page<S: Store>(
+    State(console): State<Arc<Console<S>>>,
+    headers: HeaderMap,
+) -> Response {
+    if console.viewer(&headers).is_some() {
+        return Redirect::to("/floor").into_response();
+    }
+    if console.access.load().is_open() {
+        let floor = Uri::from_static("/floor");
+        return match console.require(&headers, &floor) {
+            Ok(_) => Redirect::to("/floor").into_response(),
+            Err(refusal) => refusal.into_response(),
+        };
+    }
+    html(views::signin(None))
+}
+
+#[derive(Debug, Deserialize)]
+struct SigninForm {
+    #[serde(default)]
+    token: String,
+}
+
+async fn signin<S: Store>(
+    State(console): State<Arc<Console<S>>>,
+    Form(form): Form<SigninForm>,
+) -> Response {
+    let token = form.token.trim().as_bytes().to_vec();
+    let known = console.access.load().caller(&token, ["ListAgents"]);
+    match known {
+        Some((name, [true])) => {
+            let cookie = match console.open_session(token) {
+                Ok(cookie) => cookie,
+                Err(refusal) => return refusal.into_response(),
+            };
+            tracing::info!(by = %name.0, "signed in to the console");
+            let mut response = Redirect::to("/floor").into_response();
+            response.headers_mut().append(header::SET_COOKIE, cookie);
+            response
+        }
+        Some((_, [false])) => {
+            let mut response = html(views::signin(Some(
+                "This token does not grant ListAgents: it cannot see the floor.",
+            )));
+            *response.status_mut() = StatusCode::FORBIDDEN;
+            response
+        }
+        None => {
+            let mut response = html(views::signin(Some("That is not a router token.")));
+            *response.status_mut() = StatusCode::UNAUTHORIZED;
+            response
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn signout<S: Store>(
+    State(console): State<Arc<Console<S>>>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Some(viewer) = console.viewer(&headers)
+        && csrf_holds(&viewer, &form.csrf)
+        && let Some(id) = cookie_of(&headers)
+    {
+        console.sessions.lock().remove(id);
+    }
+    let mut response = Redirect::to("/signin").into_response();
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        HeaderValue::from_static("handoff_console=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
+    );
+    response
+}
+
+/// The vendored scripts and the style sheet, compiled in.
+async fn asset(axum::extract::Path(name): axum::extract::Path<String>) -> Response {
+    let (body, kind): (&'static str, &'static str) = match name.as_str() {
+        "htmx.min.js" => (include_str!("assets/htmx-2.0.11.min.js"), "text/javascript"),
+        "sse.min.js" => (
+            include_str!("assets/htmx-ext-sse-2.2.4.min.js"),
+            "text/javascript",
+        ),
+        "console.js" => (include_str!("assets/console.js"), "text/javascript"),
+        "console.css" => (include_str!("assets/console.css"), "text/css"),
+        _ => return refused(StatusCode::NOT_FOUND, "no such asset"),
+    };
+    (
+        [
+            (header::CONTENT_TYPE, kind),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        body,
+    )
+        .into_response()
+}
