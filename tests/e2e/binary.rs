@@ -129,6 +129,7 @@ impl Running {
             .env("HANDOFF__ROUTER__STORE__PATH", store)
             .env("HANDOFF__ROUTER__LISTEN", "127.0.0.1:0")
             .env("HANDOFF__GATEWAY__LISTEN", "127.0.0.1:0")
+            .env("HANDOFF__ROUTER__CONSOLE__LISTEN", "127.0.0.1:0")
             .env("RUST_LOG", "info")
             .stderr(Stdio::piped())
             .stdout(Stdio::null())

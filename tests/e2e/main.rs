@@ -3,6 +3,7 @@
 
 mod access;
 mod binary;
+mod browser;
 mod callback;
 mod connections;
 mod console;

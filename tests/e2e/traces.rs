@@ -277,6 +277,7 @@ pub(crate) fn own_ports(extra: &[(&'static str, String)]) -> Vec<(&'static str, 
     let mut env = vec![
         ("HANDOFF__ROUTER__LISTEN", "127.0.0.1:0".to_owned()),
         ("HANDOFF__GATEWAY__LISTEN", "127.0.0.1:0".to_owned()),
+        ("HANDOFF__ROUTER__CONSOLE__LISTEN", "127.0.0.1:0".to_owned()),
     ];
     env.extend_from_slice(extra);
     env

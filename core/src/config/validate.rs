@@ -71,7 +71,9 @@ fn router(router: &RouterConfig) -> Result<(), Fault> {
                 "with no [router.auth] tokens to sign in with, the console listens on loopback only",
             );
         }
-        if Some(listen) == router.metrics_listen || listen == router.listen {
+        // Port 0 (any free port) may be asked for every listener.
+        if listen.port() != 0 && (Some(listen) == router.metrics_listen || listen == router.listen)
+        {
             return fault(
                 "router.console.listen",
                 "must differ from router.listen and router.metrics_listen",
