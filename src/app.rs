@@ -372,7 +372,7 @@ impl Application {
         let connection_limits =
             handoff_router::listener::ConnectionLimits::of(&self.started.router);
         let sources = handoff_gateway::Sources::of(&self.started.gateway);
-        let console_config = self.started.router.console.clone();
+        let console_config = self.started.router.clone();
         let Listening {
             gateway: gateway_tls,
             router: router_tls,

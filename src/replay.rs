@@ -5,7 +5,6 @@
 use std::{fmt::Write as _, path::PathBuf, process::ExitCode};
 
 use handoff_router::{
-    decision_log::Entry,
     engine::Catalog,
     replay::{Report, replay},
     store::Lifetimes,
@@ -103,69 +102,28 @@ async fn run(args: impl IntoIterator<Item = String>) -> Result<(), String> {
 }
 
 /// A log line: where it was read (`FILE:LINE`) and what it says.
-type Line = (String, Entry);
+type Line = handoff_router::decision_log::read::Line;
 
-/// The entries of the log `name` holding `text`. A last line cut short (the router stopped
-/// or the disk filled in the middle of writing it) is skipped with a warning; any other
-/// line that is not an entry is an error naming the file and line.
+/// The entries of the log `name` holding `text` (see
+/// [`handoff_router::decision_log::read::read_text`]), warnings on stderr.
 fn read_log(name: &str, text: &str) -> Result<Vec<Line>, String> {
-    let lines: Vec<(usize, &str)> = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .collect();
-    let mut entries = Vec::with_capacity(lines.len());
-    for (at, (n, line)) in lines.iter().enumerate() {
-        let place = format!("{name}:{}", n + 1);
-        match serde_json::from_str::<Entry>(line) {
-            Ok(entry) => entries.push((place, entry)),
-            Err(e) if at + 1 == lines.len() && !text.ends_with('\n') && e.is_eof() => {
-                eprintln!(
-                    "handoff replay: warning: {place}: the last line is cut short (a write the router did not finish), skipped"
-                );
-            }
-            Err(e) => return Err(format!("{place}: not a decision log entry: {e}")),
-        }
+    let mut warnings = Vec::new();
+    let lines = handoff_router::decision_log::read::read_text(name, text, &mut warnings);
+    for warning in warnings {
+        eprintln!("handoff replay: warning: {warning}");
     }
-    Ok(entries)
+    lines
 }
 
-/// The entries of several files, oldest file first whatever order they were given in (a
-/// rotated log is `FILE.2 FILE.1 FILE`): files are ordered by their first entry's time,
-/// with a warning when that is not the order given. Files whose times overlap are not one
-/// log rotated, and are refused.
-fn oldest_first(mut files: Vec<Vec<Line>>) -> Result<Vec<Line>, String> {
-    let span = |file: &[Line]| {
-        let first = file.first().map(|(_, e)| e.at_ms()).unwrap_or(0);
-        let last = file.last().map(|(_, e)| e.at_ms()).unwrap_or(0);
-        (first, last)
-    };
-    let name = |file: &[Line]| {
-        file.first()
-            .and_then(|(place, _)| place.rsplit_once(':'))
-            .map_or(String::new(), |(name, _)| name.to_owned())
-    };
-    files.retain(|file| !file.is_empty());
-    let given: Vec<String> = files.iter().map(|f| name(f)).collect();
-    files.sort_by_key(|file| span(file));
-    let sorted: Vec<String> = files.iter().map(|f| name(f)).collect();
-    if given != sorted {
-        eprintln!(
-            "handoff replay: warning: the files were given newest first or out of order; replayed oldest first: {}",
-            sorted.join(" ")
-        );
+/// Several files' entries, oldest file first (see
+/// [`handoff_router::decision_log::read::oldest_first`]), warnings on stderr.
+fn oldest_first(files: Vec<Vec<Line>>) -> Result<Vec<Line>, String> {
+    let mut warnings = Vec::new();
+    let lines = handoff_router::decision_log::read::oldest_first(files, &mut warnings);
+    for warning in warnings {
+        eprintln!("handoff replay: warning: {warning}");
     }
-    for pair in files.windows(2) {
-        let (before, after) = (span(&pair[0]), span(&pair[1]));
-        if before.1 > after.0 {
-            return Err(format!(
-                "{} and {} overlap in time: they are not files of one rotated log",
-                name(&pair[0]),
-                name(&pair[1])
-            ));
-        }
-    }
-    Ok(files.into_iter().flatten().collect())
+    lines
 }
 
 /// What the report says that the reader should know before trusting it.

@@ -93,10 +93,24 @@ where
     F: FnOnce(Client, Running, SocketAddr) -> Fut,
     Fut: std::future::Future<Output = Result<(Client, Running), (Client, Error)>>,
 {
+    in_browser_with(name, Vec::new(), steps).await
+}
+
+/// The same, with `extra` settings for the router.
+async fn in_browser_with<F, Fut>(
+    name: &str,
+    extra: Vec<(&'static str, String)>,
+    steps: F,
+) -> TestResult
+where
+    F: FnOnce(Client, Running, SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = Result<(Client, Running), (Client, Error)>>,
+{
     let Some(driver) = Driver::start()? else {
         return Ok(());
     };
-    let env = [("HANDOFF__ROUTER__STORE__KIND", "memory".to_owned())];
+    let mut env = vec![("HANDOFF__ROUTER__STORE__KIND", "memory".to_owned())];
+    env.extend(extra);
     let running = launch(&config(), &env, true, true).await?;
     let console = running.console.ok_or("no console")?;
     let browser = driver.browser().await?;
@@ -329,4 +343,77 @@ async fn a_read_only_token_sees_the_floor_without_buttons() -> TestResult {
         }
     })
     .await
+}
+
+#[tokio::test]
+async fn what_if_replays_a_draft_and_shows_its_report() -> TestResult {
+    let dir = std::env::temp_dir().join(format!("handoff-browser-whatif-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("drafts"))?;
+    std::fs::write(
+        dir.join("drafts/ann-out.toml"),
+        CONFIG.replacen("capacity = 2\n", "capacity = 2\nstatus = \"offline\"\n", 1),
+    )?;
+    let log = dir.join("decisions.jsonl");
+    let extra = vec![
+        (
+            "HANDOFF__ROUTER__DECISION_LOG__PATH",
+            log.display().to_string(),
+        ),
+        (
+            "HANDOFF__ROUTER__CONSOLE__DRAFTS",
+            dir.join("drafts").display().to_string(),
+        ),
+    ];
+    let result = in_browser_with("whatif", extra, |browser, running, console| async move {
+        let steps = async {
+            sign_in(&browser, console, OPS).await?;
+            callback(&running, "w-1").await?;
+            // The writer is a thread of its own: the decision is in the file soon after.
+            for _ in 0..50 {
+                if std::fs::read_to_string(&log).is_ok_and(|text| text.contains("\"w-1\"")) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            browser
+                .goto(&format!("http://{console}/whatif?app=1400000001"))
+                .await?;
+            browser
+                .find(Locator::Css(
+                    "select[name='draft'] option[value='ann-out.toml']",
+                ))
+                .await?
+                .click()
+                .await?;
+            browser
+                .find(Locator::Css("form[action='/whatif'] button"))
+                .await?
+                .click()
+                .await?;
+            until_text(
+                &browser,
+                "#report-summary",
+                "1 decided differently",
+                Duration::from_secs(5),
+            )
+            .await?;
+            until_text(
+                &browser,
+                "table.changed",
+                "bob@example.com",
+                Duration::from_secs(2),
+            )
+            .await?;
+            screenshot(&browser, "whatif").await?;
+            Ok::<_, Error>(())
+        };
+        match steps.await {
+            Ok(()) => Ok((browser, running)),
+            Err(err) => Err((browser, err)),
+        }
+    })
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
 }

@@ -300,3 +300,170 @@ async fn the_explain_page_shows_rules_targets_and_who_was_left_out() -> TestResu
     assert_eq!(refused.status, 403);
     running.shutdown().await
 }
+
+/// A console whose router writes a decision log and offers `drafts` for what-if.
+async fn console_with_log(
+    name: &str,
+) -> Result<(Running, SocketAddr, std::path::PathBuf), crate::support::Error> {
+    let dir = std::env::temp_dir().join(format!("handoff-console-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("drafts"))?;
+    // The draft: Ann signed out, so what went to her goes to Bob.
+    std::fs::write(
+        dir.join("drafts/ann-out.toml"),
+        CONFIG.replacen("capacity = 2\n", "capacity = 2\nstatus = \"offline\"\n", 1),
+    )?;
+    let env = [
+        ("HANDOFF__ROUTER__STORE__KIND", "memory".to_owned()),
+        (
+            "HANDOFF__ROUTER__DECISION_LOG__PATH",
+            dir.join("decisions.jsonl").display().to_string(),
+        ),
+        (
+            "HANDOFF__ROUTER__CONSOLE__DRAFTS",
+            dir.join("drafts").display().to_string(),
+        ),
+    ];
+    let running = launch(&config(), &env, true, true).await?;
+    let addr = running.console.ok_or("no console")?;
+    Ok((running, addr, dir))
+}
+
+/// Waits until the decision log holds `text` (the writer is a thread of its own).
+async fn logged(dir: &std::path::Path, text: &str) -> Result<(), crate::support::Error> {
+    for _ in 0..50 {
+        if std::fs::read_to_string(dir.join("decisions.jsonl")).is_ok_and(|log| log.contains(text))
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Err(format!("the decision log never held {text:?}").into())
+}
+
+#[tokio::test]
+async fn a_stuck_seat_is_released_and_the_log_is_searched_by_session() -> TestResult {
+    let (running, addr, dir) = console_with_log("release").await?;
+    let cookie = sign_in(addr, OPS).await?;
+    let gateway = running.gateway.ok_or("no gateway")?;
+    crate::support::request(gateway, "POST", &signed_uri(now_secs()), body("stuck-1")).await?;
+    let sessions = http(addr, "GET", "/sessions?app=1400000001", Some(&cookie), None).await?;
+    assert!(
+        sessions.body.contains("session-stuck-1"),
+        "{}",
+        sessions.body
+    );
+    let csrf = csrf_of(&sessions.body).ok_or("no csrf")?;
+    let release = |csrf: &str| format!("app=1400000001&session=stuck-1&csrf={csrf}");
+    let forged = http(
+        addr,
+        "POST",
+        "/sessions/release",
+        Some(&cookie),
+        Some(&release("forged")),
+    )
+    .await?;
+    assert_eq!(forged.status, 403);
+    let done = http(
+        addr,
+        "POST",
+        "/sessions/release",
+        Some(&cookie),
+        Some(&release(&csrf)),
+    )
+    .await?;
+    assert_eq!(done.status, 303, "{}", done.body);
+    let live = http(
+        addr,
+        "GET",
+        "/floor/live?app=1400000001",
+        Some(&cookie),
+        None,
+    )
+    .await?;
+    assert!(
+        live.body.contains("0 / 4"),
+        "the seat is free again: {}",
+        live.body
+    );
+
+    logged(&dir, "console:ops").await?;
+    let found = http(
+        addr,
+        "GET",
+        "/decisions/search?app=1400000001&q=stuck-1",
+        Some(&cookie),
+        None,
+    )
+    .await?;
+    assert_eq!(found.status, 200, "{}", found.body);
+    assert!(
+        found.body.contains("2 entries"),
+        "the decision and the release: {}",
+        found.body
+    );
+    assert!(
+        found.body.contains("reconciled") && found.body.contains("console:ops"),
+        "{}",
+        found.body
+    );
+    running.shutdown().await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+#[tokio::test]
+async fn what_if_replays_the_log_under_a_draft_and_shows_what_it_changes() -> TestResult {
+    let (running, addr, dir) = console_with_log("whatif").await?;
+    let cookie = sign_in(addr, OPS).await?;
+    let gateway = running.gateway.ok_or("no gateway")?;
+    crate::support::request(gateway, "POST", &signed_uri(now_secs()), body("w-1")).await?;
+    logged(&dir, "\"session\":\"w-1\"").await?;
+    let page = http(addr, "GET", "/whatif?app=1400000001", Some(&cookie), None).await?;
+    assert!(
+        page.body.contains("ann-out.toml"),
+        "the drafts are offered: {}",
+        page.body
+    );
+    let csrf = csrf_of(&page.body).ok_or("no csrf")?;
+    let report = http(
+        addr,
+        "POST",
+        "/whatif",
+        Some(&cookie),
+        Some(&format!(
+            "app=1400000001&draft=ann-out.toml&hours=2&csrf={csrf}"
+        )),
+    )
+    .await?;
+    assert_eq!(report.status, 200, "{}", report.body);
+    assert!(
+        report.body.contains("1 decided differently"),
+        "{}",
+        report.body
+    );
+    assert!(
+        report.body.contains("bob@example.com"),
+        "w-1 goes to Bob: {}",
+        report.body
+    );
+    // Only the folder's drafts: no path of the caller's choosing.
+    let escape = http(
+        addr,
+        "POST",
+        "/whatif",
+        Some(&cookie),
+        Some(&format!(
+            "app=1400000001&draft=..%2Fdecisions.jsonl&csrf={csrf}"
+        )),
+    )
+    .await?;
+    assert!(
+        escape.body.contains("is not one of the drafts"),
+        "{}",
+        escape.body
+    );
+    running.shutdown().await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

@@ -34,7 +34,7 @@ use axum::{
     routing::{get, post},
 };
 use handoff_core::{
-    config::{AgentStatus, ConsoleConfig},
+    config::{AgentStatus, RouterConfig},
     id::{AgentId, SdkAppId},
     shutdown::Stop,
 };
@@ -57,18 +57,27 @@ const MAX_SESSIONS: usize = 1_000;
 pub(crate) const PAGE: usize = 100;
 
 /// Serves the console on `listener` until `stop`.
+/// `config` is the router's: the console's own section, where the decision log is (what
+/// search and what-if read) and the lifetimes a replay runs with.
 pub async fn serve_console<S: Store>(
     listener: TcpListener,
     router: Arc<Router<S>>,
     access: Policy,
-    config: ConsoleConfig,
+    config: RouterConfig,
     stop: Stop,
 ) -> Result<(), ServeError> {
     let console = Arc::new(Console {
         router,
         access,
         sessions: Mutex::new(HashMap::new()),
-        ttl: config.session_ttl.get(),
+        ttl: config.console.session_ttl.get(),
+        drafts: config.console.drafts.clone(),
+        log: config
+            .decision_log
+            .path
+            .clone()
+            .map(|path| (path, config.decision_log.keep)),
+        lifetimes: crate::store::Lifetimes::of(&config),
         stop: stop.clone(),
     });
     axum::serve(listener, routes(console))
@@ -83,6 +92,12 @@ struct Console<S> {
     access: Policy,
     sessions: Mutex<HashMap<String, Session>>,
     ttl: Duration,
+    /// Where what-if's draft configs are.
+    drafts: Option<std::path::PathBuf>,
+    /// The decision log and how many rotated files it keeps, when the router writes one.
+    log: Option<(std::path::PathBuf, usize)>,
+    /// What a what-if replays with.
+    lifetimes: crate::store::Lifetimes,
     /// The console's stop: live tails end with it, so that the server can drain.
     stop: Stop,
 }
@@ -117,6 +132,10 @@ fn routes<S: Store>(console: Arc<Console<S>>) -> Routes {
         .route("/agents/status", post(set_status::<S>))
         .route("/decisions", get(decisions::<S>))
         .route("/decisions/stream", get(stream::<S>))
+        .route("/decisions/search", get(search::<S>))
+        .route("/sessions", get(sessions::<S>))
+        .route("/sessions/release", post(release::<S>))
+        .route("/whatif", get(whatif_page::<S>).post(whatif::<S>))
         .route("/explain", get(explain::<S>))
         .route("/health", get(health::<S>))
         .route("/wallboard", get(wallboard::<S>))
@@ -534,6 +553,305 @@ fn tail(
         }
     });
     tokio_stream::wrappers::ReceiverStream::new(events)
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct SearchQuery {
+    pub app: Option<u64>,
+    /// A session id or a customer id.
+    #[serde(default)]
+    pub q: String,
+}
+
+/// The most entries a search shows, newest first.
+const FOUND: usize = 100;
+
+/// The decision log's entries of a session or customer, newest first.
+async fn search<S: Store>(
+    State(console): State<Arc<Console<S>>>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(query): Query<SearchQuery>,
+) -> Response {
+    let viewer = match console.require(&headers, &uri) {
+        Ok(viewer) => viewer,
+        Err(refusal) => return refusal.into_response(),
+    };
+    if !viewer.explain {
+        return refused(
+            StatusCode::FORBIDDEN,
+            "this token does not grant ExplainAssignment",
+        );
+    }
+    let Some(app) = console.app(query.app) else {
+        return refused(StatusCode::NOT_FOUND, "no such app");
+    };
+    let needle = query.q.trim().to_owned();
+    let found = match (&console.log, needle.is_empty()) {
+        (_, true) => Ok(Vec::new()),
+        (None, false) => {
+            Err("the router writes no decision log ([router.decision_log] path)".to_owned())
+        }
+        (Some((path, keep)), false) => {
+            let (path, keep, id) = (path.clone(), *keep, app.id);
+            tokio::task::spawn_blocking(move || {
+                let mut warnings = Vec::new();
+                let lines = crate::decision_log::read::read_log(&path, keep, &mut warnings)?;
+                let mut found: Vec<String> = lines
+                    .into_iter()
+                    .rev()
+                    .filter(|(_, entry)| mentions(entry, &needle))
+                    .filter_map(|(_, entry)| {
+                        views::feed_row(
+                            &Fed {
+                                entry,
+                                micros: None,
+                            },
+                            id,
+                        )
+                    })
+                    .take(FOUND)
+                    .collect();
+                found.shrink_to_fit();
+                Ok(found)
+            })
+            .await
+            .unwrap_or_else(|err| Err(err.to_string()))
+        }
+    };
+    html(views::search(
+        &viewer,
+        &console.router.apps(),
+        app.id,
+        &query.q,
+        found,
+    ))
+}
+
+/// Whether `entry` is about the session or customer `needle`.
+fn mentions(entry: &crate::decision_log::Entry, needle: &str) -> bool {
+    match entry {
+        crate::decision_log::Entry::Decision(decided) => {
+            decided.session.as_str() == needle || decided.customer.as_str() == needle
+        }
+        crate::decision_log::Entry::SessionEvent {
+            session, customer, ..
+        } => session.as_str() == needle || customer.as_ref().is_some_and(|c| c.as_str() == needle),
+        _ => false,
+    }
+}
+
+/// The sessions holding seats, with a release for each.
+async fn sessions<S: Store>(
+    State(console): State<Arc<Console<S>>>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(query): Query<AgentsQuery>,
+) -> Response {
+    let viewer = match console.require(&headers, &uri) {
+        Ok(viewer) => viewer,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let Some(app) = console.app(query.app) else {
+        return refused(StatusCode::NOT_FOUND, "no such app");
+    };
+    let page = crate::service::Page {
+        after: None,
+        size: crate::service::MAX_PAGE,
+    };
+    match console.router.list_sessions(app.id, None, page).await {
+        Ok((sessions, _)) => html(views::sessions(
+            &viewer,
+            &console.router.apps(),
+            app.id,
+            &sessions,
+            &query.done,
+            console.router.now(),
+        )),
+        Err(err) => refused(StatusCode::SERVICE_UNAVAILABLE, &err.to_string()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ReleaseForm {
+    app: u64,
+    session: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+/// Releases a stuck seat: the session is taken as over (as when Desk no longer counts it:
+/// no wrap-up follows), recorded as `console:<token name>`.
+async fn release<S: Store>(
+    State(console): State<Arc<Console<S>>>,
+    headers: HeaderMap,
+    Form(form): Form<ReleaseForm>,
+) -> Response {
+    let Some(viewer) = console.viewer(&headers) else {
+        return refused(StatusCode::UNAUTHORIZED, "sign in to act");
+    };
+    if !csrf_holds(&viewer, &form.csrf) {
+        return refused(
+            StatusCode::FORBIDDEN,
+            "the form's CSRF token is missing or not this session's",
+        );
+    }
+    if !viewer.manage {
+        return refused(
+            StatusCode::FORBIDDEN,
+            "this token does not grant SetAgentStatus",
+        );
+    }
+    let (Ok(app), Ok(session)) = (
+        SdkAppId::new(form.app),
+        handoff_core::id::SessionId::parse(form.session.trim()),
+    ) else {
+        return refused(StatusCode::BAD_REQUEST, "no such app or session");
+    };
+    let by = format!("console:{}", viewer.name);
+    match console.router.release_seat(app, &session, &by).await {
+        Ok(applied) => {
+            tracing::info!(%app, %session, by, ?applied, "seat released from the console");
+            let done = format!("{session} released ({})", applied.as_str());
+            Redirect::to(&format!(
+                "/sessions?app={app}&done={}",
+                form_urlencoded::byte_serialize(done.as_bytes()).collect::<String>()
+            ))
+            .into_response()
+        }
+        Err(err) => refused(StatusCode::BAD_REQUEST, &err.to_string()),
+    }
+}
+
+/// What-if's form: a draft from the drafts folder, or pasted, and how far back.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct WhatIfForm {
+    pub app: Option<u64>,
+    #[serde(default)]
+    pub draft: String,
+    #[serde(default)]
+    pub text: String,
+    #[serde(default)]
+    pub hours: Option<u64>,
+    #[serde(default)]
+    pub csrf: String,
+}
+
+impl<S: Store> Console<S> {
+    /// The drafts offered: the `*.toml` files of `[router.console] drafts`, by name.
+    fn drafts(&self) -> Vec<String> {
+        let Some(dir) = &self.drafts else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| entry.file_name().into_string().ok())
+            .filter(|name| name.ends_with(".toml") && !name.starts_with('.'))
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+async fn whatif_page<S: Store>(
+    State(console): State<Arc<Console<S>>>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(query): Query<AppQuery>,
+) -> Response {
+    let viewer = match console.require(&headers, &uri) {
+        Ok(viewer) => viewer,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let form = WhatIfForm {
+        app: query.app,
+        hours: Some(24),
+        ..WhatIfForm::default()
+    };
+    html(views::whatif(
+        &viewer,
+        &console.router.apps(),
+        &console.drafts(),
+        console.log.is_some(),
+        &form,
+        None,
+    ))
+}
+
+/// Replays the decision log of the last `hours` under the draft, and shows replay's report.
+async fn whatif<S: Store>(
+    State(console): State<Arc<Console<S>>>,
+    headers: HeaderMap,
+    Form(form): Form<WhatIfForm>,
+) -> Response {
+    let Some(viewer) = console.viewer(&headers) else {
+        return refused(StatusCode::UNAUTHORIZED, "sign in again");
+    };
+    if !csrf_holds(&viewer, &form.csrf) {
+        return refused(
+            StatusCode::FORBIDDEN,
+            "the form's CSRF token is missing or not this session's",
+        );
+    }
+    if !viewer.explain {
+        return refused(
+            StatusCode::FORBIDDEN,
+            "this token does not grant ExplainAssignment",
+        );
+    }
+    let outcome = replayed(&console, &form).await;
+    html(views::whatif(
+        &viewer,
+        &console.router.apps(),
+        &console.drafts(),
+        console.log.is_some(),
+        &form,
+        Some(outcome),
+    ))
+}
+
+async fn replayed<S: Store>(
+    console: &Console<S>,
+    form: &WhatIfForm,
+) -> Result<crate::replay::Report, String> {
+    let (path, keep) = console.log.clone().ok_or(
+        "the router writes no decision log ([router.decision_log] path): nothing to replay",
+    )?;
+    let (name, text) = match (form.draft.trim(), form.text.trim()) {
+        ("", "") => return Err("choose a draft or paste a config".to_owned()),
+        ("", pasted) => ("pasted.toml".to_owned(), pasted.to_owned()),
+        (draft, _) => {
+            // Only a file the folder lists: no path of the caller's choosing.
+            if !console.drafts().iter().any(|known| known == draft) {
+                return Err(format!("{draft:?} is not one of the drafts"));
+            }
+            let dir = console.drafts.clone().ok_or("no drafts folder")?;
+            let text = std::fs::read_to_string(dir.join(draft))
+                .map_err(|err| format!("{draft}: {err}"))?;
+            (draft.to_owned(), text)
+        }
+    };
+    let origin = std::path::PathBuf::from(&name);
+    let config =
+        handoff_core::config::parse(&text, &origin, Vec::new()).map_err(|err| err.to_string())?;
+    let catalog =
+        crate::engine::Catalog::from_config(&config, &origin).map_err(|err| err.to_string())?;
+    let hours = form.hours.unwrap_or(24).clamp(1, 24 * 14);
+    let since = console
+        .router
+        .now()
+        .checked_sub(Duration::from_secs(hours * 3600))
+        .map_or(0, crate::engine::unix_ms);
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut warnings = Vec::new();
+        crate::decision_log::read::read_log(&path, keep, &mut warnings)
+            .map(|lines| crate::decision_log::read::since(lines, since))
+    })
+    .await
+    .map_err(|err| err.to_string())??;
+    crate::replay::replay(&catalog, console.lifetimes, lines).await
 }
 
 /// The explain form's fields.

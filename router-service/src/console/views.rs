@@ -44,6 +44,8 @@ fn page(
                         a href={ "/floor" (query) } { "Floor" }
                         a href={ "/agents" (query) } { "Agents" }
                         a href={ "/decisions" (query) } { "Decisions" }
+                        a href={ "/sessions" (query) } { "Sessions" }
+                        a href={ "/whatif" (query) } { "What if" }
                         a href={ "/explain" (query) } { "Explain" }
                         a href={ "/health" } { "Config and health" }
                         a href={ "/wallboard" (query) } { "Wallboard" }
@@ -564,4 +566,173 @@ pub(super) fn signin(error: Option<&str>) -> Markup {
             }
         },
     )
+}
+
+/// The decision log's entries of a session or customer.
+pub(super) fn search(
+    viewer: &Viewer,
+    apps: &[Arc<App>],
+    app: SdkAppId,
+    q: &str,
+    found: Result<Vec<String>, String>,
+) -> Markup {
+    page(
+        Some(viewer),
+        apps,
+        Some(app),
+        "Search",
+        html! {
+            h1 { "Decision log: " (q) }
+            form method="get" action="/decisions/search" class="filters" {
+                input type="hidden" name="app" value=(app);
+                label { "Session or customer " input type="search" name="q" value=(q) required; }
+                button type="submit" { "Search" }
+            }
+            @match found {
+                Err(error) => p class="error" role="alert" { (error) },
+                Ok(rows) => {
+                    p class="muted" { (rows.len()) " entries, newest first (at most " (super::FOUND) ")" }
+                    table class="tail" {
+                        thead { tr {
+                            th scope="col" { "Time" } th scope="col" { "What" } th scope="col" { "Session" }
+                            th scope="col" { "Customer" } th scope="col" { "Rule" } th scope="col" { "Answered" }
+                            th scope="col" { "Outcome" } th scope="col" { "Store time" }
+                        } }
+                        tbody { @for row in &rows { (maud::PreEscaped(row)) } }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// The sessions holding seats, each with its release.
+pub(super) fn sessions(
+    viewer: &Viewer,
+    apps: &[Arc<App>],
+    app: SdkAppId,
+    sessions: &[crate::engine::LiveSession],
+    done: &str,
+    now: SystemTime,
+) -> Markup {
+    page(
+        Some(viewer),
+        apps,
+        Some(app),
+        "Sessions",
+        html! {
+            h1 { "Sessions holding seats" }
+            @if !done.is_empty() { p class="done" role="status" { (done) } }
+            p class="muted" { (sessions.len()) " sessions. A seat stuck on a session that is over (its end never reported) can be released here." }
+            table class="sessions" {
+                thead { tr {
+                    th scope="col" { "Session" } th scope="col" { "Agent" } th scope="col" { "State" }
+                    th scope="col" { "Since" } th scope="col" { "Runs out" } th scope="col" { "Rule" }
+                    @if viewer.manage { th scope="col" { "Release" } }
+                } }
+                tbody {
+                    @for session in sessions {
+                        tr id={ "session-" (session.session) } {
+                            th scope="row" { (session.session) @if let Some(customer) = &session.customer { br; span class="muted" { (customer) } } }
+                            td { (session.agent.as_ref().map_or_else(String::new, ToString::to_string)) @if session.weight > 1 { br; span class="muted" { (session.weight) " seats" } } }
+                            td { (session.state.as_str()) }
+                            td { (ago(now, Some(session.since))) }
+                            td { (clock_time(session.expires_at)) }
+                            td { (session.rule.clone().unwrap_or_default()) }
+                            @if viewer.manage {
+                                td {
+                                    form method="post" action="/sessions/release" class="inline" {
+                                        input type="hidden" name="app" value=(app);
+                                        input type="hidden" name="session" value=(session.session);
+                                        input type="hidden" name="csrf" value=(viewer.csrf);
+                                        button type="submit" aria-label={ "Release " (session.session) } { "release" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// What if: a draft config replayed over the decision log, and replay's report.
+pub(super) fn whatif(
+    viewer: &Viewer,
+    apps: &[Arc<App>],
+    drafts: &[String],
+    logging: bool,
+    form: &super::WhatIfForm,
+    outcome: Option<Result<crate::replay::Report, String>>,
+) -> Markup {
+    let app = form
+        .app
+        .and_then(|id| SdkAppId::new(id).ok())
+        .or_else(|| apps.first().map(|a| a.id));
+    page(
+        Some(viewer),
+        apps,
+        app,
+        "What if",
+        html! {
+            h1 { "What if" }
+            p { "Replays the decision log of the last hours under a draft config: what would have been decided differently, and what it would have done to the seats." }
+            @if !logging { p class="error" { "The router writes no decision log ([router.decision_log] path): there is nothing to replay." } }
+            form method="post" action="/whatif" class="explain" {
+                @if let Some(app) = app { input type="hidden" name="app" value=(app); }
+                input type="hidden" name="csrf" value=(viewer.csrf);
+                label { "A draft from the drafts folder "
+                    select name="draft" {
+                        option value="" { "(none: use the pasted config)" }
+                        @for draft in drafts { option value=(draft) selected[form.draft == *draft] { (draft) } }
+                    }
+                }
+                label { "Or paste a config " textarea name="text" rows="8" cols="80" { (form.text) } }
+                label { "Hours back " input type="number" name="hours" min="1" max="336" value=(form.hours.unwrap_or(24)); }
+                button type="submit" { "Replay" }
+            }
+            @match outcome {
+                None => {}
+                Some(Err(error)) => p class="error" role="alert" { (error) },
+                Some(Ok(report)) => (report_view(&report)),
+            }
+        },
+    )
+}
+
+fn report_view(report: &crate::replay::Report) -> Markup {
+    html! {
+        section class="report" aria-label="Replay report" {
+            h2 { "Report" }
+            p id="report-summary" { (report.decisions) " decisions replayed, " strong { (report.changed_total) " decided differently" } "; fallbacks " (report.fallbacks_before) " as logged, " (report.fallbacks_after) " under the draft; " (report.changes) " state changes applied" @if report.refused_total > 0 { ", " (report.refused_total) " refused by the draft" } "." }
+            @if !report.changed_by_rule.is_empty() {
+                table { caption { "Changed, by the rule that decided as logged" } thead { tr { th scope="col" { "Rule" } th scope="col" { "Decisions" } } }
+                    tbody { @for (rule, n) in &report.changed_by_rule { tr { td { (rule) } td { (n) } } } } }
+            }
+            @if !report.groups.is_empty() {
+                table { caption { "Seats per group: peak and average, as logged → under the draft" }
+                    thead { tr { th scope="col" { "Group" } th scope="col" { "Peak" } th scope="col" { "Average" } } }
+                    tbody { @for (group, (before, after)) in &report.groups { tr {
+                        td { (report.group_names.get(group).cloned().unwrap_or_else(|| group.clone())) }
+                        td { (before.peak) " → " (after.peak) }
+                        td { (format!("{:.1} → {:.1}", before.average, after.average)) }
+                    } } }
+                }
+            }
+            @if !report.changed.is_empty() {
+                table class="changed" { caption { "Decisions made differently (the first " (crate::replay::Report::SHOWN) ")" }
+                    thead { tr { th scope="col" { "Session" } th scope="col" { "As logged" } th scope="col" { "Under the draft" } } }
+                    tbody { @for changed in &report.changed { tr {
+                        td { (changed.session) }
+                        td { (changed.before.rule) ": " (changed.before.agents.join(", ")) @if changed.before.fallback { " (fallback)" } }
+                        td { (changed.after.rule) ": " (changed.after.agents.join(", ")) @if changed.after.fallback { " (fallback)" } }
+                    } } }
+                }
+            }
+            @if !report.unknown_rules.is_empty() || !report.unknown_apps.is_empty() {
+                p class="warn" { "Some entries are of apps or rules the draft does not have: " (report.unknown_apps.len()) " apps, " (report.unknown_rules.len()) " rules." }
+            }
+        }
+    }
 }

@@ -28,7 +28,8 @@ use crate::{
 /// format as first released; files written before the version was recorded are version 1.
 /// Version 2 adds the Desk sync's entries (`desk_roster`, `desk_load`), the `reconciled`
 /// session event, and the Desk roster in a state's apps. Version 3 adds a decision's
-/// `weight` (absent when 1), a seat's `weight` and each group's `waits` in a state's apps.
+/// `weight` (absent when 1), a seat's `weight`, each group's `waits` in a state's apps, and
+/// a session event's `by`.
 pub const FORMAT: u32 = 3;
 
 /// A customer's previous agent as a decision saw it.
@@ -292,6 +293,10 @@ pub enum Entry {
         id: Option<String>,
         /// What the router made of it.
         outcome: Applied,
+        /// Who reported it by hand (the console's `console:<token name>`); absent for
+        /// Tencent's events and other reporters.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
     /// An agent's live status.
     Status {
@@ -503,6 +508,7 @@ impl Entry {
                 event_time_ms: to_ms(event.at),
                 id: event.id.clone(),
                 outcome: applied,
+                by,
             },
         }
     }

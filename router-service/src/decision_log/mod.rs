@@ -23,6 +23,7 @@
 //! decision carries what it saw of its own customer.
 
 mod entry;
+pub mod read;
 mod writer;
 
 pub use entry::{AppSnapshot, Considered, Decided, Entry, FORMAT, Previous, Seen, StateReason};

@@ -622,6 +622,30 @@ impl<S: Store> Router<S> {
         Ok(applied)
     }
 
+    /// Releases the seat `session` of `app` holds, as an operator's word that it is over
+    /// (`by`, who said so): recorded as a `reconciled` session event dated now, so that
+    /// it starts no wrap-up, is in the decision log and replays.
+    pub async fn release_seat(
+        &self,
+        app: SdkAppId,
+        session: &SessionId,
+        by: &str,
+    ) -> Result<Applied, RouterError> {
+        let app = self.app(app)?;
+        let event = SessionEvent {
+            session: session.clone(),
+            kind: crate::store::SessionEventKind::Reconciled,
+            agent: None,
+            from_agent: None,
+            customer: None,
+            at: self.clock.now(),
+            id: None,
+        };
+        let applied = self.apply(&app, Change::Session(event), Some(by)).await?;
+        tracing::info!(app = %app.id, %session, by, ?applied, "seat released by hand");
+        Ok(applied)
+    }
+
     /// Records what happened to a session of `app`: an agent took it, it moved, it ended.
     /// An event dated implausibly far from the router's clock is ignored; one naming an agent
     /// the app does not have seats nobody (see [`crate::store::session::weigh`]).
