@@ -167,6 +167,11 @@ async fn signing_in_shows_the_floor_and_nothing_shows_without_it() -> TestResult
     )
     .await?;
     assert!(live.body.contains("1 / 4"), "{}", live.body);
+    assert!(
+        live.body.contains(r#"data-count="assigned">1<"#),
+        "the last minutes' assignments: {}",
+        live.body
+    );
     running.shutdown().await
 }
 

@@ -282,6 +282,38 @@ impl<S: Store> Console<S> {
     }
 }
 
+/// The floor page and the first page of the agents table of `app`, as the console renders
+/// them for an operator who may act: what `benches/console.rs` measures.
+#[doc(hidden)]
+pub async fn render_floor_and_agents<S: Store>(
+    router: Arc<Router<S>>,
+    app: SdkAppId,
+) -> Result<(String, String), String> {
+    let console = Console {
+        router,
+        access: Policy::from_config(&handoff_core::config::RouterAuth::default()),
+        sessions: Mutex::new(HashMap::new()),
+        ttl: Duration::from_secs(60),
+        drafts: None,
+        log: None,
+        lifetimes: crate::store::Lifetimes::of(&RouterConfig::default()),
+        stop: Stop::new(),
+    };
+    let floor = floor_of(&console, Some(app.get()))
+        .await
+        .map_err(|_| "no floor".to_owned())?;
+    let viewer = Viewer {
+        name: "bench".to_owned(),
+        manage: true,
+        explain: true,
+        csrf: "0".repeat(64),
+    };
+    let apps = console.router.apps();
+    let page = views::floor(&viewer, &apps, &floor).into_string();
+    let agents = views::agents(&viewer, &apps, &floor, &AgentsQuery::default()).into_string();
+    Ok((page, agents))
+}
+
 /// A POST's CSRF token must be its session's, compared in constant time.
 fn csrf_holds(viewer: &Viewer, sent: &str) -> bool {
     use subtle::ConstantTimeEq as _;
@@ -351,6 +383,10 @@ pub(crate) struct Floor {
     pub agents: Vec<crate::service::AgentListing>,
     pub groups: Vec<crate::service::GroupListing>,
     pub now: std::time::SystemTime,
+    /// Answers that reserved an agent, and fallbacks, in the last minutes.
+    pub recent: (u32, u32),
+    /// The app's Desk sync here, when it syncs.
+    pub desk: Option<crate::service::desk_sync::DeskHealth>,
 }
 
 async fn floor_of<S: Store>(console: &Console<S>, app: Option<u64>) -> Result<Floor, Refusal> {
@@ -368,6 +404,8 @@ async fn floor_of<S: Store>(console: &Console<S>, app: Option<u64>) -> Result<Fl
         .await
         .map_err(|err| refusal(StatusCode::SERVICE_UNAVAILABLE, &err.to_string()))?;
     Ok(Floor {
+        recent: console.router.recent(app.id),
+        desk: console.router.desk_sync(&app),
         app,
         agents,
         groups,

@@ -119,7 +119,18 @@ pub(super) fn floor_body(floor: &Floor) -> Markup {
             groups.push((listed.id.to_string(), format!("group {}", listed.id)));
         }
     }
+    let (assigned, fallbacks) = floor.recent;
     html! {
+        p class="recent" {
+            "Last " (crate::service::RECENT_MINUTES) " minutes: "
+            strong data-count="assigned" { (assigned) } " assigned, "
+            strong data-count="fallbacks" class=[(fallbacks > 0).then_some("warn")] { (fallbacks) } " fallbacks"
+            @if let Some(desk) = &floor.desk {
+                "; Desk sync: roster " (ago(floor.now, desk.last_roster)) ", status " (ago(floor.now, desk.last_status))
+                @if desk.syncing { " (this router syncs)" } @else { " (another replica syncs)" }
+                @if let Some(error) = &desk.error { span class="error" { " — " (error) } }
+            }
+        }
         table class="floor" {
             caption { "App " (app.id) ", " (clock_time(floor.now)) }
             thead { tr {

@@ -193,6 +193,40 @@ pub struct Router<S> {
     /// Every decision and change as it is made, for whoever follows them live (the
     /// console's tail); built only while someone does.
     feed: tokio::sync::broadcast::Sender<Arc<Fed>>,
+    /// Each app's answers of the last minutes, for the console's floor.
+    recent: parking_lot::Mutex<std::collections::HashMap<SdkAppId, Recent>>,
+}
+
+/// How many minutes [`Recent`] keeps.
+pub const RECENT_MINUTES: u64 = 15;
+
+/// An app's fresh answers per minute of the last [`RECENT_MINUTES`]: those that reserved an
+/// agent, and fallbacks.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Recent {
+    /// (minute since the epoch, assigned, fallbacks), a slot per minute mod the window.
+    slots: [(u64, u32, u32); RECENT_MINUTES as usize],
+}
+
+impl Recent {
+    fn note(&mut self, minute: u64, assigned: bool, fallback: bool) {
+        let slot = &mut self.slots[(minute % RECENT_MINUTES) as usize];
+        if slot.0 != minute {
+            *slot = (minute, 0, 0);
+        }
+        slot.1 += u32::from(assigned);
+        slot.2 += u32::from(fallback);
+    }
+
+    /// Answers that reserved an agent, and fallbacks, within the window ending at `minute`.
+    pub fn totals(&self, minute: u64) -> (u32, u32) {
+        self.slots
+            .iter()
+            .filter(|(at, _, _)| *at + RECENT_MINUTES > minute && *at <= minute)
+            .fold((0, 0), |(a, f), (_, assigned, fallbacks)| {
+                (a + assigned, f + fallbacks)
+            })
+    }
 }
 
 /// A decision or change as the live feed carries it: the decision log's entry, and for a
@@ -259,7 +293,31 @@ impl<S: Store> Router<S> {
             }),
             desk_health: std::sync::Mutex::default(),
             feed: tokio::sync::broadcast::channel(FEED_DEPTH).0,
+            recent: parking_lot::Mutex::default(),
         }
+    }
+
+    /// How `app`'s Desk sync stands here, when it syncs with Desk.
+    pub fn desk_sync(&self, app: &App) -> Option<desk_sync::DeskHealth> {
+        app.desk.as_ref()?;
+        Some(
+            self.desk_health
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(&app.id)
+                .cloned()
+                .unwrap_or_default(),
+        )
+    }
+
+    /// `app`'s answers that reserved an agent, and its fallbacks, in the last
+    /// [`RECENT_MINUTES`] minutes.
+    pub fn recent(&self, app: SdkAppId) -> (u32, u32) {
+        let minute = engine::unix_ms(self.clock.now()) / 60_000;
+        self.recent
+            .lock()
+            .get(&app)
+            .map_or((0, 0), |recent| recent.totals(minute))
     }
 
     /// Follows every decision and change from now on.
@@ -492,6 +550,14 @@ impl<S: Store> Router<S> {
             }
         }
         self.metrics.decided(handoff.app, &assignment);
+        if let Assignment::Fresh(answer) = &assignment {
+            let minute = engine::unix_ms(now) / 60_000;
+            self.recent.lock().entry(handoff.app).or_default().note(
+                minute,
+                answer.reserved.is_some(),
+                answer.fallback,
+            );
+        }
         if let (Some(group), Assignment::Fresh(answer)) = (headroom_used, &assignment)
             && answer.reserved.is_some()
         {
