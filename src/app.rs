@@ -216,6 +216,8 @@ pub struct Application {
 struct Listening {
     gateway: Option<Arc<rustls::ServerConfig>>,
     router: Option<Arc<rustls::ServerConfig>>,
+    /// `[router.tls]` for the console, which speaks HTTP/1.1.
+    console: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Listening {
@@ -233,6 +235,10 @@ impl Listening {
         Ok(Self {
             gateway: load(&config.gateway.tls, "gateway.tls", &[b"http/1.1"])?,
             router: load(&config.router.tls, "router.tls", &[b"h2"])?,
+            console: match config.router.console.listen {
+                Some(_) => load(&config.router.tls, "router.tls", &[b"http/1.1"])?,
+                None => None,
+            },
         })
     }
 }
@@ -376,6 +382,7 @@ impl Application {
         let Listening {
             gateway: gateway_tls,
             router: router_tls,
+            console: console_tls,
         } = self.tls.clone();
         let watcher = self.watch.map(|watch| {
             tokio::spawn(reload::watch(
@@ -414,6 +421,7 @@ impl Application {
                         router,
                         access,
                         console_config,
+                        console_tls,
                         stop,
                     )
                     .await;

@@ -407,3 +407,59 @@ async fn the_router_takes_a_renewed_certificate_without_a_restart() -> Result<()
     assert_eq!(shown, renewed, "the renewed certificate is served");
     Ok(())
 }
+
+/// With `[router.tls]` the console serves HTTPS with the router's certificate, and its
+/// session cookie is `Secure`.
+#[tokio::test]
+async fn the_console_serves_https_and_its_cookie_is_secure() -> Result<(), Error> {
+    let pki = Pki::new("console")?;
+    pki.issue("server", false)?;
+    let token = "console-over-tls-token-0123";
+    let config = format!(
+        "{}\n[router.tls]\ncert = \"{}\"\nkey = \"{}\"\n\n[router.console]\nlisten = \"127.0.0.1:0\"\n\n\
+         [[router.auth.tokens]]\nname = \"ops\"\ntoken = \"{token}\"\ngrants = [\"all\"]\n",
+        crate::support::CONFIG,
+        pki.path("server.pem").display(),
+        pki.path("server.key").display(),
+    );
+    let env = [("HANDOFF__ROUTER__STORE__KIND", "memory".to_owned())];
+    let running = crate::support::launch(&config, &env, true, false).await?;
+    let console = running.console.ok_or("no console")?;
+    let tcp = TcpStream::connect(console).await?;
+    let name = ServerName::IpAddress(console.ip().into());
+    let mut tls = pki.connector()?.connect(name, tcp).await?;
+    let form = format!("token={token}");
+    tls.write_all(
+        format!(
+            "POST /signin HTTP/1.1\r\nHost: console\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+            form.len()
+        )
+        .as_bytes(),
+    )
+    .await?;
+    let mut answer = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut tls, &mut answer).await?;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 303"), "{answer}");
+    let cookie = answer
+        .lines()
+        .find(|line| line.to_lowercase().starts_with("set-cookie:"))
+        .ok_or("no cookie")?;
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    // Plain HTTP to the same port gets no page.
+    let mut plain = TcpStream::connect(console).await?;
+    plain
+        .write_all(b"GET /signin HTTP/1.1\r\nHost: console\r\nConnection: close\r\n\r\n")
+        .await?;
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read_to_end(&mut plain, &mut reply),
+    )
+    .await;
+    assert!(
+        !String::from_utf8_lossy(&reply).contains("Sign in"),
+        "served in the clear"
+    );
+    running.shutdown().await
+}

@@ -59,14 +59,18 @@ pub(crate) const PAGE: usize = 100;
 /// Serves the console on `listener` until `stop`.
 /// `config` is the router's: the console's own section, where the decision log is (what
 /// search and what-if read) and the lifetimes a replay runs with.
+/// With `tls` (`[router.tls]`, offering http/1.1), it serves HTTPS and its cookies are
+/// `Secure`.
 pub async fn serve_console<S: Store>(
     listener: TcpListener,
     router: Arc<Router<S>>,
     access: Policy,
     config: RouterConfig,
+    tls: Option<Arc<rustls::ServerConfig>>,
     stop: Stop,
 ) -> Result<(), ServeError> {
     let console = Arc::new(Console {
+        secure: tls.is_some(),
         router,
         access,
         sessions: Mutex::new(HashMap::new()),
@@ -80,14 +84,70 @@ pub async fn serve_console<S: Store>(
         lifetimes: crate::store::Lifetimes::of(&config),
         stop: stop.clone(),
     });
-    axum::serve(listener, routes(console))
-        .with_graceful_shutdown(async move { stop.stopped().await })
-        .await
-        .map_err(|err| ServeError(err.to_string()))
+    let app = routes(console);
+    match tls {
+        None => axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.stopped().await })
+            .await
+            .map_err(|err| ServeError(err.to_string())),
+        Some(tls) => serve_tls(listener, app, tls, stop).await,
+    }
+}
+
+/// The console over TLS: each connection's handshake bounded in time, then HTTP/1.1 until
+/// the stop, when connections finish what they answer and close.
+async fn serve_tls(
+    listener: TcpListener,
+    app: Routes,
+    tls: Arc<rustls::ServerConfig>,
+    stop: Stop,
+) -> Result<(), ServeError> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let stopped = stop.stopped();
+    tokio::pin!(stopped);
+    loop {
+        let (tcp, _) = tokio::select! {
+            () = &mut stopped => return Ok(()),
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    tracing::debug!(error = %err, "console: accept failed");
+                    continue;
+                }
+            },
+        };
+        let (acceptor, app, stop) = (acceptor.clone(), app.clone(), stop.clone());
+        tokio::spawn(async move {
+            let Ok(Ok(io)) =
+                tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
+            else {
+                return;
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let served = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(hyper_util::rt::TokioIo::new(io), service);
+            tokio::pin!(served);
+            tokio::select! {
+                result = served.as_mut() => {
+                    if let Err(err) = result {
+                        tracing::debug!(error = %err, "console: connection ended with an error");
+                    }
+                }
+                () = stop.stopped() => {
+                    served.as_mut().graceful_shutdown();
+                    let _ = served.await;
+                }
+            }
+        });
+    }
 }
 
 /// What every page shares: the router, who may sign in, and who has.
 struct Console<S> {
+    /// Whether it is served over TLS (its cookies are then `Secure`).
+    secure: bool,
     router: Arc<Router<S>>,
     access: Policy,
     sessions: Mutex<HashMap<String, Session>>,
@@ -249,8 +309,9 @@ impl<S: Store> Console<S> {
             },
         );
         HeaderValue::from_str(&format!(
-            "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
-            self.ttl.as_secs()
+            "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
+            self.ttl.as_secs(),
+            if self.secure { "; Secure" } else { "" }
         ))
         .map_err(|_| refusal(StatusCode::INTERNAL_SERVER_ERROR, "cookie"))
     }
@@ -290,6 +351,7 @@ pub async fn render_floor_and_agents<S: Store>(
     app: SdkAppId,
 ) -> Result<(String, String), String> {
     let console = Console {
+        secure: false,
         router,
         access: Policy::from_config(&handoff_core::config::RouterAuth::default()),
         sessions: Mutex::new(HashMap::new()),
