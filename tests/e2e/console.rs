@@ -19,14 +19,14 @@ fn config() -> String {
 }
 
 /// An answer: status, headers (lower-case names) and body.
-struct Answer {
-    status: u16,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
     headers: Vec<(String, String)>,
-    body: String,
+    pub(crate) body: String,
 }
 
 impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(key, _)| key == name)
@@ -35,7 +35,7 @@ impl Answer {
 }
 
 /// One request over its own connection, as a browser would send it.
-async fn http(
+pub(crate) async fn http(
     addr: SocketAddr,
     method: &str,
     path: &str,
@@ -107,7 +107,7 @@ async fn sign_in(addr: SocketAddr, token: &str) -> Result<String, crate::support
 }
 
 /// The CSRF token a page's forms carry.
-fn csrf_of(page: &str) -> Option<String> {
+pub(crate) fn csrf_of(page: &str) -> Option<String> {
     let at = page.find("name=\"csrf\" value=\"")? + "name=\"csrf\" value=\"".len();
     Some(page[at..].split('"').next()?.to_owned())
 }

@@ -717,3 +717,69 @@ async fn a_parked_agent_is_set_to_rest_in_desk() -> TestResult {
     assert_eq!(desk.set_statuses().len(), 1, "{:?}", desk.set_statuses());
     running.shutdown().await
 }
+
+/// With Desk sync, an operator who sets an agent away in the console sets them to rest in
+/// Desk too (else Desk's status would come back at the next poll); offline is Desk's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_sets_a_status_in_desk_too() -> TestResult {
+    let desk = desk().await;
+    let running = launch(&config(&desk), &memory_env(), true, true).await?;
+    until(&running, "the roster", |agents| {
+        row(agents, "bob@example.com").is_some()
+    })
+    .await?;
+    let console = running.console.ok_or("no console")?;
+    // No router tokens here: the console is loopback's, and opens a session by itself.
+    let first = crate::console::http(console, "GET", "/agents?app=1400000001", None, None).await?;
+    let cookie = first
+        .header("set-cookie")
+        .and_then(|cookie| cookie.split(';').next())
+        .ok_or("no session")?
+        .to_owned();
+    let page = crate::console::http(
+        console,
+        "GET",
+        "/agents?app=1400000001",
+        Some(&cookie),
+        None,
+    )
+    .await?;
+    assert!(
+        !page
+            .body
+            .contains("aria-label=\"Set bob@example.com offline\""),
+        "offline is Desk's own: {}",
+        page.body
+    );
+    let csrf = crate::console::csrf_of(&page.body).ok_or("no csrf")?;
+    let form = format!("app=1400000001&agent=bob%40example.com&status=away&csrf={csrf}");
+    let done = crate::console::http(
+        console,
+        "POST",
+        "/agents/status",
+        Some(&cookie),
+        Some(&form),
+    )
+    .await?;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(
+        desk.set_statuses(),
+        [("bob@example.com".to_owned(), "STATUS_REST".to_owned())]
+    );
+    let offline = format!("app=1400000001&agent=bob%40example.com&status=offline&csrf={csrf}");
+    let refused = crate::console::http(
+        console,
+        "POST",
+        "/agents/status",
+        Some(&cookie),
+        Some(&offline),
+    )
+    .await?;
+    assert_eq!(refused.status, 502, "{}", refused.body);
+    assert!(
+        refused.body.contains("signing out of Desk"),
+        "{}",
+        refused.body
+    );
+    running.shutdown().await
+}

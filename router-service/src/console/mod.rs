@@ -560,6 +560,15 @@ async fn set_status<S: Store>(
     let (Ok(app), Ok(agent)) = (SdkAppId::new(form.app), AgentId::parse(form.agent.trim())) else {
         return refused(StatusCode::BAD_REQUEST, "no such app or agent");
     };
+    // With Desk sync, Desk first: its status comes back at every poll.
+    if let Some(known) = console.app(Some(app.get()))
+        && let Err(why) = console
+            .router
+            .push_status_to_desk(&known, &agent, status)
+            .await
+    {
+        return refused(StatusCode::BAD_GATEWAY, &why);
+    }
     let report = Report {
         at: None,
         id: None,

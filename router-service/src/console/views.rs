@@ -310,7 +310,9 @@ pub(super) fn agents(
                                         input type="hidden" name="agent" value=(agent.agent.id);
                                         input type="hidden" name="csrf" value=(viewer.csrf);
                                         @for status in [AgentStatus::Available, AgentStatus::Away, AgentStatus::Offline] {
-                                            @if status != agent.status || (status == AgentStatus::Available && agent.parked.is_some()) {
+                                            // With Desk sync an agent signs out of Desk themselves.
+                                            @if (status != agent.status || (status == AgentStatus::Available && agent.parked.is_some()))
+                                                && !(status == AgentStatus::Offline && app.desk_sync) {
                                                 button type="submit" name="status" value=(status_name(status)) aria-label={ "Set " (agent.agent.id) " " (status_name(status)) } {
                                                     @if status == AgentStatus::Available && agent.parked.is_some() { "unpark" } @else { (status_name(status)) }
                                                 }

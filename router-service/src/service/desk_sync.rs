@@ -577,6 +577,44 @@ impl ClientSettings {
     }
 }
 
+impl<S: Store> Router<S> {
+    /// Sets `agent`'s status in Desk too, for an app that syncs with Desk: `available` is
+    /// `STATUS_FREE`, `away` `STATUS_REST`. Desk's own status would otherwise come back at
+    /// the next status poll. `offline` is not Desk's to be told (a member signs out there
+    /// themselves): refused, with the reason. An app without Desk sync: nothing to do.
+    pub async fn push_status_to_desk(
+        &self,
+        app: &App,
+        agent: &AgentId,
+        status: handoff_core::config::AgentStatus,
+    ) -> Result<(), String> {
+        let Some(desk) = &app.desk else {
+            return Ok(());
+        };
+        let code = match status {
+            handoff_core::config::AgentStatus::Available => "STATUS_FREE",
+            handoff_core::config::AgentStatus::Away => "STATUS_REST",
+            handoff_core::config::AgentStatus::Offline => {
+                return Err(
+                    "with Desk sync, an agent goes offline by signing out of Desk: handoff cannot set it there"
+                        .to_owned(),
+                );
+            }
+        };
+        let endpoint = Endpoint {
+            api: desk.api.clone(),
+            sdk_app_id: app.id.get(),
+            admin: desk.admin.clone(),
+        };
+        let client = DeskClient::new(endpoint, desk.secret_key.clone(), desk.timeout.get())
+            .map_err(|err| err.to_string())?;
+        client
+            .set_member_status(agent.as_str(), code)
+            .await
+            .map_err(|err| format!("Desk refused the status: {err}"))
+    }
+}
+
 impl AppSync {
     fn client(&mut self, app: &App, desk: &DeskConfig) -> Result<Arc<DeskClient>, DeskError> {
         let settings = ClientSettings::of(desk);
