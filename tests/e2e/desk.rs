@@ -781,5 +781,28 @@ async fn the_console_sets_a_status_in_desk_too() -> TestResult {
         "{}",
         refused.body
     );
+    // The floor shows Tencent's queue as the status rounds read it.
+    desk.set_queue(3, &[]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let live = crate::console::http(
+            console,
+            "GET",
+            "/floor/live?app=1400000001",
+            Some(&cookie),
+            None,
+        )
+        .await?;
+        if live.body.contains(r#"data-count="queued">3<"#) {
+            assert!(live.body.contains("Desk sync: roster"), "{}", live.body);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the queue never showed: {}",
+            live.body
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     running.shutdown().await
 }

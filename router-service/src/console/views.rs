@@ -127,6 +127,7 @@ pub(super) fn floor_body(floor: &Floor) -> Markup {
             strong data-count="fallbacks" class=[(fallbacks > 0).then_some("warn")] { (fallbacks) } " fallbacks"
             @if let Some(desk) = &floor.desk {
                 "; Desk sync: roster " (ago(floor.now, desk.last_roster)) ", status " (ago(floor.now, desk.last_status))
+                @if let Some(queued) = desk.queued { "; Tencent's queue: " strong data-count="queued" { (queued) } }
                 @if desk.syncing { " (this router syncs)" } @else { " (another replica syncs)" }
                 @if let Some(error) = &desk.error { span class="error" { " — " (error) } }
             }

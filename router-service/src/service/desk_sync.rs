@@ -511,6 +511,9 @@ pub struct DeskHealth {
     pub last_status: Option<SystemTime>,
     /// While rounds fail, the last one's error.
     pub error: Option<String>,
+    /// Tencent's sessions queued at the last status round (`CurrentQueueCnt`), when Desk
+    /// answers it.
+    pub queued: Option<u32>,
 }
 
 impl<S: Store> Router<S> {
@@ -764,6 +767,14 @@ async fn round<S: Store>(router: &Weak<Router<S>>, sync: &mut AppSync) -> Option
                     if synced.statuses > 0 || synced.released > 0 {
                         tracing::info!(app = %app.id, statuses = synced.statuses, released = synced.released, "statuses and loads synced from Desk");
                     }
+                    // Tencent's queue, for the console's eye: not every edition answers it,
+                    // and an answer it cannot give changes nothing of the sync.
+                    let queued = client
+                        .reception()
+                        .await
+                        .ok()
+                        .map(|reception| reception.queued);
+                    router.desk_health(app.id, |health| health.queued = queued);
                     status_every
                 }
                 Err(err) => err.pause(status_every),
