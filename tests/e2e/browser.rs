@@ -417,3 +417,32 @@ async fn what_if_replays_a_draft_and_shows_its_report() -> TestResult {
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
+
+/// A form sent without its CSRF token (as a page of another site would forge it) is
+/// refused, and the agent's status stays.
+#[tokio::test]
+async fn an_action_without_its_csrf_token_is_refused_in_the_browser() -> TestResult {
+    in_browser("csrf", |browser, running, console| async move {
+        let steps = async {
+            sign_in(&browser, console, OPS).await?;
+            browser.goto(&format!("http://{console}/agents?app=1400000001")).await?;
+            browser
+                .execute(
+                    "const button = document.querySelector(\"button[aria-label='Set ann@example.com away']\");\
+                     button.form.querySelector(\"input[name='csrf']\").value = '';\
+                     button.click();",
+                    Vec::new(),
+                )
+                .await?;
+            until_text(&browser, "body", "CSRF token is missing", Duration::from_secs(2)).await?;
+            browser.goto(&format!("http://{console}/agents?app=1400000001")).await?;
+            until_text(&browser, "#agent-ann\\@example\\.com td[data-status]", "available", Duration::from_secs(2)).await?;
+            Ok::<_, Error>(())
+        };
+        match steps.await {
+            Ok(()) => Ok((browser, running)),
+            Err(err) => Err((browser, err)),
+        }
+    })
+    .await
+}
