@@ -208,6 +208,10 @@ pub struct Fact {
     pub serving: Option<AgentId>,
     /// When, by the reporter's clock.
     pub event_ms: u64,
+    /// Whether it is Desk's count releasing the seat (`reconciled`): nobody saw the session
+    /// end, so nobody wraps up after it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reconciled: bool,
 }
 
 /// One session, stored.
@@ -468,6 +472,7 @@ pub fn report(
     let fact = Fact {
         serving,
         event_ms: to_ms(event.at),
+        reconciled: event.kind == SessionEventKind::Reconciled,
     };
     let mut record = old.unwrap_or(SessionRecord {
         answer: None,
@@ -487,14 +492,8 @@ pub fn report(
     {
         // Older than what is known: the seat stays where the later fact put it.
         let mut effects = record.served(&fact, now);
-        // Served, and no longer: unless the later fact leaves the reservation standing
-        // (it is older than the reservation), when nobody is known to have served yet.
-        if let Some(agent) = counted(&record, &fact)
-            && known.serving.as_ref() != Some(agent)
-            && !matches!(record.standing(), Standing::Provisional(_))
-        {
-            effects.finished = Some((agent.clone(), to_ms(now)));
-        }
+        // Served, and a later fact says otherwise: finished (see `finished`).
+        effects.finished = finished(&record, &fact, known, now);
         if effects == Effects::default() {
             return None;
         }
@@ -508,12 +507,15 @@ pub fn report(
     if record.customer.is_none() {
         record.customer = event.customer.clone();
     }
-    record.fact = Some(fact.clone());
+    let previous = record.fact.replace(fact.clone());
     let after = record.standing();
     let reseats =
         record.state() == SessionState::Expired && matches!(after, Standing::Confirmed(_));
     let weight = record.weight();
     let mut effects = record.served(&fact, now);
+    effects.finished = previous
+        .as_ref()
+        .and_then(|previous| finished(&record, previous, &fact, now));
     if after == before && !reseats {
         // The fact is kept for later comparisons but changes who holds the seat not at all.
         return Some(Reported {
@@ -562,19 +564,26 @@ pub fn report(
     {
         effects.took = Some((agent.clone(), to_ms(now)));
     }
-    // A confirmed seat given up: its agent served the session and now wraps up, unless the
-    // session only moved back to them or Desk's count released it (nobody saw it end).
-    if let Some((agent, true)) = &effects.released
-        && effects.taken.as_ref().map(|(taken, _)| taken) != Some(agent)
-        && event.kind != SessionEventKind::Reconciled
-    {
-        effects.finished = Some((agent.clone(), to_ms(now)));
-    }
     Some(Reported {
         record,
         effects,
         superseded: false,
     })
+}
+
+/// Who finished serving the session, by `earlier` and `later` of its facts: the agent the
+/// earlier one says served it (if it counts against the reservation), when the later one
+/// names someone else or nobody, unless it is Desk's count releasing the seat (nobody saw
+/// the session end). Facts, not seats, decide, so that any order of arrival agrees.
+fn finished(
+    record: &SessionRecord,
+    earlier: &Fact,
+    later: &Fact,
+    now: SystemTime,
+) -> Option<(AgentId, u64)> {
+    let agent = counted(record, earlier)?;
+    (later.serving.as_ref() != Some(agent) && !later.reconciled)
+        .then(|| (agent.clone(), to_ms(now)))
 }
 
 /// The agent a serving `fact` says served the session, if it counts against the

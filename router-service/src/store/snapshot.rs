@@ -218,6 +218,7 @@ impl Seat {
             let fact = Fact {
                 serving: Some(self.agent.clone()),
                 event_ms: self.since_ms,
+                reconciled: false,
             };
             (None, Some(fact), SessionState::Confirmed)
         } else {
