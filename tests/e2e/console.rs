@@ -202,6 +202,14 @@ async fn setting_an_agent_away_needs_the_sessions_csrf_token_and_a_managing_toke
     )
     .await?;
     assert_eq!(done.status, 303, "{}", done.body);
+    let page = http(addr, "GET", "/agents?app=1400000001", Some(&cookie), None).await?;
+    assert!(
+        page.body
+            .contains(r#"data-status="away">away<br><span class="muted">by grpc, "#)
+            && page.body.contains("s ago</span>"),
+        "the status, who set it and since when: {}",
+        page.body
+    );
     // The next callback skips Ann.
     let gateway = running.gateway.ok_or("no gateway")?;
     let answer =

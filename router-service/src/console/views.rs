@@ -293,7 +293,7 @@ pub(super) fn agents(
                                 @if let Some(name) = &agent.agent.name { br; span class="muted" { (name) } }
                             }
                             td { @for (n, group) in agent.agent.groups.iter().enumerate() { @if n > 0 { ", " } (group) } }
-                            td data-status=(status_name(agent.status)) { (status_name(agent.status)) br; span class="muted" { "by " (format!("{:?}", agent.status_source).to_lowercase()) } }
+                            td data-status=(status_name(agent.status)) { (status_name(agent.status)) br; span class="muted" { "by " (format!("{:?}", agent.status_source).to_lowercase()) @if let Some(since) = agent.status_since { ", " (ago(floor.now, Some(since))) } } }
                             td { (agent.load.active) " / " (agent.agent.capacity)
                                 @if agent.load.active > 0 { br; span class="muted" { (agent.load.active.saturating_sub(agent.load.confirmed)) " provisional" @if agent.load.weighted > 0 { ", " (agent.load.weighted) " weighted" } } } }
                             td { @if agent.on_shift { "yes" } @else { "no" } }
@@ -362,11 +362,14 @@ pub(super) fn decisions(viewer: &Viewer, apps: &[Arc<App>], app: &App) -> Markup
 pub(super) fn feed_row(fed: &Fed, app: SdkAppId) -> Option<String> {
     let markup = match &fed.entry {
         Entry::Decision(decided) if decided.app == app => {
+            // Explained as of the decision's time (clock rules, hours and shifts then; loads
+            // as they are now).
             let explain = format!(
-                "/explain?app={}&customer={}",
+                "/explain?app={}&customer={}&at={}",
                 decided.app,
                 form_urlencoded::byte_serialize(decided.customer.as_str().as_bytes())
-                    .collect::<String>()
+                    .collect::<String>(),
+                clock_time(crate::store::record::from_ms(decided.at_ms))
             );
             html! {
                 tr class=[decided.fallback.then_some("fallback")] {

@@ -367,6 +367,12 @@ pub trait StateView {
         let _ = agent;
         None
     }
+    /// When `agent`'s live status was set; `None` when the definition's status stands (or
+    /// the record predates timed statuses).
+    fn status_since(&self, agent: &AgentId) -> Option<SystemTime> {
+        let _ = agent;
+        None
+    }
     /// Who set `agent`'s live status (the Desk sync or a caller of the API); `None` when
     /// the definition's status stands.
     fn status_source(&self, agent: &AgentId) -> Option<super::desk::Source> {

@@ -118,6 +118,8 @@ pub struct AgentListing {
     pub missed: u32,
     /// The new sessions it took within the app's fair share window (0 without it).
     pub fair_share_taken: u32,
+    /// When its live status was set, when it was.
+    pub status_since: Option<SystemTime>,
 }
 
 /// A group and its live measures, as ListAgents shows them.
@@ -886,6 +888,7 @@ impl<S: Store> Router<S> {
                         parked: engine::parked(&app, state, &agent.id, now),
                         missed: engine::missed(state, &agent.id),
                         fair_share_taken: engine::fair_share_taken(&app, state, &agent.id, now),
+                        status_since: state.status_since(&agent.id),
                         load: state.load(&agent.id),
                         on_shift: agent.shift.as_ref().is_none_or(|shift| shift.is_open(now)),
                         source: match (

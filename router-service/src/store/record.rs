@@ -179,6 +179,14 @@ impl StatusRecord {
         }
     }
 
+    /// When it was set, when the record says.
+    pub fn since(self) -> Option<SystemTime> {
+        match self {
+            StatusRecord::Timed { at_ms, .. } => Some(from_ms(at_ms)),
+            StatusRecord::Bare(_) => None,
+        }
+    }
+
     /// Whether the Desk sync set it.
     pub fn by_desk(self) -> bool {
         matches!(self, StatusRecord::Timed { desk: true, .. })

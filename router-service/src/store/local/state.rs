@@ -691,6 +691,10 @@ impl StateView for AppState {
             .map(|record| from_ms(record.at_ms()))
     }
 
+    fn status_since(&self, agent: &AgentId) -> Option<SystemTime> {
+        self.statuses.get(agent).and_then(|record| record.since())
+    }
+
     fn status_source(&self, agent: &AgentId) -> Option<crate::engine::desk::Source> {
         self.statuses.get(agent).map(|record| {
             if record.by_desk() {

@@ -586,6 +586,13 @@ impl StateView for Looked<'_> {
             .map(|record| from_ms(record.at_ms()))
     }
 
+    fn status_since(&self, agent: &AgentId) -> Option<SystemTime> {
+        self.view
+            .statuses
+            .get(agent)
+            .and_then(|record| record.since())
+    }
+
     fn status_source(&self, agent: &AgentId) -> Option<desk::Source> {
         self.view
             .statuses
