@@ -376,6 +376,41 @@ pub async fn render_floor_and_agents<S: Store>(
     Ok((page, agents))
 }
 
+/// What a POST needs granted besides a session: changing state (`SetAgentStatus`) or
+/// reading decisions (`ExplainAssignment`).
+#[derive(Debug, Clone, Copy)]
+enum Grant {
+    Manage,
+    Explain,
+}
+
+impl<S: Store> Console<S> {
+    /// The viewer a POST acts as: signed in, carrying its session's CSRF token, and granted
+    /// `grant`; else the refusal, with what was missing.
+    fn acting(&self, headers: &HeaderMap, csrf: &str, grant: Grant) -> Result<Viewer, Refusal> {
+        let viewer = self
+            .viewer(headers)
+            .ok_or_else(|| refusal(StatusCode::UNAUTHORIZED, "sign in to act"))?;
+        if !csrf_holds(&viewer, csrf) {
+            return Err(refusal(
+                StatusCode::FORBIDDEN,
+                "the form's CSRF token is missing or not this session's",
+            ));
+        }
+        match grant {
+            Grant::Manage if !viewer.manage => Err(refusal(
+                StatusCode::FORBIDDEN,
+                "this token does not grant SetAgentStatus",
+            )),
+            Grant::Explain if !viewer.explain => Err(refusal(
+                StatusCode::FORBIDDEN,
+                "this token does not grant ExplainAssignment",
+            )),
+            _ => Ok(viewer),
+        }
+    }
+}
+
 /// A POST's CSRF token must be its session's, compared in constant time.
 fn csrf_holds(viewer: &Viewer, sent: &str) -> bool {
     use subtle::ConstantTimeEq as _;
@@ -531,21 +566,10 @@ async fn set_status<S: Store>(
     headers: HeaderMap,
     Form(form): Form<StatusForm>,
 ) -> Response {
-    let Some(viewer) = console.viewer(&headers) else {
-        return refused(StatusCode::UNAUTHORIZED, "sign in to act");
+    let viewer = match console.acting(&headers, &form.csrf, Grant::Manage) {
+        Ok(viewer) => viewer,
+        Err(refusal) => return refusal.into_response(),
     };
-    if !csrf_holds(&viewer, &form.csrf) {
-        return refused(
-            StatusCode::FORBIDDEN,
-            "the form's CSRF token is missing or not this session's",
-        );
-    }
-    if !viewer.manage {
-        return refused(
-            StatusCode::FORBIDDEN,
-            "this token does not grant SetAgentStatus",
-        );
-    }
     let status = match form.status.as_str() {
         "available" => AgentStatus::Available,
         "away" => AgentStatus::Away,
@@ -796,21 +820,10 @@ async fn release<S: Store>(
     headers: HeaderMap,
     Form(form): Form<ReleaseForm>,
 ) -> Response {
-    let Some(viewer) = console.viewer(&headers) else {
-        return refused(StatusCode::UNAUTHORIZED, "sign in to act");
+    let viewer = match console.acting(&headers, &form.csrf, Grant::Manage) {
+        Ok(viewer) => viewer,
+        Err(refusal) => return refusal.into_response(),
     };
-    if !csrf_holds(&viewer, &form.csrf) {
-        return refused(
-            StatusCode::FORBIDDEN,
-            "the form's CSRF token is missing or not this session's",
-        );
-    }
-    if !viewer.manage {
-        return refused(
-            StatusCode::FORBIDDEN,
-            "this token does not grant SetAgentStatus",
-        );
-    }
     let (Ok(app), Ok(session)) = (
         SdkAppId::new(form.app),
         handoff_core::id::SessionId::parse(form.session.trim()),
@@ -895,21 +908,10 @@ async fn whatif<S: Store>(
     headers: HeaderMap,
     Form(form): Form<WhatIfForm>,
 ) -> Response {
-    let Some(viewer) = console.viewer(&headers) else {
-        return refused(StatusCode::UNAUTHORIZED, "sign in again");
+    let viewer = match console.acting(&headers, &form.csrf, Grant::Explain) {
+        Ok(viewer) => viewer,
+        Err(refusal) => return refusal.into_response(),
     };
-    if !csrf_holds(&viewer, &form.csrf) {
-        return refused(
-            StatusCode::FORBIDDEN,
-            "the form's CSRF token is missing or not this session's",
-        );
-    }
-    if !viewer.explain {
-        return refused(
-            StatusCode::FORBIDDEN,
-            "this token does not grant ExplainAssignment",
-        );
-    }
     let outcome = replayed(&console, &form).await;
     html(views::whatif(
         &viewer,

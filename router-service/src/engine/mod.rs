@@ -130,12 +130,7 @@ fn decide_over(
         sticky: &sticky,
         weight: rule.weight,
         fair_share: app.fair_share.map(|(sessions, window)| {
-            let since = now
-                .checked_sub(window)
-                .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(0, |since| {
-                    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-                });
+            let since = now.checked_sub(window).map_or(0, unix_ms);
             (sessions, since)
         }),
     };
@@ -624,12 +619,7 @@ pub fn parked(
         return None;
     }
     let misses = state.misses(agent)?;
-    let since = state
-        .available_since(agent)
-        .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |since| {
-            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-        });
+    let since = state.available_since(agent).map_or(0, unix_ms);
     let (streak, latest) = misses.streak(since);
     let until = std::time::UNIX_EPOCH + std::time::Duration::from_millis(latest?) + app.park_for;
     (streak >= app.max_missed && until > now).then_some((streak, until))
@@ -660,12 +650,7 @@ pub fn fair_share_taken(app: &App, state: &dyn StateView, agent: &AgentId, now: 
     let Some((_, window)) = app.fair_share else {
         return 0;
     };
-    let since = now
-        .checked_sub(window)
-        .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |since| {
-            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-        });
+    let since = now.checked_sub(window).map_or(0, unix_ms);
     state.taken(agent).map_or(0, |taken| {
         u32::try_from(taken.since(since)).unwrap_or(u32::MAX)
     })
@@ -676,12 +661,7 @@ pub fn missed(state: &dyn StateView, agent: &AgentId) -> u32 {
     let Some(misses) = state.misses(agent) else {
         return 0;
     };
-    let since = state
-        .available_since(agent)
-        .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |since| {
-            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-        });
+    let since = state.available_since(agent).map_or(0, unix_ms);
     misses.streak(since).0
 }
 
