@@ -3,7 +3,7 @@
 
 use handoff_proto::router::v1::{
     AgentStatus, AssignHumanRequest, AssignHumanResponse, ExcludedAgent, Exclusion,
-    ExplainAssignmentRequest, SetAgentStatusRequest, TargetOutcome,
+    ExplainAssignmentRequest, ExplainAssignmentResponse, SetAgentStatusRequest, TargetOutcome,
     router_service_client::RouterServiceClient,
 };
 
@@ -64,10 +64,12 @@ async fn event_at(stack: &Stack, session: &str, event: &str, agent: &str, at: u6
     Ok(())
 }
 
-/// Why ExplainAssignment leaves Ann out of a walk-in's answer now.
-async fn why_ann_is_left_out(stack: &Stack) -> Result<ExcludedAgent, crate::support::Error> {
+/// ExplainAssignment for a walk-in now.
+async fn explain_walk_in(
+    stack: &Stack,
+) -> Result<ExplainAssignmentResponse, crate::support::Error> {
     let mut client = RouterServiceClient::connect(format!("http://{}", stack.grpc)).await?;
-    let explained = client
+    Ok(client
         .explain_assignment(ExplainAssignmentRequest {
             handoff: Some(AssignHumanRequest {
                 sdk_app_id: 1_400_000_001,
@@ -78,8 +80,13 @@ async fn why_ann_is_left_out(stack: &Stack) -> Result<ExcludedAgent, crate::supp
             at: None,
         })
         .await?
-        .into_inner();
-    explained
+        .into_inner())
+}
+
+/// Why ExplainAssignment leaves Ann out of a walk-in's answer now.
+async fn why_ann_is_left_out(stack: &Stack) -> Result<ExcludedAgent, crate::support::Error> {
+    explain_walk_in(stack)
+        .await?
         .targets
         .into_iter()
         .flat_map(|target| target.excluded)
@@ -433,6 +440,21 @@ async fn headroom_keeps_the_last_seats_for_rules_that_may_use_them() -> TestResu
     let left_out = why_ann_is_left_out(&stack).await?;
     assert_eq!(left_out.reason(), Exclusion::HeadroomKept, "{left_out:?}");
     assert_eq!(left_out.detail, "headroom kept: 2 seats; 2 free");
+    // ListAgents shows the group's free seats as the decision counts them.
+    let mut client = RouterServiceClient::connect(format!("http://{}", stack.grpc)).await?;
+    let listed = client
+        .list_agents(handoff_proto::router::v1::ListAgentsRequest {
+            sdk_app_id: 1_400_000_001,
+            group_id: None,
+        })
+        .await?
+        .into_inner();
+    let free: Vec<(u64, u32)> = listed
+        .groups
+        .iter()
+        .map(|group| (group.group_id, group.free_seats))
+        .collect();
+    assert_eq!(free, [(6521, 2)]);
     let vip = stack
         .post(
             &signed_uri(now_secs()),
@@ -505,19 +527,7 @@ async fn a_target_overflows_when_too_few_seats_are_free() -> TestResult {
     let stack = Stack::start(&overflowing("free_seats_below = 4")).await?;
     let (second, _) = after_ann_took_one(&stack).await?;
     assert_eq!(second, ["carol@example.com"]);
-    let mut client = RouterServiceClient::connect(format!("http://{}", stack.grpc)).await?;
-    let explained = client
-        .explain_assignment(ExplainAssignmentRequest {
-            handoff: Some(AssignHumanRequest {
-                sdk_app_id: 1_400_000_001,
-                session_id: "explained".into(),
-                client_user_id: "someone".into(),
-                ..AssignHumanRequest::default()
-            }),
-            at: None,
-        })
-        .await?
-        .into_inner();
+    let explained = explain_walk_in(&stack).await?;
     // s-2 and s-3 filled Carol: the group answers after all, saying why it would not.
     let [target, overflow] = explained.targets.as_slice() else {
         return Err(format!("two targets: {explained:?}").into());

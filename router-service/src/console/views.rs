@@ -3,13 +3,16 @@
 
 use std::{sync::Arc, time::SystemTime};
 
-use handoff_core::{config::AgentStatus, id::SdkAppId};
+use handoff_core::{
+    config::AgentStatus,
+    id::{GroupId, SdkAppId},
+};
 use maud::{DOCTYPE, Markup, html};
 
 use super::{AgentsQuery, ExplainQuery, Floor, PAGE, Viewer};
 use crate::{
     decision_log::Entry,
-    engine::{App, Exclusion, RuleOutcome, TargetOutcome, clock_time},
+    engine::{App, RuleOutcome, TargetOutcome, clock_time},
     service::{AgentListing, Explanation, Fed, Status},
 };
 
@@ -109,14 +112,15 @@ fn wrapping_until(app: &App, agent: &AgentListing, now: SystemTime) -> Option<Sy
 /// The floor: each group's counts, for the page and its refreshes.
 pub(super) fn floor_body(floor: &Floor) -> Markup {
     let app = &floor.app;
-    let mut groups: Vec<(String, String)> = app
+    // The file's groups by name, then Desk's the file does not name.
+    let mut groups: Vec<(GroupId, String)> = app
         .groups()
         .iter()
-        .map(|group| (group.id.to_string(), group.name.clone()))
+        .map(|group| (group.id, group.name.clone()))
         .collect();
     for listed in &floor.groups {
-        if !groups.iter().any(|(id, _)| *id == listed.id.to_string()) {
-            groups.push((listed.id.to_string(), format!("group {}", listed.id)));
+        if !groups.iter().any(|(id, _)| *id == listed.id) {
+            groups.push((listed.id, format!("group {}", listed.id)));
         }
     }
     let (assigned, fallbacks) = floor.recent;
@@ -148,14 +152,14 @@ pub(super) fn floor_body(floor: &Floor) -> Markup {
             } }
             tbody {
                 @for (id, name) in &groups {
-                    @let members: Vec<&AgentListing> = floor.agents.iter().filter(|a| a.agent.groups.iter().any(|g| g.to_string() == *id)).collect();
+                    @let members: Vec<&AgentListing> = floor.agents.iter().filter(|a| a.agent.groups.contains(id)).collect();
                     @let count = |status: AgentStatus| members.iter().filter(|a| a.status == status).count();
                     @let used: u32 = members.iter().map(|a| a.load.active).sum();
                     @let capacity: u32 = members.iter().map(|a| a.agent.capacity).sum();
                     @let confirmed: u32 = members.iter().map(|a| a.load.confirmed).sum();
                     @let parked = members.iter().filter(|a| a.parked.is_some()).count();
                     @let wrapping = members.iter().filter(|a| wrapping_until(app, a, floor.now).is_some()).count();
-                    @let listed = floor.groups.iter().find(|g| g.id.to_string() == *id);
+                    @let listed = floor.groups.iter().find(|g| g.id == *id);
                     tr class=[(used >= capacity && capacity > 0).then_some("full")] {
                         th scope="row" { (name) " " span class="muted" { "(" (id) ")" } }
                         td data-count="available" { (count(AgentStatus::Available)) }
@@ -490,7 +494,7 @@ fn explanation_view(explanation: &Explanation) -> Markup {
                     @if let Some(why) = &target.overflow { "; " (why) } }
                 @if !target.excluded.is_empty() {
                     table { caption { "Left out" } thead { tr { th scope="col" { "Agent" } th scope="col" { "Why" } } }
-                        tbody { @for left in &target.excluded { tr { td { (left.agent) } td data-reason=(left.reason.label()) { (exclusion(&left.reason)) } } } } }
+                        tbody { @for left in &target.excluded { tr { td { (left.agent) } td data-reason=(left.reason.label()) { (left.reason) } } } } }
                 }
             }
         }
@@ -504,10 +508,6 @@ fn explanation_view(explanation: &Explanation) -> Markup {
             }
         }
     }
-}
-
-fn exclusion(reason: &Exclusion) -> String {
-    reason.to_string()
 }
 
 pub(super) fn health(viewer: &Viewer, apps: &[Arc<App>], status: &Status) -> Markup {

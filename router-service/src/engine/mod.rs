@@ -634,14 +634,17 @@ fn seats_free(agent: &Agent, load: AgentLoad, state: &dyn StateView) -> u64 {
     }
 }
 
-/// The seats free among the available agents of `group` (every agent: `None`), as a
-/// decision counts them.
-pub fn free_seats(app: &App, state: &dyn StateView, group: Option<GroupId>) -> u64 {
-    roster(app, state.roster_changes())
-        .iter()
-        .filter(|agent| group.is_none_or(|group| agent.groups.contains(&group)))
-        .map(|agent| seats_free(agent, state.load(&agent.id), state))
-        .sum()
+/// The seats free among each group's available agents, as a decision counts them, in one
+/// walk of the roster.
+pub fn free_seats(app: &App, state: &dyn StateView) -> BTreeMap<GroupId, u64> {
+    let mut free = BTreeMap::new();
+    for agent in roster(app, state.roster_changes()) {
+        let seats = seats_free(agent, state.load(&agent.id), state);
+        for group in &agent.groups {
+            *free.entry(*group).or_default() += seats;
+        }
+    }
+    free
 }
 
 /// The new sessions `agent` took within `app`'s fair share window at `now` (0 without

@@ -924,11 +924,12 @@ impl<S: Store> Router<S> {
             }
             ids.sort_unstable();
             ids.dedup();
+            let free = engine::free_seats(&app, state);
             ids.into_iter()
                 .filter(|id| group.is_none_or(|group| group == *id))
                 .map(|id| GroupListing {
                     id,
-                    free_seats: engine::free_seats(&app, state, Some(id)),
+                    free_seats: free.get(&id).copied().unwrap_or(0),
                     estimated_wait: state.wait(Some(id), now),
                 })
                 .collect()
