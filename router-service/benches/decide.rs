@@ -197,6 +197,52 @@ fn decisions(c: &mut Criterion) {
     group.finish();
 }
 
+/// The example's bare floor with `count` `when` rules before its default, none of which
+/// matches a walk-in: the example's four shapes in turn (`direct`), or a form that CEL
+/// itself runs.
+fn unmatched_rules(bare: &str, count: usize, direct: bool) -> String {
+    const SHAPES: [&str; 4] = [
+        r#"customer.tier == "vip""#,
+        r#""topic" in session.attributes && session.attributes.topic == "billing""#,
+        r#"customer.language == "zh" || ("language" in session.attributes && session.attributes.language == "zh")"#,
+        "clock.hour >= 22 || clock.hour < 8",
+    ];
+    let cut = bare.find("[[apps.rules]]").unwrap_or(bare.len());
+    let mut text = bare[..cut].to_owned();
+    for n in 0..count {
+        let when = if direct {
+            SHAPES[n % SHAPES.len()].to_owned()
+        } else {
+            format!("size(customer.tags) > {n}")
+        };
+        text.push_str(&format!(
+            "[[apps.rules]]\nname = \"rule{n}\"\nwhen = '{when}'\ngroup = 6521\n"
+        ));
+    }
+    text.push_str(&bare[cut..]);
+    text
+}
+
+fn rules(c: &mut Criterion) {
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_572_000);
+    let (_, bare) = example();
+    let handoff = handoff("walk-in", &[]);
+    let mut group = c.benchmark_group("rules");
+    for (count, direct) in [(0, true), (8, true), (32, true), (8, false), (32, false)] {
+        let app = app(&unmatched_rules(&bare, count, direct));
+        let state = loaded(&app);
+        let kind = if direct {
+            "the example's forms"
+        } else {
+            "a form CEL runs"
+        };
+        group.bench_function(format!("{count} unmatched when rules, {kind}"), |b| {
+            b.iter(|| decide(black_box(&app), &handoff, &state, now))
+        });
+    }
+    group.finish();
+}
+
 /// `agents` agents in group 1 and `outside` in group 2; the rule targets group 1 with
 /// least_loaded, filtered on the agent's seniority when `filter`.
 fn scaled_floor(agents: usize, outside: usize, filter: bool) -> String {
@@ -379,5 +425,5 @@ fn store(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decisions, floors, features, store);
+criterion_group!(benches, decisions, rules, floors, features, store);
 criterion_main!(benches);

@@ -239,12 +239,12 @@ fn match_rule<'a>(app: &'a App, scope: &Scope<'_>) -> (&'a Rule, Vec<RuleTrace>)
 /// What searching any target of one decision needs: the app, its roster (ranked, or built
 /// when a target must be scanned), the live state, the CEL scope of this handoff, the time,
 /// how many agents a ranked walk collects, and the customer's sticky agents.
-struct Search<'a> {
+struct Search<'a, 's> {
     app: &'a App,
     roster: OnceCell<Vec<&'a Arc<Agent>>>,
     floor: Option<&'a Floor>,
     state: &'a dyn StateView,
-    scope: &'a Scope<'a>,
+    scope: &'a Scope<'s>,
     session: &'a SessionId,
     now: SystemTime,
     need: usize,
@@ -256,7 +256,7 @@ struct Search<'a> {
     fair_share: Option<(u32, u64)>,
 }
 
-impl Search<'_> {
+impl Search<'_, '_> {
     /// Finds and ranks the eligible agents of `target`: walking its ranking when the floor
     /// keeps one, else examining all its agents.
     fn target(&self, target: &Target, label: String) -> (TargetTrace, Vec<Candidate>) {

@@ -7,8 +7,13 @@
 //! in agent filters only, `agent` (id, name, groups, skills, attributes, capacity). Unknown
 //! fields are empty strings so that `customer.tier == "vip"` is simply false for a stranger.
 
+mod direct;
+#[cfg(test)]
+mod direct_tests;
+mod values;
+
 use std::{
-    collections::HashMap,
+    collections::BTreeMap,
     sync::{Arc, OnceLock},
     time::SystemTime,
 };
@@ -22,6 +27,7 @@ use chrono::{DateTime, Datelike, Timelike, Utc};
 use chrono_tz::Tz;
 
 use super::{Customer, Handoff};
+use direct::{Check, Clocked, Data};
 
 /// Variables a `when` condition may use.
 const WHEN_VARIABLES: &[&str] = &["customer", "session", "now", "clock"];
@@ -62,6 +68,8 @@ pub struct Expression {
     source: String,
     program: Program,
     agent_only: bool,
+    /// The expression as a direct check, when it is made of plain comparisons only.
+    direct: Option<Check>,
 }
 
 impl Expression {
@@ -218,10 +226,12 @@ impl Cel {
             .variables()
             .into_iter()
             .all(|name| name == "agent");
+        let direct = Check::compile(program.expression());
         Ok(Expression {
             source: source.to_owned(),
             program,
             agent_only,
+            direct,
         })
     }
 
@@ -232,7 +242,16 @@ impl Cel {
         expression: &Expression,
         agent: &AgentValue,
     ) -> Result<bool, String> {
-        let lender = AgentLender(&*agent.0);
+        let data = Data {
+            customer: None,
+            handoff: None,
+            clock: None,
+            agent: Some(&agent.0),
+        };
+        if let Some(verdict) = decided(expression, &data) {
+            return Ok(verdict);
+        }
+        let lender = AgentLender(agent.cel());
         let mut context = Context::with_env(self.env.clone());
         context.set_variable_resolver(&lender);
         expect_bool(expression, expression.program.execute(&context))
@@ -252,12 +271,18 @@ impl Cel {
             customer,
             now,
             zone,
+            clock: OnceLock::new(),
             customer_value: OnceLock::new(),
             session_value: OnceLock::new(),
             now_value: OnceLock::new(),
             clock_value: OnceLock::new(),
         }
     }
+}
+
+/// A direct check's verdict, when `expression` has one and it decides on `data`.
+fn decided(expression: &Expression, data: &Data<'_>) -> Option<bool> {
+    expression.direct.as_ref()?.eval(data).ok()
 }
 
 /// The variables of one decision, ready for any number of evaluations.
@@ -267,21 +292,79 @@ pub struct Scope<'a> {
     customer: &'a Customer,
     now: SystemTime,
     zone: Tz,
-    customer_value: OnceLock<Box<dyn Val>>,
-    session_value: OnceLock<Box<dyn Val>>,
-    now_value: OnceLock<Box<dyn Val>>,
-    clock_value: OnceLock<Box<dyn Val>>,
+    clock: OnceLock<Clock>,
+    customer_value: OnceLock<Box<dyn Val + 'a>>,
+    session_value: OnceLock<Box<dyn Val + 'a>>,
+    now_value: OnceLock<Box<dyn Val + 'a>>,
+    clock_value: OnceLock<Box<dyn Val + 'a>>,
+}
+
+/// The time of a decision as `clock` gives it, in the app's zone.
+#[derive(Debug)]
+struct Clock {
+    local: DateTime<Tz>,
+    /// `YYYY-MM-DD`, formatted the first time it is read.
+    date: OnceLock<String>,
+}
+
+impl Clock {
+    fn at(now: SystemTime, zone: Tz) -> Self {
+        Clock {
+            local: DateTime::<Utc>::from(now).with_timezone(&zone),
+            date: OnceLock::new(),
+        }
+    }
+
+    fn hour(&self) -> i64 {
+        i64::from(self.local.hour())
+    }
+
+    fn minute(&self) -> i64 {
+        i64::from(self.local.minute())
+    }
+
+    /// `"mon"` to `"sun"`.
+    fn weekday(&self) -> &'static str {
+        ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+            [self.local.weekday().num_days_from_monday() as usize]
+    }
+
+    fn date(&self) -> &str {
+        self.date
+            .get_or_init(|| self.local.format("%Y-%m-%d").to_string())
+    }
+
+    /// The zone's IANA name.
+    fn zone(&self) -> &'static str {
+        self.local.timezone().name()
+    }
 }
 
 impl Scope<'_> {
     /// Evaluates a `when` condition.
     pub fn holds(&self, expression: &Expression) -> Result<bool, String> {
+        if let Some(verdict) = decided(expression, &self.data(None)) {
+            return Ok(verdict);
+        }
         expect_bool(expression, self.run(expression, None))
     }
 
     /// Evaluates an agent filter for `agent`.
     pub fn admits(&self, expression: &Expression, agent: &AgentValue) -> Result<bool, String> {
+        if let Some(verdict) = decided(expression, &self.data(Some(agent))) {
+            return Ok(verdict);
+        }
         expect_bool(expression, self.run(expression, Some(agent)))
+    }
+
+    /// This decision's data as direct checks read it.
+    fn data<'s>(&'s self, agent: Option<&'s AgentValue>) -> Data<'s> {
+        Data {
+            customer: Some(self.customer),
+            handoff: Some(self.handoff),
+            clock: Some(self),
+            agent: agent.map(|agent| &*agent.0),
+        }
     }
 
     /// Whether a `when` can decide here: a bool, or a failure only on a map key this data
@@ -307,12 +390,18 @@ impl Scope<'_> {
         match agent {
             None => expression.program.execute(&context),
             Some(agent) => {
-                let lender = AgentLender(&*agent.0);
+                let lender = AgentLender(agent.cel());
                 let mut scope = context.new_inner_scope();
                 scope.set_variable_resolver(&lender);
                 expression.program.execute(&scope)
             }
         }
+    }
+}
+
+impl direct::Clocked for Scope<'_> {
+    fn clock(&self) -> &Clock {
+        self.clock.get_or_init(|| Clock::at(self.now, self.zone))
     }
 }
 
@@ -331,26 +420,18 @@ fn lint(
 
 impl VariableResolver for Scope<'_> {
     fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
-        let (cell, build): (&OnceLock<Box<dyn Val>>, &dyn Fn() -> Value) = match variable {
-            "customer" => (&self.customer_value, &|| customer_value(self.customer)),
-            "session" => (&self.session_value, &|| session_value(self.handoff)),
-            "now" => (&self.now_value, &|| {
-                Value::Timestamp(DateTime::<Utc>::from(self.now).fixed_offset())
-            }),
-            "clock" => (&self.clock_value, &|| {
-                clock_value(self.now.into(), self.zone)
-            }),
+        let value: &dyn Val = match variable {
+            "customer" => &**self
+                .customer_value
+                .get_or_init(|| values::customer(self.customer)),
+            "session" => &**self
+                .session_value
+                .get_or_init(|| values::session(self.handoff)),
+            "now" => &**self.now_value.get_or_init(|| values::timestamp(self.now)),
+            "clock" => &**self.clock_value.get_or_init(|| values::clock(self.clock())),
             _ => return None,
         };
-        Some(CowVal::Borrowed(&**cell.get_or_init(|| runtime(build()))))
-    }
-}
-
-/// A value in CEL's runtime form; the maps built here always convert.
-fn runtime(value: Value) -> Box<dyn Val> {
-    match value.try_into() {
-        Ok(value) => value,
-        Err(_) => Box::new(cel::common::types::CelNull),
+        Some(CowVal::Borrowed(value))
     }
 }
 
@@ -368,10 +449,28 @@ fn expect_bool(
     }
 }
 
-/// An agent as filters see it, converted to CEL's runtime form once, when the agent is
-/// compiled, and lent (not copied) to every evaluation.
+/// An agent as filters see it: its fields, which direct checks read, and its CEL value,
+/// built the first time CEL itself reads the agent and lent (not copied) to every
+/// evaluation after.
 #[derive(Clone)]
-pub struct AgentValue(Arc<dyn Val>);
+pub struct AgentValue(Arc<AgentData>);
+
+/// An agent's fields as filters see them.
+struct AgentData {
+    id: String,
+    name: String,
+    groups: Vec<u64>,
+    skills: BTreeMap<String, u32>,
+    attributes: BTreeMap<String, String>,
+    capacity: u32,
+    cel: OnceLock<Box<dyn Val>>,
+}
+
+impl AgentValue {
+    fn cel(&self) -> &dyn Val {
+        &**self.0.cel.get_or_init(|| values::agent(&self.0))
+    }
+}
 
 impl std::fmt::Debug for AgentValue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -388,96 +487,22 @@ impl VariableResolver for AgentLender<'_> {
     }
 }
 
-/// The CEL value of an agent's static attributes.
+/// An agent's static attributes, as filters see them.
 pub fn agent_value(
     id: &str,
     name: Option<&str>,
     groups: &[u64],
-    skills: &std::collections::BTreeMap<String, u32>,
-    attributes: &std::collections::BTreeMap<String, String>,
+    skills: &BTreeMap<String, u32>,
+    attributes: &BTreeMap<String, String>,
     capacity: u32,
 ) -> AgentValue {
-    let skills: HashMap<String, Value> = skills
-        .iter()
-        .map(|(skill, level)| (skill.clone(), Value::Int(i64::from(*level))))
-        .collect();
-    let groups: Vec<Value> = groups
-        .iter()
-        .map(|group| Value::Int(i64::try_from(*group).unwrap_or(i64::MAX)))
-        .collect();
-    let fields: HashMap<&str, Value> = HashMap::from([
-        ("id", Value::from(id)),
-        ("name", Value::from(name.unwrap_or_default())),
-        ("groups", Value::from(groups)),
-        ("skills", Value::from(skills)),
-        ("attributes", text_map(attributes)),
-        ("capacity", Value::Int(i64::from(capacity))),
-    ]);
-    AgentValue(Arc::from(runtime(Value::from(fields))))
-}
-
-fn customer_value(customer: &Customer) -> Value {
-    let text = |value: &Option<String>| Value::from(value.clone().unwrap_or_default());
-    let tags: Vec<Value> = customer
-        .tags
-        .iter()
-        .map(|tag| Value::from(tag.as_str()))
-        .collect();
-    let fields: HashMap<&str, Value> = HashMap::from([
-        ("id", Value::from(customer.id.as_str())),
-        ("known", Value::Bool(customer.known)),
-        ("tier", text(&customer.tier)),
-        ("language", text(&customer.language)),
-        ("region", text(&customer.region)),
-        ("tags", Value::from(tags)),
-        (
-            "owner",
-            Value::from(
-                customer
-                    .owner
-                    .as_ref()
-                    .map(|o| o.as_str())
-                    .unwrap_or_default(),
-            ),
-        ),
-        (
-            "attributes",
-            text_map(customer.attributes.iter().map(|(key, value)| (key, value))),
-        ),
-    ]);
-    Value::from(fields)
-}
-
-fn session_value(handoff: &Handoff) -> Value {
-    let event_time: DateTime<Utc> = handoff.event_time.into();
-    let fields: HashMap<&str, Value> = HashMap::from([
-        ("id", Value::from(handoff.session.as_str())),
-        ("platform", Value::from(handoff.platform.as_str())),
-        ("channel", Value::from(handoff.channel.as_str())),
-        ("attributes", text_map(&handoff.attributes)),
-        ("event_time", Value::Timestamp(event_time.fixed_offset())),
-    ]);
-    Value::from(fields)
-}
-
-fn clock_value(now: DateTime<Utc>, zone: Tz) -> Value {
-    let local = now.with_timezone(&zone);
-    let weekday = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-        [local.weekday().num_days_from_monday() as usize];
-    let fields: HashMap<&str, Value> = HashMap::from([
-        ("hour", Value::Int(i64::from(local.hour()))),
-        ("minute", Value::Int(i64::from(local.minute()))),
-        ("weekday", Value::from(weekday)),
-        ("date", Value::from(local.format("%Y-%m-%d").to_string())),
-        ("zone", Value::from(zone.name())),
-    ]);
-    Value::from(fields)
-}
-
-fn text_map<'a>(map: impl IntoIterator<Item = (&'a String, &'a String)>) -> Value {
-    let entries: HashMap<String, Value> = map
-        .into_iter()
-        .map(|(key, value)| (key.clone(), Value::from(value.as_str())))
-        .collect();
-    Value::from(entries)
+    AgentValue(Arc::new(AgentData {
+        id: id.to_owned(),
+        name: name.unwrap_or_default().to_owned(),
+        groups: groups.to_vec(),
+        skills: skills.clone(),
+        attributes: attributes.clone(),
+        capacity,
+        cel: OnceLock::new(),
+    }))
 }
