@@ -91,6 +91,9 @@ pub(super) struct Ranking {
     /// The ranked members in each order of [`KEPT`] (`most_skilled`'s only when the target
     /// ranks on skills).
     orders: [BTreeSet<OrderKey>; KEPT.len()],
+    /// Which of the orders some target of this ranking ranks by: only those are kept, so
+    /// that a seat taken moves an agent in one or two orders, not in all four.
+    used: [bool; KEPT.len()],
     /// Members ever assigned, by when: the latest is where `round_robin` continues from.
     latest: BTreeSet<(SystemTime, Reverse<Position>)>,
     /// Members the target's agent-only filter refuses (`true`: the filter failed on them).
@@ -129,8 +132,34 @@ impl Ranking {
     fn kept(&mut self) -> impl Iterator<Item = (Strategy, &mut BTreeSet<OrderKey>)> {
         let skills = !self.skills.is_empty();
         KEPT.into_iter()
+            .zip(self.used)
             .zip(self.orders.iter_mut())
-            .filter(move |(strategy, _)| skills || *strategy != Strategy::MostSkilled)
+            .filter(move |((strategy, used), _)| {
+                *used && (skills || *strategy != Strategy::MostSkilled)
+            })
+            .map(|((strategy, _), order)| (strategy, order))
+    }
+
+    /// Starts keeping the order at `slot` of [`KEPT`], for the members ranked now.
+    fn keep(&mut self, slot: usize, standings: &[Standing], skill: impl Fn(Position) -> u32) {
+        if self.used[slot] {
+            return;
+        }
+        self.used[slot] = true;
+        if self.skills.is_empty() && KEPT[slot] == Strategy::MostSkilled {
+            return;
+        }
+        for &position in &self.members {
+            let Some(&standing) = standings.get(position as usize) else {
+                continue;
+            };
+            if self.ranks(position, standing)
+                && let Some(key) =
+                    strategy::key(KEPT[slot], &standing.ordered(position, skill(position)))
+            {
+                self.orders[slot].insert(key);
+            }
+        }
     }
 
     fn rank(&mut self, position: Position, standing: Standing, skill: u32) {
@@ -318,19 +347,37 @@ impl Floor {
 
     fn add_target(&mut self, app: &App, target: &Target) {
         let key = target_key(target);
-        if target.strategy == Strategy::Random
-            || self.targets.contains_key(&key)
-            || target.tiers.iter().any(|tier| !tier.agent_only())
-        {
+        let Some(slot) = strategy::kept_as(target.strategy)
+            .and_then(|kept| KEPT.iter().position(|each| *each == kept))
+        else {
+            return;
+        };
+        if target.tiers.iter().any(|tier| !tier.agent_only()) {
+            return;
+        }
+        if let Some(&(start, count)) = self.targets.get(&key) {
+            // A target of another strategy over the same agents: one more order to keep.
+            let agents = &self.agents;
+            for ranking in &mut self.rankings[start..start + count] {
+                let skills = ranking.skills.clone();
+                ranking.keep(slot, &self.standings, |position| {
+                    agents
+                        .get(position as usize)
+                        .map_or(0, |agent| skill_total(agent, &skills))
+                });
+            }
             return;
         }
         let start = self.rankings.len();
         let count = target.tiers.len() + 1;
         let filter = target.filter.as_ref().filter(|filter| filter.agent_only());
         for _ in 0..count {
+            let mut used = [false; KEPT.len()];
+            used[slot] = true;
             self.rankings.push(Ranking {
                 skills: key.1.clone(),
                 filtered: filter.is_some(),
+                used,
                 ..Ranking::default()
             });
         }

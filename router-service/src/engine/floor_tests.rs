@@ -93,6 +93,9 @@ struct Features {
     use_headroom: bool,
     tiers: u8,
     free_below: u32,
+    /// A `vip` rule before the default over the same group with this strategy: two
+    /// strategies ranking the same agents, so the floor keeps both orders of one ranking.
+    vip: Option<&'static str>,
 }
 
 fn featured(
@@ -122,6 +125,17 @@ fn featured(
         ));
         if agent.night_shift {
             text.push_str("shift = { weekly = [\"daily 22:00-06:00\"] }\n");
+        }
+    }
+    if let Some(vip) = features.vip {
+        text.push_str(&format!(
+            "[[apps.rules]]\nname = \"vip\"\nwhen = 'customer.tier == \"vip\"'\nstrategy = \"{vip}\"\n"
+        ));
+        if group > 0 {
+            text.push_str(&format!("group = {group}\n"));
+        }
+        if vip == "most_skilled" {
+            text.push_str("skills = [\"zh\"]\n");
         }
     }
     text.push_str("[[apps.rules]]\nname = \"default\"\n");
@@ -277,6 +291,7 @@ proptest! {
         (weight, headroom, use_headroom, tiers, free_below) in
             (1u32..4, proptest::option::weighted(0.3, 1u32..8), any::<bool>(), 0u8..3,
              proptest::option::weighted(0.3, 1u32..8)),
+        vip in proptest::option::of(0usize..STRATEGIES.len()),
     ) {
         let features = Features {
             weight,
@@ -284,6 +299,7 @@ proptest! {
             use_headroom,
             tiers,
             free_below: free_below.unwrap_or(0),
+            vip: vip.map(|vip| STRATEGIES[vip].as_str()),
         };
         let text = featured(
             &agents,
@@ -307,6 +323,7 @@ proptest! {
             state.history.insert(customer.clone(), (agent_id(previous % agents.len()), at(19)));
             let mut known = Customer::unknown(customer.clone());
             known.owner = Some(agent_id(owner % agents.len()));
+            known.tier = Some("vip".into());
             state.customers.insert(customer, known);
         }
         state.floor = Some(Floor::build(&app, 0, &state));
