@@ -6,6 +6,8 @@
 //!
 //! `cargo run --release -p handoff-gateway --example hop -- echo 127.0.0.1:15090`
 //! `cargo run --release -p handoff-gateway --example hop -- ceiling 127.0.0.1:18091 http://127.0.0.1:15090`
+//! `cargo run --release -p handoff-gateway --example hop -- ceiling-h2 127.0.0.1:18092 127.0.0.1:15090`
+//! (the same call framed by hand over a bare h2 connection: what tonic's channel costs)
 
 use axum::{
     Router,
@@ -176,7 +178,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let app = Router::new().route("/", post(raw_callback)).with_state(h2);
             axum::serve(listener, app).await?;
         }
-        _ => return Err("usage: hop echo ADDR | hop ceiling ADDR ROUTER_URL".into()),
+        _ => return Err(
+            "usage: hop echo ADDR | hop ceiling ADDR ROUTER_URL | hop ceiling-h2 ADDR ROUTER_ADDR"
+                .into(),
+        ),
     }
     Ok(())
 }
