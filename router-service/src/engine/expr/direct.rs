@@ -363,7 +363,7 @@ fn attribute<'a>(attributes: &'a [(String, String)], key: &str) -> Option<&'a st
 
 /// The names `expr` spells: `customer.tier` and `customer["tier"]` are both
 /// `["customer", "tier"]`; anything but variables, fields and string keys is `None`.
-fn path(expr: &IdedExpr) -> Option<Vec<&str>> {
+pub fn path(expr: &IdedExpr) -> Option<Vec<&str>> {
     let mut parts = Vec::new();
     let mut at = expr;
     loop {

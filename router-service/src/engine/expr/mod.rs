@@ -95,35 +95,7 @@ enum Holds {
 /// What the field at `expr` (`customer.tier`, `agent.attributes.x`, `clock.hour`, ...)
 /// holds, when it is one of the variables' known fields.
 fn field_kind(expr: &cel::IdedExpr) -> Option<Holds> {
-    use cel::common::ast::Expr;
-    let path = |expr: &cel::IdedExpr| -> Option<Vec<String>> {
-        let mut parts = Vec::new();
-        let mut at = expr;
-        loop {
-            match &at.expr {
-                Expr::Select(select) => {
-                    parts.push(select.field.clone());
-                    at = &select.operand;
-                }
-                Expr::Call(call) if call.func_name == "_[_]" && call.args.len() == 2 => {
-                    if let Expr::Literal(cel::common::ast::LiteralValue::String(key)) =
-                        &call.args[1].expr
-                    {
-                        parts.push(key.inner().to_string());
-                    }
-                    at = &call.args[0];
-                }
-                Expr::Ident(name) => {
-                    parts.push(name.clone());
-                    parts.reverse();
-                    return Some(parts);
-                }
-                _ => return None,
-            }
-        }
-    };
-    let parts = path(expr)?;
-    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    let parts = direct::path(expr)?;
     match parts.as_slice() {
         ["customer", "id" | "tier" | "language" | "region" | "owner"]
         | ["session", "id" | "platform" | "channel"]
