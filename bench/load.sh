@@ -7,8 +7,9 @@
 # Each row runs in one of two shapes: `one`, the all-in-one `handoff` (the gateway calls its
 # router in process), or `two`, `handoff-gateway` and `handoff-router` as two processes over
 # gRPC, the design's own shape. A `two` row also measures the hop's own ceiling right
-# before it (gateway/examples/hop.rs: the bare ceiling making the same AssignHuman call over
-# a tonic channel to a bare tonic server), shown beside it.
+# before it (gateway/examples/hop.rs: the bare ceiling making the same AssignHuman call as
+# the gateway makes it, on a Multiplex stream with the gateway's own client, to a bare tonic
+# server), shown beside it.
 #
 # Each floor and store is measured twice: paced at PACE callbacks/s for PACE_SECONDS
 # (examples/pace.rs: latency from when each request was due), then as fast as wrk goes.
@@ -166,7 +167,7 @@ for floor in $floors; do
       if [[ $shape == two ]]; then
         "$target/release/examples/hop" echo "127.0.0.1:$echo_port" >"$work/echo.log" 2>&1 &
         echo_pid=$!
-        "$target/release/examples/hop" ceiling "$hop_addr" "http://127.0.0.1:$echo_port" >"$work/hop.log" 2>&1 &
+        "$target/release/examples/hop" ceiling-mux "$hop_addr" "http://127.0.0.1:$echo_port" >"$work/hop.log" 2>&1 &
         hop_pid=$!
         for _ in $(seq 50); do curl -s -o /dev/null "http://$hop_addr/" && break; sleep 0.1; done
         read -r hop _ < <(measure "$(signed_url "http://$hop_addr")")

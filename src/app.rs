@@ -263,7 +263,12 @@ impl Application {
             Some(listener) => {
                 let router = Router::open(&config, origin).await?;
                 let access = Policy::from_config(&config.router.auth);
-                let services = Services::new(router.clone(), access.clone()).await?;
+                let services = Services::new(
+                    router.clone(),
+                    access.clone(),
+                    config.router.max_concurrent_calls,
+                )
+                .await?;
                 let part = Part {
                     listener,
                     service: router,

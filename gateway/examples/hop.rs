@@ -8,6 +8,8 @@
 //! `cargo run --release -p handoff-gateway --example hop -- ceiling 127.0.0.1:18091 http://127.0.0.1:15090`
 //! `cargo run --release -p handoff-gateway --example hop -- ceiling-h2 127.0.0.1:18092 127.0.0.1:15090`
 //! (the same call framed by hand over a bare h2 connection: what tonic's channel costs)
+//! `cargo run --release -p handoff-gateway --example hop -- ceiling-mux 127.0.0.1:18093 http://127.0.0.1:15090`
+//! (the call as the gateway makes it: on one `Multiplex` stream, with the gateway's `Mux`)
 
 use axum::{
     Router,
@@ -17,7 +19,12 @@ use axum::{
     response::IntoResponse,
     routing::post,
 };
-use handoff_gateway::tencent::{self, Callback, CallbackQuery};
+use std::{sync::Arc, time::Duration};
+
+use handoff_gateway::{
+    multiplex::{Mux, Sent},
+    tencent::{self, Callback, CallbackQuery},
+};
 use handoff_proto::{
     fake::{AssignHuman, AssignOnly},
     router::v1::{
@@ -33,6 +40,7 @@ use tonic::{
 const ANSWER: &str = r#"{"ActionStatus":"OK","ErrorInfo":"","ErrorCode":0,"AgentGroupId":1,"AgentIdList":["agent00@example.com","agent01@example.com","agent02@example.com","agent03@example.com","agent04@example.com"]}"#;
 
 /// Answers every `AssignHuman` with the same decision.
+#[derive(Clone)]
 struct Echo;
 
 #[tonic::async_trait]
@@ -82,6 +90,36 @@ async fn callback(
     match router.clone().assign_human(request).await {
         Ok(_) => (StatusCode::OK, json, ANSWER),
         Err(_) => refused,
+    }
+}
+
+async fn mux_callback(
+    State(router): State<Arc<Mux>>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> impl IntoResponse {
+    let query = CallbackQuery::parse(query.as_deref().unwrap_or_default());
+    let json = [(header::CONTENT_TYPE, "application/json")];
+    let refused = (
+        StatusCode::BAD_REQUEST,
+        json.clone(),
+        r#"{"ActionStatus":"FAIL","ErrorInfo":"bad request","ErrorCode":1001}"#,
+    );
+    let Ok(Callback::AssignHuman(callback)) = tencent::parse(&query, &body) else {
+        return refused;
+    };
+    let request = AssignHumanRequest {
+        sdk_app_id: 1,
+        session_id: callback.session_id.into(),
+        client_user_id: callback.client_user_id.into(),
+        ..AssignHumanRequest::default()
+    };
+    match router
+        .call(request, Duration::from_secs(2), Vec::new())
+        .await
+    {
+        Sent::Answered(Ok(_)) => (StatusCode::OK, json, ANSWER),
+        _ => refused,
     }
 }
 
@@ -169,6 +207,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .with_state(RouterServiceClient::new(channel));
             axum::serve(listener, app).await?;
         }
+        ["ceiling-mux", addr, router] => {
+            let channel = Channel::from_shared(router.to_string())?
+                .tcp_nodelay(true)
+                .connect_lazy();
+            let mux = Arc::new(Mux::new(RouterServiceClient::new(channel), None));
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            eprintln!("hop ceiling (multiplexed) listening on {}", listener.local_addr()?);
+            let app = Router::new().route("/", post(mux_callback)).with_state(mux);
+            axum::serve(listener, app).await?;
+        }
         ["ceiling-h2", addr, router] => {
             let socket = tokio::net::TcpStream::connect(router).await?;
             socket.set_nodelay(true)?;
@@ -179,7 +227,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             axum::serve(listener, app).await?;
         }
         _ => return Err(
-            "usage: hop echo ADDR | hop ceiling ADDR ROUTER_URL | hop ceiling-h2 ADDR ROUTER_ADDR"
+            "usage: hop echo ADDR | hop ceiling ADDR ROUTER_URL | hop ceiling-mux ADDR ROUTER_URL | hop ceiling-h2 ADDR ROUTER_ADDR"
                 .into(),
         ),
     }

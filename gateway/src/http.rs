@@ -132,6 +132,7 @@ mod tests {
     const BODY: &str = r#"{"CallbackCommand":"ChatBot.OnAssignHuman","SessionId":"s-1","ClientUserId":"u-1","EventTime":1670574414123}"#;
 
     /// A router that panics on every call, as a bug in it would.
+    #[derive(Clone)]
     struct Panics;
 
     #[tonic::async_trait]
@@ -170,6 +171,7 @@ mod tests {
     }
 
     /// A router that takes longer than any deadline, and says whether it ever finished.
+    #[derive(Clone)]
     struct Slow(Arc<std::sync::atomic::AtomicBool>);
 
     #[tonic::async_trait]

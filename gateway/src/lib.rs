@@ -16,6 +16,7 @@ pub mod events;
 pub mod http;
 pub mod ledger;
 pub mod metrics;
+pub mod multiplex;
 pub mod router_client;
 pub mod server;
 pub mod tencent;

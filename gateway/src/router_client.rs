@@ -3,9 +3,9 @@
 //! breaker: after [`BREAKER_FAILURES`] calls in a row find the router down or too slow,
 //! calls fail at once for [`BREAKER_COOLDOWN`] (callbacks get the fallback group without
 //! waiting), then one is let through to try again. Readiness is asked at most once a
-//! [`READY_TTL`]. The router is reached over a lazily connected gRPC channel, or, in the
-//! all-in-one, the router's own implementation of the generated service trait, called in
-//! process. Both run the same server-side code (request validation, the router, status
+//! [`READY_TTL`]. The router is reached over a lazily connected gRPC channel, the calls
+//! multiplexed over one `Multiplex` stream ([`crate::multiplex`]), or, in the all-in-one,
+//! the router's own implementation of the generated service trait, called in process. Both run the same server-side code (request validation, the router, status
 //! codes, health); the in-process call only skips protobuf encoding, HTTP/2 framing and the
 //! socket, which were most of what a callback cost beyond the decision itself.
 
@@ -18,11 +18,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use handoff_proto::router::v1::{
-    AssignHumanRequest, AssignHumanResponse, ReportSessionEventRequest, ReportSessionEventResponse,
-    SetAgentStatusRequest, SetAgentStatusResponse,
-    router_service_client::RouterServiceClient,
-    router_service_server::{RouterService, SERVICE_NAME},
+use handoff_proto::{
+    DynRouterService,
+    router::v1::{
+        AssignHumanRequest, AssignHumanResponse, ReportSessionEventRequest,
+        ReportSessionEventResponse, SetAgentStatusRequest, SetAgentStatusResponse,
+        router_service_client::RouterServiceClient, router_service_server::SERVICE_NAME,
+    },
 };
 use tonic::{
     Request,
@@ -38,7 +40,11 @@ use tonic_health::{
 };
 use tracing::{Instrument as _, Span};
 
-use crate::{error::GatewayError, translate};
+use crate::{
+    error::GatewayError,
+    multiplex::{Multiplexed, Mux, Sent},
+    translate,
+};
 
 /// How calls reach the router.
 // One per gateway: the size of the channel variant costs nothing.
@@ -48,11 +54,13 @@ enum Transport {
     /// A gRPC channel to a router elsewhere.
     Channel {
         router: RouterServiceClient<Channel>,
+        /// The same channel's `Multiplex` stream, which the gateway's calls take.
+        mux: Arc<Mux>,
         health: HealthClient<Channel>,
     },
     /// The router's gRPC service and health service, in this process.
     InProcess {
-        router: Arc<dyn RouterService>,
+        router: Arc<DynRouterService>,
         health: Arc<HealthService>,
     },
 }
@@ -193,8 +201,10 @@ impl RouterClient {
             .keep_alive_timeout(Duration::from_secs(10))
             .keep_alive_while_idle(true)
             .connect_lazy();
+        let router = RouterServiceClient::new(channel.clone());
         let transport = Transport::Channel {
-            router: RouterServiceClient::new(channel.clone()),
+            mux: Arc::new(Mux::new(router.clone(), bearer.clone())),
+            router,
             health: HealthClient::new(channel),
         };
         Ok(Self::over(transport, timeout, bearer))
@@ -217,7 +227,7 @@ impl RouterClient {
     /// A client calling the router's own service implementation and health service in
     /// this process (the all-in-one).
     pub fn in_process(
-        router: Arc<dyn RouterService>,
+        router: Arc<DynRouterService>,
         health: Arc<HealthService>,
         timeout: Duration,
     ) -> Self {
@@ -277,30 +287,41 @@ impl RouterClient {
         .await
     }
 
-    /// One call of the router's rpc `name` with `message`, within `deadline`: over the
-    /// channel with `remote` (the generated client's method), or in this process with
-    /// `local` (the service's), as a task of its own; traced, bounded and counted by the
-    /// breaker alike.
+    /// One call of the router's rpc `name` with `message`, within `deadline`: on the
+    /// channel's `Multiplex` stream, or with `remote` (the generated client's method) for a
+    /// router that does not serve it, or in this process with `local` (the service's), as a
+    /// task of its own; traced, bounded and counted by the breaker alike.
     async fn unary<Req, Resp, Remote, Local>(
         &self,
         name: &'static str,
         message: Req,
         deadline: Instant,
         remote: impl FnOnce(RouterServiceClient<Channel>, tonic::Request<Req>) -> Remote,
-        local: impl FnOnce(Arc<dyn RouterService>, tonic::Request<Req>) -> Local,
+        local: impl FnOnce(Arc<DynRouterService>, tonic::Request<Req>) -> Local,
     ) -> Result<Resp, tonic::Status>
     where
+        Req: Multiplexed<Response = Resp>,
         Remote: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
         Local: Future<Output = Result<tonic::Response<Resp>, tonic::Status>> + Send + 'static,
         Resp: Send + 'static,
     {
+        if let Transport::Channel { router, mux, .. } = &self.transport {
+            let span = self.span(name);
+            let call = async {
+                let trace = handoff_core::telemetry::outgoing();
+                match mux.call(message, self.budget(deadline), trace).await {
+                    Sent::Answered(answer) => answer.map(tonic::Response::new),
+                    Sent::Unary(message) => {
+                        let request = self.traced_request(message, deadline);
+                        remote(router.clone(), request).await
+                    }
+                }
+            };
+            return self.bounded(deadline, call).instrument(span).await;
+        }
         let (request, span) = self.call(name, message, deadline);
         match &self.transport {
-            Transport::Channel { router, .. } => {
-                self.bounded(deadline, remote(router.clone(), request))
-                    .instrument(span)
-                    .await
-            }
+            Transport::Channel { .. } => unreachable!("channel calls are made above"),
             Transport::InProcess { router, .. } => {
                 self.bounded(deadline, isolated(local(router.clone(), request)))
                     .instrument(span)
@@ -355,7 +376,14 @@ impl RouterClient {
     /// A call to the router's `method`: its client span, and its request carrying the
     /// span's trace context, so that the router's span of the call is its child.
     fn call<T>(&self, method: &'static str, message: T, deadline: Instant) -> (Request<T>, Span) {
-        let span = tracing::info_span!(
+        let span = self.span(method);
+        let request = span.in_scope(|| self.traced_request(message, deadline));
+        (request, span)
+    }
+
+    /// The client span of a call to the router's `method`.
+    fn span(&self, method: &'static str) -> Span {
+        tracing::info_span!(
             "router call",
             otel.name = method,
             otel.kind = "client",
@@ -363,19 +391,21 @@ impl RouterClient {
             rpc.service = SERVICE_NAME,
             rpc.method = method,
             in_process = self.is_in_process(),
-        );
+        )
+    }
+
+    /// The call's request, carrying the current span's trace context.
+    fn traced_request<T>(&self, message: T, deadline: Instant) -> Request<T> {
         let mut request = self.request(message, deadline);
-        span.in_scope(|| {
-            for (name, value) in handoff_core::telemetry::outgoing() {
-                if let (Ok(name), Ok(value)) = (
-                    MetadataKey::from_bytes(name.as_bytes()),
-                    MetadataValue::try_from(value.as_str()),
-                ) {
-                    request.metadata_mut().insert(name, value);
-                }
+        for (name, value) in handoff_core::telemetry::outgoing() {
+            if let (Ok(name), Ok(value)) = (
+                MetadataKey::from_bytes(name.as_bytes()),
+                MetadataValue::try_from(value.as_str()),
+            ) {
+                request.metadata_mut().insert(name, value);
             }
-        });
-        (request, span)
+        }
+        request
     }
 
     /// How long a call may take: `router_timeout`, or what is left until `deadline`.

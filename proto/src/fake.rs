@@ -1,10 +1,13 @@
 //! A `RouterService` for tests of the router's callers (the gateway, its end-to-end tests):
-//! it answers `AssignHuman` as the test says and every other rpc with UNIMPLEMENTED.
+//! it answers `AssignHuman` as the test says, serves `Multiplex` (so `AssignHuman` reaches it
+//! over a stream as well), and answers every other rpc with UNIMPLEMENTED.
 //!
 //! The generated server trait has no default methods, so a new rpc fails to compile until
 //! the router implements it, and here, where a fake says so explicitly.
 
-use tonic::{Request, Response, Status};
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status, Streaming};
 
 use crate::router::v1::{
     self as api, AssignHumanRequest, AssignHumanResponse, router_service_server::RouterService,
@@ -12,15 +15,22 @@ use crate::router::v1::{
 
 /// What a fake router does on `AssignHuman`.
 #[tonic::async_trait]
-pub trait AssignHuman: Send + Sync + 'static {
+pub trait AssignHuman: Clone + Send + Sync + 'static {
     /// Answers one `AssignHuman`.
     async fn assign_human(
         &self,
         request: Request<AssignHumanRequest>,
     ) -> Result<Response<AssignHumanResponse>, Status>;
+
+    /// Whether the fake serves `Multiplex`; one that does not answers it UNIMPLEMENTED, as
+    /// a router older than the rpc does.
+    fn multiplexes(&self) -> bool {
+        true
+    }
 }
 
 /// A router that answers `AssignHuman` with `T` and nothing else.
+#[derive(Clone)]
 pub struct AssignOnly<T>(pub T);
 
 fn unimplemented<T>(rpc: &str) -> Result<Response<T>, Status> {
@@ -99,5 +109,23 @@ impl<T: AssignHuman> RouterService for AssignOnly<T> {
         _: Request<api::GetStatusRequest>,
     ) -> Result<Response<api::GetStatusResponse>, Status> {
         unimplemented("GetStatus")
+    }
+
+    type MultiplexStream = crate::multiplex::Answers;
+
+    async fn multiplex(
+        &self,
+        request: Request<Streaming<api::MultiplexRequest>>,
+    ) -> Result<Response<Self::MultiplexStream>, Status> {
+        if !self.0.multiplexes() {
+            return unimplemented("Multiplex");
+        }
+        Ok(Response::new(crate::multiplex::serve(
+            Arc::new(self.clone()),
+            request.into_inner(),
+            1024,
+            |_| Ok(tonic::Extensions::new()),
+            std::future::pending(),
+        )))
     }
 }

@@ -8,7 +8,7 @@ use std::{sync::Arc, time::Duration};
 
 use handoff_core::shutdown::{Stop, drain};
 pub use handoff_proto::router::v1::router_service_server::SERVICE_NAME;
-use handoff_proto::router::v1::router_service_server::{RouterService, RouterServiceServer};
+use handoff_proto::{DynRouterService, router::v1::router_service_server::RouterServiceServer};
 use tokio::net::TcpListener;
 use tonic::{service::Routes, transport::Server};
 use tonic_health::{
@@ -18,7 +18,7 @@ use tonic_health::{
 
 use crate::{
     grpc::{
-        RouterGrpc,
+        RouterGrpc, Streams,
         auth::{GuardLayer, Policy},
     },
     listener::{self, ActivityLayer, ConnectionLimits},
@@ -37,12 +37,23 @@ pub struct Services<S: Store> {
     routes: Routes,
     health: HealthReporter,
     access: Policy,
+    streams: Streams,
 }
 
 impl<S: Store> Services<S> {
     /// The services for `router`, its health reported SERVING, the listener's calls checked
-    /// against `access` (which a reload swaps).
-    pub async fn new(router: Arc<Router<S>>, access: Policy) -> Result<Self, ServeError> {
+    /// against `access` (which a reload swaps), each `Multiplex` stream running at most
+    /// `max_concurrent_calls` of its calls at once.
+    pub async fn new(
+        router: Arc<Router<S>>,
+        access: Policy,
+        max_concurrent_calls: usize,
+    ) -> Result<Self, ServeError> {
+        let streams = Streams {
+            access: Some(access.clone()),
+            max_in_flight: max_concurrent_calls,
+            closing: Stop::new(),
+        };
         let (health, health_service) = tonic_health::server::health_reporter();
         health
             .set_service_status(SERVICE_NAME, ServingStatus::Serving)
@@ -50,20 +61,28 @@ impl<S: Store> Services<S> {
         let routes = Routes::new(health_service)
             .add_service(reflection().build_v1().map_err(serve_error)?)
             .add_service(reflection().build_v1alpha().map_err(serve_error)?)
-            .add_service(RouterServiceServer::new(RouterGrpc::new(router.clone())))
+            .add_service(RouterServiceServer::new(RouterGrpc::new(
+                router.clone(),
+                streams.clone(),
+            )))
             .prepare();
         Ok(Self {
             router,
             routes,
             health,
             access,
+            streams,
         })
     }
 
     /// The router service's implementation, for a caller in this process (the
     /// all-in-one's gateway): what the listener serves, without encoding or framing.
-    pub fn router_service(&self) -> Arc<dyn RouterService> {
-        Arc::new(RouterGrpc::new(self.router.clone()))
+    pub fn router_service(&self) -> Arc<DynRouterService> {
+        let streams = Streams {
+            access: None,
+            ..self.streams.clone()
+        };
+        Arc::new(RouterGrpc::new(self.router.clone(), streams))
     }
 
     /// The health service the listener serves, for a caller in this process: it says
@@ -92,11 +111,15 @@ pub async fn serve<S: Store>(
         routes,
         health,
         access,
+        streams,
     } = services;
     let stopping = {
         let (stopped, health) = (stop.stopped(), health.clone());
         async move {
             stopped.await;
+            // Multiplex streams stop reading calls, answer those read, and end, so that
+            // draining does not wait on them for the whole grace.
+            streams.closing.stop();
             health
                 .set_service_status("", ServingStatus::NotServing)
                 .await;

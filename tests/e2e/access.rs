@@ -3,7 +3,8 @@
 //! presenting its own.
 
 use handoff_proto::router::v1::{
-    AssignHumanRequest, ListAgentsRequest, router_service_client::RouterServiceClient,
+    AgentStatus, AssignHumanRequest, ListAgentsRequest, MultiplexRequest, SetAgentStatusRequest,
+    multiplex_request, multiplex_response, router_service_client::RouterServiceClient,
 };
 use tonic::{Code, Request, metadata::MetadataValue, transport::Channel};
 use tonic_health::pb::{
@@ -17,12 +18,13 @@ use crate::{
 
 const GATEWAY_TOKEN: &str = "gateway-token-0123456789";
 const CRM_TOKEN: &str = "crm-token-0123456789abc";
+const IVR_TOKEN: &str = "ivr-token-0123456789abc";
 
-/// The tests' config with two callers: the gateway (decisions and statuses) and a CRM
-/// (management).
+/// The tests' config with three callers: the gateway (decisions and statuses), a CRM
+/// (management) and an IVR (decisions alone).
 fn guarded_config() -> String {
     format!(
-        "{}\n[[router.auth.tokens]]\nname = \"gateway\"\ntoken = \"{GATEWAY_TOKEN}\"\ngrants = [\"decisions\", \"SetAgentStatus\"]\n\n[[router.auth.tokens]]\nname = \"crm\"\ntoken = \"{CRM_TOKEN}\"\ngrants = [\"management\"]\n",
+        "{}\n[[router.auth.tokens]]\nname = \"gateway\"\ntoken = \"{GATEWAY_TOKEN}\"\ngrants = [\"decisions\", \"SetAgentStatus\"]\n\n[[router.auth.tokens]]\nname = \"crm\"\ntoken = \"{CRM_TOKEN}\"\ngrants = [\"management\"]\n\n[[router.auth.tokens]]\nname = \"ivr\"\ntoken = \"{IVR_TOKEN}\"\ngrants = [\"decisions\"]\n",
         memory_config()
     )
 }
@@ -128,6 +130,80 @@ async fn calls_need_a_token_that_grants_their_method() -> TestResult {
         .await?
         .into_inner();
     assert_eq!(health.status(), ServingStatus::Serving);
+    Ok(())
+}
+
+/// The answers of one `Multiplex` stream opened with `token` that carries `calls`, by call
+/// id: the code each failed with (OK for an answer); or the code the stream was refused with.
+async fn multiplexed(
+    client: &mut RouterServiceClient<Channel>,
+    token: Option<&str>,
+    calls: Vec<MultiplexRequest>,
+) -> Result<Result<Vec<(u64, Code)>, Code>, Error> {
+    let request = with_token(tokio_stream::iter(calls), token)?;
+    let mut answers = match client.multiplex(request).await {
+        Ok(answers) => answers.into_inner(),
+        Err(status) => return Ok(Err(status.code())),
+    };
+    let mut codes = Vec::new();
+    while let Some(answer) = answers.message().await? {
+        let code = match answer.result {
+            Some(multiplex_response::Result::Error(error)) => Code::from(error.code),
+            Some(_) => Code::Ok,
+            None => return Err("an answer without a result".into()),
+        };
+        codes.push((answer.call_id, code));
+    }
+    codes.sort_unstable_by_key(|(id, _)| *id);
+    Ok(Ok(codes))
+}
+
+#[tokio::test]
+async fn each_call_on_a_multiplex_stream_needs_its_own_methods_grant() -> TestResult {
+    let (_router, addr) = router("multiplex", &guarded_config())?;
+    let channel = Channel::from_shared(format!("http://{addr}"))?
+        .connect()
+        .await?;
+    let mut client = RouterServiceClient::new(channel);
+    let calls = || {
+        vec![
+            MultiplexRequest {
+                call_id: 1,
+                call: Some(multiplex_request::Call::AssignHuman(assign("m-1"))),
+                ..MultiplexRequest::default()
+            },
+            MultiplexRequest {
+                call_id: 2,
+                call: Some(multiplex_request::Call::SetAgentStatus(
+                    SetAgentStatusRequest {
+                        sdk_app_id: 1_400_000_001,
+                        agent_id: "ann@example.com".to_owned(),
+                        status: AgentStatus::Away.into(),
+                        ..SetAgentStatusRequest::default()
+                    },
+                )),
+                ..MultiplexRequest::default()
+            },
+        ]
+    };
+    // The stream itself is a decision method; a caller without decisions cannot open it.
+    assert_eq!(
+        multiplexed(&mut client, None, calls()).await?,
+        Err(Code::Unauthenticated)
+    );
+    assert_eq!(
+        multiplexed(&mut client, Some(CRM_TOKEN), calls()).await?,
+        Err(Code::PermissionDenied)
+    );
+    // Decisions alone route, but may not set a status through the stream.
+    assert_eq!(
+        multiplexed(&mut client, Some(IVR_TOKEN), calls()).await?,
+        Ok(vec![(1, Code::Ok), (2, Code::PermissionDenied)])
+    );
+    assert_eq!(
+        multiplexed(&mut client, Some(GATEWAY_TOKEN), calls()).await?,
+        Ok(vec![(1, Code::Ok), (2, Code::Ok)])
+    );
     Ok(())
 }
 

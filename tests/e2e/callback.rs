@@ -276,6 +276,7 @@ async fn router_down_answers_the_fallback_group_or_a_clear_failure() -> TestResu
 }
 
 /// A router that answers too late.
+#[derive(Clone)]
 struct SlowRouter;
 
 #[tonic::async_trait]

@@ -265,7 +265,8 @@ pub struct TlsConfig {
 }
 
 /// The router's methods each grant names, by group: `decisions` (what routes a session and
-/// follows it), `management` (what changes or lists the roster and customers).
+/// follows it), `management` (what changes or lists the roster and customers). `Multiplex`
+/// only carries calls: each call on it needs its own method's grant.
 pub const METHOD_GROUPS: [(&str, &[&str]); 2] = [
     (
         "decisions",
@@ -274,6 +275,7 @@ pub const METHOD_GROUPS: [(&str, &[&str]); 2] = [
             "ExplainAssignment",
             "ReportSessionEvent",
             "ListSessions",
+            "Multiplex",
         ],
     ),
     (

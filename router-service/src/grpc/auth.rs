@@ -170,6 +170,30 @@ impl Access {
         if (health && self.open_health) || (reflection && self.open_reflection) {
             return Ok(None);
         }
+        self.authorize((service == SERVICE_NAME).then_some(method), authorization)
+    }
+
+    /// Whether a call of the router service's `method` carrying `authorization` may go on,
+    /// and under which caller's name: what [`Access::check`] says of its path, for a call
+    /// that arrives inside a `Multiplex` stream rather than as a stream of its own.
+    pub fn check_method(
+        &self,
+        method: &str,
+        authorization: Option<&[u8]>,
+    ) -> Result<Option<CallerName>, Status> {
+        if self.is_open() {
+            return Ok(None);
+        }
+        self.authorize(Some(method), authorization)
+    }
+
+    /// The caller `authorization` names, if it may call `method` of the router service
+    /// (`None`: a method of another service, which any valid token may call).
+    fn authorize(
+        &self,
+        method: Option<&str>,
+        authorization: Option<&[u8]>,
+    ) -> Result<Option<CallerName>, Status> {
         let token = authorization
             .and_then(|value| {
                 let scheme = value.get(..7)?;
@@ -187,9 +211,9 @@ impl Access {
             }
         }
         let caller = found.ok_or_else(|| Status::unauthenticated("the token is not valid"))?;
-        if service != SERVICE_NAME {
+        let Some(method) = method else {
             return Ok(Some(caller.name.clone()));
-        }
+        };
         match &caller.methods {
             Some(methods) if !methods.contains(method) => Err(Status::permission_denied(format!(
                 "caller {:?} may not call {method}",

@@ -10,16 +10,17 @@ pub mod status;
 use std::sync::Arc;
 
 use handoff_core::id::{AgentId, GroupId};
+use handoff_core::shutdown::Stop;
 use handoff_proto::router::v1::{
     AssignHumanRequest, AssignHumanResponse, ExplainAssignmentRequest, ExplainAssignmentResponse,
     GetStatusRequest, GetStatusResponse, ListAgentsRequest, ListAgentsResponse,
-    ListSessionsRequest, ListSessionsResponse, RemoveAgentRequest, RemoveAgentResponse,
-    ReportSessionEventRequest, ReportSessionEventResponse, SetAgentStatusRequest,
-    SetAgentStatusResponse, UpsertAgentRequest, UpsertAgentResponse, UpsertCustomerRequest,
-    UpsertCustomerResponse,
+    ListSessionsRequest, ListSessionsResponse, MultiplexRequest, RemoveAgentRequest,
+    RemoveAgentResponse, ReportSessionEventRequest, ReportSessionEventResponse,
+    SetAgentStatusRequest, SetAgentStatusResponse, UpsertAgentRequest, UpsertAgentResponse,
+    UpsertCustomerRequest, UpsertCustomerResponse,
     router_service_server::{RouterService, SERVICE_NAME},
 };
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument as _, Span, field::Empty};
 
 pub use request::parse_request;
@@ -137,12 +138,35 @@ fn note(assignment: &Assignment) {
 /// `handoff.router.v1.RouterService` over a [`Router`].
 pub struct RouterGrpc<S> {
     router: Arc<Router<S>>,
+    streams: Streams,
+}
+
+impl<S> Clone for RouterGrpc<S> {
+    fn clone(&self) -> Self {
+        Self {
+            router: Arc::clone(&self.router),
+            streams: self.streams.clone(),
+        }
+    }
+}
+
+/// What the `Multiplex` streams of a [`RouterGrpc`] live under.
+#[derive(Clone)]
+pub struct Streams {
+    /// The access policy each call on a stream is checked against, under the stream's
+    /// token (none: the all-in-one's in-process service, past the listener).
+    pub access: Option<auth::Policy>,
+    /// How many calls of one stream may run at once (`[router] max_concurrent_calls`, as
+    /// for a connection's unary calls).
+    pub max_in_flight: usize,
+    /// Stops every stream reading calls (the router is stopping).
+    pub closing: Stop,
 }
 
 impl<S> RouterGrpc<S> {
-    /// Serves `router`.
-    pub fn new(router: Arc<Router<S>>) -> Self {
-        Self { router }
+    /// Serves `router`, its `Multiplex` streams under `streams`.
+    pub fn new(router: Arc<Router<S>>, streams: Streams) -> Self {
+        Self { router, streams }
     }
 }
 
@@ -348,6 +372,53 @@ impl<S: Store> RouterService for RouterGrpc<S> {
             }))
         })
         .await
+    }
+
+    type MultiplexStream = handoff_proto::multiplex::Answers;
+
+    async fn multiplex(
+        &self,
+        request: Request<Streaming<MultiplexRequest>>,
+    ) -> Result<Response<Self::MultiplexStream>, Status> {
+        let authorization = request
+            .metadata()
+            .get("authorization")
+            .map(|value| value.as_bytes().to_vec());
+        let access = self.streams.access.clone();
+        let rejections = self.router.metrics().rejections.clone();
+        // Each call is checked as if it came alone: its method against the token's grants,
+        // against the policy as it is now (a reload that takes a grant away takes it away
+        // from open streams too).
+        let admit = move |method: &'static str| {
+            let mut extensions = tonic::Extensions::new();
+            let Some(access) = &access else {
+                return Ok(extensions);
+            };
+            match access.load().check_method(method, authorization.as_deref()) {
+                Ok(caller) => {
+                    if let Some(caller) = caller {
+                        extensions.insert(caller);
+                    }
+                    Ok(extensions)
+                }
+                Err(status) => {
+                    rejections
+                        .get_or_create(&RejectionLabels {
+                            method,
+                            code: code_name(status.code()),
+                        })
+                        .inc();
+                    Err(status)
+                }
+            }
+        };
+        Ok(Response::new(handoff_proto::multiplex::serve(
+            Arc::new(self.clone()),
+            request.into_inner(),
+            self.streams.max_in_flight,
+            admit,
+            self.streams.closing.stopped(),
+        )))
     }
 
     async fn get_status(
