@@ -338,3 +338,49 @@ async fn management_changes_are_logged_with_the_callers_name() -> TestResult {
     assert!(!text.contains(CRM_TOKEN), "the token itself was logged");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_stopping_router_ends_its_multiplex_streams_instead_of_waiting_out_its_grace()
+-> TestResult {
+    let path = std::env::temp_dir().join(format!(
+        "handoff-access-stopping-{}.toml",
+        std::process::id()
+    ));
+    std::fs::write(&path, guarded_config())?;
+    let env = own_ports(&[("HANDOFF__ROUTER__SHUTDOWN_GRACE", "60s".to_owned())]);
+    let started = spawn(env!("CARGO_BIN_EXE_handoff-router"), &path, &env);
+    let _ = std::fs::remove_file(&path);
+    let (router, line) = started?;
+    let addr = field(&line, "router")?;
+    let mut client = RouterServiceClient::new(
+        Channel::from_shared(format!("http://{addr}"))?
+            .connect()
+            .await?,
+    );
+    // A stream the caller keeps open, as the gateway does.
+    let (calls, outgoing) = tokio::sync::mpsc::unbounded_channel();
+    let request = with_token(
+        tokio_stream::wrappers::UnboundedReceiverStream::new(outgoing),
+        Some(GATEWAY_TOKEN),
+    )?;
+    let mut answers = client.multiplex(request).await?.into_inner();
+    calls.send(MultiplexRequest {
+        call_id: 7,
+        call: Some(multiplex_request::Call::AssignHuman(assign("stop-1"))),
+        ..MultiplexRequest::default()
+    })?;
+    let answer = answers.message().await?.ok_or("the call is answered")?;
+    assert_eq!(answer.call_id, 7);
+
+    let terminated = std::process::Command::new("kill")
+        .args(["-TERM", &router.id().to_string()])
+        .status()?;
+    assert!(terminated.success());
+    // Well within the 60 s grace, the stream ends (and with it the router's drain).
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), answers.message())
+        .await
+        .map_err(|_| "the stream was still open 10 s after SIGTERM")?;
+    assert!(matches!(ended, Ok(None)), "the stream ends OK: {ended:?}");
+    drop(calls);
+    Ok(())
+}
