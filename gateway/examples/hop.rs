@@ -16,7 +16,6 @@ use axum::{
     body::Bytes,
     extract::{RawQuery, State},
     http::{StatusCode, header},
-    response::IntoResponse,
     routing::post,
 };
 use std::{sync::Arc, time::Duration};
@@ -63,22 +62,25 @@ impl AssignHuman for Echo {
     }
 }
 
-async fn callback(
-    State(router): State<RouterServiceClient<Channel>>,
-    RawQuery(query): RawQuery,
-    body: Bytes,
-) -> impl IntoResponse {
+type Reply = (
+    StatusCode,
+    [(header::HeaderName, &'static str); 1],
+    &'static str,
+);
+const JSON: [(header::HeaderName, &str); 1] = [(header::CONTENT_TYPE, "application/json")];
+const REFUSED: Reply = (
+    StatusCode::BAD_REQUEST,
+    JSON,
+    r#"{"ActionStatus":"FAIL","ErrorInfo":"bad request","ErrorCode":1001}"#,
+);
+
+/// The callback's `AssignHuman` request, parsed with the gateway's parser.
+fn parse(query: Option<String>, body: &[u8]) -> Option<AssignHumanRequest> {
     let query = CallbackQuery::parse(query.as_deref().unwrap_or_default());
-    let json = [(header::CONTENT_TYPE, "application/json")];
-    let refused = (
-        StatusCode::BAD_REQUEST,
-        json.clone(),
-        r#"{"ActionStatus":"FAIL","ErrorInfo":"bad request","ErrorCode":1001}"#,
-    );
-    let Ok(Callback::AssignHuman(callback)) = tencent::parse(&query, &body) else {
-        return refused;
+    let Ok(Callback::AssignHuman(callback)) = tencent::parse(&query, body) else {
+        return None;
     };
-    let request = AssignHumanRequest {
+    Some(AssignHumanRequest {
         sdk_app_id: query
             .sdk_app_id
             .and_then(|id| id.parse().ok())
@@ -86,10 +88,20 @@ async fn callback(
         session_id: callback.session_id.into(),
         client_user_id: callback.client_user_id.into(),
         ..AssignHumanRequest::default()
+    })
+}
+
+async fn callback(
+    State(router): State<RouterServiceClient<Channel>>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Reply {
+    let Some(request) = parse(query, &body) else {
+        return REFUSED;
     };
     match router.clone().assign_human(request).await {
-        Ok(_) => (StatusCode::OK, json, ANSWER),
-        Err(_) => refused,
+        Ok(_) => (StatusCode::OK, JSON, ANSWER),
+        Err(_) => REFUSED,
     }
 }
 
@@ -97,29 +109,16 @@ async fn mux_callback(
     State(router): State<Arc<Mux>>,
     RawQuery(query): RawQuery,
     body: Bytes,
-) -> impl IntoResponse {
-    let query = CallbackQuery::parse(query.as_deref().unwrap_or_default());
-    let json = [(header::CONTENT_TYPE, "application/json")];
-    let refused = (
-        StatusCode::BAD_REQUEST,
-        json.clone(),
-        r#"{"ActionStatus":"FAIL","ErrorInfo":"bad request","ErrorCode":1001}"#,
-    );
-    let Ok(Callback::AssignHuman(callback)) = tencent::parse(&query, &body) else {
-        return refused;
-    };
-    let request = AssignHumanRequest {
-        sdk_app_id: 1,
-        session_id: callback.session_id.into(),
-        client_user_id: callback.client_user_id.into(),
-        ..AssignHumanRequest::default()
+) -> Reply {
+    let Some(request) = parse(query, &body) else {
+        return REFUSED;
     };
     match router
         .call(request, Duration::from_secs(2), Vec::new())
         .await
     {
-        Sent::Answered(Ok(_)) => (StatusCode::OK, json, ANSWER),
-        _ => refused,
+        Sent::Answered(Ok(_)) => (StatusCode::OK, JSON, ANSWER),
+        _ => REFUSED,
     }
 }
 
@@ -157,26 +156,13 @@ async fn raw_callback(
     State(router): State<h2::client::SendRequest<Bytes>>,
     RawQuery(query): RawQuery,
     body: Bytes,
-) -> impl IntoResponse {
-    let query = CallbackQuery::parse(query.as_deref().unwrap_or_default());
-    let json = [(header::CONTENT_TYPE, "application/json")];
-    let refused = (
-        StatusCode::BAD_REQUEST,
-        json.clone(),
-        r#"{"ActionStatus":"FAIL","ErrorInfo":"bad request","ErrorCode":1001}"#,
-    );
-    let Ok(Callback::AssignHuman(callback)) = tencent::parse(&query, &body) else {
-        return refused;
-    };
-    let request = AssignHumanRequest {
-        sdk_app_id: 1,
-        session_id: callback.session_id.into(),
-        client_user_id: callback.client_user_id.into(),
-        ..AssignHumanRequest::default()
+) -> Reply {
+    let Some(request) = parse(query, &body) else {
+        return REFUSED;
     };
     match raw_call(router, request).await {
-        Ok(_) => (StatusCode::OK, json, ANSWER),
-        Err(_) => refused,
+        Ok(_) => (StatusCode::OK, JSON, ANSWER),
+        Err(_) => REFUSED,
     }
 }
 

@@ -305,24 +305,24 @@ impl RouterClient {
         Local: Future<Output = Result<tonic::Response<Resp>, tonic::Status>> + Send + 'static,
         Resp: Send + 'static,
     {
-        if let Transport::Channel { router, mux, .. } = &self.transport {
-            let span = self.span(name);
-            let call = async {
-                let trace = handoff_core::telemetry::outgoing();
-                match mux.call(message, self.budget(deadline), trace).await {
-                    Sent::Answered(answer) => answer.map(tonic::Response::new),
-                    Sent::Unary(message) => {
-                        let request = self.traced_request(message, deadline);
-                        remote(router.clone(), request).await
-                    }
-                }
-            };
-            return self.bounded(deadline, call).instrument(span).await;
-        }
-        let (request, span) = self.call(name, message, deadline);
         match &self.transport {
-            Transport::Channel { .. } => unreachable!("channel calls are made above"),
+            Transport::Channel { router, mux, .. } => {
+                let call = async {
+                    let trace = handoff_core::telemetry::outgoing();
+                    match mux.call(message, self.budget(deadline), trace).await {
+                        Sent::Answered(answer) => answer.map(tonic::Response::new),
+                        Sent::Unary(message) => {
+                            let request = self.traced_request(message, deadline);
+                            remote(router.clone(), request).await
+                        }
+                    }
+                };
+                self.bounded(deadline, call)
+                    .instrument(self.span(name))
+                    .await
+            }
             Transport::InProcess { router, .. } => {
+                let (request, span) = self.call(name, message, deadline);
                 self.bounded(deadline, isolated(local(router.clone(), request)))
                     .instrument(span)
                     .await
