@@ -58,6 +58,11 @@ async fn the_readmes_grpcurl_commands_work_against_the_example_config() -> TestR
     let stdout = sh(script).await?;
     assert!(stdout.contains("\"status\": \"SERVING\""), "{stdout}");
     assert!(stdout.contains("\"agentGroupId\": \"6521\""), "{stdout}");
+    // The Multiplex stream: both calls answered, each under its own id.
+    assert!(stdout.contains("\"callId\": \"1\""), "{stdout}");
+    assert!(stdout.contains("\"assignHuman\": {"), "{stdout}");
+    assert!(stdout.contains("\"callId\": \"2\""), "{stdout}");
+    assert!(stdout.contains("\"code\": 5"), "{stdout}");
     Ok(())
 }
 
