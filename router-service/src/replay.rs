@@ -305,7 +305,7 @@ impl<'a> Replay<'a> {
         }
         let forced = decided.forced(app);
         self.logged
-            .assign(app, &handoff, at, |_| forced)
+            .assign(app, &handoff, at, |_| forced.clone())
             .await
             .map_err(|e| e.to_string())?;
         let after = self

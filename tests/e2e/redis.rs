@@ -557,6 +557,67 @@ async fn each_replica_decides_over_what_the_others_did_even_after_the_change_str
     Ok(())
 }
 
+/// A replica decides over a customer's records before its one round trip to Redis, as it
+/// last read them: a change no agent's load or status shows (another replica's
+/// UpsertCustomer, a previous agent forgotten) must still be seen, and the decision made
+/// again over the records as they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_decides_over_a_customers_records_as_redis_holds_them_not_as_it_read_them()
+-> TestResult {
+    let Some(redis) = RedisServer::start()? else {
+        return Ok(());
+    };
+    let replicas = [Replica::start(&redis).await?, Replica::start(&redis).await?];
+    let mut first = replicas[0].client().await?;
+    let mut second = replicas[1].client().await?;
+    let mut assign = async |session: &str, customer: &str| -> Result<String, Error> {
+        let request = AssignHumanRequest {
+            client_user_id: customer.to_owned(),
+            ..handoff(session)
+        };
+        let answer = first.assign_human(request).await?.into_inner();
+        Ok(answer
+            .decision
+            .map(|d| d.reserved_agent_id)
+            .unwrap_or_default())
+    };
+
+    // The first replica serves crm-9 (everyone idle: ann), reading that nothing is known
+    // of them but their previous agent now.
+    assert_eq!(assign("p-1", "crm-9").await?, "ann@example.com");
+    // The other replica hears from the CRM that dee owns crm-9: no agent changed.
+    second
+        .upsert_customer(UpsertCustomerRequest {
+            sdk_app_id: 1_400_000_001,
+            customer: Some(Customer {
+                id: "crm-9".into(),
+                owner_agent_id: "dee@example.com".into(),
+                ..Customer::default()
+            }),
+        })
+        .await?;
+    assert_eq!(
+        assign("p-2", "crm-9").await?,
+        "dee@example.com",
+        "the owner goes before the previous agent"
+    );
+
+    // crm-8's previous agent, bob (the least loaded), is forgotten as the sweep of links
+    // past sticky_ttl forgets one: deleted, announced to nobody.
+    assert_eq!(assign("p-3", "crm-8").await?, "bob@example.com");
+    let forgotten = Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string()])
+        .args(["HDEL", "handoff:{1400000001}:history", "crm-8"])
+        .output()?;
+    assert_eq!(String::from_utf8_lossy(&forgotten.stdout).trim(), "1");
+    assert_eq!(
+        assign("p-4", "crm-8").await?,
+        "cy@example.com",
+        "no previous agent: the least loaded"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn agents_added_at_run_time_follow_a_reloaded_time_zone() -> TestResult {
     let Some(redis) = RedisServer::start()? else {

@@ -519,6 +519,10 @@ impl<S: Store> Router<S> {
         let elapsed = started.elapsed();
         self.metrics.store("assign", elapsed, assignment.is_ok());
         let assignment = assignment?;
+        if matches!(assignment, Assignment::Replayed(_)) {
+            // A store may decide before it finds the session answered: a replay read nothing.
+            seen = Seen::default();
+        }
         let elapsed_us = elapsed.as_micros();
         let answer = assignment.answer();
         if answer.group.is_none() && answer.agents.is_empty() {

@@ -257,7 +257,9 @@ pub trait Store: Send + Sync + 'static {
     /// held; otherwise runs `decide` over the current state and reserves a seat on the first
     /// candidate still below capacity, so concurrent calls never push an agent over, and
     /// remembers the agent as the customer's previous one. The reservation is provisional
-    /// until a session event confirms it.
+    /// until a session event confirms it. A store may run `decide` more than once (Redis
+    /// decides again when the state it decided over was behind): the last decision is the
+    /// one reserved.
     fn assign<F>(
         &self,
         app: &App,
@@ -266,7 +268,7 @@ pub trait Store: Send + Sync + 'static {
         decide: F,
     ) -> impl Future<Output = Result<Assignment, StoreError>> + Send
     where
-        F: FnOnce(&dyn StateView) -> Decision + Send;
+        F: FnMut(&dyn StateView) -> Decision + Send;
 
     /// Runs `read` over the current state of `app` without changing anything but what time
     /// has released; `look` says what `read` needs beyond loads, statuses and the roster.
@@ -355,7 +357,7 @@ impl Store for AnyStore {
         decide: F,
     ) -> Result<Assignment, StoreError>
     where
-        F: FnOnce(&dyn StateView) -> Decision + Send,
+        F: FnMut(&dyn StateView) -> Decision + Send,
     {
         match self {
             AnyStore::Local(store) => store.assign(app, handoff, now, decide).await,

@@ -220,10 +220,10 @@ impl Store for LocalStore {
         app: &App,
         handoff: &Handoff,
         now: SystemTime,
-        decide: F,
+        mut decide: F,
     ) -> Result<Assignment, StoreError>
     where
-        F: FnOnce(&dyn StateView) -> Decision + Send,
+        F: FnMut(&dyn StateView) -> Decision + Send,
     {
         let hold = self.lifetimes.hold(app);
         self.mutate(app, now, |state, writes| {

@@ -2,11 +2,16 @@
 //! handoff. All of an app's keys carry the app as a hash tag (`handoff:{<app>}:...`), so they
 //! live in one slot of a Redis Cluster and one Lua script can touch them all.
 //!
-//! A decision takes two round trips: a snapshot script (release what is due, replay a live
-//! session, else read loads, statuses, roster changes, this customer and their history),
-//! then the engine decides locally, then a reserve script that atomically re-checks each
-//! ranked candidate's load and reserves the first still below capacity. Two replicas
-//! deciding at the same moment therefore never push an agent over capacity.
+//! A decision takes one round trip: the engine decides over this replica's view of the app
+//! (loads, statuses, roster changes, kept fresh from the app's changes stream) and what it
+//! last read of this customer, then one reserve script releases what is due, replays a
+//! live session, checks that the decision was made over the state as it is, re-checks
+//! each ranked candidate's load and reserves the first still below capacity, and sends
+//! back what changed since the view last looked. Two replicas deciding at the same moment
+//! therefore never push an agent over capacity. When the customer's records, or anything
+//! but agents' loads, changed since the view looked, the script reserves nothing and sends
+//! what did: the engine decides again over that, and the second call reserves (two round
+//! trips, at most).
 //!
 //! A session event reads the session's record, computes its next state with the same
 //! [`session`] rules as the local store, and stores it with a script that applies it only if
@@ -34,7 +39,7 @@ mod snapshot;
 mod view;
 
 use snapshot::{into_items, pairs, tag, text};
-use view::{Looked, Update, View};
+use view::{Known, Looked, Update, View};
 
 use super::{
     Applied, Assignment, Change, DEDUP_WINDOW, Lifetimes, Look, MAX_SEEN, Store, StoreError,
@@ -166,9 +171,15 @@ impl Drop for Claim<'_> {
 /// What a snapshot read besides the agents' state: for the customer and the sessions.
 struct Fetched {
     update: Update,
-    customer: Option<Customer>,
-    history: Option<(AgentId, SystemTime)>,
+    known: Option<Arc<Known>>,
     sessions: Vec<LiveSession>,
+}
+
+/// What a reserve script sent back besides its outcome: what changed, and what the
+/// customer's records are now.
+struct Refresh {
+    update: Update,
+    known: Option<Arc<Known>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -483,10 +494,6 @@ impl RedisStore {
         now: SystemTime,
         seen: String,
     ) -> Result<Result<Fetched, Answer>, StoreError> {
-        // Only decisions leave the reading to another, and they list no sessions.
-        if seen == NOT_READING {
-            return self.fetch_plain(app, session, look.customer, now).await;
-        }
         let reply = self
             .run(&self.scripts.snapshot, app.id, now, |cmd| {
                 cmd.arg(session.map_or("", SessionId::as_str))
@@ -504,8 +511,7 @@ impl RedisStore {
         }
         let mode = text(items.get(1))?;
         let last = text(items.get(2))?;
-        let history = previous_agent(&text(items.get(3))?)?;
-        let customer = profile(&text(items.get(4))?);
+        let known = Known::read(text(items.get(3))?, text(items.get(4))?)?;
         let mut sessions = Vec::new();
         for (session, raw) in pairs(items.get(5))? {
             let (Ok(session), Ok(record)) = (
@@ -523,45 +529,8 @@ impl RedisStore {
         let update = Update::parse(&mode, &last, items.get(6..).unwrap_or_default())?;
         Ok(Ok(Fetched {
             update,
-            customer,
-            history,
+            known,
             sessions,
-        }))
-    }
-
-    /// A decision's look while another decision of this replica reads the stream: the
-    /// session's record (to replay its answer while its seat is held), the customer's
-    /// previous agent and profile, as one pipeline of plain reads rather than a script.
-    async fn fetch_plain(
-        &self,
-        app: &App,
-        session: Option<&SessionId>,
-        customer: Option<&ClientUserId>,
-        now: SystemTime,
-    ) -> Result<Result<Fetched, Answer>, StoreError> {
-        let keys = self.keys(app.id);
-        let customer = customer.map_or("", ClientUserId::as_str);
-        let mut pipe = redis::pipe();
-        pipe.hget(&keys.sessions, session.map_or("", SessionId::as_str))
-            .hget(&keys.history, customer)
-            .hget(&keys.customers, customer);
-        let (record, history, customer): (Option<String>, Option<String>, Option<String>) =
-            self.query(pipe).await?;
-        if let Some(raw) = record {
-            let record: SessionRecord = record::decode(raw.as_bytes()).map_err(unavailable)?;
-            let record = record.normalized();
-            // A deadline passed but not swept yet: the seat is no longer held.
-            if record.expires_at_ms > to_ms(now)
-                && let Some(answer) = record.replay()
-            {
-                return Ok(Err(answer));
-            }
-        }
-        Ok(Ok(Fetched {
-            update: Update::None,
-            customer: profile(customer.as_deref().unwrap_or_default()),
-            history: previous_agent(history.as_deref().unwrap_or_default())?,
-            sessions: Vec::new(),
         }))
     }
 
@@ -576,7 +545,7 @@ impl RedisStore {
             .unwrap_or_default()
     }
 
-    /// What a decision passes the snapshot script for the changes stream: where to read it
+    /// What a decision passes the reserve script for the changes stream: where to read it
     /// from, with the claim on reading it, or `-` (no reading) when another decision of
     /// this replica is reading it already. Under load, one call in flight at a time carries
     /// what changed, instead of every call carrying it all again.
@@ -605,33 +574,123 @@ impl RedisStore {
         let mut views = self.views.lock().unwrap_or_else(PoisonError::into_inner);
         let view = views.entry(app.id).or_default();
         view.apply(app, fetched.update, |id, spec| self.compile(app, id, spec));
+        if let Some(customer) = customer {
+            view.learn(customer, fetched.known.clone());
+        }
         let looked = Looked {
             view,
-            customer: fetched.customer,
-            history: fetched.history,
-            customer_id: customer.cloned(),
+            known: fetched.known,
+            customer_id: customer,
             sessions: fetched.sessions,
         };
         read(&looked)
     }
 
-    /// What Desk counts beyond the seats of `candidates`, by this replica's view.
-    fn unattributed(
+    /// Runs `decide` over this replica's view of `app` as it is, with what it last read of
+    /// `customer`: the decision, the records it read, and what Desk counts beyond the seats
+    /// of its candidates.
+    fn decide_over_view(
         &self,
-        app: SdkAppId,
-        candidates: &[engine::Candidate],
-    ) -> FastMap<AgentId, u32> {
-        let views = self.views.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(view) = views.get(&app) else {
-            return FastMap::default();
+        app: &App,
+        customer: &ClientUserId,
+        decide: &mut impl FnMut(&dyn StateView) -> Decision,
+    ) -> (Decision, Option<Arc<Known>>, FastMap<AgentId, u32>) {
+        let mut views = self.views.lock().unwrap_or_else(PoisonError::into_inner);
+        let view = views.entry(app.id).or_default();
+        view.apply(app, Update::None, |id, spec| self.compile(app, id, spec));
+        let known = view.known(customer);
+        let looked = Looked {
+            view,
+            known: known.clone(),
+            customer_id: Some(customer),
+            sessions: Vec::new(),
         };
-        candidates
+        let decision = decide(&looked);
+        let unattributed = decision
+            .ranked
             .iter()
             .filter_map(|candidate| {
                 let extra = view.unattributed(&candidate.agent);
                 (extra > 0).then(|| (candidate.agent.clone(), extra))
             })
-            .collect()
+            .collect();
+        (decision, known, unattributed)
+    }
+
+    /// Brings this replica's view of `app` up to date with what a reserve script sent back;
+    /// the view's last change seen, to read from next.
+    fn refresh(&self, app: &App, customer: &ClientUserId, refresh: Refresh) -> String {
+        let mut views = self.views.lock().unwrap_or_else(PoisonError::into_inner);
+        let view = views.entry(app.id).or_default();
+        view.apply(app, refresh.update, |id, spec| self.compile(app, id, spec));
+        view.learn(customer, refresh.known);
+        view.seen()
+    }
+
+    /// Runs the reserve script for `decision`: checked against what it read (`checked`:
+    /// the customer's records) unless `checked` is `None`, sent what changed since `seen`
+    /// (`-`: nothing). The script's reply, and the answer the first candidate would get.
+    #[allow(clippy::too_many_arguments)]
+    async fn reserve(
+        &self,
+        app: &App,
+        handoff: &Handoff,
+        now: SystemTime,
+        decision: &Decision,
+        unattributed: &FastMap<AgentId, u32>,
+        checked: Option<&Option<Arc<Known>>>,
+        seen: &str,
+    ) -> Result<(Vec<Value>, Option<Answer>), StoreError> {
+        let customer = &handoff.client_user;
+        let hold = self.lifetimes.hold(app);
+        let wanted = decision.wants_reservation();
+        let template = wanted.then(|| decision.reserve_at(0));
+        // What the session's record is when it is new and the first candidate takes it.
+        let first = template.as_ref().map(|template| {
+            let (first, _) =
+                session::reserve(None, template, customer, handoff.event_time, now, hold);
+            record::encode(&first)
+        });
+        let reply = self
+            .run(&self.scripts.reserve, app.id, now, |cmd| {
+                cmd.arg(handoff.session.as_str())
+                    .arg(customer.as_str())
+                    .arg(to_ms(now + hold))
+                    .arg(decision.max_agents)
+                    .arg(to_ms(handoff.event_time))
+                    .arg(first.as_deref().unwrap_or_default());
+                let [keep, oldest] = fair_share_args(app, now);
+                cmd.arg(keep).arg(oldest).arg(decision.weight);
+                match checked {
+                    Some(known) => {
+                        let (history, profile) = known.as_deref().map_or(("", ""), |known| {
+                            (known.history_raw.as_str(), known.profile_raw.as_str())
+                        });
+                        cmd.arg("1").arg(history).arg(profile);
+                    }
+                    None => {
+                        cmd.arg("").arg("").arg("");
+                    }
+                }
+                cmd.arg(seen);
+                if !wanted {
+                    return;
+                }
+                // The seats taken below which the session's still fit: capacity less what
+                // Desk counts beyond the seats, less the session's seats but one.
+                let more = decision.weight.saturating_sub(1);
+                for candidate in &decision.ranked {
+                    let extra = unattributed.get(&candidate.agent).copied().unwrap_or(0);
+                    cmd.arg(candidate.agent.as_str()).arg(
+                        candidate
+                            .capacity
+                            .saturating_sub(extra)
+                            .saturating_sub(more),
+                    );
+                }
+            })
+            .await?;
+        Ok((into_items(reply)?, template))
     }
 
     /// The compiled agent for a stored definition, compiled in `app`'s zone once per
@@ -870,70 +929,53 @@ impl Store for RedisStore {
         app: &App,
         handoff: &Handoff,
         now: SystemTime,
-        decide: F,
+        mut decide: F,
     ) -> Result<Assignment, StoreError>
     where
-        F: FnOnce(&dyn StateView) -> Decision + Send,
+        F: FnMut(&dyn StateView) -> Decision + Send,
     {
         let customer = &handoff.client_user;
-        let look = Look {
-            customer: Some(customer),
-            sessions: false,
-        };
-        let (seen, claim) = self.claim(app.id);
-        let fetched = self
-            .fetch(app, Some(&handoff.session), look, now, seen)
-            .await?;
-        let fetched = match fetched {
-            Err(replayed) => return Ok(Assignment::Replayed(replayed)),
-            Ok(fetched) => fetched,
-        };
-        let decision = self.over_view(app, fetched, Some(customer), decide);
-        drop(claim);
-        if !decision.wants_reservation() {
-            return Ok(Assignment::Fresh(decision.without_reservation()));
-        }
-        let template = decision.reserve_at(0);
-        let unattributed = self.unattributed(app.id, &decision.ranked);
-        let hold = self.lifetimes.hold(app);
-        // What the session's record is when it is new and the first candidate takes it.
-        let (first, _) = session::reserve(None, &template, customer, handoff.event_time, now, hold);
-        let reply = self
-            .run(&self.scripts.reserve, app.id, now, |cmd| {
-                cmd.arg(handoff.session.as_str())
-                    .arg(customer.as_str())
-                    .arg(to_ms(now + hold))
-                    .arg(decision.max_agents)
-                    .arg(to_ms(handoff.event_time))
-                    .arg(record::encode(&first));
-                let [keep, oldest] = fair_share_args(app, now);
-                cmd.arg(keep).arg(oldest).arg(decision.weight);
-                // The seats taken below which the session's still fit: capacity less what
-                // Desk counts beyond the seats, less the session's seats but one.
-                let more = decision.weight.saturating_sub(1);
-                for candidate in &decision.ranked {
-                    let extra = unattributed.get(&candidate.agent).copied().unwrap_or(0);
-                    cmd.arg(candidate.agent.as_str()).arg(
-                        candidate
-                            .capacity
-                            .saturating_sub(extra)
-                            .saturating_sub(more),
-                    );
+        let (mut seen, claim) = self.claim(app.id);
+        // The first call is checked against the state as it is; the second, over what the
+        // first sent back, is not.
+        let mut checked = true;
+        loop {
+            let (decision, known, unattributed) = self.decide_over_view(app, customer, &mut decide);
+            let check = checked.then_some(&known);
+            let (items, template) = self
+                .reserve(app, handoff, now, &decision, &unattributed, check, &seen)
+                .await?;
+            let refresh = Refresh {
+                update: Update::parse(
+                    &text(items.get(4))?,
+                    &text(items.get(5))?,
+                    items.get(6..).unwrap_or_default(),
+                )?,
+                known: Known::read(text(items.get(2))?, text(items.get(3))?)?,
+            };
+            let now_seen = self.refresh(app, customer, refresh);
+            if claim.is_some() {
+                seen = now_seen;
+            }
+            let answer = |items: &[Value]| -> Result<Answer, StoreError> {
+                session_record(items.get(1))?
+                    .and_then(|record| record.answered())
+                    .ok_or_else(|| unavailable("a reserved session without its answer"))
+            };
+            return match tag(&items)? {
+                4 if checked => {
+                    checked = false;
+                    continue;
                 }
-            })
-            .await?;
-        let items = into_items(reply)?;
-        let answer = |items: &[Value]| -> Result<Answer, StoreError> {
-            session_record(items.get(1))?
-                .and_then(|record| record.answered())
-                .ok_or_else(|| unavailable("a reserved session without its answer"))
-        };
-        match tag(&items)? {
-            1 => Ok(Assignment::Replayed(answer(&items)?)),
-            2 => Ok(Assignment::Fresh(answer(&items)?)),
-            // Stored as built: the answer is the template's.
-            3 => Ok(Assignment::Fresh(template)),
-            _ => Ok(Assignment::Fresh(decision.without_reservation())),
+                1 => Ok(Assignment::Replayed(answer(&items)?)),
+                2 => Ok(Assignment::Fresh(answer(&items)?)),
+                // Stored as built: the answer is the template's.
+                3 => template
+                    .map(Assignment::Fresh)
+                    .ok_or_else(|| unavailable("a reservation without candidates")),
+                0 => Ok(Assignment::Fresh(decision.without_reservation())),
+                other => Err(unavailable(format!("unexpected reserve reply {other}"))),
+            };
         }
     }
 

@@ -2,25 +2,72 @@
 -- lists, 7 when the user asked (ms), 8 the record to store when the session is new and the
 -- first candidate takes it (built by the router with session::reserve, the usual case, so
 -- that it costs no JSON here), 9/10 fair share's keep ('0': off) and the oldest time it
--- counts (ms), 11 the seats the session takes (its rule's weight), then agent and the
--- seats taken below which it still fits for each ranked candidate. Returns
--- {1, record} to replay, {3} when it reserved the first candidate with ARGV[8] as it is,
--- {2, record} when it reserved with another record, {0} when every candidate is full. The
--- same rules as session::reserve.
+-- counts (ms), 11 the seats the session takes (its rule's weight), 12 '1' when the
+-- decision must have been made over the state as it is now, 13 and 14 the customer's
+-- history and profile records it read ('' for none), 15 the last change the replica has
+-- seen ('' for none; '-' to be sent no changes), then agent and the seats taken below
+-- which the session still fits for each ranked candidate, from 16. The same rules as
+-- session::reserve.
+--
+-- The decision was made before this runs, over the replica's view: with ARGV[12], nothing
+-- is reserved when the customer's records differ from what it read, or when anything
+-- changed since ARGV[15] (this one included: what the sweep released). ARGV[15] '-' (the
+-- replica's view is being read by another of its calls) checks the customer's records
+-- only: such a decision takes the view as it is, one round trip behind at most, and each
+-- candidate's load is still checked here.
+--
+-- Returns {tag, record, history, profile, mode, last, payload...}: tag 1 with the record
+-- to replay, 3 when it reserved the first candidate with ARGV[8] as it is, 2 with the
+-- record it reserved with another, 0 when every candidate is full (or there is none), 4
+-- when the decision was not made over the state as it is (nothing reserved); then the
+-- customer's history and profile as they are now, and what changed since ARGV[15] as
+-- changes_since gives it (mode 'none' for '-').
+local function reply(tag, record)
+  local history, profile = '', ''
+  if ARGV[4] ~= '' then
+    history = redis.call('HGET', KEYS[5], ARGV[4]) or ''
+    profile = redis.call('HGET', KEYS[8], ARGV[4]) or ''
+  end
+  local out = {tag, record or '', history, profile}
+  if ARGV[15] == '-' then
+    out[5] = 'none'
+    out[6] = ''
+    return out
+  end
+  local mode, last, payload = changes_since(ARGV[15])
+  out[5] = mode
+  out[6] = last
+  for _, part in ipairs(payload) do out[#out + 1] = part end
+  return out
+end
+
+-- Whether the decision was made over the state as it is (see above).
+local function current()
+  if ARGV[4] ~= '' and ((redis.call('HGET', KEYS[5], ARGV[4]) or '') ~= ARGV[13]
+      or (redis.call('HGET', KEYS[8], ARGV[4]) or '') ~= ARGV[14]) then
+    return false
+  end
+  if ARGV[15] == '-' then return true end
+  if ARGV[15] == '' then return false end
+  local newest = redis.call('XREVRANGE', KEYS[10], '+', '-', 'COUNT', 1)
+  return #newest > 0 and newest[1][1] == ARGV[15]
+end
+
 local old = nil
 local raw = redis.call('HGET', KEYS[1], ARGV[3])
 if raw then
   old = cjson.decode(raw)
-  if holds_seat(old) and val(old.answer) then return {1, raw} end
+  if holds_seat(old) and val(old.answer) then return reply(1, raw) end
 end
 local now = tonumber(ARGV[1])
 local limit = tonumber(ARGV[6])
 local weight = tonumber(ARGV[11])
-local count = (#ARGV - 11) / 2
+if ARGV[12] == '1' and not current() then return reply(4) end
+local count = (#ARGV - 15) / 2
 for i = 0, count - 1 do
-  local agent = ARGV[12 + 2 * i]
+  local agent = ARGV[16 + 2 * i]
   local active = tonumber(redis.call('HGET', KEYS[3], agent) or '0')
-  if active < tonumber(ARGV[13 + 2 * i]) then
+  if active < tonumber(ARGV[17 + 2 * i]) then
     local asked = tonumber(ARGV[7])
     local record = ARGV[8]
     local tag = 3
@@ -29,7 +76,7 @@ for i = 0, count - 1 do
       local answer = cjson.decode(ARGV[8]).answer
       local agents = {}
       for j = i, math.min(count - 1, i + limit - 1) do
-        table.insert(agents, ARGV[12 + 2 * j])
+        table.insert(agents, ARGV[16 + 2 * j])
       end
       answer.agents = agents
       answer.reserved = agent
@@ -62,8 +109,8 @@ for i = 0, count - 1 do
     remember(ARGV[4], agent, asked)
     redis.call('HSET', KEYS[1], ARGV[3], record)
     redis.call('ZADD', KEYS[2], ARGV[5], ARGV[3])
-    if tag == 3 then return {3} end
-    return {2, record}
+    if tag == 3 then return reply(3) end
+    return reply(2, record)
   end
 end
-return {0}
+return reply(0)

@@ -220,6 +220,35 @@ local function remember_report(id, window_ms, cap)
   if over > 0 then redis.call('ZPOPMIN', KEYS[11], over) end
 end
 
+-- What changed in the app since the change `since` (the last one a replica saw, '' for
+-- none), as three values: 'delta', the newest change ('0-0' when none) and {changes after
+-- `since`, as XRANGE gives them}, while the stream still reaches back to `since` and what
+-- came is less than reading the app whole would be; else 'full', the newest change and the
+-- app's active, last, statuses, roster, confirmed, desk, unattributed, finished, misses,
+-- taken, weighted and waits hashes.
+local function changes_since(since)
+  local newest = redis.call('XREVRANGE', KEYS[10], '+', '-', 'COUNT', 1)
+  local last = '0-0'
+  if #newest > 0 then last = newest[1][1] end
+  if since ~= '' then
+    -- Nothing came since: the stream still holds `since` itself.
+    if since == last then return 'delta', last, {{}} end
+    if redis.call('XRANGE', KEYS[10], '-', since, 'COUNT', 1)[1] then
+      local limit = redis.call('HLEN', KEYS[3]) + redis.call('HLEN', KEYS[4])
+        + redis.call('HLEN', KEYS[6]) + redis.call('HLEN', KEYS[7]) + 16
+      local changes = redis.call('XRANGE', KEYS[10], '(' .. since, '+', 'COUNT', limit)
+      if #changes < limit then return 'delta', last, {changes} end
+    end
+  end
+  return 'full', last, {
+    redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[4]),
+    redis.call('HGETALL', KEYS[6]), redis.call('HGETALL', KEYS[7]),
+    redis.call('HGETALL', KEYS[9]), redis.call('HGETALL', KEYS[13]),
+    redis.call('HGETALL', KEYS[14]), redis.call('HGETALL', KEYS[15]),
+    redis.call('HGETALL', KEYS[16]), redis.call('HGETALL', KEYS[17]),
+    redis.call('HGETALL', KEYS[18]), redis.call('HGETALL', KEYS[19])}
+end
+
 -- Releases the seat of every session whose deadline has passed (the record stays, expired,
 -- for max_session from its deadline), and forgets ended and expired sessions remembered long
 -- enough. The same rules as session::expire.

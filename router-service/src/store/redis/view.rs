@@ -1,10 +1,12 @@
 //! Each replica's own view of an app's agents (loads, idle clocks, statuses, run-time roster
-//! changes, and the floor ranked over them), kept fresh from the app's changes stream: a
-//! decision reads only what changed since this replica last looked (or everything, the
-//! first time and whenever the stream no longer reaches back that far), and while one
-//! decision is reading it the others in flight take the view as it is (one round trip
-//! behind at most). The reserve script still re-checks capacity in Redis, so a view a
-//! moment behind costs at most a move down the ranked list, never an agent over capacity.
+//! changes, and the floor ranked over them) and of the customers it routed, kept fresh from
+//! the replies of the scripts: a decision is made over the view as it is, and its reserve
+//! script sends back what changed since the view last looked (or everything, the first
+//! time and whenever the stream no longer reaches back that far). One decision in flight
+//! at a time is sent the changes and has its decision checked against them; the others
+//! take the view as it is (one round trip behind at most). The reserve script still
+//! re-checks capacity in Redis, so a view a moment behind costs at most a move down the
+//! ranked list, never an agent over capacity.
 
 use std::{sync::Arc, time::SystemTime};
 
@@ -38,7 +40,8 @@ fn stream_id(text: &str) -> Option<StreamId> {
 
 /// What the snapshot script sent to bring a view up to date.
 pub(super) enum Update {
-    /// Nothing: another decision of this replica was reading the stream.
+    /// Nothing: another decision of this replica was reading the stream, or the view is
+    /// taken as it is.
     None,
     /// Every change since the view's last, in order.
     Delta {
@@ -56,6 +59,9 @@ pub(super) enum Update {
 impl Update {
     /// Reads the script's payload: `mode`, the newest change, then the entries or hashes.
     pub(super) fn parse(mode: &str, last: &str, payload: &[Value]) -> Result<Self, StoreError> {
+        if mode == "none" {
+            return Ok(Update::None);
+        }
         let last = stream_id(last).filter(|id| *id != (0, 0));
         if mode == "delta" {
             let mut entries = Vec::new();
@@ -124,6 +130,41 @@ pub(super) struct View {
     compiled_for: u64,
     roster_version: u64,
     floor: Option<Floor>,
+    /// What this replica last read of each customer it routed, for deciding before the
+    /// reserve script says whether it is still so (at most [`KNOWN_CUSTOMERS`]).
+    known: FastMap<ClientUserId, Arc<Known>>,
+}
+
+/// How many customers' records a view keeps; past it, it forgets them all and learns them
+/// again (a decision over a customer it does not know is checked like any other).
+const KNOWN_CUSTOMERS: usize = 10_000;
+
+/// A customer's history and profile records as a reply read them: the text the reserve
+/// script compares with what it holds, and what the text says.
+#[derive(Debug)]
+pub(super) struct Known {
+    pub(super) history_raw: String,
+    pub(super) profile_raw: String,
+    history: Option<(AgentId, SystemTime)>,
+    profile: Option<Customer>,
+}
+
+impl Known {
+    /// The records as read (`""`: none); `None` when there are none.
+    pub(super) fn read(
+        history_raw: String,
+        profile_raw: String,
+    ) -> Result<Option<Arc<Self>>, StoreError> {
+        if history_raw.is_empty() && profile_raw.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Arc::new(Self {
+            history: super::previous_agent(&history_raw)?,
+            profile: super::profile(&profile_raw),
+            history_raw,
+            profile_raw,
+        })))
+    }
 }
 
 impl View {
@@ -145,6 +186,26 @@ impl View {
         }
         self.refreshing = true;
         Some(self.seen())
+    }
+
+    /// What this replica last read of `customer`'s records (`None`: none, or not known).
+    pub(super) fn known(&self, customer: &ClientUserId) -> Option<Arc<Known>> {
+        self.known.get(customer).cloned()
+    }
+
+    /// Remembers what a reply read of `customer`'s records.
+    pub(super) fn learn(&mut self, customer: &ClientUserId, known: Option<Arc<Known>>) {
+        match known {
+            None => {
+                self.known.remove(customer);
+            }
+            Some(known) => {
+                if self.known.len() >= KNOWN_CUSTOMERS && !self.known.contains_key(customer) {
+                    self.known.clear();
+                }
+                self.known.insert(customer.clone(), known);
+            }
+        }
     }
 
     /// Ends a reading claimed by [`View::claim`], whether or not it came back.
@@ -450,12 +511,11 @@ impl View {
     }
 }
 
-/// A decision's look at the state: the view, and what the snapshot read for this customer.
+/// A decision's look at the state: the view, and what was read of this customer.
 pub(super) struct Looked<'a> {
     pub(super) view: &'a View,
-    pub(super) customer: Option<Customer>,
-    pub(super) history: Option<(AgentId, SystemTime)>,
-    pub(super) customer_id: Option<ClientUserId>,
+    pub(super) known: Option<Arc<Known>>,
+    pub(super) customer_id: Option<&'a ClientUserId>,
     pub(super) sessions: Vec<LiveSession>,
 }
 
@@ -463,8 +523,7 @@ impl<'a> Looked<'a> {
     fn bare(view: &'a View) -> Self {
         Self {
             view,
-            customer: None,
-            history: None,
+            known: None,
             customer_id: None,
             sessions: Vec::new(),
         }
@@ -529,14 +588,19 @@ impl StateView for Looked<'_> {
     }
 
     fn customer(&self, id: &ClientUserId) -> Option<&Customer> {
-        self.customer.as_ref().filter(|customer| &customer.id == id)
+        self.known
+            .as_ref()?
+            .profile
+            .as_ref()
+            .filter(|customer| &customer.id == id)
     }
 
     fn last_agent(&self, customer: &ClientUserId) -> Option<(&AgentId, SystemTime)> {
-        if self.customer_id.as_ref() != Some(customer) {
+        if self.customer_id != Some(customer) {
             return None;
         }
-        self.history.as_ref().map(|(agent, at)| (agent, *at))
+        let (agent, at) = self.known.as_ref()?.history.as_ref()?;
+        Some((agent, *at))
     }
 
     fn roster_changes(&self) -> &RosterChanges {
