@@ -1039,12 +1039,12 @@ async fn a_redis_of_a_newer_format_is_refused_until_the_format_is_one_it_reads()
     health_becomes(grpc, ServingStatus::Serving).await?;
     assert_eq!(
         redis_cli(redis.port(), &["GET", "handoff:format"])?,
-        "$1\r\n2\r\n",
+        "$1\r\n3\r\n",
         "written at start"
     );
     client.assign_human(handoff("old-1")).await?;
 
-    redis_cli(redis.port(), &["SET", "handoff:format", "3"])?;
+    redis_cli(redis.port(), &["SET", "handoff:format", "4"])?;
     health_becomes(grpc, ServingStatus::NotServing).await?;
     let refused = client
         .assign_human(handoff("new-1"))
@@ -1053,19 +1053,19 @@ async fn a_redis_of_a_newer_format_is_refused_until_the_format_is_one_it_reads()
         .ok_or("served from a newer layout")?;
     assert_eq!(refused.code(), tonic::Code::Unavailable);
     assert!(
-        refused.message().contains("format 3"),
+        refused.message().contains("format 4"),
         "{}",
         refused.message()
     );
 
-    // An older layout (format 1, as an older replica wrote it) is raised to this one's, so
+    // An older layout (format 2, as an older replica wrote it) is raised to this one's, so
     // that older replicas stop serving from keys they would misread.
-    redis_cli(redis.port(), &["SET", "handoff:format", "1"])?;
+    redis_cli(redis.port(), &["SET", "handoff:format", "2"])?;
     health_becomes(grpc, ServingStatus::Serving).await?;
     client.assign_human(handoff("new-2")).await?;
     assert_eq!(
         redis_cli(redis.port(), &["GET", "handoff:format"])?,
-        "$1\r\n2\r\n",
+        "$1\r\n3\r\n",
         "raised"
     );
     running.shutdown().await

@@ -117,8 +117,9 @@ const FORMAT_KEY: &str = "handoff:format";
 /// seats by weight (the `weighted` hash, sessions' `weight`), keeps missed offers per
 /// session as JSON and groups' waits: a replica of format 1 would count a weighted
 /// session's release as one seat, so this one raises the format it finds, and older ones
-/// then refuse to serve.
-pub const FORMAT: u32 = 2;
+/// then refuse to serve. 3 announces in each change of an agent's load only the fields that
+/// changed (a replica of format 2 would read the others as zero).
+pub const FORMAT: u32 = 3;
 
 /// The scripts, each with the sweep in front.
 struct Scripts {
@@ -651,6 +652,21 @@ impl RedisStore {
                 session::reserve(None, template, customer, handoff.event_time, now, hold);
             record::encode(&first)
         });
+        // Each candidate and the seats taken below which the session still fits: capacity
+        // less what Desk counts beyond the seats, less the session's seats but one.
+        let mut ranked = String::new();
+        if wanted {
+            use std::fmt::Write as _;
+            let more = decision.weight.saturating_sub(1);
+            for candidate in &decision.ranked {
+                let extra = unattributed.get(&candidate.agent).copied().unwrap_or(0);
+                let below = candidate
+                    .capacity
+                    .saturating_sub(extra)
+                    .saturating_sub(more);
+                let _ = write!(ranked, "{} {below} ", candidate.agent);
+            }
+        }
         let reply = self
             .run(&self.scripts.reserve, app.id, now, |cmd| {
                 cmd.arg(handoff.session.as_str())
@@ -672,22 +688,7 @@ impl RedisStore {
                         cmd.arg("").arg("").arg("");
                     }
                 }
-                cmd.arg(seen);
-                if !wanted {
-                    return;
-                }
-                // The seats taken below which the session's still fit: capacity less what
-                // Desk counts beyond the seats, less the session's seats but one.
-                let more = decision.weight.saturating_sub(1);
-                for candidate in &decision.ranked {
-                    let extra = unattributed.get(&candidate.agent).copied().unwrap_or(0);
-                    cmd.arg(candidate.agent.as_str()).arg(
-                        candidate
-                            .capacity
-                            .saturating_sub(extra)
-                            .saturating_sub(more),
-                    );
-                }
+                cmd.arg(seen).arg(ranked);
             })
             .await?;
         Ok((into_items(reply)?, template))

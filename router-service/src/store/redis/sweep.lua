@@ -36,47 +36,70 @@ local function holds_seat(rec)
   return state == nil or state == 'provisional' or state == 'confirmed'
 end
 
--- Appends an agent's load and idle clock as they are now to the changes stream; each
--- script calls it once per agent it changed, after changing it.
+-- The load fields each agent's next announcement carries: those the helpers below changed,
+-- with their new values.
+local dirty = {}
+
+local function mark(agent, field, value)
+  local fields = dirty[agent]
+  if not fields then
+    fields = {}
+    dirty[agent] = fields
+  end
+  fields[field] = value
+end
+
+-- The fields an announcement can carry, in order.
+local LOAD_FIELDS = {'active', 'weighted', 'confirmed', 'last', 'finished', 'misses', 'taken'}
+
+-- Appends to the changes stream the load fields of an agent's that changed, as they are
+-- now (nothing when none did); each script calls it once per agent it changed, after
+-- changing it. A field an entry leaves out is unchanged.
 local function announce(agent)
-  redis.call('XADD', KEYS[10], 'MAXLEN', '~', 20000, '*', 'agent', agent,
-    'active', redis.call('HGET', KEYS[3], agent) or '0',
-    'weighted', redis.call('HGET', KEYS[18], agent) or '0',
-    'confirmed', redis.call('HGET', KEYS[9], agent) or '0',
-    'last', redis.call('HGET', KEYS[4], agent) or '',
-    'finished', redis.call('HGET', KEYS[15], agent) or '',
-    'misses', redis.call('HGET', KEYS[16], agent) or '',
-    'taken', redis.call('HGET', KEYS[17], agent) or '')
+  local fields = dirty[agent]
+  if not fields then return end
+  dirty[agent] = nil
+  local args = {'XADD', KEYS[10], 'MAXLEN', '~', 20000, '*', 'agent', agent}
+  for _, field in ipairs(LOAD_FIELDS) do
+    local value = fields[field]
+    if value ~= nil then
+      args[#args + 1] = field
+      args[#args + 1] = value
+    end
+  end
+  redis.call(unpack(args))
+end
+
+-- Adds `by` to an agent's count in `key` (deleted at zero or below), marking the count's
+-- field for the announcement.
+local function count(key, agent, by, field)
+  local now = redis.call('HINCRBY', key, agent, by)
+  if now <= 0 then
+    redis.call('HDEL', key, agent)
+    now = 0
+  end
+  mark(agent, field, tostring(now))
 end
 
 -- A seat counting `seats` of the agent's (its session's weight) released or taken: the
 -- active and confirmed counts are seats, the weighted one the seats beyond one per session.
 local function release(agent, confirmed, seats)
-  if redis.call('HINCRBY', KEYS[3], agent, -seats) <= 0 then
-    redis.call('HDEL', KEYS[3], agent)
-  end
-  if confirmed and redis.call('HINCRBY', KEYS[9], agent, -seats) <= 0 then
-    redis.call('HDEL', KEYS[9], agent)
-  end
-  if seats > 1 and redis.call('HINCRBY', KEYS[18], agent, 1 - seats) <= 0 then
-    redis.call('HDEL', KEYS[18], agent)
-  end
+  count(KEYS[3], agent, -seats, 'active')
+  if confirmed then count(KEYS[9], agent, -seats, 'confirmed') end
+  if seats > 1 then count(KEYS[18], agent, 1 - seats, 'weighted') end
 end
 
 local function take(agent, confirmed, seats)
-  redis.call('HINCRBY', KEYS[3], agent, seats)
-  if confirmed then
-    redis.call('HINCRBY', KEYS[9], agent, seats)
-  end
-  if seats > 1 then
-    redis.call('HINCRBY', KEYS[18], agent, seats - 1)
-  end
+  count(KEYS[3], agent, seats, 'active')
+  if confirmed then count(KEYS[9], agent, seats, 'confirmed') end
+  if seats > 1 then count(KEYS[18], agent, seats - 1, 'weighted') end
 end
 
 -- Moves the time an agent last finished serving a session (KEYS[15]) forward, never back.
 local function finish(agent, at_ms)
   local last = tonumber(redis.call('HGET', KEYS[15], agent) or '0')
   if tonumber(at_ms) > last then
+    mark(agent, 'finished', at_ms)
     redis.call('HSET', KEYS[15], agent, at_ms)
   end
 end
@@ -101,8 +124,10 @@ local function write_misses(agent, accepted, missed)
     list[#list + 1] = string.format('%s:%.0f', cjson.encode(session), ms)
   end
   -- Built by hand: cjson writes an empty table as an array, and Rust reads a map.
-  redis.call('HSET', KEYS[16], agent, string.format('{"missed":{%s},"accepted_ms":%.0f}',
-    table.concat(list, ','), accepted))
+  local encoded = string.format('{"missed":{%s},"accepted_ms":%.0f}', table.concat(list, ','),
+    accepted)
+  mark(agent, 'misses', encoded)
+  redis.call('HSET', KEYS[16], agent, encoded)
 end
 
 local function miss(agent, session, ms, keep)
@@ -151,7 +176,9 @@ local function took(agent, session, at_ms, oldest_ms, keep)
   end)
   local kept = {}
   for i = 1, math.min(#list, keep) do kept[list[i][1]] = list[i][2] end
-  redis.call('HSET', KEYS[17], agent, cjson.encode(kept))
+  local encoded = cjson.encode(kept)
+  mark(agent, 'taken', encoded)
+  redis.call('HSET', KEYS[17], agent, encoded)
 end
 
 -- Notes that `session`, asked at asked_ms, waited wait_ms in the group keyed `group`
@@ -182,23 +209,27 @@ end
 local function touch(agent, at_ms)
   local last = tonumber(redis.call('HGET', KEYS[4], agent) or '0')
   if tonumber(at_ms) > last then
+    mark(agent, 'last', at_ms)
     redis.call('HSET', KEYS[4], agent, at_ms)
   end
 end
 
 -- Makes agent the customer's previous one, as it happened at event_ms (the reporter's
 -- clock, which orders links) and recorded now (the router's, which sticky_ttl counts from),
--- unless a later link is known.
+-- unless a later link is known. Returns the customer's link as stored now (nil for none).
 local function remember(customer, agent, event_ms)
-  if customer == nil or customer == '' then return end
+  if customer == nil or customer == '' then return nil end
   local raw = redis.call('HGET', KEYS[5], customer)
   if raw then
     local known = cjson.decode(raw)
     local known_ms = val(known.event_ms) or known.at_ms
-    if tonumber(known_ms) > tonumber(event_ms) then return end
+    if tonumber(known_ms) > tonumber(event_ms) then return raw end
   end
-  local link = {agent = agent, at_ms = tonumber(ARGV[1]), event_ms = tonumber(event_ms)}
-  redis.call('HSET', KEYS[5], customer, cjson.encode(link))
+  -- Built by hand (the fields of record::HistoryRecord): cheaper than cjson.encode.
+  local link = string.format('{"agent":%s,"at_ms":%.0f,"event_ms":%.0f}', cjson.encode(agent),
+    tonumber(ARGV[1]), tonumber(event_ms))
+  redis.call('HSET', KEYS[5], customer, link)
+  return link
 end
 
 -- Report identities are KEYS[11], a sorted set of identity -> until when it is remembered

@@ -423,34 +423,54 @@ impl View {
         let Some(Ok(agent)) = field("agent").map(AgentId::parse) else {
             return;
         };
-        if let Some(active) = field("active") {
-            let load = AgentLoad {
-                unattributed: 0,
-                active: active.parse().unwrap_or(0),
-                weighted: field("weighted").and_then(|w| w.parse().ok()).unwrap_or(0),
-                confirmed: field("confirmed").and_then(|c| c.parse().ok()).unwrap_or(0),
-                last_assigned: field("last").and_then(|l| l.parse().ok()).map(from_ms),
-                last_finished: field("finished").and_then(|f| f.parse().ok()).map(from_ms),
-                taken_kept: 0,
-                missed_kept: 0,
-            };
-            self.loads.insert(agent.clone(), load);
-        }
-        if let Some(raw) = field("taken") {
-            match record::decode::<Taken>(raw.as_bytes()) {
-                Ok(taken) if !raw.is_empty() => self.taken.insert(agent.clone(), taken),
-                _ => self.taken.remove(&agent),
-            };
-        }
-        if let Some(raw) = field("misses") {
-            match parse_misses(raw) {
-                Some(misses) => self.misses.insert(agent.clone(), misses),
-                None => self.misses.remove(&agent),
-            };
-        }
-        if let Some(load) = self.loads.get_mut(&agent) {
-            load.taken_kept = self.taken.get(&agent).map_or(0, |t| t.0.len() as u32);
-            load.missed_kept = self.misses.get(&agent).map_or(0, |m| m.missed.len() as u32);
+        // A load announcement carries the fields that changed; the others are as they were.
+        let loaded = [
+            "active",
+            "weighted",
+            "confirmed",
+            "last",
+            "finished",
+            "taken",
+            "misses",
+        ]
+        .iter()
+        .any(|name| field(name).is_some());
+        if loaded {
+            let load = self.loads.entry(agent.clone()).or_default();
+            let count = |value: &str| value.parse().unwrap_or(0);
+            let time = |value: &str| value.parse().ok().map(from_ms);
+            if let Some(active) = field("active") {
+                load.active = count(active);
+            }
+            if let Some(weighted) = field("weighted") {
+                load.weighted = count(weighted);
+            }
+            if let Some(confirmed) = field("confirmed") {
+                load.confirmed = count(confirmed);
+            }
+            if let Some(last) = field("last") {
+                load.last_assigned = time(last);
+            }
+            if let Some(finished) = field("finished") {
+                load.last_finished = time(finished);
+            }
+            if let Some(raw) = field("taken") {
+                match record::decode::<Taken>(raw.as_bytes()) {
+                    Ok(taken) if !raw.is_empty() => self.taken.insert(agent.clone(), taken),
+                    _ => self.taken.remove(&agent),
+                };
+            }
+            if let Some(raw) = field("misses") {
+                match parse_misses(raw) {
+                    Some(misses) => self.misses.insert(agent.clone(), misses),
+                    None => self.misses.remove(&agent),
+                };
+            }
+            let taken_kept = self.taken.get(&agent).map_or(0, |t| t.0.len() as u32);
+            let missed_kept = self.misses.get(&agent).map_or(0, |m| m.missed.len() as u32);
+            let load = self.loads.entry(agent.clone()).or_default();
+            load.taken_kept = taken_kept;
+            load.missed_kept = missed_kept;
         }
         if let Some(status) = field("status") {
             match record::decode::<StatusRecord>(status.as_bytes()) {
@@ -710,6 +730,47 @@ mod tests {
         // A read that came back with nothing leaves the view where it was.
         view.apply(app, Update::None, |_, _| None);
         assert_eq!(view.seen(), "7-1");
+        Ok(())
+    }
+
+    #[test]
+    fn a_load_announcement_changes_the_fields_it_carries_and_leaves_the_others()
+    -> Result<(), testing::Error> {
+        let catalog = testing::catalog()?;
+        let app = catalog.app(app_id()?).ok_or("no app")?;
+        let agent = AgentId::parse("ann@example.com")?;
+        let entry = |id: StreamId, fields: &[(&str, &str)]| {
+            let mut all = vec![("agent".to_owned(), agent.to_string())];
+            all.extend(
+                fields
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+            );
+            (id, all)
+        };
+        let mut view = View::default();
+        let entries = vec![
+            entry(
+                (1, 0),
+                &[("active", "2"), ("confirmed", "1"), ("last", "5000")],
+            ),
+            // A reservation: a seat and the idle clock.
+            entry((2, 0), &[("active", "3"), ("last", "9000")]),
+            // A session that ended: the time it finished.
+            entry((3, 0), &[("finished", "9500")]),
+        ];
+        view.apply(
+            app,
+            Update::Delta {
+                last: Some((3, 0)),
+                entries,
+            },
+            |_, _| None,
+        );
+        let load = view.loads.get(&agent).copied().ok_or("no load")?;
+        assert_eq!((load.active, load.confirmed), (3, 1));
+        assert_eq!(load.last_assigned, Some(from_ms(9000)));
+        assert_eq!(load.last_finished, Some(from_ms(9500)));
         Ok(())
     }
 }
