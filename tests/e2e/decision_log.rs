@@ -24,7 +24,7 @@ fn logging_to(log: &std::path::Path) -> Vec<(&'static str, String)> {
 
 /// The lines of `log` once it has at least `count` (written off the hot path, so this
 /// waits a little), or as many as it has after a few seconds.
-async fn lines_of(log: &std::path::Path, count: usize) -> Vec<String> {
+pub async fn lines_of(log: &std::path::Path, count: usize) -> Vec<String> {
     let mut lines = Vec::new();
     for _ in 0..100 {
         lines = std::fs::read_to_string(log)

@@ -618,6 +618,48 @@ async fn a_replica_decides_over_a_customers_records_as_redis_holds_them_not_as_i
     Ok(())
 }
 
+/// A Redis replica decides before its reserve script finds the session answered: the
+/// decision log's replay names no agents considered, as on the local stores, where a
+/// replay decides nothing.
+#[tokio::test]
+async fn a_replayed_answer_on_redis_logs_no_agents_considered() -> TestResult {
+    let Some(redis) = RedisServer::start()? else {
+        return Ok(());
+    };
+    let dir = crate::support::Scratch::new("redis-dlog")?;
+    let log = dir.join("decisions.jsonl");
+    let mut env = Replica::env(redis.url(), false).to_vec();
+    env.push((
+        "HANDOFF__ROUTER__DECISION_LOG__PATH",
+        log.display().to_string(),
+    ));
+    let running = launch(&floor(), &env, true, false).await?;
+    let router = running.router.ok_or("no router")?;
+    let mut client = RouterServiceClient::connect(format!("http://{router}")).await?;
+    for _ in 0..2 {
+        client.assign_human(handoff("r-1")).await?;
+    }
+    let lines = crate::decision_log::lines_of(&log, 3).await;
+    running.shutdown().await?;
+    let decisions: Vec<Box<handoff_router::decision_log::Decided>> = lines
+        .iter()
+        .map(|line| serde_json::from_str(line))
+        .collect::<Result<Vec<handoff_router::decision_log::Entry>, _>>()?
+        .into_iter()
+        .filter_map(|entry| match entry {
+            handoff_router::decision_log::Entry::Decision(decided) => Some(decided),
+            _ => None,
+        })
+        .collect();
+    let [first, again] = decisions.as_slice() else {
+        return Err(format!("two decisions, not {lines:?}").into());
+    };
+    assert!(!first.replayed && !first.considered.is_empty(), "{first:?}");
+    assert!(again.replayed, "{again:?}");
+    assert!(again.considered.is_empty(), "{:?}", again.considered);
+    Ok(())
+}
+
 #[tokio::test]
 async fn agents_added_at_run_time_follow_a_reloaded_time_zone() -> TestResult {
     let Some(redis) = RedisServer::start()? else {

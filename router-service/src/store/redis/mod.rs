@@ -8,10 +8,11 @@
 //! live session, checks that the decision was made over the state as it is, re-checks
 //! each ranked candidate's load and reserves the first still below capacity, and sends
 //! back what changed since the view last looked. Two replicas deciding at the same moment
-//! therefore never push an agent over capacity. When the customer's records, or anything
-//! but agents' loads, changed since the view looked, the script reserves nothing and sends
-//! what did: the engine decides again over that, and the second call reserves (two round
-//! trips, at most).
+//! therefore never push an agent over capacity. When the customer's records differ from
+//! what the replica read, or (for the one decision of a replica in flight that brings its
+//! view up to date) anything changed since the view looked, the script reserves nothing and
+//! sends what did: the engine decides again over that, and the second call reserves (two
+//! round trips, at most).
 //!
 //! A session event reads the session's record, computes its next state with the same
 //! [`session`] rules as the local store, and stores it with a script that applies it only if
@@ -174,13 +175,6 @@ struct Fetched {
     update: Update,
     known: Option<Arc<Known>>,
     sessions: Vec<LiveSession>,
-}
-
-/// What a reserve script sent back besides its outcome: what changed, and what the
-/// customer's records are now.
-struct Refresh {
-    update: Update,
-    known: Option<Arc<Known>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -598,7 +592,7 @@ impl RedisStore {
     ) -> (Decision, Option<Arc<Known>>, FastMap<AgentId, u32>) {
         let mut views = self.views.lock().unwrap_or_else(PoisonError::into_inner);
         let view = views.entry(app.id).or_default();
-        view.apply(app, Update::None, |id, spec| self.compile(app, id, spec));
+        view.prepare(app, |id, spec| self.compile(app, id, spec));
         let known = view.known(customer);
         let looked = Looked {
             view,
@@ -618,13 +612,20 @@ impl RedisStore {
         (decision, known, unattributed)
     }
 
-    /// Brings this replica's view of `app` up to date with what a reserve script sent back;
-    /// the view's last change seen, to read from next.
-    fn refresh(&self, app: &App, customer: &ClientUserId, refresh: Refresh) -> String {
+    /// Brings this replica's view of `app` up to date with what a reserve script sent back
+    /// (what changed, and what `customer`'s records are now); the view's last change seen,
+    /// to read from next.
+    fn refresh(
+        &self,
+        app: &App,
+        customer: &ClientUserId,
+        update: Update,
+        known: Option<Arc<Known>>,
+    ) -> String {
         let mut views = self.views.lock().unwrap_or_else(PoisonError::into_inner);
         let view = views.entry(app.id).or_default();
-        view.apply(app, refresh.update, |id, spec| self.compile(app, id, spec));
-        view.learn(customer, refresh.known);
+        view.apply(app, update, |id, spec| self.compile(app, id, spec));
+        view.learn(customer, known);
         view.seen()
     }
 
@@ -946,15 +947,13 @@ impl Store for RedisStore {
             let (items, template) = self
                 .reserve(app, handoff, now, &decision, &unattributed, check, &seen)
                 .await?;
-            let refresh = Refresh {
-                update: Update::parse(
-                    &text(items.get(4))?,
-                    &text(items.get(5))?,
-                    items.get(6..).unwrap_or_default(),
-                )?,
-                known: Known::read(text(items.get(2))?, text(items.get(3))?)?,
-            };
-            let now_seen = self.refresh(app, customer, refresh);
+            let update = Update::parse(
+                &text(items.get(4))?,
+                &text(items.get(5))?,
+                items.get(6..).unwrap_or_default(),
+            )?;
+            let known = Known::read(text(items.get(2))?, text(items.get(3))?)?;
+            let now_seen = self.refresh(app, customer, update, known);
             if claim.is_some() {
                 seen = now_seen;
             }

@@ -38,10 +38,9 @@ fn stream_id(text: &str) -> Option<StreamId> {
     Some((ms.parse().ok()?, seq.parse().ok()?))
 }
 
-/// What the snapshot script sent to bring a view up to date.
+/// What a script sent to bring a view up to date.
 pub(super) enum Update {
-    /// Nothing: another decision of this replica was reading the stream, or the view is
-    /// taken as it is.
+    /// Nothing: another decision of this replica is reading the stream.
     None,
     /// Every change since the view's last, in order.
     Delta {
@@ -507,7 +506,11 @@ impl View {
 
     /// Compiles the roster changes for `app` if the app or the changes are new to the view,
     /// and ranks the floor again if it is stale.
-    fn prepare(&mut self, app: &App, compile: impl Fn(&AgentId, &str) -> Option<Arc<Agent>>) {
+    pub(super) fn prepare(
+        &mut self,
+        app: &App,
+        compile: impl Fn(&AgentId, &str) -> Option<Arc<Agent>>,
+    ) {
         if self.compiled_for != app.version() {
             self.overlays = self
                 .specs
